@@ -1,0 +1,1 @@
+"""The measurement core: hardware -> meter -> tracker. Never imports an ML framework."""

@@ -1,0 +1,184 @@
+"""Records the tracker produces: EmissionsData for a run, WindowRecord for an epoch, phase or task.
+
+Units follow CodeCarbon's ``emissions.csv``: duration in s, emissions in kg CO2eq, emissions_rate in
+kg/s, powers in W, energies in kWh, water in L, memory in GB. Our own columns put their unit in the
+name (``carbon_intensity_g_per_kwh``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The columns CodeCarbon 3.3 writes to emissions.csv, in its order.
+CODECARBON_COLUMNS: tuple[str, ...] = (
+    "timestamp",
+    "project_name",
+    "run_id",
+    "experiment_id",
+    "duration",
+    "emissions",
+    "emissions_rate",
+    "cpu_power",
+    "gpu_power",
+    "ram_power",
+    "cpu_energy",
+    "gpu_energy",
+    "ram_energy",
+    "energy_consumed",
+    "water_consumed",
+    "country_name",
+    "country_iso_code",
+    "region",
+    "cloud_provider",
+    "cloud_region",
+    "os",
+    "python_version",
+    "codecarbon_version",
+    "cpu_count",
+    "cpu_model",
+    "gpu_count",
+    "gpu_model",
+    "longitude",
+    "latitude",
+    "ram_total_size",
+    "tracking_mode",
+    "cpu_utilization_percent",
+    "gpu_utilization_percent",
+    "ram_utilization_percent",
+    "ram_used_gb",
+    "on_cloud",
+    "pue",
+    "wue",
+)
+
+#: Our own columns, after CodeCarbon's. Fixed: everything variable goes into ``metadata`` (JSON).
+EXTRA_COLUMNS: tuple[str, ...] = (
+    "status",
+    "cpu_method",
+    "gpu_method",
+    "ram_method",
+    "carbon_intensity_g_per_kwh",
+    "carbon_intensity_source",
+    "tracker_version",
+    "metadata",
+)
+
+#: The window columns of emissions_windows.csv, between CodeCarbon's and ours.
+WINDOW_COLUMNS: tuple[str, ...] = (
+    "window_id",
+    "kind",
+    "name",
+    "epoch",
+    "phase",
+    "start_timestamp",
+    "end_timestamp",
+)
+
+RUN_CSV_COLUMNS: tuple[str, ...] = CODECARBON_COLUMNS + EXTRA_COLUMNS
+WINDOW_CSV_COLUMNS: tuple[str, ...] = CODECARBON_COLUMNS + WINDOW_COLUMNS + EXTRA_COLUMNS
+
+WINDOW_KINDS = ("run", "task", "epoch", "phase", "step", "time", "flush")
+PHASES = ("train", "validation", "test", "predict", "other")
+STATUSES = ("running", "completed", "incomplete", "failed", "interrupted", "budget_stop")
+
+
+@dataclass
+class EmissionsData:
+    """One run's figures (or a delta of them), with CodeCarbon's field names and units."""
+
+    timestamp: str = ""
+    project_name: str = ""
+    run_id: str = ""
+    experiment_id: str = ""
+    duration: float = 0.0
+    emissions: float = 0.0
+    emissions_rate: float = 0.0
+    cpu_power: float = 0.0
+    gpu_power: float = 0.0
+    ram_power: float = 0.0
+    cpu_energy: float = 0.0
+    gpu_energy: float = 0.0
+    ram_energy: float = 0.0
+    energy_consumed: float = 0.0
+    water_consumed: float = 0.0
+    country_name: str = ""
+    country_iso_code: str = ""
+    region: str = ""
+    cloud_provider: str = ""
+    cloud_region: str = ""
+    os: str = ""
+    python_version: str = ""
+    codecarbon_version: str = ""
+    cpu_count: int = 0
+    cpu_model: str = ""
+    gpu_count: int = 0
+    gpu_model: str = ""
+    longitude: float | None = None
+    latitude: float | None = None
+    ram_total_size: float = 0.0
+    tracking_mode: str = "machine"
+    cpu_utilization_percent: float = 0.0
+    gpu_utilization_percent: float = 0.0
+    ram_utilization_percent: float = 0.0
+    ram_used_gb: float = 0.0
+    on_cloud: str = "N"
+    pue: float = 1.0
+    wue: float = 0.0
+    # ours
+    status: str = "completed"
+    cpu_method: str = ""
+    gpu_method: str = ""
+    ram_method: str = ""
+    carbon_intensity_g_per_kwh: float = 0.0
+    carbon_intensity_source: str = ""
+    tracker_version: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """CodeCarbon's ``EmissionsData.values``: the fields as an ordered dict."""
+        return self.to_dict()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def to_row(self, columns: tuple[str, ...]) -> dict[str, Any]:
+        """The record as a CSV row over ``columns`` (metadata as JSON, None as empty)."""
+        out: dict[str, Any] = {}
+        for name in columns:
+            value = getattr(self, name, "")
+            if name == "metadata":
+                value = json.dumps(value, sort_keys=True, default=str) if value else "{}"
+            elif value is None:
+                value = ""
+            out[name] = value
+        return out
+
+    def compute_delta_emission(self, previous: EmissionsData) -> EmissionsData:
+        """The difference ``self - previous`` for the additive fields (CodeCarbon's name)."""
+        delta = dataclasses.replace(self, metadata=dict(self.metadata))
+        for name in ("duration", "emissions", "cpu_energy", "gpu_energy", "ram_energy",
+                     "energy_consumed", "water_consumed"):
+            setattr(delta, name, getattr(self, name) - getattr(previous, name))
+        delta.emissions_rate = delta.emissions / delta.duration if delta.duration > 0 else 0.0
+        return delta
+
+
+@dataclass
+class WindowRecord(EmissionsData):
+    """A window of a run (an epoch, a phase, a task, a flush): the run's fields plus where it lies.
+
+    ``timestamp`` is when the window closed; ``start_timestamp`` / ``end_timestamp`` are ISO 8601
+    UTC times of its edges.
+    """
+
+    window_id: str = ""
+    kind: str = "task"
+    name: str = ""
+    epoch: int | None = None
+    phase: str = "other"
+    start_timestamp: str = ""
+    end_timestamp: str = ""
