@@ -468,6 +468,38 @@ class BaseEmissionsTracker:
             self._outputs.call("window_out", record)
             return record
 
+    def switch_window(
+        self,
+        window_id: str,
+        kind: str,
+        name: str = "",
+        *,
+        epoch: int | None = None,
+        phase: str = "other",
+        status: str = "completed",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> tuple[WindowRecord, str]:
+        """Close ``window_id`` and open the next window at the same instant (one meter read).
+
+        Windows switched this way tile time exactly: their energies sum to the span's energy.
+        Returns the closed window's record and the new window's id.
+        """
+        if kind not in WINDOW_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(WINDOW_KINDS)}, got {kind!r}")
+        if phase not in PHASES:
+            raise ValueError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")
+        with self._lock:
+            window = self._windows.pop(window_id, None)
+            if window is None:
+                raise KeyError(f"no open window with id {window_id!r}")
+            assert self._meter is not None
+            edge = self._meter.snapshot()
+            record = self._window_record(window, edge, status=status)
+            new = _OpenWindow(self._new_window_id(), kind, name, epoch, phase, edge, dict(metadata or {}))
+            self._windows[new.window_id] = new
+        self._outputs.call("window_out", record)
+        return record, new.window_id
+
     @property
     def open_windows(self) -> list[str]:
         return list(self._windows)

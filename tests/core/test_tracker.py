@@ -1,0 +1,297 @@
+"""The tracker: runs, windows, tasks, flush, restart, resume, failures, fork, exit."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from codecarbon_callbacks import BaseOutput, EmissionsData, OfflineEmissionsTracker, read_emissions, track_emissions
+from codecarbon_callbacks.core.records import RUN_CSV_COLUMNS, WINDOW_CSV_COLUMNS
+from core.constant_power import components
+
+J_PER_KWH = 3.6e6
+FORCED_G_PER_KWH = 100.0
+
+
+class Recorder(BaseOutput):
+    def __init__(self) -> None:
+        self.outs: list[tuple[EmissionsData, EmissionsData]] = []
+        self.lives: list[tuple[EmissionsData, EmissionsData]] = []
+        self.windows: list = []
+        self.tasks: list = []
+        self.exited = 0
+
+    def out(self, total, delta):
+        self.outs.append((total, delta))
+
+    def live_out(self, total, delta):
+        self.lives.append((total, delta))
+
+    def window_out(self, record):
+        self.windows.append(record)
+
+    def task_out(self, data, experiment_name):
+        self.tasks.append((data, experiment_name))
+
+    def exit(self):
+        self.exited += 1
+
+
+def make_tracker(tmp_path: Path, **kwargs) -> OfflineEmissionsTracker:
+    params = dict(
+        country_iso_code="FRA",
+        output_dir=str(tmp_path),
+        force_carbon_intensity_g_co2e_kwh=FORCED_G_PER_KWH,
+        components=components(),
+        measure_power_secs=60,
+    )
+    params.update(kwargs)
+    return OfflineEmissionsTracker(**params)
+
+
+def test_run_energy_and_emissions_follow_the_model(tmp_path: Path) -> None:
+    tracker = make_tracker(tmp_path, pue=1.5, wue=2.0)
+    tracker.start()
+    time.sleep(0.3)
+    kg = tracker.stop()
+    data = tracker.final_emissions_data
+    assert data is not None and kg == data.emissions
+    # constant powers 50 / 300 / 5 W: energy is power x duration exactly
+    assert data.cpu_energy == pytest.approx(50 * data.duration / J_PER_KWH, rel=1e-6)
+    assert data.gpu_energy == pytest.approx(300 * data.duration / J_PER_KWH, rel=1e-6)
+    assert data.ram_energy == pytest.approx(5 * data.duration / J_PER_KWH, rel=1e-6)
+    assert data.cpu_power == pytest.approx(50) and data.gpu_power == pytest.approx(300)
+    assert data.energy_consumed == pytest.approx(data.cpu_energy + data.gpu_energy + data.ram_energy)
+    assert data.emissions == pytest.approx(data.energy_consumed * 1.5 * FORCED_G_PER_KWH / 1000)
+    assert data.water_consumed == pytest.approx(data.energy_consumed * 2.0)
+    assert data.duration >= 0.3
+    assert data.carbon_intensity_source == "forced"
+    assert data.status == "completed"
+    assert data.country_iso_code == "FRA"
+    assert [c["name"] for c in data.metadata["components"]] == ["cpu:package-0", "gpu:0", "ram"]
+    frame = read_emissions(tmp_path / "emissions.csv")
+    assert tuple(frame.columns) == RUN_CSV_COLUMNS
+    assert len(frame) == 1
+    assert frame.loc[0, "run_id"] == tracker.run_id
+    assert frame.loc[0, "emissions"] == pytest.approx(data.emissions)
+
+
+def test_sampler_runs_and_is_joined_on_stop(tmp_path: Path) -> None:
+    tracker = make_tracker(tmp_path, output_methods=[])
+    before = {t.name for t in threading.enumerate()}
+    tracker.start()
+    time.sleep(0.3)
+    assert "codecarbon-callbacks-sampler" in {t.name for t in threading.enumerate()}
+    tracker.stop()
+    assert "codecarbon-callbacks-sampler" not in {t.name for t in threading.enumerate()} - before
+    assert tracker.components[0].samples >= 3  # every 50 ms
+
+
+def test_windows_nest_and_tiled_windows_sum_to_the_run(tmp_path: Path) -> None:
+    recorder = Recorder()
+    tracker = make_tracker(tmp_path, output_handlers=[recorder])
+    tracker.start()
+    outer = tracker.open_window("task", "outer")
+    window = tracker.open_window("epoch", "epoch 0", epoch=0, phase="train")
+    records = []
+    for epoch in range(3):
+        time.sleep(0.05)
+        nested = tracker.open_window("phase", "validation", epoch=epoch, phase="validation")
+        time.sleep(0.02)
+        tracker.close_window(nested)
+        record, window = tracker.switch_window(window, "epoch", f"epoch {epoch + 1}", epoch=epoch + 1, phase="train")
+        records.append(record)
+    last = tracker.close_window(window)
+    outer_record = tracker.close_window(outer)
+    tracker.stop()
+    tiled = records + [last]
+    assert sum(r.energy_consumed for r in tiled) == pytest.approx(outer_record.energy_consumed, rel=1e-9)
+    assert sum(r.duration for r in tiled) == pytest.approx(outer_record.duration, rel=1e-9)
+    assert [r.epoch for r in tiled] == [0, 1, 2, 3]
+    kinds = [w.kind for w in recorder.windows]
+    assert kinds.count("phase") == 3 and kinds.count("epoch") == 4 and kinds.count("task") == 1
+    frame = read_emissions(tmp_path / "emissions_windows.csv")
+    assert tuple(frame.columns) == WINDOW_CSV_COLUMNS
+    assert len(frame) == 8
+    assert set(frame["run_id"]) == {tracker.run_id}
+    assert frame["epoch"].dtype.name == "Int64"
+
+
+def test_tasks_and_flush_never_stop_measuring(tmp_path: Path) -> None:
+    recorder = Recorder()
+    tracker = make_tracker(tmp_path, output_handlers=[recorder])
+    tracker.start()
+    tracker.start_task("load")
+    time.sleep(0.05)
+    task = tracker.stop_task()
+    assert task.name == "load" and task.kind == "task" and task.energy_consumed > 0
+    kg1 = tracker.flush()  # CodeCarbon 3.3 fails here; we must not
+    time.sleep(0.05)
+    kg2 = tracker.flush()
+    assert kg1 is not None and kg2 is not None and kg2 > kg1
+    final = tracker.stop()
+    assert final is not None and final > kg2
+    # out() got cumulative totals and deltas that add up
+    totals = [t.emissions for t, _ in recorder.outs]
+    deltas = [d.emissions for _, d in recorder.outs]
+    assert totals == sorted(totals) and sum(deltas) == pytest.approx(totals[-1])
+    assert recorder.tasks and recorder.tasks[0][0][0].name == "load"
+    assert recorder.exited == 1
+    frame = read_emissions(tmp_path / "emissions.csv")
+    assert list(frame["status"]) == ["running", "running", "completed"]
+
+
+def test_start_after_stop_is_a_new_run(tmp_path: Path) -> None:
+    tracker = make_tracker(tmp_path)
+    tracker.start()
+    tracker.start()  # a second start while running is ignored, not a crash
+    first = tracker.run_id
+    tracker.stop()
+    tracker.start()
+    assert tracker.run_id != first and tracker.is_running
+    tracker.stop()
+    frame = read_emissions(tmp_path / "emissions.csv")
+    assert len(set(frame["run_id"])) == 2
+
+
+def test_update_mode_rewrites_the_runs_row(tmp_path: Path) -> None:
+    tracker = make_tracker(tmp_path, on_csv_write="update")
+    tracker.start()
+    tracker.flush()
+    tracker.flush()
+    tracker.stop()
+    frame = read_emissions(tmp_path / "emissions.csv")
+    assert len(frame) == 1 and frame.loc[0, "status"] == "completed"
+
+
+def test_failing_output_never_stops_training(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(BaseOutput):
+        def out(self, total, delta):
+            raise OSError("disk full")
+
+        def window_out(self, record):
+            raise RuntimeError("boom")
+
+    recorder = Recorder()
+    tracker = make_tracker(tmp_path, output_handlers=[Broken(), recorder])
+    tracker.start()
+    tracker.close_window(tracker.open_window("epoch", "e", epoch=0, phase="train"))
+    assert tracker.stop() is not None
+    assert len(recorder.outs) == 1 and len(recorder.windows) == 1  # the others still got it
+    assert "disk full" in caplog.text and "boom" in caplog.text
+    assert len(read_emissions(tmp_path / "emissions.csv")) == 1
+
+
+def test_live_out_every_api_call_interval(tmp_path: Path) -> None:
+    recorder = Recorder()
+    tracker = make_tracker(tmp_path, output_handlers=[recorder], measure_power_secs=0.05, api_call_interval=2)
+    tracker.start()
+    time.sleep(0.5)
+    tracker.stop()
+    assert 2 <= len(recorder.lives) <= 6
+    totals = [t.energy_consumed for t, _ in recorder.lives]
+    assert totals == sorted(totals)
+    assert sum(d.energy_consumed for _, d in recorder.lives) == pytest.approx(totals[-1])
+
+
+def test_resume_keeps_run_id_and_adds_offsets(tmp_path: Path) -> None:
+    first = make_tracker(tmp_path)
+    first.start()
+    time.sleep(0.1)
+    first.stop(status="interrupted")
+    state = json.loads(json.dumps(first.state_dict()))
+    second = make_tracker(tmp_path)
+    second.load_state_dict(state)
+    second.start()
+    time.sleep(0.1)
+    second.stop()
+    a, b = first.final_emissions_data, second.final_emissions_data
+    assert b.run_id == a.run_id
+    assert b.energy_consumed > a.energy_consumed
+    assert b.duration == pytest.approx(a.duration + (b.duration - a.duration))
+    assert b.emissions > a.emissions
+    assert b.cpu_energy - a.cpu_energy == pytest.approx(50 * (b.duration - a.duration) / J_PER_KWH, rel=1e-6)
+    with pytest.raises(ValueError, match="state"):
+        second.load_state_dict({"nothing": 1})
+
+
+def test_context_manager_records_failure(tmp_path: Path) -> None:
+    tracker = make_tracker(tmp_path)
+    with pytest.raises(ZeroDivisionError):
+        with tracker:
+            window = tracker.open_window("epoch", "e", epoch=0, phase="train")
+            1 / 0
+    assert tracker.final_emissions_data.status == "failed"
+    windows = read_emissions(tmp_path / "emissions_windows.csv")
+    assert list(windows["status"]) == ["failed"]
+    assert window not in tracker.open_windows
+
+
+def test_track_emissions_decorator(tmp_path: Path) -> None:
+    @track_emissions(offline=True, country_iso_code="FRA", output_dir=str(tmp_path), components=components())
+    def work(x: int) -> int:
+        return x * 2
+
+    assert work(21) == 42
+    assert len(read_emissions(tmp_path / "emissions.csv")) == 1
+
+
+def test_window_arguments_are_checked(tmp_path: Path) -> None:
+    tracker = make_tracker(tmp_path, output_methods=[])
+    with pytest.raises(RuntimeError, match="start"):
+        tracker.open_window("epoch")
+    tracker.start()
+    with pytest.raises(ValueError, match="kind"):
+        tracker.open_window("fortnight")
+    with pytest.raises(ValueError, match="phase"):
+        tracker.open_window("epoch", phase="warmup")
+    with pytest.raises(KeyError):
+        tracker.close_window("nope")
+    tracker.stop()
+
+
+def _child_work(queue) -> None:  # runs in a forked child (a DataLoader worker)
+    queue.put(sum(range(10000)))
+
+
+def test_fork_while_sampling_is_safe(tmp_path: Path) -> None:
+    tracker = make_tracker(tmp_path)
+    tracker.start()
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_child_work, args=(queue,)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=20) for _ in procs]
+    for p in procs:
+        p.join(timeout=20)
+    assert results == [49995000] * 3
+    assert all(p.exitcode == 0 for p in procs)
+    time.sleep(0.1)
+    assert tracker.stop() is not None
+    assert len(read_emissions(tmp_path / "emissions.csv")) == 1  # children wrote nothing
+
+
+def test_open_run_at_exit_is_written_incomplete(tmp_path: Path) -> None:
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+from codecarbon_callbacks import OfflineEmissionsTracker
+from core.constant_power import components
+t = OfflineEmissionsTracker(country_iso_code="FRA", output_dir={str(tmp_path)!r}, components=components())
+t.start()
+t.open_window("epoch", "e0", epoch=0, phase="train")
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60, env={**os.environ, "HOME": str(tmp_path)})
+    runs = read_emissions(tmp_path / "emissions.csv")
+    windows = read_emissions(tmp_path / "emissions_windows.csv")
+    assert list(runs["status"]) == ["incomplete"]
+    assert list(windows["status"]) == ["incomplete"]

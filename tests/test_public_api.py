@@ -1,0 +1,101 @@
+"""The public surface: CodeCarbon 3.3.2's parameters accepted, exports pinned, imports light."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import sys
+
+import pytest
+
+import codecarbon_callbacks
+from codecarbon_callbacks import EmissionsTracker, OfflineEmissionsTracker
+
+HEAVY_MODULES = (
+    "torch", "lightning", "pytorch_lightning", "transformers", "keras", "tensorflow", "jax",
+    "pynvml", "pandas", "requests", "prometheus_client", "logfire", "opentelemetry",
+)
+
+
+def _params(func) -> dict[str, inspect.Parameter]:
+    return {
+        name: p for name, p in inspect.signature(func).parameters.items()
+        if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
+
+
+def test_every_codecarbon_parameter_is_accepted() -> None:
+    cc = pytest.importorskip("codecarbon")
+    assert cc.__version__ == "3.3.2"
+    from codecarbon.emissions_tracker import BaseEmissionsTracker as CCBase
+    from codecarbon.emissions_tracker import OfflineEmissionsTracker as CCOffline
+
+    ours = _params(codecarbon_callbacks.BaseEmissionsTracker.__init__)
+    theirs = _params(CCBase.__init__)
+    missing = sorted(set(theirs) - set(ours))
+    assert missing == [], f"CodeCarbon parameters we do not accept: {missing}"
+    # same order for the positional ones, so positional calls mean the same
+    assert list(ours)[: len(theirs)] == list(theirs)
+    offline_ours = _params(OfflineEmissionsTracker.__init__)
+    offline_theirs = _params(CCOffline.__init__)
+    assert set(offline_theirs) <= set(offline_ours)
+
+
+def test_codecarbon_call_with_every_parameter_works(tmp_path) -> None:
+    with pytest.warns(DeprecationWarning):
+        tracker = OfflineEmissionsTracker(
+            project_name="p", measure_power_secs=15, api_call_interval=8,
+            api_endpoint="https://api.codecarbon.io", api_key="secret", output_dir=str(tmp_path),
+            output_file="emissions.csv", output_methods=None, save_to_file=True, save_to_api=False,
+            save_to_logger=False, logging_logger=None, save_to_prometheus=False, save_to_logfire=False,
+            prometheus_url="localhost:9091", output_handlers=[], gpu_ids=None, emissions_endpoint=None,
+            experiment_id="5b0fa12a-3dd7-45bb-9766-cc326314d9f1", experiment_name="base",
+            electricitymaps_api_token=None, co2_signal_api_token=None, tracking_mode="machine",
+            log_level="info", on_csv_write="append", logger_preamble="", force_cpu_power=None,
+            force_ram_power=None, pue=1.0, wue=0.0, force_carbon_intensity_g_co2e_kwh=None,
+            force_mode_cpu_load=False, allow_multiple_runs=True, rapl_include_dram=False,
+            rapl_prefer_psys=False, metadata=None, country_iso_code="FRA", region=None,
+            cloud_provider=None, cloud_region=None, country_2letter_iso_code=None,
+        )
+    assert tracker.config.project_name == "p"
+
+
+def test_exports_are_pinned() -> None:
+    expected = {
+        "__version__", "EmissionsTracker", "OfflineEmissionsTracker", "BaseEmissionsTracker",
+        "track_emissions", "EmissionsData", "WindowRecord", "BaseOutput", "OutputMethod",
+        "read_emissions", "LoggerOutput", "BoAmpsOutput", "BoAmpsTask", "BoAmpsAlgorithm",
+        "BoAmpsDataset", "BoAmpsPublisher", "BoAmpsHeader", "resend_spool", "ConfigError",
+    }
+    assert set(codecarbon_callbacks.__all__) == expected
+    for name in expected:
+        assert getattr(codecarbon_callbacks, name) is not None, name
+    assert {m.value for m in codecarbon_callbacks.OutputMethod} == {
+        "csv", "api", "logger", "prometheus", "logfire", "boamps"
+    }
+    assert issubclass(OfflineEmissionsTracker, codecarbon_callbacks.BaseEmissionsTracker)
+    assert issubclass(EmissionsTracker, codecarbon_callbacks.BaseEmissionsTracker)
+
+
+def test_import_loads_no_heavy_module() -> None:
+    code = (
+        "import sys, json; import codecarbon_callbacks; "
+        "from codecarbon_callbacks import OfflineEmissionsTracker, OutputMethod, BaseOutput; "
+        f"print(json.dumps([m for m in {list(HEAVY_MODULES)!r} if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+def test_offline_run_loads_no_network_or_framework_module(tmp_path) -> None:
+    code = f"""
+import sys, json
+from codecarbon_callbacks import OfflineEmissionsTracker
+t = OfflineEmissionsTracker(country_iso_code="FRA", output_dir={str(tmp_path)!r})
+t.start(); t.stop()
+print(json.dumps([m for m in ["torch", "lightning", "transformers", "keras", "pandas", "requests",
+                  "prometheus_client", "logfire"] if m in sys.modules]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
