@@ -75,9 +75,9 @@ def test_deprecated_save_flags_ignored_when_output_methods_given(tmp_path: Path)
 
 def test_co2_signal_token_is_a_deprecated_alias(tmp_path: Path) -> None:
     with pytest.warns(DeprecationWarning, match="co2_signal_api_token"):
-        cfg = resolve_config({"co2_signal_api_token": "tok", "output_dir": str(tmp_path)}, environ={}, config_files=[])
-    assert cfg.electricitymaps_api_token == "tok"
-    assert "tok" not in repr(cfg)
+        cfg = resolve_config({"co2_signal_api_token": "s3cr3t-xyz", "output_dir": str(tmp_path)}, environ={}, config_files=[])
+    assert cfg.electricitymaps_api_token == "s3cr3t-xyz"
+    assert "s3cr3t-xyz" not in repr(cfg)
     assert "electricitymaps_api_token" not in cfg.public_dict()
 
 
