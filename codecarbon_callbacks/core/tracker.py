@@ -257,6 +257,12 @@ class BaseEmissionsTracker:
             if self.is_running:
                 logger.warning("tracker already started; start() ignored (run_id %s)", self.run_id)
                 return
+            if not self.config.allow_multiple_runs and not self._acquire_single_run_lock():
+                logger.error(
+                    "another tracker with allow_multiple_runs=False is running on this machine "
+                    "(lock %s held); this one does not start", _single_run_lock_path()
+                )
+                return
             if self._started_before and self._restored_run_id is None:
                 self.run_id = str(uuid.uuid4())
                 self._offsets = {}
@@ -368,7 +374,29 @@ class BaseEmissionsTracker:
                 if stop_lookup:
                     stop_lookup()
             _unregister_for_exit(self)
+            self._release_single_run_lock()
             return total.emissions
+
+    def _acquire_single_run_lock(self) -> bool:
+        """CodeCarbon's allow_multiple_runs=False: one such tracker per machine at a time."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - no cross-process lock on Windows
+            return True
+        fd = os.open(_single_run_lock_path(), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._single_run_fd = fd
+        return True
+
+    def _release_single_run_lock(self) -> None:
+        fd = getattr(self, "_single_run_fd", None)
+        if fd is not None:
+            self._single_run_fd = None
+            os.close(fd)  # closing the descriptor releases the flock
 
     def flush(self) -> float | None:
         """Write the run's totals so far to every output (a flush window too); keep measuring."""
@@ -791,6 +819,12 @@ def track_emissions(
     if fn is not None:
         return decorate(fn)
     return decorate
+
+
+def _single_run_lock_path() -> str:
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), ".codecarbon_callbacks.lock")
 
 
 # -- process exit: a run still open when the interpreter exits is written as incomplete ------------

@@ -302,3 +302,15 @@ t.open_window("epoch", "e0", epoch=0, phase="train")
     windows = read_emissions(tmp_path / "emissions_windows.csv")
     assert list(runs["status"]) == ["incomplete"]
     assert list(windows["status"]) == ["incomplete"]
+
+
+def test_allow_multiple_runs_false_refuses_a_second_tracker(tmp_path: Path) -> None:
+    first = make_tracker(tmp_path, allow_multiple_runs=False)
+    second = make_tracker(tmp_path, allow_multiple_runs=False)
+    first.start()
+    second.start()
+    assert first.is_running and not second.is_running
+    first.stop()
+    second.start()  # the lock is free again
+    assert second.is_running
+    second.stop()
