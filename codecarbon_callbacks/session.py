@@ -1,0 +1,1081 @@
+"""The framework-neutral logic behind every training callback.
+
+A :class:`EmissionsSession` turns framework events (a run begins, an epoch begins or ends, a
+validation pass begins or ends, a step ends, a run ends) into tracker calls, and decides what to log,
+when to forecast and when a budget asks training to stop. The adapters in
+``codecarbon_callbacks.lightning``, ``.pytorch_lightning``, ``.transformers`` and ``.keras`` only
+map hooks to these calls.
+
+Windows tile the run: at every moment exactly one *tiling* window is open, so the run's total equals
+the sum of its tiling windows:
+
+- ``kind="epoch", phase="train"``: the training part of an epoch. A validation pass inside an epoch
+  closes it; if training goes on in the same epoch after that pass, another train window of the
+  same epoch opens (``name="epoch 3 (continued)"``);
+- ``kind="phase"``, ``phase`` in ``validation``, ``test``, ``predict``: evaluation passes;
+- ``kind="phase", phase="other"``: whatever lies between phases (set-up, checkpointing, the end
+  of an epoch after its validation pass).
+
+Optional step or time windows (``kind="step"`` / ``"time"``) overlap the tiling ones and are not
+part of that sum.
+
+Rank handling lives here, in :meth:`EmissionsSession.begin_run`: only global rank zero creates a
+tracker and writes; every other rank's session is inert.
+
+The session is picklable until a run begins (Lightning's ``ddp_spawn`` pickles callbacks): the
+tracker is created in :meth:`begin_run`, and pickling a session drops what it created at run time.
+
+Example:
+    >>> session = EmissionsSession("custom", country_iso_code="FRA", output_methods=[])
+    >>> session.begin_run("fit", info={"epochs": 1})
+    >>> session.begin_epoch(0)
+    >>> metrics = session.end_epoch(0, done=1, planned=1)
+    >>> session.end_run()
+    >>> summary = session.summary()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+logger = logging.getLogger(__name__)
+
+#: framework module -> extra of this distribution that installs it
+FRAMEWORK_EXTRAS: dict[str, str] = {
+    "lightning": "lightning",
+    "pytorch_lightning": "pytorch-lightning",
+    "transformers": "transformers",
+    "keras": "keras",
+}
+
+#: run stages a session knows, and the BoAmps taskStage each maps to by default
+RUN_STAGES: dict[str, str] = {
+    "fit": "training",
+    "validate": "inference",
+    "test": "inference",
+    "predict": "inference",
+}
+
+#: the phase of the tiling window an evaluation-only run uses
+STAGE_PHASES: dict[str, str] = {"validate": "validation", "test": "test", "predict": "predict"}
+
+#: BoAmps dataset ``dataType`` enum (dataset_schema.json, BoAmps 1.1)
+BOAMPS_DATA_TYPES = ("tabular", "audio", "boolean", "image", "video", "object", "text", "token",
+                     "word", "other")
+
+#: where a resumed run's state is kept
+STATE_VERSION = 1
+
+#: keys of the per-epoch figures logged to the framework
+EPOCH_METRIC_KEYS = (
+    "epoch_energy_kwh",
+    "epoch_cpu_energy_kwh",
+    "epoch_gpu_energy_kwh",
+    "epoch_ram_energy_kwh",
+    "epoch_emissions_kg",
+    "epoch_duration_s",
+    "epoch_power_w",
+    "total_energy_kwh",
+    "total_emissions_kg",
+    "total_duration_s",
+)
+
+_OFFLINE_KEYS = ("country_iso_code", "country_2letter_iso_code", "cloud_provider")
+_INFO_ONCE: set[str] = set()
+
+
+def missing_framework_error(module: str, adapter: str, error: BaseException | None = None) -> ImportError:
+    """The ImportError an adapter raises when its framework is not installed.
+
+    Args:
+        module: the framework's import name, e.g. ``"lightning"``.
+        adapter: the adapter module, e.g. ``"codecarbon_callbacks.lightning"``.
+        error: the original import error, for the message.
+    """
+    extra = FRAMEWORK_EXTRAS.get(module, module)
+    why = f" ({error})" if error is not None else ""
+    return ImportError(
+        f"{adapter} needs the {module!r} package, which could not be imported{why}. "
+        f"Install it with: pip install codecarbon-callbacks[{extra}]"
+    )
+
+
+def _log_once(key: str, level: int, message: str, *args: Any) -> None:
+    if key in _INFO_ONCE:
+        return
+    _INFO_ONCE.add(key)
+    logger.log(level, message, *args)
+
+
+def _check_positive(name: str, value: Any, *, integer: bool = False) -> Any:
+    if value is None:
+        return None
+    kind = "a positive integer" if integer else "a positive number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be {kind} or None, got {value!r}")
+    if integer and not isinstance(value, int):
+        raise ValueError(f"{name} must be {kind} or None, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be {kind} or None, got {value!r}")
+    return value
+
+
+def _as_dict(value: Any, name: str) -> dict[str, Any]:
+    """A user-given task or dataset as a plain dict (dict, dataclass or object with to_dict())."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    for method in ("to_dict", "model_dump", "dict"):
+        fn = getattr(value, method, None)
+        if callable(fn):
+            out = fn()
+            if isinstance(out, Mapping):
+                return {k: v for k, v in out.items() if v is not None}
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
+    raise ValueError(f"{name} must be a dict (BoAmps camelCase keys) or a BoAmps object, got {value!r}")
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _camel_keys(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, Mapping):
+            value = _camel_keys(value)
+        elif isinstance(value, list):
+            value = [_camel_keys(v) if isinstance(v, Mapping) else v for v in value]
+        out[_camel(key) if "_" in key else key] = value
+    return out
+
+
+# -- what a framework tells us about the model and data -----------------------------------------
+
+
+def guess_data_type(sample: Any) -> str:
+    """The BoAmps ``dataType`` of one input sample (no batch axis), or ``"other"``.
+
+    Strings are ``text``; a mapping with ``input_ids`` or a 1-D integer array is ``token``; a 1-D
+    float array is ``tabular``; 2-D single channel or 3-D arrays with a channel axis of 1, 3 or 4
+    are ``image``; 4-D arrays are ``video``; booleans are ``boolean``.
+    """
+    if isinstance(sample, Mapping):
+        if "input_ids" in sample:
+            return "token"
+        for key in ("pixel_values", "image", "images"):
+            if key in sample:
+                return "image"
+        for key in ("input_values", "input_features", "audio"):
+            if key in sample:
+                return "audio"
+        return "other"
+    if isinstance(sample, (tuple, list)) and sample and not isinstance(sample[0], (int, float)):
+        return guess_data_type(sample[0])
+    if isinstance(sample, str):
+        return "text"
+    shape = _shape_of(sample)
+    dtype = str(getattr(sample, "dtype", "")).lower()
+    if shape is None:
+        if isinstance(sample, (list, tuple)):
+            return "tabular"
+        return "other"
+    if "bool" in dtype:
+        return "boolean"
+    integer = "int" in dtype or "long" in dtype
+    if len(shape) == 0:
+        return "tabular"
+    if len(shape) == 1:
+        return "token" if integer else "tabular"
+    if len(shape) == 3 and (shape[0] in (1, 3, 4) or shape[-1] in (1, 3, 4)):
+        return "image"
+    if len(shape) == 2 and not integer and min(shape) >= 8:
+        return "image"
+    if len(shape) == 4:
+        return "video"
+    return "other"
+
+
+def _shape_of(value: Any) -> tuple[int, ...] | None:
+    shape = getattr(value, "shape", None)
+    if shape is None:
+        return None
+    try:
+        return tuple(int(d) if d is not None else -1 for d in shape)
+    except (TypeError, ValueError):
+        return None
+
+
+def shape_string(sample: Any, n_samples: int | None = None) -> str | None:
+    """The dataset's shape as BoAmps wants it, e.g. ``"(64, 8)"`` for 64 samples of 8 features."""
+    if isinstance(sample, Mapping):
+        sample = sample.get("input_ids", sample.get("pixel_values", next(iter(sample.values()), None)))
+    elif isinstance(sample, (tuple, list)) and sample and _shape_of(sample[0]) is not None:
+        sample = sample[0]
+    shape = _shape_of(sample)
+    if shape is None:
+        if isinstance(sample, (list, tuple)):
+            shape = (len(sample),)
+        else:
+            return None
+    dims = [str(n_samples) if n_samples is not None else "None", *("None" if d < 0 else str(d) for d in shape)]
+    return "(" + ", ".join(dims) + ")"
+
+
+def torch_model_info(module: Any) -> dict[str, Any]:
+    """Class path, number of parameters and of layers of a torch ``nn.Module`` (no import needed).
+
+    Layers are the leaf modules that hold parameters (Linear, Conv, Embedding, norms...), or the
+    model config's ``num_hidden_layers`` for Hugging Face models.
+    """
+    info: dict[str, Any] = {"class_path": f"{type(module).__module__}.{type(module).__qualname__}"}
+    try:
+        info["parameters"] = int(sum(p.numel() for p in module.parameters()))
+        leaves = [m for m in module.modules() if not list(m.children()) and any(True for _ in m.parameters(recurse=False))]
+        info["layers"] = len(leaves)
+    except Exception as e:  # introspection is best effort
+        logger.debug("could not count parameters of %s: %s", type(module).__name__, e)
+    config = getattr(module, "config", None)
+    hidden = getattr(config, "num_hidden_layers", None)
+    if isinstance(hidden, int):
+        info["layers"] = hidden
+    info["pretrained"] = pretrained_name(module) is not None
+    name = pretrained_name(module)
+    if name:
+        info["foundation_model"] = name
+    return info
+
+
+def pretrained_name(module: Any) -> str | None:
+    """The name or path a (sub)model was loaded from with ``from_pretrained``, if any."""
+    candidates = [module]
+    modules = getattr(module, "modules", None)
+    if callable(modules):
+        try:
+            candidates = list(modules())
+        except Exception:
+            candidates = [module]
+    for m in candidates:
+        name = getattr(m, "name_or_path", None) or getattr(getattr(m, "config", None), "_name_or_path", None)
+        if isinstance(name, str) and name:
+            return name
+    return None
+
+
+def dataset_info(dataset: Any, *, batch_size: int | None = None) -> dict[str, Any]:
+    """Number of samples, first sample's type and shape of a map-style dataset (best effort)."""
+    info: dict[str, Any] = {}
+    if batch_size:
+        info["batch_size"] = int(batch_size)
+    if dataset is None:
+        return info
+    try:
+        info["n_samples"] = int(len(dataset))
+    except Exception:
+        pass
+    try:
+        sample = dataset[0]
+    except Exception:
+        return info
+    if isinstance(sample, (tuple, list)) and len(sample) >= 1 and not isinstance(sample[0], (int, float)):
+        sample = sample[0]  # (inputs, targets)
+    info["data_type"] = guess_data_type(sample)
+    shape = shape_string(sample, info.get("n_samples"))
+    if shape:
+        info["input_shape"] = shape
+    return info
+
+
+# -- the session -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Open:
+    window_id: str
+    kind: str
+    phase: str
+    name: str
+    epoch: int | None
+
+
+@dataclass
+class _Progress:
+    """One point of the run's progress: units done (epochs or steps) and cumulative figures."""
+
+    done: float
+    energy_kwh: float
+    emissions_kg: float
+
+
+@dataclass
+class _Run:
+    stage: str
+    tracker: Any
+    started_here: bool
+    framework_info: dict[str, Any]
+    unit: str = "epoch"
+    planned: float | None = None
+    current: _Open | None = None
+    step_window: _Open | None = None
+    time_window: _Open | None = None
+    time_window_start_s: float = 0.0
+    epoch: int | None = None
+    in_epoch: bool = False
+    points: list[_Progress] = field(default_factory=list)
+    forecast_warned: bool = False
+    status: str = "running"
+
+
+class EmissionsSession:
+    """Run, epoch and phase windows, metadata, forecasts and budgets for one training callback.
+
+    Args:
+        framework: the framework's name, e.g. ``"lightning"``, ``"transformers"``, ``"keras"``.
+        tracker: an existing ``EmissionsTracker`` to use; the session starts it when it is not
+            running and stops only what it started. Mutually exclusive with ``tracker_kwargs``.
+        task_family: BoAmps ``taskFamily`` (e.g. ``"text classification"``); with it the BoAmps
+            report validates without more input.
+        task_stage: BoAmps ``taskStage``; by default ``training`` (``finetuning`` when a
+            pretrained model is detected, ``inference`` for test/predict runs).
+        task: BoAmps task fields (camelCase dict or a BoAmps object) that override the automatic
+            ones.
+        dataset: a BoAmps dataset dict (or list of them) that overrides the automatic one.
+        max_energy_kwh: stop training when the run's energy plus the next window's would exceed it.
+        max_emissions_kg: the same for emissions (kg CO2eq).
+        window_every_n_steps: also record a ``step`` window every n optimizer steps.
+        window_every_seconds: also record a ``time`` window every so many seconds.
+        **tracker_kwargs: the tracker's own parameters (``country_iso_code="FRA"`` makes it an
+            ``OfflineEmissionsTracker``).
+
+    Raises:
+        ValueError: a bad argument (``ConfigError`` for bad tracker parameters), naming it.
+    """
+
+    def __init__(
+        self,
+        framework: str,
+        tracker: Any = None,
+        *,
+        task_family: str | None = None,
+        task_stage: str | None = None,
+        task: Any = None,
+        dataset: Any = None,
+        max_energy_kwh: float | None = None,
+        max_emissions_kg: float | None = None,
+        window_every_n_steps: int | None = None,
+        window_every_seconds: float | None = None,
+        **tracker_kwargs: Any,
+    ) -> None:
+        if tracker is not None and tracker_kwargs:
+            raise ValueError(
+                "tracker: give either an existing tracker or the tracker's parameters "
+                f"({', '.join(sorted(tracker_kwargs))}), not both"
+            )
+        if tracker is not None and not all(hasattr(tracker, a) for a in ("start", "stop", "open_window")):
+            raise ValueError(f"tracker must be an EmissionsTracker (or None), got {tracker!r}")
+        if task_family is not None and not isinstance(task_family, str):
+            raise ValueError(f"task_family must be a string such as 'image classification', got {task_family!r}")
+        if task_stage is not None and not isinstance(task_stage, str):
+            raise ValueError(f"task_stage must be a string such as 'training' or 'finetuning', got {task_stage!r}")
+        self.framework = framework
+        self.task_family = task_family
+        self.task_stage = task_stage
+        self.task = _camel_keys(_as_dict(task, "task")) if task is not None else None
+        if dataset is None:
+            self.dataset: list[dict[str, Any]] | None = None
+        elif isinstance(dataset, (list, tuple)):
+            self.dataset = [_camel_keys(_as_dict(d, "dataset")) for d in dataset]
+        else:
+            self.dataset = [_camel_keys(_as_dict(dataset, "dataset"))]
+        self.max_energy_kwh = _check_positive("max_energy_kwh", max_energy_kwh)
+        self.max_emissions_kg = _check_positive("max_emissions_kg", max_emissions_kg)
+        self.window_every_n_steps = _check_positive("window_every_n_steps", window_every_n_steps, integer=True)
+        self.window_every_seconds = _check_positive("window_every_seconds", window_every_seconds)
+        self.tracker_kwargs = dict(tracker_kwargs)
+        self._given_tracker = tracker
+        if tracker is None:
+            # Fail now on bad tracker parameters: build one and drop it (no thread, no output).
+            self._new_tracker()
+        self.uid = uuid.uuid4().hex
+        self._run: _Run | None = None
+        self._resume_state: dict[str, Any] | None = None
+        self._records: list[Any] = []
+        self._epochs: list[dict[str, Any]] = []
+        self._last_tracker: Any = None
+        self.stop_requested = False
+        self.stop_reason: str | None = None
+        self.last_forecast: dict[str, float] | None = None
+        self.active = True
+        _SESSIONS[self.uid] = self
+
+    # -- pickling: a session crosses process boundaries before its run starts ----------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if state.get("_run") is not None:
+            logger.warning("an EmissionsSession with a running tracker is being pickled; the copy starts afresh")
+        state["_run"] = None
+        state["_last_tracker"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        _SESSIONS.setdefault(self.uid, self)
+
+    # -- tracker ---------------------------------------------------------------------------
+
+    def _new_tracker(self) -> Any:
+        from codecarbon_callbacks.core.tracker import EmissionsTracker, OfflineEmissionsTracker
+
+        offline = any(self.tracker_kwargs.get(k) for k in _OFFLINE_KEYS)
+        cls = OfflineEmissionsTracker if offline else EmissionsTracker
+        return cls(**self.tracker_kwargs)
+
+    @property
+    def tracker(self) -> Any:
+        """The tracker of the current (or last) run, or the one given; None before any run."""
+        if self._run is not None:
+            return self._run.tracker
+        return self._last_tracker if self._last_tracker is not None else self._given_tracker
+
+    @property
+    def running(self) -> bool:
+        """True between begin_run() and end_run() on the writing rank."""
+        return self._run is not None
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def begin_run(
+        self,
+        stage: str,
+        *,
+        rank: int = 0,
+        info: Mapping[str, Any] | None = None,
+        unit: str = "epoch",
+        planned: float | None = None,
+        done: float = 0.0,
+    ) -> bool:
+        """A fit, validate, test or predict run begins; returns False on ranks that do not write.
+
+        Args:
+            stage: ``fit``, ``validate``, ``test`` or ``predict``.
+            rank: the process's global rank; only rank zero measures and writes.
+            info: what the framework knows (see :meth:`update_info`).
+            unit: what ``planned``/``done`` count, ``"epoch"`` or ``"step"``.
+            planned: how many units the run is configured for (forecasts), if known.
+            done: units already done (a resumed run).
+        """
+        if stage not in RUN_STAGES:
+            raise ValueError(f"stage must be one of {', '.join(RUN_STAGES)}, got {stage!r}")
+        # Rank handling, in one place: only global rank zero measures and writes.
+        self.active = rank == 0
+        if not self.active:
+            return False
+        if self._run is not None:
+            logger.warning(
+                "a %s run was still open when a %s run began (its end was never seen): writing it as incomplete",
+                self._run.stage,
+                stage,
+            )
+            self.end_run(status="incomplete")
+        tracker = self._given_tracker if self._given_tracker is not None else self._new_tracker()
+        resume = self._resume_state if stage == "fit" else None
+        if stage != "fit":
+            self._resume_state = None
+        started_here = False
+        if not tracker.is_running:
+            if resume is not None and resume.get("tracker"):
+                tracker.load_state_dict(resume["tracker"])
+            tracker.start()
+            started_here = True
+        elif resume is not None and resume.get("tracker"):
+            logger.warning(
+                "resuming into a tracker that is already running: the previous run's totals are added, "
+                "but its run_id is kept only if no window closed yet"
+            )
+            tracker.load_state_dict(resume["tracker"])
+        if resume is not None:
+            self._epochs = list(resume.get("epochs", []))
+            done = max(done, float(resume.get("done", 0.0)))
+            self._resume_state = None
+        else:
+            self._epochs = []
+        if not tracker.is_running:
+            logger.warning("the emissions tracker did not start: this %s run is not measured", stage)
+            self.active = False
+            return False
+        self.stop_requested = False
+        self.stop_reason = None
+        self.last_forecast = None
+        self._records = []
+        self._run = _Run(stage=stage, tracker=tracker, started_here=started_here, framework_info={},
+                         unit=unit, planned=planned)
+        self._last_tracker = tracker
+        # The first tiling window opens right away, so that the windows cover the whole run.
+        if stage == "fit":
+            self._switch("phase", "other", "setup", None)
+        else:
+            self._switch("phase", STAGE_PHASES[stage], stage, None)
+        self.update_info(info or {})
+        self._say_how_measured(tracker)
+        start = tracker.totals()
+        self._run.points.append(_Progress(done, start.energy_consumed, start.emissions))
+        if stage == "fit":
+            self._run.time_window_start_s = time.monotonic()
+            if self.window_every_n_steps:
+                self._run.step_window = self._open("step", "other", "steps from 0", None)
+            if self.window_every_seconds:
+                self._run.time_window = self._open("time", "other", "time window 0", None)
+        return True
+
+    def end_run(self, status: str | None = None) -> float | None:
+        """The run ends: close its windows, stop the tracker if the session started it.
+
+        Args:
+            status: ``completed`` (default; ``budget_stop`` when a budget stopped training),
+                ``failed``, ``interrupted`` or ``incomplete``.
+
+        Returns:
+            The run's emissions in kg CO2eq, when the session stopped the tracker.
+        """
+        run = self._run
+        if run is None:
+            return None
+        if status is None or status == "completed":
+            status = "budget_stop" if self.stop_requested else "completed"
+        window_status = status if status != "budget_stop" else "completed"
+        self._run = None  # re-entrancy: a failing output must not end the run twice
+        try:
+            for attr in ("step_window", "time_window"):
+                window = getattr(run, attr)
+                if window is not None:
+                    self._close(run, window, status=window_status)
+                    setattr(run, attr, None)
+            if run.current is not None:
+                self._close(run, run.current, status=window_status)
+                run.current = None
+        except Exception as e:  # never raise into training
+            logger.warning("could not close the open windows at the end of the run: %s", e)
+        run.status = status
+        result = None
+        if run.started_here:
+            try:
+                result = run.tracker.stop(status=status)
+            except Exception as e:
+                logger.warning("could not stop the tracker at the end of the run: %s", e)
+        return result
+
+    def fail(self, error: BaseException | None) -> None:
+        """Training raised: write the partial run and the open windows with a status."""
+        status = "interrupted" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "failed"
+        if self._run is not None:
+            logger.warning("training stopped by %s: writing the partial run as %s",
+                           type(error).__name__ if error else "an error", status)
+        self.end_run(status=status)
+
+    def update_info(self, info: Mapping[str, Any]) -> None:
+        """Add what the framework knows and refresh the tracker's metadata.
+
+        Known keys: ``framework_version``, ``class_path``, ``parameters`` (a count),
+        ``layers``, ``epochs``, ``max_steps``, ``optimizer``, ``batch_size``, ``n_samples``,
+        ``input_shape``, ``data_type``, ``pretrained``, ``foundation_model``,
+        ``training_type``, ``nb_request``.
+        """
+        run = self._run
+        if run is None:
+            return
+        run.framework_info.update({k: v for k, v in info.items() if v is not None})
+        try:
+            run.tracker.update_metadata(self.metadata())
+        except Exception as e:
+            logger.debug("could not update the tracker's metadata: %s", e)
+
+    def set_plan(self, *, unit: str | None = None, planned: float | None = None) -> None:
+        """What the run is configured for (units ``epoch`` or ``step``), when known late."""
+        if self._run is None:
+            return
+        if unit is not None:
+            self._run.unit = unit
+        if planned is not None:
+            self._run.planned = planned
+
+    # -- metadata --------------------------------------------------------------------------
+
+    def boamps_task(self) -> dict[str, Any]:
+        """The BoAmps ``task`` (camelCase) built from the framework's information and the user's."""
+        run = self._run
+        info = dict(run.framework_info) if run is not None else {}
+        stage = run.stage if run is not None else "fit"
+        if self.task_stage:
+            task_stage = self.task_stage
+        elif stage == "fit" and info.get("pretrained"):
+            task_stage = "finetuning"
+        else:
+            task_stage = RUN_STAGES.get(stage, "training")
+        algorithm: dict[str, Any] = {"framework": self.framework}
+        if info.get("framework_version"):
+            algorithm["frameworkVersion"] = str(info["framework_version"])
+        if info.get("class_path"):
+            algorithm["classPath"] = str(info["class_path"])
+        if isinstance(info.get("parameters"), (int, float)):
+            algorithm["parametersNumber"] = float(info["parameters"]) / 1e9
+        if isinstance(info.get("layers"), (int, float)):
+            algorithm["layersNumber"] = info["layers"]
+        if stage == "fit" and isinstance(info.get("epochs"), (int, float)) and info["epochs"] > 0:
+            algorithm["epochsNumber"] = info["epochs"]
+        if info.get("optimizer"):
+            algorithm["optimizer"] = str(info["optimizer"])
+        if info.get("foundation_model"):
+            algorithm["foundationModelName"] = str(info["foundation_model"])
+        if info.get("training_type") and stage == "fit":
+            algorithm["trainingType"] = str(info["training_type"])
+        algorithm["algorithmType"] = str(info.get("algorithm_type", "neural network"))
+        dataset: dict[str, Any] = {"dataUsage": "input"}
+        data_type = info.get("data_type")
+        dataset["dataType"] = data_type if data_type in BOAMPS_DATA_TYPES else "other"
+        if isinstance(info.get("n_samples"), int):
+            dataset["dataQuantity"] = info["n_samples"]
+        if info.get("input_shape"):
+            dataset["shape"] = str(info["input_shape"])
+        task: dict[str, Any] = {
+            "taskStage": task_stage,
+            "algorithms": [algorithm],
+            "dataset": [dataset],
+        }
+        if self.task_family:
+            task["taskFamily"] = self.task_family
+        if stage != "fit" and isinstance(info.get("nb_request"), (int, float)):
+            task["nbRequest"] = info["nb_request"]
+        if self.dataset is not None:
+            task["dataset"] = [dict(d) for d in self.dataset]
+        if self.task:
+            for key, value in self.task.items():
+                if key == "algorithms" and isinstance(value, list) and value and isinstance(value[0], Mapping):
+                    merged = dict(algorithm)
+                    merged.update(value[0])
+                    task["algorithms"] = [merged, *value[1:]]
+                elif key == "dataset" and isinstance(value, list) and self.dataset is None:
+                    task["dataset"] = [dict(v) for v in value]
+                else:
+                    task[key] = value
+        return task
+
+    def metadata(self) -> dict[str, Any]:
+        """What the session adds to ``tracker.metadata`` (low-cardinality keys at the top)."""
+        run = self._run
+        info = run.framework_info if run is not None else {}
+        out: dict[str, Any] = {
+            "framework": self.framework,
+            "framework_version": str(info.get("framework_version", "")),
+            "run_stage": run.stage if run is not None else "",
+            "boamps_task": self.boamps_task(),
+        }
+        if self.task_family:
+            out["task_family"] = self.task_family
+        if self.max_energy_kwh is not None:
+            out["max_energy_kwh"] = self.max_energy_kwh
+        if self.max_emissions_kg is not None:
+            out["max_emissions_kg"] = self.max_emissions_kg
+        return out
+
+    # -- windows ---------------------------------------------------------------------------
+
+    def _open(self, kind: str, phase: str, name: str, epoch: int | None) -> _Open:
+        run = self._run
+        assert run is not None
+        window_id = run.tracker.open_window(kind, name, epoch=epoch, phase=phase)
+        return _Open(window_id, kind, phase, name, epoch)
+
+    def _close(self, run: _Run, window: _Open, *, status: str = "completed") -> Any:
+        record = run.tracker.close_window(window.window_id, status=status)
+        self._records.append(record)
+        return record
+
+    def _switch(self, kind: str, phase: str, name: str, epoch: int | None) -> None:
+        """Close the open tiling window and open the next one (the windows tile the run)."""
+        run = self._run
+        if run is None:
+            return
+        try:
+            previous = run.current
+            switch = getattr(run.tracker, "switch_window", None)
+            if previous is not None and callable(switch):
+                # An atomic switch (one snapshot ends one window and starts the next) when the
+                # tracker has it.
+                record, new_id = switch(previous.window_id, kind, name, epoch=epoch, phase=phase)
+                self._records.append(record)
+                run.current = _Open(new_id, kind, phase, name, epoch)
+                return
+            # Open the next window before closing the previous one: closing writes the outputs
+            # (milliseconds), opening only snapshots the meter (microseconds), so the windows
+            # overlap by a snapshot's duration instead of leaving an output write uncounted.
+            run.current = self._open(kind, phase, name, epoch)
+            if previous is not None:
+                self._close(run, previous)
+        except Exception as e:  # never raise into training
+            logger.warning("could not switch to the %s window %r: %s", phase, name, e)
+
+    @property
+    def current_phase(self) -> str | None:
+        """The phase of the open tiling window (``train``, ``validation``...), or None."""
+        run = self._run
+        return run.current.phase if run is not None and run.current is not None else None
+
+    @property
+    def in_epoch(self) -> bool:
+        """True between begin_epoch() and end_epoch()."""
+        return self._run is not None and self._run.in_epoch
+
+    def begin_epoch(self, epoch: int) -> None:
+        """A training epoch begins: its train window opens."""
+        run = self._run
+        if run is None:
+            return
+        run.epoch = int(epoch)
+        run.in_epoch = True
+        self._switch("epoch", "train", f"epoch {epoch}", run.epoch)
+
+    def begin_phase(self, phase: str, name: str | None = None) -> None:
+        """An evaluation pass begins inside a run (``validation``; ``other`` for checkpoints)."""
+        run = self._run
+        if run is None or (run.current is not None and run.current.phase == phase and phase != "other"):
+            return
+        epoch = run.epoch
+        self._switch("phase", phase, name or (f"{phase} epoch {epoch}" if epoch is not None else phase), epoch)
+
+    def end_phase(self, *, training_continues: bool | None = None) -> dict[str, float]:
+        """The evaluation pass ends; returns its figures (``val_energy_kwh``...).
+
+        Args:
+            training_continues: True when training goes on in the same epoch after this pass
+                (mid-epoch validation); by default, whether an epoch is open.
+        """
+        run = self._run
+        if run is None or run.current is None:
+            return {}
+        ended = run.current
+        continues = run.in_epoch if training_continues is None else training_continues
+        if continues and run.in_epoch and run.epoch is not None:
+            self._switch("epoch", "train", f"epoch {run.epoch} (continued)", run.epoch)
+        else:
+            self._switch("phase", "other", "between phases", run.epoch)
+        if ended.phase in ("train", "other"):
+            return {}
+        record = self._records[-1] if self._records else None
+        if record is None or record.window_id != ended.window_id:
+            return {}
+        prefix = {"validation": "val", "test": "test", "predict": "predict"}.get(ended.phase, ended.phase)
+        return {
+            f"{prefix}_energy_kwh": record.energy_consumed,
+            f"{prefix}_emissions_kg": record.emissions,
+            f"{prefix}_duration_s": record.duration,
+        }
+
+    def end_epoch(self, epoch: int, *, done: float | None = None, planned: float | None = None) -> dict[str, float]:
+        """A training epoch ends: returns the figures to log; forecasts and checks budgets.
+
+        Args:
+            epoch: the epoch's index.
+            done: units done so far (in the run's unit; epochs by default: ``epoch + 1``).
+            planned: units the run is configured for, if known.
+
+        Returns:
+            ``epoch_energy_kwh`` (train windows of the epoch; its validation passes are
+            ``val_energy_kwh``), per-component energies, ``epoch_emissions_kg``,
+            ``epoch_duration_s``, ``epoch_power_w``, cumulative ``total_*`` figures, and
+            ``forecast_energy_kwh`` / ``forecast_emissions_kg`` from the second epoch on.
+        """
+        run = self._run
+        if run is None:
+            return {}
+        run.in_epoch = False
+        if run.current is not None and run.current.phase == "train":
+            self._switch("phase", "other", f"after epoch {epoch}", epoch)
+        train = [r for r in self._records if r.kind == "epoch" and r.epoch == epoch and r.phase == "train"]
+        val = [r for r in self._records if r.kind == "phase" and r.epoch == epoch and r.phase == "validation"]
+        metrics = self._sum_records(train, "epoch_")
+        metrics["epoch_power_w"] = (
+            metrics["epoch_energy_kwh"] * 3.6e6 / metrics["epoch_duration_s"] if metrics["epoch_duration_s"] > 0 else 0.0
+        )
+        if val:
+            val_figures = self._sum_records(val, "val_")
+            metrics.update({k: val_figures[k] for k in ("val_energy_kwh", "val_emissions_kg", "val_duration_s")})
+        metrics.update(self._totals_metrics(run))
+        if planned is not None:
+            run.planned = planned
+        if run.unit == "epoch":
+            self._progress(run, float(done if done is not None else epoch + 1), metrics)
+        row = {"epoch": int(epoch), **metrics}
+        self._epochs.append(row)
+        return metrics
+
+    def _sum_records(self, records: Sequence[Any], prefix: str) -> dict[str, float]:
+        return {
+            f"{prefix}energy_kwh": sum(r.energy_consumed for r in records),
+            f"{prefix}cpu_energy_kwh": sum(r.cpu_energy for r in records),
+            f"{prefix}gpu_energy_kwh": sum(r.gpu_energy for r in records),
+            f"{prefix}ram_energy_kwh": sum(r.ram_energy for r in records),
+            f"{prefix}emissions_kg": sum(r.emissions for r in records),
+            f"{prefix}duration_s": sum(r.duration for r in records),
+        }
+
+    def _totals_metrics(self, run: _Run) -> dict[str, float]:
+        try:
+            total = run.tracker.totals()
+        except Exception as e:
+            logger.debug("totals() failed: %s", e)
+            return {}
+        return {
+            "total_energy_kwh": total.energy_consumed,
+            "total_emissions_kg": total.emissions,
+            "total_duration_s": total.duration,
+        }
+
+    def on_step(self, step: int, *, planned_steps: float | None = None) -> dict[str, float]:
+        """An optimizer step ended (global step count ``step``): step and time windows.
+
+        Returns the figures of a step/time window that just closed (``window_energy_kwh``...,
+        and the forecast when the run counts in steps), else an empty dict.
+        """
+        run = self._run
+        if run is None or run.stage != "fit":
+            return {}
+        out: dict[str, float] = {}
+        try:
+            if self.window_every_n_steps and run.step_window is not None and step % self.window_every_n_steps == 0:
+                record = self._close(run, run.step_window)
+                run.step_window = self._open("step", "other", f"steps from {step}", run.epoch)
+                out.update(self._window_metrics(record))
+            if self.window_every_seconds and run.time_window is not None:
+                now = time.monotonic()
+                if now - run.time_window_start_s >= self.window_every_seconds:
+                    record = self._close(run, run.time_window)
+                    run.time_window = self._open("time", "other", f"time window from step {step}", run.epoch)
+                    run.time_window_start_s = now
+                    out.update(self._window_metrics(record))
+        except Exception as e:
+            logger.warning("step window failed at step %s: %s", step, e)
+            return {}
+        if out:
+            out.update(self._totals_metrics(run))
+            if planned_steps is not None:
+                run.planned = planned_steps
+            if run.unit == "step":
+                self._progress(run, float(step), out)
+        return out
+
+    @staticmethod
+    def _window_metrics(record: Any) -> dict[str, float]:
+        return {
+            "window_energy_kwh": record.energy_consumed,
+            "window_emissions_kg": record.emissions,
+            "window_duration_s": record.duration,
+        }
+
+    # -- forecast and budget ---------------------------------------------------------------
+
+    def _progress(self, run: _Run, done: float, metrics: dict[str, float]) -> None:
+        if "total_energy_kwh" not in metrics:
+            return
+        energy, emissions = metrics["total_energy_kwh"], metrics["total_emissions_kg"]
+        previous = run.points[-1]
+        run.points.append(_Progress(done, energy, emissions))
+        if done <= previous.done:
+            return
+        window_units = done - previous.done
+        # The first window is warm-up: rates come from the windows after it, when there are any.
+        if len(run.points) >= 3 and done > run.points[1].done:
+            base = run.points[1]
+            energy_rate = (energy - base.energy_kwh) / (done - base.done)
+            emissions_rate = (emissions - base.emissions_kg) / (done - base.done)
+            steady = True
+        else:
+            energy_rate = (energy - previous.energy_kwh) / window_units
+            emissions_rate = (emissions - previous.emissions_kg) / window_units
+            steady = False
+        next_energy = energy + energy_rate * window_units
+        next_emissions = emissions + emissions_rate * window_units
+        if steady and run.planned is not None and run.planned > done:
+            remaining = run.planned - done
+            forecast = {
+                "forecast_energy_kwh": energy + energy_rate * remaining,
+                "forecast_emissions_kg": emissions + emissions_rate * remaining,
+            }
+            metrics.update(forecast)
+            self.last_forecast = dict(forecast)
+            logger.info(
+                "forecast for %g %ss: %.6g kWh, %.6g kg CO2eq (%.6g kWh so far)",
+                run.planned, run.unit, forecast["forecast_energy_kwh"], forecast["forecast_emissions_kg"], energy,
+            )
+            over = self._over_budget(forecast["forecast_energy_kwh"], forecast["forecast_emissions_kg"])
+            if over and not run.forecast_warned:
+                run.forecast_warned = True
+                logger.warning("the run is forecast to exceed its budget: %s", over)
+        over = self._over_budget(next_energy, next_emissions)
+        if over and not self.stop_requested:
+            self.stop_requested = True
+            self.stop_reason = (
+                f"budget: after {done:g} {run.unit}s the run has used {energy:.6g} kWh, "
+                f"{emissions:.6g} kg CO2eq; the next {window_units:g} {run.unit}(s) would bring it to "
+                f"{next_energy:.6g} kWh, {next_emissions:.6g} kg CO2eq: {over}. Asking the trainer to stop."
+            )
+            logger.warning("%s", self.stop_reason)
+            try:
+                run.tracker.update_metadata({"budget_stop_reason": self.stop_reason})
+            except Exception:
+                pass
+
+    def _over_budget(self, energy_kwh: float, emissions_kg: float) -> str | None:
+        reasons = []
+        if self.max_energy_kwh is not None and energy_kwh > self.max_energy_kwh:
+            reasons.append(f"{energy_kwh:.6g} kWh > max_energy_kwh={self.max_energy_kwh:g}")
+        if self.max_emissions_kg is not None and emissions_kg > self.max_emissions_kg:
+            reasons.append(f"{emissions_kg:.6g} kg > max_emissions_kg={self.max_emissions_kg:g}")
+        return "; ".join(reasons) or None
+
+    # -- resume ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state for a checkpoint: the tracker's run_id and totals, epochs done."""
+        tracker = self.tracker
+        tracker_state: dict[str, Any] | None = None
+        if tracker is not None and (self._run is not None or self._resume_state is None):
+            try:
+                tracker_state = tracker.state_dict()
+            except Exception as e:
+                logger.debug("tracker.state_dict() failed: %s", e)
+        if tracker_state is None and self._resume_state is not None:
+            return dict(self._resume_state)
+        done = self._run.points[-1].done if self._run is not None and self._run.points else 0.0
+        state = {
+            "version": STATE_VERSION,
+            "framework": self.framework,
+            "tracker": tracker_state,
+            "done": done,
+            "epochs": [dict(e) for e in self._epochs],
+        }
+        return json.loads(json.dumps(state, default=float))
+
+    def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
+        """Resume: the next fit run keeps the saved run_id and adds the saved totals."""
+        if not state:
+            return
+        if not isinstance(state, Mapping) or "tracker" not in state:
+            raise ValueError(f"state must be a dict from EmissionsSession.state_dict(), got {state!r}")
+        self._resume_state = json.loads(json.dumps(dict(state)))
+        run = self._run
+        if run is not None and run.stage == "fit" and state.get("tracker"):
+            # Restored after the run began (e.g. a framework that restores late): apply now.
+            try:
+                run.tracker.load_state_dict(state["tracker"])
+                self._epochs = list(state.get("epochs", [])) + self._epochs
+                self._resume_state = None
+            except Exception as e:
+                logger.warning("could not resume the emissions run: %s", e)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """The run's totals and per-window and per-epoch figures, from memory (no file read)."""
+        tracker = self.tracker
+        totals: dict[str, Any] = {}
+        status = None
+        if tracker is not None:
+            data = None
+            try:
+                data = tracker.totals()
+            except Exception:
+                data = getattr(tracker, "final_emissions_data", None)
+            if data is not None:
+                totals = {
+                    "run_id": data.run_id,
+                    "energy_kwh": data.energy_consumed,
+                    "cpu_energy_kwh": data.cpu_energy,
+                    "gpu_energy_kwh": data.gpu_energy,
+                    "ram_energy_kwh": data.ram_energy,
+                    "emissions_kg": data.emissions,
+                    "duration_s": data.duration,
+                    "carbon_intensity_g_per_kwh": data.carbon_intensity_g_per_kwh,
+                }
+                status = data.status
+        windows = [
+            {
+                "window_id": r.window_id,
+                "kind": r.kind,
+                "name": r.name,
+                "epoch": r.epoch,
+                "phase": r.phase,
+                "status": r.status,
+                "energy_kwh": r.energy_consumed,
+                "cpu_energy_kwh": r.cpu_energy,
+                "gpu_energy_kwh": r.gpu_energy,
+                "ram_energy_kwh": r.ram_energy,
+                "emissions_kg": r.emissions,
+                "duration_s": r.duration,
+                "start_timestamp": r.start_timestamp,
+                "end_timestamp": r.end_timestamp,
+            }
+            for r in self._records
+        ]
+        return {
+            "framework": self.framework,
+            "run_id": totals.get("run_id"),
+            "status": status,
+            "stage": self._run.stage if self._run is not None else None,
+            "totals": totals,
+            "windows": windows,
+            "epochs": [dict(e) for e in self._epochs],
+            "forecast": dict(self.last_forecast) if self.last_forecast else None,
+            "stop_reason": self.stop_reason,
+        }
+
+    def _say_how_measured(self, tracker: Any) -> None:
+        try:
+            parts = [f"{c.name} ({getattr(c.method, 'value', c.method)})" for c in tracker.components]
+            intensity = getattr(tracker, "intensity", None)
+            where = ""
+            if intensity is not None:
+                where = f"; carbon intensity {intensity.g_per_kwh:.4g} g/kWh from {intensity.source}"
+            estimated = [c.name for c in tracker.components
+                         if getattr(c.method, "value", c.method) in ("tdp_estimate", "constant")]
+            note = " (estimated, no hardware energy counter)" if estimated and len(estimated) == len(parts) else ""
+            _log_once("measured:" + ",".join(parts) + where, logging.INFO,
+                      "codecarbon_callbacks: measuring %s%s%s", ", ".join(parts) or "nothing", note, where)
+        except Exception:
+            pass
+
+
+#: sessions alive in this process, by uid (Hugging Face rebuilds callbacks from their arguments)
+_SESSIONS: "weakref.WeakValueDictionary[str, EmissionsSession]" = weakref.WeakValueDictionary()
+
+
+def session_by_uid(uid: str | None) -> EmissionsSession | None:
+    """The live session with this uid in this process, if any."""
+    if not uid:
+        return None
+    return _SESSIONS.get(uid)
+
+
+__all__ = [
+    "EmissionsSession",
+    "FRAMEWORK_EXTRAS",
+    "RUN_STAGES",
+    "EPOCH_METRIC_KEYS",
+    "missing_framework_error",
+    "guess_data_type",
+    "shape_string",
+    "torch_model_info",
+    "dataset_info",
+    "pretrained_name",
+    "session_by_uid",
+]
