@@ -174,6 +174,11 @@ class BaseEmissionsTracker:
         self._static: dict[str, Any] = {}
         self._lookup: Any = None
         self._started_before = False
+        #: Distributed runs: combines a rank's record with the other ranks' (a collective every
+        #: rank reaches); called with collective=False in failure paths, where it must not block.
+        self.record_combiner: Callable[[EmissionsData, bool], EmissionsData] | None = None
+        #: False on ranks other than global rank zero: they measure but write nothing.
+        self.writes_outputs = True
         logging.getLogger("codecarbon_callbacks").setLevel(self.config.log_level.upper())
 
     # -- location ----------------------------------------------------------------------------
@@ -360,11 +365,12 @@ class BaseEmissionsTracker:
             status = status or "completed"
             window_status = "completed" if status == "completed" else status
             for window_id in list(self._windows):
-                self.close_window(window_id, status="incomplete" if status == "completed" else window_status)
+                self._close(window_id, "incomplete" if status == "completed" else window_status, None,
+                            collective=status == "completed")
             end = meter.stop()
-            total = self._run_record(end, status=status)
+            total = self._combine(self._run_record(end, status=status), collective=status == "completed")
             self._emit_out(total, end)
-            if self._tasks:
+            if self._tasks and self.writes_outputs:
                 self._outputs.call("task_out", list(self._tasks.values()), self.config.experiment_name)
             self._outputs.call("exit")
             self.final_emissions_data = total
@@ -413,8 +419,8 @@ class BaseEmissionsTracker:
                 status="completed",
             )
             self._last_flush = end
-            self._outputs.call("window_out", window)
-            total = self._run_record(end, status="running")
+            self._publish_window(window)
+            total = self._combine(self._run_record(end, status="running"))
             self._emit_out(total, end)
             return total.emissions
 
@@ -422,7 +428,24 @@ class BaseEmissionsTracker:
         previous = self._last_out_total
         delta = total.compute_delta_emission(previous) if previous is not None else total
         self._last_out_total = total
-        self._outputs.call("out", total, delta)
+        if self.writes_outputs:
+            self._outputs.call("out", total, delta)
+
+    def _combine(self, record: EmissionsData, collective: bool = True) -> EmissionsData:
+        if self.record_combiner is None:
+            return record
+        try:
+            return self.record_combiner(record, collective)
+        except Exception as e:  # a failed collective must not lose this rank's record
+            logger.warning("combining ranks' records failed; writing this rank's own: %s", e)
+            record.metadata["distributed_error"] = str(e)
+            return record
+
+    def _publish_window(self, record: WindowRecord, collective: bool = True) -> WindowRecord:
+        combined = self._combine(record, collective)
+        if self.writes_outputs:
+            self._outputs.call("window_out", combined)
+        return combined  # type: ignore[return-value]
 
     def _on_live(self, snapshot: Snapshot) -> None:
         """Sampler thread, every measure_power_secs: live deltas every api_call_interval ticks."""
@@ -436,7 +459,8 @@ class BaseEmissionsTracker:
             previous = self._last_live_total
             delta = total.compute_delta_emission(previous) if previous is not None else total
             self._last_live_total = total
-            self._outputs.call("live_out", total, delta)
+            if self.writes_outputs:
+                self._outputs.call("live_out", total, delta)
 
     def __enter__(self) -> BaseEmissionsTracker:
         self.start()
@@ -484,6 +508,11 @@ class BaseEmissionsTracker:
         self, window_id: str, *, status: str = "completed", metadata: Mapping[str, Any] | None = None
     ) -> WindowRecord:
         """Close a window now: its record goes to every output's window_out and is returned."""
+        return self._close(window_id, status, metadata, collective=True)
+
+    def _close(
+        self, window_id: str, status: str, metadata: Mapping[str, Any] | None, *, collective: bool
+    ) -> WindowRecord:
         with self._lock:
             window = self._windows.pop(window_id, None)
             if window is None:
@@ -493,8 +522,7 @@ class BaseEmissionsTracker:
             if metadata:
                 window.metadata.update(metadata)
             record = self._window_record(window, end, status=status)
-            self._outputs.call("window_out", record)
-            return record
+            return self._publish_window(record, collective)
 
     def switch_window(
         self,
@@ -525,8 +553,7 @@ class BaseEmissionsTracker:
             record = self._window_record(window, edge, status=status)
             new = _OpenWindow(self._new_window_id(), kind, name, epoch, phase, edge, dict(metadata or {}))
             self._windows[new.window_id] = new
-        self._outputs.call("window_out", record)
-        return record, new.window_id
+        return self._publish_window(record), new.window_id
 
     @property
     def open_windows(self) -> list[str]:

@@ -314,3 +314,30 @@ def test_allow_multiple_runs_false_refuses_a_second_tracker(tmp_path: Path) -> N
     second.start()  # the lock is free again
     assert second.is_running
     second.stop()
+
+
+def test_record_combiner_and_non_writing_ranks(tmp_path: Path) -> None:
+    calls: list[tuple[str, bool]] = []
+
+    def double(record, collective):
+        calls.append((type(record).__name__, collective))
+        record.gpu_energy *= 2  # as if a second rank had the same GPU energy
+        return record
+
+    writer = make_tracker(tmp_path / "rank0", output_handlers=[Recorder()])
+    writer.record_combiner = double
+    writer.start()
+    record = writer.close_window(writer.open_window("epoch", "e", epoch=0, phase="train"))
+    writer.stop()
+    assert calls == [("WindowRecord", True), ("EmissionsData", True)]
+    assert record.gpu_energy == pytest.approx(2 * 300 * record.duration / J_PER_KWH, rel=1e-6)
+
+    calls.clear()
+    silent = make_tracker(tmp_path / "rank1")
+    silent.record_combiner = double
+    silent.writes_outputs = False
+    silent.start()
+    silent.open_window("epoch", "e", epoch=0, phase="train")
+    silent.stop(status="failed")  # failure path: no collective
+    assert calls == [("WindowRecord", False), ("EmissionsData", False)]
+    assert not (tmp_path / "rank1" / "emissions.csv").exists()
