@@ -79,3 +79,88 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+
+
+class RecordingServer:
+    """A real HTTP server on loopback that records JSON POSTs and can misbehave on demand.
+
+    ``mode``: "ok" (answer ``status``), "error" (answer 500), "hang" (sleep ``hang_s`` before
+    answering). ``stop()`` closes the port (connection refused); ``start()`` reopens it.
+    """
+
+    def __init__(self, port: int | None = None, status: int = 201) -> None:
+        import threading
+
+        self.port = port or free_port()
+        self.status = status
+        self.mode = "ok"
+        self.hang_s = 60.0
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        self.handler_hook = None  # callable(path, headers, body) -> (status, body) | None
+        self._server = None
+        self._thread = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "RecordingServer":
+        import json
+        import threading
+        import time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = None
+                entry = {"path": self.path, "headers": dict(self.headers), "body": body,
+                         "mode": owner.mode}
+                with owner.lock:
+                    owner.requests.append(entry)
+                if owner.mode == "hang":
+                    time.sleep(owner.hang_s)
+                status, reply = owner.status, {"id": "ok"}
+                if owner.mode == "error":
+                    status, reply = 500, {"detail": "boom"}
+                if owner.handler_hook is not None:
+                    hooked = owner.handler_hook(self.path, dict(self.headers), body)
+                    if hooked is not None:
+                        status, reply = hooked
+                data = json.dumps(reply).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass
+
+        ThreadingHTTPServer.daemon_threads = True
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def accepted(self) -> list[dict]:
+        """Bodies of the requests answered with 2xx in "ok" mode."""
+        with self.lock:
+            return [r["body"] for r in self.requests if r["mode"] == "ok" and 200 <= self.status < 300]
