@@ -19,8 +19,10 @@ the sum of its tiling windows:
 Optional step or time windows (``kind="step"`` / ``"time"``) overlap the tiling ones and are not
 part of that sum.
 
-Rank handling lives here, in :meth:`EmissionsSession.begin_run`: only global rank zero creates a
-tracker and writes; every other rank's session is inert.
+Rank handling lives here, in :meth:`EmissionsSession.begin_run`: every rank measures with its own
+tracker (so windows stay in step for the distributed combiner), only global rank zero's tracker
+writes outputs (``tracker.writes_outputs``), and adapters log only where
+:attr:`EmissionsSession.is_writer` is true.
 
 The session is picklable until a run begins (Lightning's ``ddp_spawn`` pickles callbacks): the
 tracker is created in :meth:`begin_run`, and pickling a session drops what it created at run time.
@@ -416,6 +418,7 @@ class EmissionsSession:
         self.stop_reason: str | None = None
         self.last_forecast: dict[str, float] | None = None
         self.active = True
+        self.is_writer = True
         _SESSIONS[self.uid] = self
 
     # -- pickling: a session crosses process boundaries before its run starts ----------------
@@ -465,11 +468,11 @@ class EmissionsSession:
         planned: float | None = None,
         done: float = 0.0,
     ) -> bool:
-        """A fit, validate, test or predict run begins; returns False on ranks that do not write.
+        """A fit, validate, test or predict run begins; returns False if it could not start.
 
         Args:
             stage: ``fit``, ``validate``, ``test`` or ``predict``.
-            rank: the process's global rank; only rank zero measures and writes.
+            rank: the process's global rank; every rank measures, only rank zero writes.
             info: what the framework knows (see :meth:`update_info`).
             unit: what ``planned``/``done`` count, ``"epoch"`` or ``"step"``.
             planned: how many units the run is configured for (forecasts), if known.
@@ -477,10 +480,10 @@ class EmissionsSession:
         """
         if stage not in RUN_STAGES:
             raise ValueError(f"stage must be one of {', '.join(RUN_STAGES)}, got {stage!r}")
-        # Rank handling, in one place: only global rank zero measures and writes.
-        self.active = rank == 0
-        if not self.active:
-            return False
+        # Rank handling, in one place: every rank measures (so that windows stay in step across
+        # ranks for the distributed combiner), only global rank zero writes and logs.
+        self.is_writer = rank == 0
+        self.active = True
         if self._run is not None:
             logger.warning(
                 "a %s run was still open when a %s run began (its end was never seen): writing it as incomplete",
@@ -493,6 +496,8 @@ class EmissionsSession:
         if stage != "fit":
             self._resume_state = None
         started_here = False
+        if not self.is_writer:
+            tracker.writes_outputs = False
         if not tracker.is_running:
             if resume is not None and resume.get("tracker"):
                 tracker.load_state_dict(resume["tracker"])

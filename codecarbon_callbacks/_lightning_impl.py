@@ -1,0 +1,272 @@
+"""The one implementation behind ``codecarbon_callbacks.lightning`` and ``.pytorch_lightning``.
+
+Lightning's Trainer only accepts callbacks of its own package (``lightning.pytorch.Callback`` or
+``pytorch_lightning.Callback``), so each adapter module defines its class from this mixin and its
+package's ``Callback``. This module imports no framework: the hooks only use the objects Lightning
+passes in.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from codecarbon_callbacks.session import EmissionsSession, dataset_info, torch_model_info
+
+logger = logging.getLogger(__name__)
+
+
+def _first_loader(loaders: Any) -> Any:
+    if loaders is None:
+        return None
+    if isinstance(loaders, (list, tuple)):
+        return loaders[0] if loaders else None
+    if isinstance(loaders, dict):
+        return next(iter(loaders.values()), None)
+    iterables = getattr(loaders, "iterables", None)  # CombinedLoader
+    if iterables is not None and iterables is not loaders:
+        return _first_loader(iterables)
+    return loaders
+
+
+def _loader_info(loader: Any) -> dict[str, Any]:
+    loader = _first_loader(loader)
+    if loader is None:
+        return {}
+    try:
+        return dataset_info(getattr(loader, "dataset", None), batch_size=getattr(loader, "batch_size", None))
+    except Exception as e:  # introspection is best effort
+        logger.debug("could not describe the dataloader: %s", e)
+        return {}
+
+
+class LightningEmissionsMixin:
+    """Hooks of the Lightning callback; see ``codecarbon_callbacks.lightning.EmissionsCallback``."""
+
+    #: framework name for metadata, set by each adapter
+    _framework_name = "lightning"
+    #: the framework's version, set by each adapter
+    _framework_version = ""
+
+    def __init__(
+        self,
+        tracker: Any = None,
+        *,
+        task_family: str | None = None,
+        task_stage: str | None = None,
+        task: Any = None,
+        dataset: Any = None,
+        max_energy_kwh: float | None = None,
+        max_emissions_kg: float | None = None,
+        window_every_n_steps: int | None = None,
+        window_every_seconds: float | None = None,
+        **tracker_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self.session = EmissionsSession(
+            self._framework_name,
+            tracker,
+            task_family=task_family,
+            task_stage=task_stage,
+            task=task,
+            dataset=dataset,
+            max_energy_kwh=max_energy_kwh,
+            max_emissions_kg=max_emissions_kg,
+            window_every_n_steps=window_every_n_steps,
+            window_every_seconds=window_every_seconds,
+            **tracker_kwargs,
+        )
+        self._last_logged_step = -1
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def tracker(self) -> Any:
+        """The tracker of the current or last run (None before training starts)."""
+        return self.session.tracker
+
+    def summary(self) -> dict[str, Any]:
+        """The run's totals and per-window and per-epoch figures (no file read)."""
+        return self.session.summary()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _info(self, trainer: Any, pl_module: Any, stage: str) -> dict[str, Any]:
+        info: dict[str, Any] = {"framework_version": self._framework_version}
+        info.update(torch_model_info(pl_module))
+        if stage == "fit":
+            max_epochs = getattr(trainer, "max_epochs", None)
+            if isinstance(max_epochs, int) and max_epochs > 0:
+                info["epochs"] = max_epochs
+            info["training_type"] = "supervisedLearning"
+        return info
+
+    def _plan(self, trainer: Any) -> tuple[str, float | None]:
+        max_steps = getattr(trainer, "max_steps", -1) or -1
+        max_epochs = getattr(trainer, "max_epochs", None)
+        steps_first = bool(self.session.window_every_n_steps or self.session.window_every_seconds)
+        if max_steps > 0 and steps_first:
+            return "step", float(max_steps)
+        epochs: float | None = float(max_epochs) if isinstance(max_epochs, int) and max_epochs > 0 else None
+        if max_steps > 0:
+            try:
+                per_epoch = float(trainer.num_training_batches) / max(1, trainer.accumulate_grad_batches)
+                if math.isfinite(per_epoch) and per_epoch > 0:
+                    by_steps = math.ceil(max_steps / per_epoch)
+                    epochs = min(epochs, by_steps) if epochs is not None else by_steps
+            except Exception:
+                pass
+        return "epoch", epochs
+
+    @staticmethod
+    def _step(trainer: Any) -> int:
+        try:
+            return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
+        except Exception:
+            return int(getattr(trainer, "global_step", 0))
+
+    def _log(self, trainer: Any, metrics: dict[str, float], step: int | None = None) -> None:
+        """Send figures to every logger of the trainer, on rank zero, at the epoch's step."""
+        if not metrics or not getattr(trainer, "is_global_zero", True):
+            return
+        step = self._step(trainer) if step is None else step
+        for trainer_logger in getattr(trainer, "loggers", []) or []:
+            try:
+                trainer_logger.log_metrics(dict(metrics), step=step)
+            except Exception as e:  # a logger failing must not stop training
+                logger.warning("could not log energy figures to %s: %s", type(trainer_logger).__name__, e)
+
+    @staticmethod
+    def _fn(trainer: Any) -> str:
+        fn = getattr(getattr(trainer, "state", None), "fn", None)
+        return str(getattr(fn, "value", fn) or "")
+
+    # -- fit --------------------------------------------------------------------------------
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        unit, planned = self._plan(trainer)
+        done = float(getattr(trainer, "current_epoch", 0) or 0) if unit == "epoch" else float(trainer.global_step)
+        self.session.begin_run(
+            "fit",
+            rank=int(getattr(trainer, "global_rank", 0) or 0),
+            info=self._info(trainer, pl_module, "fit"),
+            unit=unit,
+            planned=planned,
+            done=done,
+        )
+        self._last_logged_step = -1
+
+    def on_sanity_check_start(self, trainer: Any, pl_module: Any) -> None:
+        self.session.begin_phase("validation", "sanity check")
+
+    def on_sanity_check_end(self, trainer: Any, pl_module: Any) -> None:
+        self.session.end_phase(training_continues=False)
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        info: dict[str, Any] = {}
+        optimizers = getattr(trainer, "optimizers", None) or []
+        if optimizers:
+            info["optimizer"] = type(optimizers[0]).__name__
+        info.update(_loader_info(getattr(trainer, "train_dataloader", None)))
+        self.session.update_info(info)
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self.session.begin_epoch(int(trainer.current_epoch))
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not (self.session.window_every_n_steps or self.session.window_every_seconds):
+            return
+        step = int(trainer.global_step)
+        if step == self._last_logged_step:
+            return  # gradient accumulation: several batches per optimizer step
+        self._last_logged_step = step
+        max_steps = getattr(trainer, "max_steps", -1)
+        metrics = self.session.on_step(step, planned_steps=float(max_steps) if max_steps and max_steps > 0 else None)
+        self._log(trainer, metrics)
+        if self.session.stop_requested:
+            trainer.should_stop = True
+
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        if getattr(trainer, "sanity_checking", False):
+            return
+        if self._fn(trainer) == "validate":
+            self.session.begin_run(
+                "validate", rank=int(getattr(trainer, "global_rank", 0) or 0),
+                info={**self._info(trainer, pl_module, "validate"),
+                      **_loader_info(getattr(trainer, "val_dataloaders", None))},
+            )
+            return
+        self.session.begin_phase("validation")
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if getattr(trainer, "sanity_checking", False):
+            return
+        if self._fn(trainer) == "validate":
+            self._end_eval_run(trainer, "val")
+            return
+        try:
+            continues = not bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
+        except Exception:
+            continues = False
+        metrics = self.session.end_phase(training_continues=continues)
+        if continues:
+            self._log(trainer, metrics)  # mid-epoch validation: its own figures now
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        epoch = int(trainer.current_epoch)
+        metrics = self.session.end_epoch(epoch, done=epoch + 1)
+        if metrics:
+            self._log(trainer, {**metrics, "epoch": epoch})
+        if self.session.stop_requested:
+            trainer.should_stop = True
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        self.session.end_run()
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self.session.fail(exception)
+
+    # -- test, predict ------------------------------------------------------------------------
+
+    def _end_eval_run(self, trainer: Any, prefix: str) -> None:
+        summary_before = self.session.running
+        self.session.end_run()
+        if not summary_before:
+            return
+        totals = self.session.summary().get("totals", {})
+        if totals:
+            self._log(trainer, {
+                f"{prefix}_energy_kwh": totals["energy_kwh"],
+                f"{prefix}_emissions_kg": totals["emissions_kg"],
+                f"{prefix}_duration_s": totals["duration_s"],
+            }, step=int(getattr(trainer, "global_step", 0)))
+
+    def on_test_start(self, trainer: Any, pl_module: Any) -> None:
+        info = {**self._info(trainer, pl_module, "test"), **_loader_info(getattr(trainer, "test_dataloaders", None))}
+        if "n_samples" in info:
+            info["nb_request"] = info["n_samples"]
+        self.session.begin_run("test", rank=int(getattr(trainer, "global_rank", 0) or 0), info=info)
+
+    def on_test_end(self, trainer: Any, pl_module: Any) -> None:
+        self._end_eval_run(trainer, "test")
+
+    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        info = {**self._info(trainer, pl_module, "predict"),
+                **_loader_info(getattr(trainer, "predict_dataloaders", None))}
+        if "n_samples" in info:
+            info["nb_request"] = info["n_samples"]
+        self.session.begin_run("predict", rank=int(getattr(trainer, "global_rank", 0) or 0), info=info)
+
+    def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
+        self.session.end_run()
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state saved in Lightning checkpoints: run_id and cumulative totals."""
+        return self.session.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume the run saved in a checkpoint (same run_id, totals carried over)."""
+        self.session.load_state_dict(state_dict)
