@@ -146,6 +146,8 @@ class Job:
     queue_key: str = ""
     #: what the job is for, to name it in warnings (secret-free)
     label: str = ""
+    #: a state job (e.g. a Prometheus push) is dropped when a newer one of its queue waits
+    state: bool = False
 
     def __init__(self, *, spool: Spool | None = None, entry: SpoolEntry | None = None,
                  owner: object | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
@@ -340,18 +342,14 @@ class Sender:
                 if queue is not None:
                     if outcome is Outcome.RETRY:
                         queue.failures += 1
-                        draining = self._drain_until > time.monotonic() and any(
-                            True for _ in queue.jobs)
+                        draining = self._drain_until > time.monotonic()
                         delay = _DRAIN_RETRY_S if draining else self._backoff(queue.failures)
                         queue.next_at = time.monotonic() + delay
+                        if job.state and len(queue.jobs) > 1 and job in queue.jobs:
+                            queue.jobs.remove(job)  # superseded: the newer state goes next
                     else:
-                        if queue.jobs and queue.jobs[0] is job:
-                            queue.jobs.popleft()
-                        else:
-                            try:
-                                queue.jobs.remove(job)
-                            except ValueError:
-                                pass
+                        if job in queue.jobs:
+                            queue.jobs.remove(job)
                         queue.failures = 0
                         queue.next_at = 0.0
                         if outcome is Outcome.DELIVERED:
