@@ -737,6 +737,26 @@ class EmissionsSession:
         return run.current.phase if run is not None and run.current is not None else None
 
     @property
+    def stage(self) -> str | None:
+        """The stage of the open run (``fit``, ``validate``, ``test``, ``predict``), or None."""
+        return self._run.stage if self._run is not None else None
+
+    @property
+    def epoch(self) -> int | None:
+        """The index of the current (or last) training epoch of the open run, or None."""
+        return self._run.epoch if self._run is not None else None
+
+    @property
+    def has_pending_resume(self) -> bool:
+        """True when a loaded state waits for the next fit run."""
+        return self._resume_state is not None
+
+    def take_pending_resume(self) -> dict[str, Any] | None:
+        """The loaded state waiting for the next fit run, removed from this session."""
+        state, self._resume_state = self._resume_state, None
+        return state
+
+    @property
     def in_epoch(self) -> bool:
         """True between begin_epoch() and end_epoch()."""
         return self._run is not None and self._run.in_epoch

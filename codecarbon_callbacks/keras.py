@@ -1,0 +1,250 @@
+"""Energy and emissions per epoch for Keras 3 (any backend; tested on torch).
+
+Example:
+    >>> import keras
+    >>> from codecarbon_callbacks.keras import EmissionsCallback
+    >>> callback = EmissionsCallback(country_iso_code="FRA", task_family="image classification")
+    >>> history = model.fit(x, y, epochs=3, callbacks=[callback])  # doctest: +SKIP
+    >>> history.history["epoch_energy_kwh"]  # doctest: +SKIP
+
+The figures are added to each epoch's ``logs``, so ``History.history`` and the progress bar show
+them. Only epoch-level hooks are used: batch-level hooks would disable Keras' asynchronous
+dispatch. Keras has no exception hook: a ``fit`` that raises leaves its run open, and it is
+written with status ``incomplete`` when the process exits (or when the next run begins).
+See docs/callbacks.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from typing import Any
+
+from codecarbon_callbacks.session import EmissionsSession, guess_data_type, missing_framework_error
+
+try:
+    import keras as _keras
+except ImportError as _error:  # pragma: no cover - exercised in a subprocess test
+    raise missing_framework_error("keras", __name__, _error) from _error
+
+logger = logging.getLogger(__name__)
+
+
+class EmissionsCallback(_keras.callbacks.Callback):
+    """A Keras 3 ``Callback`` that measures energy and emissions per epoch and phase.
+
+    Args:
+        tracker: an existing ``EmissionsTracker`` to use instead of creating one; the callback
+            starts it if it is not running and stops only what it started.
+        task_family: BoAmps ``taskFamily`` (e.g. ``"image classification"``).
+        task_stage: BoAmps ``taskStage`` (default: ``training``, ``inference`` for
+            evaluate/predict).
+        task: BoAmps task fields overriding the automatic ones (camelCase dict).
+        dataset: BoAmps dataset dict(s) overriding the automatic one.
+        max_energy_kwh: stop training (``model.stop_training``) before this energy is exceeded.
+        max_emissions_kg: the same for emissions in kg CO2eq.
+        window_every_n_steps: not available with Keras (it needs batch hooks); pass
+            ``steps_per_epoch`` to ``fit`` for shorter epochs instead.
+        window_every_seconds: not available with Keras, for the same reason.
+        state_path: a JSON file where the run's state (run_id, cumulative totals) is written at
+            each epoch's end and read at ``fit`` begin, to resume a run; put it beside
+            ``BackupAndRestore``'s ``backup_dir``. It is deleted when ``fit`` completes, as
+            ``BackupAndRestore`` deletes its backup.
+        **tracker_kwargs: the tracker's parameters (``country_iso_code="FRA"`` makes it offline).
+    """
+
+    def __init__(
+        self,
+        tracker: Any = None,
+        *,
+        task_family: str | None = None,
+        task_stage: str | None = None,
+        task: Any = None,
+        dataset: Any = None,
+        max_energy_kwh: float | None = None,
+        max_emissions_kg: float | None = None,
+        window_every_n_steps: int | None = None,
+        window_every_seconds: float | None = None,
+        state_path: str | os.PathLike[str] | None = None,
+        **tracker_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        for name, value in (("window_every_n_steps", window_every_n_steps),
+                            ("window_every_seconds", window_every_seconds)):
+            if value is not None:
+                raise ValueError(
+                    f"{name} is not available with Keras: it needs batch-level hooks, which disable "
+                    "Keras' asynchronous dispatch. Pass steps_per_epoch to fit() for shorter epochs instead."
+                )
+        self.session = EmissionsSession(
+            "keras",
+            tracker,
+            task_family=task_family,
+            task_stage=task_stage,
+            task=task,
+            dataset=dataset,
+            max_energy_kwh=max_energy_kwh,
+            max_emissions_kg=max_emissions_kg,
+            **tracker_kwargs,
+        )
+        self.state_path = os.fspath(state_path) if state_path is not None else None
+        self._in_fit = False
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def tracker(self) -> Any:
+        """The tracker of the current or last run (None before training starts)."""
+        return self.session.tracker
+
+    def summary(self) -> dict[str, Any]:
+        """The run's totals and per-window and per-epoch figures (no file read)."""
+        return self.session.summary()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The run's state (run_id, cumulative totals) as JSON-able data."""
+        return self.session.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume the run saved by state_dict() at the next ``fit``."""
+        self.session.load_state_dict(state)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _info(self, stage: str) -> dict[str, Any]:
+        model = self.model
+        info: dict[str, Any] = {"framework_version": str(getattr(_keras, "__version__", ""))}
+        if model is None:
+            return info
+        info["class_path"] = f"{type(model).__module__}.{type(model).__qualname__}"
+        try:
+            info["parameters"] = int(model.count_params())
+        except Exception:
+            pass
+        try:
+            info["layers"] = len([layer for layer in model.layers if layer.weights])
+        except Exception:
+            pass
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is not None and stage == "fit":
+            info["optimizer"] = type(optimizer).__name__
+        params = self.params or {}
+        if stage == "fit" and isinstance(params.get("epochs"), int):
+            info["epochs"] = params["epochs"]
+        try:
+            inputs = model.inputs
+            if inputs:
+                first = inputs[0]
+                shape = tuple(first.shape)
+                info["input_shape"] = "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+                class _Sample:  # a sample without the batch axis, for the type guess
+                    def __init__(self, shape: tuple[Any, ...], dtype: Any) -> None:
+                        self.shape = tuple(-1 if d is None else d for d in shape)
+                        self.dtype = dtype
+
+                info["data_type"] = guess_data_type(_Sample(shape[1:], getattr(first, "dtype", "")))
+        except Exception:
+            pass
+        return info
+
+    def _write_state(self) -> None:
+        if not self.state_path or not self.session.is_writer:
+            return
+        try:
+            state = self.session.state_dict()
+            directory = os.path.dirname(os.path.abspath(self.state_path))
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".emissions_state.", dir=directory)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(state, handle)
+            os.replace(tmp, self.state_path)
+        except Exception as e:  # a state file failing must not stop training
+            logger.warning("could not write the emissions state file %s: %s", self.state_path, e)
+
+    def _read_state(self) -> None:
+        if not self.state_path or not os.path.exists(self.state_path):
+            return
+        try:
+            with open(self.state_path) as handle:
+                state = json.load(handle)
+            self.session.load_state_dict(state)
+            logger.info("resuming emissions run %s from %s",
+                        (state.get("tracker") or {}).get("run_id"), self.state_path)
+        except Exception as e:
+            logger.warning("could not resume from the emissions state file %s: %s", self.state_path, e)
+
+    # -- fit ----------------------------------------------------------------------------------
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._in_fit = True
+        self._read_state()
+        epochs = (self.params or {}).get("epochs")
+        self.session.begin_run(
+            "fit",
+            rank=0,
+            info=self._info("fit"),
+            unit="epoch",
+            planned=float(epochs) if isinstance(epochs, int) else None,
+            done=float(getattr(self.model, "_initial_epoch", 0) or 0),
+        )
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.session.begin_epoch(int(epoch))
+
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if self._in_fit:
+            self.session.begin_phase("validation")
+        else:
+            self.session.begin_run("test", rank=0, info=self._info("test"))
+
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self._in_fit:
+            self.session.end_phase(training_continues=False)
+            return
+        self._end_eval_run("test", logs)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        metrics = self.session.end_epoch(int(epoch), done=int(epoch) + 1)
+        if logs is not None and metrics:
+            logs.update(metrics)
+        self._write_state()
+        if self.session.stop_requested and self.model is not None:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self._in_fit = False
+        self.session.end_run()
+        if self.state_path and os.path.exists(self.state_path):
+            try:
+                os.remove(self.state_path)
+            except OSError as e:
+                logger.debug("could not remove %s: %s", self.state_path, e)
+
+    # -- evaluate, predict ----------------------------------------------------------------------
+
+    def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if not self._in_fit:
+            self.session.begin_run("predict", rank=0, info=self._info("predict"))
+
+    def on_predict_end(self, logs: dict[str, Any] | None = None) -> None:
+        if not self._in_fit:
+            self._end_eval_run("predict", logs)
+
+    def _end_eval_run(self, prefix: str, logs: dict[str, Any] | None) -> None:
+        was_running = self.session.running
+        self.session.end_run()
+        if not was_running or logs is None:
+            return
+        totals = self.session.summary().get("totals", {})
+        if totals:
+            logs.update({
+                f"{prefix}_energy_kwh": totals["energy_kwh"],
+                f"{prefix}_emissions_kg": totals["emissions_kg"],
+                f"{prefix}_duration_s": totals["duration_s"],
+            })
+
+
+__all__ = ["EmissionsCallback"]

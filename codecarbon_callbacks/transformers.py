@@ -1,0 +1,432 @@
+"""Energy and emissions per epoch for the Hugging Face ``Trainer``.
+
+Example:
+    >>> from transformers import Trainer, TrainingArguments
+    >>> from codecarbon_callbacks.transformers import EmissionsCallback
+    >>> callback = EmissionsCallback(country_iso_code="FRA", task_family="text classification")
+    >>> trainer = Trainer(model=model, args=args, train_dataset=train)  # doctest: +SKIP
+    >>> callback.attach(trainer)  # first in the callback list, figures reach report_to  # doctest: +SKIP
+    >>> trainer.train()  # doctest: +SKIP
+
+``attach(trainer)`` is the recommended way to add the callback: the figures are then logged with
+``Trainer.log`` (so they are in ``trainer.state.log_history`` *and* reach every ``report_to``
+integration), evaluation and prediction windows start exactly when ``evaluate()`` / ``predict()``
+are called, and an exception in ``train()`` is recorded with its status. Passing the callback in
+``Trainer(callbacks=[...])`` also works: the figures then go to ``log_history`` only, evaluation
+windows are derived from the Trainer's events, and a crash is written as ``incomplete`` at exit.
+See docs/callbacks.md for every limit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import math
+import weakref
+from typing import Any
+
+from codecarbon_callbacks.session import EmissionsSession, dataset_info, missing_framework_error, torch_model_info
+
+try:
+    import transformers as _transformers
+    from transformers import TrainerCallback as _TrainerCallback
+    from transformers.trainer_callback import DefaultFlowCallback as _DefaultFlowCallback
+    from transformers.trainer_callback import ExportableState as _ExportableState
+except ImportError as _error:  # pragma: no cover - exercised in a subprocess test
+    raise missing_framework_error("transformers", __name__, _error) from _error
+
+logger = logging.getLogger(__name__)
+
+#: the session of the callback each model's Trainer was given (the Trainer rebuilds stateful
+#: callbacks from their saved arguments when it resumes; the rebuilt one takes over this session)
+_SESSION_BY_MODEL: "weakref.WeakKeyDictionary[Any, EmissionsSession]" = weakref.WeakKeyDictionary()
+#: the Trainer a session was attached to
+_TRAINER_BY_SESSION: "weakref.WeakKeyDictionary[EmissionsSession, Any]" = weakref.WeakKeyDictionary()
+_WARNED: set[str] = set()
+
+
+def _warn_once(key: str, message: str, *args: Any) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        logger.warning(message, *args)
+
+
+def _json_able(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _report_to(args: Any) -> list[str]:
+    report_to = getattr(args, "report_to", None) or []
+    if isinstance(report_to, str):
+        report_to = [report_to]
+    return [str(r) for r in report_to if r not in ("none", None)]
+
+
+class EmissionsCallback(_TrainerCallback, _ExportableState):
+    """A ``transformers.TrainerCallback`` that measures energy and emissions per epoch and phase.
+
+    Args:
+        tracker: an existing ``EmissionsTracker`` to use instead of creating one; the callback
+            starts it if it is not running and stops only what it started.
+        task_family: BoAmps ``taskFamily`` (e.g. ``"text classification"``).
+        task_stage: BoAmps ``taskStage`` (default: ``training``, ``finetuning`` when the model was
+            loaded with ``from_pretrained``, ``inference`` for evaluate/predict runs).
+        task: BoAmps task fields overriding the automatic ones (camelCase dict).
+        dataset: BoAmps dataset dict(s) overriding the automatic one.
+        max_energy_kwh: stop training (``control.should_training_stop``) before this energy is
+            exceeded.
+        max_emissions_kg: the same for emissions in kg CO2eq.
+        window_every_n_steps: also record a step window every n optimizer steps (long epochs,
+            ``max_steps`` runs); budgets and forecasts then count steps.
+        window_every_seconds: also record a time window every so many seconds.
+        **tracker_kwargs: the tracker's parameters (``country_iso_code="FRA"`` makes it offline).
+
+    Resuming: the callback is stateful (``ExportableState``): its run_id and cumulative totals
+    are saved in ``trainer_state.json`` and restored when the Trainer is built with
+    ``TrainingArguments(restore_callback_states_from_checkpoint=True)`` and trained with
+    ``resume_from_checkpoint``.
+    """
+
+    def __init__(
+        self,
+        tracker: Any = None,
+        *,
+        task_family: str | None = None,
+        task_stage: str | None = None,
+        task: Any = None,
+        dataset: Any = None,
+        max_energy_kwh: float | None = None,
+        max_emissions_kg: float | None = None,
+        window_every_n_steps: int | None = None,
+        window_every_seconds: float | None = None,
+        **tracker_kwargs: Any,
+    ) -> None:
+        self.session = EmissionsSession(
+            "transformers",
+            tracker,
+            task_family=task_family,
+            task_stage=task_stage,
+            task=task,
+            dataset=dataset,
+            max_energy_kwh=max_energy_kwh,
+            max_emissions_kg=max_emissions_kg,
+            window_every_n_steps=window_every_n_steps,
+            window_every_seconds=window_every_seconds,
+            **tracker_kwargs,
+        )
+        given = {
+            "task_family": task_family,
+            "task_stage": task_stage,
+            "task": task,
+            "dataset": dataset,
+            "max_energy_kwh": max_energy_kwh,
+            "max_emissions_kg": max_emissions_kg,
+            "window_every_n_steps": window_every_n_steps,
+            "window_every_seconds": window_every_seconds,
+            **tracker_kwargs,
+        }
+        # What the Trainer saves to rebuild us on resume: JSON only (never the tracker).
+        self._init_args = {k: v for k, v in given.items() if v is not None and _json_able(v)}
+        dropped = sorted(k for k, v in given.items() if v is not None and not _json_able(v))
+        if dropped:
+            logger.debug("not saved in trainer_state.json (not JSON): %s", ", ".join(dropped))
+        self._pending_eval_stage: str | None = None
+        self._last_step = -1
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def tracker(self) -> Any:
+        """The tracker of the current or last run (None before training starts)."""
+        return self.session.tracker
+
+    def summary(self) -> dict[str, Any]:
+        """The run's totals and per-window and per-epoch figures (no file read)."""
+        return self.session.summary()
+
+    def attach(self, trainer: Any) -> EmissionsCallback:
+        """Add this callback to ``trainer`` first, and let it log through ``trainer.log``.
+
+        Placed first, it runs before the ``report_to`` integrations; logging through
+        ``Trainer.log`` puts the figures in ``trainer.state.log_history`` and sends them to
+        every integration's ``on_log``. ``trainer.train``, ``evaluate`` and ``predict`` are
+        wrapped (on this instance only) so that evaluation windows start when they are called
+        and an exception is recorded with its status (``failed``, ``interrupted``).
+
+        Returns:
+            self, for chaining.
+        """
+        handler = trainer.callback_handler
+        if self in handler.callbacks:
+            handler.callbacks.remove(self)
+        handler.callbacks.insert(0, self)
+        _TRAINER_BY_SESSION[self.session] = trainer
+        model = getattr(trainer, "model", None)
+        if model is not None:
+            _SESSION_BY_MODEL[model] = self.session
+        self._check_report_to(trainer.args)
+        if not getattr(trainer, "_codecarbon_callbacks_wrapped", False):
+            self._wrap(trainer)
+        return self
+
+    # -- ExportableState: JSON state in trainer_state.json ------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """What the Trainer saves in ``trainer_state.json``: arguments and the run's state."""
+        return {"args": dict(self._init_args), "attributes": {"resume_state": self.session.state_dict()}}
+
+    @property
+    def resume_state(self) -> dict[str, Any]:
+        """The run's state (run_id, cumulative totals); setting it resumes that run."""
+        return self.session.state_dict()
+
+    @resume_state.setter
+    def resume_state(self, value: dict[str, Any]) -> None:
+        if value and value.get("tracker"):
+            self.session.load_state_dict(value)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _trainer(self) -> Any:
+        return _TRAINER_BY_SESSION.get(self.session)
+
+    def _wrap(self, trainer: Any) -> None:
+        trainer._codecarbon_callbacks_wrapped = True
+        session_ref = weakref.ref(self.session)
+        callback_ref = weakref.ref(self)
+
+        def wrap(name: str, stage: str | None) -> None:
+            original = getattr(trainer, name)
+
+            @functools.wraps(original)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                callback = callback_ref()
+                if callback is not None and stage is not None:
+                    callback._eval_called(trainer, stage)
+                try:
+                    return original(*args, **kwargs)
+                except BaseException as error:
+                    session = session_ref()
+                    if session is not None and session.running and (stage is None or session.stage != "fit"):
+                        session.fail(error)
+                    raise
+
+            setattr(trainer, name, wrapper)
+
+        wrap("train", None)
+        wrap("evaluate", "validate")
+        wrap("predict", "predict")
+
+    def _eval_called(self, trainer: Any, stage: str) -> None:
+        """trainer.evaluate()/predict() was called (attach() only): open its window now."""
+        session = self.session
+        if session.stage == "fit":
+            if stage == "validate":
+                session.begin_phase("validation")
+            return
+        if session.running:
+            return
+        self._begin_eval_run(trainer.args, trainer.state, getattr(trainer, "model", None), stage,
+                             getattr(trainer, "eval_dataset", None))
+
+    def _begin_eval_run(self, args: Any, state: Any, model: Any, stage: str, data: Any = None) -> None:
+        info: dict[str, Any] = {"framework_version": _transformers.__version__}
+        if model is not None:
+            info.update(torch_model_info(model))
+        if data is not None and not isinstance(data, dict):
+            info.update(dataset_info(data, batch_size=getattr(args, "per_device_eval_batch_size", None)))
+            if "n_samples" in info:
+                info["nb_request"] = info["n_samples"]
+        self.session.begin_run(stage, rank=int(getattr(args, "process_index", 0) or 0), info=info)
+
+    def _check_report_to(self, args: Any) -> None:
+        report_to = _report_to(args)
+        if "codecarbon" in report_to:
+            _warn_once(
+                "codecarbon",
+                "the Trainer's own CodeCarbon integration is active too (report_to includes 'codecarbon'): "
+                "two trackers would measure the same run. Remove 'codecarbon' from report_to.",
+            )
+        others = [r for r in report_to if r != "codecarbon"]
+        if others and self._trainer() is None:
+            _warn_once(
+                "attach",
+                "energy figures go to trainer.state.log_history but not to the report_to integrations "
+                "(%s): add the callback with EmissionsCallback.attach(trainer) for that.",
+                ", ".join(others),
+            )
+
+    def _log(self, state: Any, control: Any, metrics: dict[str, float]) -> None:
+        if not metrics or not getattr(state, "is_world_process_zero", True):
+            return
+        trainer = self._trainer()
+        if trainer is not None:
+            # Trainer.log appends to log_history and calls every callback's on_log (the report_to
+            # integrations included); it also resets control flags the loop still needs.
+            flags = dataclasses.asdict(control) if dataclasses.is_dataclass(control) else {}
+            try:
+                trainer.log(dict(metrics))
+            except Exception as e:
+                logger.warning("could not log energy figures through Trainer.log: %s", e)
+            finally:
+                for key, value in flags.items():
+                    setattr(control, key, value)
+            return
+        entry: dict[str, Any] = dict(metrics)
+        if getattr(state, "epoch", None) is not None:
+            entry["epoch"] = state.epoch
+        entry["step"] = state.global_step
+        state.log_history.append(entry)
+
+    def _adopt(self, model: Any) -> None:
+        """The Trainer rebuilt us from saved arguments: take over the session it was given."""
+        if model is None:
+            return
+        try:
+            other = _SESSION_BY_MODEL.get(model)
+        except TypeError:
+            return
+        if other is None or other is self.session or other.running:
+            if other is None:
+                _SESSION_BY_MODEL[model] = self.session
+            return
+        pending = self.session.take_pending_resume()
+        self.session = other
+        if pending:
+            other.load_state_dict(pending)
+
+    @staticmethod
+    def _epoch(state: Any) -> int:
+        return int(math.floor((state.epoch or 0.0) + 1e-9))
+
+    @staticmethod
+    def _predict_flow(event: str, args: Any, state: Any, control: Any) -> Any:
+        """What the Trainer's default flow will decide at this event (evaluate? save?)."""
+        try:
+            predicted = dataclasses.replace(control)
+            result = getattr(_DefaultFlowCallback(), event)(args, state, predicted)
+            return result if result is not None else predicted
+        except Exception:
+            return control
+
+    # -- events -----------------------------------------------------------------------------
+
+    def on_init_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if model is not None:
+            try:
+                _SESSION_BY_MODEL.setdefault(model, self.session)
+            except TypeError:
+                pass
+        self._check_report_to(args)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None,
+                       train_dataloader: Any = None, **kwargs: Any) -> None:
+        self._adopt(model)
+        self._check_report_to(args)
+        info: dict[str, Any] = {"framework_version": _transformers.__version__}
+        if model is not None:
+            info.update(torch_model_info(model))
+        if optimizer is not None:
+            inner = getattr(optimizer, "optimizer", optimizer)
+            info["optimizer"] = type(inner).__name__
+        num_epochs = getattr(state, "num_train_epochs", None) or getattr(args, "num_train_epochs", None)
+        if num_epochs:
+            info["epochs"] = int(math.ceil(num_epochs))
+        dataset = getattr(train_dataloader, "dataset", None)
+        if dataset is not None:
+            info.update(dataset_info(dataset, batch_size=getattr(args, "per_device_train_batch_size", None)))
+        steps_first = bool(self.session.window_every_n_steps or self.session.window_every_seconds)
+        if steps_first and getattr(state, "max_steps", 0):
+            unit, planned, done = "step", float(state.max_steps), float(state.global_step)
+        else:
+            unit, planned, done = "epoch", float(num_epochs) if num_epochs else None, float(self._epoch(state))
+        self.session.begin_run(
+            "fit", rank=int(getattr(args, "process_index", 0) or 0), info=info, unit=unit, planned=planned, done=done
+        )
+        self._last_step = -1
+        if getattr(args, "eval_on_start", False):
+            self.session.begin_phase("validation")
+
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.session.begin_epoch(self._epoch(state))
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        session = self.session
+        if not session.running:
+            return
+        step = int(state.global_step)
+        if (session.window_every_n_steps or session.window_every_seconds) and step != self._last_step:
+            self._last_step = step
+            metrics = session.on_step(step, planned_steps=float(state.max_steps) if state.max_steps else None)
+            self._log(state, control, metrics)
+            if session.stop_requested:
+                control.should_training_stop = True
+        flow = self._predict_flow("on_step_end", args, state, control)
+        if control.should_evaluate or flow.should_evaluate:
+            session.begin_phase("validation")
+        elif control.should_save or flow.should_save:
+            session.begin_phase("other", "checkpoint")
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        session = self.session
+        if not session.running:
+            return
+        epoch = session.epoch if session.epoch is not None else max(0, self._epoch(state) - 1)
+        metrics = session.end_epoch(epoch, done=epoch + 1)
+        if session.stop_requested:
+            control.should_training_stop = True
+        flow = self._predict_flow("on_epoch_end", args, state, control)
+        if control.should_evaluate or flow.should_evaluate:
+            session.begin_phase("validation")
+        self._log(state, control, metrics)
+
+    def on_prediction_step(self, args: Any, state: Any, control: Any, model: Any = None, eval_dataloader: Any = None,
+                           **kwargs: Any) -> None:
+        session = self.session
+        if session.running:
+            if session.stage == "fit" and session.current_phase != "validation":
+                session.begin_phase("validation")  # an evaluation nobody announced: late by one batch
+            return
+        # A standalone evaluate()/predict() without attach(): the first batch tells it began.
+        self._begin_eval_run(args, state, model, "validate", getattr(eval_dataloader, "dataset", None))
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
+        self._end_evaluation(args, state, control, "eval")
+
+    def on_predict(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
+        self._end_evaluation(args, state, control, "predict")
+
+    def _end_evaluation(self, args: Any, state: Any, control: Any, prefix: str) -> None:
+        session = self.session
+        if not session.running:
+            return
+        if session.stage == "fit":
+            continues = session.in_epoch and not control.should_save and not control.should_training_stop
+            metrics = session.end_phase(training_continues=continues)
+            self._log(state, control, {k.replace("val_", "eval_", 1): v for k, v in metrics.items()})
+            return
+        session.end_run()
+        totals = session.summary().get("totals", {})
+        if totals:
+            self._log(state, control, {
+                f"{prefix}_energy_kwh": totals["energy_kwh"],
+                f"{prefix}_emissions_kg": totals["emissions_kg"],
+                f"{prefix}_duration_s": totals["duration_s"],
+            })
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        session = self.session
+        if session.running and session.in_epoch and session.current_phase == "other":
+            session.end_phase(training_continues=True)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.session.end_run()
+
+
+__all__ = ["EmissionsCallback"]
