@@ -76,6 +76,9 @@ class LoggerOutput(BaseOutput):
             return cls(value)
         if isinstance(value, str):
             return cls(logging.getLogger(value))
+        inner = getattr(value, "logger", None)
+        if isinstance(inner, (logging.Logger, logging.LoggerAdapter)):  # CodeCarbon's LoggerOutput
+            return cls(inner, getattr(value, "logging_severity", logging.INFO))
         raise ValueError(
             "logging_logger must be a logging.Logger, a LoggerOutput(logger, severity) or a "
             f"logger name; got {type(value).__name__}"
