@@ -1,0 +1,253 @@
+"""The framework-neutral session: windows that tile the run, forecasts, budgets, resume, metadata."""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from callbacks.conftest import boamps_report, check_tiling, read_runs, read_windows, schema_errors
+from codecarbon_callbacks.session import EmissionsSession, dataset_info, guess_data_type, shape_string
+
+
+def busy(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def run_epochs(session: EmissionsSession, epochs: int, *, planned: int | None = None,
+               train_s: float = 0.03, val_s: float = 0.01) -> list[dict[str, float]]:
+    rows = []
+    for epoch in range(epochs):
+        session.begin_epoch(epoch)
+        busy(train_s)
+        session.begin_phase("validation")
+        busy(val_s)
+        session.end_phase(training_continues=False)
+        rows.append(session.end_epoch(epoch, done=epoch + 1, planned=planned))
+        if session.stop_requested:
+            break
+    return rows
+
+
+def test_windows_tile_the_run_and_sum_to_its_total(tracker_kwargs, tmp_path):
+    session = EmissionsSession("custom", **tracker_kwargs)
+    assert session.begin_run("fit", info={"epochs": 3}, planned=3)
+    busy(0.01)
+    rows = run_epochs(session, 3, planned=3)
+    session.end_run()
+
+    runs, windows = read_runs(tmp_path), read_windows(tmp_path)
+    assert len(runs) == 1 and runs.loc[0, "status"] == "completed"
+    assert set(windows["run_id"]) == {runs.loc[0, "run_id"]}
+    check_tiling(windows, runs.loc[0, "energy_consumed"])
+    train = windows[windows["phase"] == "train"]
+    assert list(train["epoch"]) == [0, 1, 2] and set(train["kind"]) == {"epoch"}
+    assert list(windows[windows["phase"] == "validation"]["epoch"]) == [0, 1, 2]
+    # the epoch's figure is its train window only: validation is not double counted
+    for row, (_, window) in zip(rows, train.iterrows()):
+        assert row["epoch_energy_kwh"] == pytest.approx(window["energy_consumed"], rel=1e-9)
+    summary = session.summary()
+    assert summary["totals"]["energy_kwh"] == pytest.approx(runs.loc[0, "energy_consumed"], rel=1e-9)
+    assert [w["phase"] for w in summary["windows"]][:3] == ["other", "train", "validation"]
+    assert [e["epoch"] for e in summary["epochs"]] == [0, 1, 2]
+
+
+def test_mid_epoch_validation_continues_the_epoch(tracker_kwargs, tmp_path):
+    session = EmissionsSession("custom", **tracker_kwargs)
+    session.begin_run("fit")
+    session.begin_epoch(0)
+    busy(0.02)
+    session.begin_phase("validation")
+    busy(0.01)
+    val = session.end_phase()  # an epoch is open: training goes on
+    busy(0.02)
+    row = session.end_epoch(0)
+    session.end_run()
+    windows = read_windows(tmp_path)
+    train = windows[(windows["phase"] == "train") & (windows["epoch"] == 0)]
+    assert list(train["name"]) == ["epoch 0", "epoch 0 (continued)"]
+    assert row["epoch_energy_kwh"] == pytest.approx(train["energy_consumed"].sum(), rel=1e-9)
+    assert row["val_energy_kwh"] == pytest.approx(val["val_energy_kwh"], rel=1e-9)
+    check_tiling(windows, read_runs(tmp_path).loc[0, "energy_consumed"])
+
+
+def test_forecast_from_the_second_window_and_budget_stop(tracker_kwargs, tmp_path, caplog):
+    session = EmissionsSession("custom", **tracker_kwargs)
+    session.begin_run("fit", planned=10)
+    rows = run_epochs(session, 3, planned=10)
+    assert "forecast_energy_kwh" not in rows[0]  # the first epoch is warm-up
+    assert "forecast_energy_kwh" not in rows[1] or rows[1]["forecast_energy_kwh"] > rows[1]["total_energy_kwh"]
+    forecast = rows[2]["forecast_energy_kwh"]
+    assert forecast > rows[2]["total_energy_kwh"] * 2  # 7 more epochs to go
+    assert session.stop_requested is False
+    session.end_run()
+
+    # a budget a bit above what was used: the next epoch would cross it -> stop, budget_stop
+    out = tmp_path / "budget"
+    kwargs = dict(tracker_kwargs, output_dir=str(out))
+    used = rows[0]["total_energy_kwh"]
+    session = EmissionsSession("custom", max_energy_kwh=used * 1.2, **kwargs)
+    session.begin_run("fit", planned=10)
+    with caplog.at_level(logging.WARNING, logger="codecarbon_callbacks.session"):
+        rows = run_epochs(session, 10, planned=10)
+    assert session.stop_requested and len(rows) < 10
+    assert "max_energy_kwh" in session.stop_reason
+    assert any("Asking the trainer to stop" in r.getMessage() for r in caplog.records)
+    session.end_run()
+    assert read_runs(out).loc[0, "status"] == "budget_stop"
+    assert "budget_stop_reason" in json.loads(read_runs(out).loc[0, "metadata"])
+
+
+def test_resume_keeps_run_id_and_cumulative_totals(tracker_kwargs, tmp_path):
+    first = EmissionsSession("custom", **tracker_kwargs)
+    first.begin_run("fit")
+    run_epochs(first, 2)
+    state = json.loads(json.dumps(first.state_dict()))  # checkpoints hold JSON, never the tracker
+    first.fail(RuntimeError("preempted"))
+    before = read_runs(tmp_path).iloc[-1]
+    assert before["status"] == "failed"
+
+    second = EmissionsSession("custom", **tracker_kwargs)
+    second.load_state_dict(state)
+    second.begin_run("fit", done=2)
+    rows = run_epochs(second, 1)
+    second.end_run()
+    after = read_runs(tmp_path).iloc[-1]
+    assert after["run_id"] == before["run_id"] == state["tracker"]["run_id"]
+    assert after["energy_consumed"] > state["tracker"]["cpu_energy_kwh"] + state["tracker"]["ram_energy_kwh"]
+    assert rows[0]["total_energy_kwh"] > state["tracker"]["cpu_energy_kwh"]
+    assert [e["epoch"] for e in second.summary()["epochs"]] == [0, 1, 0]
+
+
+def test_failure_writes_partial_run_and_open_window(tracker_kwargs, tmp_path):
+    session = EmissionsSession("custom", **tracker_kwargs)
+    session.begin_run("fit")
+    session.begin_epoch(0)
+    busy(0.01)
+    tracker = session.tracker
+    session.fail(KeyboardInterrupt())
+    assert not tracker.is_running
+    windows = read_windows(tmp_path)
+    assert windows.iloc[-1]["phase"] == "train" and windows.iloc[-1]["status"] == "interrupted"
+    assert read_runs(tmp_path).loc[0, "status"] == "interrupted"
+
+
+def test_given_tracker_is_started_and_stopped_only_if_not_running(tracker_kwargs, tmp_path):
+    from codecarbon_callbacks import OfflineEmissionsTracker
+
+    tracker = OfflineEmissionsTracker(**tracker_kwargs)
+    tracker.start()
+    session = EmissionsSession("custom", tracker)
+    session.begin_run("fit")
+    run_epochs(session, 1)
+    session.end_run()
+    assert tracker.is_running  # not ours to stop
+    tracker.stop()
+
+    other = OfflineEmissionsTracker(**tracker_kwargs)
+    session = EmissionsSession("custom", other)
+    session.begin_run("fit")
+    assert other.is_running
+    session.end_run()
+    assert not other.is_running
+
+
+def test_bad_arguments_name_the_parameter(tracker_kwargs):
+    from codecarbon_callbacks import ConfigError
+
+    with pytest.raises(ValueError, match="max_energy_kwh"):
+        EmissionsSession("custom", max_energy_kwh=-1, **tracker_kwargs)
+    with pytest.raises(ValueError, match="window_every_n_steps"):
+        EmissionsSession("custom", window_every_n_steps=1.5, **tracker_kwargs)
+    with pytest.raises(ValueError, match="tracker"):
+        EmissionsSession("custom", object())
+    with pytest.raises(ConfigError, match="measure_power_secs"):
+        EmissionsSession("custom", country_iso_code="FRA", measure_power_secs="often")
+
+
+def test_picklable_until_the_run_starts(tracker_kwargs):
+    kwargs = {k: v for k, v in tracker_kwargs.items() if k != "components"}
+    session = EmissionsSession("custom", task_family="x", **kwargs)
+    copy = pickle.loads(pickle.dumps(session))
+    assert copy.task_family == "x" and copy.tracker is None and not copy.running
+
+
+def test_non_zero_rank_measures_but_writes_nothing(tracker_kwargs, tmp_path):
+    session = EmissionsSession("custom", **tracker_kwargs)
+    assert session.begin_run("fit", rank=1)
+    assert not session.is_writer
+    run_epochs(session, 1)
+    session.end_run()
+    assert not (tmp_path / "emissions.csv").exists()
+    assert session.summary()["totals"]["energy_kwh"] > 0
+
+
+def test_boamps_task_from_framework_info_validates(tracker_kwargs, tmp_path, boamps_validator):
+    from codecarbon_callbacks import BoAmpsOutput
+
+    session = EmissionsSession("custom", task_family="regression",
+                               output_handlers=[BoAmpsOutput(tmp_path)], **tracker_kwargs)
+    session.begin_run("fit", info={"class_path": "pkg.Model", "parameters": 2_500_000_000, "layers": 4,
+                                   "epochs": 1, "optimizer": "Adam", "n_samples": 64, "data_type": "tabular",
+                                   "input_shape": "(64, 8)", "framework_version": "1.0"})
+    run_epochs(session, 1)
+    task = session.boamps_task()
+    session.end_run()
+    assert task["algorithms"][0]["parametersNumber"] == pytest.approx(2.5)  # billions
+    assert task["taskStage"] == "training" and task["dataset"][0]["dataType"] == "tabular"
+    run_id = read_runs(tmp_path).loc[0, "run_id"]
+    report = boamps_report(tmp_path, run_id)
+    assert schema_errors(boamps_validator, report) == []
+    assert report["task"]["taskFamily"] == "regression"
+    metadata = json.loads(read_runs(tmp_path).loc[0, "metadata"])
+    assert metadata["framework"] == "custom" and metadata["task_family"] == "regression"
+    assert metadata["boamps_task"]["algorithms"][0]["classPath"] == "pkg.Model"
+
+
+def test_user_task_fields_override_automatic_ones(tracker_kwargs):
+    session = EmissionsSession("custom", task_family="t", task_stage="retraining",
+                               task={"algorithms": [{"algorithmName": "mlp"}], "task_description": "d"},
+                               dataset={"data_usage": "input", "data_type": "image", "source": "public"},
+                               **tracker_kwargs)
+    session.begin_run("fit", info={"class_path": "a.B", "data_type": "tabular", "pretrained": True})
+    task = session.boamps_task()
+    session.end_run()
+    assert task["taskStage"] == "retraining"
+    assert task["algorithms"][0]["algorithmName"] == "mlp" and task["algorithms"][0]["classPath"] == "a.B"
+    assert task["dataset"] == [{"dataUsage": "input", "dataType": "image", "source": "public"}]
+    assert task["taskDescription"] == "d"
+
+
+def test_data_type_and_shape_guesses():
+    import numpy as np
+
+    assert guess_data_type(np.zeros(8, dtype="float32")) == "tabular"
+    assert guess_data_type(np.zeros(16, dtype="int64")) == "token"
+    assert guess_data_type(np.zeros((3, 32, 32), dtype="float32")) == "image"
+    assert guess_data_type(np.zeros((8, 3, 32, 32), dtype="float32")) == "video"
+    assert guess_data_type({"input_ids": [1, 2]}) == "token"
+    assert guess_data_type("a sentence") == "text"
+    assert guess_data_type(np.zeros(4, dtype=bool)) == "boolean"
+    assert guess_data_type(object()) == "other"
+    assert shape_string(np.zeros((3, 32, 32)), 10) == "(10, 3, 32, 32)"
+    data = [(np.zeros(8, dtype="float32"), 1.0)] * 5
+    assert dataset_info(data, batch_size=2) == {"batch_size": 2, "n_samples": 5, "data_type": "tabular",
+                                                "input_shape": "(5, 8)"}
+
+
+def test_session_imports_no_framework():
+    code = (
+        "import sys, codecarbon_callbacks, codecarbon_callbacks.session\n"
+        "heavy = [m for m in ('torch', 'lightning', 'pytorch_lightning', 'transformers', 'keras', 'pandas')"
+        " if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)
