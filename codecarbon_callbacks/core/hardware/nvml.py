@@ -1,0 +1,806 @@
+"""NVIDIA GPUs through NVML (``pynvml`` from nvidia-ml-py), with window edges placed to the ms.
+
+Methods:
+- ``nvml_energy``: ``nvmlDeviceGetTotalEnergyConsumption`` (mJ since the driver loaded), with the
+  edge placement described below;
+- ``nvml_power``: where the counter is not supported, power integrated over time: the instant
+  power field (186, ``NVML_FI_DEV_POWER_INSTANT``) when the driver has it, else
+  ``nvmlDeviceGetPowerUsage`` (a 1-second average on recent GPUs, see ``POWER_USAGE_LAG_S``).
+  An unsupported counter is never read as 0 (CodeCarbon's bug).
+
+Edge placement, and the evidence for it (``tests/data/h200_*``, 34 s on an H200, driver 580):
+
+1. The energy counter moves in steps on a fixed clock: 340 steps, period 100.001 ms, residuals
+   of 1.65 ms (standard deviation), which is the resolution of the back-to-back reads that
+   located them (a read takes 2.4-3.6 ms). So a counter read at an edge is stale by the time
+   since the last step, uniform in [0, 100 ms): plain counter deltas of identical 1-s windows
+   at full load (~700 W) vary by up to 70 J (10 %).
+2. Instant power (field 186) updates on its own ~102 ms cadence, drifting against the counter's:
+   its updates do not tell where the counter's step lies. Its value is a good estimate of the
+   power during the counter's current step (at steady load the estimator below gets 0.3 % rms
+   per 1-s window, against 4 % for plain counter deltas).
+
+So the component locks onto the counter's phase: the sampler thread (``sample()``, every
+``sample_interval_s`` = 25 ms) reads instant power (microseconds) and, about once per
+``watch_interval_s``, watches one counter step with a few back-to-back counter reads started just
+before the predicted step (typically 2-4 reads), which re-measures the phase and the period (least
+squares over the recent steps) and refreshes an anchor (a counter value at a known step). The
+first watch (after ``start()``) reads until it has seen two steps (<= 0.35 s, on the sampler
+thread only). At an edge, ``energy_j(now)`` reads the counter once (on the caller's thread), takes
+the step that reading belongs to from the phase model and returns::
+
+    counter + instant_power x (now - time_of_that_step)
+
+When the reading lies within a few ms of a predicted step (it cannot tell which side it saw), the
+anchor and the integral of instant power since it decide which side the value belongs to. The
+result is clamped to be non-decreasing, so windows that tile a run sum exactly to the run.
+Without a phase (a counter that does not step regularly) the edge adds half a period of instant
+power: unbiased, no better than plain deltas.
+
+Errors mid-run: the last good energy is kept, power integration continues where power still
+reads, ``failure`` says why, one warning is logged; nothing raises.
+
+GPU selection: ``gpu_ids`` (ints or UUIDs) and ``CUDA_VISIBLE_DEVICES`` (indexes or UUIDs,
+prefixes allowed); CUDA ordinals are mapped to NVML devices by UUID. Integers in
+``CUDA_VISIBLE_DEVICES`` are NVML (PCI bus) indexes, which is CUDA's numbering with
+``CUDA_DEVICE_ORDER=PCI_BUS_ID`` and on nodes of identical GPUs. Integer ``gpu_ids`` are CUDA
+ordinals (positions in ``CUDA_VISIBLE_DEVICES``) when it is set, NVML indexes otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from codecarbon_callbacks.core.hardware.base import Component, MeasurementMethod
+
+logger = logging.getLogger(__name__)
+
+#: NVML_FI_DEV_POWER_INSTANT
+FIELD_POWER_INSTANT = 186
+#: how often the sampler reads instant power, s
+GPU_SAMPLE_INTERVAL_S = 0.025
+#: how often the sampler re-watches one counter step, s
+WATCH_INTERVAL_S = 1.0
+#: the counter period assumed until measured, s
+NOMINAL_COUNTER_PERIOD_S = 0.1
+#: nvmlDeviceGetPowerUsage is a trailing 1-s average on recent GPUs: half of it is lag
+POWER_USAGE_LAG_S = 0.5
+#: the first watch gives up after this long, s
+FIRST_WATCH_LIMIT_S = 0.5
+#: a step observed farther than this from its prediction counts as a miss, s
+PHASE_TOLERANCE_S = 0.015
+#: steps the first watch observes (3 periods measured: about 1 ms of period uncertainty)
+FIRST_WATCH_STEPS = 4
+#: a step located less precisely than this (a slow read) is not used for the phase, s
+MAX_STEP_RESOLUTION_S = 0.006
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+_VALUE_FIELDS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal"}
+
+
+def _nvml_error_name(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+class _PhaseModel:
+    """Step times of a periodic counter: t_k = phase_s + k x period_s (k integer).
+
+    Observed steps get integer indexes from the gaps between them (rounded with the current
+    period), then a least-squares line through (k, t) gives the period and the phase. Three
+    observations in a row far from their prediction mean the counter is not on this clock any
+    more: the model starts again from them.
+    """
+
+    #: observations kept for the fit
+    MAX_STEPS = 64
+
+    def __init__(self) -> None:
+        self.period_s: float | None = None
+        self.phase_s: float | None = None
+        self.uncertainty_s = 0.005
+        self.misses = 0
+        self._steps: deque[tuple[int, float]] = deque(maxlen=self.MAX_STEPS)
+        self._pending: list[float] = []  # far-off observations, kept in case the clock moved
+
+    @property
+    def locked(self) -> bool:
+        return self.period_s is not None and self.phase_s is not None
+
+    def step_index(self, t: float) -> int:
+        assert self.period_s is not None and self.phase_s is not None
+        return math.floor((t - self.phase_s) / self.period_s)
+
+    def step_time(self, k: int) -> float:
+        assert self.period_s is not None and self.phase_s is not None
+        return self.phase_s + k * self.period_s
+
+    def observe_run(self, steps_s: Sequence[float]) -> None:
+        """Consecutive steps seen by one burst (k, k+1, ...)."""
+        if not steps_s:
+            return
+        if self.period_s is None:
+            if len(steps_s) < 2:
+                return
+            self._steps.clear()
+            self._steps.extend(enumerate(steps_s))
+            self._fit()
+            return
+        for t in steps_s:
+            self.observe(t)
+
+    def observe(self, step_s: float) -> None:
+        """One step seen at ``step_s``."""
+        if self.period_s is None or self.phase_s is None or not self._steps:
+            return
+        k_last, t_last = self._steps[-1]
+        k = k_last + round((step_s - t_last) / self.period_s)
+        residual = step_s - self.step_time(k)
+        if abs(residual) > PHASE_TOLERANCE_S:
+            self._pending.append(step_s)
+            self.misses += 1
+            if self.misses >= 3:  # the counter is on another clock: refit from what we saw
+                pending = self._pending[-3:]
+                self._steps.clear()
+                self._pending.clear()
+                self.misses = 0
+                self.period_s = None
+                self.phase_s = None
+                logger.debug("counter phase lost; refitting")
+                del pending
+            return
+        self.misses = 0
+        self._pending.clear()
+        if k != k_last:
+            self._steps.append((k, step_s))
+            self._fit()
+
+    def _fit(self) -> None:
+        steps = list(self._steps)
+        n = len(steps)
+        mean_k = sum(k for k, _ in steps) / n
+        mean_t = sum(t for _, t in steps) / n
+        var_k = sum((k - mean_k) ** 2 for k, _ in steps)
+        if var_k <= 0:
+            return
+        slope = sum((k - mean_k) * (t - mean_t) for k, t in steps) / var_k
+        if not 0.001 < slope < 10.0:
+            return
+        self.period_s = slope
+        self.phase_s = mean_t - mean_k * slope  # t at k = 0
+        # how far one step may fall from the line (the steps' scatter, not the line's error)
+        residuals = [t - (self.phase_s + k * slope) for k, t in steps]
+        spread = math.sqrt(sum(r * r for r in residuals) / (n - 2)) if n > 2 else 0.002
+        self.uncertainty_s = min(0.015, max(0.001, spread))
+
+
+class NvmlGpu(Component):
+    """One NVIDIA GPU (see the module docstring for how its energy is measured).
+
+    Args:
+        nvml: the ``pynvml`` module (or a fake with the same names), already initialised.
+        index: the NVML index of the device.
+        cuda_index: the CUDA ordinal of the device in this process, where known.
+        clock: the meter's monotonic clock, s (``time.monotonic``); the fake NVML's in tests.
+        sleep: sleeps ``s`` seconds (``time.sleep``); the fake clock's in tests.
+        sample_interval_s: how often the sampler reads instant power.
+        watch_interval_s: how often the sampler re-watches a counter step.
+
+    Attributes:
+        uuid, index, cuda_index, model (the GPU name), memory_total_bytes, power_source
+        ("instant", "usage" or None), has_energy_counter.
+    """
+
+    def __init__(
+        self,
+        nvml: Any,
+        index: int,
+        *,
+        cuda_index: int | None = None,
+        handle: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        sample_interval_s: float = GPU_SAMPLE_INTERVAL_S,
+        watch_interval_s: float = WATCH_INTERVAL_S,
+    ) -> None:
+        self._nvml = nvml
+        self.index = index
+        self.cuda_index = cuda_index
+        self._handle = handle if handle is not None else nvml.nvmlDeviceGetHandleByIndex(index)
+        self._clock = clock
+        self._sleep = sleep
+        self.kind = "gpu"
+        self.name = f"gpu:{index}"
+        self.uuid = _text(nvml.nvmlDeviceGetUUID(self._handle))
+        self.model = _text(nvml.nvmlDeviceGetName(self._handle))
+        try:
+            self.memory_total_bytes: int | None = int(
+                nvml.nvmlDeviceGetMemoryInfo(self._handle).total
+            )
+        except nvml.NVMLError:
+            self.memory_total_bytes = None
+        self.sample_interval_s = sample_interval_s
+        self.watch_interval_s = watch_interval_s
+        self._lock = threading.Lock()
+        self.counter_reads = 0  # counter reads so far (each costs milliseconds)
+        # power source
+        self.power_source: str | None = None
+        if self._read_instant_power_w() is not None:
+            self.power_source = "instant"
+        else:
+            try:
+                nvml.nvmlDeviceGetPowerUsage(self._handle)
+                self.power_source = "usage"
+            except nvml.NVMLError:
+                self.power_source = None
+        # energy counter: one probe read (an unsupported counter is never taken as 0)
+        self.has_energy_counter = False
+        self._probe: tuple[float, float, float] | None = None
+        try:
+            self._probe = self._read_counter()
+            self.has_energy_counter = True
+        except nvml.NVMLError as error:
+            logger.debug("gpu %d: no energy counter (%s)", index, _nvml_error_name(error))
+        if self.has_energy_counter:
+            self.method = MeasurementMethod.NVML_ENERGY
+        else:
+            self.method = MeasurementMethod.NVML_POWER
+            if self.power_source is None:
+                self.failure = "NVML reports neither energy nor power for this GPU"
+        self._reset_state()
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _reset_state(self) -> None:
+        self._phase = _PhaseModel()
+        self._started = False
+        self._start_s = 0.0
+        self._start_power_w = 0.0
+        # the first counter read at or after start; the origin is derived from it
+        self._origin_read: tuple[float, float, float] | None = None
+        self._origin_j: float | None = None  # counter-scale energy at start, J
+        self._last_out_j = 0.0  # the largest counter-scale energy returned, J
+        # power as the sampler sees it, and its integral since start
+        self._power_w = 0.0
+        self._power_t: float | None = None
+        self._integral_j = 0.0
+        self._integral_history: deque[tuple[float, float]] = deque(maxlen=1024)
+        # counter knowledge: the counter value (J) at a known step index
+        self._anchor: tuple[int, float] | None = None
+        self._next_watch_s = 0.0
+        self._first_watch_done = False  # unused
+        self._counter_failed_at: tuple[float, float] | None = None  # (t, energy since start J)
+        self._integral_at_failure = 0.0
+        self._power_only_out_j = 0.0
+        self._warned = False
+
+    def _fail(self, why: str) -> None:
+        if self.failure is None:
+            self.failure = why
+        if not self._warned:
+            self._warned = True
+            logger.warning("%s (%s): %s", self.name, self.model, why)
+
+    # -- NVML reads ----------------------------------------------------------------------------
+
+    def _read_instant_power_w(self) -> float | None:
+        nvml = self._nvml
+        try:
+            values = nvml.nvmlDeviceGetFieldValues(self._handle, [FIELD_POWER_INSTANT])
+            value = values[0]
+        except (nvml.NVMLError, AttributeError, IndexError, TypeError):
+            return None
+        if getattr(value, "nvmlReturn", 0) != 0:
+            return None
+        raw = value.value
+        field = _VALUE_FIELDS.get(getattr(value, "valueType", 1), "uiVal")
+        return float(getattr(raw, field)) / 1000.0
+
+    def _read_power_w(self) -> float | None:
+        """Instant power (or the averaged power), W; None when it cannot be read."""
+        if self.power_source == "instant":
+            return self._read_instant_power_w()
+        if self.power_source == "usage":
+            try:
+                return float(self._nvml.nvmlDeviceGetPowerUsage(self._handle)) / 1000.0
+            except self._nvml.NVMLError:
+                return None
+        return None
+
+    def _read_counter(self) -> tuple[float, float, float]:
+        """(read start s, read end s, counter J). Raises NVMLError."""
+        t_a = self._clock()
+        value_mj = self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
+        t_b = self._clock()
+        self.counter_reads += 1
+        return t_a, t_b, float(value_mj) / 1000.0
+
+    # -- power integration (caller holds the lock) ---------------------------------------------
+
+    def _integrate_to(self, now_s: float, power_w: float | None) -> None:
+        if self._power_t is None:
+            self._power_t = now_s
+        elif now_s > self._power_t:
+            self._integral_j += self._power_w * (now_s - self._power_t)
+            self._power_t = now_s
+            self._integral_history.append((now_s, self._integral_j))
+        if power_w is not None:
+            self._power_w = power_w
+
+    def _integral_at(self, t: float) -> float:
+        """The integral of power from start to ``t`` (interpolated in the history), J."""
+        if self._power_t is None:
+            return 0.0
+        if t >= self._power_t:
+            return self._integral_j + self._power_w * (t - self._power_t)
+        previous = (self._start_s, 0.0)
+        for when, value in self._integral_history:
+            if when >= t:
+                span = when - previous[0]
+                if span <= 0:
+                    return value
+                return previous[1] + (value - previous[1]) * max(0.0, t - previous[0]) / span
+            previous = (when, value)
+        return previous[1]
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def start(self, now_s: float) -> None:
+        """Set the origin. Reads no counter (the sampler's first watch or the first edge does)."""
+        with self._lock:
+            probe = self._probe
+            self._reset_state()
+            self._started = True
+            self._start_s = now_s
+            power_w = self._read_power_w()
+            self._start_power_w = power_w or 0.0
+            self._integrate_to(now_s, power_w)
+            if probe is not None and 0.0 <= now_s - probe[1] < 0.05:
+                self._origin_read = probe  # read just before start: good enough as the origin
+            self._probe = None
+            self._next_watch_s = now_s
+
+    def close(self) -> None:
+        self._started = False
+
+    # -- sampler -------------------------------------------------------------------------------
+
+    def sample(self, now_s: float) -> None:
+        """Read power (microseconds); now and then watch one counter step. Never raises."""
+        if not self._started:
+            return
+        power_w = self._read_power_w()
+        with self._lock:
+            self._integrate_to(now_s, power_w)
+            watch_due = (
+                self.has_energy_counter
+                and self._counter_failed_at is None
+                and now_s >= self._next_watch_s
+            )
+        if power_w is None and self.power_source is not None:
+            self._fail("NVML power read failed; power integration paused")
+        if watch_due:
+            try:
+                self._watch(now_s)
+            except self._nvml.NVMLError as error:
+                with self._lock:
+                    self._counter_broken(self._clock(), error)
+
+    def _watch(self, now_s: float) -> None:
+        """Observe counter steps (sampler thread)."""
+        phase = self._phase
+        if not phase.locked:
+            # the first watch: read back to back until FIRST_WATCH_STEPS steps (<= 0.35 s)
+            self._burst(until_changes=FIRST_WATCH_STEPS, limit_s=self._clock() + FIRST_WATCH_LIMIT_S)
+            self._next_watch_s = self._clock() + (
+                self.watch_interval_s if phase.locked else 4 * self.watch_interval_s
+            )
+            return
+        margin = 0.003 + 3 * phase.uncertainty_s
+        k = phase.step_index(now_s + margin) + 1
+        target = phase.step_time(k)
+        wait = target - margin - now_s
+        if wait > self.sample_interval_s:
+            return  # a later sample() call is closer to the step
+        if wait > 0:
+            self._sleep(wait)
+        # read until the step shows; a full period at most (a late step is still found)
+        self._burst(until_changes=1, limit_s=target + (phase.period_s or 0.1) + margin)
+        self._next_watch_s = now_s + self.watch_interval_s
+
+    def _burst(self, *, until_changes: int, limit_s: float) -> None:
+        """Back-to-back counter reads until ``until_changes`` steps are seen or ``limit_s``."""
+        previous = self._read_counter()
+        first = previous
+        changes: list[tuple[float, float, float]] = []  # (step time, resolution, value J)
+        while len(changes) < until_changes and previous[1] < limit_s:
+            current = self._read_counter()
+            if current[2] != previous[2]:
+                mid_prev = (previous[0] + previous[1]) / 2
+                mid_cur = (current[0] + current[1]) / 2
+                changes.append(((mid_prev + mid_cur) / 2, (mid_cur - mid_prev) / 2, current[2]))
+            previous = current
+        with self._lock:
+            phase = self._phase
+            # a step bracketed by a slow read (up to 26 ms) says little: leave it out
+            usable = [c for c in changes if c[1] <= MAX_STEP_RESOLUTION_S]
+            if len(usable) == len(changes):
+                phase.observe_run([c[0] for c in changes])
+            else:
+                for change in usable:
+                    phase.observe(change[0])
+            if changes and phase.locked:
+                step_s, _, value_j = changes[-1]
+                k = phase.step_index(step_s + phase.period_s / 2)  # type: ignore[operator]
+                if self._anchor is None or k >= self._anchor[0]:
+                    self._anchor = (k, value_j)
+            if self._origin_read is None:
+                self._origin_read = first
+            self._resolve_origin()
+
+    # -- edges ---------------------------------------------------------------------------------
+
+    def _expected_counter_j(self, k: int) -> float | None:
+        """The counter at step k as the anchor and the power integral predict it."""
+        if self._anchor is None or not self._phase.locked:
+            return None
+        k_anchor, value_j = self._anchor
+        if k == k_anchor:
+            return value_j
+        phase = self._phase
+        return (
+            value_j
+            + self._integral_at(phase.step_time(k))
+            - self._integral_at(phase.step_time(k_anchor))
+        )
+
+    def _step_of_read(self, read: tuple[float, float, float], update: bool) -> float | None:
+        """The time of the counter step whose value a read returned; None without a phase."""
+        phase = self._phase
+        if not phase.locked:
+            return None
+        t_a, t_b, value_j = read
+        mid = (t_a + t_b) / 2
+        k = phase.step_index(mid)
+        guard = (t_b - t_a) / 2 + 3 * phase.uncertainty_s + 0.001
+        candidates = [k]
+        if mid - phase.step_time(k) < guard:
+            candidates = [k - 1, k]
+        elif phase.step_time(k + 1) - mid < guard:
+            candidates = [k, k + 1]
+        if len(candidates) > 1:
+            if self._anchor is not None and self._anchor[1] == value_j:
+                if self._anchor[0] in candidates:
+                    k = self._anchor[0]
+            else:
+                errors = []
+                for candidate in candidates:
+                    expected = self._expected_counter_j(candidate)
+                    errors.append(math.inf if expected is None else abs(value_j - expected))
+                if not all(math.isinf(e) for e in errors):
+                    k = candidates[errors.index(min(errors))]
+        if update and (self._anchor is None or k >= self._anchor[0]):
+            self._anchor = (k, value_j)
+        return phase.step_time(k)
+
+    def _estimate_at(self, read: tuple[float, float, float], t: float, power_w: float) -> float:
+        """Counter-scale energy at ``t`` from one counter read (lock held), J."""
+        step_s = self._step_of_read(read, update=True)
+        if step_s is None:  # no phase: the read is on average half a period stale
+            period = self._phase.period_s or NOMINAL_COUNTER_PERIOD_S
+            step_s = (read[0] + read[1]) / 2 - period / 2
+        return read[2] + power_w * (t - step_s)
+
+    def _resolve_origin(self, force: bool = False) -> None:
+        """Fix the counter-scale energy at start, once the phase is known (lock held)."""
+        if self._origin_j is not None or self._origin_read is None:
+            return
+        if not (self._phase.locked or force):
+            return
+        self._origin_j = self._estimate_at(self._origin_read, self._start_s, self._start_power_w)
+        self._last_out_j = max(self._last_out_j, self._origin_j)
+
+    def energy_j(self, now_s: float) -> float:
+        """Joules since start at ``now_s``. Reads the counter at most once. Never raises."""
+        if not self._started:
+            return 0.0
+        if not self.has_energy_counter or self._counter_failed_at is not None:
+            return self._power_only_energy_j(now_s)
+        power_w = self._read_power_w()  # microseconds: the freshest power for the extrapolation
+        try:
+            read = self._read_counter()
+        except self._nvml.NVMLError as error:
+            with self._lock:
+                self._counter_broken(now_s, error)
+            return self._power_only_energy_j(now_s)
+        with self._lock:
+            self._integrate_to(max(now_s, self._power_t or now_s), power_w)
+            if self._origin_read is None:
+                self._origin_read = read
+            self._resolve_origin(force=True)
+            absolute_j = self._estimate_at(read, now_s, self._power_w)
+            self._last_out_j = max(self._last_out_j, absolute_j)
+            assert self._origin_j is not None
+            return max(0.0, self._last_out_j - self._origin_j)
+
+    # -- degraded paths ------------------------------------------------------------------------
+
+    def _counter_broken(self, now_s: float, error: BaseException) -> None:
+        """The counter failed: keep the last good energy, integrate power from here (lock held)."""
+        if self._counter_failed_at is None:
+            energy_j = 0.0
+            if self._origin_j is not None:
+                energy_j = max(0.0, self._last_out_j - self._origin_j)
+            self._counter_failed_at = (now_s, energy_j)
+            self._integral_at_failure = self._integral_at(now_s)
+        self._fail(
+            f"NVML energy counter failed ({_nvml_error_name(error)}); keeping the last good "
+            "energy, then integrating power where power still reads"
+        )
+
+    def _power_only_energy_j(self, now_s: float) -> float:
+        power_w = self._read_power_w()
+        with self._lock:
+            if power_w is None and self.power_source is not None:
+                self._fail("NVML power read failed; energy frozen at its last value")
+            self._integrate_to(max(now_s, self._power_t or now_s), power_w)
+            integral_j = self._integral_at(now_s)
+            if self._counter_failed_at is not None:
+                value = self._counter_failed_at[1] + max(0.0, integral_j - self._integral_at_failure)
+            else:
+                value = integral_j
+                if self.power_source == "usage":
+                    # a trailing 1-s average lags by half a second: add back what it has not
+                    # shown yet (still monotonic: d/dt >= average / 2 >= 0)
+                    value += POWER_USAGE_LAG_S * (self._power_w - self._start_power_w)
+            self._power_only_out_j = max(self._power_only_out_j, value)
+            return self._power_only_out_j
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def power_w(self) -> float:
+        return self._power_w
+
+    def utilization_percent(self) -> float | None:
+        try:
+            return float(self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu)
+        except (self._nvml.NVMLError, AttributeError):
+            return None
+
+    @property
+    def counter_period_s(self) -> float | None:
+        """The measured period of the energy counter's steps, s (None until measured)."""
+        return self._phase.period_s
+
+    def describe(self) -> dict[str, object]:
+        info = super().describe()
+        info.update(
+            uuid=self.uuid,
+            index=self.index,
+            cuda_index=self.cuda_index,
+            memory_total_bytes=self.memory_total_bytes,
+            power_source=self.power_source,
+            counter_period_s=self._phase.period_s,
+        )
+        return info
+
+
+# -- selection and detection -------------------------------------------------------------------
+
+
+def _parse_id_list(value: str | int | Iterable[int | str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [str(value)]
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    items: list[str] = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, (int, str)):
+            raise ValueError(
+                f"gpu_ids must be GPU indexes (int) or UUIDs (str), got {item!r} in {value!r}"
+            )
+        items.append(str(item).strip())
+    return items
+
+
+def _match_uuid(entry: str, uuids: Sequence[str]) -> int | None:
+    """The NVML index whose UUID is ``entry`` or starts with it (CUDA accepts prefixes)."""
+    wanted = entry.lower()
+    if not wanted.startswith("gpu-"):
+        wanted = "gpu-" + wanted
+    matches = [i for i, uuid in enumerate(uuids) if uuid.lower().startswith(wanted)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def select_devices(
+    uuids: Sequence[str],
+    *,
+    gpu_ids: str | int | Iterable[int | str] | None = None,
+    cuda_visible_devices: str | None = None,
+) -> tuple[list[tuple[int, int | None]], list[str]]:
+    """Choose the NVML devices to measure.
+
+    Args:
+        uuids: the UUID of each NVML device, by NVML index.
+        gpu_ids: ints (CUDA ordinals when ``cuda_visible_devices`` is set, else NVML indexes)
+            or UUIDs (prefixes allowed); None for all visible GPUs.
+        cuda_visible_devices: the value of CUDA_VISIBLE_DEVICES, or None when unset.
+
+    Returns:
+        ``([(nvml_index, cuda_index or None), ...], notes)``.
+    """
+    notes: list[str] = []
+    # CUDA's view: ordinal -> NVML index
+    if cuda_visible_devices is None:
+        visible = list(range(len(uuids)))
+    else:
+        visible = []
+        for entry in (e.strip() for e in cuda_visible_devices.split(",")):
+            if not entry:
+                break
+            if entry.lstrip("-").isdigit():
+                index = int(entry)
+                if not 0 <= index < len(uuids):
+                    break  # CUDA ignores this entry and every one after it
+            elif entry.upper().startswith("MIG-"):
+                notes.append(f"CUDA_VISIBLE_DEVICES entry {entry!r} is a MIG instance: not measured")
+                continue
+            else:
+                found = _match_uuid(entry, uuids)
+                if found is None:
+                    break
+                index = found
+            if index not in visible:
+                visible.append(index)
+    cuda_of = {nvml_index: ordinal for ordinal, nvml_index in enumerate(visible)}
+    wanted = _parse_id_list(gpu_ids)
+    if wanted is None:
+        chosen = list(visible)
+    else:
+        chosen = []
+        for entry in wanted:
+            if entry.isdigit():
+                number = int(entry)
+                index = visible[number] if number < len(visible) else None
+            else:
+                index = _match_uuid(entry, uuids)
+            if index is None:
+                notes.append(f"gpu_ids entry {entry!r} matches no visible GPU: ignored")
+            elif index not in chosen:
+                chosen.append(index)
+    hidden = cuda_visible_devices is not None
+    return [(i, cuda_of.get(i) if (hidden or i in cuda_of) else None) for i in chosen], notes
+
+
+def _import_nvml() -> Any:
+    import pynvml  # nvidia-ml-py
+
+    return pynvml
+
+
+def detect_nvml(
+    *,
+    nvml: Any = None,
+    gpu_ids: str | int | Iterable[int | str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[list[NvmlGpu], list[str]]:
+    """One :class:`NvmlGpu` per selected GPU; none (and a debug log) when NVML is unusable.
+
+    Args:
+        nvml: the ``pynvml`` module or a fake with its names (default: import pynvml).
+        gpu_ids: see :func:`select_devices`.
+        environ: where to read CUDA_VISIBLE_DEVICES (default ``os.environ``).
+        clock, sleep: the meter's clock and a sleep on it (tests pass virtual ones).
+
+    Returns:
+        ``(gpus, notes)``; notes say what was asked for but not found.
+    """
+    import os
+
+    env = os.environ if environ is None else environ
+    if nvml is None:
+        try:
+            nvml = _import_nvml()
+        except ImportError as error:
+            logger.debug("no NVML: %s (pip install nvidia-ml-py)", error)
+            return [], []
+    try:
+        nvml.nvmlInit()
+    except Exception as error:  # NVMLError, or a missing libnvidia-ml.so (a CPU machine)
+        logger.debug("no NVML: nvmlInit failed: %s", error)
+        return [], []
+    try:
+        count = int(nvml.nvmlDeviceGetCount())
+        handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+        uuids = [_text(nvml.nvmlDeviceGetUUID(h)) for h in handles]
+    except nvml.NVMLError as error:
+        logger.debug("NVML: cannot list devices: %s", error)
+        return [], []
+    if count == 0:
+        logger.debug("NVML: no device")
+        return [], []
+    selection, notes = select_devices(
+        uuids, gpu_ids=gpu_ids, cuda_visible_devices=env.get("CUDA_VISIBLE_DEVICES")
+    )
+
+    def build(item: tuple[int, int | None]) -> NvmlGpu | None:
+        index, cuda_index = item
+        try:
+            return NvmlGpu(
+                nvml, index, cuda_index=cuda_index, handle=handles[index], clock=clock, sleep=sleep
+            )
+        except nvml.NVMLError as error:
+            notes.append(f"GPU {index} ({uuids[index]}): NVML refused it ({error}): not measured")
+            return None
+
+    # each probe reads the slow energy counter once: probe several GPUs at once
+    if len(selection) > 1:
+        with ThreadPoolExecutor(max_workers=min(8, len(selection))) as pool:
+            built = list(pool.map(build, selection))
+    else:
+        built = [build(item) for item in selection]
+    gpus = [g for g in built if g is not None]
+    for gpu in gpus:
+        if gpu.failure:
+            notes.append(f"{gpu.name} ({gpu.model}): {gpu.failure}")
+        elif not gpu.has_energy_counter:
+            notes.append(
+                f"{gpu.name} ({gpu.model}): no NVML energy counter; power integrated "
+                f"({gpu.power_source} power)"
+            )
+    return gpus, notes
+
+
+_edge_pool: ThreadPoolExecutor | None = None
+_edge_pool_lock = threading.Lock()
+
+
+def read_energy_concurrently(components: Sequence[Component], now_s: float) -> list[float]:
+    """``energy_j(now_s)`` of each component, GPU counters read in parallel threads.
+
+    A counter read takes milliseconds (2.4-3.6 ms on an H200, up to 26 ms); reading 8 GPUs one
+    after the other would hold an edge for 20-200 ms. Components without a slow counter are read
+    on the calling thread. Never raises: a component that raises counts 0 new energy here.
+    """
+    global _edge_pool
+
+    def read(component: Component) -> float:
+        try:
+            return float(component.energy_j(now_s))
+        except Exception as error:  # noqa: BLE001 - components must not raise; be safe anyway
+            logger.debug("%s: energy_j raised %s", component.name, error)
+            return float("nan")
+
+    slow = [i for i, c in enumerate(components) if c.method == MeasurementMethod.NVML_ENERGY]
+    results = [0.0] * len(components)
+    futures = {}
+    if len(slow) > 1:
+        with _edge_pool_lock:
+            if _edge_pool is None:
+                _edge_pool = ThreadPoolExecutor(
+                    max_workers=8, thread_name_prefix="codecarbon-callbacks-gpu-edge"
+                )
+            pool = _edge_pool
+        futures = {i: pool.submit(read, components[i]) for i in slow}
+    for i, component in enumerate(components):
+        if i not in futures:
+            results[i] = read(component)
+    for i, future in futures.items():
+        results[i] = future.result()
+    return results
