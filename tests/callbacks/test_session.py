@@ -47,7 +47,7 @@ def test_windows_tile_the_run_and_sum_to_its_total(tracker_kwargs, tmp_path):
     runs, windows = read_runs(tmp_path), read_windows(tmp_path)
     assert len(runs) == 1 and runs.loc[0, "status"] == "completed"
     assert set(windows["run_id"]) == {runs.loc[0, "run_id"]}
-    check_tiling(windows, runs.loc[0, "energy_consumed"])
+    check_tiling(windows, runs.iloc[0])
     train = windows[windows["phase"] == "train"]
     assert list(train["epoch"]) == [0, 1, 2] and set(train["kind"]) == {"epoch"}
     assert list(windows[windows["phase"] == "validation"]["epoch"]) == [0, 1, 2]
@@ -76,7 +76,7 @@ def test_mid_epoch_validation_continues_the_epoch(tracker_kwargs, tmp_path):
     assert list(train["name"]) == ["epoch 0", "epoch 0 (continued)"]
     assert row["epoch_energy_kwh"] == pytest.approx(train["energy_consumed"].sum(), rel=1e-9)
     assert row["val_energy_kwh"] == pytest.approx(val["val_energy_kwh"], rel=1e-9)
-    check_tiling(windows, read_runs(tmp_path).loc[0, "energy_consumed"])
+    check_tiling(windows, read_runs(tmp_path).iloc[0])
 
 
 def test_forecast_from_the_second_window_and_budget_stop(tracker_kwargs, tmp_path, caplog):

@@ -1,0 +1,252 @@
+"""Real tiny Lightning trainings on CPU with codecarbon_callbacks.lightning.EmissionsCallback."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callbacks.conftest import (
+    boamps_report,
+    check_epoch_metrics,
+    check_tiling,
+    read_runs,
+    read_windows,
+    schema_errors,
+)
+
+pl = pytest.importorskip("lightning.pytorch")
+torch = pytest.importorskip("torch")
+
+from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
+from lightning.pytorch.loggers import CSVLogger  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from codecarbon_callbacks.lightning import EmissionsCallback  # noqa: E402
+
+N_SAMPLES, BATCH = 256, 32
+
+
+class TinyRegressor(pl.LightningModule):
+    def __init__(self, fail_at_epoch: int | None = None, error: type[BaseException] = RuntimeError) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+        self.fail_at_epoch = fail_at_epoch
+        self.error = error
+
+    def training_step(self, batch: Any, batch_idx: int) -> Any:
+        if self.fail_at_epoch is not None and self.current_epoch == self.fail_at_epoch and batch_idx == 2:
+            raise self.error("boom")
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.net(x), y)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self.net(x), y))
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        self.log("test_loss", torch.nn.functional.mse_loss(self.net(x), y))
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Any:
+        return self.net(batch[0])
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+
+def loaders(n: int = N_SAMPLES) -> tuple[DataLoader, DataLoader]:
+    generator = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(n, 8, generator=generator), torch.randn(n, 1, generator=generator))
+    return DataLoader(data, batch_size=BATCH), DataLoader(data, batch_size=64)
+
+
+def trainer(tmp_path: Path, callback: Any, **kwargs: Any) -> Any:
+    options = dict(max_epochs=3, logger=CSVLogger(tmp_path / "logs"), enable_progress_bar=False,
+                   enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
+                   num_sanity_val_steps=1, log_every_n_steps=1)
+    options.update(kwargs)
+    return pl.Trainer(callbacks=[callback], **options)
+
+
+def logged_epochs(trainer_: Any) -> list[dict[str, float]]:
+    import pandas as pd
+
+    metrics = pd.read_csv(Path(trainer_.logger.log_dir) / "metrics.csv")
+    rows = metrics.dropna(subset=["epoch_energy_kwh"])
+    return [{k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and v == v}
+            for row in rows.to_dict("records")]
+
+
+def test_fit_test_predict_windows_logs_metadata(tracker_kwargs, tmp_path, boamps_validator):
+    from codecarbon_callbacks import BoAmpsOutput
+
+    callback = EmissionsCallback(task_family="regression", output_handlers=[BoAmpsOutput(tmp_path)],
+                                 **tracker_kwargs)
+    pickle.dumps(EmissionsCallback(country_iso_code="FRA", output_dir=str(tmp_path)))  # ddp_spawn
+    train, val = loaders()
+    t = trainer(tmp_path, callback)
+    t.fit(TinyRegressor(), train, val)
+
+    runs, windows = read_runs(tmp_path), read_windows(tmp_path)
+    fit_run = runs.iloc[0]
+    assert fit_run["status"] == "completed"
+    fit_windows = windows[windows["run_id"] == fit_run["run_id"]]
+    check_tiling(fit_windows, fit_run)
+    sequence = [(r.kind, r.phase, None if r.epoch != r.epoch else int(r.epoch)) for r in fit_windows.itertuples()]
+    assert sequence[:3] == [("phase", "other", None), ("phase", "validation", None), ("phase", "other", None)]
+    for epoch in range(3):  # train, its validation, then what follows (checkpointing, hooks)
+        assert sequence[3 + 3 * epoch: 6 + 3 * epoch] == [
+            ("epoch", "train", epoch), ("phase", "validation", epoch), ("phase", "other", epoch)]
+    assert len(sequence) == 12
+
+    rows = logged_epochs(t)
+    check_epoch_metrics(rows, 3)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert [int(r["step"]) for r in rows] == [8 * (e + 1) - 1 for e in range(3)] or \
+        [int(r["step"]) for r in rows] == [8 * (e + 1) for e in range(3)]
+    assert all(r["val_energy_kwh"] > 0 for r in rows)
+    assert "forecast_energy_kwh" not in rows[0] and rows[1]["forecast_energy_kwh"] > rows[1]["total_energy_kwh"]
+    train_windows = fit_windows[fit_windows["phase"] == "train"]
+    assert [r["epoch_energy_kwh"] for r in rows] == pytest.approx(list(train_windows["energy_consumed"]), rel=1e-9)
+    assert rows[-1]["total_energy_kwh"] <= fit_run["energy_consumed"]
+
+    summary = callback.summary()
+    assert summary["run_id"] == fit_run["run_id"] and len(summary["windows"]) == 12
+    assert summary["totals"]["energy_kwh"] == pytest.approx(fit_run["energy_consumed"], rel=1e-9)
+
+    report = boamps_report(tmp_path, fit_run["run_id"])
+    assert schema_errors(boamps_validator, report) == []
+    task = report["task"]
+    algorithm = task["algorithms"][0]
+    assert task["taskStage"] == "training" and task["taskFamily"] == "regression"
+    assert algorithm["classPath"].endswith("TinyRegressor")
+    assert algorithm["parametersNumber"] == pytest.approx((8 * 16 + 16 + 16 + 1) / 1e9)
+    assert algorithm["layersNumber"] == 2 and algorithm["epochsNumber"] == 3 and algorithm["optimizer"] == "Adam"
+    assert task["dataset"][0] == {"dataUsage": "input", "dataType": "tabular", "dataQuantity": N_SAMPLES,
+                                  "shape": f"({N_SAMPLES}, 8)"}
+    metadata = json.loads(fit_run["metadata"])
+    assert metadata["framework"] == "lightning" and metadata["task_family"] == "regression"
+
+    # trainer.test and trainer.predict are runs of their own stage
+    t.test(TinyRegressor(), val)
+    t.predict(TinyRegressor(), val)
+    runs, windows = read_runs(tmp_path), read_windows(tmp_path)
+    assert len(runs) == 3 and list(runs["status"]) == ["completed"] * 3
+    assert len(set(runs["run_id"])) == 3
+    test_windows = windows[windows["run_id"] == runs.iloc[1]["run_id"]]
+    assert list(test_windows["phase"]) == ["test"]
+    assert list(windows[windows["run_id"] == runs.iloc[2]["run_id"]]["phase"]) == ["predict"]
+    test_task = json.loads(runs.iloc[1]["metadata"])["boamps_task"]
+    assert test_task["taskStage"] == "inference" and test_task["nbRequest"] == N_SAMPLES
+    import pandas as pd
+
+    logged = pd.read_csv(Path(t.logger.log_dir) / "metrics.csv")
+    assert logged["test_energy_kwh"].dropna().iloc[0] == pytest.approx(runs.iloc[1]["energy_consumed"], rel=1e-9)
+
+
+def test_resume_from_checkpoint_keeps_run_and_totals(tracker_kwargs, tmp_path):
+    train, val = loaders()
+    checkpoints = tmp_path / "ckpt"
+    first = EmissionsCallback(**tracker_kwargs)
+    t = pl.Trainer(max_epochs=2, callbacks=[first, ModelCheckpoint(dirpath=checkpoints, save_last=True)],
+                   logger=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    t.fit(TinyRegressor(), train, val)
+    first_run = read_runs(tmp_path).iloc[-1]
+    saved = torch.load(checkpoints / "last.ckpt", weights_only=False)["callbacks"]
+    state = next(v for k, v in saved.items() if "EmissionsCallback" in k)
+    json.dumps(state)  # plain numbers and ids
+    assert state["tracker"]["run_id"] == first_run["run_id"]
+
+    second = EmissionsCallback(**tracker_kwargs)
+    t2 = pl.Trainer(max_epochs=3, callbacks=[second], logger=False, enable_progress_bar=False,
+                    enable_model_summary=False, num_sanity_val_steps=0, enable_checkpointing=False)
+    t2.fit(TinyRegressor(), train, val, ckpt_path=checkpoints / "last.ckpt")
+    resumed = read_runs(tmp_path).iloc[-1]
+    assert resumed["run_id"] == first_run["run_id"]
+    assert resumed["energy_consumed"] > state["tracker"]["cpu_energy_kwh"] + state["tracker"]["ram_energy_kwh"]
+    assert resumed["duration"] > state["tracker"]["duration_s"]
+    assert [e["epoch"] for e in second.summary()["epochs"]] == [0, 1, 2]
+    windows = read_windows(tmp_path)
+    resumed_train = windows[(windows["phase"] == "train")]
+    assert list(resumed_train["epoch"]) == [0, 1, 2]  # the resumed process adds epoch 2 only
+    assert set(resumed_train["run_id"]) == {first_run["run_id"]}
+
+
+@pytest.mark.parametrize("error,status", [(RuntimeError, "failed"), (KeyboardInterrupt, "interrupted")])
+def test_exception_writes_partial_run_with_status(tracker_kwargs, tmp_path, error, status):
+    callback = EmissionsCallback(**tracker_kwargs)
+    train, val = loaders()
+    t = trainer(tmp_path, callback, logger=False)
+    # Lightning turns KeyboardInterrupt into a graceful shutdown and sys.exit(1)
+    with pytest.raises(SystemExit if error is KeyboardInterrupt else error):
+        t.fit(TinyRegressor(fail_at_epoch=1, error=error), train, val)
+    tracker = callback.tracker
+    assert not tracker.is_running  # sampler thread joined
+    run = read_runs(tmp_path).iloc[-1]
+    assert run["status"] == status
+    windows = read_windows(tmp_path)
+    assert windows.iloc[-1]["phase"] == "train" and windows.iloc[-1]["epoch"] == 1
+    assert windows.iloc[-1]["status"] == status
+    check_tiling(windows, run)
+
+
+def test_budget_stop_asks_the_trainer_to_stop(tracker_kwargs, tmp_path, caplog):
+    callback = EmissionsCallback(max_energy_kwh=1e-12, **tracker_kwargs)
+    train, val = loaders()
+    t = trainer(tmp_path, callback, max_epochs=5, logger=False)
+    t.fit(TinyRegressor(), train, val)
+    assert t.current_epoch < 5 and t.should_stop
+    run = read_runs(tmp_path).iloc[-1]
+    assert run["status"] == "budget_stop"
+    assert len(read_windows(tmp_path).query("phase == 'train'")) == 1
+    assert "max_energy_kwh" in callback.summary()["stop_reason"]
+
+
+def test_step_windows_for_max_steps_runs(tracker_kwargs, tmp_path):
+    callback = EmissionsCallback(window_every_n_steps=4, **tracker_kwargs)
+    train, _ = loaders(N_SAMPLES * 2)
+    t = trainer(tmp_path, callback, max_epochs=-1, max_steps=12, limit_val_batches=0)
+    t.fit(TinyRegressor(), train)
+    windows = read_windows(tmp_path)
+    steps = windows[windows["kind"] == "step"]
+    assert list(steps["name"])[:3] == ["steps from 0", "steps from 4", "steps from 8"]
+    run = read_runs(tmp_path).iloc[-1]
+    check_tiling(windows, run)
+    assert steps["energy_consumed"].sum() <= run["energy_consumed"]
+    import pandas as pd
+
+    logged = pd.read_csv(Path(t.logger.log_dir) / "metrics.csv").dropna(subset=["window_energy_kwh"])
+    assert len(logged) == 3
+    assert logged["forecast_energy_kwh"].dropna().size >= 1  # counted in steps, from the 2nd window
+
+
+def test_pytorch_lightning_package_uses_the_same_implementation(tracker_kwargs, tmp_path):
+    legacy = pytest.importorskip("pytorch_lightning")
+    from codecarbon_callbacks._lightning_impl import LightningEmissionsMixin
+    from codecarbon_callbacks.pytorch_lightning import EmissionsCallback as LegacyCallback
+
+    assert issubclass(LegacyCallback, legacy.Callback) and issubclass(LegacyCallback, LightningEmissionsMixin)
+
+    class LegacyRegressor(legacy.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Linear(8, 1)
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            return torch.nn.functional.mse_loss(self.net(batch[0]), batch[1])
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    callback = LegacyCallback(**tracker_kwargs)
+    train, _ = loaders()
+    legacy.Trainer(max_epochs=2, callbacks=[callback], logger=False, enable_progress_bar=False,
+                   enable_model_summary=False, enable_checkpointing=False).fit(LegacyRegressor(), train)
+    run = read_runs(tmp_path).iloc[-1]
+    assert run["status"] == "completed"
+    assert json.loads(run["metadata"])["framework"] == "pytorch_lightning"
+    assert list(read_windows(tmp_path).query("phase == 'train'")["epoch"]) == [0, 1]
