@@ -341,3 +341,20 @@ def test_record_combiner_and_non_writing_ranks(tmp_path: Path) -> None:
     silent.stop(status="failed")  # failure path: no collective
     assert calls == [("WindowRecord", False), ("EmissionsData", False)]
     assert not (tmp_path / "rank1" / "emissions.csv").exists()
+
+
+def test_dataloader_workers_fork_while_sampling(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader, TensorDataset
+
+    tracker = make_tracker(tmp_path, measure_power_secs=0.02, api_call_interval=1)
+    tracker.start()
+    data = TensorDataset(torch.arange(64, dtype=torch.float32).reshape(32, 2))
+    for _ in range(2):  # workers are forked twice, while the sampler samples
+        loader = DataLoader(data, batch_size=4, num_workers=2, multiprocessing_context="fork")
+        total = sum(float(batch[0].sum()) for batch in loader)
+        window = tracker.open_window("epoch", "e", epoch=0, phase="train")
+        tracker.close_window(window)
+    assert total == float(sum(range(64)))
+    assert tracker.stop() is not None
+    assert len(read_emissions(tmp_path / "emissions_windows.csv")) == 2
