@@ -83,7 +83,7 @@ def plan_ranks(tracking_mode: str = "machine", environ: Mapping[str, str] | None
     rank, world = dist.get_rank(), dist.get_world_size()
     gathered: list[Any] = [None] * world
     dist.all_gather_object(gathered, (rank, me))
-    first_rank_on = {}
+    first_rank_on: dict[str, int] = {}
     for other_rank, other_machine in sorted(gathered):
         first_rank_on.setdefault(other_machine, other_rank)
     measures_host = tracking_mode == "process" or first_rank_on[me] == rank

@@ -179,6 +179,7 @@ class BaseEmissionsTracker:
         self.record_combiner: Callable[[EmissionsData, bool], EmissionsData] | None = None
         #: False on ranks other than global rank zero: they measure but write nothing.
         self.writes_outputs = True
+        self._single_run_fd: int | None = None
         logging.getLogger("codecarbon_callbacks").setLevel(self.config.log_level.upper())
 
     # -- location ----------------------------------------------------------------------------
@@ -399,7 +400,7 @@ class BaseEmissionsTracker:
         return True
 
     def _release_single_run_lock(self) -> None:
-        fd = getattr(self, "_single_run_fd", None)
+        fd = self._single_run_fd
         if fd is not None:
             self._single_run_fd = None
             os.close(fd)  # closing the descriptor releases the flock
