@@ -432,7 +432,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
         def records(frame: Any) -> list[dict[str, Any]]:
             if frame is None or not len(frame):
                 return []
-            return json.loads(frame.to_json(orient="records", date_format="iso"))
+            return json.loads(frame.to_json(orient="records", date_format="iso", double_precision=15))
 
         payload = {
             "files": reports.run_files + reports.window_files,
@@ -738,6 +738,11 @@ def cmd_monitor(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError("monitor needs a command: codecarbon-callbacks monitor -- python train.py")
     if args.interval <= 0:
         raise CliError(f"--interval must be > 0 seconds, got {args.interval}")
+    import shutil
+
+    if shutil.which(command[0]) is None:
+        why = "not executable" if os.path.exists(command[0]) else "not found"
+        raise CliError(f"cannot run {command[0]!r}: {why}")
     from codecarbon_callbacks.core.tracker import EmissionsTracker, OfflineEmissionsTracker
 
     kwargs = _tracker_kwargs(args)

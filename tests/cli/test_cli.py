@@ -1,0 +1,322 @@
+"""The codecarbon-callbacks command, run as a subprocess: report, detect, monitor, resend."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from cli.conftest import CPU_W, GPU_W, RAM_W, run_cli
+
+from codecarbon_callbacks.output.file import read_emissions
+
+TOTAL_W = CPU_W + GPU_W + RAM_W
+METHODS = {"rapl", "nvml_energy", "nvml_power", "tdp_estimate", "constant"}
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The error: one line, the last; warnings (e.g. about hardware) may come before it."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("codecarbon-callbacks: error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    return errors[0]
+
+
+# -- help and usage ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [[], ["detect"], ["monitor"], ["report"], ["resend"]])
+def test_help_everywhere(tmp_path: Path, command: list[str]) -> None:
+    result = run_cli(*command, "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: codecarbon-callbacks")
+    for name in ("detect", "monitor", "report", "resend") if not command else command:
+        assert name in result.stdout
+
+
+def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_cli(cwd=tmp_path)
+    assert result.returncode == 2
+    assert "usage: codecarbon-callbacks" in result.stderr
+
+
+def test_console_script_is_installed(tmp_path: Path) -> None:
+    import shutil
+
+    script = shutil.which("codecarbon-callbacks")
+    if script is None:
+        pytest.skip("the package is not installed with its entry point (pip install -e .)")
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=30)
+    from codecarbon_callbacks import __version__
+
+    assert result.returncode == 0 and __version__ in result.stdout
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def test_report_json_per_run_and_per_epoch(reports_dir: tuple[Path, list[str]], tmp_path: Path) -> None:
+    output, run_ids = reports_dir
+    result = run_cli("report", str(output), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+
+    runs = {r["run_id"]: r for r in payload["runs"]}
+    assert set(runs) == set(run_ids)  # the flushed run has one row, its final one
+    rows = read_emissions(output / "emissions.csv")
+    assert len(rows) == 3  # flush row + 2 final rows
+    for run_id, run in runs.items():
+        final = rows[(rows["run_id"] == run_id) & (rows["status"] == "completed")].iloc[0]
+        assert run["status"] == "completed"
+        assert run["energy_kwh"] == pytest.approx(final["energy_consumed"])
+        assert run["duration_s"] == pytest.approx(final["duration"])
+
+    epochs = payload["epochs"]
+    assert [(e["run_id"], e["epoch"]) for e in epochs] == (
+        [(run_ids[0], n) for n in range(3)] + [(run_ids[1], n) for n in range(2)]
+    )
+    windows = read_emissions(output / "emissions_windows.csv")
+    for epoch in epochs:
+        # constant powers: every epoch's mean power is their sum, whatever its duration
+        assert epoch["mean_power_w"] == pytest.approx(TOTAL_W, rel=0.02)
+        assert epoch["cpu_energy_kwh"] / epoch["energy_kwh"] == pytest.approx(CPU_W / TOTAL_W, rel=1e-3)
+        assert epoch["train_energy_kwh"] + epoch["validation_energy_kwh"] == pytest.approx(epoch["energy_kwh"])
+        assert epoch["train_energy_kwh"] > epoch["validation_energy_kwh"] > 0
+        mine = windows[(windows["run_id"] == epoch["run_id"]) & (windows["epoch"] == epoch["epoch"])
+                       & windows["kind"].isin(["epoch", "phase"])]
+        assert epoch["energy_kwh"] == pytest.approx(mine["energy_consumed"].sum())
+    # the epochs plus the closing window tile the run from the first window's opening to the
+    # last one's closing: nearly all of the run, never more
+    for run_id, run in runs.items():
+        tiling = windows[(windows["run_id"] == run_id) & windows["kind"].isin(["epoch", "phase"])]
+        assert 0.9 * run["energy_kwh"] < tiling["energy_consumed"].sum() <= run["energy_kwh"] * (1 + 1e-9)
+
+    assert [t["task"] for t in payload["tasks"]] == ["evaluate"]
+    assert payload["tasks"][0]["run_id"] == run_ids[1]
+
+
+def test_report_table_last_run_and_plot(reports_dir: tuple[Path, list[str]], tmp_path: Path) -> None:
+    output, run_ids = reports_dir
+    chart = tmp_path / "epochs.png"
+    result = run_cli("report", str(output), "--last", "--plot", str(chart), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Per epoch" in out and "energy_Wh" in out and "emissions_g" in out
+    assert run_ids[1][:8] in out and run_ids[0][:8] not in out
+    assert f"Chart written to {chart}" in out
+    data = chart.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+    by_prefix = run_cli("report", str(output / "emissions_windows.csv"), "--run", run_ids[0][:8], "--json",
+                        cwd=tmp_path)
+    assert by_prefix.returncode == 0, by_prefix.stderr
+    payload = json.loads(by_prefix.stdout)
+    assert payload["runs"] == []  # only the windows file was given
+    assert {e["run_id"] for e in payload["epochs"]} == {run_ids[0]}
+
+
+def test_report_errors_are_one_line(reports_dir: tuple[Path, list[str]], tmp_path: Path) -> None:
+    output, _ = reports_dir
+    missing = run_cli("report", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert missing.returncode == 1
+    assert "nowhere: no such file or folder" in _one_error_line(missing)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "other.csv").write_text("a,b\n1,2\n")
+    nothing = run_cli("report", str(empty), cwd=tmp_path)
+    assert nothing.returncode == 1
+    assert "no emissions.csv or emissions_windows.csv" in _one_error_line(nothing)
+
+    unknown = run_cli("report", str(output), "--run", "zzzz", cwd=tmp_path)
+    assert unknown.returncode == 1
+    assert "--run zzzz" in _one_error_line(unknown)
+
+    no_epochs = tmp_path / "only_runs"
+    no_epochs.mkdir()
+    (no_epochs / "emissions.csv").write_text((output / "emissions.csv").read_text())
+    plot = run_cli("report", str(no_epochs), "--plot", str(tmp_path / "x.png"), cwd=tmp_path)
+    assert plot.returncode == 1
+    assert "nothing to plot" in _one_error_line(plot)
+
+
+def test_report_reads_a_codecarbon_file(tmp_path: Path, reference_dir: Path) -> None:
+    """A file CodeCarbon wrote (its columns only) is summarised too."""
+    from codecarbon_callbacks.core.records import CODECARBON_COLUMNS
+
+    row = {c: "" for c in CODECARBON_COLUMNS}
+    row.update(timestamp="2025-01-01T00:00:10", project_name="cc", run_id="cc-run", duration="10",
+               emissions="0.001", cpu_energy="0.002", gpu_energy="0.003", ram_energy="0.0005",
+               energy_consumed="0.0055", cpu_count="8", gpu_count="1")
+    path = tmp_path / "emissions.csv"
+    path.write_text(",".join(CODECARBON_COLUMNS) + "\n" + ",".join(row[c] for c in CODECARBON_COLUMNS) + "\n")
+    result = run_cli("report", str(path), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run,) = json.loads(result.stdout)["runs"]
+    assert run["run_id"] == "cc-run" and run["energy_kwh"] == pytest.approx(0.0055)
+
+
+# -- detect --------------------------------------------------------------------------------------
+
+
+def test_detect_json(tmp_path: Path) -> None:
+    result = run_cli("detect", "--json", "--country-iso-code", "FRA", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["components"], "at least the CPU and the RAM are always accounted for"
+    kinds = {c["kind"] for c in payload["components"]}
+    assert {"cpu", "ram"} <= kinds
+    assert {c["method"] for c in payload["components"]} <= METHODS
+    intensity = payload["carbon_intensity"]
+    assert intensity["source"].startswith("country:FRA")
+    assert intensity["country_iso_code"] == "FRA"
+    from codecarbon_callbacks.core.intensity import resolve_offline
+
+    assert intensity["g_per_kwh"] == pytest.approx(resolve_offline(country_iso_code="FRA").g_per_kwh)
+    assert isinstance(payload["suggestions"], list) and isinstance(payload["notes"], list)
+
+
+def test_detect_text_says_what_is_missing(tmp_path: Path) -> None:
+    result = run_cli("detect", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Components measured:" in out and "Carbon intensity:" in out
+    assert "no location given" in out  # and how to give one
+    assert "--country-iso-code" in out
+    from codecarbon_callbacks.cli import _rapl_state
+
+    if _rapl_state() in ("absent", "unreadable"):
+        assert "RAPL" in out  # this machine lacks it: the fix is named
+
+
+def test_detect_location_from_environment_and_bad_country(tmp_path: Path) -> None:
+    from_env = run_cli("detect", "--json", cwd=tmp_path, env={"CODECARBON_COUNTRY_ISO_CODE": "DEU"})
+    assert from_env.returncode == 0, from_env.stderr
+    assert json.loads(from_env.stdout)["carbon_intensity"]["country_iso_code"] == "DEU"
+    bad = run_cli("detect", "--country-iso-code", "XYZQ", cwd=tmp_path)
+    assert bad.returncode == 1
+    assert "country_iso_code" in _one_error_line(bad)
+
+
+# -- monitor -------------------------------------------------------------------------------------
+
+
+def test_monitor_exit_code_live_lines_and_reports(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    child = "import sys, time; print('child says hi', flush=True); time.sleep(1.2); sys.exit(3)"
+    result = run_cli("monitor", "--country-iso-code", "FRA", "--output-dir", str(out), "--interval", "0.3",
+                     "--", sys.executable, "-c", child, cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert "child says hi" in result.stdout
+    live = [line for line in result.stderr.splitlines() if "power" in line and "energy" in line]
+    assert len(live) >= 2, result.stderr  # plain lines: not a terminal
+    assert "exited with 3" in result.stdout and str(out / "emissions.csv") in result.stdout
+    rows = read_emissions(out / "emissions.csv")
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    assert row["status"] == "failed"
+    assert row["duration"] >= 1.2
+    assert row["energy_consumed"] > 0
+    assert row["country_iso_code"] == "FRA"
+    assert row["metadata"]["monitored_program"] == Path(sys.executable).name
+
+
+def test_monitor_success_and_errors(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    ok = run_cli("monitor", "--country-iso-code", "FRA", "--output-dir", str(out), "--",
+                 sys.executable, "-c", "pass", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert read_emissions(out / "emissions.csv").iloc[-1]["status"] == "completed"
+
+    no_command = run_cli("monitor", "--country-iso-code", "FRA", cwd=tmp_path)
+    assert no_command.returncode == 1
+    assert "monitor needs a command" in _one_error_line(no_command)
+
+    missing = run_cli("monitor", "--country-iso-code", "FRA", "--output-dir", str(out), "--",
+                      "no-such-program-xyz", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert "no-such-program-xyz" in _one_error_line(missing)
+
+    bad_config = run_cli("monitor", "--country-iso-code", "FRA", "--", sys.executable, "-c", "pass",
+                         cwd=tmp_path, env={"CODECARBON_PUE": "0.5"})
+    assert bad_config.returncode == 1
+    assert "pue" in _one_error_line(bad_config)
+
+
+# -- resend --------------------------------------------------------------------------------------
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    bodies: list[dict] = []
+    status = 200
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        length = int(self.headers.get("Content-Length", 0))
+        type(self).bodies.append(json.loads(self.rfile.read(length)))
+        self.send_response(type(self).status)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver():
+    _Receiver.bodies = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/emissions"
+    server.shutdown()
+    server.server_close()
+
+
+def _spool_in_dead_process(output_dir: Path, endpoint: str, n: int) -> None:
+    """Entries written by a process that has exited, as after a crash: anyone may take them."""
+    code = (
+        "import sys; from codecarbon_callbacks.output.spool import Spool\n"
+        f"spool = Spool({str(output_dir)!r})\n"
+        f"for i in range({n}): spool.put('webhook', {endpoint!r}, {{'record': i}}, record_id=f'r{{i}}')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+def test_resend_delivers_the_spool(tmp_path: Path, receiver: str) -> None:
+    output = tmp_path / "runs"
+    output.mkdir()
+    nothing = run_cli("resend", str(output), cwd=tmp_path)
+    assert nothing.returncode == 0 and "Nothing to resend" in nothing.stdout
+
+    _spool_in_dead_process(output, receiver, 3)
+    result = run_cli("resend", str(output), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout)
+    assert counts["delivered"] == 3 and counts["remaining"] == 0
+    assert sorted(b["record"] for b in _Receiver.bodies) == [0, 1, 2]
+
+
+def test_resend_endpoint_down_keeps_records(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    output = tmp_path / "runs"
+    output.mkdir()
+    _spool_in_dead_process(output, f"http://127.0.0.1:{port}/emissions", 2)
+    result = run_cli("resend", str(output), "--timeout", "1", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "2 record(s) could not be delivered" in _one_error_line(result)
+    from codecarbon_callbacks.output.spool import Spool
+
+    assert len(Spool(str(output)).entries()) == 2
+
+    missing = run_cli("resend", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert missing.returncode == 1
+    assert "no such folder" in _one_error_line(missing)
