@@ -46,8 +46,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_BACKOFF_INITIAL_S = 1.0
 DEFAULT_BACKOFF_MAX_S = 60.0
-#: While an exit drains, a failing endpoint is retried this often (no hot loop).
-_DRAIN_RETRY_S = 0.25
 
 
 class Outcome(enum.Enum):
@@ -206,6 +204,7 @@ class _Queue:
     jobs: deque[Job] = field(default_factory=deque)
     failures: int = 0
     next_at: float = 0.0
+    last_failure_at: float = 0.0
 
 
 class Sender:
@@ -224,7 +223,8 @@ class Sender:
         self._queues: dict[str, _Queue] = {}
         self._in_flight: Job | None = None
         self._thread: threading.Thread | None = None
-        self._drain_until: float = 0.0
+        #: owners being drained -> deadline (monotonic)
+        self._draining: dict[int, float] = {}
         self._stopped = False
         self.delivered = 0
 
@@ -257,20 +257,35 @@ class Sender:
             return self._pending_locked(owner)
 
     def drain(self, owner: object | None, timeout_s: float) -> bool:
-        """Give ``owner``'s pending jobs a last chance; True when none is left. Bounded."""
-        deadline = time.monotonic() + max(0.0, timeout_s)
+        """Give ``owner``'s pending jobs a last attempt; True when none is left. Bounded.
+
+        Returns as soon as every queue holding the owner's jobs is empty of them or has failed
+        again since the drain began (no point waiting for an endpoint that is down), and at the
+        latest after ``timeout_s``.
+        """
+        started = time.monotonic()
+        deadline = started + max(0.0, timeout_s)
         with self._cond:
-            self._drain_until = max(self._drain_until, deadline)
+            self._draining[id(owner)] = deadline
             for queue in self._queues.values():
                 if any(j.owner is owner for j in queue.jobs):
                     queue.next_at = 0.0
             self._cond.notify_all()
-            while self._pending_locked(owner):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-            return True
+            try:
+                while True:
+                    waiting = [q for q in self._queues.values()
+                               if any(owner is None or j.owner is owner for j in q.jobs)]
+                    if not waiting:
+                        return True
+                    if all(q.last_failure_at >= started for q in waiting):
+                        return False
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+            finally:
+                if self._draining.get(id(owner)) == deadline:
+                    del self._draining[id(owner)]
 
     def forget(self, owner: object) -> int:
         """Drop ``owner``'s queued jobs from memory (they stay in the spool). Returns how many."""
@@ -321,7 +336,8 @@ class Sender:
                 if job is None:
                     continue
                 self._in_flight = job
-                drain_left = self._drain_until - time.monotonic()
+                drain_deadline = self._draining.get(id(job.owner))
+                drain_left = (drain_deadline - time.monotonic()) if drain_deadline else 0.0
             timeout_s = job.timeout_s
             if drain_left > 0:
                 timeout_s = max(0.1, min(timeout_s, drain_left))
@@ -342,9 +358,8 @@ class Sender:
                 if queue is not None:
                     if outcome is Outcome.RETRY:
                         queue.failures += 1
-                        draining = self._drain_until > time.monotonic()
-                        delay = _DRAIN_RETRY_S if draining else self._backoff(queue.failures)
-                        queue.next_at = time.monotonic() + delay
+                        queue.last_failure_at = time.monotonic()
+                        queue.next_at = queue.last_failure_at + self._backoff(queue.failures)
                         if job.state and len(queue.jobs) > 1 and job in queue.jobs:
                             queue.jobs.remove(job)  # superseded: the newer state goes next
                     else:

@@ -42,8 +42,8 @@ def _bcrypt_hash(password: str) -> str:
 
 
 class Gateway:
-    def __init__(self, tmp_path, auth: bool = False) -> None:
-        self.port = free_port()
+    def __init__(self, tmp_path, auth: bool = False, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"127.0.0.1:{self.port}"
         # Debian's build persists to /var/lib/prometheus by default: keep each test's own state
         args = [PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{self.port}",
@@ -53,7 +53,7 @@ class Gateway:
             config = tmp_path / "web.yml"
             config.write_text(f"basic_auth_users:\n  {USER}: '{_bcrypt_hash(PASSWORD)}'\n")
             args.append(f"--web.config.file={config}")
-        self.log = open(tmp_path / "pushgateway.log", "wb")
+        self.log = open(tmp_path / f"pushgateway-{time.monotonic_ns()}.log", "wb")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -184,13 +184,8 @@ def test_gateway_back_gets_the_latest_totals_again(tmp_path, sender):
     out.live_out(make_total(run_id=run_id, energy_consumed=1.0), None)
     time.sleep(0.3)
     out.live_out(make_total(run_id=run_id, energy_consumed=2.0), None)
-    # a new gateway on the same port
-    gateway = Gateway.__new__(Gateway)
-    gateway.port, gateway.url, gateway.auth = port, f"127.0.0.1:{port}", False
-    gateway.log = open(tmp_path / "pg2.log", "wb")
-    gateway.proc = subprocess.Popen([PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{port}",
-                                     "--persistence.file="],
-                                    stdout=gateway.log, stderr=subprocess.STDOUT)
+    # the gateway comes back on the same port: the next push carries the latest totals
+    gateway = Gateway(tmp_path, port=port)
     try:
         out.exit()
         [group] = gateway.groups()
