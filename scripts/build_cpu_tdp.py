@@ -63,7 +63,7 @@ def build(source: Path, target: Path) -> dict[str, float]:
             if not key:
                 changes.append(f"dropped {name!r}: empty after normalisation")
                 continue
-            if key in table and table[key] != tdp_w:
+            if key in table:
                 changes.append(f"merged {name!r} into {key!r}: kept max({table[key]}, {tdp_w})")
             table[key] = max(tdp_w, table.get(key, 0.0))
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -219,6 +219,8 @@ class CpuLoadComponent(IntegratedPowerComponent):
 
     def _reset(self, now_s: float) -> None:
         self._machine_busy_s = self._machine_busy()
+        # until the first sample, assume idle (machine) or nothing (process)
+        self._last_power_w = self.tdp_w * self.idle_fraction if self._tree is None else 0.0
         if self._tree is not None:
             self._process_busy_s = self._tree.cpu_seconds()
 

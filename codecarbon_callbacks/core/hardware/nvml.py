@@ -55,8 +55,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 from codecarbon_callbacks.core.hardware.base import Component, MeasurementMethod
 
@@ -686,6 +688,23 @@ def select_devices(
     return [(i, cuda_of.get(i) if (hidden or i in cuda_of) else None) for i in chosen], notes
 
 
+def nvidia_driver_present() -> bool:
+    """Cheap check (microseconds) before importing pynvml (~10 ms) on machines without GPUs.
+
+    True off Linux (we cannot tell cheaply), and on Linux when the driver's /proc entry, its
+    device node or WSL's NVML library exists.
+    """
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(
+        os.path.exists(path)
+        for path in ("/proc/driver/nvidia", "/dev/nvidiactl", "/usr/lib/wsl/lib/libnvidia-ml.so.1")
+    )
+
+
 def _import_nvml() -> Any:
     import pynvml  # nvidia-ml-py
 
@@ -715,6 +734,9 @@ def detect_nvml(
 
     env = os.environ if environ is None else environ
     if nvml is None:
+        if not nvidia_driver_present():
+            logger.debug("no NVIDIA driver (/proc/driver/nvidia, /dev/nvidiactl): no GPU measured")
+            return [], []
         try:
             nvml = _import_nvml()
         except ImportError as error:
@@ -751,6 +773,8 @@ def detect_nvml(
 
     # each probe reads the slow energy counter once: probe several GPUs at once
     if len(selection) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=min(8, len(selection))) as pool:
             built = list(pool.map(build, selection))
     else:
@@ -793,6 +817,8 @@ def read_energy_concurrently(components: Sequence[Component], now_s: float) -> l
     if len(slow) > 1:
         with _edge_pool_lock:
             if _edge_pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
                 _edge_pool = ThreadPoolExecutor(
                     max_workers=8, thread_name_prefix="codecarbon-callbacks-gpu-edge"
                 )

@@ -1,9 +1,13 @@
 """CPU time and memory of a process and its children (psutil), for tracking_mode="process".
 
-The tree is this process (or ``pid``) plus its live descendants. CPU time is accounted per pid
-from ``cpu_times()`` (user + system of each process, never ``children_*``, so a child reaped by
-its parent is not counted twice); a child that exits keeps what we last saw of it. The list of
-children is refreshed at most every ``refresh_children_s`` (it scans /proc).
+The tree is this process (or ``pid``) plus its live descendants. CPU time is the sum over the
+live members of user + system + children_user + children_system: the kernel adds a child's
+times (and its own reaped descendants') to its parent's ``children_*`` when the parent waits for
+it, so a child moves from "live" to "reaped" without being counted twice, and a short-lived child
+that we never saw alive still counts once reaped. A member that vanishes without being reaped
+inside the tree (re-parented to init) would lower the sum: the total is kept non-decreasing by
+carrying what it had counted. The list of children is refreshed at most every
+``refresh_children_s`` (it scans /proc).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ class ProcessTree:
         True
     """
 
-    def __init__(self, pid: int | None = None, refresh_children_s: float = 2.0) -> None:
+    def __init__(self, pid: int | None = None, refresh_children_s: float = 0.5) -> None:
         import psutil
 
         self._psutil = psutil
@@ -34,8 +38,8 @@ class ProcessTree:
         self._refresh_children_s = refresh_children_s
         self._children: list[Any] = []
         self._children_at = -1e18
-        # pid -> (create_time, last CPU seconds seen); kept after the process exits
-        self._cpu_by_pid: dict[tuple[int, float], float] = {}
+        self._last_raw_s = 0.0
+        self._carried_s = 0.0
 
     def _members(self) -> list[Any]:
         now = time.monotonic()
@@ -49,16 +53,19 @@ class ProcessTree:
         return [self.root, *self._children]
 
     def cpu_seconds(self) -> float:
-        """User + system CPU seconds used by the tree since each process started."""
+        """CPU seconds (user + system) used by the tree, non-decreasing."""
+        raw = 0.0
         for proc in self._members():
             try:
-                with proc.oneshot():
-                    times = proc.cpu_times()
-                    key = (proc.pid, proc.create_time())
+                times = proc.cpu_times()
             except (self._psutil.Error, OSError):
                 continue
-            self._cpu_by_pid[key] = max(self._cpu_by_pid.get(key, 0.0), times.user + times.system)
-        return sum(self._cpu_by_pid.values())
+            raw += times.user + times.system
+            raw += getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)
+        if raw < self._last_raw_s:  # a member left the tree unreaped: keep what it had used
+            self._carried_s += self._last_raw_s - raw
+        self._last_raw_s = raw
+        return raw + self._carried_s
 
     def rss_bytes(self) -> int:
         """Resident memory of the tree now (shared pages counted in each process)."""

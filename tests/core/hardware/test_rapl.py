@@ -1,0 +1,173 @@
+"""RAPL through a fake powercap tree: zones, wraparound, refusals, dram and psys options."""
+
+from __future__ import annotations
+
+import pytest
+
+from codecarbon_callbacks.core.hardware import detect_components
+from codecarbon_callbacks.core.hardware.base import HardwareError, MeasurementMethod
+from codecarbon_callbacks.core.hardware.rapl import detect_rapl
+from fakes.sysfs import FakePowercap
+
+
+@pytest.fixture()
+def two_sockets(tmp_path):
+    fake = FakePowercap(tmp_path)
+    pkg0 = fake.add_zone("intel-rapl:0", "package-0", energy_uj=1_000_000)
+    pkg1 = fake.add_zone("intel-rapl:1", "package-1", energy_uj=7_000_000)
+    fake.add_zone("intel-rapl:0:0", "core", parent=pkg0)
+    dram0 = fake.add_zone("intel-rapl:0:2", "dram", energy_uj=50, parent=pkg0)
+    fake.add_zone("intel-rapl-mmio:0", "package-0", energy_uj=1)
+    return fake, pkg0, pkg1, dram0
+
+
+def test_one_component_per_package_and_energy_from_counter_deltas(two_sockets):
+    fake, pkg0, pkg1, _ = two_sockets
+    components, notes = detect_rapl(powercap_root=fake.root, opener=fake.opener, model="Xeon")
+    assert [c.name for c in components] == ["cpu:package-0", "cpu:package-1"]
+    assert all(c.method is MeasurementMethod.RAPL and c.kind == "cpu" for c in components)
+    assert any("DRAM" in n for n in notes)  # found, not used, and says how to use it
+    for c in components:
+        c.start(0.0)
+    fake.advance(pkg0, 25_000_000)  # 25 J
+    fake.advance(pkg1, 3_500_000)
+    assert components[0].energy_j(1.0) == pytest.approx(25.0)
+    assert components[1].energy_j(1.0) == pytest.approx(3.5)
+    assert components[0].power_w() == pytest.approx(25.0)
+
+
+def test_wraparound_is_added_back(tmp_path):
+    fake = FakePowercap(tmp_path)
+    zone = fake.add_zone("intel-rapl:0", "package-0", energy_uj=990_000, max_energy_range_uj=1_000_000)
+    (domain,), _ = detect_rapl(powercap_root=fake.root, opener=fake.opener)
+    domain.start(0.0)
+    total_uj = 0
+    for step in range(1, 40):
+        fake.advance(zone, 300_000)  # wraps every few samples
+        total_uj += 300_000
+        domain.sample(step * 0.001)
+    assert fake.energy_uj(zone) < 1_000_000
+    assert domain.energy_j(0.05) == pytest.approx(total_uj / 1e6)
+
+
+def test_interval_from_range(tmp_path):
+    """The sampler reads often enough that at most one wrap can happen between two reads."""
+    fake = FakePowercap(tmp_path)
+    fake.add_zone("intel-rapl:0", "package-0", max_energy_range_uj=400_000_000)  # 400 J
+    (domain,), _ = detect_rapl(powercap_root=fake.root, opener=fake.opener)
+    assert domain.sample_interval_s == pytest.approx(0.2)  # 400 J / (2 x 1000 W)
+    assert domain.max_energy_range_uj == 400_000_000
+    fake.add_zone("intel-rapl:1", "package-1", max_energy_range_uj=10**15)
+    _, big = detect_rapl(powercap_root=fake.root, opener=fake.opener)[0]
+    assert big.sample_interval_s == 1.0  # capped: cheap enough, and live outputs stay fresh
+
+
+def test_permission_denied_raises_with_how_to_fix(two_sockets):
+    fake, pkg0, _, _ = two_sockets
+    fake.deny(pkg0)
+    with pytest.raises(HardwareError) as info:
+        detect_rapl(powercap_root=fake.root, opener=fake.opener)
+    message = str(info.value)
+    assert "permission denied" in message
+    assert "chmod -R a+r /sys/class/powercap/intel-rapl" in message
+    assert "udev" in message
+
+
+def test_permission_denied_falls_back_to_estimate_with_the_warning(two_sockets, tmp_path, monkeypatch):
+    fake, pkg0, _, _ = two_sockets
+    fake.deny(pkg0)
+    from codecarbon_callbacks.core import hardware
+
+    real = hardware.detect_cpu
+
+    def detect_cpu_with_fake_opener(**kwargs):
+        return real(rapl_opener=fake.opener, **kwargs)
+
+    monkeypatch.setattr(hardware, "detect_cpu", detect_cpu_with_fake_opener)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz\n")
+    components, notes = detect_components(
+        powercap_root=fake.root, cpuinfo_path=str(cpuinfo), nvml=False
+    )
+    cpu = [c for c in components if c.kind == "cpu"]
+    assert [c.method for c in cpu] == [MeasurementMethod.TDP_ESTIMATE]
+    assert any("RAPL refused" in n and "chmod" in n for n in notes)
+
+
+def test_include_dram_measures_ram_instead_of_the_model(two_sockets):
+    fake, _, _, dram0 = two_sockets
+    components, notes = detect_rapl(powercap_root=fake.root, opener=fake.opener, include_dram=True)
+    names = [c.name for c in components]
+    assert names == ["cpu:package-0", "cpu:package-1", "ram:dram-0"]
+    dram = components[-1]
+    assert dram.kind == "ram" and dram.method is MeasurementMethod.RAPL
+    dram.start(0.0)
+    fake.advance(dram0, 2_000_000)
+    assert dram.energy_j(1.0) == pytest.approx(2.0)
+
+
+def test_include_dram_in_detect_components_replaces_ram_model(two_sockets):
+    fake, *_ = two_sockets
+    components, _ = detect_components(
+        powercap_root=fake.root, rapl_include_dram=True, nvml=False
+    )
+    ram = [c for c in components if c.kind == "ram"]
+    assert [c.name for c in ram] == ["ram:dram-0"]
+
+
+def test_psys_preferred_when_asked_and_present(tmp_path):
+    fake = FakePowercap(tmp_path)
+    fake.add_zone("intel-rapl:0", "package-0", energy_uj=10)
+    psys = fake.add_zone("intel-rapl:1", "psys", energy_uj=20)
+    plain, notes = detect_rapl(powercap_root=fake.root, opener=fake.opener)
+    assert [c.name for c in plain] == ["cpu:package-0"]
+    assert any("psys" in n for n in notes)
+    preferred, notes = detect_rapl(powercap_root=fake.root, opener=fake.opener, prefer_psys=True)
+    assert [c.name for c in preferred] == ["cpu:psys"]
+    preferred[0].start(0.0)
+    fake.advance(psys, 4_000_000)
+    assert preferred[0].energy_j(2.0) == pytest.approx(4.0)
+
+
+def test_prefer_psys_without_psys_uses_packages(two_sockets):
+    fake, *_ = two_sockets
+    components, notes = detect_rapl(powercap_root=fake.root, opener=fake.opener, prefer_psys=True)
+    assert [c.name for c in components] == ["cpu:package-0", "cpu:package-1"]
+    assert any("no psys" in n for n in notes)
+
+
+def test_amd_rapl_naming(tmp_path):
+    fake = FakePowercap(tmp_path)
+    fake.add_zone("amd-rapl:0", "package-0", energy_uj=5)
+    components, _ = detect_rapl(powercap_root=fake.root, opener=fake.opener)
+    assert [c.name for c in components] == ["cpu:package-0"]
+
+
+def test_no_powercap_raises_hardware_error(tmp_path):
+    with pytest.raises(HardwareError, match="no RAPL"):
+        detect_rapl(powercap_root=tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(HardwareError, match="no RAPL package zone"):
+        detect_rapl(powercap_root=tmp_path / "empty")
+
+
+def test_read_failure_mid_run_keeps_last_value_and_warns_once(two_sockets, caplog):
+    fake, pkg0, _, _ = two_sockets
+    components, _ = detect_rapl(powercap_root=fake.root, opener=fake.opener)
+    domain = components[0]
+    domain.start(0.0)
+    fake.advance(pkg0, 1_000_000)
+    assert domain.energy_j(1.0) == pytest.approx(1.0)
+    fake.deny(pkg0)
+    with caplog.at_level("WARNING"):
+        for t in (2.0, 3.0, 4.0):
+            assert domain.energy_j(t) == pytest.approx(1.0)
+    assert domain.failure and "permission denied" in domain.failure
+    assert sum("RAPL read failed" in r.message for r in caplog.records) == 1
+
+
+def test_force_mode_cpu_load_skips_rapl(two_sockets):
+    fake, *_ = two_sockets
+    components, _ = detect_components(powercap_root=fake.root, force_mode_cpu_load=True, nvml=False)
+    cpu = [c for c in components if c.kind == "cpu"]
+    assert len(cpu) == 1 and cpu[0].method is MeasurementMethod.TDP_ESTIMATE
