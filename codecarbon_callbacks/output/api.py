@@ -285,7 +285,7 @@ class CodeCarbonAPIOutput(BaseOutput):
                 self.sender.submit(ApiEmissionJob.from_entry(
                     entry, self.spool, endpoint=self.api_endpoint, api_key=self.__api_key,
                     owner=self, timeout_s=self.timeout_s))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - never raise into training
             warn_once("api-spool-read", "CodeCarbon API: could not read the spool %s: %s",
                       self.spool.directory, describe_error(exc, [self.__api_key]), log=logger)
 
@@ -299,7 +299,7 @@ class CodeCarbonAPIOutput(BaseOutput):
             sent = state.get("sent") or {name: 0.0 for name in _ADDITIVE}
             delta = {name: float(getattr(total, name) or 0.0) - float(sent.get(name, 0.0))
                      for name in _ADDITIVE}
-            duration_s = int(round(delta["duration"]))
+            duration_s = round(delta["duration"])
             if duration_s < 1:
                 if not final or (delta["energy_consumed"] <= 0 and delta["emissions"] <= 0):
                     return  # the API wants >= 1 s: this waits for the next delta
@@ -307,7 +307,7 @@ class CodeCarbonAPIOutput(BaseOutput):
             body = emission_body(total, delta, duration_s)
             new_sent = {name: float(getattr(total, name) or 0.0) for name in _ADDITIVE}
             new_sent["duration"] = float(sent.get("duration", 0.0)) + duration_s
-            extra = {"local_run_id": local_run_id,
+            extra: dict[str, Any] = {"local_run_id": local_run_id,
                      "run": run_body(total, self.experiment_id)}
             try:
                 entry: SpoolEntry | None = self.spool.put("api", self.api_endpoint, body,

@@ -21,11 +21,14 @@ import dataclasses
 import datetime as _dt
 import json
 import logging
+import math
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from typing_extensions import Self
 
 from codecarbon_callbacks.output._util import describe_error, warn_once
 from codecarbon_callbacks.output.base import BaseOutput
@@ -69,14 +72,14 @@ def camel_to_snake(name: str) -> str:
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s1).lower()
 
 
-_T = TypeVar("_T", bound="_BoAmpsObject")
+_T = TypeVar("_T", bound="_BoAmpsObject")  # noqa: PYI018 - used in from_dict's signature
 
 
 class _BoAmpsObject:
     """snake_case dataclass <-> camelCase dict, None fields left out."""
 
-    _nested: ClassVar[dict[str, type]] = {}
-    _nested_lists: ClassVar[dict[str, type]] = {}
+    _nested: ClassVar[dict[str, Any]] = {}
+    _nested_lists: ClassVar[dict[str, Any]] = {}
 
     def to_dict(self) -> dict[str, Any]:
         """The object as a BoAmps (camelCase) dict, without the fields left at None."""
@@ -93,14 +96,15 @@ class _BoAmpsObject:
         return out
 
     @classmethod
-    def from_dict(cls: type[_T], data: dict[str, Any] | _T | None) -> _T:
+    def from_dict(cls, data: dict[str, Any] | Self | None) -> Self:
         """Build from a camelCase (or snake_case) dict; an unknown key is a ValueError."""
         if isinstance(data, cls):
             return data
         if data is None:
             return cls()
         if not isinstance(data, dict):
-            raise ValueError(f"{cls.__name__}.from_dict expects a dict, got {type(data).__name__}")
+            raise ValueError(  # noqa: TRY004 - bad config values are ValueErrors (ConfigError)
+                f"{cls.__name__}.from_dict expects a dict, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
@@ -145,7 +149,7 @@ class BoAmpsHeader(_BoAmpsObject):
     report_status: str | None = None
     publisher: BoAmpsPublisher | None = None
 
-    _nested: ClassVar[dict[str, type]] = {"publisher": BoAmpsPublisher}
+    _nested: ClassVar[dict[str, Any]] = {"publisher": BoAmpsPublisher}
 
 
 @dataclass
@@ -207,7 +211,7 @@ class BoAmpsTask(_BoAmpsObject):
     estimated_accuracy: str | None = None
     task_description: str | None = None
 
-    _nested_lists: ClassVar[dict[str, type]] = {
+    _nested_lists: ClassVar[dict[str, Any]] = {
         "algorithms": BoAmpsAlgorithm,
         "dataset": BoAmpsDataset,
     }
@@ -490,7 +494,7 @@ def build_report(
                 kind = comp_dict.get("componentType")
                 if kind in by_type and kind not in used:
                     comp_dict = _merge_dicts(by_type[kind], comp_dict)
-                    used.add(kind)
+                    used.add(str(kind))
                 merged_components.append(comp_dict)
             merged_components += [c for c in hw if c["componentType"] not in used]
             infrastructure["components"] = merged_components
@@ -521,7 +525,7 @@ def build_report(
 
 
 def _fraction(percent: float | None) -> float | None:
-    if percent is None or not isinstance(percent, (int, float)) or percent != percent:
+    if percent is None or not isinstance(percent, (int, float)) or math.isnan(percent):
         return None
     return round(min(max(float(percent) / 100.0, 0.0), 1.0), 6)
 
@@ -597,7 +601,8 @@ class BoAmpsOutput(BaseOutput):
         """Build from a partial BoAmps report (camelCase): task, header, quality,
         infrastructure, environment sections; other keys are ignored with a debug message."""
         if not isinstance(context, dict):
-            raise ValueError(f"BoAmps context must be a JSON object, got {type(context).__name__}")
+            raise ValueError(  # noqa: TRY004 - bad config values are ValueErrors (ConfigError)
+                f"BoAmps context must be a JSON object, got {type(context).__name__}")
         infra = context.get("infrastructure")
         env = context.get("environment")
         return cls(
@@ -661,7 +666,7 @@ class BoAmpsOutput(BaseOutput):
                 raise
             self.save_file_path = path
             logger.debug("BoAmps report written to %s", path)
-        except Exception as exc:  # never raise into training
+        except Exception as exc:  # noqa: BLE001 - never raise into training
             warn_once("boamps-write-failed", "BOAMPS output could not write the report in %s: %s",
                       self.output_dir, describe_error(exc), log=logger)
 

@@ -25,7 +25,6 @@ How a failed request is classified (:class:`Outcome`):
 from __future__ import annotations
 
 import enum
-import heapq
 import logging
 import os
 import random
@@ -124,7 +123,7 @@ def post_json(
     except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
             requests.exceptions.InvalidSchema, ValueError) as exc:
         return HttpResult(None, invalid=True, error=describe_error(exc, secrets))
-    except Exception as exc:  # requests wraps socket errors; anything else is a maybe-sent too
+    except Exception as exc:  # noqa: BLE001 - anything else is a maybe-sent too
         return HttpResult(None, not_sent=_surely_not_sent(exc), error=describe_error(exc, secrets))
     try:
         parsed: Any = response.json()
@@ -412,4 +411,4 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-__all__ = ["Outcome", "Job", "Sender", "get_sender", "post_json", "job_from_entry", "HttpResult"]
+__all__ = ["HttpResult", "Job", "Outcome", "Sender", "get_sender", "job_from_entry", "post_json"]

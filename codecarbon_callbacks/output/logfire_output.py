@@ -115,7 +115,7 @@ class LogfireOutput(BaseOutput):
                 "codecarbon_window_energy", unit="kWh",
                 description="Energy of closed windows (epochs, phases, tasks)")
             self._ready = True
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - never raise into training
             self._failed = True
             warn_once("logfire-setup", "LOGFIRE output disabled: %s (pip install "
                       "codecarbon-callbacks[logfire])", describe_error(exc), log=logger)
@@ -126,7 +126,8 @@ class LogfireOutput(BaseOutput):
     @staticmethod
     def attributes(record: EmissionsData) -> dict[str, str]:
         metadata = record.metadata if isinstance(record.metadata, dict) else {}
-        task = metadata.get("boamps_task") if isinstance(metadata.get("boamps_task"), dict) else {}
+        raw_task = metadata.get("boamps_task")
+        task: dict[str, Any] = raw_task if isinstance(raw_task, dict) else {}
         attrs = {"project_name": record.project_name, "experiment_id": record.experiment_id,
                  "run_id": record.run_id}
         framework = metadata.get("framework")
@@ -163,7 +164,7 @@ class LogfireOutput(BaseOutput):
             m["emissions_rate"].set(float(total.emissions_rate or 0.0), attrs)
             if total.carbon_intensity_g_per_kwh:
                 m["carbon_intensity"].set(float(total.carbon_intensity_g_per_kwh), attrs)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - never raise into training
             warn_once("logfire-record", "LOGFIRE output could not record metrics: %s",
                       describe_error(exc), log=logger)
 
@@ -193,7 +194,7 @@ class LogfireOutput(BaseOutput):
             self._instance.info(
                 "codecarbon window {kind} {window_name}: {energy_consumed_kwh} kWh",
                 _tags=["codecarbon"], **fields)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - never raise into training
             warn_once("logfire-window", "LOGFIRE output could not record a window: %s",
                       describe_error(exc), log=logger)
 

@@ -19,7 +19,8 @@ DEFAULT_RECORD_LOGGER_NAME = "codecarbon_callbacks.emissions"
 
 def _resolve_level(severity: int | str) -> int:
     if isinstance(severity, bool):
-        raise ValueError(f"severity must be a logging level (int or name), got {severity!r}")
+        raise ValueError(  # noqa: TRY004 - bad config values are ValueErrors (ConfigError)
+            f"severity must be a logging level (int or name), got {severity!r}")
     if isinstance(severity, int):
         return severity
     if isinstance(severity, str):
@@ -52,7 +53,7 @@ class LoggerOutput(BaseOutput):
 
     def __init__(
         self,
-        logger: logging.Logger | None = None,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
         severity: int | str = logging.INFO,
         *,
         live: bool = True,
@@ -88,7 +89,7 @@ class LoggerOutput(BaseOutput):
         try:
             payload = {"record_type": record_type, **record_to_dict(record)}
             self.logger.log(self.logging_severity, dumps(payload))
-        except Exception as exc:  # never raise into training
+        except Exception as exc:  # noqa: BLE001 - never raise into training
             warn_once(
                 "logger-output-failed",
                 "LOGGER output could not write a %s record: %s",

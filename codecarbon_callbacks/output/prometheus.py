@@ -36,6 +36,7 @@ time, never stored or logged.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -60,7 +61,8 @@ _METADATA_LABELS = ("framework", "task_family")
 def _label_values(total: EmissionsData) -> dict[str, str]:
     metadata = total.metadata if isinstance(total.metadata, dict) else {}
     values = {"project_name": total.project_name or "", "experiment_id": total.experiment_id or ""}
-    task = metadata.get("boamps_task") if isinstance(metadata.get("boamps_task"), dict) else {}
+    raw_task = metadata.get("boamps_task")
+    task: dict[str, Any] = raw_task if isinstance(raw_task, dict) else {}
     values["framework"] = str(metadata.get("framework") or "")
     values["task_family"] = str(metadata.get("task_family") or task.get("taskFamily") or "")
     return values
@@ -71,7 +73,7 @@ def _number(value: Any) -> float:
         number = float(value)
     except (TypeError, ValueError):
         return 0.0
-    return number if number == number else 0.0  # NaN -> 0
+    return 0.0 if math.isnan(number) else number
 
 
 class RunCollector:
@@ -81,7 +83,7 @@ class RunCollector:
         self.total = total
         self.pushed_at_s = pushed_at_s
 
-    def collect(self):  # noqa: ANN201 - prometheus_client protocol
+    def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         t = self.total
@@ -185,7 +187,7 @@ class PushJob(Job):
             push_to_gateway(self.output.prometheus_url, job=self.output.job, registry=registry,
                             grouping_key=self.output.grouping_key(self.total), timeout=timeout_s,
                             handler=_auth_handler)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - classified, never raised
             self.last_error = describe_error(exc, _secrets())
             return _classify(exc)
         self.output.pushes += 1
@@ -210,7 +212,7 @@ class DeleteJob(Job):
         try:
             delete_from_gateway(self.output.prometheus_url, job=self.output.job,
                                 grouping_key=self.key, timeout=timeout_s, handler=_auth_handler)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - classified, never raised
             self.last_error = describe_error(exc, _secrets())
             return _classify(exc)
         return Outcome.DELIVERED

@@ -80,7 +80,7 @@ def _process_create_ms(pid: int) -> int | None:
         import psutil
 
         return int(psutil.Process(pid).create_time() * 1000)
-    except Exception:  # psutil missing or process gone
+    except Exception:  # noqa: BLE001 - psutil missing or process gone
         return None
 
 
@@ -408,4 +408,4 @@ def resend_spool(
     return counts
 
 
-__all__ = ["Spool", "SpoolEntry", "resend_spool", "SPOOL_DIRNAME"]
+__all__ = ["SPOOL_DIRNAME", "Spool", "SpoolEntry", "resend_spool"]

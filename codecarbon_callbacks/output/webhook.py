@@ -151,7 +151,7 @@ class WebhookOutput(BaseOutput):
             for entry in self.spool.claim("webhook", self.endpoint_url,
                                           skip=self.sender.known_paths()):
                 self.sender.submit(self._job_for(entry))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - never raise into training
             warn_once("webhook-spool-read", "webhook: could not read the spool %s: %s",
                       self.spool.directory, describe_error(exc, url_secrets(self.endpoint_url)),
                       log=logger)
@@ -176,7 +176,7 @@ class WebhookOutput(BaseOutput):
             entry = self.spool.put("webhook", self.endpoint_url, payload,
                                    record_id=payload["record_id"])
             job: Job = self._job_for(entry)
-        except Exception as exc:  # disk full: still try to deliver from memory
+        except Exception as exc:  # noqa: BLE001 - disk full: deliver from memory
             warn_once("webhook-spool-write", "webhook: could not write the spool in %s (%s); "
                       "the record is sent without a durable copy", self.spool.directory,
                       describe_error(exc), log=logger)

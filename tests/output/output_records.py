@@ -12,41 +12,41 @@ from codecarbon_callbacks.core.records import EmissionsData, WindowRecord
 def make_total(**overrides: Any) -> EmissionsData:
     """A plausible run total: 2 CPU-packages + 1 GPU box, energies in kWh."""
     run_id = overrides.pop("run_id", str(uuid.uuid4()))
-    values: dict[str, Any] = dict(
-        timestamp="2026-11-28T20:00:10+00:00",
-        project_name="proj",
-        run_id=run_id,
-        experiment_id="5b0fa12a-3dd7-45bb-9766-cc326314d9f1",
-        duration=10.0,
-        emissions=0.0002,
-        emissions_rate=0.00002,
-        cpu_power=40.0,
-        gpu_power=250.0,
-        ram_power=5.0,
-        cpu_energy=0.0001,
-        gpu_energy=0.0007,
-        ram_energy=0.00001,
-        energy_consumed=0.00081,
-        country_name="France",
-        country_iso_code="FRA",
-        os="Linux-6.1-x86_64",
-        python_version="3.11.7",
-        codecarbon_version="3.3.2",
-        cpu_count=16,
-        cpu_model="AMD EPYC 7513 32-Core Processor",
-        gpu_count=1,
-        gpu_model="1 x NVIDIA H200",
-        ram_total_size=128.0,
-        cpu_utilization_percent=55.0,
-        gpu_utilization_percent=90.0,
-        status="completed",
-        cpu_method="rapl",
-        gpu_method="nvml_energy",
-        ram_method="constant",
-        carbon_intensity_g_per_kwh=56.0,
-        carbon_intensity_source="table:country",
-        tracker_version="0.1.0",
-        metadata={
+    values: dict[str, Any] = {
+        "timestamp": "2026-11-28T20:00:10+00:00",
+        "project_name": "proj",
+        "run_id": run_id,
+        "experiment_id": "5b0fa12a-3dd7-45bb-9766-cc326314d9f1",
+        "duration": 10.0,
+        "emissions": 0.0002,
+        "emissions_rate": 0.00002,
+        "cpu_power": 40.0,
+        "gpu_power": 250.0,
+        "ram_power": 5.0,
+        "cpu_energy": 0.0001,
+        "gpu_energy": 0.0007,
+        "ram_energy": 0.00001,
+        "energy_consumed": 0.00081,
+        "country_name": "France",
+        "country_iso_code": "FRA",
+        "os": "Linux-6.1-x86_64",
+        "python_version": "3.11.7",
+        "codecarbon_version": "3.3.2",
+        "cpu_count": 16,
+        "cpu_model": "AMD EPYC 7513 32-Core Processor",
+        "gpu_count": 1,
+        "gpu_model": "1 x NVIDIA H200",
+        "ram_total_size": 128.0,
+        "cpu_utilization_percent": 55.0,
+        "gpu_utilization_percent": 90.0,
+        "status": "completed",
+        "cpu_method": "rapl",
+        "gpu_method": "nvml_energy",
+        "ram_method": "constant",
+        "carbon_intensity_g_per_kwh": 56.0,
+        "carbon_intensity_source": "table:country",
+        "tracker_version": "0.1.0",
+        "metadata": {
             "components": [
                 {"kind": "cpu", "name": "package-0", "model": "AMD EPYC 7513", "method": "rapl",
                  "energy_kwh": 0.0001, "failure": None},
@@ -58,7 +58,7 @@ def make_total(**overrides: Any) -> EmissionsData:
             "run_start_timestamp": "2026-11-28T20:00:00+00:00",
             "window_count": 0,
         },
-    )
+    }
     values.update(overrides)
     return EmissionsData(**values)
 
@@ -105,7 +105,7 @@ class RecordingServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "RecordingServer":
+    def start(self) -> RecordingServer:
         import json
         import threading
         import time

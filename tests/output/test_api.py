@@ -6,11 +6,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from output_records import RecordingServer, free_port, make_total
 
 from codecarbon_callbacks.output.api import CodeCarbonAPIOutput
 from codecarbon_callbacks.output.delivery import Sender
 from codecarbon_callbacks.output.spool import SPOOL_DIRNAME, Spool, resend_spool
-from output_records import RecordingServer, free_port, make_total
 
 REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "codecarbon-api"
 TOKEN = "cpt_s3cr3t-project-token-123"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from jsonschema import Draft4Validator
+from output_records import make_total
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
@@ -18,7 +19,6 @@ from codecarbon_callbacks import (
     BoAmpsTask,
 )
 from codecarbon_callbacks.output.boamps import validate_report
-from output_records import make_total
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "boamps"
 
@@ -143,7 +143,7 @@ def test_from_file_and_roundtrip(tmp_path, validator):
     assert report["header"]["reportStatus"] == "draft"
     assert report["header"]["publisher"]["confidentialityLevel"] == "internal"
     assert report["infrastructure"]["infraType"] == "privateCloud"
-    gpu = [c for c in report["infrastructure"]["components"] if c["componentType"] == "gpu"][0]
+    gpu = next(c for c in report["infrastructure"]["components"] if c["componentType"] == "gpu")
     assert gpu["memorySize"] == 141 and gpu["family"] == "Hopper"
     assert gpu["componentName"] == "1 x NVIDIA H200"  # detected, kept
     assert report["environment"] == {**report["environment"], "powerSource": "nuclear",

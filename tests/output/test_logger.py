@@ -4,10 +4,9 @@ import json
 import logging
 
 import pytest
+from output_records import make_total, make_window
 
 from codecarbon_callbacks.output.logger import LoggerOutput
-
-from output_records import make_total, make_window
 
 
 def _records(caplog, name):
@@ -68,7 +67,7 @@ def test_broken_logger_never_raises(caplog):
             raise RuntimeError("disk full")
 
         def handleError(self, record):  # logging would swallow it; make it propagate
-            raise
+            raise RuntimeError("handler failed")
 
     log = logging.getLogger("t.boom")
     log.addHandler(Boom())

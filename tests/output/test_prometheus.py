@@ -11,10 +11,10 @@ import urllib.request
 import uuid
 
 import pytest
+from output_records import free_port, make_total
 
 from codecarbon_callbacks.output.delivery import Sender
 from codecarbon_callbacks.output.prometheus import PrometheusOutput
-from output_records import free_port, make_total
 
 PUSHGATEWAY = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
 pytestmark = pytest.mark.skipif(not os.path.exists(PUSHGATEWAY),
@@ -53,7 +53,7 @@ class Gateway:
             config = tmp_path / "web.yml"
             config.write_text(f"basic_auth_users:\n  {USER}: '{_bcrypt_hash(PASSWORD)}'\n")
             args.append(f"--web.config.file={config}")
-        self.log = open(tmp_path / f"pushgateway-{time.monotonic_ns()}.log", "wb")
+        self.log = open(tmp_path / f"pushgateway-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-
-from logfire.testing import capfire  # noqa: F401  (the fixture)
+from output_records import RecordingServer, constant_components, free_port
 
 from codecarbon_callbacks import OfflineEmissionsTracker
 from codecarbon_callbacks.output.spool import SPOOL_DIRNAME
-from output_records import RecordingServer, constant_components, free_port
 
 EXPERIMENT = "5b0fa12a-3dd7-45bb-9766-cc326314d9f1"
 BOAMPS_TASK = {"taskStage": "training", "taskFamily": "image classification",
@@ -24,9 +21,9 @@ BOAMPS_TASK = {"taskStage": "training", "taskFamily": "image classification",
 
 
 def tracker(tmp_path, **kwargs):
-    params = dict(country_iso_code="FRA", output_dir=str(tmp_path),
-                  force_carbon_intensity_g_co2e_kwh=50.0, components=constant_components(),
-                  measure_power_secs=60)
+    params = {"country_iso_code": "FRA", "output_dir": str(tmp_path),
+                  "force_carbon_intensity_g_co2e_kwh": 50.0, "components": constant_components(),
+                  "measure_power_secs": 60}
     params.update(kwargs)
     return OfflineEmissionsTracker(**params)
 

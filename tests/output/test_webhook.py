@@ -6,11 +6,11 @@ import os
 import time
 
 import pytest
+from output_records import RecordingServer, free_port, make_total, make_window
 
 from codecarbon_callbacks.output.delivery import Sender
 from codecarbon_callbacks.output.spool import SPOOL_DIRNAME, Spool, resend_spool
 from codecarbon_callbacks.output.webhook import WEBHOOK_SCHEMA_VERSION, WebhookOutput
-from output_records import RecordingServer, free_port, make_total, make_window
 
 
 def wait_for(predicate, timeout_s=10.0):
