@@ -48,6 +48,22 @@ DATA_USAGES = ("input", "output")
 DATA_TYPES = ("tabular", "audio", "boolean", "image", "video", "object", "text", "token", "word",
               "other")
 DATA_SOURCES = ("public", "private", "other")
+#: dataset dataFormat values of the schema (it also allows null).
+DATA_FORMATS = ("3gp", "3gpp", "3gpp2", "8svx", "aa", "aac", "aax", "act", "afdesign", "afphoto",
+                "ai", "aiff", "alac", "amr", "amv", "ape", "arrow", "asf", "au", "avi", "avif",
+                "awb", "bmp", "bpg", "cd5", "cda", "cdr", "cgm", "clip", "cpt", "csv", "deep",
+                "dirac", "divx", "drawingml", "drw", "dss", "dvf", "ecw", "eps", "fits", "flac",
+                "flif", "flv", "flvf4v", "gem", "gerber", "gif", "gle", "gsm", "heif", "hp-gl",
+                "html", "hvif", "ico", "iklax", "ilbm", "img", "ivs", "jpeg", "json", "kra",
+                "lottie", "m4a", "m4b", "m4p", "m4v", "mathml", "matroska", "mdp", "mmf",
+                "movpkg", "mp3", "mpc", "mpeg1", "mpeg2", "mpeg4", "msv", "mxf", "naplps",
+                "netpbm", "nmf", "nrrd", "nsv", "odg", "ods", "ogg", "opus", "pam", "parquet",
+                "pbm", "pcx", "pdf", "pdn", "pgf", "pgm", "pgml", "pict", "plbm", "png", "pnm",
+                "postscript", "ppm", "psd", "psp", "pstricks", "qcc", "quicktime", "ra", "raw",
+                "realmedia", "regis", "rf64", "roq", "sai", "sgi", "sid", "sql", "sln", "svg",
+                "svi", "swf", "text", "tga", "tiff", "tinyvg", "tta", "vicar", "vivoactive",
+                "vml", "vob", "voc", "vox", "wav", "webm", "webp", "wma", "wmf", "wmv", "wv",
+                "xaml", "xar", "xcf", "xisf", "xls", "xlsx", "xml", "xps", "yaml", "other")
 REPORT_STATUSES = ("draft", "final", "corrective", "other")
 CONFIDENTIALITY_LEVELS = ("public", "internal", "confidential", "secret")
 ESTIMATED_ACCURACIES = ("veryPoor", "poor", "average", "good", "veryGood")
@@ -240,6 +256,7 @@ _ENUMS: dict[str, tuple[str, ...]] = {
     "task.dataset[].dataUsage": DATA_USAGES,
     "task.dataset[].dataType": DATA_TYPES,
     "task.dataset[].source": DATA_SOURCES,
+    "task.dataset[].dataFormat": DATA_FORMATS,
     "infrastructure.infraType": INFRA_TYPES,
     "environment.powerSupplierType": POWER_SUPPLIER_TYPES,
     "environment.powerSource": POWER_SOURCES,
@@ -296,7 +313,10 @@ def validate_report(report: dict[str, Any]) -> list[str]:
     for path, allowed in _ENUMS.items():
         for where, value in _resolve(report, path):
             if value is not None and value not in allowed:
-                problems.append(f"{where}={value!r} is not one of {', '.join(allowed)}")
+                listed = ", ".join(allowed) if len(allowed) <= 12 else (
+                    f"the schema's {len(allowed)} values (e.g. {', '.join(allowed[:6])}, "
+                    f"..., {allowed[-1]})")
+                problems.append(f"{where}={value!r} is not one of {listed}")
     for path in _RANGES_0_1:
         for where, value in _resolve(report, path):
             if not isinstance(value, (int, float)) or not 0 <= value <= 1:

@@ -164,15 +164,17 @@ def test_bad_inputs_are_clear(tmp_path):
 def test_validate_report_agrees_with_jsonschema_on_enums(validator):
     report = {
         "task": {"taskStage": "t", "taskFamily": "f", "algorithms": [{}],
-                 "dataset": [{"dataUsage": "input", "dataType": "pictures"}]},
+                 "dataset": [{"dataUsage": "input", "dataType": "pictures",
+                              "dataFormat": "tensor"}]},
         "measures": [{"measurementMethod": "m", "powerConsumption": 1,
                       "averageUtilizationCpu": 55}],
         "infrastructure": {"infraType": "onPremise",
                            "components": [{"componentType": "cpu", "nbComponent": 1}]},
     }
     ours = validate_report(report)
-    assert len(ours) == 2 and len(schema_errors(validator, report)) == 2
+    assert len(ours) == 3 and len(schema_errors(validator, report)) == 3
     assert any("dataType" in p for p in ours) and any("averageUtilizationCpu" in p for p in ours)
+    assert any("dataFormat='tensor'" in p and "other" in p for p in ours)
 
 
 def test_unwritable_dir_never_raises(tmp_path):
