@@ -285,6 +285,7 @@ class NvmlGpu(Component):
         self._first_watch_done = False  # unused
         self._counter_failed_at: tuple[float, float] | None = None  # (t, energy since start J)
         self._integral_at_failure = 0.0
+        self._last_good: tuple[float, float] | None = None  # (t, energy since start J) by counter
         self._power_only_out_j = 0.0
         self._warned = False
 
@@ -338,8 +339,8 @@ class NvmlGpu(Component):
             self._integral_j += self._power_w * (now_s - self._power_t)
             self._power_t = now_s
             self._integral_history.append((now_s, self._integral_j))
-        if power_w is not None:
-            self._power_w = power_w
+        # a failed read (None): what was read last is not trusted beyond now
+        self._power_w = 0.0 if power_w is None else power_w
 
     def _integral_at(self, t: float) -> float:
         """The integral of power from start to ``t`` (interpolated in the history), J."""
@@ -451,6 +452,13 @@ class NvmlGpu(Component):
             if self._origin_read is None:
                 self._origin_read = first
             self._resolve_origin()
+            if self._origin_j is not None and phase.locked:
+                # the counter as of the burst's last read: where power takes over if it fails
+                mid = (previous[0] + previous[1]) / 2
+                step_s = phase.step_time(phase.step_index(mid))
+                since_start_j = previous[2] - self._origin_j
+                if self._last_good is None or step_s > self._last_good[0]:
+                    self._last_good = (step_s, max(0.0, since_start_j))
 
     # -- edges ---------------------------------------------------------------------------------
 
@@ -535,18 +543,20 @@ class NvmlGpu(Component):
             absolute_j = self._estimate_at(read, now_s, self._power_w)
             self._last_out_j = max(self._last_out_j, absolute_j)
             assert self._origin_j is not None
-            return max(0.0, self._last_out_j - self._origin_j)
+            energy_j = max(0.0, self._last_out_j - self._origin_j)
+            self._last_good = (now_s, energy_j)
+            return energy_j
 
     # -- degraded paths ------------------------------------------------------------------------
 
     def _counter_broken(self, now_s: float, error: BaseException) -> None:
         """The counter failed: keep the last good energy, integrate power from here (lock held)."""
         if self._counter_failed_at is None:
-            energy_j = 0.0
-            if self._origin_j is not None:
-                energy_j = max(0.0, self._last_out_j - self._origin_j)
-            self._counter_failed_at = (now_s, energy_j)
-            self._integral_at_failure = self._integral_at(now_s)
+            # continue from the last energy the counter vouched for, with the power integral
+            # from that moment on (not from the moment the failure was noticed)
+            since_s, energy_j = self._last_good or (self._start_s, 0.0)
+            self._counter_failed_at = (since_s, energy_j)
+            self._integral_at_failure = self._integral_at(since_s)
         self._fail(
             f"NVML energy counter failed ({_nvml_error_name(error)}); keeping the last good "
             "energy, then integrating power where power still reads"
@@ -561,6 +571,9 @@ class NvmlGpu(Component):
             integral_j = self._integral_at(now_s)
             if self._counter_failed_at is not None:
                 value = self._counter_failed_at[1] + max(0.0, integral_j - self._integral_at_failure)
+                # never below what the counter path already returned
+                if self._origin_j is not None:
+                    value = max(value, self._last_out_j - self._origin_j)
             else:
                 value = integral_j
                 if self.power_source == "usage":
@@ -731,10 +744,12 @@ def detect_nvml(
         ``(gpus, notes)``; notes say what was asked for but not found.
     """
     import os
+    import sys
 
     env = os.environ if environ is None else environ
     if nvml is None:
-        if not nvidia_driver_present():
+        # an already imported pynvml (or a test's fake installed as pynvml) is used as it is
+        if "pynvml" not in sys.modules and not nvidia_driver_present():
             logger.debug("no NVIDIA driver (/proc/driver/nvidia, /dev/nvidiactl): no GPU measured")
             return [], []
         try:
