@@ -222,7 +222,7 @@ class LocationLookup:
         self.timeout_s = float(timeout_s)
         self.session = session
         self._done = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._result: IntensityResult | None = None
         self._thread: threading.Thread | None = None
         self._deadline: float | None = None
@@ -285,11 +285,17 @@ class LocationLookup:
         assert self._deadline is not None
         return self._deadline - time.monotonic()
 
-    def _finish(self, result: IntensityResult) -> bool:
+    def _finish(self, result: IntensityResult, failure: str | None = None) -> bool:
+        """Record the final result once (first caller wins); log a failure before anyone can
+        read the result, so the warning always precedes the answer."""
         with self._lock:
             if self._done.is_set():
                 return False
             self._result = result
+            if failure is not None:
+                self.failure = failure
+                logger.warning("Carbon intensity: %s; using %s (%.1f gCO2eq/kWh).", failure,
+                               result.source, result.g_per_kwh)
             self._done.set()
             return True
 
@@ -312,10 +318,7 @@ class LocationLookup:
         except Exception as e:  # never raise from here: last resort, world average
             logger.debug("fallback lookup failed: %s", e)
             fallback = _resolve(strict=False, warn_without_location=False)
-        if self._finish(fallback):
-            self.failure = reason
-            logger.warning("Carbon intensity: %s; using %s (%.1f gCO2eq/kWh).", reason,
-                           fallback.source, fallback.g_per_kwh)
+        self._finish(fallback, failure=reason)
 
     def _run(self) -> None:
         geo: GeoLocation | None = None
