@@ -10,7 +10,7 @@ import os
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from codecarbon_callbacks.core.records import EmissionsData
@@ -60,6 +60,17 @@ def sanitize_url(url: str) -> str:
         host = f"{host}:{parts.port}"
     query = "***" if parts.query else ""
     return urlunsplit((parts.scheme, host, parts.path, query, ""))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of a URL that may be secret: password and query values."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found = [parts.password or "", parts.username or ""]
+    found += [value for _, value in parse_qsl(parts.query)]
+    return [s for s in found if s]
 
 
 def warn_once(key: str, message: str, *args: Any, log: logging.Logger | None = None) -> None:

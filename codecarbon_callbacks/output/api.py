@@ -27,7 +27,12 @@ import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from codecarbon_callbacks.output._util import describe_error, sanitize_url, warn_once
+from codecarbon_callbacks.output._util import (
+    describe_error,
+    sanitize_url,
+    url_secrets,
+    warn_once,
+)
 from codecarbon_callbacks.output.base import BaseOutput
 from codecarbon_callbacks.output.delivery import Job, Outcome, Sender, get_sender, post_json
 from codecarbon_callbacks.output.spool import DEFAULT_MAX_AGE_S, DEFAULT_MAX_BYTES, Spool
@@ -44,8 +49,15 @@ DEFAULT_API_TIMEOUT_S = 2.0
 DEFAULT_EXIT_TIMEOUT_S = 3.0
 RUNS_FILE = "api_runs.json"
 
-_ADDITIVE = ("duration", "emissions", "cpu_energy", "gpu_energy", "ram_energy", "energy_consumed",
-             "water_consumed")
+_ADDITIVE = (
+    "duration",
+    "emissions",
+    "cpu_energy",
+    "gpu_energy",
+    "ram_energy",
+    "energy_consumed",
+    "water_consumed",
+)
 _RETRY_STATUSES = (408, 425, 429, 503)
 
 _runs_lock = threading.Lock()
@@ -132,9 +144,18 @@ class ApiEmissionJob(Job):
 
     kind = "api"
 
-    def __init__(self, endpoint: str, api_key: str | None, body: dict[str, Any], *,
-                 local_run_id: str, run: dict[str, Any], store: ApiRunStore,
-                 on_run_id: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        api_key: str | None,
+        body: dict[str, Any],
+        *,
+        local_run_id: str,
+        run: dict[str, Any],
+        store: ApiRunStore,
+        on_run_id: Any = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.endpoint = endpoint.rstrip("/")
         self.api_key = api_key
@@ -147,13 +168,33 @@ class ApiEmissionJob(Job):
         self.label = f"CodeCarbon API {sanitize_url(endpoint)} run {local_run_id}"
 
     @classmethod
-    def from_entry(cls, entry: SpoolEntry, spool: Spool, *, endpoint: str, api_key: str | None,
-                   owner: object | None = None, timeout_s: float = DEFAULT_API_TIMEOUT_S,
-                   on_run_id: Any = None) -> ApiEmissionJob:
-        return cls(endpoint, api_key, entry.body, local_run_id=entry.extra.get("local_run_id", ""),
-                   run=entry.extra.get("run", {}), store=ApiRunStore(spool, endpoint),
-                   on_run_id=on_run_id, spool=spool, entry=entry, owner=owner,
-                   timeout_s=timeout_s)
+    def from_entry(
+        cls,
+        entry: SpoolEntry,
+        spool: Spool,
+        *,
+        endpoint: str,
+        api_key: str | None,
+        owner: object | None = None,
+        timeout_s: float = DEFAULT_API_TIMEOUT_S,
+        on_run_id: Any = None,
+    ) -> ApiEmissionJob:
+        return cls(
+            endpoint,
+            api_key,
+            entry.body,
+            local_run_id=entry.extra.get("local_run_id", ""),
+            run=entry.extra.get("run", {}),
+            store=ApiRunStore(spool, endpoint),
+            on_run_id=on_run_id,
+            spool=spool,
+            entry=entry,
+            owner=owner,
+            timeout_s=timeout_s,
+        )
+
+    def _secrets(self) -> list[str | None]:
+        return [self.api_key, *url_secrets(self.endpoint)]
 
     def _headers(self) -> dict[str, str]:
         return {"x-api-token": self.api_key} if self.api_key else {}
@@ -162,8 +203,13 @@ class ApiEmissionJob(Job):
         known = self.store.get(self.local_run_id).get("api_run_id")
         if known:
             return known, None
-        result = post_json(f"{self.endpoint}/runs", self.run, headers=self._headers(),
-                           timeout_s=timeout_s, secrets=[self.api_key])
+        result = post_json(
+            f"{self.endpoint}/runs",
+            self.run,
+            headers=self._headers(),
+            timeout_s=timeout_s,
+            secrets=self._secrets(),
+        )
         if result.invalid:
             self.last_error = result.error
             return None, Outcome.REJECTED
@@ -186,8 +232,13 @@ class ApiEmissionJob(Job):
         if failed is not None or api_run_id is None:
             return failed or Outcome.RETRY
         body = dict(self.body, run_id=api_run_id)
-        result = post_json(f"{self.endpoint}/emissions", body, headers=self._headers(),
-                           timeout_s=timeout_s, secrets=[self.api_key])
+        result = post_json(
+            f"{self.endpoint}/emissions",
+            body,
+            headers=self._headers(),
+            timeout_s=timeout_s,
+            secrets=self._secrets(),
+        )
         if result.invalid:
             self.last_error = result.error
             return Outcome.REJECTED
@@ -235,20 +286,30 @@ class CodeCarbonAPIOutput(BaseOutput):
         spool_max_age_s: float = DEFAULT_MAX_AGE_S,
         sender: Sender | None = None,
     ) -> None:
-        if not isinstance(api_endpoint, str) or not api_endpoint.startswith(("http://", "https://")):
-            raise ValueError(f"api_endpoint must be an http(s) URL, got "
-                             f"{sanitize_url(str(api_endpoint))!r}")
+        if not isinstance(api_endpoint, str) or not api_endpoint.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError(
+                f"api_endpoint must be an http(s) URL, got {sanitize_url(str(api_endpoint))!r}"
+            )
         if not experiment_id:
-            raise ValueError("experiment_id is required by the CodeCarbon API output (a UUID from "
-                             "`codecarbon config` or the dashboard)")
+            raise ValueError(
+                "experiment_id is required by the CodeCarbon API output (a UUID from "
+                "`codecarbon config` or the dashboard)"
+            )
         try:
             uuid.UUID(str(experiment_id))
         except ValueError:
-            raise ValueError(f"experiment_id must be a UUID for the CodeCarbon API, got "
-                             f"{experiment_id!r}") from None
+            raise ValueError(
+                f"experiment_id must be a UUID for the CodeCarbon API, got {experiment_id!r}"
+            ) from None
         if not api_key:
-            warn_once("api-no-key", "CodeCarbon API output without api_key: the API will refuse "
-                      "the run (403 Missing project token)", log=logger)
+            warn_once(
+                "api-no-key",
+                "CodeCarbon API output without api_key: the API will refuse "
+                "the run (403 Missing project token)",
+                log=logger,
+            )
         self.api_endpoint = api_endpoint.rstrip("/")
         self.__api_key = api_key  # name-mangled: not in vars() dumps
         self.experiment_id = str(experiment_id)
@@ -263,8 +324,10 @@ class CodeCarbonAPIOutput(BaseOutput):
         self.api_run_id: str | None = None
 
     def __repr__(self) -> str:
-        return (f"CodeCarbonAPIOutput(api_endpoint={sanitize_url(self.api_endpoint)!r}, "
-                f"experiment_id={self.experiment_id!r}, api_key=***)")
+        return (
+            f"CodeCarbonAPIOutput(api_endpoint={sanitize_url(self.api_endpoint)!r}, "
+            f"experiment_id={self.experiment_id!r}, api_key=***)"
+        )
 
     @property
     def sender(self) -> Sender:
@@ -282,12 +345,24 @@ class CodeCarbonAPIOutput(BaseOutput):
             self._started = True
         try:
             for entry in self.spool.claim("api", self.api_endpoint, skip=self.sender.known_paths()):
-                self.sender.submit(ApiEmissionJob.from_entry(
-                    entry, self.spool, endpoint=self.api_endpoint, api_key=self.__api_key,
-                    owner=self, timeout_s=self.timeout_s))
+                self.sender.submit(
+                    ApiEmissionJob.from_entry(
+                        entry,
+                        self.spool,
+                        endpoint=self.api_endpoint,
+                        api_key=self.__api_key,
+                        owner=self,
+                        timeout_s=self.timeout_s,
+                    )
+                )
         except Exception as exc:  # noqa: BLE001 - never raise into training
-            warn_once("api-spool-read", "CodeCarbon API: could not read the spool %s: %s",
-                      self.spool.directory, describe_error(exc, [self.__api_key]), log=logger)
+            warn_once(
+                "api-spool-read",
+                "CodeCarbon API: could not read the spool %s: %s",
+                self.spool.directory,
+                describe_error(exc, [self.__api_key]),
+                log=logger,
+            )
 
     def _post(self, total: EmissionsData, final: bool) -> None:
         self._ensure_started()
@@ -297,8 +372,10 @@ class CodeCarbonAPIOutput(BaseOutput):
             if state.get("api_run_id") and self.api_run_id is None:
                 self.api_run_id = state["api_run_id"]
             sent = state.get("sent") or {name: 0.0 for name in _ADDITIVE}
-            delta = {name: float(getattr(total, name) or 0.0) - float(sent.get(name, 0.0))
-                     for name in _ADDITIVE}
+            delta = {
+                name: float(getattr(total, name) or 0.0) - float(sent.get(name, 0.0))
+                for name in _ADDITIVE
+            }
             duration_s = round(delta["duration"])
             if duration_s < 1:
                 if not final or (delta["energy_consumed"] <= 0 and delta["emissions"] <= 0):
@@ -307,15 +384,23 @@ class CodeCarbonAPIOutput(BaseOutput):
             body = emission_body(total, delta, duration_s)
             new_sent = {name: float(getattr(total, name) or 0.0) for name in _ADDITIVE}
             new_sent["duration"] = float(sent.get("duration", 0.0)) + duration_s
-            extra: dict[str, Any] = {"local_run_id": local_run_id,
-                     "run": run_body(total, self.experiment_id)}
+            extra: dict[str, Any] = {
+                "local_run_id": local_run_id,
+                "run": run_body(total, self.experiment_id),
+            }
             try:
-                entry: SpoolEntry | None = self.spool.put("api", self.api_endpoint, body,
-                                                          extra=extra)
+                entry: SpoolEntry | None = self.spool.put(
+                    "api", self.api_endpoint, body, extra=extra
+                )
             except OSError as exc:
-                warn_once("api-spool-write", "CodeCarbon API: could not write the spool in %s "
-                          "(%s); the delta is sent without a durable copy",
-                          self.spool.directory, describe_error(exc), log=logger)
+                warn_once(
+                    "api-spool-write",
+                    "CodeCarbon API: could not write the spool in %s "
+                    "(%s); the delta is sent without a durable copy",
+                    self.spool.directory,
+                    describe_error(exc),
+                    log=logger,
+                )
                 entry = None
             try:
                 self.store.update(local_run_id, sent=new_sent)
@@ -323,10 +408,19 @@ class CodeCarbonAPIOutput(BaseOutput):
                 pass
         if self.api_run_id:
             total.metadata["api_run_id"] = self.api_run_id
-        job = ApiEmissionJob(self.api_endpoint, self.__api_key, body, local_run_id=local_run_id,
-                             run=extra["run"], store=self.store, on_run_id=self._on_run_id,
-                             spool=self.spool if entry else None, entry=entry, owner=self,
-                             timeout_s=self.timeout_s)
+        job = ApiEmissionJob(
+            self.api_endpoint,
+            self.__api_key,
+            body,
+            local_run_id=local_run_id,
+            run=extra["run"],
+            store=self.store,
+            on_run_id=self._on_run_id,
+            spool=self.spool if entry else None,
+            entry=entry,
+            owner=self,
+            timeout_s=self.timeout_s,
+        )
         self.sender.submit(job)
 
     def live_out(self, total: EmissionsData, delta: EmissionsData) -> None:
@@ -343,8 +437,13 @@ class CodeCarbonAPIOutput(BaseOutput):
         if not self._started:
             return
         if not self.flush():
-            warn_once("api-exit-pending",
-                      "CodeCarbon API %s: %d delta(s) not delivered at exit; they stay in %s and "
-                      "are re-sent by the next tracker with this output_dir and endpoint (or "
-                      "resend_spool())", sanitize_url(self.api_endpoint),
-                      self.sender.pending(self), self.spool.directory, log=logger)
+            warn_once(
+                "api-exit-pending",
+                "CodeCarbon API %s: %d delta(s) not delivered at exit; they stay in %s and "
+                "are re-sent by the next tracker with this output_dir and endpoint (or "
+                "resend_spool())",
+                sanitize_url(self.api_endpoint),
+                self.sender.pending(self),
+                self.spool.directory,
+                log=logger,
+            )

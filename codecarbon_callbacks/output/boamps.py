@@ -45,25 +45,172 @@ MEASUREMENT_METHOD = "codecarbon_callbacks"
 
 # Enumerations of the BoAmps 1.1 schemas (model/*.json) that we check at run time.
 DATA_USAGES = ("input", "output")
-DATA_TYPES = ("tabular", "audio", "boolean", "image", "video", "object", "text", "token", "word",
-              "other")
+DATA_TYPES = (
+    "tabular",
+    "audio",
+    "boolean",
+    "image",
+    "video",
+    "object",
+    "text",
+    "token",
+    "word",
+    "other",
+)
 DATA_SOURCES = ("public", "private", "other")
 #: dataset dataFormat values of the schema (it also allows null).
-DATA_FORMATS = ("3gp", "3gpp", "3gpp2", "8svx", "aa", "aac", "aax", "act", "afdesign", "afphoto",
-                "ai", "aiff", "alac", "amr", "amv", "ape", "arrow", "asf", "au", "avi", "avif",
-                "awb", "bmp", "bpg", "cd5", "cda", "cdr", "cgm", "clip", "cpt", "csv", "deep",
-                "dirac", "divx", "drawingml", "drw", "dss", "dvf", "ecw", "eps", "fits", "flac",
-                "flif", "flv", "flvf4v", "gem", "gerber", "gif", "gle", "gsm", "heif", "hp-gl",
-                "html", "hvif", "ico", "iklax", "ilbm", "img", "ivs", "jpeg", "json", "kra",
-                "lottie", "m4a", "m4b", "m4p", "m4v", "mathml", "matroska", "mdp", "mmf",
-                "movpkg", "mp3", "mpc", "mpeg1", "mpeg2", "mpeg4", "msv", "mxf", "naplps",
-                "netpbm", "nmf", "nrrd", "nsv", "odg", "ods", "ogg", "opus", "pam", "parquet",
-                "pbm", "pcx", "pdf", "pdn", "pgf", "pgm", "pgml", "pict", "plbm", "png", "pnm",
-                "postscript", "ppm", "psd", "psp", "pstricks", "qcc", "quicktime", "ra", "raw",
-                "realmedia", "regis", "rf64", "roq", "sai", "sgi", "sid", "sql", "sln", "svg",
-                "svi", "swf", "text", "tga", "tiff", "tinyvg", "tta", "vicar", "vivoactive",
-                "vml", "vob", "voc", "vox", "wav", "webm", "webp", "wma", "wmf", "wmv", "wv",
-                "xaml", "xar", "xcf", "xisf", "xls", "xlsx", "xml", "xps", "yaml", "other")
+DATA_FORMATS = (
+    "3gp",
+    "3gpp",
+    "3gpp2",
+    "8svx",
+    "aa",
+    "aac",
+    "aax",
+    "act",
+    "afdesign",
+    "afphoto",
+    "ai",
+    "aiff",
+    "alac",
+    "amr",
+    "amv",
+    "ape",
+    "arrow",
+    "asf",
+    "au",
+    "avi",
+    "avif",
+    "awb",
+    "bmp",
+    "bpg",
+    "cd5",
+    "cda",
+    "cdr",
+    "cgm",
+    "clip",
+    "cpt",
+    "csv",
+    "deep",
+    "dirac",
+    "divx",
+    "drawingml",
+    "drw",
+    "dss",
+    "dvf",
+    "ecw",
+    "eps",
+    "fits",
+    "flac",
+    "flif",
+    "flv",
+    "flvf4v",
+    "gem",
+    "gerber",
+    "gif",
+    "gle",
+    "gsm",
+    "heif",
+    "hp-gl",
+    "html",
+    "hvif",
+    "ico",
+    "iklax",
+    "ilbm",
+    "img",
+    "ivs",
+    "jpeg",
+    "json",
+    "kra",
+    "lottie",
+    "m4a",
+    "m4b",
+    "m4p",
+    "m4v",
+    "mathml",
+    "matroska",
+    "mdp",
+    "mmf",
+    "movpkg",
+    "mp3",
+    "mpc",
+    "mpeg1",
+    "mpeg2",
+    "mpeg4",
+    "msv",
+    "mxf",
+    "naplps",
+    "netpbm",
+    "nmf",
+    "nrrd",
+    "nsv",
+    "odg",
+    "ods",
+    "ogg",
+    "opus",
+    "pam",
+    "parquet",
+    "pbm",
+    "pcx",
+    "pdf",
+    "pdn",
+    "pgf",
+    "pgm",
+    "pgml",
+    "pict",
+    "plbm",
+    "png",
+    "pnm",
+    "postscript",
+    "ppm",
+    "psd",
+    "psp",
+    "pstricks",
+    "qcc",
+    "quicktime",
+    "ra",
+    "raw",
+    "realmedia",
+    "regis",
+    "rf64",
+    "roq",
+    "sai",
+    "sgi",
+    "sid",
+    "sql",
+    "sln",
+    "svg",
+    "svi",
+    "swf",
+    "text",
+    "tga",
+    "tiff",
+    "tinyvg",
+    "tta",
+    "vicar",
+    "vivoactive",
+    "vml",
+    "vob",
+    "voc",
+    "vox",
+    "wav",
+    "webm",
+    "webp",
+    "wma",
+    "wmf",
+    "wmv",
+    "wv",
+    "xaml",
+    "xar",
+    "xcf",
+    "xisf",
+    "xls",
+    "xlsx",
+    "xml",
+    "xps",
+    "yaml",
+    "other",
+)
 REPORT_STATUSES = ("draft", "final", "corrective", "other")
 CONFIDENTIALITY_LEVELS = ("public", "internal", "confidential", "secret")
 ESTIMATED_ACCURACIES = ("veryPoor", "poor", "average", "good", "veryGood")
@@ -120,7 +267,8 @@ class _BoAmpsObject:
             return cls()
         if not isinstance(data, dict):
             raise ValueError(  # noqa: TRY004 - bad config values are ValueErrors (ConfigError)
-                f"{cls.__name__}.from_dict expects a dict, got {type(data).__name__}")
+                f"{cls.__name__}.from_dict expects a dict, got {type(data).__name__}"
+            )
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
@@ -313,9 +461,14 @@ def validate_report(report: dict[str, Any]) -> list[str]:
     for path, allowed in _ENUMS.items():
         for where, value in _resolve(report, path):
             if value is not None and value not in allowed:
-                listed = ", ".join(allowed) if len(allowed) <= 12 else (
-                    f"the schema's {len(allowed)} values (e.g. {', '.join(allowed[:6])}, "
-                    f"..., {allowed[-1]})")
+                listed = (
+                    ", ".join(allowed)
+                    if len(allowed) <= 12
+                    else (
+                        f"the schema's {len(allowed)} values (e.g. {', '.join(allowed[:6])}, "
+                        f"..., {allowed[-1]})"
+                    )
+                )
                 problems.append(f"{where}={value!r} is not one of {listed}")
     for path in _RANGES_0_1:
         for where, value in _resolve(report, path):
@@ -348,9 +501,17 @@ def _boamps_datetime(timestamp: str | None) -> str | None:
 
 def _manufacturer(model: str) -> str | None:
     lowered = model.lower()
-    for needle, name in (("nvidia", "NVIDIA"), ("tesla", "NVIDIA"), ("geforce", "NVIDIA"),
-                         ("intel", "Intel"), ("amd", "AMD"), ("radeon", "AMD"),
-                         ("apple", "Apple"), ("ampere", "Ampere"), ("graviton", "AWS")):
+    for needle, name in (
+        ("nvidia", "NVIDIA"),
+        ("tesla", "NVIDIA"),
+        ("geforce", "NVIDIA"),
+        ("intel", "Intel"),
+        ("amd", "AMD"),
+        ("radeon", "AMD"),
+        ("apple", "Apple"),
+        ("ampere", "Ampere"),
+        ("graviton", "AWS"),
+    ):
         if needle in lowered:
             return name
     return None
@@ -365,8 +526,11 @@ def _merge_dicts(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
         old = merged.get(key)
         if isinstance(old, dict) and isinstance(value, dict):
             merged[key] = _merge_dicts(old, value)
-        elif (isinstance(old, list) and isinstance(value, list)
-              and all(isinstance(v, dict) for v in old + value)):
+        elif (
+            isinstance(old, list)
+            and isinstance(value, list)
+            and all(isinstance(v, dict) for v in old + value)
+        ):
             length = max(len(old), len(value))
             merged[key] = [
                 _merge_dicts(old[i] if i < len(old) else {}, value[i] if i < len(value) else {})
@@ -387,9 +551,10 @@ def _normalise_task(task: dict[str, Any]) -> dict[str, Any]:
         if isinstance(number, (int, float)) and number > _RAW_PARAMETER_COUNT_THRESHOLD:
             warn_once(
                 "boamps-parameters-billions",
-                "BoAmps parametersNumber is in billions; %s looks like a raw count, "
-                "written as %s",
-                number, number / 1e9, log=logger,
+                "BoAmps parametersNumber is in billions; %s looks like a raw count, written as %s",
+                number,
+                number / 1e9,
+                log=logger,
             )
             algorithm["parametersNumber"] = number / 1e9
     for dataset in task.get("dataset") or []:
@@ -434,8 +599,11 @@ def build_report(
         "reportStatus": {"running": "draft", "completed": "final"}.get(record.status, "other"),
     }
     if header is not None:
-        user_header = header.to_dict() if isinstance(header, BoAmpsHeader) else (
-            BoAmpsHeader.from_dict(header).to_dict())
+        user_header = (
+            header.to_dict()
+            if isinstance(header, BoAmpsHeader)
+            else (BoAmpsHeader.from_dict(header).to_dict())
+        )
         report_header = _merge_dicts(report_header, user_header)
 
     # task
@@ -450,8 +618,9 @@ def build_report(
         explicit = getattr(record, f"{kind}_method", "") or ""
         if explicit:
             return explicit
-        methods = sorted({str(c.get("method")) for c in components
-                          if c.get("kind") == kind and c.get("method")})
+        methods = sorted(
+            {str(c.get("method")) for c in components if c.get("kind") == kind and c.get("method")}
+        )
         return "+".join(methods) or None
 
     has_gpu = bool(record.gpu_count) or any(c.get("kind") == "gpu" for c in components)
@@ -465,35 +634,46 @@ def build_report(
         "powerConsumption": float(record.energy_consumed),
         "measurementDuration": float(record.duration),
         "measurementDateTime": _boamps_datetime(
-            metadata.get("run_start_timestamp") or record.timestamp),
+            metadata.get("run_start_timestamp") or record.timestamp
+        ),
     }
 
     # infrastructure
     hw: list[dict[str, Any]] = []
     cpu_model = record.cpu_model or next(
-        (str(c.get("model")) for c in components if c.get("kind") == "cpu" and c.get("model")), "")
-    hw.append({
-        "componentName": cpu_model or None,
-        "componentType": "cpu",
-        "nbComponent": int(record.cpu_count) if record.cpu_count else max(
-            1, sum(1 for c in components if c.get("kind") == "cpu")),
-        "manufacturer": _manufacturer(cpu_model) if cpu_model else None,
-    })
+        (str(c.get("model")) for c in components if c.get("kind") == "cpu" and c.get("model")), ""
+    )
+    hw.append(
+        {
+            "componentName": cpu_model or None,
+            "componentType": "cpu",
+            "nbComponent": int(record.cpu_count)
+            if record.cpu_count
+            else max(1, sum(1 for c in components if c.get("kind") == "cpu")),
+            "manufacturer": _manufacturer(cpu_model) if cpu_model else None,
+        }
+    )
     if has_gpu:
         gpus = [c for c in components if c.get("kind") == "gpu"]
-        gpu_model = record.gpu_model or next((str(c.get("model")) for c in gpus if c.get("model")), "")
-        hw.append({
-            "componentName": gpu_model or None,
-            "componentType": "gpu",
-            "nbComponent": int(record.gpu_count) if record.gpu_count else max(1, len(gpus)),
-            "manufacturer": _manufacturer(gpu_model) if gpu_model else None,
-        })
-    hw.append({
-        "componentName": "RAM",
-        "componentType": "ram",
-        "nbComponent": 1,
-        "memorySize": float(record.ram_total_size) if record.ram_total_size else None,
-    })
+        gpu_model = record.gpu_model or next(
+            (str(c.get("model")) for c in gpus if c.get("model")), ""
+        )
+        hw.append(
+            {
+                "componentName": gpu_model or None,
+                "componentType": "gpu",
+                "nbComponent": int(record.gpu_count) if record.gpu_count else max(1, len(gpus)),
+                "manufacturer": _manufacturer(gpu_model) if gpu_model else None,
+            }
+        )
+    hw.append(
+        {
+            "componentName": "RAM",
+            "componentType": "ram",
+            "nbComponent": 1,
+            "memorySize": float(record.ram_total_size) if record.ram_total_size else None,
+        }
+    )
     on_cloud = record.on_cloud == "Y" or bool(record.cloud_provider)
     infrastructure: dict[str, Any] = {
         "infraType": "publicCloud" if on_cloud else "onPremise",
@@ -525,8 +705,9 @@ def build_report(
         "latitude": record.latitude,
         "longitude": record.longitude,
         "location": record.cloud_region or record.region or None,
-        "powerSourceCarbonIntensity": (float(record.carbon_intensity_g_per_kwh)
-                                       if record.carbon_intensity_g_per_kwh else None),
+        "powerSourceCarbonIntensity": (
+            float(record.carbon_intensity_g_per_kwh) if record.carbon_intensity_g_per_kwh else None
+        ),
     }
     if environment_overrides:
         environment.update({snake_to_camel(k): v for k, v in environment_overrides.items()})
@@ -602,7 +783,9 @@ class BoAmpsOutput(BaseOutput):
         environment_overrides: dict[str, Any] | None = None,
     ) -> None:
         if quality is not None and quality not in QUALITIES:
-            raise ValueError(f"quality must be one of {', '.join(QUALITIES)} or None, got {quality!r}")
+            raise ValueError(
+                f"quality must be one of {', '.join(QUALITIES)} or None, got {quality!r}"
+            )
         self.output_dir = os.fspath(output_dir)
         self.task = BoAmpsTask.from_dict(task) if isinstance(task, dict) else task
         if self.task is not None and not isinstance(self.task, BoAmpsTask):
@@ -617,12 +800,15 @@ class BoAmpsOutput(BaseOutput):
         self.last_problems: list[str] = []
 
     @classmethod
-    def from_dict(cls, context: dict[str, Any], output_dir: str | os.PathLike[str] = ".") -> BoAmpsOutput:
+    def from_dict(
+        cls, context: dict[str, Any], output_dir: str | os.PathLike[str] = "."
+    ) -> BoAmpsOutput:
         """Build from a partial BoAmps report (camelCase): task, header, quality,
         infrastructure, environment sections; other keys are ignored with a debug message."""
         if not isinstance(context, dict):
             raise ValueError(  # noqa: TRY004 - bad config values are ValueErrors (ConfigError)
-                f"BoAmps context must be a JSON object, got {type(context).__name__}")
+                f"BoAmps context must be a JSON object, got {type(context).__name__}"
+            )
         infra = context.get("infrastructure")
         env = context.get("environment")
         return cls(
@@ -670,7 +856,9 @@ class BoAmpsOutput(BaseOutput):
                     "BoAmps report for run %s is written but does not validate: %s. Give the "
                     "task with BoAmpsOutput(task=BoAmpsTask(...)), a context file, or "
                     "tracker.metadata['boamps_task'].",
-                    total.run_id, "; ".join(self.last_problems), log=logger,
+                    total.run_id,
+                    "; ".join(self.last_problems),
+                    log=logger,
                 )
             os.makedirs(self.output_dir, exist_ok=True)
             name = f"boamps_report_{total.run_id or 'unknown'}.json"
@@ -687,8 +875,13 @@ class BoAmpsOutput(BaseOutput):
             self.save_file_path = path
             logger.debug("BoAmps report written to %s", path)
         except Exception as exc:  # noqa: BLE001 - never raise into training
-            warn_once("boamps-write-failed", "BOAMPS output could not write the report in %s: %s",
-                      self.output_dir, describe_error(exc), log=logger)
+            warn_once(
+                "boamps-write-failed",
+                "BOAMPS output could not write the report in %s: %s",
+                self.output_dir,
+                describe_error(exc),
+                log=logger,
+            )
 
 
 __all__ = [

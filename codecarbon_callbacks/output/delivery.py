@@ -93,12 +93,17 @@ def _surely_not_sent(exc: BaseException) -> bool:
     import requests
     from urllib3.exceptions import NewConnectionError
 
-    if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError,
-                        requests.exceptions.ProxyError)):
+    if isinstance(
+        exc,
+        (
+            requests.exceptions.ConnectTimeout,
+            requests.exceptions.SSLError,
+            requests.exceptions.ProxyError,
+        ),
+    ):
         return True
     if isinstance(exc, requests.exceptions.ConnectionError):
-        return any(isinstance(e, (NewConnectionError, ConnectionRefusedError))
-                   for e in _chain(exc))
+        return any(isinstance(e, (NewConnectionError, ConnectionRefusedError)) for e in _chain(exc))
     return False
 
 
@@ -118,10 +123,20 @@ def post_json(
     all_headers.update(headers or {})
     timeout = max(0.05, float(timeout_s))
     try:
-        response = requests.post(url, json=body, headers=all_headers, timeout=(timeout, timeout),
-                                 allow_redirects=False, auth=auth)
-    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-            requests.exceptions.InvalidSchema, ValueError) as exc:
+        response = requests.post(
+            url,
+            json=body,
+            headers=all_headers,
+            timeout=(timeout, timeout),
+            allow_redirects=False,
+            auth=auth,
+        )
+    except (
+        requests.exceptions.InvalidURL,
+        requests.exceptions.MissingSchema,
+        requests.exceptions.InvalidSchema,
+        ValueError,
+    ) as exc:
         return HttpResult(None, invalid=True, error=describe_error(exc, secrets))
     except Exception as exc:  # noqa: BLE001 - anything else is a maybe-sent too
         return HttpResult(None, not_sent=_surely_not_sent(exc), error=describe_error(exc, secrets))
@@ -146,8 +161,14 @@ class Job:
     #: a state job (e.g. a Prometheus push) is dropped when a newer one of its queue waits
     state: bool = False
 
-    def __init__(self, *, spool: Spool | None = None, entry: SpoolEntry | None = None,
-                 owner: object | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        *,
+        spool: Spool | None = None,
+        entry: SpoolEntry | None = None,
+        owner: object | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
         self.spool = spool
         self.entry = entry
         self.owner = owner
@@ -170,27 +191,41 @@ class Job:
                 self.entry.uncertain = outcome is Outcome.UNCERTAIN
                 self.spool.update(self.entry)
         except OSError as exc:
-            warn_once("spool-update-failed", "could not update spool entry %s: %s",
-                      self.entry.path, describe_error(exc), log=logger)
+            warn_once(
+                "spool-update-failed",
+                "could not update spool entry %s: %s",
+                self.entry.path,
+                describe_error(exc),
+                log=logger,
+            )
 
     @property
     def spool_path(self) -> str | None:
         return self.entry.path if self.entry is not None else None
 
 
-def job_from_entry(entry: SpoolEntry, spool: Spool, *, endpoint: str, api_key: str | None = None,
-                   owner: object | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> Job:
+def job_from_entry(
+    entry: SpoolEntry,
+    spool: Spool,
+    *,
+    endpoint: str,
+    api_key: str | None = None,
+    owner: object | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> Job:
     """Rebuild the job of a spooled entry; ``endpoint`` and ``api_key`` come from the config."""
     if entry.kind == "webhook":
         from codecarbon_callbacks.output.webhook import WebhookJob
 
-        return WebhookJob(endpoint, entry.body, spool=spool, entry=entry, owner=owner,
-                          timeout_s=timeout_s)
+        return WebhookJob(
+            endpoint, entry.body, spool=spool, entry=entry, owner=owner, timeout_s=timeout_s
+        )
     if entry.kind == "api":
         from codecarbon_callbacks.output.api import ApiEmissionJob
 
-        return ApiEmissionJob.from_entry(entry, spool, endpoint=endpoint, api_key=api_key,
-                                         owner=owner, timeout_s=timeout_s)
+        return ApiEmissionJob.from_entry(
+            entry, spool, endpoint=endpoint, api_key=api_key, owner=owner, timeout_s=timeout_s
+        )
     raise ValueError(f"unknown spool entry kind {entry.kind!r}")
 
 
@@ -214,8 +249,12 @@ class Sender:
         backoff_max_s: the longest wait between two tries of an endpoint.
     """
 
-    def __init__(self, *, backoff_initial_s: float = DEFAULT_BACKOFF_INITIAL_S,
-                 backoff_max_s: float = DEFAULT_BACKOFF_MAX_S) -> None:
+    def __init__(
+        self,
+        *,
+        backoff_initial_s: float = DEFAULT_BACKOFF_INITIAL_S,
+        backoff_max_s: float = DEFAULT_BACKOFF_MAX_S,
+    ) -> None:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self._cond = threading.Condition()
@@ -272,8 +311,11 @@ class Sender:
             self._cond.notify_all()
             try:
                 while True:
-                    waiting = [q for q in self._queues.values()
-                               if any(owner is None or j.owner is owner for j in q.jobs)]
+                    waiting = [
+                        q
+                        for q in self._queues.values()
+                        if any(owner is None or j.owner is owner for j in q.jobs)
+                    ]
                     if not waiting:
                         return True
                     if all(q.last_failure_at >= started for q in waiting):
@@ -299,13 +341,15 @@ class Sender:
     # -- internals
 
     def _pending_locked(self, owner: object | None) -> int:
-        return sum(1 for q in self._queues.values() for j in q.jobs
-                   if owner is None or j.owner is owner)
+        return sum(
+            1 for q in self._queues.values() for j in q.jobs if owner is None or j.owner is owner
+        )
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="codecarbon-callbacks-sender",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name="codecarbon-callbacks-sender", daemon=True
+            )
             self._thread.start()
 
     def _backoff(self, failures: int) -> float:
@@ -374,18 +418,31 @@ class Sender:
         if outcome is Outcome.DELIVERED:
             logger.debug("delivered %s", job.label)
         elif outcome is Outcome.RETRY:
-            warn_once(f"retry-{job.queue_key}",
-                      "%s: could not deliver (%s); kept in the spool, retrying in the background",
-                      job.label, job.last_error, log=logger)
+            warn_once(
+                f"retry-{job.queue_key}",
+                "%s: could not deliver (%s); kept in the spool, retrying in the background",
+                job.label,
+                job.last_error,
+                log=logger,
+            )
         elif outcome is Outcome.UNCERTAIN:
-            warn_once(f"uncertain-{job.queue_key}",
-                      "%s: the request may have arrived (%s); the API cannot drop duplicates, so "
-                      "it is kept in the spool marked uncertain and not re-sent automatically "
-                      "(resend_spool(..., include_uncertain=True) sends it)",
-                      job.label, job.last_error, log=logger)
+            warn_once(
+                f"uncertain-{job.queue_key}",
+                "%s: the request may have arrived (%s); the API cannot drop duplicates, so "
+                "it is kept in the spool marked uncertain and not re-sent automatically "
+                "(resend_spool(..., include_uncertain=True) sends it)",
+                job.label,
+                job.last_error,
+                log=logger,
+            )
         else:
-            warn_once(f"rejected-{job.queue_key}", "%s: the endpoint refused the record (%s); "
-                      "dropped", job.label, job.last_error, log=logger)
+            warn_once(
+                f"rejected-{job.queue_key}",
+                "%s: the endpoint refused the record (%s); dropped",
+                job.label,
+                job.last_error,
+                log=logger,
+            )
 
 
 _sender: Sender | None = None

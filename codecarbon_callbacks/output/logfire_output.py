@@ -66,8 +66,13 @@ class LogfireOutput(BaseOutput):
         >>> # EmissionsTracker(output_methods=["logfire"])
     """
 
-    def __init__(self, logfire_instance: Any = None, *, windows: bool = True,
-                 exit_timeout_s: float = DEFAULT_EXIT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        logfire_instance: Any = None,
+        *,
+        windows: bool = True,
+        exit_timeout_s: float = DEFAULT_EXIT_TIMEOUT_S,
+    ) -> None:
         self._instance = logfire_instance
         self.windows = windows
         self.exit_timeout_s = float(exit_timeout_s)
@@ -94,31 +99,48 @@ class LogfireOutput(BaseOutput):
             self._instance = instance
             m = self._metrics
             m["energy_consumed"] = instance.metric_counter(
-                "codecarbon_energy_consumed", unit="kWh",
-                description="Energy consumed by the run, CPU + GPU + RAM")
+                "codecarbon_energy_consumed",
+                unit="kWh",
+                description="Energy consumed by the run, CPU + GPU + RAM",
+            )
             m["component_energy"] = instance.metric_counter(
-                "codecarbon_component_energy", unit="kWh",
-                description="Energy consumed by the run, per component")
+                "codecarbon_component_energy",
+                unit="kWh",
+                description="Energy consumed by the run, per component",
+            )
             m["emissions"] = instance.metric_counter(
-                "codecarbon_emissions", unit="kg", description="Emissions of the run, kg CO2eq")
+                "codecarbon_emissions", unit="kg", description="Emissions of the run, kg CO2eq"
+            )
             m["duration"] = instance.metric_counter(
-                "codecarbon_duration", unit="s", description="Measured duration of the run")
+                "codecarbon_duration", unit="s", description="Measured duration of the run"
+            )
             m["component_power"] = instance.metric_gauge(
-                "codecarbon_component_power", unit="W", description="Latest power per component")
+                "codecarbon_component_power", unit="W", description="Latest power per component"
+            )
             m["emissions_rate"] = instance.metric_gauge(
-                "codecarbon_emissions_rate", unit="kg/s",
-                description="Emissions divided by duration, kg CO2eq/s")
+                "codecarbon_emissions_rate",
+                unit="kg/s",
+                description="Emissions divided by duration, kg CO2eq/s",
+            )
             m["carbon_intensity"] = instance.metric_gauge(
-                "codecarbon_carbon_intensity", unit="g/kWh",
-                description="Carbon intensity of the electricity used, gCO2eq/kWh")
+                "codecarbon_carbon_intensity",
+                unit="g/kWh",
+                description="Carbon intensity of the electricity used, gCO2eq/kWh",
+            )
             m["window_energy"] = instance.metric_histogram(
-                "codecarbon_window_energy", unit="kWh",
-                description="Energy of closed windows (epochs, phases, tasks)")
+                "codecarbon_window_energy",
+                unit="kWh",
+                description="Energy of closed windows (epochs, phases, tasks)",
+            )
             self._ready = True
         except Exception as exc:  # noqa: BLE001 - never raise into training
             self._failed = True
-            warn_once("logfire-setup", "LOGFIRE output disabled: %s (pip install "
-                      "codecarbon-callbacks[logfire])", describe_error(exc), log=logger)
+            warn_once(
+                "logfire-setup",
+                "LOGFIRE output disabled: %s (pip install codecarbon-callbacks[logfire])",
+                describe_error(exc),
+                log=logger,
+            )
         return self._ready
 
     # ------------------------------------------------------------------ records
@@ -128,8 +150,11 @@ class LogfireOutput(BaseOutput):
         metadata = record.metadata if isinstance(record.metadata, dict) else {}
         raw_task = metadata.get("boamps_task")
         task: dict[str, Any] = raw_task if isinstance(raw_task, dict) else {}
-        attrs = {"project_name": record.project_name, "experiment_id": record.experiment_id,
-                 "run_id": record.run_id}
+        attrs = {
+            "project_name": record.project_name,
+            "experiment_id": record.experiment_id,
+            "run_id": record.run_id,
+        }
         framework = metadata.get("framework")
         task_family = metadata.get("task_family") or task.get("taskFamily")
         if framework:
@@ -155,8 +180,10 @@ class LogfireOutput(BaseOutput):
                 value = delta[f"{component}_energy"]
                 if value > 0:
                     m["component_energy"].add(value, {**attrs, "component": component})
-                m["component_power"].set(float(getattr(total, f"{component}_power") or 0.0),
-                                         {**attrs, "component": component})
+                m["component_power"].set(
+                    float(getattr(total, f"{component}_power") or 0.0),
+                    {**attrs, "component": component},
+                )
             if delta["emissions"] > 0:
                 m["emissions"].add(delta["emissions"], attrs)
             if delta["duration"] > 0:
@@ -165,8 +192,12 @@ class LogfireOutput(BaseOutput):
             if total.carbon_intensity_g_per_kwh:
                 m["carbon_intensity"].set(float(total.carbon_intensity_g_per_kwh), attrs)
         except Exception as exc:  # noqa: BLE001 - never raise into training
-            warn_once("logfire-record", "LOGFIRE output could not record metrics: %s",
-                      describe_error(exc), log=logger)
+            warn_once(
+                "logfire-record",
+                "LOGFIRE output could not record metrics: %s",
+                describe_error(exc),
+                log=logger,
+            )
 
     def out(self, total: EmissionsData, delta: EmissionsData) -> None:
         self._record_totals(total)
@@ -181,22 +212,37 @@ class LogfireOutput(BaseOutput):
             attrs = self.attributes(record)
             self._metrics["window_energy"].record(
                 max(0.0, float(record.energy_consumed or 0.0)),
-                {**attrs, "kind": record.kind, "phase": record.phase})
+                {**attrs, "kind": record.kind, "phase": record.phase},
+            )
             fields = {
-                "window_id": record.window_id, "kind": record.kind, "window_name": record.name,
-                "epoch": record.epoch, "phase": record.phase, "status": record.status,
-                "duration_s": record.duration, "energy_consumed_kwh": record.energy_consumed,
-                "cpu_energy_kwh": record.cpu_energy, "gpu_energy_kwh": record.gpu_energy,
-                "ram_energy_kwh": record.ram_energy, "emissions_kg": record.emissions,
-                "start_timestamp": record.start_timestamp, "end_timestamp": record.end_timestamp,
+                "window_id": record.window_id,
+                "kind": record.kind,
+                "window_name": record.name,
+                "epoch": record.epoch,
+                "phase": record.phase,
+                "status": record.status,
+                "duration_s": record.duration,
+                "energy_consumed_kwh": record.energy_consumed,
+                "cpu_energy_kwh": record.cpu_energy,
+                "gpu_energy_kwh": record.gpu_energy,
+                "ram_energy_kwh": record.ram_energy,
+                "emissions_kg": record.emissions,
+                "start_timestamp": record.start_timestamp,
+                "end_timestamp": record.end_timestamp,
                 **attrs,
             }
             self._instance.info(
                 "codecarbon window {kind} {window_name}: {energy_consumed_kwh} kWh",
-                _tags=["codecarbon"], **fields)
+                _tags=["codecarbon"],
+                **fields,
+            )
         except Exception as exc:  # noqa: BLE001 - never raise into training
-            warn_once("logfire-window", "LOGFIRE output could not record a window: %s",
-                      describe_error(exc), log=logger)
+            warn_once(
+                "logfire-window",
+                "LOGFIRE output could not record a window: %s",
+                describe_error(exc),
+                log=logger,
+            )
 
     def exit(self) -> None:
         if not self._ready or self._instance is None:
@@ -204,8 +250,11 @@ class LogfireOutput(BaseOutput):
         # Bounded: the exporter flushes in a daemon thread; we wait at most exit_timeout_s.
         instance = self._instance
         timeout_ms = int(self.exit_timeout_s * 1000)
-        flusher = threading.Thread(target=lambda: _safe_flush(instance, timeout_ms),
-                                   name="codecarbon-logfire-flush", daemon=True)
+        flusher = threading.Thread(
+            target=lambda: _safe_flush(instance, timeout_ms),
+            name="codecarbon-logfire-flush",
+            daemon=True,
+        )
         flusher.start()
         flusher.join(self.exit_timeout_s + 0.2)
 

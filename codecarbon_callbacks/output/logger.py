@@ -20,7 +20,8 @@ DEFAULT_RECORD_LOGGER_NAME = "codecarbon_callbacks.emissions"
 def _resolve_level(severity: int | str) -> int:
     if isinstance(severity, bool):
         raise ValueError(  # noqa: TRY004 - bad config values are ValueErrors (ConfigError)
-            f"severity must be a logging level (int or name), got {severity!r}")
+            f"severity must be a logging level (int or name), got {severity!r}"
+        )
     if isinstance(severity, int):
         return severity
     if isinstance(severity, str):
@@ -41,7 +42,8 @@ class LoggerOutput(BaseOutput):
     ``"window"`` (an epoch, phase, task or flush window).
 
     Args:
-        logger: the logger to write to; default ``logging.getLogger("codecarbon_callbacks.emissions")``.
+        logger: the logger to write to; default the package's
+            ``logging.getLogger("codecarbon_callbacks.emissions")``.
         severity: the level of the records (int or name), default ``logging.INFO``.
         live: also log the live totals (every ``api_call_interval`` measurements).
 
@@ -62,7 +64,9 @@ class LoggerOutput(BaseOutput):
             raise ValueError(
                 f"logger must be a logging.Logger (or LoggerAdapter), got {type(logger).__name__}"
             )
-        self.logger = logger if logger is not None else logging.getLogger(DEFAULT_RECORD_LOGGER_NAME)
+        self.logger = (
+            logger if logger is not None else logging.getLogger(DEFAULT_RECORD_LOGGER_NAME)
+        )
         self.logging_severity = _resolve_level(severity)
         self.live = live
 

@@ -42,7 +42,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from codecarbon_callbacks.output._util import describe_error, sanitize_url, warn_once
+from codecarbon_callbacks.output._util import (
+    describe_error,
+    sanitize_url,
+    url_secrets,
+    warn_once,
+)
 from codecarbon_callbacks.output.base import BaseOutput
 from codecarbon_callbacks.output.delivery import Job, Outcome, Sender, get_sender
 
@@ -101,30 +106,52 @@ class RunCollector:
             family.add_metric(values, _number(value))
             return family
 
-        yield counter("codecarbon_energy_consumed_kwh",
-                      "Energy used by the run so far, CPU + GPU + RAM (kWh)", t.energy_consumed)
-        energy = CounterMetricFamily("codecarbon_component_energy_kwh",
-                                     "Energy used by the run so far, per component (kWh)",
-                                     labels=[*names, "component"])
-        power = GaugeMetricFamily("codecarbon_component_power_watts",
-                                  "Latest power per component (W)", labels=[*names, "component"])
+        yield counter(
+            "codecarbon_energy_consumed_kwh",
+            "Energy used by the run so far, CPU + GPU + RAM (kWh)",
+            t.energy_consumed,
+        )
+        energy = CounterMetricFamily(
+            "codecarbon_component_energy_kwh",
+            "Energy used by the run so far, per component (kWh)",
+            labels=[*names, "component"],
+        )
+        power = GaugeMetricFamily(
+            "codecarbon_component_power_watts",
+            "Latest power per component (W)",
+            labels=[*names, "component"],
+        )
         for component in ("cpu", "gpu", "ram"):
-            energy.add_metric([*values, component], max(0.0, _number(getattr(t, f"{component}_energy"))))
+            energy.add_metric(
+                [*values, component], max(0.0, _number(getattr(t, f"{component}_energy")))
+            )
             power.add_metric([*values, component], _number(getattr(t, f"{component}_power")))
         yield energy
         yield power
-        yield counter("codecarbon_emissions_kg",
-                      "Emissions of the run so far (kg CO2eq)", t.emissions)
-        yield counter("codecarbon_water_consumed_liters",
-                      "Water consumed by the run so far (L)", t.water_consumed)
-        yield gauge("codecarbon_emissions_rate_kg_per_second",
-                    "Emissions divided by duration (kg CO2eq/s)", t.emissions_rate)
+        yield counter(
+            "codecarbon_emissions_kg", "Emissions of the run so far (kg CO2eq)", t.emissions
+        )
+        yield counter(
+            "codecarbon_water_consumed_liters",
+            "Water consumed by the run so far (L)",
+            t.water_consumed,
+        )
+        yield gauge(
+            "codecarbon_emissions_rate_kg_per_second",
+            "Emissions divided by duration (kg CO2eq/s)",
+            t.emissions_rate,
+        )
         yield gauge("codecarbon_run_duration_seconds", "Duration of the run so far (s)", t.duration)
-        yield gauge("codecarbon_carbon_intensity_g_per_kwh",
-                    "Carbon intensity of the electricity used (gCO2eq/kWh)",
-                    t.carbon_intensity_g_per_kwh)
-        yield gauge("codecarbon_last_push_timestamp_seconds",
-                    "When these values were pushed (Unix time, s)", self.pushed_at_s)
+        yield gauge(
+            "codecarbon_carbon_intensity_g_per_kwh",
+            "Carbon intensity of the electricity used (gCO2eq/kWh)",
+            t.carbon_intensity_g_per_kwh,
+        )
+        yield gauge(
+            "codecarbon_last_push_timestamp_seconds",
+            "When these values were pushed (Unix time, s)",
+            self.pushed_at_s,
+        )
         info_labels = {
             "status": t.status or "",
             "country_iso_code": t.country_iso_code or "",
@@ -133,9 +160,11 @@ class RunCollector:
             "ram_method": t.ram_method or "",
             "tracker_version": t.tracker_version or "",
         }
-        info = GaugeMetricFamily("codecarbon_run_info",
-                                 "Descriptive labels of the run (value always 1)",
-                                 labels=[*names, *info_labels])
+        info = GaugeMetricFamily(
+            "codecarbon_run_info",
+            "Descriptive labels of the run (value always 1)",
+            labels=[*names, *info_labels],
+        )
         info.add_metric([*values, *info_labels.values()], 1.0)
         yield info
 
@@ -160,8 +189,8 @@ def _classify(exc: BaseException) -> Outcome:
     return Outcome.RETRY
 
 
-def _secrets() -> list[str | None]:
-    return [os.environ.get("PROMETHEUS_PASSWORD")]
+def _secrets(url: str = "") -> list[str | None]:
+    return [os.environ.get("PROMETHEUS_PASSWORD"), *url_secrets(url)]
 
 
 class PushJob(Job):
@@ -184,11 +213,16 @@ class PushJob(Job):
         registry = CollectorRegistry(auto_describe=False)
         registry.register(RunCollector(self.total, time.time()))
         try:
-            push_to_gateway(self.output.prometheus_url, job=self.output.job, registry=registry,
-                            grouping_key=self.output.grouping_key(self.total), timeout=timeout_s,
-                            handler=_auth_handler)
+            push_to_gateway(
+                self.output.prometheus_url,
+                job=self.output.job,
+                registry=registry,
+                grouping_key=self.output.grouping_key(self.total),
+                timeout=timeout_s,
+                handler=_auth_handler,
+            )
         except Exception as exc:  # noqa: BLE001 - classified, never raised
-            self.last_error = describe_error(exc, _secrets())
+            self.last_error = describe_error(exc, _secrets(self.output.prometheus_url))
             return _classify(exc)
         self.output.pushes += 1
         return Outcome.DELIVERED
@@ -210,10 +244,15 @@ class DeleteJob(Job):
         from prometheus_client.exposition import delete_from_gateway
 
         try:
-            delete_from_gateway(self.output.prometheus_url, job=self.output.job,
-                                grouping_key=self.key, timeout=timeout_s, handler=_auth_handler)
+            delete_from_gateway(
+                self.output.prometheus_url,
+                job=self.output.job,
+                grouping_key=self.key,
+                timeout=timeout_s,
+                handler=_auth_handler,
+            )
         except Exception as exc:  # noqa: BLE001 - classified, never raised
-            self.last_error = describe_error(exc, _secrets())
+            self.last_error = describe_error(exc, _secrets(self.output.prometheus_url))
             return _classify(exc)
         return Outcome.DELIVERED
 
@@ -245,8 +284,10 @@ class PrometheusOutput(BaseOutput):
         sender: Sender | None = None,
     ) -> None:
         if not isinstance(prometheus_url, str) or not prometheus_url.strip():
-            raise ValueError(f"prometheus_url must be a Pushgateway address such as "
-                             f"'localhost:9091' or 'http://host:9091', got {prometheus_url!r}")
+            raise ValueError(
+                f"prometheus_url must be a Pushgateway address such as "
+                f"'localhost:9091' or 'http://host:9091', got {prometheus_url!r}"
+            )
         if not job:
             raise ValueError("job must be a non-empty Pushgateway job name")
         self.prometheus_url = prometheus_url.strip()
@@ -291,9 +332,14 @@ class PrometheusOutput(BaseOutput):
         deadline = time.monotonic() + self.exit_timeout_s
         pushed = self.sender.drain(self, self.exit_timeout_s)
         if not pushed:
-            warn_once("prometheus-exit", "Prometheus: the final push to %s did not complete "
-                      "within %.1f s; the gateway keeps the previous values", self.gateway_label,
-                      self.exit_timeout_s, log=logger)
+            warn_once(
+                "prometheus-exit",
+                "Prometheus: the final push to %s did not complete "
+                "within %.1f s; the gateway keeps the previous values",
+                self.gateway_label,
+                self.exit_timeout_s,
+                log=logger,
+            )
         if self.delete_on_exit:
             self.sender.forget(self)
             self.sender.submit(DeleteJob(self, dict(self._last_key)))

@@ -154,9 +154,13 @@ class Spool:
         max_age_s: float = DEFAULT_MAX_AGE_S,
     ) -> None:
         if max_bytes is None or int(max_bytes) <= 0:
-            raise ValueError(f"spool_max_bytes must be a positive number of bytes, got {max_bytes!r}")
+            raise ValueError(
+                f"spool_max_bytes must be a positive number of bytes, got {max_bytes!r}"
+            )
         if max_age_s is None or float(max_age_s) <= 0:
-            raise ValueError(f"spool_max_age_s must be a positive number of seconds, got {max_age_s!r}")
+            raise ValueError(
+                f"spool_max_age_s must be a positive number of seconds, got {max_age_s!r}"
+            )
         self.output_dir = os.fspath(output_dir)
         self.directory = os.path.join(self.output_dir, SPOOL_DIRNAME)
         self.max_bytes = int(max_bytes)
@@ -209,7 +213,7 @@ class Spool:
         return entry
 
     def update(self, entry: SpoolEntry) -> None:
-        """Rewrite ``entry`` (attempts, uncertain, last_error) in place; gone entries are skipped."""
+        """Rewrite ``entry`` (attempts, uncertain, last_error) in place; skip it if gone."""
         with self._lock:
             if os.path.exists(entry.path):
                 self._write(entry.path, entry.to_json())
@@ -238,8 +242,12 @@ class Spool:
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
             if data.get("spool_version") != SPOOL_VERSION:
-                warn_once(f"spool-version-{name}", "spool entry %s has an unknown version; kept, "
-                          "not sent", path, log=logger)
+                warn_once(
+                    f"spool-version-{name}",
+                    "spool entry %s has an unknown version; kept, not sent",
+                    path,
+                    log=logger,
+                )
                 return None
             return SpoolEntry(
                 path=path,
@@ -256,8 +264,13 @@ class Spool:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            warn_once(f"spool-corrupt-{name}", "spool entry %s is unreadable (%s); it is left "
-                      "in place and skipped", path, describe_error(exc), log=logger)
+            warn_once(
+                f"spool-corrupt-{name}",
+                "spool entry %s is unreadable (%s); it is left in place and skipped",
+                path,
+                describe_error(exc),
+                log=logger,
+            )
             return None
 
     def entries(self, kind: str | None = None, endpoint: str | None = None) -> list[SpoolEntry]:
@@ -274,8 +287,14 @@ class Spool:
             out.append(entry)
         return out
 
-    def claim(self, kind: str, endpoint: str, *, skip: set[str] | None = None,
-              include_uncertain: bool = False) -> list[SpoolEntry]:
+    def claim(
+        self,
+        kind: str,
+        endpoint: str,
+        *,
+        skip: set[str] | None = None,
+        include_uncertain: bool = False,
+    ) -> list[SpoolEntry]:
         """Take over the entries of ``kind``/``endpoint`` whose owner is gone (or is us but
         ``skip`` does not hold them): rename each to our owner name; oldest first."""
         self.prune()
@@ -290,7 +309,9 @@ class Spool:
                 continue
             match = _NAME_RE.match(os.path.basename(entry.path))
             assert match is not None
-            new_name = f"{match.group('kind')}-{match.group('created_ns')}-{entry.record_id}@{mine}.json"
+            new_name = (
+                f"{match.group('kind')}-{match.group('created_ns')}-{entry.record_id}@{mine}.json"
+            )
             new_path = os.path.join(self.directory, new_name)
             if new_path != entry.path:
                 try:
@@ -341,7 +362,11 @@ class Spool:
                 "spool-pruned",
                 "spool %s: dropped %d undelivered record(s) older than %.0f s and %d beyond its "
                 "size bound of %d bytes (set spool_max_age_s / spool_max_bytes to keep more)",
-                self.directory, dropped_age, self.max_age_s, dropped_size, self.max_bytes,
+                self.directory,
+                dropped_age,
+                self.max_age_s,
+                dropped_size,
+                self.max_bytes,
                 log=logger,
             )
         return dropped_age + dropped_size
@@ -385,7 +410,7 @@ def resend_spool(
         automatically), ``rejected`` (the endpoint refused them; removed).
 
     Example:
-        >>> resend_spool("runs/", emissions_endpoint="http://localhost:8000/emissions")  # doctest: +SKIP
+        >>> resend_spool("runs/", emissions_endpoint="http://localhost:8000/e")  # doctest: +SKIP
         {'delivered': 3, 'failed': 0, 'uncertain': 0, 'rejected': 0}
     """
     from codecarbon_callbacks.output.delivery import Outcome, job_from_entry
@@ -402,8 +427,12 @@ def resend_spool(
             job = job_from_entry(entry, spool, endpoint=endpoint, api_key=api_key)
             outcome = job.attempt(timeout_s)
             job.settle(outcome)
-            key = {Outcome.DELIVERED: "delivered", Outcome.RETRY: "failed",
-                   Outcome.UNCERTAIN: "uncertain", Outcome.REJECTED: "rejected"}[outcome]
+            key = {
+                Outcome.DELIVERED: "delivered",
+                Outcome.RETRY: "failed",
+                Outcome.UNCERTAIN: "uncertain",
+                Outcome.REJECTED: "rejected",
+            }[outcome]
             counts[key] += 1
     return counts
 

@@ -20,12 +20,13 @@ import os
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from codecarbon_callbacks.output._util import (
     describe_error,
     record_to_dict,
     sanitize_url,
+    url_secrets,
     warn_once,
 )
 from codecarbon_callbacks.output.base import BaseOutput
@@ -51,17 +52,6 @@ WEBHOOK_SCHEMA_VERSION = "codecarbon_callbacks.webhook.v1"
 DEFAULT_EXIT_TIMEOUT_S = 3.0
 
 
-def url_secrets(url: str) -> list[str]:
-    """The parts of a URL that may be secret: password and query values."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return []
-    found = [parts.password or "", parts.username or ""]
-    found += [value for _, value in parse_qsl(parts.query)]
-    return [s for s in found if s]
-
-
 class WebhookJob(Job):
     """POST one webhook record; any answer but 2xx/4xx, or no answer, is retried."""
 
@@ -75,8 +65,9 @@ class WebhookJob(Job):
         self.label = f"webhook {sanitize_url(url)} record {payload.get('record_id')}"
 
     def attempt(self, timeout_s: float) -> Outcome:
-        result = post_json(self.url, self.payload, timeout_s=timeout_s,
-                           secrets=url_secrets(self.url))
+        result = post_json(
+            self.url, self.payload, timeout_s=timeout_s, secrets=url_secrets(self.url)
+        )
         if result.invalid:
             self.last_error = result.error
             return Outcome.REJECTED
@@ -121,7 +112,10 @@ class WebhookOutput(BaseOutput):
         spool_max_age_s: float = DEFAULT_MAX_AGE_S,
         sender: Sender | None = None,
     ) -> None:
-        if not isinstance(endpoint_url, str) or urlsplit(endpoint_url).scheme not in ("http", "https"):
+        if not isinstance(endpoint_url, str) or urlsplit(endpoint_url).scheme not in (
+            "http",
+            "https",
+        ):
             raise ValueError(
                 f"emissions_endpoint must be an http:// or https:// URL, got "
                 f"{sanitize_url(str(endpoint_url))!r}"
@@ -148,17 +142,23 @@ class WebhookOutput(BaseOutput):
                 return
             self._started = True
         try:
-            for entry in self.spool.claim("webhook", self.endpoint_url,
-                                          skip=self.sender.known_paths()):
+            for entry in self.spool.claim(
+                "webhook", self.endpoint_url, skip=self.sender.known_paths()
+            ):
                 self.sender.submit(self._job_for(entry))
         except Exception as exc:  # noqa: BLE001 - never raise into training
-            warn_once("webhook-spool-read", "webhook: could not read the spool %s: %s",
-                      self.spool.directory, describe_error(exc, url_secrets(self.endpoint_url)),
-                      log=logger)
+            warn_once(
+                "webhook-spool-read",
+                "webhook: could not read the spool %s: %s",
+                self.spool.directory,
+                describe_error(exc, url_secrets(self.endpoint_url)),
+                log=logger,
+            )
 
     def _job_for(self, entry: SpoolEntry) -> Job:
-        return job_from_entry(entry, self.spool, endpoint=self.endpoint_url, owner=self,
-                              timeout_s=self.timeout_s)
+        return job_from_entry(
+            entry, self.spool, endpoint=self.endpoint_url, owner=self, timeout_s=self.timeout_s
+        )
 
     def payload(self, record: EmissionsData, record_type: str) -> dict[str, Any]:
         """The JSON body: schema_version, record_id, record_type, then the record's fields."""
@@ -173,13 +173,19 @@ class WebhookOutput(BaseOutput):
         self._ensure_started()
         payload = self.payload(record, record_type)
         try:
-            entry = self.spool.put("webhook", self.endpoint_url, payload,
-                                   record_id=payload["record_id"])
+            entry = self.spool.put(
+                "webhook", self.endpoint_url, payload, record_id=payload["record_id"]
+            )
             job: Job = self._job_for(entry)
         except Exception as exc:  # noqa: BLE001 - disk full: deliver from memory
-            warn_once("webhook-spool-write", "webhook: could not write the spool in %s (%s); "
-                      "the record is sent without a durable copy", self.spool.directory,
-                      describe_error(exc), log=logger)
+            warn_once(
+                "webhook-spool-write",
+                "webhook: could not write the spool in %s (%s); "
+                "the record is sent without a durable copy",
+                self.spool.directory,
+                describe_error(exc),
+                log=logger,
+            )
             job = WebhookJob(self.endpoint_url, payload, owner=self, timeout_s=self.timeout_s)
         self.sender.submit(job)
 
@@ -199,8 +205,13 @@ class WebhookOutput(BaseOutput):
             return
         if not self.flush():
             left = self.sender.pending(self)
-            warn_once("webhook-exit-pending",
-                      "webhook %s: %d record(s) not delivered at exit; they stay in %s and are "
-                      "re-sent by the next tracker with this output_dir and endpoint (or "
-                      "resend_spool())", sanitize_url(self.endpoint_url), left,
-                      self.spool.directory, log=logger)
+            warn_once(
+                "webhook-exit-pending",
+                "webhook %s: %d record(s) not delivered at exit; they stay in %s and are "
+                "re-sent by the next tracker with this output_dir and endpoint (or "
+                "resend_spool())",
+                sanitize_url(self.endpoint_url),
+                left,
+                self.spool.directory,
+                log=logger,
+            )

@@ -48,12 +48,30 @@ def make_total(**overrides: Any) -> EmissionsData:
         "tracker_version": "0.1.0",
         "metadata": {
             "components": [
-                {"kind": "cpu", "name": "package-0", "model": "AMD EPYC 7513", "method": "rapl",
-                 "energy_kwh": 0.0001, "failure": None},
-                {"kind": "gpu", "name": "gpu-0", "model": "NVIDIA H200", "method": "nvml_energy",
-                 "energy_kwh": 0.0007, "failure": None},
-                {"kind": "ram", "name": "ram", "model": "", "method": "constant",
-                 "energy_kwh": 0.00001, "failure": None},
+                {
+                    "kind": "cpu",
+                    "name": "package-0",
+                    "model": "AMD EPYC 7513",
+                    "method": "rapl",
+                    "energy_kwh": 0.0001,
+                    "failure": None,
+                },
+                {
+                    "kind": "gpu",
+                    "name": "gpu-0",
+                    "model": "NVIDIA H200",
+                    "method": "nvml_energy",
+                    "energy_kwh": 0.0007,
+                    "failure": None,
+                },
+                {
+                    "kind": "ram",
+                    "name": "ram",
+                    "model": "",
+                    "method": "constant",
+                    "energy_kwh": 0.00001,
+                    "failure": None,
+                },
             ],
             "run_start_timestamp": "2026-11-28T20:00:00+00:00",
             "window_count": 0,
@@ -66,9 +84,15 @@ def make_total(**overrides: Any) -> EmissionsData:
 def make_window(**overrides: Any) -> WindowRecord:
     total = make_total()
     values = total.to_dict()
-    values.update(window_id=str(uuid.uuid4()), kind="epoch", name="epoch 0", epoch=0,
-                  phase="train", start_timestamp="2026-11-28T20:00:00+00:00",
-                  end_timestamp="2026-11-28T20:00:05+00:00")
+    values.update(
+        window_id=str(uuid.uuid4()),
+        kind="epoch",
+        name="epoch 0",
+        epoch=0,
+        phase="train",
+        start_timestamp="2026-11-28T20:00:00+00:00",
+        end_timestamp="2026-11-28T20:00:05+00:00",
+    )
     values.update(overrides)
     return WindowRecord(**values)
 
@@ -77,8 +101,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
 
 
 class RecordingServer:
@@ -124,8 +146,12 @@ class RecordingServer:
                     body = json.loads(raw)
                 except ValueError:
                     body = None
-                entry = {"path": self.path, "headers": dict(self.headers), "body": body,
-                         "mode": owner.mode}
+                entry = {
+                    "path": self.path,
+                    "headers": dict(self.headers),
+                    "body": body,
+                    "mode": owner.mode,
+                }
                 with owner.lock:
                     owner.requests.append(entry)
                 if owner.mode == "hang":
@@ -163,7 +189,9 @@ class RecordingServer:
     def accepted(self) -> list[dict]:
         """Bodies of the requests answered with 2xx in "ok" mode."""
         with self.lock:
-            return [r["body"] for r in self.requests if r["mode"] == "ok" and 200 <= self.status < 300]
+            return [
+                r["body"] for r in self.requests if r["mode"] == "ok" and 200 <= self.status < 300
+            ]
 
 
 def constant_components(cpu_w: float = 50.0, gpu_w: float = 300.0, ram_w: float = 5.0):
@@ -189,6 +217,8 @@ def constant_components(cpu_w: float = 50.0, gpu_w: float = 300.0, ram_w: float 
         def power_w(self):
             return self._power_w
 
-    return [Constant("cpu", "cpu:package-0", cpu_w, "Intel Xeon Test"),
-            Constant("gpu", "gpu:0", gpu_w, "NVIDIA Test"),
-            Constant("ram", "ram", ram_w, "")]
+    return [
+        Constant("cpu", "cpu:package-0", cpu_w, "Intel Xeon Test"),
+        Constant("gpu", "gpu:0", gpu_w, "NVIDIA Test"),
+        Constant("ram", "ram", ram_w, ""),
+    ]

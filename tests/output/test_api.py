@@ -23,8 +23,10 @@ def shapes():
     if not path.exists():
         pytest.skip("CodeCarbon API reference payloads not found")
     data = json.loads(path.read_text())
-    return {"/runs": set(data["POST /runs"]["body"]),
-            "/emissions": set(data["POST /emissions"]["body"])}
+    return {
+        "/runs": set(data["POST /runs"]["body"]),
+        "/emissions": set(data["POST /emissions"]["body"]),
+    }
 
 
 class FakeApi(RecordingServer):
@@ -76,9 +78,18 @@ def sender():
 
 def totals(run_id, steps):
     """Cumulative totals of one run at the given durations (1 W CPU-equivalent per second)."""
-    return [make_total(run_id=run_id, duration=d, cpu_energy=d * 1e-6, gpu_energy=d * 2e-6,
-                       ram_energy=d * 1e-7, energy_consumed=d * 3.1e-6, emissions=d * 1e-7)
-            for d in steps]
+    return [
+        make_total(
+            run_id=run_id,
+            duration=d,
+            cpu_energy=d * 1e-6,
+            gpu_energy=d * 2e-6,
+            ram_energy=d * 1e-7,
+            energy_consumed=d * 3.1e-6,
+            emissions=d * 1e-7,
+        )
+        for d in steps
+    ]
 
 
 def test_run_created_lazily_then_deltas_sum_to_the_total(tmp_path, shapes, sender):
@@ -130,8 +141,9 @@ def test_resumed_run_keeps_api_run_and_does_not_double_count(tmp_path, shapes, s
 
 def test_down_then_back_from_spool_without_token_on_disk(tmp_path, shapes, sender):
     port = free_port()
-    out = CodeCarbonAPIOutput(f"http://127.0.0.1:{port}", TOKEN, EXPERIMENT, tmp_path,
-                              sender=sender, exit_timeout_s=0.3)
+    out = CodeCarbonAPIOutput(
+        f"http://127.0.0.1:{port}", TOKEN, EXPERIMENT, tmp_path, sender=sender, exit_timeout_s=0.3
+    )
     run_id = str(uuid.uuid4())
     for t in totals(run_id, [10.0, 20.0]):
         out.live_out(t, t)
@@ -143,8 +155,9 @@ def test_down_then_back_from_spool_without_token_on_disk(tmp_path, shapes, sende
     assert len(Spool(tmp_path).entries("api")) == 2
     api = FakeApi(shapes, port).start()
     try:
-        again = CodeCarbonAPIOutput(f"http://127.0.0.1:{port}", TOKEN, EXPERIMENT, tmp_path,
-                                    sender=sender)
+        again = CodeCarbonAPIOutput(
+            f"http://127.0.0.1:{port}", TOKEN, EXPERIMENT, tmp_path, sender=sender
+        )
         t = totals(run_id, [30.0])[0]
         again.out(t, t)
         again.exit()
@@ -159,8 +172,9 @@ def test_down_then_back_from_spool_without_token_on_disk(tmp_path, shapes, sende
 def test_timeout_after_send_is_kept_uncertain_not_retried(tmp_path, shapes, sender):
     api = FakeApi(shapes).start()
     try:
-        out = CodeCarbonAPIOutput(api.url, TOKEN, EXPERIMENT, tmp_path, sender=sender,
-                                  timeout_s=0.3, exit_timeout_s=2.0)
+        out = CodeCarbonAPIOutput(
+            api.url, TOKEN, EXPERIMENT, tmp_path, sender=sender, timeout_s=0.3, exit_timeout_s=2.0
+        )
         run_id = str(uuid.uuid4())
         t = totals(run_id, [10.0])[0]
         out.out(t, t)  # creates the run
@@ -179,8 +193,7 @@ def test_timeout_after_send_is_kept_uncertain_not_retried(tmp_path, shapes, send
         api.mode = "ok"
         sender.forget(out)
         assert resend_spool(tmp_path, api_endpoint=api.url, api_key=TOKEN)["delivered"] == 0
-        counts = resend_spool(tmp_path, api_endpoint=api.url, api_key=TOKEN,
-                              include_uncertain=True)
+        counts = resend_spool(tmp_path, api_endpoint=api.url, api_key=TOKEN, include_uncertain=True)
         assert counts["delivered"] == 1 and api.problems == []
     finally:
         api.stop()

@@ -27,11 +27,14 @@ SCHEMA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
 def validator() -> Draft4Validator:
     if not SCHEMA_DIR.is_dir():
         pytest.skip(f"BoAmps schemas not found at {SCHEMA_DIR}")
-    schemas = {name: json.loads((SCHEMA_DIR / f"{name}_schema.json").read_text())
-               for name in ("report", "algorithm", "dataset", "hardware", "measure")}
+    schemas = {
+        name: json.loads((SCHEMA_DIR / f"{name}_schema.json").read_text())
+        for name in ("report", "algorithm", "dataset", "hardware", "measure")
+    }
     registry = Registry().with_resources(
         (schema["id"], Resource.from_contents(schema, default_specification=DRAFT4))
-        for schema in schemas.values())
+        for schema in schemas.values()
+    )
     return Draft4Validator(schemas["report"], registry=registry)
 
 
@@ -43,19 +46,39 @@ def full_task() -> BoAmpsTask:
     return BoAmpsTask(
         task_stage="training",
         task_family="image classification",
-        algorithms=[BoAmpsAlgorithm(algorithm_name="resnet18", framework="pytorch",
-                                    parameters_number=0.0117, epochs_number=3)],
-        dataset=[BoAmpsDataset(data_usage="input", data_type="image", data_quantity=50000,
-                               shape="(50000, 3, 32, 32)")],
+        algorithms=[
+            BoAmpsAlgorithm(
+                algorithm_name="resnet18",
+                framework="pytorch",
+                parameters_number=0.0117,
+                epochs_number=3,
+            )
+        ],
+        dataset=[
+            BoAmpsDataset(
+                data_usage="input",
+                data_type="image",
+                data_quantity=50000,
+                shape="(50000, 3, 32, 32)",
+            )
+        ],
     )
 
 
 def test_report_with_task_validates_and_carries_the_run(tmp_path, validator):
-    total = make_total(energy_consumed=0.0123, duration=42.0, cpu_utilization_percent=55.0,
-                       gpu_utilization_percent=90.0, carbon_intensity_g_per_kwh=56.0)
-    out = BoAmpsOutput(tmp_path, task=full_task(), quality="high",
-                       header=BoAmpsHeader(publisher=BoAmpsPublisher(
-                           name="ACME", confidentiality_level="public")))
+    total = make_total(
+        energy_consumed=0.0123,
+        duration=42.0,
+        cpu_utilization_percent=55.0,
+        gpu_utilization_percent=90.0,
+        carbon_intensity_g_per_kwh=56.0,
+    )
+    out = BoAmpsOutput(
+        tmp_path,
+        task=full_task(),
+        quality="high",
+        header=BoAmpsHeader(publisher=BoAmpsPublisher(name="ACME", confidentiality_level="public")),
+    )
     out.out(total, total)
     path = tmp_path / f"boamps_report_{total.run_id}.json"
     assert out.save_file_path == str(path)
@@ -81,8 +104,12 @@ def test_report_with_task_validates_and_carries_the_run(tmp_path, validator):
 
 
 def test_without_task_still_written_with_warning_naming_fields(tmp_path, validator, caplog):
-    total = make_total(gpu_count=0, gpu_model="", gpu_method="",
-                       metadata={"components": [{"kind": "cpu", "method": "tdp_estimate"}]})
+    total = make_total(
+        gpu_count=0,
+        gpu_model="",
+        gpu_method="",
+        metadata={"components": [{"kind": "cpu", "method": "tdp_estimate"}]},
+    )
     out = BoAmpsOutput(tmp_path)
     with caplog.at_level(logging.WARNING):
         out.out(total, total)
@@ -100,14 +127,21 @@ def test_task_from_record_metadata_merged_under_user_task(tmp_path, validator):
     framework_task = {
         "taskStage": "training",
         "taskFamily": "set by framework",
-        "algorithms": [{"framework": "lightning", "frameworkVersion": "2.5",
-                        "parametersNumber": 124_000_000, "epochsNumber": 2}],
+        "algorithms": [
+            {
+                "framework": "lightning",
+                "frameworkVersion": "2.5",
+                "parametersNumber": 124_000_000,
+                "epochsNumber": 2,
+            }
+        ],
         "dataset": [{"dataUsage": "input", "dataType": "text", "shape": [1000, 128]}],
     }
     total = make_total()
     total.metadata["boamps_task"] = framework_task
-    user = BoAmpsTask(task_family="text classification",
-                      algorithms=[BoAmpsAlgorithm(algorithm_name="gpt2")])
+    user = BoAmpsTask(
+        task_family="text classification", algorithms=[BoAmpsAlgorithm(algorithm_name="gpt2")]
+    )
     out = BoAmpsOutput(tmp_path, task=user)
     out.out(total, total)
     report = json.loads(Path(out.save_file_path).read_text())
@@ -123,13 +157,19 @@ def test_task_from_record_metadata_merged_under_user_task(tmp_path, validator):
 
 def test_from_file_and_roundtrip(tmp_path, validator):
     context = {
-        "header": {"licensing": "CC-BY-4.0", "publisher": {"name": "ACME",
-                                                           "confidentialityLevel": "internal"}},
+        "header": {
+            "licensing": "CC-BY-4.0",
+            "publisher": {"name": "ACME", "confidentialityLevel": "internal"},
+        },
         "task": full_task().to_dict(),
         "quality": "medium",
-        "infrastructure": {"infraType": "privateCloud", "cloudInstance": "a1.large",
-                           "components": [{"componentType": "gpu", "nbComponent": 1,
-                                           "memorySize": 141, "family": "Hopper"}]},
+        "infrastructure": {
+            "infraType": "privateCloud",
+            "cloudInstance": "a1.large",
+            "components": [
+                {"componentType": "gpu", "nbComponent": 1, "memorySize": 141, "family": "Hopper"}
+            ],
+        },
         "environment": {"powerSource": "nuclear", "location": "Paris"},
     }
     path = tmp_path / "context.json"
@@ -146,8 +186,12 @@ def test_from_file_and_roundtrip(tmp_path, validator):
     gpu = next(c for c in report["infrastructure"]["components"] if c["componentType"] == "gpu")
     assert gpu["memorySize"] == 141 and gpu["family"] == "Hopper"
     assert gpu["componentName"] == "1 x NVIDIA H200"  # detected, kept
-    assert report["environment"] == {**report["environment"], "powerSource": "nuclear",
-                                     "location": "Paris", "country": "France"}
+    assert report["environment"] == {
+        **report["environment"],
+        "powerSource": "nuclear",
+        "location": "Paris",
+        "country": "France",
+    }
     assert BoAmpsTask.from_dict(full_task().to_dict()) == full_task()
     assert BoAmpsHeader.from_dict(context["header"]).publisher.name == "ACME"
 
@@ -163,13 +207,19 @@ def test_bad_inputs_are_clear(tmp_path):
 
 def test_validate_report_agrees_with_jsonschema_on_enums(validator):
     report = {
-        "task": {"taskStage": "t", "taskFamily": "f", "algorithms": [{}],
-                 "dataset": [{"dataUsage": "input", "dataType": "pictures",
-                              "dataFormat": "tensor"}]},
-        "measures": [{"measurementMethod": "m", "powerConsumption": 1,
-                      "averageUtilizationCpu": 55}],
-        "infrastructure": {"infraType": "onPremise",
-                           "components": [{"componentType": "cpu", "nbComponent": 1}]},
+        "task": {
+            "taskStage": "t",
+            "taskFamily": "f",
+            "algorithms": [{}],
+            "dataset": [{"dataUsage": "input", "dataType": "pictures", "dataFormat": "tensor"}],
+        },
+        "measures": [
+            {"measurementMethod": "m", "powerConsumption": 1, "averageUtilizationCpu": 55}
+        ],
+        "infrastructure": {
+            "infraType": "onPremise",
+            "components": [{"componentType": "cpu", "nbComponent": 1}],
+        },
     }
     ours = validate_report(report)
     assert len(ours) == 3 and len(schema_errors(validator, report)) == 3

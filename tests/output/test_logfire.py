@@ -27,12 +27,28 @@ def points(metric):
 def test_metrics_with_real_units_and_no_double_counting(capfire):
     out = LogfireOutput()
     run_id = str(uuid.uuid4())
-    first = make_total(run_id=run_id, energy_consumed=0.5, cpu_energy=0.1, gpu_energy=0.35,
-                       ram_energy=0.05, emissions=0.02, duration=60.0, gpu_power=300.0,
-                       metadata={"framework": "keras", "components": []})
+    first = make_total(
+        run_id=run_id,
+        energy_consumed=0.5,
+        cpu_energy=0.1,
+        gpu_energy=0.35,
+        ram_energy=0.05,
+        emissions=0.02,
+        duration=60.0,
+        gpu_power=300.0,
+        metadata={"framework": "keras", "components": []},
+    )
     out.live_out(first, first)
-    second = make_total(**{**first.to_dict(), "energy_consumed": 0.8, "cpu_energy": 0.2,
-                           "gpu_energy": 0.55, "emissions": 0.03, "duration": 100.0})
+    second = make_total(
+        **{
+            **first.to_dict(),
+            "energy_consumed": 0.8,
+            "cpu_energy": 0.2,
+            "gpu_energy": 0.55,
+            "emissions": 0.03,
+            "duration": 100.0,
+        }
+    )
     out.out(second, second)
     out.out(second, second)  # a repeated total adds nothing
     metrics = collected(capfire)
@@ -45,11 +61,15 @@ def test_metrics_with_real_units_and_no_double_counting(capfire):
     assert sum(p["value"] for p in points(metrics["codecarbon_emissions"])) == pytest.approx(0.03)
     assert metrics["codecarbon_duration"]["unit"] == "s"
     assert sum(p["value"] for p in points(metrics["codecarbon_duration"])) == pytest.approx(100.0)
-    per = {p["attributes"]["component"]: p["value"]
-           for p in points(metrics["codecarbon_component_energy"])}
+    per = {
+        p["attributes"]["component"]: p["value"]
+        for p in points(metrics["codecarbon_component_energy"])
+    }
     assert per == pytest.approx({"cpu": 0.2, "gpu": 0.55, "ram": 0.05})
-    power = {p["attributes"]["component"]: p["value"]
-             for p in points(metrics["codecarbon_component_power"])}
+    power = {
+        p["attributes"]["component"]: p["value"]
+        for p in points(metrics["codecarbon_component_power"])
+    }
     assert metrics["codecarbon_component_power"]["unit"] == "W" and power["gpu"] == 300.0
     assert metrics["codecarbon_carbon_intensity"]["unit"] == "g/kWh"
 
@@ -86,8 +106,16 @@ print(json.dumps({{"initialized": cfg._initialized, "send": cfg.send_to_logfire,
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGFIRE")}
     env["HOME"] = str(tmp_path)  # no stored credentials
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False,
-                            env=env, cwd=tmp_path, timeout=60, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0, result.stderr
     state = json.loads(result.stdout.strip().splitlines()[-1])
     assert state == {"initialized": True, "send": "if-token-present", "token": None}

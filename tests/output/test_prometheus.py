@@ -17,8 +17,9 @@ from codecarbon_callbacks.output.delivery import Sender
 from codecarbon_callbacks.output.prometheus import PrometheusOutput
 
 PUSHGATEWAY = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
-pytestmark = pytest.mark.skipif(not os.path.exists(PUSHGATEWAY),
-                                reason="prometheus-pushgateway binary not installed")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(PUSHGATEWAY), reason="prometheus-pushgateway binary not installed"
+)
 
 USER = "trainer"
 PASSWORD = "pushgateway-p4ssw0rd-xyz"
@@ -46,8 +47,7 @@ class Gateway:
         self.port = port or free_port()
         self.url = f"127.0.0.1:{self.port}"
         # Debian's build persists to /var/lib/prometheus by default: keep each test's own state
-        args = [PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{self.port}",
-                "--persistence.file="]
+        args = [PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{self.port}", "--persistence.file="]
         self.auth = auth
         if auth:
             config = tmp_path / "web.yml"
@@ -102,10 +102,21 @@ def test_push_latest_totals_with_labels_units_and_help(tmp_path, sender):
     try:
         out = PrometheusOutput(gateway.url, sender=sender)
         run_id = str(uuid.uuid4())
-        first = make_total(run_id=run_id, energy_consumed=0.5, cpu_energy=0.1, gpu_energy=0.35,
-                           ram_energy=0.05, emissions=0.02, duration=60.0, gpu_power=300.0,
-                           metadata={"framework": "lightning", "boamps_task": {"taskFamily": "nlp"},
-                                     "components": []})
+        first = make_total(
+            run_id=run_id,
+            energy_consumed=0.5,
+            cpu_energy=0.1,
+            gpu_energy=0.35,
+            ram_energy=0.05,
+            emissions=0.02,
+            duration=60.0,
+            gpu_power=300.0,
+            metadata={
+                "framework": "lightning",
+                "boamps_task": {"taskFamily": "nlp"},
+                "components": [],
+            },
+        )
         out.live_out(first, first)
         second = make_total(**{**first.to_dict(), "energy_consumed": 0.75, "duration": 90.0})
         out.out(second, second)
@@ -119,11 +130,16 @@ def test_push_latest_totals_with_labels_units_and_help(tmp_path, sender):
         assert labels["framework"] == "lightning" and labels["task_family"] == "nlp"
         assert group["codecarbon_energy_consumed_kwh_total"]["type"] == "COUNTER"
         assert "kWh" in group["codecarbon_energy_consumed_kwh_total"]["help"]
-        per_component = {lab["component"]: v for lab, v in
-                         series(group, "codecarbon_component_energy_kwh_total")}
+        per_component = {
+            lab["component"]: v for lab, v in series(group, "codecarbon_component_energy_kwh_total")
+        }
         assert per_component == pytest.approx({"cpu": 0.1, "gpu": 0.35, "ram": 0.05})
-        power = {lab["component"]: v for lab, v in series(group, "codecarbon_component_power_watts")}
-        assert power["gpu"] == 300.0 and group["codecarbon_component_power_watts"]["type"] == "GAUGE"
+        power = {
+            lab["component"]: v for lab, v in series(group, "codecarbon_component_power_watts")
+        }
+        assert (
+            power["gpu"] == 300.0 and group["codecarbon_component_power_watts"]["type"] == "GAUGE"
+        )
         assert series(group, "codecarbon_run_duration_seconds")[0][1] == 90.0
         assert series(group, "codecarbon_emissions_kg_total")[0][1] == pytest.approx(0.02)
         [(info, one)] = series(group, "codecarbon_run_info")

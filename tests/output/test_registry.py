@@ -40,15 +40,27 @@ def test_enum_and_strings_resolve_to_the_same_handler(spelling, tmp_path):
 
 def test_each_method_gets_its_output(tmp_path):
     cfg = config(tmp_path, prometheus_url="127.0.0.1:9", prometheus_delete_on_exit=True)
-    kinds = {m: type(create_output(m, cfg)) for m in
-             (OutputMethod.LOGGER, OutputMethod.PROMETHEUS, OutputMethod.LOGFIRE,
-              OutputMethod.BOAMPS, OutputMethod.API)}
-    assert kinds == {OutputMethod.LOGGER: LoggerOutput, OutputMethod.PROMETHEUS: PrometheusOutput,
-                     OutputMethod.LOGFIRE: LogfireOutput, OutputMethod.BOAMPS: BoAmpsOutput,
-                     OutputMethod.API: CodeCarbonAPIOutput}
+    kinds = {
+        m: type(create_output(m, cfg))
+        for m in (
+            OutputMethod.LOGGER,
+            OutputMethod.PROMETHEUS,
+            OutputMethod.LOGFIRE,
+            OutputMethod.BOAMPS,
+            OutputMethod.API,
+        )
+    }
+    assert kinds == {
+        OutputMethod.LOGGER: LoggerOutput,
+        OutputMethod.PROMETHEUS: PrometheusOutput,
+        OutputMethod.LOGFIRE: LogfireOutput,
+        OutputMethod.BOAMPS: BoAmpsOutput,
+        OutputMethod.API: CodeCarbonAPIOutput,
+    }
     assert create_output("prometheus", cfg).delete_on_exit is True
-    outs = create_outputs("logger,boamps", config(tmp_path, emissions_endpoint="http://h/x",
-                                                   webhook_windows=True))
+    outs = create_outputs(
+        "logger,boamps", config(tmp_path, emissions_endpoint="http://h/x", webhook_windows=True)
+    )
     assert [type(o) for o in outs] == [LoggerOutput, BoAmpsOutput, WebhookOutput]
     assert outs[-1].windows is True
 
@@ -91,13 +103,16 @@ def test_construction_is_cheap_and_offline(tmp_path):
 
 
 def test_registry_imports_no_network_or_metrics_library():
-    code = ("import sys; import codecarbon_callbacks.output.registry as r; "
-            "from codecarbon_callbacks.core.config import TrackerConfig; "
-            "cfg = TrackerConfig(experiment_id='5b0fa12a-3dd7-45bb-9766-cc326314d9f1'); "
-            "[r.create_output(m, cfg) for m in ('logger','prometheus','logfire','boamps','api')]; "
-            "bad = [m for m in ('requests','prometheus_client','logfire','opentelemetry','urllib3')"
-            " if m in sys.modules]; print(bad)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
-                            timeout=60)
+    code = (
+        "import sys; import codecarbon_callbacks.output.registry as r; "
+        "from codecarbon_callbacks.core.config import TrackerConfig; "
+        "cfg = TrackerConfig(experiment_id='5b0fa12a-3dd7-45bb-9766-cc326314d9f1'); "
+        "[r.create_output(m, cfg) for m in ('logger','prometheus','logfire','boamps','api')]; "
+        "bad = [m for m in ('requests','prometheus_client','logfire','opentelemetry','urllib3')"
+        " if m in sys.modules]; print(bad)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

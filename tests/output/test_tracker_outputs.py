@@ -15,15 +15,22 @@ from codecarbon_callbacks import OfflineEmissionsTracker
 from codecarbon_callbacks.output.spool import SPOOL_DIRNAME
 
 EXPERIMENT = "5b0fa12a-3dd7-45bb-9766-cc326314d9f1"
-BOAMPS_TASK = {"taskStage": "training", "taskFamily": "image classification",
-               "algorithms": [{"framework": "pytorch"}],
-               "dataset": [{"dataUsage": "input", "dataType": "image"}]}
+BOAMPS_TASK = {
+    "taskStage": "training",
+    "taskFamily": "image classification",
+    "algorithms": [{"framework": "pytorch"}],
+    "dataset": [{"dataUsage": "input", "dataType": "image"}],
+}
 
 
 def tracker(tmp_path, **kwargs):
-    params = {"country_iso_code": "FRA", "output_dir": str(tmp_path),
-                  "force_carbon_intensity_g_co2e_kwh": 50.0, "components": constant_components(),
-                  "measure_power_secs": 60}
+    params = {
+        "country_iso_code": "FRA",
+        "output_dir": str(tmp_path),
+        "force_carbon_intensity_g_co2e_kwh": 50.0,
+        "components": constant_components(),
+        "measure_power_secs": 60,
+    }
     params.update(kwargs)
     return OfflineEmissionsTracker(**params)
 
@@ -32,8 +39,13 @@ def test_tracker_feeds_webhook_logger_boamps(tmp_path, caplog):
     server = RecordingServer().start()
     try:
         log = logging.getLogger("e2e.energy")
-        t = tracker(tmp_path, output_methods=["csv", "logger", "boamps"], logging_logger=log,
-                    emissions_endpoint=server.url + "/hook", webhook_windows=True)
+        t = tracker(
+            tmp_path,
+            output_methods=["csv", "logger", "boamps"],
+            logging_logger=log,
+            emissions_endpoint=server.url + "/hook",
+            webhook_windows=True,
+        )
         with caplog.at_level(logging.INFO, logger="e2e.energy"):
             t.start()
             t.update_metadata({"boamps_task": BOAMPS_TASK, "framework": "pytorch"})
@@ -54,7 +66,8 @@ def test_tracker_feeds_webhook_logger_boamps(tmp_path, caplog):
         report = json.loads((tmp_path / f"boamps_report_{t.run_id}.json").read_text())
         assert report["task"]["taskFamily"] == "image classification"
         assert report["measures"][0]["powerConsumption"] == pytest.approx(
-            t.final_emissions_data.energy_consumed)
+            t.final_emissions_data.energy_consumed
+        )
         assert report["header"]["reportStatus"] == "final"
     finally:
         server.stop()
@@ -92,8 +105,13 @@ def test_api_deltas_through_tracker_sum_to_the_run(tmp_path):
     server = RecordingServer().start()
     server.handler_hook = api
     try:
-        t = tracker(tmp_path, output_methods=["api"], api_endpoint=server.url,
-                    api_key="cpt_e2e-token-1234", experiment_id=EXPERIMENT)
+        t = tracker(
+            tmp_path,
+            output_methods=["api"],
+            api_endpoint=server.url,
+            api_key="cpt_e2e-token-1234",
+            experiment_id=EXPERIMENT,
+        )
         t.start()
         time.sleep(1.1)
         t.flush()
@@ -101,7 +119,8 @@ def test_api_deltas_through_tracker_sum_to_the_run(tmp_path):
         t.stop()
         assert len(runs) == 1 and len(emissions) == 2
         assert sum(e["energy_consumed"] for e in emissions) == pytest.approx(
-            t.final_emissions_data.energy_consumed, rel=1e-9)
+            t.final_emissions_data.energy_consumed, rel=1e-9
+        )
         assert all(e["run_id"] in runs for e in emissions)
     finally:
         server.stop()
@@ -118,11 +137,16 @@ def test_secrets_never_written_or_logged(tmp_path, monkeypatch, caplog, capfire)
     down = free_port()
     hook = f"http://user:{webhook_token}x@127.0.0.1:{down}/hook?token={webhook_token}"
     with caplog.at_level(logging.DEBUG):
-        t = tracker(tmp_path, output_methods=["csv", "logger", "boamps", "api", "prometheus",
-                                              "logfire"],
-                    api_endpoint=f"http://127.0.0.1:{down}", api_key=api_key,
-                    experiment_id=EXPERIMENT, prometheus_url=f"127.0.0.1:{down}",
-                    emissions_endpoint=hook, webhook_windows=True)
+        t = tracker(
+            tmp_path,
+            output_methods=["csv", "logger", "boamps", "api", "prometheus", "logfire"],
+            api_endpoint=f"http://127.0.0.1:{down}",
+            api_key=api_key,
+            experiment_id=EXPERIMENT,
+            prometheus_url=f"127.0.0.1:{down}",
+            emissions_endpoint=hook,
+            webhook_windows=True,
+        )
         t.start()
         time.sleep(1.1)
         w = t.open_window("epoch", "e", epoch=0)

@@ -24,7 +24,11 @@ def wait_for(predicate, timeout_s=10.0):
 
 def spool_files(directory):
     spool_dir = os.path.join(directory, SPOOL_DIRNAME)
-    return sorted(n for n in os.listdir(spool_dir) if n.endswith(".json")) if os.path.isdir(spool_dir) else []
+    return (
+        sorted(n for n in os.listdir(spool_dir) if n.endswith(".json"))
+        if os.path.isdir(spool_dir)
+        else []
+    )
 
 
 @pytest.fixture
@@ -66,8 +70,9 @@ def test_down_500_hang_then_back_every_record_arrives_once(tmp_path, sender):
     """Endpoint down, then 500s, then hanging, then back: no loss, duplicates only by id."""
     port = free_port()
     server = RecordingServer(port)
-    out = WebhookOutput(f"http://127.0.0.1:{port}/h", tmp_path, windows=True, sender=sender,
-                        timeout_s=0.3)
+    out = WebhookOutput(
+        f"http://127.0.0.1:{port}/h", tmp_path, windows=True, sender=sender, timeout_s=0.3
+    )
     sent_ids = []
     make_payload = out.payload
 
@@ -81,6 +86,7 @@ def test_down_500_hang_then_back_every_record_arrives_once(tmp_path, sender):
     def emit(n):
         for _ in range(n):
             out.window_out(make_window())
+
     emit(3)  # endpoint down: connection refused
     time.sleep(0.3)
     assert server.requests == []
