@@ -35,7 +35,9 @@ def _loader_info(loader: Any) -> dict[str, Any]:
     if loader is None:
         return {}
     try:
-        return dataset_info(getattr(loader, "dataset", None), batch_size=getattr(loader, "batch_size", None))
+        return dataset_info(
+            getattr(loader, "dataset", None), batch_size=getattr(loader, "batch_size", None)
+        )
     except Exception as e:  # introspection is best effort
         logger.debug("could not describe the dataloader: %s", e)
         return {}
@@ -108,10 +110,14 @@ class LightningEmissionsMixin:
         steps_first = bool(self.session.window_every_n_steps or self.session.window_every_seconds)
         if max_steps > 0 and steps_first:
             return "step", float(max_steps)
-        epochs: float | None = float(max_epochs) if isinstance(max_epochs, int) and max_epochs > 0 else None
+        epochs: float | None = (
+            float(max_epochs) if isinstance(max_epochs, int) and max_epochs > 0 else None
+        )
         if max_steps > 0:
             try:
-                per_epoch = float(trainer.num_training_batches) / max(1, trainer.accumulate_grad_batches)
+                per_epoch = float(trainer.num_training_batches) / max(
+                    1, trainer.accumulate_grad_batches
+                )
                 if math.isfinite(per_epoch) and per_epoch > 0:
                     by_steps = math.ceil(max_steps / per_epoch)
                     epochs = min(epochs, by_steps) if epochs is not None else by_steps
@@ -135,7 +141,9 @@ class LightningEmissionsMixin:
             try:
                 trainer_logger.log_metrics(dict(metrics), step=step)
             except Exception as e:  # a logger failing must not stop training
-                logger.warning("could not log energy figures to %s: %s", type(trainer_logger).__name__, e)
+                logger.warning(
+                    "could not log energy figures to %s: %s", type(trainer_logger).__name__, e
+                )
 
     @staticmethod
     def _fn(trainer: Any) -> str:
@@ -146,7 +154,11 @@ class LightningEmissionsMixin:
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         unit, planned = self._plan(trainer)
-        done = float(getattr(trainer, "current_epoch", 0) or 0) if unit == "epoch" else float(trainer.global_step)
+        done = (
+            float(getattr(trainer, "current_epoch", 0) or 0)
+            if unit == "epoch"
+            else float(trainer.global_step)
+        )
         self.session.begin_run(
             "fit",
             rank=int(getattr(trainer, "global_rank", 0) or 0),
@@ -174,7 +186,9 @@ class LightningEmissionsMixin:
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self.session.begin_epoch(int(trainer.current_epoch))
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if not (self.session.window_every_n_steps or self.session.window_every_seconds):
             return
         step = int(trainer.global_step)
@@ -182,7 +196,9 @@ class LightningEmissionsMixin:
             return  # gradient accumulation: several batches per optimizer step
         self._last_logged_step = step
         max_steps = getattr(trainer, "max_steps", -1)
-        metrics = self.session.on_step(step, planned_steps=float(max_steps) if max_steps and max_steps > 0 else None)
+        metrics = self.session.on_step(
+            step, planned_steps=float(max_steps) if max_steps and max_steps > 0 else None
+        )
         self._log(trainer, metrics)
         if self.session.stop_requested:
             trainer.should_stop = True
@@ -192,9 +208,12 @@ class LightningEmissionsMixin:
             return
         if self._fn(trainer) == "validate":
             self.session.begin_run(
-                "validate", rank=int(getattr(trainer, "global_rank", 0) or 0),
-                info={**self._info(trainer, pl_module, "validate"),
-                      **_loader_info(getattr(trainer, "val_dataloaders", None))},
+                "validate",
+                rank=int(getattr(trainer, "global_rank", 0) or 0),
+                info={
+                    **self._info(trainer, pl_module, "validate"),
+                    **_loader_info(getattr(trainer, "val_dataloaders", None)),
+                },
             )
             return
         self.session.begin_phase("validation")
@@ -236,14 +255,21 @@ class LightningEmissionsMixin:
             return
         totals = self.session.summary().get("totals", {})
         if totals:
-            self._log(trainer, {
-                f"{prefix}_energy_kwh": totals["energy_kwh"],
-                f"{prefix}_emissions_kg": totals["emissions_kg"],
-                f"{prefix}_duration_s": totals["duration_s"],
-            }, step=int(getattr(trainer, "global_step", 0)))
+            self._log(
+                trainer,
+                {
+                    f"{prefix}_energy_kwh": totals["energy_kwh"],
+                    f"{prefix}_emissions_kg": totals["emissions_kg"],
+                    f"{prefix}_duration_s": totals["duration_s"],
+                },
+                step=int(getattr(trainer, "global_step", 0)),
+            )
 
     def on_test_start(self, trainer: Any, pl_module: Any) -> None:
-        info = {**self._info(trainer, pl_module, "test"), **_loader_info(getattr(trainer, "test_dataloaders", None))}
+        info = {
+            **self._info(trainer, pl_module, "test"),
+            **_loader_info(getattr(trainer, "test_dataloaders", None)),
+        }
         if "n_samples" in info:
             info["nb_request"] = info["n_samples"]
         self.session.begin_run("test", rank=int(getattr(trainer, "global_rank", 0) or 0), info=info)
@@ -252,11 +278,15 @@ class LightningEmissionsMixin:
         self._end_eval_run(trainer, "test")
 
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
-        info = {**self._info(trainer, pl_module, "predict"),
-                **_loader_info(getattr(trainer, "predict_dataloaders", None))}
+        info = {
+            **self._info(trainer, pl_module, "predict"),
+            **_loader_info(getattr(trainer, "predict_dataloaders", None)),
+        }
         if "n_samples" in info:
             info["nb_request"] = info["n_samples"]
-        self.session.begin_run("predict", rank=int(getattr(trainer, "global_rank", 0) or 0), info=info)
+        self.session.begin_run(
+            "predict", rank=int(getattr(trainer, "global_rank", 0) or 0), info=info
+        )
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
         self.session.end_run()

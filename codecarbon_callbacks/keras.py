@@ -71,12 +71,15 @@ class EmissionsCallback(_keras.callbacks.Callback):
         **tracker_kwargs: Any,
     ) -> None:
         super().__init__()
-        for name, value in (("window_every_n_steps", window_every_n_steps),
-                            ("window_every_seconds", window_every_seconds)):
+        for name, value in (
+            ("window_every_n_steps", window_every_n_steps),
+            ("window_every_seconds", window_every_seconds),
+        ):
             if value is not None:
                 raise ValueError(
-                    f"{name} is not available with Keras: it needs batch-level hooks, which disable "
-                    "Keras' asynchronous dispatch. Pass steps_per_epoch to fit() for shorter epochs instead."
+                    f"{name} is not available with Keras: it needs batch-level hooks, which "
+                    "disable Keras' asynchronous dispatch. Pass steps_per_epoch to fit() for "
+                    "shorter epochs instead."
                 )
         self.session = EmissionsSession(
             "keras",
@@ -138,7 +141,9 @@ class EmissionsCallback(_keras.callbacks.Callback):
             if inputs:
                 first = inputs[0]
                 shape = tuple(first.shape)
-                info["input_shape"] = "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+                info["input_shape"] = (
+                    "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+                )
 
                 class _Sample:  # a sample without the batch axis, for the type guess
                     def __init__(self, shape: tuple[Any, ...], dtype: Any) -> None:
@@ -171,10 +176,15 @@ class EmissionsCallback(_keras.callbacks.Callback):
             with open(self.state_path) as handle:
                 state = json.load(handle)
             self.session.load_state_dict(state)
-            logger.info("resuming emissions run %s from %s",
-                        (state.get("tracker") or {}).get("run_id"), self.state_path)
+            logger.info(
+                "resuming emissions run %s from %s",
+                (state.get("tracker") or {}).get("run_id"),
+                self.state_path,
+            )
         except Exception as e:
-            logger.warning("could not resume from the emissions state file %s: %s", self.state_path, e)
+            logger.warning(
+                "could not resume from the emissions state file %s: %s", self.state_path, e
+            )
 
     # -- fit ----------------------------------------------------------------------------------
 
@@ -209,6 +219,12 @@ class EmissionsCallback(_keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         metrics = self.session.end_epoch(int(epoch), done=int(epoch) + 1)
         if logs is not None and metrics:
+            # Same keys every epoch, so that History.history's lists line up with the epochs:
+            # no validation pass -> 0, no forecast yet (warm-up) -> NaN.
+            for key in ("val_energy_kwh", "val_emissions_kg", "val_duration_s"):
+                metrics.setdefault(key, 0.0)
+            for key in ("forecast_energy_kwh", "forecast_emissions_kg"):
+                metrics.setdefault(key, float("nan"))
             logs.update(metrics)
         self._write_state()
         if self.session.stop_requested and self.model is not None:
@@ -240,11 +256,13 @@ class EmissionsCallback(_keras.callbacks.Callback):
             return
         totals = self.session.summary().get("totals", {})
         if totals:
-            logs.update({
-                f"{prefix}_energy_kwh": totals["energy_kwh"],
-                f"{prefix}_emissions_kg": totals["emissions_kg"],
-                f"{prefix}_duration_s": totals["duration_s"],
-            })
+            logs.update(
+                {
+                    f"{prefix}_energy_kwh": totals["energy_kwh"],
+                    f"{prefix}_emissions_kg": totals["emissions_kg"],
+                    f"{prefix}_duration_s": totals["duration_s"],
+                }
+            )
 
 
 __all__ = ["EmissionsCallback"]

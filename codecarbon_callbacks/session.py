@@ -1,8 +1,8 @@
 """The framework-neutral logic behind every training callback.
 
 A :class:`EmissionsSession` turns framework events (a run begins, an epoch begins or ends, a
-validation pass begins or ends, a step ends, a run ends) into tracker calls, and decides what to log,
-when to forecast and when a budget asks training to stop. The adapters in
+validation pass begins or ends, a step ends, a run ends) into tracker calls, and decides what to
+log, when to forecast and when a budget asks training to stop. The adapters in
 ``codecarbon_callbacks.lightning``, ``.pytorch_lightning``, ``.transformers`` and ``.keras`` only
 map hooks to these calls.
 
@@ -44,8 +44,9 @@ import math
 import time
 import uuid
 import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +70,18 @@ RUN_STAGES: dict[str, str] = {
 STAGE_PHASES: dict[str, str] = {"validate": "validation", "test": "test", "predict": "predict"}
 
 #: BoAmps dataset ``dataType`` enum (dataset_schema.json, BoAmps 1.1)
-BOAMPS_DATA_TYPES = ("tabular", "audio", "boolean", "image", "video", "object", "text", "token",
-                     "word", "other")
+BOAMPS_DATA_TYPES = (
+    "tabular",
+    "audio",
+    "boolean",
+    "image",
+    "video",
+    "object",
+    "text",
+    "token",
+    "word",
+    "other",
+)
 
 #: where a resumed run's state is kept
 STATE_VERSION = 1
@@ -93,7 +104,9 @@ _OFFLINE_KEYS = ("country_iso_code", "country_2letter_iso_code", "cloud_provider
 _INFO_ONCE: set[str] = set()
 
 
-def missing_framework_error(module: str, adapter: str, error: BaseException | None = None) -> ImportError:
+def missing_framework_error(
+    module: str, adapter: str, error: BaseException | None = None
+) -> ImportError:
     """The ImportError an adapter raises when its framework is not installed.
 
     Args:
@@ -143,7 +156,9 @@ def _as_dict(value: Any, name: str) -> dict[str, Any]:
 
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
-    raise ValueError(f"{name} must be a dict (BoAmps camelCase keys) or a BoAmps object, got {value!r}")
+    raise ValueError(
+        f"{name} must be a dict (BoAmps camelCase keys) or a BoAmps object, got {value!r}"
+    )
 
 
 def _camel(key: str) -> str:
@@ -221,7 +236,9 @@ def _shape_of(value: Any) -> tuple[int, ...] | None:
 def shape_string(sample: Any, n_samples: int | None = None) -> str | None:
     """The dataset's shape as BoAmps wants it, e.g. ``"(64, 8)"`` for 64 samples of 8 features."""
     if isinstance(sample, Mapping):
-        sample = sample.get("input_ids", sample.get("pixel_values", next(iter(sample.values()), None)))
+        sample = sample.get(
+            "input_ids", sample.get("pixel_values", next(iter(sample.values()), None))
+        )
     elif isinstance(sample, (tuple, list)) and sample and _shape_of(sample[0]) is not None:
         sample = sample[0]
     shape = _shape_of(sample)
@@ -230,7 +247,10 @@ def shape_string(sample: Any, n_samples: int | None = None) -> str | None:
             shape = (len(sample),)
         else:
             return None
-    dims = [str(n_samples) if n_samples is not None else "None", *("None" if d < 0 else str(d) for d in shape)]
+    dims = [
+        str(n_samples) if n_samples is not None else "None",
+        *("None" if d < 0 else str(d) for d in shape),
+    ]
     return "(" + ", ".join(dims) + ")"
 
 
@@ -243,7 +263,11 @@ def torch_model_info(module: Any) -> dict[str, Any]:
     info: dict[str, Any] = {"class_path": f"{type(module).__module__}.{type(module).__qualname__}"}
     try:
         info["parameters"] = int(sum(p.numel() for p in module.parameters()))
-        leaves = [m for m in module.modules() if not list(m.children()) and any(True for _ in m.parameters(recurse=False))]
+        leaves = [
+            m
+            for m in module.modules()
+            if not list(m.children()) and any(True for _ in m.parameters(recurse=False))
+        ]
         info["layers"] = len(leaves)
     except Exception as e:  # introspection is best effort
         logger.debug("could not count parameters of %s: %s", type(module).__name__, e)
@@ -268,7 +292,9 @@ def pretrained_name(module: Any) -> str | None:
         except Exception:
             candidates = [module]
     for m in candidates:
-        name = getattr(m, "name_or_path", None) or getattr(getattr(m, "config", None), "_name_or_path", None)
+        name = getattr(m, "name_or_path", None) or getattr(
+            getattr(m, "config", None), "_name_or_path", None
+        )
         if isinstance(name, str) and name:
             return name
     return None
@@ -282,14 +308,18 @@ def dataset_info(dataset: Any, *, batch_size: int | None = None) -> dict[str, An
     if dataset is None:
         return info
     try:
-        info["n_samples"] = int(len(dataset))
+        info["n_samples"] = len(dataset)
     except Exception:
         pass
     try:
         sample = dataset[0]
     except Exception:
         return info
-    if isinstance(sample, (tuple, list)) and len(sample) >= 1 and not isinstance(sample[0], (int, float)):
+    if (
+        isinstance(sample, (tuple, list))
+        and len(sample) >= 1
+        and not isinstance(sample[0], (int, float))
+    ):
         sample = sample[0]  # (inputs, targets)
     info["data_type"] = guess_data_type(sample)
     shape = shape_string(sample, info.get("n_samples"))
@@ -383,12 +413,19 @@ class EmissionsSession:
                 "tracker: give either an existing tracker or the tracker's parameters "
                 f"({', '.join(sorted(tracker_kwargs))}), not both"
             )
-        if tracker is not None and not all(hasattr(tracker, a) for a in ("start", "stop", "open_window")):
+        if tracker is not None and not all(
+            hasattr(tracker, a) for a in ("start", "stop", "open_window")
+        ):
             raise ValueError(f"tracker must be an EmissionsTracker (or None), got {tracker!r}")
         if task_family is not None and not isinstance(task_family, str):
-            raise ValueError(f"task_family must be a string such as 'image classification', got {task_family!r}")
+            raise ValueError(
+                f"task_family must be a string such as 'image classification', got {task_family!r}"
+            )
         if task_stage is not None and not isinstance(task_stage, str):
-            raise ValueError(f"task_stage must be a string such as 'training' or 'finetuning', got {task_stage!r}")
+            raise ValueError(
+                "task_stage must be a string such as 'training' or 'finetuning', "
+                f"got {task_stage!r}"
+            )
         self.framework = framework
         self.task_family = task_family
         self.task_stage = task_stage
@@ -401,7 +438,9 @@ class EmissionsSession:
             self.dataset = [_camel_keys(_as_dict(dataset, "dataset"))]
         self.max_energy_kwh = _check_positive("max_energy_kwh", max_energy_kwh)
         self.max_emissions_kg = _check_positive("max_emissions_kg", max_emissions_kg)
-        self.window_every_n_steps = _check_positive("window_every_n_steps", window_every_n_steps, integer=True)
+        self.window_every_n_steps = _check_positive(
+            "window_every_n_steps", window_every_n_steps, integer=True
+        )
         self.window_every_seconds = _check_positive("window_every_seconds", window_every_seconds)
         self.tracker_kwargs = dict(tracker_kwargs)
         self._given_tracker = tracker
@@ -426,7 +465,10 @@ class EmissionsSession:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         if state.get("_run") is not None:
-            logger.warning("an EmissionsSession with a running tracker is being pickled; the copy starts afresh")
+            logger.warning(
+                "an EmissionsSession with a running tracker is being pickled; "
+                "the copy starts afresh"
+            )
         state["_run"] = None
         state["_last_tracker"] = None
         return state
@@ -486,7 +528,8 @@ class EmissionsSession:
         self.active = True
         if self._run is not None:
             logger.warning(
-                "a %s run was still open when a %s run began (its end was never seen): writing it as incomplete",
+                "a %s run was still open when a %s run began (its end was never seen): "
+                "writing it as incomplete",
                 self._run.stage,
                 stage,
             )
@@ -505,7 +548,8 @@ class EmissionsSession:
             started_here = True
         elif resume is not None and resume.get("tracker"):
             logger.warning(
-                "resuming into a tracker that is already running: the previous run's totals are added, "
+                "resuming into a tracker that is already running: "
+                "the previous run's totals are added, "
                 "but its run_id is kept only if no window closed yet"
             )
             tracker.load_state_dict(resume["tracker"])
@@ -516,15 +560,23 @@ class EmissionsSession:
         else:
             self._epochs = []
         if not tracker.is_running:
-            logger.warning("the emissions tracker did not start: this %s run is not measured", stage)
+            logger.warning(
+                "the emissions tracker did not start: this %s run is not measured", stage
+            )
             self.active = False
             return False
         self.stop_requested = False
         self.stop_reason = None
         self.last_forecast = None
         self._records = []
-        self._run = _Run(stage=stage, tracker=tracker, started_here=started_here, framework_info={},
-                         unit=unit, planned=planned)
+        self._run = _Run(
+            stage=stage,
+            tracker=tracker,
+            started_here=started_here,
+            framework_info={},
+            unit=unit,
+            planned=planned,
+        )
         self._last_tracker = tracker
         # The first tiling window opens right away, so that the windows cover the whole run.
         if stage == "fit":
@@ -584,8 +636,11 @@ class EmissionsSession:
         """Training raised: write the partial run and the open windows with a status."""
         status = "interrupted" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "failed"
         if self._run is not None:
-            logger.warning("training stopped by %s: writing the partial run as %s",
-                           type(error).__name__ if error else "an error", status)
+            logger.warning(
+                "training stopped by %s: writing the partial run as %s",
+                type(error).__name__ if error else "an error",
+                status,
+            )
         self.end_run(status=status)
 
     def update_info(self, info: Mapping[str, Any]) -> None:
@@ -665,7 +720,12 @@ class EmissionsSession:
             task["dataset"] = [dict(d) for d in self.dataset]
         if self.task:
             for key, value in self.task.items():
-                if key == "algorithms" and isinstance(value, list) and value and isinstance(value[0], Mapping):
+                if (
+                    key == "algorithms"
+                    and isinstance(value, list)
+                    and value
+                    and isinstance(value[0], Mapping)
+                ):
                     merged = dict(algorithm)
                     merged.update(value[0])
                     task["algorithms"] = [merged, *value[1:]]
@@ -773,10 +833,17 @@ class EmissionsSession:
     def begin_phase(self, phase: str, name: str | None = None) -> None:
         """An evaluation pass begins inside a run (``validation``; ``other`` for checkpoints)."""
         run = self._run
-        if run is None or (run.current is not None and run.current.phase == phase and phase != "other"):
+        if run is None or (
+            run.current is not None and run.current.phase == phase and phase != "other"
+        ):
             return
         epoch = run.epoch
-        self._switch("phase", phase, name or (f"{phase} epoch {epoch}" if epoch is not None else phase), epoch)
+        self._switch(
+            "phase",
+            phase,
+            name or (f"{phase} epoch {epoch}" if epoch is not None else phase),
+            epoch,
+        )
 
     def end_phase(self, *, training_continues: bool | None = None) -> dict[str, float]:
         """The evaluation pass ends; returns its figures (``val_energy_kwh``...).
@@ -799,14 +866,18 @@ class EmissionsSession:
         record = self._records[-1] if self._records else None
         if record is None or record.window_id != ended.window_id:
             return {}
-        prefix = {"validation": "val", "test": "test", "predict": "predict"}.get(ended.phase, ended.phase)
+        prefix = {"validation": "val", "test": "test", "predict": "predict"}.get(
+            ended.phase, ended.phase
+        )
         return {
             f"{prefix}_energy_kwh": record.energy_consumed,
             f"{prefix}_emissions_kg": record.emissions,
             f"{prefix}_duration_s": record.duration,
         }
 
-    def end_epoch(self, epoch: int, *, done: float | None = None, planned: float | None = None) -> dict[str, float]:
+    def end_epoch(
+        self, epoch: int, *, done: float | None = None, planned: float | None = None
+    ) -> dict[str, float]:
         """A training epoch ends: returns the figures to log; forecasts and checks budgets.
 
         Args:
@@ -826,15 +897,30 @@ class EmissionsSession:
         run.in_epoch = False
         if run.current is not None and run.current.phase == "train":
             self._switch("phase", "other", f"after epoch {epoch}", epoch)
-        train = [r for r in self._records if r.kind == "epoch" and r.epoch == epoch and r.phase == "train"]
-        val = [r for r in self._records if r.kind == "phase" and r.epoch == epoch and r.phase == "validation"]
+        train = [
+            r
+            for r in self._records
+            if r.kind == "epoch" and r.epoch == epoch and r.phase == "train"
+        ]
+        val = [
+            r
+            for r in self._records
+            if r.kind == "phase" and r.epoch == epoch and r.phase == "validation"
+        ]
         metrics = self._sum_records(train, "epoch_")
         metrics["epoch_power_w"] = (
-            metrics["epoch_energy_kwh"] * 3.6e6 / metrics["epoch_duration_s"] if metrics["epoch_duration_s"] > 0 else 0.0
+            metrics["epoch_energy_kwh"] * 3.6e6 / metrics["epoch_duration_s"]
+            if metrics["epoch_duration_s"] > 0
+            else 0.0
         )
         if val:
             val_figures = self._sum_records(val, "val_")
-            metrics.update({k: val_figures[k] for k in ("val_energy_kwh", "val_emissions_kg", "val_duration_s")})
+            metrics.update(
+                {
+                    k: val_figures[k]
+                    for k in ("val_energy_kwh", "val_emissions_kg", "val_duration_s")
+                }
+            )
         metrics.update(self._totals_metrics(run))
         if planned is not None:
             run.planned = planned
@@ -877,7 +963,11 @@ class EmissionsSession:
             return {}
         out: dict[str, float] = {}
         try:
-            if self.window_every_n_steps and run.step_window is not None and step % self.window_every_n_steps == 0:
+            if (
+                self.window_every_n_steps
+                and run.step_window is not None
+                and step % self.window_every_n_steps == 0
+            ):
                 record = self._close(run, run.step_window)
                 run.step_window = self._open("step", "other", f"steps from {step}", run.epoch)
                 out.update(self._window_metrics(record))
@@ -885,7 +975,9 @@ class EmissionsSession:
                 now = time.monotonic()
                 if now - run.time_window_start_s >= self.window_every_seconds:
                     record = self._close(run, run.time_window)
-                    run.time_window = self._open("time", "other", f"time window from step {step}", run.epoch)
+                    run.time_window = self._open(
+                        "time", "other", f"time window from step {step}", run.epoch
+                    )
                     run.time_window_start_s = now
                     out.update(self._window_metrics(record))
         except Exception as e:
@@ -930,7 +1022,7 @@ class EmissionsSession:
             steady = False
         next_energy = energy + energy_rate * window_units
         next_emissions = emissions + emissions_rate * window_units
-        if steady and run.planned is not None and run.planned > done:
+        if steady and run.planned is not None and run.planned >= done:
             remaining = run.planned - done
             forecast = {
                 "forecast_energy_kwh": energy + energy_rate * remaining,
@@ -940,9 +1032,15 @@ class EmissionsSession:
             self.last_forecast = dict(forecast)
             logger.info(
                 "forecast for %g %ss: %.6g kWh, %.6g kg CO2eq (%.6g kWh so far)",
-                run.planned, run.unit, forecast["forecast_energy_kwh"], forecast["forecast_emissions_kg"], energy,
+                run.planned,
+                run.unit,
+                forecast["forecast_energy_kwh"],
+                forecast["forecast_emissions_kg"],
+                energy,
             )
-            over = self._over_budget(forecast["forecast_energy_kwh"], forecast["forecast_emissions_kg"])
+            over = self._over_budget(
+                forecast["forecast_energy_kwh"], forecast["forecast_emissions_kg"]
+            )
             if over and not run.forecast_warned:
                 run.forecast_warned = True
                 logger.warning("the run is forecast to exceed its budget: %s", over)
@@ -951,8 +1049,9 @@ class EmissionsSession:
             self.stop_requested = True
             self.stop_reason = (
                 f"budget: after {done:g} {run.unit}s the run has used {energy:.6g} kWh, "
-                f"{emissions:.6g} kg CO2eq; the next {window_units:g} {run.unit}(s) would bring it to "
-                f"{next_energy:.6g} kWh, {next_emissions:.6g} kg CO2eq: {over}. Asking the trainer to stop."
+                f"{emissions:.6g} kg CO2eq; the next {window_units:g} {run.unit}(s) would bring "
+                f"it to {next_energy:.6g} kWh, {next_emissions:.6g} kg CO2eq: {over}. "
+                "Asking the trainer to stop."
             )
             logger.warning("%s", self.stop_reason)
             try:
@@ -996,7 +1095,9 @@ class EmissionsSession:
         if not state:
             return
         if not isinstance(state, Mapping) or "tracker" not in state:
-            raise ValueError(f"state must be a dict from EmissionsSession.state_dict(), got {state!r}")
+            raise ValueError(
+                f"state must be a dict from EmissionsSession.state_dict(), got {state!r}"
+            )
         self._resume_state = json.loads(json.dumps(dict(state)))
         run = self._run
         if run is not None and run.stage == "fit" and state.get("tracker"):
@@ -1066,22 +1167,39 @@ class EmissionsSession:
 
     def _say_how_measured(self, tracker: Any) -> None:
         try:
-            parts = [f"{c.name} ({getattr(c.method, 'value', c.method)})" for c in tracker.components]
+            parts = [
+                f"{c.name} ({getattr(c.method, 'value', c.method)})" for c in tracker.components
+            ]
             intensity = getattr(tracker, "intensity", None)
             where = ""
             if intensity is not None:
-                where = f"; carbon intensity {intensity.g_per_kwh:.4g} g/kWh from {intensity.source}"
-            estimated = [c.name for c in tracker.components
-                         if getattr(c.method, "value", c.method) in ("tdp_estimate", "constant")]
-            note = " (estimated, no hardware energy counter)" if estimated and len(estimated) == len(parts) else ""
-            _log_once("measured:" + ",".join(parts) + where, logging.INFO,
-                      "codecarbon_callbacks: measuring %s%s%s", ", ".join(parts) or "nothing", note, where)
+                where = (
+                    f"; carbon intensity {intensity.g_per_kwh:.4g} g/kWh from {intensity.source}"
+                )
+            estimated = [
+                c.name
+                for c in tracker.components
+                if getattr(c.method, "value", c.method) in ("tdp_estimate", "constant")
+            ]
+            note = (
+                " (estimated, no hardware energy counter)"
+                if estimated and len(estimated) == len(parts)
+                else ""
+            )
+            _log_once(
+                "measured:" + ",".join(parts) + where,
+                logging.INFO,
+                "codecarbon_callbacks: measuring %s%s%s",
+                ", ".join(parts) or "nothing",
+                note,
+                where,
+            )
         except Exception:
             pass
 
 
 #: sessions alive in this process, by uid (Hugging Face rebuilds callbacks from their arguments)
-_SESSIONS: "weakref.WeakValueDictionary[str, EmissionsSession]" = weakref.WeakValueDictionary()
+_SESSIONS: weakref.WeakValueDictionary[str, EmissionsSession] = weakref.WeakValueDictionary()
 
 
 def session_by_uid(uid: str | None) -> EmissionsSession | None:
@@ -1092,15 +1210,15 @@ def session_by_uid(uid: str | None) -> EmissionsSession | None:
 
 
 __all__ = [
-    "EmissionsSession",
+    "EPOCH_METRIC_KEYS",
     "FRAMEWORK_EXTRAS",
     "RUN_STAGES",
-    "EPOCH_METRIC_KEYS",
-    "missing_framework_error",
-    "guess_data_type",
-    "shape_string",
-    "torch_model_info",
+    "EmissionsSession",
     "dataset_info",
+    "guess_data_type",
+    "missing_framework_error",
     "pretrained_name",
     "session_by_uid",
+    "shape_string",
+    "torch_model_info",
 ]

@@ -5,7 +5,7 @@ Example:
     >>> from codecarbon_callbacks.transformers import EmissionsCallback
     >>> callback = EmissionsCallback(country_iso_code="FRA", task_family="text classification")
     >>> trainer = Trainer(model=model, args=args, train_dataset=train)  # doctest: +SKIP
-    >>> callback.attach(trainer)  # first in the callback list, figures reach report_to  # doctest: +SKIP
+    >>> callback.attach(trainer)  # placed first; figures reach report_to  # doctest: +SKIP
     >>> trainer.train()  # doctest: +SKIP
 
 ``attach(trainer)`` is the recommended way to add the callback: the figures are then logged with
@@ -27,7 +27,12 @@ import math
 import weakref
 from typing import Any
 
-from codecarbon_callbacks.session import EmissionsSession, dataset_info, missing_framework_error, torch_model_info
+from codecarbon_callbacks.session import (
+    EmissionsSession,
+    dataset_info,
+    missing_framework_error,
+    torch_model_info,
+)
 
 try:
     import transformers as _transformers
@@ -41,9 +46,9 @@ logger = logging.getLogger(__name__)
 
 #: the session of the callback each model's Trainer was given (the Trainer rebuilds stateful
 #: callbacks from their saved arguments when it resumes; the rebuilt one takes over this session)
-_SESSION_BY_MODEL: "weakref.WeakKeyDictionary[Any, EmissionsSession]" = weakref.WeakKeyDictionary()
+_SESSION_BY_MODEL: weakref.WeakKeyDictionary[Any, EmissionsSession] = weakref.WeakKeyDictionary()
 #: the Trainer a session was attached to
-_TRAINER_BY_SESSION: "weakref.WeakKeyDictionary[EmissionsSession, Any]" = weakref.WeakKeyDictionary()
+_TRAINER_BY_SESSION: weakref.WeakKeyDictionary[EmissionsSession, Any] = weakref.WeakKeyDictionary()
 _WARNED: set[str] = set()
 
 
@@ -179,7 +184,10 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
 
     def state(self) -> dict[str, Any]:
         """What the Trainer saves in ``trainer_state.json``: arguments and the run's state."""
-        return {"args": dict(self._init_args), "attributes": {"resume_state": self.session.state_dict()}}
+        return {
+            "args": dict(self._init_args),
+            "attributes": {"resume_state": self.session.state_dict()},
+        }
 
     @property
     def resume_state(self) -> dict[str, Any]:
@@ -213,7 +221,11 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
                     return original(*args, **kwargs)
                 except BaseException as error:
                     session = session_ref()
-                    if session is not None and session.running and (stage is None or session.stage != "fit"):
+                    if (
+                        session is not None
+                        and session.running
+                        and (stage is None or session.stage != "fit")
+                    ):
                         session.fail(error)
                     raise
 
@@ -232,15 +244,24 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
             return
         if session.running:
             return
-        self._begin_eval_run(trainer.args, trainer.state, getattr(trainer, "model", None), stage,
-                             getattr(trainer, "eval_dataset", None))
+        self._begin_eval_run(
+            trainer.args,
+            trainer.state,
+            getattr(trainer, "model", None),
+            stage,
+            getattr(trainer, "eval_dataset", None),
+        )
 
-    def _begin_eval_run(self, args: Any, state: Any, model: Any, stage: str, data: Any = None) -> None:
+    def _begin_eval_run(
+        self, args: Any, state: Any, model: Any, stage: str, data: Any = None
+    ) -> None:
         info: dict[str, Any] = {"framework_version": _transformers.__version__}
         if model is not None:
             info.update(torch_model_info(model))
         if data is not None and not isinstance(data, dict):
-            info.update(dataset_info(data, batch_size=getattr(args, "per_device_eval_batch_size", None)))
+            info.update(
+                dataset_info(data, batch_size=getattr(args, "per_device_eval_batch_size", None))
+            )
             if "n_samples" in info:
                 info["nb_request"] = info["n_samples"]
         self.session.begin_run(stage, rank=int(getattr(args, "process_index", 0) or 0), info=info)
@@ -250,14 +271,16 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
         if "codecarbon" in report_to:
             _warn_once(
                 "codecarbon",
-                "the Trainer's own CodeCarbon integration is active too (report_to includes 'codecarbon'): "
+                "the Trainer's own CodeCarbon integration is active too "
+                "(report_to includes 'codecarbon'): "
                 "two trackers would measure the same run. Remove 'codecarbon' from report_to.",
             )
         others = [r for r in report_to if r != "codecarbon"]
         if others and self._trainer() is None:
             _warn_once(
                 "attach",
-                "energy figures go to trainer.state.log_history but not to the report_to integrations "
+                "energy figures go to trainer.state.log_history but not to the report_to "
+                "integrations "
                 "(%s): add the callback with EmissionsCallback.attach(trainer) for that.",
                 ", ".join(others),
             )
@@ -317,7 +340,9 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
 
     # -- events -----------------------------------------------------------------------------
 
-    def on_init_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+    def on_init_end(
+        self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any
+    ) -> None:
         if model is not None:
             try:
                 _SESSION_BY_MODEL.setdefault(model, self.session)
@@ -325,8 +350,16 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
                 pass
         self._check_report_to(args)
 
-    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None,
-                       train_dataloader: Any = None, **kwargs: Any) -> None:
+    def on_train_begin(
+        self,
+        args: Any,
+        state: Any,
+        control: Any,
+        model: Any = None,
+        optimizer: Any = None,
+        train_dataloader: Any = None,
+        **kwargs: Any,
+    ) -> None:
         self._adopt(model)
         self._check_report_to(args)
         info: dict[str, Any] = {"framework_version": _transformers.__version__}
@@ -335,19 +368,32 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
         if optimizer is not None:
             inner = getattr(optimizer, "optimizer", optimizer)
             info["optimizer"] = type(inner).__name__
-        num_epochs = getattr(state, "num_train_epochs", None) or getattr(args, "num_train_epochs", None)
+        num_epochs = getattr(state, "num_train_epochs", None) or getattr(
+            args, "num_train_epochs", None
+        )
         if num_epochs:
             info["epochs"] = int(math.ceil(num_epochs))
         dataset = getattr(train_dataloader, "dataset", None)
         if dataset is not None:
-            info.update(dataset_info(dataset, batch_size=getattr(args, "per_device_train_batch_size", None)))
+            info.update(
+                dataset_info(dataset, batch_size=getattr(args, "per_device_train_batch_size", None))
+            )
         steps_first = bool(self.session.window_every_n_steps or self.session.window_every_seconds)
         if steps_first and getattr(state, "max_steps", 0):
             unit, planned, done = "step", float(state.max_steps), float(state.global_step)
         else:
-            unit, planned, done = "epoch", float(num_epochs) if num_epochs else None, float(self._epoch(state))
+            unit, planned, done = (
+                "epoch",
+                float(num_epochs) if num_epochs else None,
+                float(self._epoch(state)),
+            )
         self.session.begin_run(
-            "fit", rank=int(getattr(args, "process_index", 0) or 0), info=info, unit=unit, planned=planned, done=done
+            "fit",
+            rank=int(getattr(args, "process_index", 0) or 0),
+            info=info,
+            unit=unit,
+            planned=planned,
+            done=done,
         )
         self._last_step = -1
         if getattr(args, "eval_on_start", False):
@@ -361,9 +407,13 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
         if not session.running:
             return
         step = int(state.global_step)
-        if (session.window_every_n_steps or session.window_every_seconds) and step != self._last_step:
+        if (
+            session.window_every_n_steps or session.window_every_seconds
+        ) and step != self._last_step:
             self._last_step = step
-            metrics = session.on_step(step, planned_steps=float(state.max_steps) if state.max_steps else None)
+            metrics = session.on_step(
+                step, planned_steps=float(state.max_steps) if state.max_steps else None
+            )
             self._log(state, control, metrics)
             if session.stop_requested:
                 control.should_training_stop = True
@@ -386,20 +436,35 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
             session.begin_phase("validation")
         self._log(state, control, metrics)
 
-    def on_prediction_step(self, args: Any, state: Any, control: Any, model: Any = None, eval_dataloader: Any = None,
-                           **kwargs: Any) -> None:
+    def on_prediction_step(
+        self,
+        args: Any,
+        state: Any,
+        control: Any,
+        model: Any = None,
+        eval_dataloader: Any = None,
+        **kwargs: Any,
+    ) -> None:
         session = self.session
         if session.running:
             if session.stage == "fit" and session.current_phase != "validation":
-                session.begin_phase("validation")  # an evaluation nobody announced: late by one batch
+                session.begin_phase(
+                    "validation"
+                )  # an evaluation nobody announced: late by one batch
             return
         # A standalone evaluate()/predict() without attach(): the first batch tells it began.
-        self._begin_eval_run(args, state, model, "validate", getattr(eval_dataloader, "dataset", None))
+        self._begin_eval_run(
+            args, state, model, "validate", getattr(eval_dataloader, "dataset", None)
+        )
 
-    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any
+    ) -> None:
         self._end_evaluation(args, state, control, "eval")
 
-    def on_predict(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
+    def on_predict(
+        self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any
+    ) -> None:
         self._end_evaluation(args, state, control, "predict")
 
     def _end_evaluation(self, args: Any, state: Any, control: Any, prefix: str) -> None:
@@ -407,18 +472,26 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
         if not session.running:
             return
         if session.stage == "fit":
-            continues = session.in_epoch and not control.should_save and not control.should_training_stop
+            continues = (
+                session.in_epoch and not control.should_save and not control.should_training_stop
+            )
             metrics = session.end_phase(training_continues=continues)
-            self._log(state, control, {k.replace("val_", "eval_", 1): v for k, v in metrics.items()})
+            self._log(
+                state, control, {k.replace("val_", "eval_", 1): v for k, v in metrics.items()}
+            )
             return
         session.end_run()
         totals = session.summary().get("totals", {})
         if totals:
-            self._log(state, control, {
-                f"{prefix}_energy_kwh": totals["energy_kwh"],
-                f"{prefix}_emissions_kg": totals["emissions_kg"],
-                f"{prefix}_duration_s": totals["duration_s"],
-            })
+            self._log(
+                state,
+                control,
+                {
+                    f"{prefix}_energy_kwh": totals["energy_kwh"],
+                    f"{prefix}_emissions_kg": totals["emissions_kg"],
+                    f"{prefix}_duration_s": totals["duration_s"],
+                },
+            )
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         session = self.session

@@ -84,7 +84,12 @@ def check_tiling(windows: Any, run: Any, *, rel: float = 0.01) -> None:
     missing = run["energy_consumed"] - tiles["energy_consumed"].sum()
     assert missing >= -1e-15
     allowed = max(rel, 3 * (head_s + tail_s) / run["duration"]) if run["duration"] > 0 else rel
-    assert missing <= run["energy_consumed"] * allowed, (missing, run["energy_consumed"], head_s, tail_s)
+    assert missing <= run["energy_consumed"] * allowed, (
+        missing,
+        run["energy_consumed"],
+        head_s,
+        tail_s,
+    )
 
 
 def check_epoch_metrics(rows: list[dict[str, float]], epochs: int) -> None:
@@ -98,7 +103,9 @@ def check_epoch_metrics(rows: list[dict[str, float]], epochs: int) -> None:
         assert r["epoch_duration_s"] > 0
         assert r["epoch_power_w"] > 0
         assert r["epoch_energy_kwh"] == pytest.approx(
-            r["epoch_cpu_energy_kwh"] + r["epoch_gpu_energy_kwh"] + r["epoch_ram_energy_kwh"], rel=1e-9)
+            r["epoch_cpu_energy_kwh"] + r["epoch_gpu_energy_kwh"] + r["epoch_ram_energy_kwh"],
+            rel=1e-9,
+        )
         assert r["total_energy_kwh"] >= r["epoch_energy_kwh"]
 
 
@@ -110,11 +117,14 @@ def boamps_validator() -> Any:
 
     if not SCHEMA_DIR.is_dir():
         pytest.fail(f"BoAmps schemas not found at {SCHEMA_DIR}")
-    schemas = {name: json.loads((SCHEMA_DIR / f"{name}_schema.json").read_text())
-               for name in ("report", "algorithm", "dataset", "hardware", "measure")}
+    schemas = {
+        name: json.loads((SCHEMA_DIR / f"{name}_schema.json").read_text())
+        for name in ("report", "algorithm", "dataset", "hardware", "measure")
+    }
     registry = Registry().with_resources(
         (schema["id"], Resource.from_contents(schema, default_specification=DRAFT4))
-        for schema in schemas.values())
+        for schema in schemas.values()
+    )
     return Draft4Validator(schemas["report"], registry=registry)
 
 

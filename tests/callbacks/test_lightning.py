@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from callbacks.conftest import (
     boamps_report,
     check_epoch_metrics,
@@ -21,24 +20,32 @@ from callbacks.conftest import (
 pl = pytest.importorskip("lightning.pytorch")
 torch = pytest.importorskip("torch")
 
-from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
-from lightning.pytorch.loggers import CSVLogger  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader, TensorDataset
 
-from codecarbon_callbacks.lightning import EmissionsCallback  # noqa: E402
+from codecarbon_callbacks.lightning import EmissionsCallback
 
 N_SAMPLES, BATCH = 256, 32
 
 
 class TinyRegressor(pl.LightningModule):
-    def __init__(self, fail_at_epoch: int | None = None, error: type[BaseException] = RuntimeError) -> None:
+    def __init__(
+        self, fail_at_epoch: int | None = None, error: type[BaseException] = RuntimeError
+    ) -> None:
         super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1)
+        )
         self.fail_at_epoch = fail_at_epoch
         self.error = error
 
     def training_step(self, batch: Any, batch_idx: int) -> Any:
-        if self.fail_at_epoch is not None and self.current_epoch == self.fail_at_epoch and batch_idx == 2:
+        if (
+            self.fail_at_epoch is not None
+            and self.current_epoch == self.fail_at_epoch
+            and batch_idx == 2
+        ):
             raise self.error("boom")
         x, y = batch
         return torch.nn.functional.mse_loss(self.net(x), y)
@@ -60,14 +67,23 @@ class TinyRegressor(pl.LightningModule):
 
 def loaders(n: int = N_SAMPLES) -> tuple[DataLoader, DataLoader]:
     generator = torch.Generator().manual_seed(0)
-    data = TensorDataset(torch.randn(n, 8, generator=generator), torch.randn(n, 1, generator=generator))
+    data = TensorDataset(
+        torch.randn(n, 8, generator=generator), torch.randn(n, 1, generator=generator)
+    )
     return DataLoader(data, batch_size=BATCH), DataLoader(data, batch_size=64)
 
 
 def trainer(tmp_path: Path, callback: Any, **kwargs: Any) -> Any:
-    options = dict(max_epochs=3, logger=CSVLogger(tmp_path / "logs"), enable_progress_bar=False,
-                   enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
-                   num_sanity_val_steps=1, log_every_n_steps=1)
+    options = dict(
+        max_epochs=3,
+        logger=CSVLogger(tmp_path / "logs"),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+        num_sanity_val_steps=1,
+        log_every_n_steps=1,
+    )
     options.update(kwargs)
     return pl.Trainer(callbacks=[callback], **options)
 
@@ -77,15 +93,18 @@ def logged_epochs(trainer_: Any) -> list[dict[str, float]]:
 
     metrics = pd.read_csv(Path(trainer_.logger.log_dir) / "metrics.csv")
     rows = metrics.dropna(subset=["epoch_energy_kwh"])
-    return [{k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and v == v}
-            for row in rows.to_dict("records")]
+    return [
+        {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and v == v}
+        for row in rows.to_dict("records")
+    ]
 
 
 def test_fit_test_predict_windows_logs_metadata(tracker_kwargs, tmp_path, boamps_validator):
     from codecarbon_callbacks import BoAmpsOutput
 
-    callback = EmissionsCallback(task_family="regression", output_handlers=[BoAmpsOutput(tmp_path)],
-                                 **tracker_kwargs)
+    callback = EmissionsCallback(
+        task_family="regression", output_handlers=[BoAmpsOutput(tmp_path)], **tracker_kwargs
+    )
     pickle.dumps(EmissionsCallback(country_iso_code="FRA", output_dir=str(tmp_path)))  # ddp_spawn
     train, val = loaders()
     t = trainer(tmp_path, callback)
@@ -96,22 +115,38 @@ def test_fit_test_predict_windows_logs_metadata(tracker_kwargs, tmp_path, boamps
     assert fit_run["status"] == "completed"
     fit_windows = windows[windows["run_id"] == fit_run["run_id"]]
     check_tiling(fit_windows, fit_run)
-    sequence = [(r.kind, r.phase, None if r.epoch != r.epoch else int(r.epoch)) for r in fit_windows.itertuples()]
-    assert sequence[:3] == [("phase", "other", None), ("phase", "validation", None), ("phase", "other", None)]
+    sequence = [
+        (r.kind, r.phase, None if r.epoch != r.epoch else int(r.epoch))
+        for r in fit_windows.itertuples()
+    ]
+    assert sequence[:3] == [
+        ("phase", "other", None),
+        ("phase", "validation", None),
+        ("phase", "other", None),
+    ]
     for epoch in range(3):  # train, its validation, then what follows (checkpointing, hooks)
-        assert sequence[3 + 3 * epoch: 6 + 3 * epoch] == [
-            ("epoch", "train", epoch), ("phase", "validation", epoch), ("phase", "other", epoch)]
+        assert sequence[3 + 3 * epoch : 6 + 3 * epoch] == [
+            ("epoch", "train", epoch),
+            ("phase", "validation", epoch),
+            ("phase", "other", epoch),
+        ]
     assert len(sequence) == 12
 
     rows = logged_epochs(t)
     check_epoch_metrics(rows, 3)
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
-    assert [int(r["step"]) for r in rows] == [8 * (e + 1) - 1 for e in range(3)] or \
-        [int(r["step"]) for r in rows] == [8 * (e + 1) for e in range(3)]
+    assert [int(r["step"]) for r in rows] == [8 * (e + 1) - 1 for e in range(3)] or [
+        int(r["step"]) for r in rows
+    ] == [8 * (e + 1) for e in range(3)]
     assert all(r["val_energy_kwh"] > 0 for r in rows)
-    assert "forecast_energy_kwh" not in rows[0] and rows[1]["forecast_energy_kwh"] > rows[1]["total_energy_kwh"]
+    assert (
+        "forecast_energy_kwh" not in rows[0]
+        and rows[1]["forecast_energy_kwh"] > rows[1]["total_energy_kwh"]
+    )
     train_windows = fit_windows[fit_windows["phase"] == "train"]
-    assert [r["epoch_energy_kwh"] for r in rows] == pytest.approx(list(train_windows["energy_consumed"]), rel=1e-9)
+    assert [r["epoch_energy_kwh"] for r in rows] == pytest.approx(
+        list(train_windows["energy_consumed"]), rel=1e-9
+    )
     assert rows[-1]["total_energy_kwh"] <= fit_run["energy_consumed"]
 
     summary = callback.summary()
@@ -125,9 +160,17 @@ def test_fit_test_predict_windows_logs_metadata(tracker_kwargs, tmp_path, boamps
     assert task["taskStage"] == "training" and task["taskFamily"] == "regression"
     assert algorithm["classPath"].endswith("TinyRegressor")
     assert algorithm["parametersNumber"] == pytest.approx((8 * 16 + 16 + 16 + 1) / 1e9)
-    assert algorithm["layersNumber"] == 2 and algorithm["epochsNumber"] == 3 and algorithm["optimizer"] == "Adam"
-    assert task["dataset"][0] == {"dataUsage": "input", "dataType": "tabular", "dataQuantity": N_SAMPLES,
-                                  "shape": f"({N_SAMPLES}, 8)"}
+    assert (
+        algorithm["layersNumber"] == 2
+        and algorithm["epochsNumber"] == 3
+        and algorithm["optimizer"] == "Adam"
+    )
+    assert task["dataset"][0] == {
+        "dataUsage": "input",
+        "dataType": "tabular",
+        "dataQuantity": N_SAMPLES,
+        "shape": f"({N_SAMPLES}, 8)",
+    }
     metadata = json.loads(fit_run["metadata"])
     assert metadata["framework"] == "lightning" and metadata["task_family"] == "regression"
 
@@ -145,15 +188,23 @@ def test_fit_test_predict_windows_logs_metadata(tracker_kwargs, tmp_path, boamps
     import pandas as pd
 
     logged = pd.read_csv(Path(t.logger.log_dir) / "metrics.csv")
-    assert logged["test_energy_kwh"].dropna().iloc[0] == pytest.approx(runs.iloc[1]["energy_consumed"], rel=1e-9)
+    assert logged["test_energy_kwh"].dropna().iloc[0] == pytest.approx(
+        runs.iloc[1]["energy_consumed"], rel=1e-9
+    )
 
 
 def test_resume_from_checkpoint_keeps_run_and_totals(tracker_kwargs, tmp_path):
     train, val = loaders()
     checkpoints = tmp_path / "ckpt"
     first = EmissionsCallback(**tracker_kwargs)
-    t = pl.Trainer(max_epochs=2, callbacks=[first, ModelCheckpoint(dirpath=checkpoints, save_last=True)],
-                   logger=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    t = pl.Trainer(
+        max_epochs=2,
+        callbacks=[first, ModelCheckpoint(dirpath=checkpoints, save_last=True)],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     t.fit(TinyRegressor(), train, val)
     first_run = read_runs(tmp_path).iloc[-1]
     saved = torch.load(checkpoints / "last.ckpt", weights_only=False)["callbacks"]
@@ -162,12 +213,22 @@ def test_resume_from_checkpoint_keeps_run_and_totals(tracker_kwargs, tmp_path):
     assert state["tracker"]["run_id"] == first_run["run_id"]
 
     second = EmissionsCallback(**tracker_kwargs)
-    t2 = pl.Trainer(max_epochs=3, callbacks=[second], logger=False, enable_progress_bar=False,
-                    enable_model_summary=False, num_sanity_val_steps=0, enable_checkpointing=False)
+    t2 = pl.Trainer(
+        max_epochs=3,
+        callbacks=[second],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+    )
     t2.fit(TinyRegressor(), train, val, ckpt_path=checkpoints / "last.ckpt")
     resumed = read_runs(tmp_path).iloc[-1]
     assert resumed["run_id"] == first_run["run_id"]
-    assert resumed["energy_consumed"] > state["tracker"]["cpu_energy_kwh"] + state["tracker"]["ram_energy_kwh"]
+    assert (
+        resumed["energy_consumed"]
+        > state["tracker"]["cpu_energy_kwh"] + state["tracker"]["ram_energy_kwh"]
+    )
     assert resumed["duration"] > state["tracker"]["duration_s"]
     assert [e["epoch"] for e in second.summary()["epochs"]] == [0, 1, 2]
     windows = read_windows(tmp_path)
@@ -176,7 +237,9 @@ def test_resume_from_checkpoint_keeps_run_and_totals(tracker_kwargs, tmp_path):
     assert set(resumed_train["run_id"]) == {first_run["run_id"]}
 
 
-@pytest.mark.parametrize("error,status", [(RuntimeError, "failed"), (KeyboardInterrupt, "interrupted")])
+@pytest.mark.parametrize(
+    "error,status", [(RuntimeError, "failed"), (KeyboardInterrupt, "interrupted")]
+)
 def test_exception_writes_partial_run_with_status(tracker_kwargs, tmp_path, error, status):
     callback = EmissionsCallback(**tracker_kwargs)
     train, val = loaders()
@@ -219,7 +282,9 @@ def test_step_windows_for_max_steps_runs(tracker_kwargs, tmp_path):
     assert steps["energy_consumed"].sum() <= run["energy_consumed"]
     import pandas as pd
 
-    logged = pd.read_csv(Path(t.logger.log_dir) / "metrics.csv").dropna(subset=["window_energy_kwh"])
+    logged = pd.read_csv(Path(t.logger.log_dir) / "metrics.csv").dropna(
+        subset=["window_energy_kwh"]
+    )
     assert len(logged) == 3
     assert logged["forecast_energy_kwh"].dropna().size >= 1  # counted in steps, from the 2nd window
 
@@ -229,7 +294,9 @@ def test_pytorch_lightning_package_uses_the_same_implementation(tracker_kwargs, 
     from codecarbon_callbacks._lightning_impl import LightningEmissionsMixin
     from codecarbon_callbacks.pytorch_lightning import EmissionsCallback as LegacyCallback
 
-    assert issubclass(LegacyCallback, legacy.Callback) and issubclass(LegacyCallback, LightningEmissionsMixin)
+    assert issubclass(LegacyCallback, legacy.Callback) and issubclass(
+        LegacyCallback, LightningEmissionsMixin
+    )
 
     class LegacyRegressor(legacy.LightningModule):
         def __init__(self) -> None:
@@ -244,8 +311,14 @@ def test_pytorch_lightning_package_uses_the_same_implementation(tracker_kwargs, 
 
     callback = LegacyCallback(**tracker_kwargs)
     train, _ = loaders()
-    legacy.Trainer(max_epochs=2, callbacks=[callback], logger=False, enable_progress_bar=False,
-                   enable_model_summary=False, enable_checkpointing=False).fit(LegacyRegressor(), train)
+    legacy.Trainer(
+        max_epochs=2,
+        callbacks=[callback],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    ).fit(LegacyRegressor(), train)
     run = read_runs(tmp_path).iloc[-1]
     assert run["status"] == "completed"
     assert json.loads(run["metadata"])["framework"] == "pytorch_lightning"

@@ -1,4 +1,4 @@
-"""Real tiny Hugging Face Trainer runs on CPU with codecarbon_callbacks.transformers.EmissionsCallback."""
+"""Real tiny Hugging Face Trainer runs on CPU with the transformers EmissionsCallback."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from callbacks.conftest import (
     boamps_report,
     check_epoch_metrics,
@@ -21,7 +20,7 @@ from callbacks.conftest import (
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from transformers import (  # noqa: E402
+from transformers import (
     BertConfig,
     BertForSequenceClassification,
     Trainer,
@@ -31,7 +30,7 @@ from transformers import (  # noqa: E402
     TrainingArguments,
 )
 
-from codecarbon_callbacks.transformers import EmissionsCallback  # noqa: E402
+from codecarbon_callbacks.transformers import EmissionsCallback
 
 N_TRAIN, N_EVAL, SEQ, BATCH = 64, 32, 16, 16
 STEPS_PER_EPOCH = N_TRAIN // BATCH
@@ -52,16 +51,31 @@ class TokenDataset(torch.utils.data.Dataset):
 
 def tiny_bert() -> Any:
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=32, num_labels=2)
+    config = BertConfig(
+        vocab_size=100,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        num_labels=2,
+    )
     return BertForSequenceClassification(config)
 
 
 def arguments(tmp_path: Path, **kwargs: Any) -> Any:
     options: dict[str, Any] = dict(
-        output_dir=str(tmp_path / "trainer"), num_train_epochs=3, per_device_train_batch_size=BATCH,
-        per_device_eval_batch_size=BATCH, eval_strategy="epoch", save_strategy="no", logging_strategy="epoch",
-        report_to=[], use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
+        output_dir=str(tmp_path / "trainer"),
+        num_train_epochs=3,
+        per_device_train_batch_size=BATCH,
+        per_device_eval_batch_size=BATCH,
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_strategy="epoch",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
     )
     options.update(kwargs)
     return TrainingArguments(**options)
@@ -93,13 +107,22 @@ def energy_entries(log_history: list[dict[str, Any]], key: str) -> list[dict[str
 def test_attached_logs_reach_history_and_integrations(tracker_kwargs, tmp_path, boamps_validator):
     from codecarbon_callbacks import BoAmpsOutput
 
-    callback = EmissionsCallback(task_family="text classification", output_handlers=[BoAmpsOutput(tmp_path)],
-                                 **tracker_kwargs)
-    trainer = Trainer(model=tiny_bert(), args=arguments(tmp_path), train_dataset=TokenDataset(N_TRAIN),
-                      eval_dataset=TokenDataset(N_EVAL, seed=1))
+    callback = EmissionsCallback(
+        task_family="text classification",
+        output_handlers=[BoAmpsOutput(tmp_path)],
+        **tracker_kwargs,
+    )
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=arguments(tmp_path),
+        train_dataset=TokenDataset(N_TRAIN),
+        eval_dataset=TokenDataset(N_EVAL, seed=1),
+    )
     callback.attach(trainer)
     integration = Recorder()
-    trainer.callback_handler.callbacks.insert(0, integration)  # before ours, as report_to integrations are
+    trainer.callback_handler.callbacks.insert(
+        0, integration
+    )  # before ours, as report_to integrations are
     assert trainer.callback_handler.callbacks[1] is callback
     trainer.train()
 
@@ -116,13 +139,19 @@ def test_attached_logs_reach_history_and_integrations(tracker_kwargs, tmp_path, 
     epochs = energy_entries(trainer.state.log_history, "epoch_energy_kwh")
     check_epoch_metrics(epochs, 3)
     assert [e["step"] for e in epochs] == [STEPS_PER_EPOCH * (i + 1) for i in range(3)]
-    assert [e["epoch_energy_kwh"] for e in epochs] == pytest.approx(list(train["energy_consumed"]), rel=1e-9)
+    assert [e["epoch_energy_kwh"] for e in epochs] == pytest.approx(
+        list(train["energy_consumed"]), rel=1e-9
+    )
     assert "forecast_energy_kwh" in epochs[1]
     evals = energy_entries(trainer.state.log_history, "eval_energy_kwh")
-    assert [e["eval_energy_kwh"] for e in evals] == pytest.approx(list(validation["energy_consumed"]), rel=1e-9)
+    assert [e["eval_energy_kwh"] for e in evals] == pytest.approx(
+        list(validation["energy_consumed"]), rel=1e-9
+    )
     seen = [log for log in integration.logs if "epoch_energy_kwh" in log]
     assert [log["epoch_energy_kwh"] for log in seen] == [e["epoch_energy_kwh"] for e in epochs]
-    assert sum("eval_loss" in e for e in trainer.state.log_history) == 3  # the loop's own logs are intact
+    assert (
+        sum("eval_loss" in e for e in trainer.state.log_history) == 3
+    )  # the loop's own logs are intact
     assert sum("loss" in e for e in trainer.state.log_history) == 3
 
     report = boamps_report(tmp_path, run["run_id"])
@@ -130,12 +159,23 @@ def test_attached_logs_reach_history_and_integrations(tracker_kwargs, tmp_path, 
     task = report["task"]
     algorithm = task["algorithms"][0]
     assert task["taskStage"] == "training" and task["taskFamily"] == "text classification"
-    assert algorithm["classPath"] == "transformers.models.bert.modeling_bert.BertForSequenceClassification"
-    assert algorithm["layersNumber"] == 2 and algorithm["epochsNumber"] == 3 and algorithm["optimizer"] == "AdamW"
+    assert (
+        algorithm["classPath"]
+        == "transformers.models.bert.modeling_bert.BertForSequenceClassification"
+    )
+    assert (
+        algorithm["layersNumber"] == 2
+        and algorithm["epochsNumber"] == 3
+        and algorithm["optimizer"] == "AdamW"
+    )
     assert algorithm["parametersNumber"] == pytest.approx(trainer.model.num_parameters() / 1e9)
     assert algorithm["frameworkVersion"] == transformers.__version__
-    assert task["dataset"][0] == {"dataUsage": "input", "dataType": "token", "dataQuantity": N_TRAIN,
-                                  "shape": f"({N_TRAIN}, {SEQ})"}
+    assert task["dataset"][0] == {
+        "dataUsage": "input",
+        "dataType": "token",
+        "dataQuantity": N_TRAIN,
+        "shape": f"({N_TRAIN}, {SEQ})",
+    }
 
     # evaluate() and predict() after training are runs of their own stage, timed from the call
     trainer.evaluate()
@@ -154,8 +194,13 @@ def test_without_attach_figures_go_to_log_history(tracker_kwargs, tmp_path, capl
     tiny_bert().save_pretrained(pretrained_dir)
     model = BertForSequenceClassification.from_pretrained(pretrained_dir)
     callback = EmissionsCallback(**tracker_kwargs)
-    trainer = Trainer(model=model, args=arguments(tmp_path, num_train_epochs=2), train_dataset=TokenDataset(N_TRAIN),
-                      eval_dataset=TokenDataset(N_EVAL, seed=1), callbacks=[callback])
+    trainer = Trainer(
+        model=model,
+        args=arguments(tmp_path, num_train_epochs=2),
+        train_dataset=TokenDataset(N_TRAIN),
+        eval_dataset=TokenDataset(N_EVAL, seed=1),
+        callbacks=[callback],
+    )
     trainer.train()
     epochs = energy_entries(trainer.state.log_history, "epoch_energy_kwh")
     check_epoch_metrics(epochs, 2)
@@ -170,7 +215,9 @@ def test_without_attach_figures_go_to_log_history(tracker_kwargs, tmp_path, capl
     trainer.evaluate()
     runs = read_runs(tmp_path)
     assert len(runs) == 2 and runs.iloc[1]["status"] == "completed"
-    assert list(read_windows(tmp_path).query(f"run_id == '{runs.iloc[1]['run_id']}'")["phase"]) == ["validation"]
+    assert list(read_windows(tmp_path).query(f"run_id == '{runs.iloc[1]['run_id']}'")["phase"]) == [
+        "validation"
+    ]
 
 
 def test_warns_when_the_trainers_codecarbon_integration_is_active(tracker_kwargs, tmp_path, caplog):
@@ -191,25 +238,45 @@ def test_warns_when_the_trainers_codecarbon_integration_is_active(tracker_kwargs
 
 @pytest.mark.parametrize("attach", [True, False])
 def test_resume_from_checkpoint_restores_the_run(tracker_kwargs, tmp_path, attach):
-    args = arguments(tmp_path, num_train_epochs=2, save_strategy="epoch", eval_strategy="no",
-                     restore_callback_states_from_checkpoint=True)
+    args = arguments(
+        tmp_path,
+        num_train_epochs=2,
+        save_strategy="epoch",
+        eval_strategy="no",
+        restore_callback_states_from_checkpoint=True,
+    )
     first = EmissionsCallback(**tracker_kwargs)
-    trainer = Trainer(model=tiny_bert(), args=args, train_dataset=TokenDataset(N_TRAIN),
-                      callbacks=None if attach else [first])
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=args,
+        train_dataset=TokenDataset(N_TRAIN),
+        callbacks=None if attach else [first],
+    )
     if attach:
         first.attach(trainer)
     trainer.train()
     first_run = read_runs(tmp_path).iloc[-1]
     checkpoint = Path(args.output_dir) / f"checkpoint-{2 * STEPS_PER_EPOCH}"
-    saved = json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"]["EmissionsCallback"]
+    saved = json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"][
+        "EmissionsCallback"
+    ]
     assert "components" not in saved["args"] and saved["args"]["country_iso_code"] == "FRA"
     assert saved["attributes"]["resume_state"]["tracker"]["run_id"] == first_run["run_id"]
 
     second = EmissionsCallback(**tracker_kwargs)
-    args3 = arguments(tmp_path, num_train_epochs=3, save_strategy="no", eval_strategy="no",
-                      restore_callback_states_from_checkpoint=True)
-    trainer = Trainer(model=tiny_bert(), args=args3, train_dataset=TokenDataset(N_TRAIN),
-                      callbacks=None if attach else [second])
+    args3 = arguments(
+        tmp_path,
+        num_train_epochs=3,
+        save_strategy="no",
+        eval_strategy="no",
+        restore_callback_states_from_checkpoint=True,
+    )
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=args3,
+        train_dataset=TokenDataset(N_TRAIN),
+        callbacks=None if attach else [second],
+    )
     if attach:
         second.attach(trainer)
     trainer.train(resume_from_checkpoint=str(checkpoint))
@@ -229,8 +296,12 @@ def test_resume_from_checkpoint_restores_the_run(tracker_kwargs, tmp_path, attac
 
 def test_exception_with_attach_is_written_as_failed(tracker_kwargs, tmp_path):
     callback = EmissionsCallback(**tracker_kwargs)
-    trainer = Trainer(model=tiny_bert(), args=arguments(tmp_path, eval_strategy="no"),
-                      train_dataset=TokenDataset(N_TRAIN), callbacks=[FailAtStep(STEPS_PER_EPOCH + 2)])
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=arguments(tmp_path, eval_strategy="no"),
+        train_dataset=TokenDataset(N_TRAIN),
+        callbacks=[FailAtStep(STEPS_PER_EPOCH + 2)],
+    )
     callback.attach(trainer)
     with pytest.raises(RuntimeError, match="boom"):
         trainer.train()
@@ -244,8 +315,12 @@ def test_exception_with_attach_is_written_as_failed(tracker_kwargs, tmp_path):
 def test_exception_without_attach_is_closed_as_incomplete_by_the_next_run(tracker_kwargs, tmp_path):
     callback = EmissionsCallback(**tracker_kwargs)
     failing = FailAtStep(2)
-    trainer = Trainer(model=tiny_bert(), args=arguments(tmp_path, eval_strategy="no", num_train_epochs=1),
-                      train_dataset=TokenDataset(N_TRAIN), callbacks=[callback, failing])
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=arguments(tmp_path, eval_strategy="no", num_train_epochs=1),
+        train_dataset=TokenDataset(N_TRAIN),
+        callbacks=[callback, failing],
+    )
     with pytest.raises(RuntimeError):
         trainer.train()
     assert callback.session.running and not (tmp_path / "emissions.csv").exists()  # no hook saw it
@@ -257,8 +332,12 @@ def test_exception_without_attach_is_closed_as_incomplete_by_the_next_run(tracke
 
 def test_budget_stop_sets_should_training_stop(tracker_kwargs, tmp_path):
     callback = EmissionsCallback(max_energy_kwh=1e-12, **tracker_kwargs)
-    trainer = Trainer(model=tiny_bert(), args=arguments(tmp_path, num_train_epochs=4, eval_strategy="no"),
-                      train_dataset=TokenDataset(N_TRAIN), callbacks=[callback])
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=arguments(tmp_path, num_train_epochs=4, eval_strategy="no"),
+        train_dataset=TokenDataset(N_TRAIN),
+        callbacks=[callback],
+    )
     trainer.train()
     assert trainer.state.global_step == STEPS_PER_EPOCH  # stopped after the first epoch
     assert read_runs(tmp_path).iloc[-1]["status"] == "budget_stop"
@@ -267,16 +346,31 @@ def test_budget_stop_sets_should_training_stop(tracker_kwargs, tmp_path):
 
 def test_step_windows_and_step_forecast_for_max_steps(tracker_kwargs, tmp_path):
     callback = EmissionsCallback(window_every_n_steps=2, **tracker_kwargs)
-    trainer = Trainer(model=tiny_bert(), args=arguments(tmp_path, max_steps=8, num_train_epochs=1,
-                                                        eval_strategy="steps", eval_steps=4, logging_strategy="no"),
-                      train_dataset=TokenDataset(N_TRAIN * 2), eval_dataset=TokenDataset(N_EVAL, seed=1),
-                      callbacks=[callback])
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=arguments(
+            tmp_path,
+            max_steps=8,
+            num_train_epochs=1,
+            eval_strategy="steps",
+            eval_steps=4,
+            logging_strategy="no",
+        ),
+        train_dataset=TokenDataset(N_TRAIN * 2),
+        eval_dataset=TokenDataset(N_EVAL, seed=1),
+        callbacks=[callback],
+    )
     trainer.train()
     windows = read_windows(tmp_path)
     run = read_runs(tmp_path).iloc[-1]
     check_tiling(windows, run)
     steps = windows[windows["kind"] == "step"]
-    assert list(steps["name"])[:4] == ["steps from 0", "steps from 2", "steps from 4", "steps from 6"]
+    assert list(steps["name"])[:4] == [
+        "steps from 0",
+        "steps from 2",
+        "steps from 4",
+        "steps from 6",
+    ]
     # step-based evaluation inside the epoch: train, validation, train (continued), validation
     tiles = windows[windows["kind"].isin(["epoch", "phase"]) & (windows["phase"] != "other")]
     assert list(tiles["phase"]) == ["train", "validation", "train", "validation"]

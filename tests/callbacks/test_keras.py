@@ -1,0 +1,200 @@
+"""Real tiny Keras 3 trainings (torch backend) on CPU with the Keras EmissionsCallback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import pytest
+from callbacks.conftest import (
+    boamps_report,
+    check_epoch_metrics,
+    check_tiling,
+    read_runs,
+    read_windows,
+    schema_errors,
+)
+
+assert os.environ.get("KERAS_BACKEND") == "torch"  # set by tests/conftest.py before keras loads
+keras = pytest.importorskip("keras")
+np = pytest.importorskip("numpy")
+
+from codecarbon_callbacks.keras import EmissionsCallback
+
+N_SAMPLES = 256
+
+
+def data(n: int = N_SAMPLES) -> tuple[Any, Any]:
+    rng = np.random.default_rng(0)
+    return rng.random((n, 8), dtype=np.float32), rng.random((n, 1), dtype=np.float32)
+
+
+def tiny_model() -> Any:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)]
+    )
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+class FailAtEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        if epoch == self.epoch:
+            raise RuntimeError("boom")
+
+
+def test_fit_history_windows_metadata_and_eval_runs(
+    tracker_kwargs, tmp_path, boamps_validator, capsys
+):
+    from codecarbon_callbacks import BoAmpsOutput
+
+    callback = EmissionsCallback(
+        task_family="regression", output_handlers=[BoAmpsOutput(tmp_path)], **tracker_kwargs
+    )
+    x, y = data()
+    model = tiny_model()
+    history = model.fit(
+        x, y, epochs=3, batch_size=32, validation_split=0.25, callbacks=[callback], verbose=2
+    )
+    printed = capsys.readouterr().out
+    assert printed.count("epoch_energy_kwh") == 3  # the progress output shows them
+
+    rows = [{k: v[i] for k, v in history.history.items()} for i in range(3)]
+    check_epoch_metrics(rows, 3)
+    assert all(r["val_energy_kwh"] > 0 for r in rows)
+    assert {len(v) for v in history.history.values()} == {3}  # one entry per epoch for every key
+    assert np.isnan(rows[0]["forecast_energy_kwh"])  # the first epoch is warm-up
+    assert rows[1]["forecast_energy_kwh"] > rows[1]["total_energy_kwh"]
+
+    runs, windows = read_runs(tmp_path), read_windows(tmp_path)
+    run = runs.iloc[0]
+    assert run["status"] == "completed"
+    check_tiling(windows, run)
+    sequence = [(w.kind, w.phase) for w in windows.itertuples()]
+    assert (
+        sequence
+        == [("phase", "other")]
+        + [("epoch", "train"), ("phase", "validation"), ("phase", "other")] * 3
+    )
+    train = windows[windows["phase"] == "train"]
+    assert [r["epoch_energy_kwh"] for r in rows] == pytest.approx(
+        list(train["energy_consumed"]), rel=1e-9
+    )
+    assert callback.summary()["totals"]["energy_kwh"] == pytest.approx(
+        run["energy_consumed"], rel=1e-9
+    )
+
+    report = boamps_report(tmp_path, run["run_id"])
+    assert schema_errors(boamps_validator, report) == []
+    algorithm = report["task"]["algorithms"][0]
+    assert algorithm["framework"] == "keras" and algorithm["frameworkVersion"] == keras.__version__
+    assert algorithm["parametersNumber"] == pytest.approx(model.count_params() / 1e9)
+    assert (
+        algorithm["layersNumber"] == 2
+        and algorithm["epochsNumber"] == 3
+        and algorithm["optimizer"] == "Adam"
+    )
+    assert report["task"]["dataset"][0] == {
+        "dataUsage": "input",
+        "dataType": "tabular",
+        "shape": "(None, 8)",
+    }
+
+    model.evaluate(x, y, callbacks=[callback], verbose=0)
+    model.predict(x, callbacks=[callback], verbose=0)
+    runs, windows = read_runs(tmp_path), read_windows(tmp_path)
+    assert len(runs) == 3 and list(runs["status"]) == ["completed"] * 3
+    assert list(windows[windows["run_id"] == runs.iloc[1]["run_id"]]["phase"]) == ["test"]
+    assert list(windows[windows["run_id"] == runs.iloc[2]["run_id"]]["phase"]) == ["predict"]
+    assert json.loads(runs.iloc[2]["metadata"])["boamps_task"]["taskStage"] == "inference"
+
+
+def test_budget_stop_sets_stop_training(tracker_kwargs, tmp_path):
+    callback = EmissionsCallback(max_emissions_kg=1e-15, **tracker_kwargs)
+    x, y = data()
+    history = tiny_model().fit(x, y, epochs=5, batch_size=64, callbacks=[callback], verbose=0)
+    assert len(history.history["loss"]) == 1
+    assert read_runs(tmp_path).iloc[-1]["status"] == "budget_stop"
+    assert "max_emissions_kg" in callback.summary()["stop_reason"]
+
+
+def test_resume_with_backup_and_restore_and_a_state_file(tracker_kwargs, tmp_path):
+    backup_dir = tmp_path / "backup"
+    state_path = backup_dir / "emissions_state.json"
+    x, y = data()
+    model = tiny_model()
+    first = EmissionsCallback(state_path=state_path, **tracker_kwargs)
+    with pytest.raises(RuntimeError, match="boom"):
+        model.fit(
+            x,
+            y,
+            epochs=4,
+            batch_size=64,
+            verbose=0,
+            callbacks=[keras.callbacks.BackupAndRestore(str(backup_dir)), first, FailAtEpoch(2)],
+        )
+    state = json.loads(state_path.read_text())
+    run_id = state["tracker"]["run_id"]
+    assert [e["epoch"] for e in state["epochs"]] == [0, 1]
+    first.session.end_run(status="interrupted")  # what the process exit does to a run left open
+
+    second = EmissionsCallback(state_path=state_path, **tracker_kwargs)
+    history = tiny_model().fit(
+        x,
+        y,
+        epochs=4,
+        batch_size=64,
+        verbose=0,
+        callbacks=[keras.callbacks.BackupAndRestore(str(backup_dir)), second],
+    )
+    assert len(history.history["loss"]) == 2  # epochs 2 and 3 only
+    runs = read_runs(tmp_path)
+    assert list(runs["run_id"]) == [run_id, run_id]
+    assert list(runs["status"]) == ["interrupted", "completed"]
+    assert runs.iloc[1]["energy_consumed"] > runs.iloc[0]["energy_consumed"]
+    assert history.history["total_energy_kwh"][0] > state["tracker"]["ram_energy_kwh"]
+    assert [e["epoch"] for e in second.summary()["epochs"]] == [0, 1, 2, 3]
+    assert not state_path.exists()  # removed when fit completes, like BackupAndRestore's backup
+
+
+def test_window_options_need_batch_hooks():
+    with pytest.raises(ValueError, match="window_every_n_steps.*steps_per_epoch"):
+        EmissionsCallback(window_every_n_steps=10, country_iso_code="FRA")
+
+
+def test_crash_leaves_the_run_written_as_incomplete_at_exit(tmp_path):
+    """Keras has no exception hook: the process exit writes the open run, marked incomplete."""
+    script = textwrap.dedent(f"""
+        import numpy as np, keras
+        from codecarbon_callbacks.keras import EmissionsCallback
+
+        class Fail(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                if epoch == 1:
+                    raise RuntimeError("boom")
+
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+        callback = EmissionsCallback(country_iso_code="FRA", output_dir={str(tmp_path)!r})
+        model.fit(np.zeros((32, 4), "float32"), np.zeros((32, 1), "float32"), epochs=3, verbose=0,
+                  callbacks=[callback, Fail()])
+    """)
+    env = dict(os.environ, KERAS_BACKEND="torch", HOME=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0 and "boom" in result.stderr
+    run = read_runs(tmp_path).iloc[-1]
+    assert run["status"] == "incomplete"
+    windows = read_windows(tmp_path)
+    assert list(windows["phase"]) == ["other", "train", "other", "train"]
+    assert windows.iloc[-1]["status"] == "incomplete" and windows.iloc[-1]["epoch"] == 1
