@@ -108,7 +108,7 @@ def write_csv(path: Path, header_lines: list[str], columns: list[str],
 def provenance_header(title: str, sources: list[str]) -> list[str]:
     return [
         title,
-        f"Built by scripts/build_intensity_data.py; provenance and methods: intensity_data.md.",
+        "Built by scripts/build_intensity_data.py; provenance and methods: intensity_data.md.",
         *sources,
         "Lines starting with '#' are comments.",
     ]
@@ -363,8 +363,8 @@ def build(reference_dir: Path, out_dir: Path) -> list[Path]:
     }
     write_csv(paths["codes"], provenance_header(
         "ISO 3166-1 country codes (alpha-2, alpha-3, common name, ISO name).",
-        ["Source: pycountry (ISO 3166 data from Debian iso-codes); XK/XKX Kosovo added "
-         "(user-assigned)."]),
+        [("Source: pycountry (ISO 3166 data from Debian iso-codes); XK/XKX Kosovo added "
+          "(user-assigned).")]),
         ["iso2", "iso3", "name", "iso_name"], codes)
     write_csv(paths["countries"], provenance_header(
         "Carbon intensity of electricity generation per country, gCO2eq/kWh, latest year.",
@@ -374,13 +374,13 @@ def build(reference_dir: Path, out_dir: Path) -> list[Path]:
          "renewables_pct", "nuclear_pct"], countries)
     write_csv(paths["regions"], provenance_header(
         "Sub-national carbon intensity, gCO2eq/kWh: US states (and DC), Canadian provinces.",
-        ["Source: CodeCarbon data files (MIT): usa_emissions.json (US EPA eGRID, lbs/MWh x "
-         "0.453592), canada_energy_mix.json x carbon_intensity_per_source.json."]),
+        [("Source: CodeCarbon data files (MIT): usa_emissions.json (US EPA eGRID, lbs/MWh x "
+          "0.453592), canada_energy_mix.json x carbon_intensity_per_source.json.")]),
         ["country_iso3", "region_code", "region_name", "g_per_kwh", "year", "method"], regions)
     write_csv(paths["clouds"], provenance_header(
         "Cloud region grid carbon intensity, gCO2eq/kWh.",
-        ["Sources: AWS/Azure: Cloud Carbon Footprint default grid factors (Apache-2.0); "
-         "GCP: Google region-carbon-info, latest year (Apache-2.0)."]),
+        [("Sources: AWS/Azure: Cloud Carbon Footprint default grid factors (Apache-2.0); "
+          "GCP: Google region-carbon-info, latest year (Apache-2.0).")]),
         ["provider", "region", "g_per_kwh", "year", "country_iso3", "location", "dataset"],
         clouds)
     paths["sidecar"].write_text(

@@ -32,8 +32,15 @@ _ONLINE = ("LocationLookup", "GeoLocation", "LookupFailed", "fetch_geo_location"
            "fetch_electricitymaps_intensity", "GEO_JS_URL", "ELECTRICITYMAPS_URL")
 
 __all__ = [
+    "ELECTRICITYMAPS_URL",
+    "GEO_JS_URL",
+    "GeoLocation",
     "IntensityResult",
+    "LocationLookup",
+    "LookupFailed",
     "UnknownLocationError",
+    "fetch_electricitymaps_intensity",
+    "fetch_geo_location",
     "has_country_data",
     "is_known_country",
     "known_cloud_regions",
@@ -42,7 +49,6 @@ __all__ = [
     "normalize_country_code",
     "resolve_offline",
     "world_average",
-    *_ONLINE,
 ]
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -315,7 +315,7 @@ class LocationLookup:
             return
         try:
             fallback = self._offline_result(geo, warn=False)
-        except Exception as e:  # never raise from here: last resort, world average
+        except Exception as e:  # noqa: BLE001 - never raise from here: last resort, world average
             logger.debug("fallback lookup failed: %s", e)
             fallback = _resolve(strict=False, warn_without_location=False)
         self._finish(fallback, failure=reason)
@@ -342,7 +342,7 @@ class LocationLookup:
                 self._electricitymaps(geo)
                 return
             self._finish(self._offline_result(geo))
-        except Exception as e:  # the thread must never die silently or raise into anything
+        except Exception as e:  # noqa: BLE001 - the thread must never die silently
             self._fail(f"location lookup failed unexpectedly ({type(e).__name__}: {e})", geo)
 
     def _electricitymaps(self, geo: GeoLocation | None) -> None:

@@ -67,7 +67,7 @@ def loopback() -> Iterator[Loopback]:
     state = Loopback(base_url="", routes=routes)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             parsed = urlparse(self.path)
             state.requests.append({"path": parsed.path, "query": parse_qs(parsed.query),
                                    "headers": dict(self.headers)})
