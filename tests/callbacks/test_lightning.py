@@ -174,21 +174,24 @@ def test_fit_test_predict_windows_logs_metadata(tracker_kwargs, tmp_path, boamps
     metadata = json.loads(fit_run["metadata"])
     assert metadata["framework"] == "lightning" and metadata["task_family"] == "regression"
 
-    # trainer.test and trainer.predict are runs of their own stage
+    # trainer.validate, trainer.test and trainer.predict are runs of their own stage
+    t.validate(TinyRegressor(), val)
     t.test(TinyRegressor(), val)
     t.predict(TinyRegressor(), val)
     runs, windows = read_runs(tmp_path), read_windows(tmp_path)
-    assert len(runs) == 3 and list(runs["status"]) == ["completed"] * 3
-    assert len(set(runs["run_id"])) == 3
-    test_windows = windows[windows["run_id"] == runs.iloc[1]["run_id"]]
-    assert list(test_windows["phase"]) == ["test"]
-    assert list(windows[windows["run_id"] == runs.iloc[2]["run_id"]]["phase"]) == ["predict"]
-    test_task = json.loads(runs.iloc[1]["metadata"])["boamps_task"]
+    assert len(runs) == 4 and list(runs["status"]) == ["completed"] * 4
+    assert len(set(runs["run_id"])) == 4
+    phases = [list(windows[windows["run_id"] == r]["phase"]) for r in runs["run_id"][1:]]
+    assert phases == [["validation"], ["test"], ["predict"]]
+    test_task = json.loads(runs.iloc[2]["metadata"])["boamps_task"]
     assert test_task["taskStage"] == "inference" and test_task["nbRequest"] == N_SAMPLES
     import pandas as pd
 
     logged = pd.read_csv(Path(t.logger.log_dir) / "metrics.csv")
     assert logged["test_energy_kwh"].dropna().iloc[0] == pytest.approx(
+        runs.iloc[2]["energy_consumed"], rel=1e-9
+    )
+    assert logged["val_energy_kwh"].dropna().iloc[-1] == pytest.approx(
         runs.iloc[1]["energy_consumed"], rel=1e-9
     )
 

@@ -206,7 +206,11 @@ def test_without_attach_figures_go_to_log_history(tracker_kwargs, tmp_path, capl
     check_epoch_metrics(epochs, 2)
     assert len(energy_entries(trainer.state.log_history, "eval_energy_kwh")) == 2
     run = read_runs(tmp_path).iloc[0]
-    check_tiling(read_windows(tmp_path), run)
+    windows = read_windows(tmp_path)
+    check_tiling(windows, run)
+    # evaluation windows derived from the Trainer's events (no evaluate-begin event exists)
+    assert list(windows.query("phase == 'validation'")["epoch"]) == [0, 1]
+    assert list(windows.query("phase == 'train'")["epoch"]) == [0, 1]
     task = json.loads(run["metadata"])["boamps_task"]
     assert task["taskStage"] == "finetuning"  # loaded with from_pretrained
     assert task["algorithms"][0]["foundationModelName"] == str(pretrained_dir)
