@@ -312,6 +312,10 @@ typo (an error).
   2016 per CodeCarbon's folder name, the eGRID edition is not stated), in **lbs CO2 per MWh**,
   converted with 1 lb = 453.592 g: g/kWh = lbs/MWh x 0.453592 (3 decimals). The national `usa`
   entry is left out (the OWID country value is used for the USA as a whole).
+  Caveat: the installed CodeCarbon 3.3.2 wheel ships a newer file,
+  `data/private_infra/2023/usa_emissions.json` (EPA eGRID2023, field `STC2ERTA`, CO2e total output
+  rate), which is not in `../shared/reference`; its state values differ from these (e.g.
+  California 179.1 g/kWh there, 205.3 here). Rebuild from it once it is added to the reference.
 * Canada: CodeCarbon `data/private_infra/2023/canada_energy_mix.json` (MIT; generation shares in %
   per province, 2023) weighted by the factors of CodeCarbon's
   `carbon_intensity_per_source.json` (MIT; lifecycle factors, gCO2eq/kWh):
