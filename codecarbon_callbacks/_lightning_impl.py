@@ -182,6 +182,8 @@ class LightningEmissionsMixin:
             info["optimizer"] = type(optimizers[0]).__name__
         info.update(_loader_info(getattr(trainer, "train_dataloader", None)))
         self.session.update_info(info)
+        unit, planned = self._plan(trainer)  # num_training_batches is known from here on
+        self.session.set_plan(unit=unit, planned=planned)
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self.session.begin_epoch(int(trainer.current_epoch))

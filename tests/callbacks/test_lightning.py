@@ -272,6 +272,33 @@ def test_budget_stop_asks_the_trainer_to_stop(tracker_kwargs, tmp_path, caplog):
     assert "max_energy_kwh" in callback.summary()["stop_reason"]
 
 
+def test_mid_epoch_validation_is_subtracted_from_the_epoch(tracker_kwargs, tmp_path):
+    callback = EmissionsCallback(**tracker_kwargs)
+    train, val = loaders()
+    t = trainer(tmp_path, callback, max_epochs=2, val_check_interval=0.5, num_sanity_val_steps=0)
+    t.fit(TinyRegressor(), train, val)
+    windows = read_windows(tmp_path)
+    run = read_runs(tmp_path).iloc[-1]
+    check_tiling(windows, run)
+    per_epoch = [(w.phase, w.name) for w in windows.itertuples() if w.epoch == 0]
+    assert per_epoch == [
+        ("train", "epoch 0"),
+        ("validation", "validation epoch 0"),
+        ("train", "epoch 0 (continued)"),
+        ("validation", "validation epoch 0"),
+        ("other", "between phases"),
+    ]
+    rows = logged_epochs(t)
+    check_epoch_metrics(rows, 2)
+    epoch0 = windows[(windows["epoch"] == 0)]
+    assert rows[0]["epoch_energy_kwh"] == pytest.approx(
+        epoch0[epoch0["phase"] == "train"]["energy_consumed"].sum(), rel=1e-9
+    )
+    assert rows[0]["val_energy_kwh"] == pytest.approx(
+        epoch0[epoch0["phase"] == "validation"]["energy_consumed"].sum(), rel=1e-9
+    )
+
+
 def test_step_windows_for_max_steps_runs(tracker_kwargs, tmp_path):
     callback = EmissionsCallback(window_every_n_steps=4, **tracker_kwargs)
     train, _ = loaders(N_SAMPLES * 2)
