@@ -333,9 +333,10 @@ def _resolve(*, force_carbon_intensity_g_co2e_kwh: float | None = None,
              cloud_provider: str | None = None, cloud_region: str | None = None,
              country_2letter_iso_code: str | None = None, strict: bool = True,
              latitude: float | None = None, longitude: float | None = None,
-             warn_without_location: bool = True) -> IntensityResult:
-    """resolve_offline with ``strict=False`` for geo-IP input: an unknown region or country is
-    logged and skipped instead of raised."""
+             warn: bool = True) -> IntensityResult:
+    """resolve_offline, plus: ``strict=False`` (geo-IP input) logs and skips an unknown region or
+    country instead of raising; ``warn=False`` silences the world-average warnings (for callers
+    that warn themselves or only want the location fields)."""
     tables = intensity_tables()
     forced = (None if force_carbon_intensity_g_co2e_kwh is None
               else _validate_forced(force_carbon_intensity_g_co2e_kwh))
@@ -488,10 +489,11 @@ def _resolve(*, force_carbon_intensity_g_co2e_kwh: float | None = None,
             return IntensityResult(g_per_kwh=country.g_per_kwh,
                                    source=f"country:{iso3} (OWID {country.year})",
                                    year=country.year, **location)
-        logger.warning("No carbon intensity data for %s (%s); using the world average %.1f "
-                       "gCO2eq/kWh.", iso3, country_name, tables.world.g_per_kwh)
+        if warn:
+            logger.warning("No carbon intensity data for %s (%s); using the world average %.1f "
+                           "gCO2eq/kWh.", iso3, country_name, tables.world.g_per_kwh)
         return world_average(**location)
-    if iso3 is None and warn_without_location:
+    if iso3 is None and warn:
         logger.warning("No location known (no country, region or cloud region); using the world "
                        "average carbon intensity %.1f gCO2eq/kWh.", tables.world.g_per_kwh)
     return world_average(**location)

@@ -273,13 +273,13 @@ class LocationLookup:
     # -- internals --------------------------------------------------------------------------
 
     def _needs_network(self) -> bool:
+        hints = self.hints
+        location_known = bool(hints["country_iso_code"] or hints["cloud_region"])
+        if hints["force_carbon_intensity_g_co2e_kwh"] is not None:
+            return not location_known  # the value is fixed; geo-IP only fills in the report
         if self.token:
             return True
-        hints = self.hints
-        if hints["force_carbon_intensity_g_co2e_kwh"] is not None and not (
-                hints["country_iso_code"] or hints["cloud_region"]):
-            return True  # forced value, but the report still wants a location
-        return not (hints["country_iso_code"] or hints["cloud_region"] or hints["region"])
+        return not (location_known or hints["region"])
 
     def _remaining_s(self) -> float:
         assert self._deadline is not None
@@ -308,7 +308,7 @@ class LocationLookup:
                 hints["country_iso_code"] = geo.country_iso_code
                 hints["region"] = hints["region"] or geo.region
         return _resolve(strict=False, latitude=latitude, longitude=longitude,
-                        warn_without_location=warn, **hints)
+                        warn=warn, **hints)
 
     def _fail(self, reason: str, geo: GeoLocation | None) -> None:
         if self._done.is_set():
@@ -317,7 +317,7 @@ class LocationLookup:
             fallback = self._offline_result(geo, warn=False)
         except Exception as e:  # noqa: BLE001 - never raise from here: last resort, world average
             logger.debug("fallback lookup failed: %s", e)
-            fallback = _resolve(strict=False, warn_without_location=False)
+            fallback = _resolve(strict=False, warn=False)
         self._finish(fallback, failure=reason)
 
     def _run(self) -> None:
@@ -379,7 +379,7 @@ class LocationLookup:
                     try:
                         iso3 = normalize_country_code(answered.split("-")[0], "zone")
                         base = _resolve(strict=False, country_iso_code=iso3,
-                                        warn_without_location=False)
+                                        warn=False)
                     except UnknownLocationError:
                         base = None
             else:

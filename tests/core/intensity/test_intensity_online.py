@@ -334,3 +334,29 @@ def test_bad_timeout_is_rejected(timeout_s: Any) -> None:
 def test_bad_forced_value_is_rejected_at_construction() -> None:
     with pytest.raises(ValueError, match="force_carbon_intensity_g_co2e_kwh"):
         LocationLookup(force_carbon_intensity_g_co2e_kwh=-3)
+
+
+def test_forced_value_with_known_location_needs_no_network(loopback: Loopback) -> None:
+    loopback.routes["/v3/carbon-intensity/latest"] = Route(body=EM_ANSWER)
+    lookup = make_lookup(loopback, electricitymaps_api_token="t", country_iso_code="DE",
+                         force_carbon_intensity_g_co2e_kwh=10.5).start()
+    assert lookup.done()
+    result = lookup.result()
+    assert result is not None and result.source == "forced" and result.g_per_kwh == 10.5
+    assert result.country_iso_code == "DEU" and loopback.requests == []
+
+
+def test_electricitymaps_value_is_not_reported_as_world_average(
+        loopback: Loopback, caplog: pytest.LogCaptureFixture) -> None:
+    # Antarctica: a known country without OWID data; the live value must be used, quietly
+    loopback.routes["/geo"] = Route(body={"country_code3": "ATA", "country_code": "AQ",
+                                          "country": "Antarctica", "latitude": "-77.8",
+                                          "longitude": "166.7"})
+    loopback.routes["/v3/carbon-intensity/latest"] = Route(body={**EM_ANSWER, "zone": "AQ",
+                                                                 "carbonIntensity": 600})
+    with caplog.at_level(logging.WARNING):
+        result = make_lookup(loopback, electricitymaps_api_token="t").start() \
+            .result(timeout_s=5)
+    assert result is not None and result.source == "electricitymaps"
+    assert result.g_per_kwh == 600 and result.country_iso_code == "ATA"
+    assert "world average" not in caplog.text
