@@ -34,7 +34,14 @@ from codecarbon_callbacks.output._util import (
     warn_once,
 )
 from codecarbon_callbacks.output.base import BaseOutput
-from codecarbon_callbacks.output.delivery import Job, Outcome, Sender, get_sender, post_json
+from codecarbon_callbacks.output.delivery import (
+    CallJob,
+    Job,
+    Outcome,
+    Sender,
+    get_sender,
+    post_json,
+)
 from codecarbon_callbacks.output.spool import DEFAULT_MAX_AGE_S, DEFAULT_MAX_BYTES, Spool
 
 if TYPE_CHECKING:
@@ -331,38 +338,35 @@ class CodeCarbonAPIOutput(BaseOutput):
 
     @property
     def sender(self) -> Sender:
-        if self._sender is None:
-            self._sender = get_sender()
-        return self._sender
+        # Not cached: after a fork the child gets a fresh process-wide sender.
+        return self._sender if self._sender is not None else get_sender()
 
     def _on_run_id(self, api_run_id: str) -> None:
         self.api_run_id = api_run_id
 
     def _ensure_started(self) -> None:
+        """On first use: queue what earlier runs left in the spool (read on the sender thread)."""
         with self._lock:
             if self._started:
                 return
             self._started = True
+        label = f"api {sanitize_url(self.api_endpoint)}"
+        self.sender.submit(CallJob(self._resend_spooled, queue_key=label,
+                                   label=f"{label}: reading the spool", owner=self))
+
+    def _resend_spooled(self) -> None:
         try:
-            for entry in self.spool.claim("api", self.api_endpoint, skip=self.sender.known_paths()):
+            for entry in self.spool.claim("api", self.api_endpoint,
+                                          skip=self.sender.known_paths()):
                 self.sender.submit(
                     ApiEmissionJob.from_entry(
-                        entry,
-                        self.spool,
-                        endpoint=self.api_endpoint,
-                        api_key=self.__api_key,
-                        owner=self,
-                        timeout_s=self.timeout_s,
+                        entry, self.spool, endpoint=self.api_endpoint, api_key=self.__api_key,
+                        owner=self, timeout_s=self.timeout_s, on_run_id=self._on_run_id,
                     )
                 )
         except Exception as exc:  # noqa: BLE001 - never raise into training
-            warn_once(
-                "api-spool-read",
-                "CodeCarbon API: could not read the spool %s: %s",
-                self.spool.directory,
-                describe_error(exc, [self.__api_key]),
-                log=logger,
-            )
+            warn_once("api-spool-read", "CodeCarbon API: could not read the spool %s: %s",
+                      self.spool.directory, describe_error(exc, [self.__api_key]), log=logger)
 
     def _post(self, total: EmissionsData, final: bool) -> None:
         self._ensure_started()

@@ -204,6 +204,29 @@ class Job:
         return self.entry.path if self.entry is not None else None
 
 
+class CallJob(Job):
+    """Runs a function on the sender thread (e.g. reading the spool off the training thread).
+
+    The function must not raise (it is called once; an exception counts as done).
+    """
+
+    kind = "call"
+
+    def __init__(self, fn: Any, *, queue_key: str, label: str, owner: object | None) -> None:
+        super().__init__(owner=owner)
+        self.fn = fn
+        self.queue_key = queue_key
+        self.label = label
+
+    def attempt(self, timeout_s: float) -> Outcome:
+        try:
+            self.fn()
+        except Exception as exc:  # noqa: BLE001 - reported, never retried
+            self.last_error = describe_error(exc)
+            logger.debug("%s failed: %s", self.label, self.last_error)
+        return Outcome.DELIVERED
+
+
 def job_from_entry(
     entry: SpoolEntry,
     spool: Spool,

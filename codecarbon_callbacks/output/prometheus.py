@@ -307,9 +307,8 @@ class PrometheusOutput(BaseOutput):
 
     @property
     def sender(self) -> Sender:
-        if self._sender is None:
-            self._sender = get_sender()
-        return self._sender
+        # Not cached: after a fork the child gets a fresh process-wide sender.
+        return self._sender if self._sender is not None else get_sender()
 
     def grouping_key(self, total: EmissionsData) -> dict[str, str]:
         """The Pushgateway grouping key of a run (besides ``job``)."""

@@ -46,6 +46,8 @@ SPOOL_DIRNAME = ".codecarbon_spool"
 SPOOL_VERSION = 1
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_AGE_S = 7 * 24 * 3600.0
+#: put() checks the bounds at most this often (a check lists the folder).
+PRUNE_INTERVAL_S = 2.0
 
 _NAME_RE = re.compile(
     r"^(?P<kind>[a-z]+)-(?P<created_ns>\d+)-(?P<record_id>[0-9A-Za-z_.:-]+?)@(?P<owner>[0-9a-f-]+)\.json$"
@@ -63,16 +65,23 @@ def _host_tag() -> str:
     return f"{zlib.crc32(socket.gethostname().encode()):08x}"
 
 
+_owner_cache: tuple[int, str] | None = None
+
+
 def _my_owner() -> str:
     """``<host crc32>-<pid>-<process start ms>`` (hex): unique even when pids are reused."""
-    global _process_start_ms
+    global _process_start_ms, _owner_cache
     pid = os.getpid()
+    if _owner_cache is not None and _owner_cache[0] == pid:
+        return _owner_cache[1]
     start = _process_create_ms(pid)
     if start is None:
         if _process_start_ms is None:
             _process_start_ms = int(time.time() * 1000)
         start = _process_start_ms
-    return f"{_host_tag()}-{pid:x}-{start:x}"
+    owner = f"{_host_tag()}-{pid:x}-{start:x}"
+    _owner_cache = (pid, owner)
+    return owner
 
 
 def _process_create_ms(pid: int) -> int | None:
@@ -166,6 +175,7 @@ class Spool:
         self.max_bytes = int(max_bytes)
         self.max_age_s = float(max_age_s)
         self._lock = threading.Lock()
+        self._last_prune_s = float("-inf")
 
     # ------------------------------------------------------------------ writing
 
@@ -209,7 +219,9 @@ class Spool:
         )
         with self._lock:
             self._write(entry.path, entry.to_json())
-        self.prune()
+            due = time.monotonic() - self._last_prune_s >= PRUNE_INTERVAL_S
+        if due:
+            self.prune()
         return entry
 
     def update(self, entry: SpoolEntry) -> None:
@@ -294,9 +306,14 @@ class Spool:
         *,
         skip: set[str] | None = None,
         include_uncertain: bool = False,
+        include_own: bool = False,
     ) -> list[SpoolEntry]:
-        """Take over the entries of ``kind``/``endpoint`` whose owner is gone (or is us but
-        ``skip`` does not hold them): rename each to our owner name; oldest first."""
+        """Take over the entries of ``kind``/``endpoint`` whose owner process is gone: rename
+        each to our owner name; oldest first.
+
+        Entries of this process are left alone (its sender has them) unless ``include_own``
+        (on-demand re-send), and even then those in ``skip`` (queued in the sender) are.
+        """
         self.prune()
         skip = skip or set()
         mine = _my_owner()
@@ -305,6 +322,8 @@ class Spool:
             if entry.path in skip or (entry.uncertain and not include_uncertain):
                 continue
             owner = entry.owner
+            if owner == mine and not include_own:
+                continue
             if owner != mine and _owner_alive(owner, entry.path):
                 continue
             match = _NAME_RE.match(os.path.basename(entry.path))
@@ -327,6 +346,7 @@ class Spool:
     def prune(self, now_s: float | None = None) -> int:
         """Drop entries past ``max_age_s``, then the oldest while over ``max_bytes``."""
         now_s = time.time() if now_s is None else now_s
+        self._last_prune_s = time.monotonic()
         sized: list[tuple[int, str, int]] = []
         dropped_age = dropped_size = 0
         for name in self._names():
@@ -413,7 +433,7 @@ def resend_spool(
         >>> resend_spool("runs/", emissions_endpoint="http://localhost:8000/e")  # doctest: +SKIP
         {'delivered': 3, 'failed': 0, 'uncertain': 0, 'rejected': 0}
     """
-    from codecarbon_callbacks.output.delivery import Outcome, job_from_entry
+    from codecarbon_callbacks.output.delivery import Outcome, get_sender, job_from_entry
 
     spool = Spool(output_dir)
     counts = {"delivered": 0, "failed": 0, "uncertain": 0, "rejected": 0}
@@ -423,7 +443,10 @@ def resend_spool(
     if api_endpoint:
         targets.append(("api", api_endpoint))
     for kind, endpoint in targets:
-        for entry in spool.claim(kind, endpoint, include_uncertain=include_uncertain):
+        in_flight = get_sender().known_paths()
+        for entry in spool.claim(
+            kind, endpoint, include_uncertain=include_uncertain, include_own=True, skip=in_flight
+        ):
             job = job_from_entry(entry, spool, endpoint=endpoint, api_key=api_key)
             outcome = job.attempt(timeout_s)
             job.settle(outcome)

@@ -32,6 +32,7 @@ from codecarbon_callbacks.output._util import (
 from codecarbon_callbacks.output.base import BaseOutput
 from codecarbon_callbacks.output.delivery import (
     DEFAULT_TIMEOUT_S,
+    CallJob,
     Job,
     Outcome,
     Sender,
@@ -131,29 +132,28 @@ class WebhookOutput(BaseOutput):
 
     @property
     def sender(self) -> Sender:
-        if self._sender is None:
-            self._sender = get_sender()
-        return self._sender
+        # Not cached: after a fork the child gets a fresh process-wide sender.
+        return self._sender if self._sender is not None else get_sender()
 
     def _ensure_started(self) -> None:
-        """On first use: queue what earlier runs left in the spool for this endpoint."""
+        """On first use: queue what earlier runs left in the spool (read on the sender thread)."""
         with self._start_lock:
             if self._started:
                 return
             self._started = True
+        label = f"webhook {sanitize_url(self.endpoint_url)}"
+        self.sender.submit(CallJob(self._resend_spooled, queue_key=label,
+                                   label=f"{label}: reading the spool", owner=self))
+
+    def _resend_spooled(self) -> None:
         try:
-            for entry in self.spool.claim(
-                "webhook", self.endpoint_url, skip=self.sender.known_paths()
-            ):
+            for entry in self.spool.claim("webhook", self.endpoint_url,
+                                          skip=self.sender.known_paths()):
                 self.sender.submit(self._job_for(entry))
         except Exception as exc:  # noqa: BLE001 - never raise into training
-            warn_once(
-                "webhook-spool-read",
-                "webhook: could not read the spool %s: %s",
-                self.spool.directory,
-                describe_error(exc, url_secrets(self.endpoint_url)),
-                log=logger,
-            )
+            warn_once("webhook-spool-read", "webhook: could not read the spool %s: %s",
+                      self.spool.directory, describe_error(exc, url_secrets(self.endpoint_url)),
+                      log=logger)
 
     def _job_for(self, entry: SpoolEntry) -> Job:
         return job_from_entry(

@@ -6,7 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from output_records import RecordingServer, free_port, make_total
+from output_records import RecordingServer, free_port, make_total, orphan_spool
 
 from codecarbon_callbacks.output.api import CodeCarbonAPIOutput
 from codecarbon_callbacks.output.delivery import Sender
@@ -148,7 +148,8 @@ def test_down_then_back_from_spool_without_token_on_disk(tmp_path, shapes, sende
     for t in totals(run_id, [10.0, 20.0]):
         out.live_out(t, t)
     out.exit()
-    sender.forget(out)
+    sender.forget(out)  # as if the process had ended...
+    orphan_spool(tmp_path)  # ... leaving its entries without a live owner
     spool_dir = tmp_path / SPOOL_DIRNAME
     stored = "".join(p.read_text() for p in spool_dir.iterdir())
     assert TOKEN not in stored and "x-api-token" not in stored

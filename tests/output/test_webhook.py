@@ -6,7 +6,7 @@ import os
 import time
 
 import pytest
-from output_records import RecordingServer, free_port, make_total, make_window
+from output_records import RecordingServer, free_port, make_total, make_window, orphan_spool
 
 from codecarbon_callbacks.output.delivery import Sender
 from codecarbon_callbacks.output.spool import SPOOL_DIRNAME, Spool, resend_spool
@@ -132,7 +132,8 @@ def test_next_output_resends_the_spool(tmp_path, sender):
     total = make_total()
     first.out(total, total)
     first.exit()
-    sender.forget(first)  # as if the process had ended
+    sender.forget(first)  # as if the process had ended...
+    assert orphan_spool(tmp_path) == 1  # ... and its spool entry had no live owner
     [name] = spool_files(tmp_path)
     stored = json.loads((tmp_path / SPOOL_DIRNAME / name).read_text())
     assert stored["body"]["run_id"] == total.run_id
@@ -184,6 +185,7 @@ def test_spool_is_bounded_by_size_and_age(tmp_path):
     spool = Spool(tmp_path, max_bytes=3000, max_age_s=100)
     for i in range(10):
         spool.put("webhook", "http://h/x", {"i": i, "pad": "x" * 500})
+    spool.prune()  # put() checks the bounds at most every PRUNE_INTERVAL_S
     kept = spool.entries()
     assert spool.size_bytes() <= 3000 and 0 < len(kept) < 10
     assert kept[-1].body["i"] == 9  # the newest are kept
@@ -196,6 +198,24 @@ def test_spool_is_bounded_by_size_and_age(tmp_path):
 def test_bad_url_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="emissions_endpoint"):
         WebhookOutput("ftp://x", tmp_path)
+
+
+def test_entries_of_a_live_process_are_not_taken(tmp_path, sender):
+    """A second output in the same (live) process never re-sends what the first still holds."""
+    port = free_port()
+    first = WebhookOutput(f"http://127.0.0.1:{port}/x", tmp_path, sender=sender,
+                          exit_timeout_s=0.2)
+    first.out(make_total(), make_total())
+    first.exit()
+    server = RecordingServer(port).start()
+    try:
+        second = WebhookOutput(f"http://127.0.0.1:{port}/x", tmp_path, sender=sender)
+        second.out(make_total(), make_total())
+        assert wait_for(lambda: sender.pending() == 0, 10)
+        ids = [b["record_id"] for b in server.accepted()]
+        assert len(ids) == 2 and len(set(ids)) == 2  # both records, each once
+    finally:
+        server.stop()
 
 
 def test_construction_is_cheap_and_offline(tmp_path):
