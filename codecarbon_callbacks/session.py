@@ -534,25 +534,38 @@ class EmissionsSession:
                 stage,
             )
             self.end_run(status="incomplete")
-        tracker = self._given_tracker if self._given_tracker is not None else self._new_tracker()
         resume = self._resume_state if stage == "fit" else None
         if stage != "fit":
             self._resume_state = None
         started_here = False
-        if not self.is_writer:
-            tracker.writes_outputs = False
-        if not tracker.is_running:
-            if resume is not None and resume.get("tracker"):
-                tracker.load_state_dict(resume["tracker"])
-            tracker.start()
-            started_here = True
-        elif resume is not None and resume.get("tracker"):
-            logger.warning(
-                "resuming into a tracker that is already running: "
-                "the previous run's totals are added, "
-                "but its run_id is kept only if no window closed yet"
+        try:  # a tracker that cannot start must not stop training
+            tracker = (
+                self._given_tracker if self._given_tracker is not None else self._new_tracker()
             )
-            tracker.load_state_dict(resume["tracker"])
+            if not self.is_writer:
+                tracker.writes_outputs = False
+            if resume is not None and resume.get("tracker"):
+                if tracker.is_running:
+                    logger.warning(
+                        "resuming into a tracker that is already running: the saved totals are "
+                        "added, but its run_id is kept only if no window closed yet"
+                    )
+                try:
+                    tracker.load_state_dict(resume["tracker"])
+                except (ValueError, TypeError) as e:
+                    logger.warning(
+                        "could not resume the saved emissions run (%s): a new run starts", e
+                    )
+                    resume = self._resume_state = None
+            if not tracker.is_running:
+                tracker.start()
+                started_here = True
+        except Exception as e:
+            logger.warning(
+                "the emissions tracker could not start (%s): this %s run is not measured", e, stage
+            )
+            self.active = False
+            return False
         if resume is not None:
             self._epochs = list(resume.get("epochs", []))
             done = max(done, float(resume.get("done", 0.0)))
