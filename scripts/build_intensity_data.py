@@ -297,16 +297,22 @@ script. Units: gCO2eq per kWh of electricity. The runtime reads them with the `c
   `generation_twh`, `fossil_pct`, `renewables_pct`, `nuclear_pct` (empty for GLP, GUF, MTQ, REU:
   no mix row for that year).
 * Kosovo is absent (OWID codes it `OWID_KOS`); a Kosovo location gets the world average.
+* The world average is OWID's WORLD row, not the 475 g/kWh (IEA 2019) `world_average` of
+  CodeCarbon's `carbon_intensity_per_source.json`.
+* Vintage: CodeCarbon 3.3.2's `global_energy_mix.json` is an older OWID extraction (2024); per the
+  reference README only 34 of its 213 values agree with these within 0.01 g/kWh, so figures
+  differ from CodeCarbon's for most countries. A newer OWID release also exists (the reference's
+  spot check: World 2024 = 471.080 there, 473.007 here); do not mix vintages.
 
 ## country_codes.csv: {len(codes)} codes
 
 ISO 3166-1 alpha-2, alpha-3, a common name and the ISO name of every country, taken from the
-`pycountry` package (ISO 3166 data of Debian's iso-codes; used by the build script only, not at run
-time), plus Kosovo as `XK`/`XKX` (user-assigned codes used by geo-IP services). It lets the lookup
+`pycountry` package (LGPL-2.1, ISO 3166 data of Debian's iso-codes; the codes are facts of the
+ISO standard; pycountry is used by the build script only, not at run time), plus Kosovo as `XK`/`XKX` (user-assigned codes used by geo-IP services). It lets the lookup
 accept alpha-2 codes and tell a valid country without data (world average, with a warning) from a
 typo (an error).
 
-## intensity_regions.csv: {n_us} US states + DC, {n_ca} Canadian provinces and territories
+## intensity_regions.csv: {n_us - 1} US states + DC, {n_ca} Canadian provinces and territories
 
 * US: CodeCarbon `data/private_infra/2016/usa_emissions.json` (MIT; US EPA eGRID figures, year
   2016 per CodeCarbon's folder name, the eGRID edition is not stated), in **lbs CO2 per MWh**,
