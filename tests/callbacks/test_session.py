@@ -283,3 +283,28 @@ def test_data_type_and_shape_guesses():
         "data_type": "tabular",
         "input_shape": "(5, 8)",
     }
+
+
+def test_a_tracker_that_cannot_start_leaves_training_alone(tracker_kwargs, tmp_path, caplog):
+    kwargs = dict(tracker_kwargs, allow_multiple_runs=False)
+    holder = EmissionsSession("custom", **kwargs)
+    assert holder.begin_run("fit")
+    blocked = EmissionsSession("custom", **dict(kwargs, output_dir=str(tmp_path / "blocked")))
+    with caplog.at_level(logging.WARNING, logger="codecarbon_callbacks.session"):
+        assert blocked.begin_run("fit") is False
+    assert any("not measured" in r.getMessage() for r in caplog.records)
+    blocked.begin_epoch(0)  # every later call is a no-op
+    assert blocked.end_epoch(0) == {}
+    blocked.end_run()
+    holder.end_run()
+    assert not (tmp_path / "blocked" / "emissions.csv").exists()
+
+
+def test_a_corrupt_resume_state_starts_a_new_run(tracker_kwargs, tmp_path, caplog):
+    session = EmissionsSession("custom", **tracker_kwargs)
+    session.load_state_dict({"tracker": {"cpu_energy_kwh": "lots"}})
+    with caplog.at_level(logging.WARNING, logger="codecarbon_callbacks.session"):
+        assert session.begin_run("fit")
+    assert any("could not resume" in r.getMessage() for r in caplog.records)
+    session.end_run()
+    assert read_runs(tmp_path).loc[0, "status"] == "completed"
