@@ -105,9 +105,10 @@ class IntensityTables:
 
 def fold(text: str) -> str:
     """Lower-case, accent-free, single-spaced form of a name (``"Québec"`` -> ``"quebec"``)."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    ascii_only = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return " ".join(ascii_only.lower().replace("-", " ").replace("_", " ").split())
+    if not text.isascii():
+        decomposed = unicodedata.normalize("NFKD", text)
+        text = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(text.lower().replace("-", " ").replace("_", " ").split())
 
 
 def cloud_region_key(provider: str, region: str) -> str:
