@@ -344,8 +344,8 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
         self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any
     ) -> None:
         if model is not None:
-            try:
-                _SESSION_BY_MODEL.setdefault(model, self.session)
+            try:  # the latest Trainer built for this model wins
+                _SESSION_BY_MODEL[model] = self.session
             except TypeError:
                 pass
         self._check_report_to(args)

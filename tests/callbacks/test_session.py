@@ -308,3 +308,28 @@ def test_a_corrupt_resume_state_starts_a_new_run(tracker_kwargs, tmp_path, caplo
     assert any("could not resume" in r.getMessage() for r in caplog.records)
     session.end_run()
     assert read_runs(tmp_path).loc[0, "status"] == "completed"
+
+
+def test_step_and_time_windows_overlap_the_tiling_ones(tracker_kwargs, tmp_path):
+    session = EmissionsSession(
+        "custom", window_every_n_steps=3, window_every_seconds=0.05, **tracker_kwargs
+    )
+    session.begin_run("fit", unit="step", planned=12)
+    session.begin_epoch(0)
+    closed = []
+    for step in range(1, 13):
+        busy(0.01)
+        figures = session.on_step(step, planned_steps=12)
+        if figures:
+            closed.append((step, figures))
+    session.end_epoch(0)
+    session.end_run()
+    windows = read_windows(tmp_path)
+    steps = windows[windows["kind"] == "step"]
+    assert list(steps["name"]) == [f"steps from {n}" for n in (0, 3, 6, 9, 12)]
+    times = windows[windows["kind"] == "time"]
+    assert len(times) >= 2
+    assert all(d >= 0.05 for d in times["duration"].iloc[:-1])
+    assert all(f["window_energy_kwh"] > 0 for _, f in closed)
+    assert any("forecast_energy_kwh" in f for _, f in closed)  # in steps, after the warm-up
+    check_tiling(windows, read_runs(tmp_path).iloc[0])
