@@ -268,3 +268,26 @@ def test_import_is_lazy_and_light() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
         check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_concurrent_first_load_gives_one_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    monkeypatch.setattr(intensity_data, "_tables", None)
+    calls: list[int] = []
+    real_load = intensity_data.load_tables
+
+    def counting_load(*args: object, **kwargs: object) -> intensity_data.IntensityTables:
+        calls.append(1)
+        time.sleep(0.02)  # widen the race window
+        return real_load()
+
+    monkeypatch.setattr(intensity_data, "load_tables", counting_load)
+    seen: list[object] = []
+    threads = [threading.Thread(target=lambda: seen.append(intensity_data.intensity_tables()))
+               for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and len(seen) == 8 and all(t is seen[0] for t in seen)

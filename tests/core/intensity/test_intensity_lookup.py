@@ -267,3 +267,9 @@ def test_bad_forced_value(value: object) -> None:
 def test_known_cloud_regions_rejects_unknown_provider() -> None:
     with pytest.raises(UnknownLocationError, match="provider"):
         known_cloud_regions("oracle")
+
+
+def test_world_code_is_the_world_average() -> None:
+    result = resolve_offline(country_iso_code="world")
+    assert result.source == "world_average" and result.country_iso_code is None
+    assert result.g_per_kwh == intensity_tables().world.g_per_kwh
