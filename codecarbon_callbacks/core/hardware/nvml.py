@@ -70,6 +70,8 @@ FIELD_POWER_INSTANT = 186
 GPU_SAMPLE_INTERVAL_S = 0.025
 #: how often the sampler re-watches one counter step, s
 WATCH_INTERVAL_S = 1.0
+#: how often the sampler reads the counter once mid-step for a fresh anchor, s (None: never)
+ANCHOR_INTERVAL_S = 0.2
 #: the counter period assumed until measured, s
 NOMINAL_COUNTER_PERIOD_S = 0.1
 #: nvmlDeviceGetPowerUsage is a trailing 1-s average on recent GPUs: half of it is lag
@@ -113,6 +115,7 @@ class _PhaseModel:
         self.period_s: float | None = None
         self.phase_s: float | None = None
         self.uncertainty_s = 0.005
+        self.period_sigma_s = 0.002
         self.misses = 0
         self._steps: deque[tuple[int, float]] = deque(maxlen=self.MAX_STEPS)
         self._pending: list[float] = []  # far-off observations, kept in case the clock moved
@@ -129,18 +132,22 @@ class _PhaseModel:
         assert self.period_s is not None and self.phase_s is not None
         return self.phase_s + k * self.period_s
 
-    def observe_run(self, steps_s: Sequence[float]) -> None:
-        """Consecutive steps seen by one burst (k, k+1, ...)."""
-        if not steps_s:
+    def observe_run(self, steps: Sequence[tuple[int, float]]) -> None:
+        """Steps seen by one back-to-back burst, as (ordinal in the burst, time).
+
+        A burst reads every few ms, so its n-th change is the n-th step: ordinals are step
+        indexes even where a slow read made some step times too vague to use.
+        """
+        if not steps:
             return
         if self.period_s is None:
-            if len(steps_s) < 2:
+            if len({k for k, _ in steps}) < 2:
                 return
             self._steps.clear()
-            self._steps.extend(enumerate(steps_s))
+            self._steps.extend(steps)
             self._fit()
             return
-        for t in steps_s:
+        for _, t in steps:
             self.observe(t)
 
     def observe(self, step_s: float) -> None:
@@ -148,9 +155,12 @@ class _PhaseModel:
         if self.period_s is None or self.phase_s is None or not self._steps:
             return
         k_last, t_last = self._steps[-1]
-        k = k_last + round((step_s - t_last) / self.period_s)
+        periods = round((step_s - t_last) / self.period_s)
+        k = k_last + periods
         residual = step_s - self.step_time(k)
-        if abs(residual) > PHASE_TOLERANCE_S:
+        # the prediction's error grows with the distance from the fitted steps
+        tolerance = min(0.4 * self.period_s, PHASE_TOLERANCE_S + 3 * abs(periods) * self.period_sigma_s)
+        if abs(residual) > tolerance:
             self._pending.append(step_s)
             self.misses += 1
             if self.misses >= 3:  # the counter is on another clock: refit from what we saw
@@ -169,23 +179,53 @@ class _PhaseModel:
             self._steps.append((k, step_s))
             self._fit()
 
-    def _fit(self) -> None:
-        steps = list(self._steps)
+    @staticmethod
+    def _line(steps: Sequence[tuple[int, float]]) -> tuple[float, float, float] | None:
+        """Least squares t = phase + k x period: (period, phase, sum of squared k deviations)."""
         n = len(steps)
         mean_k = sum(k for k, _ in steps) / n
         mean_t = sum(t for _, t in steps) / n
         var_k = sum((k - mean_k) ** 2 for k, _ in steps)
         if var_k <= 0:
-            return
+            return None
         slope = sum((k - mean_k) * (t - mean_t) for k, t in steps) / var_k
+        return slope, mean_t - mean_k * slope, var_k
+
+    def _fit(self) -> None:
+        steps = list(self._steps)
+        line = self._line(steps)
+        if line is None:
+            return
+        # a step located through a slow read can be 10+ ms off: drop outliers, one at a time
+        while len(steps) >= 4:
+            slope, phase, _ = line
+            residuals = [abs(t - (phase + k * slope)) for k, t in steps]
+            median = sorted(residuals)[len(residuals) // 2]
+            worst = max(range(len(steps)), key=residuals.__getitem__)
+            if residuals[worst] <= max(0.004, 4 * 1.4826 * median):
+                break
+            del steps[worst]
+            refit = self._line(steps)
+            if refit is None:
+                break
+            line = refit
+        slope, phase, var_k = line
         if not 0.001 < slope < 10.0:
             return
+        if len(steps) < len(self._steps):
+            self._steps = deque(steps, maxlen=self.MAX_STEPS)
         self.period_s = slope
-        self.phase_s = mean_t - mean_k * slope  # t at k = 0
+        self.phase_s = phase  # t at k = 0
+        n = len(steps)
         # how far one step may fall from the line (the steps' scatter, not the line's error)
-        residuals = [t - (self.phase_s + k * slope) for k, t in steps]
+        residuals = [t - (phase + k * slope) for k, t in steps]
         spread = math.sqrt(sum(r * r for r in residuals) / (n - 2)) if n > 2 else 0.002
         self.uncertainty_s = min(0.015, max(0.001, spread))
+        self.period_sigma_s = max(spread, 0.001) / math.sqrt(var_k)
+
+    @property
+    def observations(self) -> int:
+        return len(self._steps)
 
 
 class NvmlGpu(Component):
@@ -216,6 +256,7 @@ class NvmlGpu(Component):
         sleep: Callable[[float], None] = time.sleep,
         sample_interval_s: float = GPU_SAMPLE_INTERVAL_S,
         watch_interval_s: float = WATCH_INTERVAL_S,
+        anchor_interval_s: float | None = ANCHOR_INTERVAL_S,
     ) -> None:
         self._nvml = nvml
         self.index = index
@@ -235,6 +276,7 @@ class NvmlGpu(Component):
             self.memory_total_bytes = None
         self.sample_interval_s = sample_interval_s
         self.watch_interval_s = watch_interval_s
+        self.anchor_interval_s = anchor_interval_s
         self._lock = threading.Lock()
         self.counter_reads = 0  # counter reads so far (each costs milliseconds)
         # power source
@@ -282,7 +324,7 @@ class NvmlGpu(Component):
         # counter knowledge: the counter value (J) at a known step index
         self._anchor: tuple[int, float] | None = None
         self._next_watch_s = 0.0
-        self._first_watch_done = False  # unused
+        self._next_anchor_s = 0.0
         self._counter_failed_at: tuple[float, float] | None = None  # (t, energy since start J)
         self._integral_at_failure = 0.0
         self._last_good: tuple[float, float] | None = None  # (t, energy since start J) by counter
@@ -394,12 +436,31 @@ class NvmlGpu(Component):
             )
         if power_w is None and self.power_source is not None:
             self._fail("NVML power read failed; power integration paused")
-        if watch_due:
-            try:
+        if not (self.has_energy_counter and self._counter_failed_at is None):
+            return
+        try:
+            if watch_due:
                 self._watch(now_s)
-            except self._nvml.NVMLError as error:
-                with self._lock:
-                    self._counter_broken(self._clock(), error)
+            elif self.anchor_interval_s is not None and now_s >= self._next_anchor_s:
+                self._refresh_anchor(now_s)
+        except self._nvml.NVMLError as error:
+            with self._lock:
+                self._counter_broken(self._clock(), error)
+
+    def _refresh_anchor(self, now_s: float) -> None:
+        """One counter read in the middle of a step (unambiguous): a fresh anchor, so that an
+        edge read next to a step can tell which side of it it saw (sampler thread)."""
+        phase = self._phase
+        if not phase.locked:
+            return
+        period = phase.period_s or NOMINAL_COUNTER_PERIOD_S
+        into_step = now_s - phase.step_time(phase.step_index(now_s))
+        if not 0.3 * period <= into_step <= 0.6 * period:
+            return  # a later sample() call lands nearer the middle of a step
+        read = self._read_counter()
+        with self._lock:
+            self._step_of_read(read, update=True)
+        self._next_anchor_s = now_s + self.anchor_interval_s  # type: ignore[operator]
 
     def _watch(self, now_s: float) -> None:
         """Observe counter steps (sampler thread)."""
@@ -408,7 +469,7 @@ class NvmlGpu(Component):
             # the first watch: read back to back until FIRST_WATCH_STEPS steps (<= 0.35 s)
             self._burst(until_changes=FIRST_WATCH_STEPS, limit_s=self._clock() + FIRST_WATCH_LIMIT_S)
             self._next_watch_s = self._clock() + (
-                self.watch_interval_s if phase.locked else 4 * self.watch_interval_s
+                min(0.3, self.watch_interval_s) if phase.locked else 4 * self.watch_interval_s
             )
             return
         margin = 0.003 + 3 * phase.uncertainty_s
@@ -421,7 +482,9 @@ class NvmlGpu(Component):
             self._sleep(wait)
         # read until the step shows; a full period at most (a late step is still found)
         self._burst(until_changes=1, limit_s=target + (phase.period_s or 0.1) + margin)
-        self._next_watch_s = now_s + self.watch_interval_s
+        # watch often while the period is young, then every watch_interval_s
+        young = phase.observations < 8
+        self._next_watch_s = now_s + (min(0.3, self.watch_interval_s) if young else self.watch_interval_s)
 
     def _burst(self, *, until_changes: int, limit_s: float) -> None:
         """Back-to-back counter reads until ``until_changes`` steps are seen or ``limit_s``."""
@@ -438,12 +501,9 @@ class NvmlGpu(Component):
         with self._lock:
             phase = self._phase
             # a step bracketed by a slow read (up to 26 ms) says little: leave it out
-            usable = [c for c in changes if c[1] <= MAX_STEP_RESOLUTION_S]
-            if len(usable) == len(changes):
-                phase.observe_run([c[0] for c in changes])
-            else:
-                for change in usable:
-                    phase.observe(change[0])
+            phase.observe_run(
+                [(k, c[0]) for k, c in enumerate(changes) if c[1] <= MAX_STEP_RESOLUTION_S]
+            )
             if changes and phase.locked:
                 step_s, _, value_j = changes[-1]
                 k = phase.step_index(step_s + phase.period_s / 2)  # type: ignore[operator]
@@ -484,17 +544,29 @@ class NvmlGpu(Component):
         t_a, t_b, value_j = read
         mid = (t_a + t_b) / 2
         k = phase.step_index(mid)
-        guard = (t_b - t_a) / 2 + 3 * phase.uncertainty_s + 0.001
+        half_read = (t_b - t_a) / 2
+        guard = half_read + 3 * phase.uncertainty_s + 0.001
         candidates = [k]
         if mid - phase.step_time(k) < guard:
             candidates = [k - 1, k]
         elif phase.step_time(k + 1) - mid < guard:
             candidates = [k, k + 1]
+        anchor = self._anchor
         if len(candidates) > 1:
-            if self._anchor is not None and self._anchor[1] == value_j:
-                if self._anchor[0] in candidates:
-                    k = self._anchor[0]
+            predicted_step = phase.step_time(candidates[1])
+            if anchor is not None and anchor[0] == candidates[0]:
+                # the counter changes at every step: same value, same step; else the next one
+                k = candidates[0] if value_j == anchor[1] else candidates[1]
+            elif anchor is not None and anchor[0] == candidates[1]:
+                # the anchor saw the later step (read concurrently): same value or before it
+                k = candidates[1] if value_j == anchor[1] else candidates[0]
+            elif anchor is not None and anchor[0] == candidates[0] - 1 and value_j == anchor[1]:
+                k = anchor[0]  # the counter is later than predicted
+            elif abs(mid - predicted_step) > half_read + phase.uncertainty_s:
+                # clearly on one side of the predicted step: the timing decides
+                k = candidates[1] if mid > predicted_step else candidates[0]
             else:
+                # too close to call by timing: the energy since the anchor decides
                 errors = []
                 for candidate in candidates:
                     expected = self._expected_counter_j(candidate)

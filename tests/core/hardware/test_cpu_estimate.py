@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 import time
@@ -76,10 +75,13 @@ def test_no_guess_without_a_model_number():
 
 def test_matching_is_fast():
     load_tdp_table()
-    start = time.perf_counter()
     for name in ("Intel(R) Xeon(R) Platinum 8480C", "AMD Ryzen 7 PRO 7840U w/ Radeon 780M Graphics"):
-        lookup_tdp_w(name)
-    assert (time.perf_counter() - start) / 2 < 0.005
+        timings = []
+        for _ in range(5):  # the best of 5: other tests may share the 2 CPUs
+            start = time.perf_counter()
+            lookup_tdp_w(name)
+            timings.append(time.perf_counter() - start)
+        assert min(timings) < 0.005
 
 
 def test_normalisation():
@@ -231,7 +233,9 @@ def test_constant_component_validates():
 
 def test_detect_is_fast_when_nothing_is_found(tmp_path):
     detect_components(nvml=False)  # warm: imports, table
-    start = time.perf_counter()
-    detect_components(powercap_root=tmp_path / "none", nvml=False)
-    assert time.perf_counter() - start < 0.02
-    assert os.environ.get("CODECARBON_CALLBACKS_FAKE_NVML") is None or True
+    timings = []
+    for _ in range(5):
+        start = time.perf_counter()
+        detect_components(powercap_root=tmp_path / "none", nvml=False)
+        timings.append(time.perf_counter() - start)
+    assert min(timings) < 0.01
