@@ -515,8 +515,9 @@ def hardware_suggestions(components: Sequence[Any]) -> list[str]:
         elif rapl == "absent":
             where = " (in a container: mount /sys/class/powercap from the host, read-only)" if _in_container() else \
                 " (virtual machines and some CPUs do not expose it)"
-            tips.append("No RAPL interface under /sys/class/powercap" + where + "; CPU energy is "
-                        "estimated from TDP x load. Set force_cpu_power=W to use a known figure.")
+            how = "estimated from TDP x load" if cpu_method == "tdp_estimate" else "a constant power"
+            tips.append("No RAPL interface under /sys/class/powercap" + where + f"; CPU energy is {how}. "
+                        "Set force_cpu_power=W to use a known figure.")
     if "gpu" not in methods:
         if _nvidia_driver_present():
             if importlib.util.find_spec("pynvml") is None:
@@ -577,10 +578,16 @@ def _intensity_report(config: Any, online: bool, timeout_s: float) -> dict[str, 
         if lookup.failure:
             note = f"online lookup failed ({lookup.failure}); fallback used"
     else:
+        quiet = logging.getLogger("codecarbon_callbacks.core.intensity")
+        level = quiet.level
+        if not has_location:  # the note below says it, with the fix
+            quiet.setLevel(logging.ERROR)
         try:
             result = resolve_offline(force_carbon_intensity_g_co2e_kwh=forced, **location)
         except (UnknownLocationError, ValueError) as e:
             raise CliError(str(e)) from None
+        finally:
+            quiet.setLevel(level)
         if not has_location and forced is None:
             note = ("no location given: EmissionsTracker looks it up online at start (geo-IP), "
                     "using this world average until it knows; OfflineEmissionsTracker needs "

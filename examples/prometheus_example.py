@@ -121,9 +121,9 @@ def main() -> None:
                 for name in sorted(group):
                     if name.startswith("codecarbon_"):
                         for metric in group[name]["metrics"]:
-                            extra = {k: v for k, v in metric["labels"].items()
-                                     if k not in ("job", "run_id", "instance")}
-                            print(f"  {name}{extra or ''} = {metric['value']}")
+                            component = metric["labels"].get("component")
+                            label = f'{{component="{component}"}}' if component else ""
+                            print(f"  {name}{label} = {metric['value']}")
     finally:
         if gateway is not None:
             gateway[0].terminate()
