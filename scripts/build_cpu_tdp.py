@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from codecarbon_callbacks.core.hardware.cpu_model import normalize_cpu_model  # noqa: E402
+from codecarbon_callbacks.core.hardware.cpu_model import normalize_cpu_model
 
 DEFAULT_SOURCE = REPO.parent / "shared" / "reference" / "data" / "cpu_power.csv"
 TARGET = REPO / "codecarbon_callbacks" / "core" / "data" / "cpu_tdp.csv"
@@ -68,7 +68,9 @@ def build(source: Path, target: Path) -> dict[str, float]:
             table[key] = max(tdp_w, table.get(key, 0.0))
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target, "w", newline="", encoding="utf-8") as handle:
-        handle.write("# CPU model (normalised) -> TDP in W. Built by scripts/build_cpu_tdp.py; see cpu_tdp.md\n")
+        handle.write(
+            "# CPU model (normalised) -> TDP in W. Built by scripts/build_cpu_tdp.py; see cpu_tdp.md\n"
+        )
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["model", "tdp_w"])
         for key in sorted(table):

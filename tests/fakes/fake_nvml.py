@@ -41,15 +41,17 @@ from __future__ import annotations
 
 import bisect
 import csv
+import itertools
 import json
 import os
 import sys
 import threading
 import time
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, ClassVar
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 ENV_VAR = "CODECARBON_CALLBACKS_FAKE_NVML"
@@ -77,12 +79,11 @@ NVML_VALUE_TYPE_UNSIGNED_LONG_LONG = 3
 class NVMLError(Exception):
     """As pynvml: ``NVMLError(code)`` returns the subclass for that code."""
 
-    _valClassMapping: dict[int, type] = {}
+    _valClassMapping: ClassVar[dict[int, type]] = {}
 
     def __new__(cls, value: int = NVML_ERROR_UNKNOWN):  # type: ignore[no-untyped-def]
-        if cls is NVMLError:
-            cls = NVMLError._valClassMapping.get(value, cls)
-        obj = Exception.__new__(cls)
+        target = NVMLError._valClassMapping.get(value, cls) if cls is NVMLError else cls
+        obj = Exception.__new__(target)
         obj.value = value
         return obj
 
@@ -187,7 +188,7 @@ class H200Trace:
     phases: list[tuple[float, str]]
 
     @classmethod
-    def load(cls, data_dir: Path = DATA_DIR) -> "H200Trace":
+    def load(cls, data_dir: Path = DATA_DIR) -> H200Trace:
         power_t, inst, usage = [], [], []
         with open(data_dir / "h200_power_trace.csv", newline="") as handle:
             for row in csv.DictReader(handle):
@@ -198,11 +199,15 @@ class H200Trace:
         with open(data_dir / "h200_energy_counter_trace.csv", newline="") as handle:
             for row in csv.DictReader(handle):
                 reads.append(
-                    (float(row["t_read_start_s"]), float(row["t_read_end_s"]), int(row["total_energy_mj"]))
+                    (
+                        float(row["t_read_start_s"]),
+                        float(row["t_read_end_s"]),
+                        int(row["total_energy_mj"]),
+                    )
                 )
         step_t = [(reads[0][0] + reads[0][1]) / 2 - 0.05]
         step_mj = [reads[0][2]]
-        for previous, current in zip(reads, reads[1:]):
+        for previous, current in itertools.pairwise(reads):
             if current[2] != previous[2]:
                 mid_prev = (previous[0] + previous[1]) / 2
                 mid_cur = (current[0] + current[1]) / 2
@@ -279,7 +284,9 @@ class FakeDevice:
     _read_index: int = field(default=0, repr=False)
 
     @classmethod
-    def from_h200_trace(cls, uuid: str = "GPU-00000000-0000-0000-0000-000000000000", **kwargs: Any) -> "FakeDevice":
+    def from_h200_trace(
+        cls, uuid: str = "GPU-00000000-0000-0000-0000-000000000000", **kwargs: Any
+    ) -> FakeDevice:
         return cls(uuid=uuid, trace=h200_trace(), **kwargs)
 
     def trace_time(self, now_s: float) -> float:
@@ -405,7 +412,7 @@ class FakeNvml(types.ModuleType):
             raise NVMLError(self.init_error)
         self.initialized = True
 
-    nvmlInitWithFlags = lambda self, flags=0: self.nvmlInit()  # noqa: E731
+    nvmlInitWithFlags = lambda self, flags=0: self.nvmlInit()
 
     def nvmlShutdown(self) -> None:
         self.initialized = False

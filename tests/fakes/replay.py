@@ -10,10 +10,12 @@ of each edge.
 
 from __future__ import annotations
 
+import itertools
 import random
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 
 @dataclass
@@ -50,8 +52,8 @@ def replay(
             clock.jump(tick)
             component.sample(tick)
             sampler_free_at = clock.now()
-            next_tick = tick + sampler_interval_s + (
-                rng.uniform(-jitter_s, jitter_s) if jitter_s else 0.0
+            next_tick = (
+                tick + sampler_interval_s + (rng.uniform(-jitter_s, jitter_s) if jitter_s else 0.0)
             )
         # the edge runs on the training thread at its own time, whatever the sampler is doing
         clock.jump(edge)
@@ -60,15 +62,17 @@ def replay(
     return ReplayResult(times, energies)
 
 
-def plain_counter_windows_j(trace: Any, edge_times_s: Sequence[float], read_s: float = 0.003) -> list[float]:
+def plain_counter_windows_j(
+    trace: Any, edge_times_s: Sequence[float], read_s: float = 0.003
+) -> list[float]:
     """What plain counter deltas give at the same edges (a read samples mid-read), J."""
     values = [trace.counter_mj(t + read_s / 2) / 1000.0 for t in edge_times_s]
-    return [b - a for a, b in zip(values, values[1:])]
+    return [b - a for a, b in itertools.pairwise(values)]
 
 
 def true_windows_j(trace: Any, edge_times_s: Sequence[float]) -> list[float]:
     values = [trace.true_energy_mj(t) / 1000.0 for t in edge_times_s]
-    return [b - a for a, b in zip(values, values[1:])]
+    return [b - a for a, b in itertools.pairwise(values)]
 
 
 def cv(values: Sequence[float]) -> float:

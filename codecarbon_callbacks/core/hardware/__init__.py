@@ -57,10 +57,10 @@ def detect_cpu(
 ) -> tuple[list[Component], list[str]]:
     """The CPU components (and RAPL DRAM ones, kind "ram", when asked), with notes."""
     from codecarbon_callbacks.core.hardware.cpu_estimate import (
-        ConstantPowerComponent,
-        CpuLoadComponent,
         UNKNOWN_CPU_TDP_W_PER_THREAD,
         UNKNOWN_CPU_W_PER_THREAD,
+        ConstantPowerComponent,
+        CpuLoadComponent,
         logical_cpu_count,
         unknown_cpu_power_w,
     )
@@ -128,7 +128,10 @@ def detect_cpu(
     )
     return [
         ConstantPowerComponent(
-            kind="cpu", name="cpu:constant", model=model, power_w=power_w,
+            kind="cpu",
+            name="cpu:constant",
+            model=model,
+            power_w=power_w,
             reason=f"unknown model: {UNKNOWN_CPU_W_PER_THREAD:g} W per logical CPU",
         )
     ], notes

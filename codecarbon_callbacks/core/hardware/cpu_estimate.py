@@ -187,9 +187,7 @@ class CpuLoadComponent(IntegratedPowerComponent):
         if not tdp_w > 0:
             raise ValueError(f"tdp_w must be a positive number of watts, got {tdp_w!r}")
         if tracking_mode not in ("machine", "process"):
-            raise ValueError(
-                f"tracking_mode must be 'machine' or 'process', got {tracking_mode!r}"
-            )
+            raise ValueError(f"tracking_mode must be 'machine' or 'process', got {tracking_mode!r}")
         if not 0.0 <= idle_fraction <= 1.0:
             raise ValueError(f"idle_fraction must be within [0, 1], got {idle_fraction!r}")
         self._psutil = psutil

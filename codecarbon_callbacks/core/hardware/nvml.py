@@ -159,7 +159,9 @@ class _PhaseModel:
         k = k_last + periods
         residual = step_s - self.step_time(k)
         # the prediction's error grows with the distance from the fitted steps
-        tolerance = min(0.4 * self.period_s, PHASE_TOLERANCE_S + 3 * abs(periods) * self.period_sigma_s)
+        tolerance = min(
+            0.4 * self.period_s, PHASE_TOLERANCE_S + 3 * abs(periods) * self.period_sigma_s
+        )
         if abs(residual) > tolerance:
             self._pending.append(step_s)
             self.misses += 1
@@ -467,7 +469,9 @@ class NvmlGpu(Component):
         phase = self._phase
         if not phase.locked:
             # the first watch: read back to back until FIRST_WATCH_STEPS steps (<= 0.35 s)
-            self._burst(until_changes=FIRST_WATCH_STEPS, limit_s=self._clock() + FIRST_WATCH_LIMIT_S)
+            self._burst(
+                until_changes=FIRST_WATCH_STEPS, limit_s=self._clock() + FIRST_WATCH_LIMIT_S
+            )
             self._next_watch_s = self._clock() + (
                 min(0.3, self.watch_interval_s) if phase.locked else 4 * self.watch_interval_s
             )
@@ -476,7 +480,7 @@ class NvmlGpu(Component):
         k = phase.step_index(now_s + margin) + 1
         target = phase.step_time(k)
         wait = target - margin - now_s
-        if wait > self.sample_interval_s:
+        if wait > (self.sample_interval_s or GPU_SAMPLE_INTERVAL_S):
             return  # a later sample() call is closer to the step
         if wait > 0:
             self._sleep(wait)
@@ -484,7 +488,9 @@ class NvmlGpu(Component):
         self._burst(until_changes=1, limit_s=target + (phase.period_s or 0.1) + margin)
         # watch often while the period is young, then every watch_interval_s
         young = phase.observations < 8
-        self._next_watch_s = now_s + (min(0.3, self.watch_interval_s) if young else self.watch_interval_s)
+        self._next_watch_s = now_s + (
+            min(0.3, self.watch_interval_s) if young else self.watch_interval_s
+        )
 
     def _burst(self, *, until_changes: int, limit_s: float) -> None:
         """Back-to-back counter reads until ``until_changes`` steps are seen or ``limit_s``."""
@@ -642,7 +648,9 @@ class NvmlGpu(Component):
             self._integrate_to(max(now_s, self._power_t or now_s), power_w)
             integral_j = self._integral_at(now_s)
             if self._counter_failed_at is not None:
-                value = self._counter_failed_at[1] + max(0.0, integral_j - self._integral_at_failure)
+                value = self._counter_failed_at[1] + max(
+                    0.0, integral_j - self._integral_at_failure
+                )
                 # never below what the counter path already returned
                 if self._origin_j is not None:
                     value = max(value, self._last_out_j - self._origin_j)
@@ -690,14 +698,17 @@ class NvmlGpu(Component):
 def _parse_id_list(value: str | int | Iterable[int | str] | None) -> list[str] | None:
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, bool):  # a bad configuration value: ValueError, as ConfigError is
+        raise ValueError(f"gpu_ids must be GPU indexes (int) or UUIDs (str), got {value!r}")  # noqa: TRY004
+    if isinstance(value, int):
         return [str(value)]
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     items: list[str] = []
     for item in value:
         if isinstance(item, bool) or not isinstance(item, (int, str)):
-            raise ValueError(
+            # a bad configuration value: ValueError, as ConfigError is
+            raise ValueError(  # noqa: TRY004
                 f"gpu_ids must be GPU indexes (int) or UUIDs (str), got {item!r} in {value!r}"
             )
         items.append(str(item).strip())
@@ -744,7 +755,9 @@ def select_devices(
                 if not 0 <= index < len(uuids):
                     break  # CUDA ignores this entry and every one after it
             elif entry.upper().startswith("MIG-"):
-                notes.append(f"CUDA_VISIBLE_DEVICES entry {entry!r} is a MIG instance: not measured")
+                notes.append(
+                    f"CUDA_VISIBLE_DEVICES entry {entry!r} is a MIG instance: not measured"
+                )
                 continue
             else:
                 found = _match_uuid(entry, uuids)
@@ -755,22 +768,23 @@ def select_devices(
                 visible.append(index)
     cuda_of = {nvml_index: ordinal for ordinal, nvml_index in enumerate(visible)}
     wanted = _parse_id_list(gpu_ids)
+    chosen: list[int]
     if wanted is None:
         chosen = list(visible)
     else:
         chosen = []
         for entry in wanted:
+            wanted_index: int | None
             if entry.isdigit():
                 number = int(entry)
-                index = visible[number] if number < len(visible) else None
+                wanted_index = visible[number] if number < len(visible) else None
             else:
-                index = _match_uuid(entry, uuids)
-            if index is None:
+                wanted_index = _match_uuid(entry, uuids)
+            if wanted_index is None:
                 notes.append(f"gpu_ids entry {entry!r} matches no visible GPU: ignored")
-            elif index not in chosen:
-                chosen.append(index)
-    hidden = cuda_visible_devices is not None
-    return [(i, cuda_of.get(i) if (hidden or i in cuda_of) else None) for i in chosen], notes
+            elif wanted_index not in chosen:
+                chosen.append(wanted_index)
+    return [(i, cuda_of.get(i)) for i in chosen], notes
 
 
 def nvidia_driver_present() -> bool:
@@ -831,7 +845,7 @@ def detect_nvml(
             return [], []
     try:
         nvml.nvmlInit()
-    except Exception as error:  # NVMLError, or a missing libnvidia-ml.so (a CPU machine)
+    except Exception as error:  # noqa: BLE001 - NVMLError, or no libnvidia-ml.so (a CPU machine)
         logger.debug("no NVML: nvmlInit failed: %s", error)
         return [], []
     try:

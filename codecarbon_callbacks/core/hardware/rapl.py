@@ -106,7 +106,9 @@ class RaplDomain(Component):
         try:
             return int(self._open(self.path / "energy_uj"))
         except PermissionError as error:
-            raise HardwareError(f"{self.path / 'energy_uj'}: permission denied. {PERMISSION_HINT}") from error
+            raise HardwareError(
+                f"{self.path / 'energy_uj'}: permission denied. {PERMISSION_HINT}"
+            ) from error
         except (OSError, ValueError) as error:
             raise HardwareError(f"{self.path / 'energy_uj'}: cannot read: {error}") from error
 
@@ -217,7 +219,9 @@ def detect_rapl(
     notes: list[str] = []
     components: list[RaplDomain] = []
     if prefer_psys and psys:
-        components.append(RaplDomain(psys[0], kind="cpu", name="cpu:psys", model=model, opener=opener))
+        components.append(
+            RaplDomain(psys[0], kind="cpu", name="cpu:psys", model=model, opener=opener)
+        )
         if packages:
             notes.append("RAPL: psys used instead of the package zones (rapl_prefer_psys=True)")
     else:
@@ -233,7 +237,9 @@ def detect_rapl(
         if drams:
             for index, path in drams:
                 components.append(
-                    RaplDomain(path, kind="ram", name=f"ram:dram-{index}", model="DRAM", opener=opener)
+                    RaplDomain(
+                        path, kind="ram", name=f"ram:dram-{index}", model="DRAM", opener=opener
+                    )
                 )
         else:
             notes.append("RAPL: rapl_include_dram=True but no dram zone: RAM is estimated")

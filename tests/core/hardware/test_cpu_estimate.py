@@ -75,7 +75,10 @@ def test_no_guess_without_a_model_number():
 
 def test_matching_is_fast():
     load_tdp_table()
-    for name in ("Intel(R) Xeon(R) Platinum 8480C", "AMD Ryzen 7 PRO 7840U w/ Radeon 780M Graphics"):
+    for name in (
+        "Intel(R) Xeon(R) Platinum 8480C",
+        "AMD Ryzen 7 PRO 7840U w/ Radeon 780M Graphics",
+    ):
         timings = []
         for _ in range(5):  # the best of 5: other tests may share the 2 CPUs
             start = time.perf_counter()
@@ -203,7 +206,11 @@ def test_process_mode_counts_this_process_and_its_children():
     start = time.monotonic()
     cpu.start(start)
     child = subprocess.Popen(
-        [sys.executable, "-c", "import time\nend=time.process_time()+0.4\nwhile time.process_time()<end: pass"]
+        [
+            sys.executable,
+            "-c",
+            "import time\nend=time.process_time()+0.4\nwhile time.process_time()<end: pass",
+        ]
     )
     time.sleep(0.1)
     cpu.sample(time.monotonic())  # sees the child alive
@@ -211,7 +218,7 @@ def test_process_mode_counts_this_process_and_its_children():
     now = time.monotonic()
     cpu.sample(now)
     # the child's ~0.4 CPU-seconds (at least what we saw of it) count as load of this tree
-    assert cpu._process_busy_s >= 0.05  # noqa: SLF001 - the measured CPU-seconds
+    assert cpu._process_busy_s >= 0.05
     assert cpu.energy_j(now) > 0.0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import subprocess
@@ -9,6 +10,9 @@ import sys
 import time
 
 import pytest
+from fakes import fake_nvml
+from fakes.fake_nvml import FakeDevice, FakeNvml, RealClock, VirtualClock, h200_trace
+from fakes.replay import plain_counter_windows_j, replay, true_windows_j
 
 from codecarbon_callbacks.core.hardware import detect_components
 from codecarbon_callbacks.core.hardware import nvml as nvml_backend
@@ -19,9 +23,6 @@ from codecarbon_callbacks.core.hardware.nvml import (
     read_energy_concurrently,
     select_devices,
 )
-from fakes import fake_nvml
-from fakes.fake_nvml import FakeDevice, FakeNvml, RealClock, VirtualClock, h200_trace
-from fakes.replay import plain_counter_windows_j, replay, true_windows_j
 
 UUIDS = [f"GPU-{i}{i}{i}{i}aaaa-0000-0000-0000-00000000000{i}" for i in range(4)]
 
@@ -34,7 +35,7 @@ def _gpus(devices, clock=None, **kwargs):
 
 
 def _one_trace_gpu(**device_kwargs):
-    gpus, notes, clock, nvml = _gpus([FakeDevice.from_h200_trace(uuid=UUIDS[0], **device_kwargs)])
+    gpus, _notes, clock, nvml = _gpus([FakeDevice.from_h200_trace(uuid=UUIDS[0], **device_kwargs)])
     assert len(gpus) == 1
     return gpus[0], clock, nvml
 
@@ -69,9 +70,11 @@ def test_run_energy_matches_the_trace_and_windows_tile_it_exactly():
     trace = h200_trace()
     gpu, clock, _ = _one_trace_gpu()
     edges = [1.0 + 0.7 * i for i in range(46)]  # 1.0 .. 32.5 s: every phase of the trace
-    result = replay(gpu, clock, start_s=0.6, edges_s=edges, sampler_interval_s=0.025, jitter_s=0.005)
+    result = replay(
+        gpu, clock, start_s=0.6, edges_s=edges, sampler_interval_s=0.025, jitter_s=0.005
+    )
     energies = result.energies_j
-    assert all(b >= a for a, b in zip(energies, energies[1:]))  # monotonic
+    assert all(b >= a for a, b in itertools.pairwise(energies))  # monotonic
     windows = result.windows_j()
     assert sum(windows) == pytest.approx(energies[-1] - energies[0], abs=1e-9)
     true_total_j = (trace.true_energy_mj(edges[-1]) - trace.true_energy_mj(edges[0])) / 1000
@@ -93,7 +96,13 @@ def _steady_windows(seed: int, lo: float, hi: float):
         t += period + rng.uniform(0.0, 0.004)
     gpu, clock, _ = _one_trace_gpu()
     result = replay(
-        gpu, clock, start_s=lo - 0.5, edges_s=edges, sampler_interval_s=0.025, jitter_s=0.01, seed=seed
+        gpu,
+        clock,
+        start_s=lo - 0.5,
+        edges_s=edges,
+        sampler_interval_s=0.025,
+        jitter_s=0.01,
+        seed=seed,
     )
     return result
 
@@ -148,7 +157,9 @@ def test_alternating_load_is_no_worse_than_plain_on_average():
         result = _steady_windows(seed, 23.6, 33.4)
         truth = true_windows_j(trace, result.edge_times_s)
         ours += [(m - t) / t for m, t in zip(result.windows_j(), truth)]
-        plain += [(c - t) / t for c, t in zip(plain_counter_windows_j(trace, result.edge_times_s), truth)]
+        plain += [
+            (c - t) / t for c, t in zip(plain_counter_windows_j(trace, result.edge_times_s), truth)
+        ]
     assert _stats(ours)[0] < _stats(plain)[0]
 
 
@@ -198,25 +209,33 @@ def test_counter_error_mid_run_keeps_energy_and_integrates_power(caplog):
     trace = h200_trace()
     gpu, clock, _ = _one_trace_gpu(counter_fail_after_s=17.0)
     with caplog.at_level(logging.WARNING):
-        result = replay(gpu, clock, start_s=3.0, edges_s=[5.0, 9.0, 16.8, 18.0, 20.0], sampler_interval_s=0.025)
+        result = replay(
+            gpu, clock, start_s=3.0, edges_s=[5.0, 9.0, 16.8, 18.0, 20.0], sampler_interval_s=0.025
+        )
     energies = result.energies_j
-    assert all(b >= a for a, b in zip(energies, energies[1:]))
+    assert all(b >= a for a, b in itertools.pairwise(energies))
     assert gpu.failure and "counter failed" in gpu.failure
     # the counter up to its failure at 17 s, then power integration from there (instant power
     # integrates ~2 % below the counter in this trace, hence a reference built the same way)
     counter_j = (trace.true_energy_mj(17.0) - trace.true_energy_mj(3.0)) / 1000
     power_j = sum(trace.instant_mw(17.0 + i * 0.001) for i in range(3000)) / 1e6
     assert energies[-1] == pytest.approx(counter_j + power_j, rel=0.005)
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "gpu:0" in r.getMessage()]
+    warnings = [
+        r for r in caplog.records if r.levelno == logging.WARNING and "gpu:0" in r.getMessage()
+    ]
     assert len(warnings) == 1
 
 
 def test_gpu_lost_mid_run_freezes_energy_and_never_raises():
     gpu, clock, _ = _one_trace_gpu(fail_after_s=10.0)
-    result = replay(gpu, clock, start_s=3.0, edges_s=[5.0, 9.0, 11.0, 14.0], sampler_interval_s=0.025)
+    result = replay(
+        gpu, clock, start_s=3.0, edges_s=[5.0, 9.0, 11.0, 14.0], sampler_interval_s=0.025
+    )
     energies = result.energies_j
     assert energies[1] > energies[0] > 0
-    assert energies[2] == pytest.approx(energies[1], rel=0.2)  # at most what was integrated up to the loss
+    assert energies[2] == pytest.approx(
+        energies[1], rel=0.2
+    )  # at most what was integrated up to the loss
     assert energies[3] == energies[2]
     assert gpu.failure is not None
 
@@ -299,7 +318,10 @@ def test_detect_nvml_with_environment_and_bytes_names():
     clock = VirtualClock()
     nvml = FakeNvml(devices, clock=clock, uuid_as_bytes=True)
     gpus, _ = detect_nvml(
-        nvml=nvml, environ={"CUDA_VISIBLE_DEVICES": f"{UUIDS[2]},{UUIDS[1]}"}, clock=clock.now, sleep=clock.sleep
+        nvml=nvml,
+        environ={"CUDA_VISIBLE_DEVICES": f"{UUIDS[2]},{UUIDS[1]}"},
+        clock=clock.now,
+        sleep=clock.sleep,
     )
     assert [(g.index, g.cuda_index, g.uuid) for g in gpus] == [(2, 0, UUIDS[2]), (1, 1, UUIDS[1])]
     assert all(g.model == "NVIDIA H100 80GB HBM3" for g in gpus)
@@ -344,7 +366,14 @@ def test_subprocess_gets_the_fake_from_the_environment(tmp_path):
     )
     env = fake_nvml.subprocess_env(spec)
     env["CUDA_VISIBLE_DEVICES"] = "1,0"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [
         [UUIDS[1], "nvml_power"],
@@ -353,7 +382,7 @@ def test_subprocess_gets_the_fake_from_the_environment(tmp_path):
 
 
 def test_component_protocol_is_honoured():
-    gpu, clock, _ = _one_trace_gpu()
+    gpu, _clock, _ = _one_trace_gpu()
     assert isinstance(gpu, NvmlGpu)
     assert gpu.energy_j(1.0) == 0.0  # before start
     assert gpu.sample_interval_s and gpu.sample_interval_s <= 0.05
@@ -379,7 +408,7 @@ def test_with_the_real_meter_threads_and_clock():
     last = meter.stop()
     for gpu in gpus:
         series = [s.energy_j[gpu.name] for s in snapshots + [last]]
-        assert all(b >= a for a, b in zip(series, series[1:]))
+        assert all(b >= a for a, b in itertools.pairwise(series))
         assert gpu.failure is None
         assert gpu.counter_period_s == pytest.approx(0.1, abs=0.002)
     # gpu:0 is in the full-load phase (~700 W), gpu:1 too (16 s +): about 700 J/s each

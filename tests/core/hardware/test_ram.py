@@ -42,7 +42,7 @@ def test_process_mode_sees_memory_grow():
     ram.sample(1.0)
     before_w = ram.power_w()
     block = bytearray(300 * 1024 * 1024)  # 300 MB, touched
-    block[:: 4096] = b"x" * len(block[:: 4096])
+    block[::4096] = b"x" * len(block[::4096])
     ram.sample(2.0)
     ram.sample(3.0)
     assert ram.power_w() - before_w == pytest.approx(ram_power_w(300 * 1024 * 1024), rel=0.25)
@@ -51,7 +51,7 @@ def test_process_mode_sees_memory_grow():
 
 def test_forced_ram_power():
     components, _ = detect_components(force_ram_power=7.5, nvml=False)
-    ram = [c for c in components if c.kind == "ram"][0]
+    ram = next(c for c in components if c.kind == "ram")
     assert ram.power_w() == 7.5 and ram.method is MeasurementMethod.CONSTANT
     ram.start(0.0)
     assert ram.energy_j(4.0) == pytest.approx(30.0)
@@ -59,7 +59,7 @@ def test_forced_ram_power():
 
 def test_detect_picks_process_ram_in_process_mode():
     components, _ = detect_components(tracking_mode="process", nvml=False)
-    ram = [c for c in components if c.kind == "ram"][0]
+    ram = next(c for c in components if c.kind == "ram")
     assert isinstance(ram, ProcessRamComponent)
     assert ram.sample_interval_s and ram.sample_interval_s <= 1.0
     start = time.monotonic()

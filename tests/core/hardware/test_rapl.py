@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from fakes.sysfs import FakePowercap
 
 from codecarbon_callbacks.core.hardware import detect_components
 from codecarbon_callbacks.core.hardware.base import HardwareError, MeasurementMethod
 from codecarbon_callbacks.core.hardware.rapl import detect_rapl
-from fakes.sysfs import FakePowercap
 
 
 @pytest.fixture()
@@ -38,7 +38,9 @@ def test_one_component_per_package_and_energy_from_counter_deltas(two_sockets):
 
 def test_wraparound_is_added_back(tmp_path):
     fake = FakePowercap(tmp_path)
-    zone = fake.add_zone("intel-rapl:0", "package-0", energy_uj=990_000, max_energy_range_uj=1_000_000)
+    zone = fake.add_zone(
+        "intel-rapl:0", "package-0", energy_uj=990_000, max_energy_range_uj=1_000_000
+    )
     (domain,), _ = detect_rapl(powercap_root=fake.root, opener=fake.opener)
     domain.start(0.0)
     total_uj = 0
@@ -73,7 +75,9 @@ def test_permission_denied_raises_with_how_to_fix(two_sockets):
     assert "udev" in message
 
 
-def test_permission_denied_falls_back_to_estimate_with_the_warning(two_sockets, tmp_path, monkeypatch):
+def test_permission_denied_falls_back_to_estimate_with_the_warning(
+    two_sockets, tmp_path, monkeypatch
+):
     fake, pkg0, _, _ = two_sockets
     fake.deny(pkg0)
     from codecarbon_callbacks.core import hardware
@@ -96,7 +100,7 @@ def test_permission_denied_falls_back_to_estimate_with_the_warning(two_sockets, 
 
 def test_include_dram_measures_ram_instead_of_the_model(two_sockets):
     fake, _, _, dram0 = two_sockets
-    components, notes = detect_rapl(powercap_root=fake.root, opener=fake.opener, include_dram=True)
+    components, _notes = detect_rapl(powercap_root=fake.root, opener=fake.opener, include_dram=True)
     names = [c.name for c in components]
     assert names == ["cpu:package-0", "cpu:package-1", "ram:dram-0"]
     dram = components[-1]
@@ -108,9 +112,7 @@ def test_include_dram_measures_ram_instead_of_the_model(two_sockets):
 
 def test_include_dram_in_detect_components_replaces_ram_model(two_sockets):
     fake, *_ = two_sockets
-    components, _ = detect_components(
-        powercap_root=fake.root, rapl_include_dram=True, nvml=False
-    )
+    components, _ = detect_components(powercap_root=fake.root, rapl_include_dram=True, nvml=False)
     ram = [c for c in components if c.kind == "ram"]
     assert [c.name for c in ram] == ["ram:dram-0"]
 
