@@ -186,8 +186,10 @@ class LocationLookup:
         electricitymaps_api_token: token for Electricity Maps; None/empty: no live intensity.
         force_carbon_intensity_g_co2e_kwh: forced intensity, gCO2eq/kWh.
         country_iso_code, region, cloud_provider, cloud_region: known location, if any.
-        geo_url: geo-IP endpoint (GeoJS response shape).
-        electricitymaps_url: Electricity Maps ``carbon-intensity/latest`` endpoint.
+        geo_url: geo-IP endpoint (GeoJS response shape); default: the module's ``GEO_JS_URL``,
+            read when the lookup is constructed.
+        electricitymaps_url: Electricity Maps ``carbon-intensity/latest`` endpoint; default:
+            the module's ``ELECTRICITYMAPS_URL``, read when the lookup is constructed.
         timeout_s: bound of the whole lookup, seconds.
         session: object with ``get(url, params=, headers=, timeout=)`` (a ``requests.Session``);
             default: the ``requests`` module.
@@ -202,7 +204,7 @@ class LocationLookup:
                  force_carbon_intensity_g_co2e_kwh: float | None = None,
                  country_iso_code: str | None = None, region: str | None = None,
                  cloud_provider: str | None = None, cloud_region: str | None = None,
-                 geo_url: str = GEO_JS_URL, electricitymaps_url: str = ELECTRICITYMAPS_URL,
+                 geo_url: str | None = None, electricitymaps_url: str | None = None,
                  timeout_s: float = DEFAULT_TIMEOUT_S, session: Any = None) -> None:
         if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) \
                 or not math.isfinite(timeout_s) or timeout_s <= 0:
@@ -217,8 +219,9 @@ class LocationLookup:
             "cloud_provider": cloud_provider,
             "cloud_region": cloud_region,
         }
-        self.geo_url = geo_url
-        self.electricitymaps_url = electricitymaps_url
+        # Defaults read at construction (not at import), so a test can point them at loopback.
+        self.geo_url = geo_url or GEO_JS_URL
+        self.electricitymaps_url = electricitymaps_url or ELECTRICITYMAPS_URL
         self.timeout_s = float(timeout_s)
         self.session = session
         self._done = threading.Event()

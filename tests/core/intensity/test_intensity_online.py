@@ -360,3 +360,36 @@ def test_electricitymaps_value_is_not_reported_as_world_average(
     assert result is not None and result.source == "electricitymaps"
     assert result.g_per_kwh == 600 and result.country_iso_code == "ATA"
     assert "world average" not in caplog.text
+
+
+# --- through the online EmissionsTracker ---------------------------------------------------
+
+
+def test_online_tracker_uses_the_background_location(
+        loopback: Loopback, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    from core.constant_power import components
+
+    from codecarbon_callbacks import EmissionsTracker
+    from codecarbon_callbacks.core.intensity import online
+
+    loopback.routes["/geo"] = Route(body=GEO_CALIFORNIA)
+    monkeypatch.setattr(online, "GEO_JS_URL", loopback.url("/geo"))
+    tracker = EmissionsTracker(output_dir=str(tmp_path), output_methods=[],
+                               components=components(), measure_power_secs=60)
+    started, start_s = timed(tracker.start)
+    try:
+        assert start_s < 2.0  # the lookup runs in the background
+        deadline = time.monotonic() + 3
+        while not loopback.hits("/geo") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # loopback answers in ms; leave the thread time to publish
+    finally:
+        tracker.stop()
+    data = tracker.final_emissions_data
+    expected = resolve_offline(country_iso_code="USA", region="CA")
+    assert data is not None and len(loopback.hits("/geo")) == 1
+    assert data.carbon_intensity_source == expected.source
+    assert data.carbon_intensity_g_per_kwh == expected.g_per_kwh
+    assert data.country_iso_code == "USA" and data.region == "california"
+    assert data.emissions == pytest.approx(
+        data.energy_consumed * data.pue * expected.g_per_kwh / 1000, rel=1e-9)
