@@ -376,7 +376,7 @@ def test_online_tracker_uses_the_background_location(
     monkeypatch.setattr(online, "GEO_JS_URL", loopback.url("/geo"))
     tracker = EmissionsTracker(output_dir=str(tmp_path), output_methods=[],
                                components=components(), measure_power_secs=60)
-    started, start_s = timed(tracker.start)
+    _, start_s = timed(tracker.start)
     try:
         assert start_s < 2.0  # the lookup runs in the background
         deadline = time.monotonic() + 3
