@@ -242,12 +242,16 @@ def test_build_script_reproduces_bundled_files(tmp_path: Path, ref_data: Path) -
 
 def test_loading_takes_a_few_ms() -> None:
     load_tables()  # warm the OS file cache
-    durations = []
+    cpu_s, wall_s = [], []
     for _ in range(7):
-        start = time.perf_counter()
+        cpu_start, wall_start = time.thread_time(), time.perf_counter()
         load_tables()
-        durations.append(time.perf_counter() - start)
-    assert statistics.median(durations) < 0.015, durations
+        cpu_s.append(time.thread_time() - cpu_start)
+        wall_s.append(time.perf_counter() - wall_start)
+    # CPU time of this thread: what loading costs, whatever else the machine is running (about
+    # 3 ms here); wall time bounded loosely for a busy 2-core machine
+    assert statistics.median(cpu_s) < 0.010, cpu_s
+    assert statistics.median(wall_s) < 0.050, wall_s
 
 
 def test_tables_are_cached_once() -> None:
