@@ -34,6 +34,7 @@ import logging
 import os
 import threading
 
+from codecarbon_callbacks.core.hardware import _forksafe
 from codecarbon_callbacks.core.hardware.base import Component, MeasurementMethod
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class IntegratedPowerComponent(Component):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        _forksafe.track(self)
         self._energy_j = 0.0
         self._last_s: float | None = None
         self._last_power_w = 0.0

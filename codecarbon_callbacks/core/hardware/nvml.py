@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
+from codecarbon_callbacks.core.hardware import _forksafe
 from codecarbon_callbacks.core.hardware.base import Component, MeasurementMethod
 
 logger = logging.getLogger(__name__)
@@ -280,6 +281,7 @@ class NvmlGpu(Component):
         self.watch_interval_s = watch_interval_s
         self.anchor_interval_s = anchor_interval_s
         self._lock = threading.Lock()
+        _forksafe.track(self)
         self.counter_reads = 0  # counter reads so far (each costs milliseconds)
         # power source
         self.power_source: str | None = None

@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from codecarbon_callbacks.core.hardware import _forksafe
 from codecarbon_callbacks.core.hardware.base import Component, HardwareError, MeasurementMethod
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class RaplDomain(Component):
         self.method = MeasurementMethod.RAPL
         self._open = opener
         self._lock = threading.Lock()
+        _forksafe.track(self)
         try:
             self.max_energy_range_uj = int(self._open(self.path / "max_energy_range_uj"))
         except (OSError, ValueError):
