@@ -275,20 +275,20 @@ def test_hanging_geo_server_never_blocks_the_caller(
     loopback.routes["/geo"] = Route(body=GEO_FRANCE, delay_s=30)
     lookup = make_lookup(loopback, timeout_s=0.6)
     _, start_s = timed(lookup.start)
-    assert start_s < 0.05
+    assert start_s < 0.1
     first, first_s = timed(lambda: lookup.result(timeout_s=0))
-    assert first is None and first_s < 0.05
+    assert first is None and first_s < 0.1
     waited, waited_s = timed(lambda: lookup.result(timeout_s=0.2))
-    assert waited is None and 0.15 < waited_s < 0.4
+    assert waited is None and 0.15 < waited_s < 0.6
     with caplog.at_level(logging.WARNING):
         final, final_s = timed(lambda: lookup.result(timeout_s=5))
     # answered at the bound (0.6 s after start), not after the server's 30 s
     assert final is not None and final.source == "world_average"
-    assert final_s < 1.2
+    assert final_s < 1.5  # bound 0.6 s; the server would hang 30 s
     assert "did not finish within" in caplog.text or "no answer" in caplog.text
     # once answered, the answer is stable and immediate
     again, again_s = timed(lambda: lookup.result(timeout_s=0))
-    assert again == final and again_s < 0.01
+    assert again == final and again_s < 0.05
 
 
 def test_hanging_electricitymaps_falls_back_within_the_bound(loopback: Loopback) -> None:
@@ -296,7 +296,7 @@ def test_hanging_electricitymaps_falls_back_within_the_bound(loopback: Loopback)
     loopback.routes["/v3/carbon-intensity/latest"] = Route(body=EM_ANSWER, delay_s=30)
     lookup = make_lookup(loopback, electricitymaps_api_token="t", timeout_s=0.8).start()
     result, elapsed_s = timed(lambda: lookup.result(timeout_s=5))
-    assert result is not None and elapsed_s < 1.5
+    assert result is not None and elapsed_s < 2.0  # bound 0.8 s; the server hangs 30 s
     assert result.source == "region:USA-CA"  # the geo answer still counts
 
 
@@ -305,14 +305,14 @@ def test_result_after_deadline_answers_without_waiting(loopback: Loopback) -> No
     lookup = make_lookup(loopback, timeout_s=0.3).start()
     time.sleep(0.4)
     result, elapsed_s = timed(lambda: lookup.result(timeout_s=0))
-    assert result is not None and result.source == "world_average" and elapsed_s < 0.1
+    assert result is not None and result.source == "world_average" and elapsed_s < 0.2
 
 
 def test_stop_does_not_block(loopback: Loopback) -> None:
     loopback.routes["/geo"] = Route(body=GEO_FRANCE, delay_s=30)
     lookup = make_lookup(loopback, timeout_s=10).start()
     _, stop_s = timed(lookup.stop)
-    assert stop_s < 0.1
+    assert stop_s < 0.2
     result = lookup.result(timeout_s=0)
     assert result is not None and result.source == "world_average"
 
