@@ -292,7 +292,10 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
         if trainer is not None:
             # Trainer.log appends to log_history and calls every callback's on_log (the report_to
             # integrations included); it also resets control flags the loop still needs.
-            flags = dataclasses.asdict(control) if dataclasses.is_dataclass(control) else {}
+            flags = {
+                f.name: getattr(control, f.name)
+                for f in (dataclasses.fields(control) if dataclasses.is_dataclass(control) else ())
+            }
             try:
                 trainer.log(dict(metrics))
             except Exception as e:
@@ -379,14 +382,10 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
                 dataset_info(dataset, batch_size=getattr(args, "per_device_train_batch_size", None))
             )
         steps_first = bool(self.session.window_every_n_steps or self.session.window_every_seconds)
-        if steps_first and getattr(state, "max_steps", 0):
+        unit, planned, done = "epoch", (float(num_epochs) if num_epochs else None), 0.0
+        done = float(self._epoch(state))
+        if steps_first and (getattr(state, "max_steps", None) or 0) > 0:
             unit, planned, done = "step", float(state.max_steps), float(state.global_step)
-        else:
-            unit, planned, done = (
-                "epoch",
-                float(num_epochs) if num_epochs else None,
-                float(self._epoch(state)),
-            )
         self.session.begin_run(
             "fit",
             rank=int(getattr(args, "process_index", 0) or 0),
