@@ -20,22 +20,36 @@ Edge placement, and the evidence for it (``tests/data/h200_*``, 34 s on an H200,
    power during the counter's current step (at steady load the estimator below gets 0.3 % rms
    per 1-s window, against 4 % for plain counter deltas).
 
-So the component locks onto the counter's phase: the sampler thread (``sample()``, every
-``sample_interval_s`` = 25 ms) reads instant power (microseconds) and, about once per
-``watch_interval_s``, watches one counter step with a few back-to-back counter reads started just
-before the predicted step (typically 2-4 reads), which re-measures the phase and the period (least
-squares over the recent steps) and refreshes an anchor (a counter value at a known step). The
-first watch (after ``start()``) reads until it has seen two steps (<= 0.35 s, on the sampler
-thread only). At an edge, ``energy_j(now)`` reads the counter once (on the caller's thread), takes
-the step that reading belongs to from the phase model and returns::
+So the component locks onto the counter's phase. The sampler thread (``sample()``, every
+``sample_interval_s`` = 25 ms) reads instant power (microseconds) and integrates it; the first
+time, it reads the counter back to back until it has seen 4 steps (~0.35 s, ~110 reads, on the
+sampler thread only), which gives the period and the phase (least squares, outliers from slow
+reads dropped); then it watches one step every ``watch_interval_s`` (0.3 s while young, then
+1 s) with 2-4 reads started just before the predicted step, and every ``anchor_interval_s``
+(0.2 s) reads the counter once in the middle of a step, where the reading is unambiguous: an
+anchor (a counter value at a known step). Cost: ~8 counter reads a second (~25 ms of NVML time
+a second, off the training thread) and 40 instant-power reads.
+
+At an edge, ``energy_j(now)`` reads instant power and the counter once (on the caller's thread),
+finds the step the counter value belongs to and returns::
 
     counter + instant_power x (now - time_of_that_step)
 
-When the reading lies within a few ms of a predicted step (it cannot tell which side it saw), the
-anchor and the integral of instant power since it decide which side the value belongs to. The
-result is clamped to be non-decreasing, so windows that tile a run sum exactly to the run.
-Without a phase (a counter that does not step regularly) the edge adds half a period of instant
-power: unbiased, no better than plain deltas.
+A reading within a few ms of a predicted step could be from either side of it. Which one is
+decided, in order, by the anchor (the counter changes at every step: the anchor's value means
+the anchor's step, another value the next step), by the timing (when the reading is clearly on
+one side of the predicted step), and last by the integral of instant power since the anchor.
+The result is clamped to be non-decreasing, so windows that tile a run sum exactly to the run;
+the run's origin is placed within its step the same way. Without a phase (a counter that does
+not step regularly) the edge adds half a period of instant power: unbiased, no better than plain
+deltas.
+
+Measured on the trace (fake NVML in virtual time, 1-s windows at random phase, 20 seeds; error
+per window against the counter interpolated between its steps; ``tests/core/hardware``):
+steady full load: rms 0.3-0.5 % (max 0.7-1.4 %) against 4.1 % (max 9 %) for plain counter
+deltas at the same edges; idle: 0.2 % against 3.9 %. Loads that switch faster than instant
+power updates gain little or nothing: 0.5 s on/off: 3.6 % against 4.8 %; 0.15 s on/off: 6.7 %
+against 6.3 % (instant power lags such pulses).
 
 Errors mid-run: the last good energy is kept, power integration continues where power still
 reads, ``failure`` says why, one warning is logged; nothing raises.
@@ -903,7 +917,7 @@ def read_energy_concurrently(components: Sequence[Component], now_s: float) -> l
 
     A counter read takes milliseconds (2.4-3.6 ms on an H200, up to 26 ms); reading 8 GPUs one
     after the other would hold an edge for 20-200 ms. Components without a slow counter are read
-    on the calling thread. Never raises: a component that raises counts 0 new energy here.
+    on the calling thread. Never raises: a component that raises (ours never do) gives NaN.
     """
     global _edge_pool
 
