@@ -55,9 +55,10 @@ Errors mid-run: the last good energy is kept, power integration continues where 
 reads, ``failure`` says why, one warning is logged; nothing raises.
 
 GPU selection: ``gpu_ids`` (ints or UUIDs) and ``CUDA_VISIBLE_DEVICES`` (indexes or UUIDs,
-prefixes allowed); CUDA ordinals are mapped to NVML devices by UUID. Integers in
-``CUDA_VISIBLE_DEVICES`` are NVML (PCI bus) indexes, which is CUDA's numbering with
-``CUDA_DEVICE_ORDER=PCI_BUS_ID`` and on nodes of identical GPUs. Integer ``gpu_ids`` are CUDA
+prefixes allowed); CUDA ordinals are mapped to NVML devices by UUID. When the process has
+already initialised CUDA through torch, torch's per-ordinal UUIDs give the mapping exactly.
+Otherwise integers in ``CUDA_VISIBLE_DEVICES`` are taken as NVML (PCI bus) indexes, which is
+CUDA's numbering with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` and on nodes of identical GPUs. Integer ``gpu_ids`` are CUDA
 ordinals (positions in ``CUDA_VISIBLE_DEVICES``) when it is set, NVML indexes otherwise.
 """
 
@@ -740,11 +741,39 @@ def _match_uuid(entry: str, uuids: Sequence[str]) -> int | None:
     return matches[0] if len(matches) == 1 else None
 
 
+def _uuid_key(uuid: str) -> str:
+    key = uuid.strip().lower()
+    return key.removeprefix("gpu-")
+
+
+def cuda_device_uuids() -> list[str] | None:
+    """The UUID of each CUDA ordinal, from torch, only when the process already initialised CUDA.
+
+    This is the exact CUDA -> NVML mapping, whatever CUDA_DEVICE_ORDER says. The core never
+    imports torch nor initialises CUDA: None otherwise.
+    """
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    try:
+        if not torch.cuda.is_initialized():
+            return None
+        return [
+            str(torch.cuda.get_device_properties(i).uuid) for i in range(torch.cuda.device_count())
+        ]
+    except Exception as error:  # noqa: BLE001 - an old torch or a broken context: fall back
+        logger.debug("CUDA device UUIDs unavailable: %s", error)
+        return None
+
+
 def select_devices(
     uuids: Sequence[str],
     *,
     gpu_ids: str | int | Iterable[int | str] | None = None,
     cuda_visible_devices: str | None = None,
+    cuda_uuids: Sequence[str] | None = None,
 ) -> tuple[list[tuple[int, int | None]], list[str]]:
     """Choose the NVML devices to measure.
 
@@ -753,13 +782,18 @@ def select_devices(
         gpu_ids: ints (CUDA ordinals when ``cuda_visible_devices`` is set, else NVML indexes)
             or UUIDs (prefixes allowed); None for all visible GPUs.
         cuda_visible_devices: the value of CUDA_VISIBLE_DEVICES, or None when unset.
+        cuda_uuids: the UUID of each CUDA ordinal where known (:func:`cuda_device_uuids`): then
+            it defines the CUDA view exactly and CUDA_VISIBLE_DEVICES is not parsed.
 
     Returns:
         ``([(nvml_index, cuda_index or None), ...], notes)``.
     """
     notes: list[str] = []
     # CUDA's view: ordinal -> NVML index
-    if cuda_visible_devices is None:
+    by_key = {_uuid_key(u): i for i, u in enumerate(uuids)}
+    if cuda_uuids is not None and all(_uuid_key(u) in by_key for u in cuda_uuids):
+        visible = [by_key[_uuid_key(u)] for u in cuda_uuids]
+    elif cuda_visible_devices is None:
         visible = list(range(len(uuids)))
     else:
         visible = []
@@ -875,7 +909,10 @@ def detect_nvml(
         logger.debug("NVML: no device")
         return [], []
     selection, notes = select_devices(
-        uuids, gpu_ids=gpu_ids, cuda_visible_devices=env.get("CUDA_VISIBLE_DEVICES")
+        uuids,
+        gpu_ids=gpu_ids,
+        cuda_visible_devices=env.get("CUDA_VISIBLE_DEVICES"),
+        cuda_uuids=cuda_device_uuids(),
     )
 
     def build(item: tuple[int, int | None]) -> NvmlGpu | None:

@@ -313,6 +313,38 @@ def test_gpu_ids_are_cuda_ordinals_under_cuda_visible_devices_and_uuids_anywhere
         select_devices(UUIDS, gpu_ids=[1.5])
 
 
+def test_cuda_uuids_from_torch_define_the_cuda_view(monkeypatch):
+    # CUDA ordered the GPUs fastest first: ordinal 0 is NVML index 3
+    selection, _ = select_devices(UUIDS, cuda_uuids=[UUIDS[3][4:], UUIDS[0]])
+    assert selection == [(3, 0), (0, 1)]
+
+    class Props:
+        def __init__(self, uuid):
+            self.uuid = uuid
+
+    class Cuda:
+        @staticmethod
+        def is_initialized():
+            return True
+
+        @staticmethod
+        def device_count():
+            return 2
+
+        @staticmethod
+        def get_device_properties(i):
+            return Props([UUIDS[2][4:], UUIDS[1][4:]][i])
+
+    class Torch:
+        cuda = Cuda
+
+    monkeypatch.setitem(sys.modules, "torch", Torch)
+    devices = [FakeDevice(uuid=u) for u in UUIDS]
+    clock = VirtualClock()
+    gpus, _ = detect_nvml(nvml=FakeNvml(devices, clock=clock), clock=clock.now, sleep=clock.sleep)
+    assert [(g.index, g.cuda_index) for g in gpus] == [(2, 0), (1, 1)]
+
+
 def test_detect_nvml_with_environment_and_bytes_names():
     devices = [FakeDevice(uuid=u, name=b"NVIDIA H100 80GB HBM3") for u in UUIDS]
     clock = VirtualClock()
