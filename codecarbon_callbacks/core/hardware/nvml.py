@@ -90,7 +90,9 @@ WATCH_INTERVAL_S = 1.0
 ANCHOR_INTERVAL_S = 0.2
 #: the counter period assumed until measured, s
 NOMINAL_COUNTER_PERIOD_S = 0.1
-#: nvmlDeviceGetPowerUsage is a trailing 1-s average on recent GPUs: half of it is lag
+#: nvmlDeviceGetPowerUsage is a trailing 1-s average on recent GPUs: half of it is lag. On the
+#: H200 trace, windows of 0.5-3 s integrated from it: rms error 32 % uncorrected, 12.6 % with
+#: 0.5 s (0.4 s: 12.6 %, 0.6 s: 15.7 %)
 POWER_USAGE_LAG_S = 0.5
 #: the first watch gives up after this long, s
 FIRST_WATCH_LIMIT_S = 0.5

@@ -205,6 +205,30 @@ def test_power_usage_only_gpu_is_corrected_for_its_lag():
         assert measured == pytest.approx(expected, rel=0.05)
 
 
+def _usage_only_errors() -> list[float]:
+    import random
+
+    trace = h200_trace()
+    errors = []
+    for seed in range(6):
+        rng = random.Random(seed)
+        edges = [1.0]
+        while edges[-1] < 32:
+            edges.append(edges[-1] + rng.uniform(0.5, 3.0))
+        gpu, clock, _ = _one_trace_gpu(energy_counter=False, instant_field=False)
+        result = replay(gpu, clock, start_s=0.8, edges_s=edges)
+        truth = true_windows_j(trace, result.edge_times_s)
+        errors += [(m - t) / t for m, t in zip(result.windows_j(), truth, strict=True)]
+    return errors
+
+
+def test_power_usage_lag_correction_helps(monkeypatch):
+    corrected = _stats(_usage_only_errors())[0]
+    monkeypatch.setattr(nvml_backend, "POWER_USAGE_LAG_S", 0.0)
+    uncorrected = _stats(_usage_only_errors())[0]
+    assert corrected < uncorrected / 2
+
+
 def test_counter_error_mid_run_keeps_energy_and_integrates_power(caplog):
     trace = h200_trace()
     gpu, clock, _ = _one_trace_gpu(counter_fail_after_s=17.0)
