@@ -68,7 +68,6 @@ def clean_env(home: str | None = None) -> dict[str, str]:
             "KERAS_BACKEND": "torch",
             "WANDB_DISABLED": "true",
             "TOKENIZERS_PARALLELISM": "false",
-            "PYTHONDONTWRITEBYTECODE": "1",
         }
     )
     if home is not None:
@@ -80,17 +79,28 @@ def clean_env(home: str | None = None) -> dict[str, str]:
     return env
 
 
-def run_fresh(code: str, *, timeout_s: float = 300.0, args: Sequence[str] = ()) -> dict[str, Any]:
+def run_fresh(
+    code: str,
+    *,
+    timeout_s: float = 300.0,
+    args: Sequence[str] = (),
+    env_extra: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Run ``code`` with a fresh interpreter in a clean directory; return the JSON it printed.
 
     The snippet prints its result as one line ``BENCH_JSON {...}``. Anything else it prints
     (warnings, logs) is ignored unless the snippet fails, in which case it is raised.
     """
     with tempfile.TemporaryDirectory(prefix="ccb-bench-") as tmp:
+        env = clean_env(home=tmp)
+        for key, value in (env_extra or {}).items():
+            if key == "PYTHONPATH":  # prepended: a sitecustomize there must win
+                value = os.pathsep.join(p for p in (value, env.get("PYTHONPATH", "")) if p)
+            env[key] = value
         proc = subprocess.run(
             [sys.executable, "-c", code, *args],
             cwd=tmp,
-            env=clean_env(home=tmp),
+            env=env,
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -104,14 +114,28 @@ def run_fresh(code: str, *, timeout_s: float = 300.0, args: Sequence[str] = ()) 
     )
 
 
-def run_script(script: str, args: Sequence[str], *, timeout_s: float = 600.0) -> dict[str, Any]:
+def fake_nvml_env(devices: list[dict[str, Any]]) -> dict[str, str]:
+    """Environment that makes ``import pynvml`` give the fake NVML of tests/fakes (real clock)."""
+    return {
+        "PYTHONPATH": str(REPO_ROOT / "tests" / "fakes" / "site"),
+        "CODECARBON_CALLBACKS_FAKE_NVML": json.dumps({"devices": devices}),
+    }
+
+
+def run_script(
+    script: str,
+    args: Sequence[str],
+    *,
+    timeout_s: float = 600.0,
+    env_extra: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Run ``benchmarks/<script>`` in a fresh process; return the JSON line it printed."""
     path = BENCH_DIR / script
     code = (
         "import runpy, sys; sys.argv = [%r, *sys.argv[1:]]; runpy.run_path(%r, run_name='__main__')"
         % (str(path), str(path))
     )
-    return run_fresh(code, timeout_s=timeout_s, args=args)
+    return run_fresh(code, timeout_s=timeout_s, args=args, env_extra=env_extra)
 
 
 def emit(result: dict[str, Any]) -> None:
@@ -193,7 +217,7 @@ def format_table(rows: Sequence[Row], *, markdown: bool = False) -> str:
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(cells) + " |" for cells in body]
-        notes = [f"- {row.figure}: {row.note}" for row in rows if row.note]
+        notes = [f"- {row.section}, {row.figure}: {row.note}" for row in rows if row.note]
         return "\n".join(lines + ([""] + notes if notes else []))
     widths = [max(len(header[i]), *(len(r[i]) for r in body)) if body else len(header[i])
               for i in range(len(header))]
@@ -201,7 +225,7 @@ def format_table(rows: Sequence[Row], *, markdown: bool = False) -> str:
     lines = [sep.join(h.ljust(w) for h, w in zip(header, widths))]
     lines.append(sep.join("-" * w for w in widths))
     lines += [sep.join(c.ljust(w) for c, w in zip(cells, widths)) for cells in body]
-    notes = [f"  * {row.figure}: {row.note}" for row in rows if row.note]
+    notes = [f"  * {row.section}, {row.figure}: {row.note}" for row in rows if row.note]
     return "\n".join(lines + (["", "notes:"] + notes if notes else []))
 
 
