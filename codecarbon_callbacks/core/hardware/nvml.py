@@ -487,6 +487,8 @@ class NvmlGpu(Component):
         """Observe counter steps (sampler thread)."""
         phase = self._phase
         if not phase.locked:
+            with self._lock:
+                self._anchor = None  # step indexes restart with a new fit
             # the first watch: read back to back until FIRST_WATCH_STEPS steps (<= 0.35 s)
             self._burst(
                 until_changes=FIRST_WATCH_STEPS, limit_s=self._clock() + FIRST_WATCH_LIMIT_S

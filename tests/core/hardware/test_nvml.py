@@ -472,3 +472,19 @@ def test_with_the_real_meter_threads_and_clock():
     for gpu in gpus:
         mean_w = last.energy_j[gpu.name] / elapsed
         assert 400 < mean_w < 900
+
+
+def test_phase_model_fit_is_robust_and_relocks():
+    from codecarbon_callbacks.core.hardware.nvml import _PhaseModel
+
+    model = _PhaseModel()
+    steps = [(k, 10.0 + 0.1 * k + (0.012 if k == 2 else 0.0005 * (-1) ** k)) for k in range(6)]
+    model.observe_run(steps)  # step 2 was located through a slow read: 12 ms off
+    assert model.period_s == pytest.approx(0.1, abs=0.0005)
+    assert model.step_time(model.step_index(10.75)) == pytest.approx(10.7, abs=0.002)
+    model.observe(11.5003)  # 9 periods later, on time
+    assert model.period_s == pytest.approx(0.1, abs=0.0002)
+    # the counter moves to another phase (driver reset): three misses and the model starts again
+    for t in (12.05, 12.55, 13.05):
+        model.observe(t)
+    assert not model.locked
