@@ -216,7 +216,11 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 callback = callback_ref()
                 if callback is not None and stage is not None:
-                    callback._eval_called(trainer, stage)
+                    # evaluate(eval_dataset=None, ...) / predict(test_dataset, ...)
+                    data = (
+                        args[0] if args else kwargs.get("eval_dataset", kwargs.get("test_dataset"))
+                    )
+                    callback._eval_called(trainer, stage, data)
                 try:
                     return original(*args, **kwargs)
                 except BaseException as error:
@@ -235,7 +239,7 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
         wrap("evaluate", "validate")
         wrap("predict", "predict")
 
-    def _eval_called(self, trainer: Any, stage: str) -> None:
+    def _eval_called(self, trainer: Any, stage: str, data: Any = None) -> None:
         """trainer.evaluate()/predict() was called (attach() only): open its window now."""
         session = self.session
         if session.stage == "fit":
@@ -249,7 +253,7 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
             trainer.state,
             getattr(trainer, "model", None),
             stage,
-            getattr(trainer, "eval_dataset", None),
+            data if data is not None else getattr(trainer, "eval_dataset", None),
         )
 
     def _begin_eval_run(

@@ -184,7 +184,10 @@ def test_attached_logs_reach_history_and_integrations(tracker_kwargs, tmp_path, 
     assert len(runs) == 3 and list(runs["status"]) == ["completed"] * 3
     assert list(windows[windows["run_id"] == runs.iloc[1]["run_id"]]["phase"]) == ["validation"]
     assert list(windows[windows["run_id"] == runs.iloc[2]["run_id"]]["phase"]) == ["predict"]
-    assert json.loads(runs.iloc[1]["metadata"])["boamps_task"]["taskStage"] == "inference"
+    eval_task = json.loads(runs.iloc[1]["metadata"])["boamps_task"]
+    assert eval_task["taskStage"] == "inference" and eval_task["nbRequest"] == N_EVAL
+    predict_task = json.loads(runs.iloc[2]["metadata"])["boamps_task"]
+    assert predict_task["nbRequest"] == 8 and predict_task["dataset"][0]["dataQuantity"] == 8
     last_eval = energy_entries(trainer.state.log_history, "eval_energy_kwh")[-1]
     assert last_eval["eval_energy_kwh"] == pytest.approx(runs.iloc[1]["energy_consumed"], rel=1e-9)
 
