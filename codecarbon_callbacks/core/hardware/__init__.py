@@ -78,17 +78,21 @@ def detect_cpu(
                 reason="force_cpu_power",
             )
         ], notes
-    if tracking_mode == "machine" and not force_mode_cpu_load:
+    if not force_mode_cpu_load:
         from codecarbon_callbacks.core.hardware import rapl
 
         try:
             components, rapl_notes = rapl.detect_rapl(
                 powercap_root=powercap_root,
-                include_dram=rapl_include_dram,
+                include_dram=rapl_include_dram and tracking_mode == "machine",
                 prefer_psys=rapl_prefer_psys,
                 model=model,
                 opener=rapl_opener or rapl.read_sysfs,
             )
+            if tracking_mode == "process":
+                # the packages' energy, split by this process tree's share of busy CPU time
+                packages = [c for c in components if c.kind == "cpu"]
+                return [rapl.ProcessShareComponent(packages, pid)], rapl_notes
             return list(components), rapl_notes
         except HardwareError as error:
             reason = str(error)
@@ -96,8 +100,6 @@ def detect_cpu(
                 notes.append(f"CPU: RAPL refused, so CPU power is estimated. {reason}")
             else:
                 logger.debug("no RAPL: %s", reason)
-    elif tracking_mode == "process" and not force_mode_cpu_load:
-        logger.debug("tracking_mode='process': RAPL measures the whole package, TDP x load used")
     cpu_count = logical_cpu_count()
     match = lookup_tdp_w(model) if model else None
     if match is not None:
@@ -105,7 +107,7 @@ def detect_cpu(
         component: Component = CpuLoadComponent(
             tdp_w=tdp_w * sockets, model=model, tracking_mode=tracking_mode, pid=pid
         )
-        if not notes and tracking_mode == "machine" and not force_mode_cpu_load:
+        if not notes and not force_mode_cpu_load:
             notes.append(
                 f"CPU: no RAPL counter; power estimated from TDP x load ({model!r} -> "
                 f"{table_model!r}, {tdp_w:g} W x {sockets} socket(s))"
@@ -156,7 +158,8 @@ def detect_components(
 
     Args:
         tracking_mode: "machine" (the whole machine) or "process" (this process and its
-            children: CPU from their CPU time, RAM from their RSS; RAPL is not used).
+            children: RAPL package energy split by their share of busy CPU time, or TDP x their
+            load; RAM from their RSS).
         gpu_ids: GPUs to measure: ints or UUIDs (see ``nvml.select_devices``); None for all.
         force_cpu_power: a constant CPU power in W instead of any measurement.
         force_ram_power: a constant RAM power in W instead of the model.

@@ -250,3 +250,101 @@ def detect_rapl(
             f"RAPL: {len(drams)} DRAM zone(s) not used; rapl_include_dram=True would measure RAM"
         )
     return components, notes
+
+
+class ProcessShareComponent(Component):
+    """A process tree's share of RAPL package energy (``tracking_mode="process"``).
+
+    Between two samples, the packages' energy is attributed to the process tree in proportion to
+    its share of the machine's busy CPU time (user + system + nice + irq + softirq): a process
+    that keeps the CPUs busy alone gets all of it, idle power included; one that shares them gets
+    its part. Method ``rapl``: the energy is measured, only the split is a model.
+
+    Args:
+        domains: the CPU package (or psys) RAPL domains.
+        pid: the process to follow (default: this one).
+    """
+
+    def __init__(self, domains: list[RaplDomain], pid: int | None = None) -> None:
+        import psutil
+
+        from codecarbon_callbacks.core.hardware.process_tree import ProcessTree
+
+        self._psutil = psutil
+        self.domains = list(domains)
+        self.kind = "cpu"
+        self.name = "cpu:process-share"
+        self.model = domains[0].model if domains else ""
+        self.method = MeasurementMethod.RAPL
+        self.sample_interval_s = min([0.5, *(d.sample_interval_s or 1.0 for d in domains)])
+        self._tree = ProcessTree(pid)
+        self._lock = threading.Lock()
+        _forksafe.track(self)
+        self._energy_j = 0.0
+        self._share = 0.0
+        self._last_total_j = 0.0
+        self._last_machine_s = 0.0
+        self._last_process_s = 0.0
+        self._power_w = 0.0
+        self._last_s: float | None = None
+
+    def _machine_busy_s(self) -> float:
+        times = self._psutil.cpu_times()
+        busy = times.user + times.system
+        for field in ("nice", "irq", "softirq"):
+            busy += getattr(times, field, 0.0)
+        return busy
+
+    def _total_j(self, now_s: float) -> float:
+        return sum(domain.energy_j(now_s) for domain in self.domains)
+
+    def start(self, now_s: float) -> None:
+        with self._lock:
+            for domain in self.domains:
+                domain.start(now_s)
+            self._energy_j = 0.0
+            self._last_total_j = 0.0
+            self._last_machine_s = self._machine_busy_s()
+            self._last_process_s = self._tree.cpu_seconds()
+            self._last_s = now_s
+
+    def sample(self, now_s: float) -> None:
+        with self._lock:
+            if self._last_s is None:
+                return
+            total_j = self._total_j(now_s)
+            machine_s = self._machine_busy_s()
+            process_s = self._tree.cpu_seconds()
+            machine_delta = machine_s - self._last_machine_s
+            process_delta = process_s - self._last_process_s
+            if machine_delta > 0:
+                self._share = min(1.0, max(0.0, process_delta / machine_delta))
+            delta_j = (total_j - self._last_total_j) * self._share
+            self._energy_j += delta_j
+            if now_s > self._last_s:
+                self._power_w = delta_j / (now_s - self._last_s)
+            self._last_total_j = total_j
+            self._last_machine_s = machine_s
+            self._last_process_s = process_s
+            self._last_s = now_s
+            failures = [d.failure for d in self.domains if d.failure]
+            if failures and self.failure is None:
+                self.failure = failures[0]
+
+    def energy_j(self, now_s: float) -> float:
+        with self._lock:
+            if self._last_s is None:
+                return 0.0
+            # the energy since the last sample, at the share last measured
+            return self._energy_j + (self._total_j(now_s) - self._last_total_j) * self._share
+
+    def power_w(self) -> float:
+        return self._power_w
+
+    def utilization_percent(self) -> float | None:
+        return 100.0 * self._share
+
+    def describe(self) -> dict[str, object]:
+        info = super().describe()
+        info.update(domains=[d.name for d in self.domains], share=self._share)
+        return info

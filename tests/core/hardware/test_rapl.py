@@ -173,3 +173,38 @@ def test_force_mode_cpu_load_skips_rapl(two_sockets):
     components, _ = detect_components(powercap_root=fake.root, force_mode_cpu_load=True, nvml=False)
     cpu = [c for c in components if c.kind == "cpu"]
     assert len(cpu) == 1 and cpu[0].method is MeasurementMethod.TDP_ESTIMATE
+
+
+def test_process_mode_splits_package_energy_by_cpu_share(two_sockets, monkeypatch):
+    from codecarbon_callbacks.core.hardware import rapl
+
+    fake, pkg0, pkg1, _ = two_sockets
+    components, _ = detect_rapl(powercap_root=fake.root, opener=fake.opener)
+    share = rapl.ProcessShareComponent(components)
+    # a machine whose busy time we control: this process tree uses 1/4 of it, then all of it
+    machine = {"busy": 100.0}
+    process = {"busy": 10.0}
+    monkeypatch.setattr(share, "_machine_busy_s", lambda: machine["busy"])
+    monkeypatch.setattr(share._tree, "cpu_seconds", lambda: process["busy"])
+    share.start(0.0)
+    fake.advance(pkg0, 30_000_000)  # 30 J + 10 J over the first second
+    fake.advance(pkg1, 10_000_000)
+    machine["busy"] += 4.0
+    process["busy"] += 1.0
+    share.sample(1.0)
+    assert share.energy_j(1.0) == pytest.approx(40.0 / 4)
+    fake.advance(pkg0, 20_000_000)
+    machine["busy"] += 2.0
+    process["busy"] += 2.0
+    share.sample(2.0)
+    assert share.energy_j(2.0) == pytest.approx(10.0 + 20.0)
+    assert share.method is MeasurementMethod.RAPL and share.kind == "cpu"
+
+
+def test_process_mode_uses_rapl_share_in_detect(two_sockets):
+    fake, *_ = two_sockets
+    components, _ = detect_components(powercap_root=fake.root, tracking_mode="process", nvml=False)
+    cpu = [c for c in components if c.kind == "cpu"]
+    assert [c.name for c in cpu] == ["cpu:process-share"]
+    ram = [c for c in components if c.kind == "ram"]
+    assert [c.name for c in ram] == ["ram"]  # RSS model, not the machine's DRAM
