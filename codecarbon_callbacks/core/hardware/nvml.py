@@ -259,6 +259,10 @@ class NvmlGpu(Component):
         sleep: sleeps ``s`` seconds (``time.sleep``); the fake clock's in tests.
         sample_interval_s: how often the sampler reads instant power.
         watch_interval_s: how often the sampler re-watches a counter step.
+        anchor_interval_s: how often the sampler reads the counter once mid-step (None: never).
+        background_first_watch: run the first watch (~0.35 s of reads) on its own thread, so
+            that several GPUs lock on at once and the sampler does not wait (default: when
+            ``clock`` is ``time.monotonic``; a virtual clock needs it on the sampler's timeline).
 
     Attributes:
         uuid, index, cuda_index, model (the GPU name), memory_total_bytes, power_source
@@ -277,6 +281,7 @@ class NvmlGpu(Component):
         sample_interval_s: float = GPU_SAMPLE_INTERVAL_S,
         watch_interval_s: float = WATCH_INTERVAL_S,
         anchor_interval_s: float | None = ANCHOR_INTERVAL_S,
+        background_first_watch: bool | None = None,
     ) -> None:
         self._nvml = nvml
         self.index = index
@@ -297,6 +302,11 @@ class NvmlGpu(Component):
         self.sample_interval_s = sample_interval_s
         self.watch_interval_s = watch_interval_s
         self.anchor_interval_s = anchor_interval_s
+        # a virtual clock (tests) needs the first watch on the sampler's own timeline
+        self.background_first_watch = (
+            clock is time.monotonic if background_first_watch is None else background_first_watch
+        )
+        self._first_watch_thread: threading.Thread | None = None
         self._lock = threading.Lock()
         _forksafe.track(self)
         self.counter_reads = 0  # counter reads so far (each costs milliseconds)
@@ -487,15 +497,19 @@ class NvmlGpu(Component):
         """Observe counter steps (sampler thread)."""
         phase = self._phase
         if not phase.locked:
-            with self._lock:
-                self._anchor = None  # step indexes restart with a new fit
-            # the first watch: read back to back until FIRST_WATCH_STEPS steps (<= 0.35 s)
-            self._burst(
-                until_changes=FIRST_WATCH_STEPS, limit_s=self._clock() + FIRST_WATCH_LIMIT_S
-            )
-            self._next_watch_s = self._clock() + (
-                min(0.3, self.watch_interval_s) if phase.locked else 4 * self.watch_interval_s
-            )
+            if self.background_first_watch:
+                # ~0.35 s of reads: on its own thread, so that the sampler (and the other GPUs'
+                # first watches) do not wait; NVML calls release the GIL
+                if self._first_watch_thread is None or not self._first_watch_thread.is_alive():
+                    self._next_watch_s = now_s + FIRST_WATCH_LIMIT_S + self.watch_interval_s
+                    self._first_watch_thread = threading.Thread(
+                        target=self._first_watch_job,
+                        name=f"codecarbon-callbacks-gpu{self.index}-phase",
+                        daemon=True,
+                    )
+                    self._first_watch_thread.start()
+                return
+            self._first_watch()
             return
         margin = 0.003 + 3 * phase.uncertainty_s
         k = phase.step_index(now_s + margin) + 1
@@ -512,6 +526,24 @@ class NvmlGpu(Component):
         self._next_watch_s = now_s + (
             min(0.3, self.watch_interval_s) if young else self.watch_interval_s
         )
+
+    def _first_watch(self) -> None:
+        """Read back to back until FIRST_WATCH_STEPS steps (<= FIRST_WATCH_LIMIT_S)."""
+        with self._lock:
+            self._anchor = None  # step indexes restart with a new fit
+        self._burst(until_changes=FIRST_WATCH_STEPS, limit_s=self._clock() + FIRST_WATCH_LIMIT_S)
+        self._next_watch_s = self._clock() + (
+            min(0.3, self.watch_interval_s) if self._phase.locked else 4 * self.watch_interval_s
+        )
+
+    def _first_watch_job(self) -> None:
+        try:
+            self._first_watch()
+        except self._nvml.NVMLError as error:
+            with self._lock:
+                self._counter_broken(self._clock(), error)
+        except Exception as error:  # noqa: BLE001 - a background thread must not die loudly
+            logger.debug("%s: first counter watch failed: %s", self.name, error)
 
     def _burst(self, *, until_changes: int, limit_s: float) -> None:
         """Back-to-back counter reads until ``until_changes`` steps are seen or ``limit_s``."""

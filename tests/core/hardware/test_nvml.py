@@ -488,3 +488,23 @@ def test_phase_model_fit_is_robust_and_relocks():
     for t in (12.05, 12.55, 13.05):
         model.observe(t)
     assert not model.locked
+
+
+def test_first_watch_runs_beside_the_sampler_in_real_time():
+    clock = RealClock()
+    devices = [
+        FakeDevice.from_h200_trace(uuid=u, time_offset_s=clock.now() - 4.0) for u in UUIDS[:3]
+    ]
+    gpus, _ = detect_nvml(nvml=FakeNvml(devices, clock=clock))
+    assert all(g.background_first_watch for g in gpus)
+    now = time.monotonic()
+    for gpu in gpus:
+        gpu.start(now)
+    start = time.perf_counter()
+    for gpu in gpus:
+        gpu.sample(time.monotonic())  # starts each GPU's first watch on its own thread
+    assert time.perf_counter() - start < 0.1  # three 0.35-s watches one after the other: 1 s
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline and not all(g.counter_period_s for g in gpus):
+        time.sleep(0.05)
+    assert all(g.counter_period_s == pytest.approx(0.1, abs=0.003) for g in gpus)
