@@ -46,10 +46,9 @@ deltas.
 
 Measured on the trace (fake NVML in virtual time, 1-s windows at random phase, 20 seeds; error
 per window against the counter interpolated between its steps; ``tests/core/hardware``):
-steady full load: rms 0.3-0.5 % (max 0.7-1.4 %) against 4.1 % (max 9 %) for plain counter
+steady full load: rms 0.3-0.6 % (max 0.8-1.7 %) against 4.1 % (max 9 %) for plain counter
 deltas at the same edges; idle: 0.2 % against 3.9 %. Loads that switch faster than instant
-power updates gain little or nothing: 0.5 s on/off: 3.6 % against 4.8 %; 0.15 s on/off: 6.7 %
-against 6.3 % (instant power lags such pulses).
+power updates gain little: 0.5 s on/off: 3.6 % against 4.8 %; 0.15 s on/off: 6.2 % against 6.3 % (instant power lags such pulses).
 
 Errors mid-run: the last good energy is kept, power integration continues where power still
 reads, ``failure`` says why, one warning is logged; nothing raises.
@@ -88,6 +87,8 @@ GPU_SAMPLE_INTERVAL_S = 0.025
 WATCH_INTERVAL_S = 1.0
 #: how often the sampler reads the counter once mid-step for a fresh anchor, s (None: never)
 ANCHOR_INTERVAL_S = 0.2
+#: the longest the sampler sleeps to start a watch just before a step, s
+MAX_WATCH_WAIT_S = 0.012
 #: the counter period assumed until measured, s
 NOMINAL_COUNTER_PERIOD_S = 0.1
 #: nvmlDeviceGetPowerUsage is a trailing 1-s average on recent GPUs: half of it is lag. On the
@@ -515,8 +516,8 @@ class NvmlGpu(Component):
         k = phase.step_index(now_s + margin) + 1
         target = phase.step_time(k)
         wait = target - margin - now_s
-        if wait > (self.sample_interval_s or GPU_SAMPLE_INTERVAL_S):
-            return  # a later sample() call is closer to the step
+        if wait > MAX_WATCH_WAIT_S:
+            return  # a later sample() call is closer to the step: sleep little on the sampler
         if wait > 0:
             self._sleep(wait)
         # read until the step shows; a full period at most (a late step is still found)
