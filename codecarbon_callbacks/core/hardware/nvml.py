@@ -48,7 +48,8 @@ Measured on the trace (fake NVML in virtual time, 1-s windows at random phase, 2
 per window against the counter interpolated between its steps; ``tests/core/hardware``):
 steady full load: rms 0.3-0.6 % (max 0.8-1.7 %) against 4.1 % (max 9 %) for plain counter
 deltas at the same edges; idle: 0.2 % against 3.9 %. Loads that switch faster than instant
-power updates gain little: 0.5 s on/off: 3.6 % against 4.8 %; 0.15 s on/off: 6.2 % against 6.3 % (instant power lags such pulses).
+power updates gain little: 0.5 s on/off: 3.6 % against 4.8 %; 0.15 s on/off: 6.2 % against
+6.3 % (instant power lags such pulses).
 
 Errors mid-run: the last good energy is kept, power integration continues where power still
 reads, ``failure`` says why, one warning is logged; nothing raises.
