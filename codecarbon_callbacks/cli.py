@@ -32,9 +32,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     import pandas
@@ -64,8 +65,8 @@ class CliError(Exception):
 class Reports:
     """The CSV reports found under some paths: runs (emissions.csv) and windows."""
 
-    runs: "pandas.DataFrame | None" = None
-    windows: "pandas.DataFrame | None" = None
+    runs: pandas.DataFrame | None = None
+    windows: pandas.DataFrame | None = None
     run_files: list[str] = field(default_factory=list)
     window_files: list[str] = field(default_factory=list)
 
@@ -121,7 +122,7 @@ def load_reports(paths: Iterable[str | os.PathLike[str]]) -> Reports:
             continue
         try:
             frame = read_emissions(path)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any parse failure becomes one clear line
             raise CliError(f"{path}: cannot be read as an emissions CSV ({type(e).__name__}: {e})") from None
         frame["source_file"] = str(path)
         if kind == "windows":
@@ -140,7 +141,7 @@ def load_reports(paths: Iterable[str | os.PathLike[str]]) -> Reports:
     return reports
 
 
-def _select_runs(frame: "pandas.DataFrame | None", run: str | None) -> "pandas.DataFrame | None":
+def _select_runs(frame: pandas.DataFrame | None, run: str | None) -> pandas.DataFrame | None:
     if frame is None or run is None:
         return frame
     return frame[frame["run_id"].astype(str).str.startswith(run)]
@@ -155,7 +156,7 @@ def _last_run_id(reports: Reports) -> str | None:
     return None
 
 
-def run_summary(runs: "pandas.DataFrame") -> "pandas.DataFrame":
+def run_summary(runs: pandas.DataFrame) -> pandas.DataFrame:
     """One row per run: its latest record (a run's final row replaces its flushed ones).
 
     Columns: run_id, project_name, status, end (timestamp), duration_s, energy_kwh,
@@ -198,7 +199,7 @@ def run_summary(runs: "pandas.DataFrame") -> "pandas.DataFrame":
     return summary.sort_values("end", kind="stable").reset_index(drop=True)
 
 
-def epoch_summary(windows: "pandas.DataFrame") -> "pandas.DataFrame":
+def epoch_summary(windows: pandas.DataFrame) -> pandas.DataFrame:
     """One row per (run, epoch): the epoch's tiling windows added up.
 
     The session tiles a run with ``epoch`` (training) and ``phase`` (validation, other) windows;
@@ -246,7 +247,7 @@ def epoch_summary(windows: "pandas.DataFrame") -> "pandas.DataFrame":
     return summary[columns]
 
 
-def task_summary(windows: "pandas.DataFrame") -> "pandas.DataFrame":
+def task_summary(windows: pandas.DataFrame) -> pandas.DataFrame:
     """One row per task window (CodeCarbon's start_task/stop_task)."""
     import pandas as pd
 
@@ -316,7 +317,7 @@ _TASK_DISPLAY = (
 _DISPLAYS = {"runs": _RUN_DISPLAY, "epochs": _EPOCH_DISPLAY, "tasks": _TASK_DISPLAY}
 
 
-def format_table(frame: "pandas.DataFrame", kind: str = "epochs") -> str:
+def format_table(frame: pandas.DataFrame, kind: str = "epochs") -> str:
     """A fixed-width text table of a summary, energies in Wh and emissions in g CO2eq.
 
     Args:
@@ -355,7 +356,7 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def plot_epochs(epochs: "pandas.DataFrame", path: str | os.PathLike[str], *, title: str | None = None) -> str:
+def plot_epochs(epochs: pandas.DataFrame, path: str | os.PathLike[str], *, title: str | None = None) -> str:
     """Save a chart of per-epoch energy per component (stacked bars, Wh) and emissions (g).
 
     One panel per run (the six latest). Needs matplotlib.
@@ -633,8 +634,8 @@ def cmd_detect(args: argparse.Namespace, out: TextIO) -> int:
         for c in components:
             try:
                 c.close()
-            except Exception:  # closing a probe is best effort
-                pass
+            except Exception as e:  # noqa: BLE001 - closing a probe is best effort
+                logger.debug("closing %s failed: %s", c.name, e)
     intensity = _intensity_report(config, args.online, args.timeout)
     payload = {
         "platform": platform.platform(),
@@ -662,8 +663,7 @@ def cmd_detect(args: argparse.Namespace, out: TextIO) -> int:
               "(integrated power), tdp_estimate (TDP x load model), constant (a fixed power).\n")
     if notes:
         out.write("\nNotes from detection:\n")
-        for note in notes:
-            out.write(f"  - {note}\n")
+        out.writelines(f"  - {note}\n" for note in notes)
     ci = intensity
     place = ", ".join(str(v) for v in (ci["country_name"] or ci["country_iso_code"], ci["region"],
                                          ci["cloud_provider"], ci["cloud_region"]) if v)
@@ -673,8 +673,7 @@ def cmd_detect(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"  {ci['note']}\n")
     if suggestions:
         out.write("\nTo measure better:\n")
-        for tip in suggestions:
-            out.write(f"  - {tip}\n")
+        out.writelines(f"  - {tip}\n" for tip in suggestions)
     else:
         out.write("\nNothing missing: every component found is measured by a hardware counter or "
                   "as configured.\n")
@@ -703,8 +702,8 @@ def _totals_line(elapsed_s: float, tracker: Any) -> tuple[str, dict[str, float]]
     for component in tracker.components:
         try:
             power[component.kind] = power.get(component.kind, 0.0) + float(component.power_w())
-        except Exception:  # a failing component reads as 0 W here; the tracker warns
-            pass
+        except Exception as e:  # noqa: BLE001 - reads as 0 W here; the tracker warns
+            logger.debug("power of %s: %s", component.name, e)
     figures = {
         "elapsed_s": elapsed_s,
         "power_w": sum(power.values()),
@@ -712,11 +711,11 @@ def _totals_line(elapsed_s: float, tracker: Any) -> tuple[str, dict[str, float]]
         "energy_kwh": totals.energy_consumed,
         "emissions_kg": totals.emissions,
     }
-    parts = " ".join(f"{k} {v:.1f}" for k, v in power.items() if v)
-    line = (f"[{elapsed_s:8.1f} s] power {figures['power_w']:7.1f} W"
+    parts = " ".join(f"{k} {v:.3g}" for k, v in power.items() if v)
+    line = (f"{elapsed_s:7.1f} s | {figures['power_w']:.4g} W"
             + (f" ({parts})" if parts else "")
-            + f" | energy {figures['energy_kwh'] * 1000:.4f} Wh"
-            + f" | {figures['emissions_kg'] * 1000:.4f} g CO2eq")
+            + f" | {figures['energy_kwh'] * 1000:.4g} Wh"
+            + f" | {figures['emissions_kg'] * 1000:.4g} g CO2eq")
     return line, figures
 
 
@@ -808,10 +807,10 @@ def cmd_monitor(args: argparse.Namespace, out: TextIO) -> int:
     data = tracker.final_emissions_data
     if data is not None:
         out.write(
-            f"{PROG}: {shlex.join(command)} exited with {returncode} after {data.duration:.1f} s: "
-            f"{data.energy_consumed * 1000:.4f} Wh (cpu {data.cpu_energy * 1000:.4f}, "
-            f"gpu {data.gpu_energy * 1000:.4f}, ram {data.ram_energy * 1000:.4f}), "
-            f"{data.emissions * 1000:.4f} g CO2eq at {data.carbon_intensity_g_per_kwh:.4g} g/kWh "
+            f"{PROG}: {_short(shlex.join(command))} exited with {returncode} after {data.duration:.1f} s: "
+            f"{data.energy_consumed * 1000:.4g} Wh (cpu {data.cpu_energy * 1000:.4g}, "
+            f"gpu {data.gpu_energy * 1000:.4g}, ram {data.ram_energy * 1000:.4g}), "
+            f"{data.emissions * 1000:.4g} g CO2eq at {data.carbon_intensity_g_per_kwh:.4g} g/kWh "
             f"({data.carbon_intensity_source}); run {data.run_id}\n"
         )
         from codecarbon_callbacks.output.base import OutputMethod
@@ -822,6 +821,11 @@ def cmd_monitor(args: argparse.Namespace, out: TextIO) -> int:
                       f"(and {tracker.config.windows_output_file} beside it)\n")
     out.flush()
     return returncode
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _monitor_plain(child: subprocess.Popen[bytes], tracker: Any, started: float, interval_s: float,

@@ -15,7 +15,7 @@ DEFAULT_COUNTRY = os.environ.get("CODECARBON_COUNTRY_ISO_CODE", "USA")
 
 
 def parse_args(description: str, *, epochs: int = 3, argv: list[str] | None = None,
-               extra: "callable | None" = None) -> argparse.Namespace:
+               extra: callable | None = None) -> argparse.Namespace:
     """The options every example takes: --output-dir, --epochs, --country-iso-code, --seed."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--output-dir", default="example_output",

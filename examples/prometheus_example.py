@@ -18,7 +18,6 @@ import json
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 import urllib.request
 
@@ -44,10 +43,9 @@ def start_local_pushgateway() -> tuple[subprocess.Popen, str] | None:
     if binary is None:
         return None
     port = _free_port()
-    log = tempfile.TemporaryFile()
     process = subprocess.Popen(
         [binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
+import re
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
-
 from cli.conftest import CPU_W, GPU_W, RAM_W, run_cli
 
 from codecarbon_callbacks.output.file import read_emissions
 
 TOTAL_W = CPU_W + GPU_W + RAM_W
+NUMBER = r"[0-9.]+(?:e[+-]?[0-9]+)?"
+LIVE_LINE = re.compile(rf"codecarbon-callbacks: +{NUMBER} s \| {NUMBER} W.* \| (?P<wh>{NUMBER}) Wh \| {NUMBER} g CO2eq$")
 METHODS = {"rapl", "nvml_energy", "nvml_power", "tdp_estimate", "constant"}
 
 
@@ -52,7 +56,7 @@ def test_console_script_is_installed(tmp_path: Path) -> None:
     script = shutil.which("codecarbon-callbacks")
     if script is None:
         pytest.skip("the package is not installed with its entry point (pip install -e .)")
-    result = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=30)
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=30, check=False)
     from codecarbon_callbacks import __version__
 
     assert result.returncode == 0 and __version__ in result.stdout
@@ -214,8 +218,10 @@ def test_monitor_exit_code_live_lines_and_reports(tmp_path: Path) -> None:
                      "--", sys.executable, "-c", child, cwd=tmp_path)
     assert result.returncode == 3, result.stderr
     assert "child says hi" in result.stdout
-    live = [line for line in result.stderr.splitlines() if "power" in line and "energy" in line]
+    live = [line for line in result.stderr.splitlines() if LIVE_LINE.match(line)]
     assert len(live) >= 2, result.stderr  # plain lines: not a terminal
+    energies = [float(LIVE_LINE.match(line).group("wh")) for line in live]
+    assert energies == sorted(energies) and energies[-1] > 0
     assert "exited with 3" in result.stdout and str(out / "emissions.csv") in result.stdout
     rows = read_emissions(out / "emissions.csv")
     assert len(rows) == 1
@@ -225,6 +231,38 @@ def test_monitor_exit_code_live_lines_and_reports(tmp_path: Path) -> None:
     assert row["energy_consumed"] > 0
     assert row["country_iso_code"] == "FRA"
     assert row["metadata"]["monitored_program"] == Path(sys.executable).name
+
+
+def test_monitor_on_a_terminal_shows_a_live_line(tmp_path: Path) -> None:
+    """stdout and stderr on a terminal: rich's live line, the command's output above it."""
+    pytest.importorskip("rich")
+    pty = pytest.importorskip("pty")
+    out = tmp_path / "out"
+    child = "import sys, time\nfor i in range(3): print('out', i); time.sleep(0.3)\nsys.exit(4)"
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "codecarbon_callbacks", "monitor", "--country-iso-code", "FRA",
+         "--output-dir", str(out), "--interval", "0.2", "--", sys.executable, "-c", child],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
+        env={**os.environ, "TERM": "xterm", "COLUMNS": "120"},
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the terminal's other side is closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert process.wait(timeout=60) == 4
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert all(f"out {i}" in screen for i in range(3))
+    assert "\x1b[" in screen and " Wh | " in screen  # rich redrew the live line
+    assert "exited with 4" in screen
+    assert read_emissions(out / "emissions.csv").iloc[-1]["status"] == "failed"
 
 
 def test_monitor_success_and_errors(tmp_path: Path) -> None:
@@ -253,10 +291,10 @@ def test_monitor_success_and_errors(tmp_path: Path) -> None:
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
-    bodies: list[dict] = []
+    bodies: ClassVar[list[dict]] = []
     status = 200
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         type(self).bodies.append(json.loads(self.rfile.read(length)))
         self.send_response(type(self).status)

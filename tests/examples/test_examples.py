@@ -6,7 +6,6 @@ import json
 import shutil
 
 import pytest
-
 from examples.conftest import EPOCHS, EXAMPLES, EXAMPLES_DIR, ExampleRun
 
 from codecarbon_callbacks.output.file import read_emissions
@@ -65,7 +64,7 @@ def test_framework_examples_tile_the_run_with_validation(example_runs: dict[str,
     windows = read_emissions(run.output_dir / "emissions_windows.csv")
     validation = windows[windows["phase"] == "validation"]
     assert sorted(set(validation["epoch"].dropna().astype(int))) == list(range(EPOCHS))
-    (run_id,) = set(windows["run_id"])
+    assert len(set(windows["run_id"])) == 1
     tiling = windows[windows["kind"].isin(["epoch", "phase"])]
     total = read_emissions(run.output_dir / "emissions.csv").iloc[-1]
     assert tiling["energy_consumed"].sum() <= total["energy_consumed"] * (1 + 1e-9)
