@@ -101,7 +101,6 @@ class LightningEmissionsMixin:
             max_epochs = getattr(trainer, "max_epochs", None)
             if isinstance(max_epochs, int) and max_epochs > 0:
                 info["epochs"] = max_epochs
-            info["training_type"] = "supervisedLearning"
         return info
 
     def _plan(self, trainer: Any) -> tuple[str, float | None]:

@@ -130,6 +130,11 @@ class EmissionsCallback(_keras.callbacks.Callback):
             info["layers"] = len([layer for layer in model.layers if layer.weights])
         except Exception:
             pass
+        policy = getattr(getattr(model, "dtype_policy", None), "name", None)
+        if policy:
+            from codecarbon_callbacks.session import TORCH_QUANTIZATION
+
+            info["quantization"] = TORCH_QUANTIZATION.get(str(policy))
         optimizer = getattr(model, "optimizer", None)
         if optimizer is not None and stage == "fit":
             info["optimizer"] = type(optimizer).__name__

@@ -83,6 +83,17 @@ BOAMPS_DATA_TYPES = (
     "other",
 )
 
+#: BoAmps ``quantization`` of a model's weight dtype
+TORCH_QUANTIZATION: dict[str, str] = {
+    "float32": "fp32",
+    "float16": "fp16",
+    "bfloat16": "bf16",
+    "float64": "fp64",
+    "int8": "int8",
+    "mixed_float16": "fp16",
+    "mixed_bfloat16": "bf16",
+}
+
 #: where a resumed run's state is kept
 STATE_VERSION = 1
 
@@ -262,6 +273,9 @@ def torch_model_info(module: Any) -> dict[str, Any]:
     """
     info: dict[str, Any] = {"class_path": f"{type(module).__module__}.{type(module).__qualname__}"}
     try:
+        first = next(iter(module.parameters()), None)
+        if first is not None:
+            info["quantization"] = TORCH_QUANTIZATION.get(str(first.dtype).replace("torch.", ""))
         info["parameters"] = int(sum(p.numel() for p in module.parameters()))
         leaves = [
             m
@@ -710,6 +724,8 @@ class EmissionsSession:
             algorithm["optimizer"] = str(info["optimizer"])
         if info.get("foundation_model"):
             algorithm["foundationModelName"] = str(info["foundation_model"])
+        if info.get("quantization"):
+            algorithm["quantization"] = str(info["quantization"])
         if info.get("training_type") and stage == "fit":
             algorithm["trainingType"] = str(info["training_type"])
         algorithm["algorithmType"] = str(info.get("algorithm_type", "neural network"))

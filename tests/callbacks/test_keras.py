@@ -103,6 +103,7 @@ def test_fit_history_windows_metadata_and_eval_runs(
         and algorithm["epochsNumber"] == 3
         and algorithm["optimizer"] == "Adam"
     )
+    assert algorithm["quantization"] == "fp32"
     assert report["task"]["dataset"][0] == {
         "dataUsage": "input",
         "dataType": "tabular",

@@ -165,6 +165,7 @@ def test_fit_test_predict_windows_logs_metadata(tracker_kwargs, tmp_path, boamps
         and algorithm["epochsNumber"] == 3
         and algorithm["optimizer"] == "Adam"
     )
+    assert algorithm["quantization"] == "fp32"
     assert task["dataset"][0] == {
         "dataUsage": "input",
         "dataType": "tabular",

@@ -168,6 +168,7 @@ def test_attached_logs_reach_history_and_integrations(tracker_kwargs, tmp_path, 
         and algorithm["epochsNumber"] == 3
         and algorithm["optimizer"] == "AdamW"
     )
+    assert algorithm["quantization"] == "fp32"
     assert algorithm["parametersNumber"] == pytest.approx(trainer.model.num_parameters() / 1e9)
     assert algorithm["frameworkVersion"] == transformers.__version__
     assert task["dataset"][0] == {
