@@ -617,7 +617,9 @@ class EmissionsSession:
         if stage == "fit":
             self._run.time_window_start_s = time.monotonic()
             if self.window_every_n_steps:
-                self._run.step_window = self._open("step", "other", "steps from 0", None)
+                self._run.step_window = self._open(
+                    "step", "other", f"steps from {int(done) if unit == 'step' else 0}", None
+                )
             if self.window_every_seconds:
                 self._run.time_window = self._open("time", "other", "time window 0", None)
         return True
