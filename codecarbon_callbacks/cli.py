@@ -550,7 +550,11 @@ def _resolve_detect_config(args: argparse.Namespace) -> Any:
         value = getattr(args, key, None)
         if value is not None:
             arguments[key] = value
-    arguments["output_dir"] = str(Path(os.getcwd()))
+    # detect writes nothing: a folder that surely exists, so that a read-only cwd or a missing
+    # configured output_dir does not fail the check
+    import tempfile
+
+    arguments["output_dir"] = tempfile.gettempdir()
     return resolve_config(arguments)
 
 
@@ -752,10 +756,10 @@ def cmd_monitor(args: argparse.Namespace, out: TextIO) -> int:
     from codecarbon_callbacks.core.tracker import EmissionsTracker, OfflineEmissionsTracker
 
     kwargs = _tracker_kwargs(args)
-    kwargs.setdefault("metadata", {})
-    kwargs["metadata"] = {"monitored_program": os.path.basename(command[0])}
     offline = bool(kwargs.get("country_iso_code") or kwargs.get("cloud_provider")) or args.offline
     tracker = (OfflineEmissionsTracker if offline else EmissionsTracker)(**kwargs)
+    # added to the configured metadata; the program's name only: its arguments may hold secrets
+    tracker.update_metadata({"monitored_program": os.path.basename(command[0])})
     status_stream: TextIO = sys.stderr
     rich_mode = _use_rich(args, status_stream)
 

@@ -268,9 +268,13 @@ def test_monitor_on_a_terminal_shows_a_live_line(tmp_path: Path) -> None:
 def test_monitor_success_and_errors(tmp_path: Path) -> None:
     out = tmp_path / "out"
     ok = run_cli("monitor", "--country-iso-code", "FRA", "--output-dir", str(out), "--",
-                 sys.executable, "-c", "pass", cwd=tmp_path)
+                 sys.executable, "-c", "pass", cwd=tmp_path, env={"CODECARBON_METADATA": '{"team": "vision"}'})
     assert ok.returncode == 0, ok.stderr
-    assert read_emissions(out / "emissions.csv").iloc[-1]["status"] == "completed"
+    row = read_emissions(out / "emissions.csv").iloc[-1]
+    assert row["status"] == "completed"
+    # the configured metadata is kept, the program's name added
+    assert row["metadata"]["team"] == "vision"
+    assert row["metadata"]["monitored_program"] == Path(sys.executable).name
 
     no_command = run_cli("monitor", "--country-iso-code", "FRA", cwd=tmp_path)
     assert no_command.returncode == 1
