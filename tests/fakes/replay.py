@@ -36,10 +36,14 @@ def replay(
     sampler_interval_s: float = 0.025,
     jitter_s: float = 0.0,
     seed: int = 0,
+    read_at_start: bool = True,
 ) -> ReplayResult:
     rng = random.Random(seed)
     clock.jump(start_s)
     component.start(start_s)
+    if read_at_start:  # the meter's origin snapshot, before the sampler has run at all
+        component.energy_j(start_s)
+        clock.jump(start_s)
     next_tick = start_s + sampler_interval_s
     sampler_free_at = start_s  # the sampler thread is busy (a counter watch) until then
     times: list[float] = []

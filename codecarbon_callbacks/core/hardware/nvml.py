@@ -46,9 +46,9 @@ deltas.
 
 Measured on the trace (fake NVML in virtual time, 1-s windows at random phase, 20 seeds; error
 per window against the counter interpolated between its steps; ``tests/core/hardware``):
-steady full load: rms 0.3-0.6 % (max 0.8-1.7 %) against 4.1 % (max 9 %) for plain counter
+steady full load: rms 0.3-0.5 % (max 0.7-1.2 %) against 4.1 % (max 9 %) for plain counter
 deltas at the same edges; idle: 0.2 % against 3.9 %. Loads that switch faster than instant
-power updates gain little: 0.5 s on/off: 3.6 % against 4.8 %; 0.15 s on/off: 6.2 % against
+power updates gain little: 0.5 s on/off: 3.0 % against 4.8 %; 0.15 s on/off: 6.5 % against
 6.3 % (instant power lags such pulses).
 
 Errors mid-run: the last good energy is kept, power integration continues where power still
@@ -348,7 +348,8 @@ class NvmlGpu(Component):
         # the first counter read at or after start; the origin is derived from it
         self._origin_read: tuple[float, float, float] | None = None
         self._origin_j: float | None = None  # counter-scale energy at start, J
-        self._last_out_j = 0.0  # the largest counter-scale energy returned, J
+        self._origin_provisional = False  # fixed before the phase was known: refine it once
+        self._returned_j = 0.0  # the largest energy since start returned, J
         # power as the sampler sees it, and its integral since start
         self._power_w = 0.0
         self._power_t: float | None = None
@@ -358,6 +359,7 @@ class NvmlGpu(Component):
         self._anchor: tuple[int, float] | None = None
         self._next_watch_s = 0.0
         self._next_anchor_s = 0.0
+        self._watch_skips = 0
         self._counter_failed_at: tuple[float, float] | None = None  # (t, energy since start J)
         self._integral_at_failure = 0.0
         self._last_good: tuple[float, float] | None = None  # (t, energy since start J) by counter
@@ -423,6 +425,8 @@ class NvmlGpu(Component):
             return 0.0
         if t >= self._power_t:
             return self._integral_j + self._power_w * (t - self._power_t)
+        if t < self._start_s:  # before start (a step just before it): the power at start
+            return -self._start_power_w * (self._start_s - t)
         previous = (self._start_s, 0.0)
         for when, value in self._integral_history:
             if when >= t:
@@ -517,8 +521,15 @@ class NvmlGpu(Component):
         k = phase.step_index(now_s + margin) + 1
         target = phase.step_time(k)
         wait = target - margin - now_s
-        if wait > MAX_WATCH_WAIT_S:
-            return  # a later sample() call is closer to the step: sleep little on the sampler
+        # sleep little on the sampler: wait for a tick that lands just before a step, unless the
+        # ticks keep missing (25-ms ticks against a 100-ms counter can stay out of phase)
+        limit = (
+            MAX_WATCH_WAIT_S if self._watch_skips < 4 else (self.sample_interval_s or 0.025) + 0.005
+        )
+        if wait > limit:
+            self._watch_skips += 1
+            return
+        self._watch_skips = 0
         if wait > 0:
             self._sleep(wait)
         # read until the step shows; a full period at most (a late step is still found)
@@ -554,6 +565,11 @@ class NvmlGpu(Component):
         changes: list[tuple[float, float, float]] = []  # (step time, resolution, value J)
         while len(changes) < until_changes and previous[1] < limit_s:
             current = self._read_counter()
+            # keep the power integral going meanwhile (microseconds a read): it decides which
+            # side of a step an edge reading is on, and a burst can last 0.35 s
+            power_w = self._read_power_w()
+            with self._lock:
+                self._integrate_to(max(current[1], self._power_t or current[1]), power_w)
             if current[2] != previous[2]:
                 mid_prev = (previous[0] + previous[1]) / 2
                 mid_cur = (current[0] + current[1]) / 2
@@ -647,13 +663,22 @@ class NvmlGpu(Component):
         return read[2] + power_w * (t - step_s)
 
     def _resolve_origin(self, force: bool = False) -> None:
-        """Fix the counter-scale energy at start, once the phase is known (lock held)."""
-        if self._origin_j is not None or self._origin_read is None:
+        """Place the counter-scale energy at start within its step (lock held).
+
+        The meter reads every component right at start, before the sampler has found the
+        counter's phase: the origin is then provisional (half a period assumed) and is placed
+        again, once, from the same reading when the phase is known. Values returned before stay
+        as they were (clamped non-decreasing), so windows still tile the run exactly; the window
+        that spans the change absorbs the correction (at most half a period of power).
+        """
+        if self._origin_read is None:
+            return
+        if self._origin_j is not None and not (self._origin_provisional and self._phase.locked):
             return
         if not (self._phase.locked or force):
             return
         self._origin_j = self._estimate_at(self._origin_read, self._start_s, self._start_power_w)
-        self._last_out_j = max(self._last_out_j, self._origin_j)
+        self._origin_provisional = not self._phase.locked
 
     def energy_j(self, now_s: float) -> float:
         """Joules since start at ``now_s``. Reads the counter at most once. Never raises."""
@@ -674,11 +699,10 @@ class NvmlGpu(Component):
                 self._origin_read = read
             self._resolve_origin(force=True)
             absolute_j = self._estimate_at(read, now_s, self._power_w)
-            self._last_out_j = max(self._last_out_j, absolute_j)
             assert self._origin_j is not None
-            energy_j = max(0.0, self._last_out_j - self._origin_j)
-            self._last_good = (now_s, energy_j)
-            return energy_j
+            self._returned_j = max(self._returned_j, absolute_j - self._origin_j)
+            self._last_good = (now_s, self._returned_j)
+            return self._returned_j
 
     # -- degraded paths ------------------------------------------------------------------------
 
@@ -706,9 +730,7 @@ class NvmlGpu(Component):
                 value = self._counter_failed_at[1] + max(
                     0.0, integral_j - self._integral_at_failure
                 )
-                # never below what the counter path already returned
-                if self._origin_j is not None:
-                    value = max(value, self._last_out_j - self._origin_j)
+                value = max(value, self._returned_j)  # never below what the counter gave
             else:
                 value = integral_j
                 if self.power_source == "usage":
