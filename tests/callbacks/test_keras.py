@@ -10,7 +10,7 @@ import textwrap
 from typing import Any
 
 import pytest
-from callbacks.conftest import (
+from callbacks.checks import (
     boamps_report,
     check_epoch_metrics,
     check_tiling,

@@ -8,7 +8,7 @@ import pickle
 import time
 
 import pytest
-from callbacks.conftest import boamps_report, check_tiling, read_runs, read_windows, schema_errors
+from callbacks.checks import boamps_report, check_tiling, read_runs, read_windows, schema_errors
 
 from codecarbon_callbacks.session import (
     EmissionsSession,
@@ -333,3 +333,22 @@ def test_step_and_time_windows_overlap_the_tiling_ones(tracker_kwargs, tmp_path)
     assert all(f["window_energy_kwh"] > 0 for _, f in closed)
     assert any("forecast_energy_kwh" in f for _, f in closed)  # in steps, after the warm-up
     check_tiling(windows, read_runs(tmp_path).iloc[0])
+
+
+def test_no_gpu_no_rapl_no_network_still_measures_and_says_so_once(tracker_kwargs, caplog):
+    from codecarbon_callbacks import session as session_module
+
+    session_module._INFO_ONCE.clear()
+    with caplog.at_level(logging.INFO, logger="codecarbon_callbacks.session"):
+        for _ in range(2):
+            session = EmissionsSession("custom", **tracker_kwargs)
+            session.begin_run("fit")
+            run_epochs(session, 1)
+            session.end_run()
+    said = [r.getMessage() for r in caplog.records if "measuring" in r.getMessage()]
+    assert len(said) == 1
+    methods = {c.method.value for c in session.tracker.components}
+    if methods <= {"constant", "tdp_estimate"}:  # this machine: no RAPL, no NVML
+        assert "estimated" in said[0]
+    assert "carbon intensity" in said[0] and "FRA" in said[0]
+    assert session.summary()["totals"]["energy_kwh"] > 0

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from callbacks.conftest import (
+from callbacks.checks import (
     boamps_report,
     check_epoch_metrics,
     check_tiling,
