@@ -573,6 +573,41 @@ def _task_dict(value: Any) -> dict[str, Any]:
     raise ValueError(f"task must be a BoAmpsTask or a dict, got {type(value).__name__}")
 
 
+def _lenient_task_dict(value: dict[str, Any]) -> dict[str, Any]:
+    """The task from record metadata: unknown keys are dropped with a warning, never fatal."""
+    known = {snake_to_camel(f.name) for f in dataclasses.fields(BoAmpsTask)}
+    nested = {"algorithms": BoAmpsAlgorithm, "dataset": BoAmpsDataset}
+    dropped: list[str] = []
+    task: dict[str, Any] = {}
+    for key, item in value.items():
+        key = snake_to_camel(camel_to_snake(str(key)))
+        if key not in known:
+            dropped.append(key)
+        elif key in nested and isinstance(item, list):
+            fields = {snake_to_camel(f.name) for f in dataclasses.fields(nested[key])}
+            cleaned = []
+            for element in item:
+                if not isinstance(element, dict):
+                    dropped.append(f"{key}[]")
+                    continue
+                cleaned.append(
+                    {snake_to_camel(camel_to_snake(str(k))): v for k, v in element.items()}
+                )
+                dropped += [f"{key}[].{k}" for k in cleaned[-1] if k not in fields]
+                cleaned[-1] = {k: v for k, v in cleaned[-1].items() if k in fields}
+            task[key] = cleaned
+        else:
+            task[key] = item
+    if dropped:
+        warn_once(
+            "boamps-record-task-unknown",
+            "metadata['boamps_task'] has fields BoAmps does not define, left out: %s",
+            ", ".join(sorted(set(dropped))),
+            log=logger,
+        )
+    return task
+
+
 def build_report(
     record: EmissionsData,
     *,
@@ -609,7 +644,7 @@ def build_report(
     # task
     task_from_record = metadata.get("boamps_task")
     merged_task = _merge_dicts(
-        _task_dict(task_from_record) if isinstance(task_from_record, dict) else {},
+        _lenient_task_dict(task_from_record) if isinstance(task_from_record, dict) else {},
         _task_dict(task),
     )
 

@@ -233,3 +233,19 @@ def test_unwritable_dir_never_raises(tmp_path):
     out = BoAmpsOutput(blocker / "sub", task=full_task())
     out.out(make_total(), make_total())  # must not raise
     assert out.save_file_path is None
+
+
+def test_unknown_fields_from_record_metadata_are_dropped_not_fatal(tmp_path, validator, caplog):
+    total = make_total()
+    total.metadata["boamps_task"] = {
+        **full_task().to_dict(),
+        "gpuHours": 3,
+        "algorithms": [{"framework": "keras", "seed": 1}],
+    }
+    out = BoAmpsOutput(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        out.out(total, total)
+    report = json.loads(Path(out.save_file_path).read_text())
+    assert schema_errors(validator, report) == []
+    assert report["task"]["algorithms"] == [{"framework": "keras"}]
+    assert "gpuHours" in caplog.text and "algorithms[].seed" in caplog.text

@@ -161,3 +161,38 @@ def test_secrets_never_written_or_logged(tmp_path, monkeypatch, caplog, capfire)
     for secret in (api_key, prom_password, logfire_token, webhook_token):
         assert secret not in everything, f"{secret} leaked"
     assert api_key not in repr(t.config)
+
+
+def test_next_process_resends_what_a_finished_process_left(tmp_path):
+    """Process A runs with the webhook down and exits; tracker B (same output_dir) delivers."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from output_records import constant_components
+from codecarbon_callbacks import OfflineEmissionsTracker
+t = OfflineEmissionsTracker(country_iso_code="FRA", output_dir={str(tmp_path)!r},
+                            components=constant_components(), output_methods=[],
+                            emissions_endpoint="http://127.0.0.1:{port}/hook")
+t.start()
+t.stop()
+print(t.run_id)
+"""
+    first = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert first.returncode == 0, first.stderr
+    run_a = first.stdout.strip().splitlines()[-1]
+    assert len(list((tmp_path / SPOOL_DIRNAME).glob("webhook-*.json"))) == 1
+    server = RecordingServer(port).start()
+    try:
+        t = tracker(tmp_path, output_methods=[], emissions_endpoint=f"{server.url}/hook")
+        t.start()
+        t.stop()
+        run_ids = sorted(b["run_id"] for b in server.accepted())
+        assert run_ids == sorted([run_a, t.run_id])
+        assert list((tmp_path / SPOOL_DIRNAME).glob("webhook-*.json")) == []
+    finally:
+        server.stop()
