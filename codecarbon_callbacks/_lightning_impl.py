@@ -229,9 +229,8 @@ class LightningEmissionsMixin:
             continues = not bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
         except Exception:
             continues = False
-        metrics = self.session.end_phase(training_continues=continues)
-        if continues:
-            self._log(trainer, metrics)  # mid-epoch validation: its own figures now
+        # The epoch's validation passes are logged together with the epoch (val_energy_kwh).
+        self.session.end_phase(training_continues=continues)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         epoch = int(trainer.current_epoch)
