@@ -21,14 +21,16 @@ Edge placement, and the evidence for it (``tests/data/h200_*``, 34 s on an H200,
    per 1-s window, against 4 % for plain counter deltas).
 
 So the component locks onto the counter's phase. The sampler thread (``sample()``, every
-``sample_interval_s`` = 25 ms) reads instant power (microseconds) and integrates it; the first
-time, it reads the counter back to back until it has seen 4 steps (~0.35 s, ~110 reads, on the
-sampler thread only), which gives the period and the phase (least squares, outliers from slow
-reads dropped); then it watches one step every ``watch_interval_s`` (0.3 s while young, then
-1 s) with 2-4 reads started just before the predicted step, and every ``anchor_interval_s``
-(0.2 s) reads the counter once in the middle of a step, where the reading is unambiguous: an
-anchor (a counter value at a known step). Cost: ~8 counter reads a second (~25 ms of NVML time
-a second, off the training thread) and 40 instant-power reads.
+``sample_interval_s`` = 25 ms) only reads instant power (microseconds) and integrates it. The
+counter reads that find the phase run on a watcher thread of this GPU's own (``watch_thread``;
+NVML calls release the GIL), which sleeps between them: first it reads back to back until it
+has seen 4 steps (~0.35 s, ~110 reads), which gives the period and the phase (least squares,
+outliers from slow reads dropped); then it watches one step every ``watch_interval_s`` (0.3 s
+while young, then 1 s) with 2-4 reads started just before the predicted step, and every
+``anchor_interval_s`` (0.2 s) reads the counter once in the middle of a step, where the reading
+is unambiguous: an anchor (a counter value at a known step). Cost: ~8 counter reads a second
+(~25 ms of NVML time a second, off the training and sampler threads). With a virtual clock
+(tests) the same work is done inside ``sample()``, on the sampler's timeline.
 
 At an edge, ``energy_j(now)`` reads instant power and the counter once (on the caller's thread),
 finds the step the counter value belongs to and returns::
@@ -262,9 +264,11 @@ class NvmlGpu(Component):
         sample_interval_s: how often the sampler reads instant power.
         watch_interval_s: how often the sampler re-watches a counter step.
         anchor_interval_s: how often the sampler reads the counter once mid-step (None: never).
-        background_first_watch: run the first watch (~0.35 s of reads) on its own thread, so
-            that several GPUs lock on at once and the sampler does not wait (default: when
-            ``clock`` is ``time.monotonic``; a virtual clock needs it on the sampler's timeline).
+        watch_thread: do the counter reads (first watch, watches, anchors) on a thread of this
+            GPU's own, which sleeps until just before the step it watches, so that the sampler
+            only reads instant power (microseconds) and several GPUs lock on at once. Default:
+            when ``clock`` is ``time.monotonic``; with a virtual clock (tests) the sampler's
+            ``sample()`` calls do them, on the sampler's timeline, deterministically.
 
     Attributes:
         uuid, index, cuda_index, model (the GPU name), memory_total_bytes, power_source
@@ -283,7 +287,7 @@ class NvmlGpu(Component):
         sample_interval_s: float = GPU_SAMPLE_INTERVAL_S,
         watch_interval_s: float = WATCH_INTERVAL_S,
         anchor_interval_s: float | None = ANCHOR_INTERVAL_S,
-        background_first_watch: bool | None = None,
+        watch_thread: bool | None = None,
     ) -> None:
         self._nvml = nvml
         self.index = index
@@ -304,11 +308,9 @@ class NvmlGpu(Component):
         self.sample_interval_s = sample_interval_s
         self.watch_interval_s = watch_interval_s
         self.anchor_interval_s = anchor_interval_s
-        # a virtual clock (tests) needs the first watch on the sampler's own timeline
-        self.background_first_watch = (
-            clock is time.monotonic if background_first_watch is None else background_first_watch
-        )
-        self._first_watch_thread: threading.Thread | None = None
+        self.watch_thread = clock is time.monotonic if watch_thread is None else watch_thread
+        self._watcher: threading.Thread | None = None
+        self._watcher_stop = threading.Event()
         self._lock = threading.Lock()
         _forksafe.track(self)
         self.counter_reads = 0  # counter reads so far (each costs milliseconds)
@@ -453,9 +455,20 @@ class NvmlGpu(Component):
                 self._origin_read = probe  # read just before start: good enough as the origin
             self._probe = None
             self._next_watch_s = now_s
+        if self.watch_thread and self.has_energy_counter:
+            self._watcher_stop.set()  # a previous run's watcher, if any
+            self._watcher_stop = threading.Event()
+            self._watcher = threading.Thread(
+                target=self._watch_loop,
+                args=(self._watcher_stop,),
+                name=f"codecarbon-callbacks-gpu{self.index}-counter",
+                daemon=True,
+            )
+            self._watcher.start()
 
     def close(self) -> None:
         self._started = False
+        self._watcher_stop.set()
 
     # -- sampler -------------------------------------------------------------------------------
 
@@ -473,8 +486,8 @@ class NvmlGpu(Component):
             )
         if power_w is None and self.power_source is not None:
             self._fail("NVML power read failed; power integration paused")
-        if not (self.has_energy_counter and self._counter_failed_at is None):
-            return
+        if self.watch_thread or not (self.has_energy_counter and self._counter_failed_at is None):
+            return  # the watcher thread does the counter reads
         try:
             if watch_due:
                 self._watch(now_s)
@@ -503,18 +516,6 @@ class NvmlGpu(Component):
         """Observe counter steps (sampler thread)."""
         phase = self._phase
         if not phase.locked:
-            if self.background_first_watch:
-                # ~0.35 s of reads: on its own thread, so that the sampler (and the other GPUs'
-                # first watches) do not wait; NVML calls release the GIL
-                if self._first_watch_thread is None or not self._first_watch_thread.is_alive():
-                    self._next_watch_s = now_s + FIRST_WATCH_LIMIT_S + self.watch_interval_s
-                    self._first_watch_thread = threading.Thread(
-                        target=self._first_watch_job,
-                        name=f"codecarbon-callbacks-gpu{self.index}-phase",
-                        daemon=True,
-                    )
-                    self._first_watch_thread.start()
-                return
             self._first_watch()
             return
         margin = 0.003 + 3 * phase.uncertainty_s
@@ -549,14 +550,50 @@ class NvmlGpu(Component):
             min(0.3, self.watch_interval_s) if self._phase.locked else 4 * self.watch_interval_s
         )
 
-    def _first_watch_job(self) -> None:
+    def _watch_loop(self, stop: threading.Event) -> None:
+        """The watcher thread (``watch_thread``): all counter reads but the edges' own."""
         try:
-            self._first_watch()
+            while not stop.is_set() and self._counter_failed_at is None:
+                phase = self._phase
+                if not phase.locked:
+                    self._first_watch()
+                    if not phase.locked:
+                        stop.wait(4 * self.watch_interval_s)
+                    continue
+                period = phase.period_s or NOMINAL_COUNTER_PERIOD_S
+                now = self._clock()
+                if now >= self._next_watch_s:
+                    # sleep until just before the next step, then read until it shows
+                    margin = 0.003 + 3 * phase.uncertainty_s
+                    target = phase.step_time(phase.step_index(now + margin) + 1)
+                    if stop.wait(max(0.0, target - margin - self._clock())):
+                        return
+                    self._burst(until_changes=1, limit_s=target + period + margin)
+                    young = phase.observations < 8
+                    self._next_watch_s = self._clock() + (
+                        min(0.3, self.watch_interval_s) if young else self.watch_interval_s
+                    )
+                elif self.anchor_interval_s is not None and now >= self._next_anchor_s:
+                    # one read in the middle of a step: unambiguous, a fresh anchor
+                    middle = phase.step_time(phase.step_index(now)) + 0.45 * period
+                    if middle < now:
+                        middle += period
+                    if stop.wait(max(0.0, middle - self._clock())):
+                        return
+                    read = self._read_counter()
+                    with self._lock:
+                        self._step_of_read(read, update=True)
+                    self._next_anchor_s = self._clock() + self.anchor_interval_s
+                else:
+                    wake = self._next_watch_s
+                    if self.anchor_interval_s is not None:
+                        wake = min(wake, self._next_anchor_s)
+                    stop.wait(max(0.001, wake - now))
         except self._nvml.NVMLError as error:
             with self._lock:
                 self._counter_broken(self._clock(), error)
         except Exception as error:  # noqa: BLE001 - a background thread must not die loudly
-            logger.debug("%s: first counter watch failed: %s", self.name, error)
+            logger.debug("%s: counter watcher stopped: %s", self.name, error)
 
     def _burst(self, *, until_changes: int, limit_s: float) -> None:
         """Back-to-back counter reads until ``until_changes`` steps are seen or ``limit_s``."""

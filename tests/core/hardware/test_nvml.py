@@ -508,21 +508,30 @@ def test_phase_model_fit_is_robust_and_relocks():
     assert not model.locked
 
 
-def test_first_watch_runs_beside_the_sampler_in_real_time():
+def test_counter_reads_run_beside_the_sampler_in_real_time():
     clock = RealClock()
     devices = [
         FakeDevice.from_h200_trace(uuid=u, time_offset_s=clock.now() - 4.0) for u in UUIDS[:3]
     ]
-    gpus, _ = detect_nvml(nvml=FakeNvml(devices, clock=clock))
-    assert all(g.background_first_watch for g in gpus)
+    nvml = FakeNvml(devices, clock=clock)
+    gpus, _ = detect_nvml(nvml=nvml)
+    assert all(g.watch_thread for g in gpus)
     now = time.monotonic()
     for gpu in gpus:
         gpu.start(now)
+    reads_before = nvml.calls["nvmlDeviceGetTotalEnergyConsumption"]
     start = time.perf_counter()
-    for gpu in gpus:
-        gpu.sample(time.monotonic())  # starts each GPU's first watch on its own thread
-    assert time.perf_counter() - start < 0.1  # three 0.35-s watches one after the other: 1 s
+    for _ in range(10):
+        for gpu in gpus:
+            gpu.sample(time.monotonic())  # instant power only
+    assert time.perf_counter() - start < 0.05
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline and not all(g.counter_period_s for g in gpus):
         time.sleep(0.05)
+    # three GPUs locked on together, by their own threads
     assert all(g.counter_period_s == pytest.approx(0.1, abs=0.003) for g in gpus)
+    assert nvml.calls["nvmlDeviceGetTotalEnergyConsumption"] > reads_before
+    for gpu in gpus:
+        gpu.close()
+    time.sleep(0.3)
+    assert not any(g._watcher.is_alive() for g in gpus)
