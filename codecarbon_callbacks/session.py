@@ -42,8 +42,6 @@ import json
 import logging
 import math
 import time
-import uuid
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -461,7 +459,6 @@ class EmissionsSession:
         if tracker is None:
             # Fail now on bad tracker parameters: build one and drop it (no thread, no output).
             self._new_tracker()
-        self.uid = uuid.uuid4().hex
         self._run: _Run | None = None
         self._resume_state: dict[str, Any] | None = None
         self._records: list[Any] = []
@@ -472,7 +469,6 @@ class EmissionsSession:
         self.last_forecast: dict[str, float] | None = None
         self.active = True
         self.is_writer = True
-        _SESSIONS[self.uid] = self
 
     # -- pickling: a session crosses process boundaries before its run starts ----------------
 
@@ -489,7 +485,6 @@ class EmissionsSession:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        _SESSIONS.setdefault(self.uid, self)
 
     # -- tracker ---------------------------------------------------------------------------
 
@@ -1229,17 +1224,6 @@ class EmissionsSession:
             pass
 
 
-#: sessions alive in this process, by uid (Hugging Face rebuilds callbacks from their arguments)
-_SESSIONS: weakref.WeakValueDictionary[str, EmissionsSession] = weakref.WeakValueDictionary()
-
-
-def session_by_uid(uid: str | None) -> EmissionsSession | None:
-    """The live session with this uid in this process, if any."""
-    if not uid:
-        return None
-    return _SESSIONS.get(uid)
-
-
 __all__ = [
     "EPOCH_METRIC_KEYS",
     "FRAMEWORK_EXTRAS",
@@ -1249,7 +1233,6 @@ __all__ = [
     "guess_data_type",
     "missing_framework_error",
     "pretrained_name",
-    "session_by_uid",
     "shape_string",
     "torch_model_info",
 ]
