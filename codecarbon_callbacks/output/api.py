@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +97,15 @@ class ApiRunStore:
             runs = data.setdefault(self.endpoint, {})
             run = runs.setdefault(local_run_id, {})
             run.update(changes)
+            now_s = time.time()
+            run["updated_s"] = now_s
+            # Bounded like the spool: runs not updated within spool_max_age_s are forgotten.
+            for name in [
+                n
+                for n, r in runs.items()
+                if now_s - float(r.get("updated_s", now_s)) > self._spool.max_age_s
+            ]:
+                del runs[name]
             os.makedirs(self._spool.directory, exist_ok=True)
             tmp = f"{self.path}.{os.getpid()}.tmp"
             with open(tmp, "w", encoding="utf-8") as handle:
@@ -351,22 +361,37 @@ class CodeCarbonAPIOutput(BaseOutput):
                 return
             self._started = True
         label = f"api {sanitize_url(self.api_endpoint)}"
-        self.sender.submit(CallJob(self._resend_spooled, queue_key=label,
-                                   label=f"{label}: reading the spool", owner=self))
+        self.sender.submit(
+            CallJob(
+                self._resend_spooled,
+                queue_key=label,
+                label=f"{label}: reading the spool",
+                owner=self,
+            )
+        )
 
     def _resend_spooled(self) -> None:
         try:
-            for entry in self.spool.claim("api", self.api_endpoint,
-                                          skip=self.sender.known_paths()):
+            for entry in self.spool.claim("api", self.api_endpoint, skip=self.sender.known_paths()):
                 self.sender.submit(
                     ApiEmissionJob.from_entry(
-                        entry, self.spool, endpoint=self.api_endpoint, api_key=self.__api_key,
-                        owner=self, timeout_s=self.timeout_s, on_run_id=self._on_run_id,
+                        entry,
+                        self.spool,
+                        endpoint=self.api_endpoint,
+                        api_key=self.__api_key,
+                        owner=self,
+                        timeout_s=self.timeout_s,
+                        on_run_id=self._on_run_id,
                     )
                 )
         except Exception as exc:  # noqa: BLE001 - never raise into training
-            warn_once("api-spool-read", "CodeCarbon API: could not read the spool %s: %s",
-                      self.spool.directory, describe_error(exc, [self.__api_key]), log=logger)
+            warn_once(
+                "api-spool-read",
+                "CodeCarbon API: could not read the spool %s: %s",
+                self.spool.directory,
+                describe_error(exc, [self.__api_key]),
+                log=logger,
+            )
 
     def _post(self, total: EmissionsData, final: bool) -> None:
         self._ensure_started()

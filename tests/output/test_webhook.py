@@ -203,8 +203,7 @@ def test_bad_url_is_a_clear_error(tmp_path):
 def test_entries_of_a_live_process_are_not_taken(tmp_path, sender):
     """A second output in the same (live) process never re-sends what the first still holds."""
     port = free_port()
-    first = WebhookOutput(f"http://127.0.0.1:{port}/x", tmp_path, sender=sender,
-                          exit_timeout_s=0.2)
+    first = WebhookOutput(f"http://127.0.0.1:{port}/x", tmp_path, sender=sender, exit_timeout_s=0.2)
     first.out(make_total(), make_total())
     first.exit()
     server = RecordingServer(port).start()
@@ -224,3 +223,35 @@ def test_construction_is_cheap_and_offline(tmp_path):
         WebhookOutput("http://127.0.0.1:9/x", tmp_path)
     assert (time.perf_counter() - t0) / 100 < 0.005
     assert not os.path.exists(tmp_path / SPOOL_DIRNAME)
+
+
+def test_unwritable_spool_still_delivers_from_memory(tmp_path, server, sender, caplog):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    out = WebhookOutput(server.url, blocker, sender=sender)
+    with caplog.at_level(logging.WARNING):
+        out.out(make_total(), make_total())
+        out.exit()
+    assert len(server.accepted()) == 1
+    assert "without a durable copy" in caplog.text
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_sender_is_fresh_after_fork(tmp_path):
+    from codecarbon_callbacks.output.delivery import CallJob, get_sender
+
+    parent = get_sender()
+    parent.submit(CallJob(lambda: None, queue_key="warm", label="warm", owner=None))
+    pid = os.fork()
+    if pid == 0:  # child: a new sender whose thread works
+        code = 1
+        try:
+            child = get_sender()
+            done = []
+            child.submit(CallJob(lambda: done.append(1), queue_key="c", label="c", owner="me"))
+            child.drain("me", 5)
+            code = 0 if child is not parent and done == [1] else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
