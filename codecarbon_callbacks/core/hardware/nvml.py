@@ -17,8 +17,8 @@ Edge placement, and the evidence for it (``tests/data/h200_*``, 34 s on an H200,
    at full load (~700 W) vary by up to 70 J (10 %).
 2. Instant power (field 186) updates on its own ~102 ms cadence, drifting against the counter's:
    its updates do not tell where the counter's step lies. Its value is a good estimate of the
-   power during the counter's current step (at steady load the estimator below gets 0.3 % rms
-   per 1-s window, against 4 % for plain counter deltas).
+   power during the counter's current step (at steady load the estimator below gets 0.3-0.5 %
+   rms per 1-s window, against 4 % for plain counter deltas).
 
 So the component locks onto the counter's phase. The sampler thread (``sample()``, every
 ``sample_interval_s`` = 25 ms) only reads instant power (microseconds) and integrates it. The
@@ -60,8 +60,9 @@ GPU selection: ``gpu_ids`` (ints or UUIDs) and ``CUDA_VISIBLE_DEVICES`` (indexes
 prefixes allowed); CUDA ordinals are mapped to NVML devices by UUID. When the process has
 already initialised CUDA through torch, torch's per-ordinal UUIDs give the mapping exactly.
 Otherwise integers in ``CUDA_VISIBLE_DEVICES`` are taken as NVML (PCI bus) indexes, which is
-CUDA's numbering with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` and on nodes of identical GPUs. Integer ``gpu_ids`` are CUDA
-ordinals (positions in ``CUDA_VISIBLE_DEVICES``) when it is set, NVML indexes otherwise.
+CUDA's numbering with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` and on nodes of identical GPUs. Integer
+``gpu_ids`` are CUDA ordinals (positions in the CUDA view) when CUDA_VISIBLE_DEVICES is set or
+torch gave the view, NVML indexes otherwise.
 """
 
 from __future__ import annotations
