@@ -300,10 +300,12 @@ class Sender:
             self._cond.notify_all()
 
     def replace_pending(self, job: Job) -> None:
-        """Queue ``job`` in place of the not-yet-started jobs of its queue (state outputs)."""
+        """Queue ``job`` in place of its owner's not-yet-started jobs (state outputs)."""
         with self._cond:
             queue = self._queues.setdefault(job.queue_key, _Queue(job.queue_key))
-            queue.jobs = deque(j for j in queue.jobs if j is self._in_flight)
+            queue.jobs = deque(
+                j for j in queue.jobs if j is self._in_flight or j.owner is not job.owner
+            )
             queue.jobs.append(job)
             self._ensure_thread()
             self._cond.notify_all()
@@ -426,7 +428,10 @@ class Sender:
                         queue.failures += 1
                         queue.last_failure_at = time.monotonic()
                         queue.next_at = queue.last_failure_at + self._backoff(queue.failures)
-                        if job.state and len(queue.jobs) > 1 and job in queue.jobs:
+                        newer = any(
+                            j is not job and j.state and j.owner is job.owner for j in queue.jobs
+                        )
+                        if job.state and newer and job in queue.jobs:
                             queue.jobs.remove(job)  # superseded: the newer state goes next
                     else:
                         if job in queue.jobs:

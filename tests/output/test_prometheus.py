@@ -224,3 +224,24 @@ def test_own_registry_never_the_global_one(tmp_path, sender):
 def test_bad_url_is_clear():
     with pytest.raises(ValueError, match="prometheus_url"):
         PrometheusOutput("")
+
+
+def test_two_runs_to_one_gateway_do_not_replace_each_other(tmp_path, sender):
+    gateway = Gateway(tmp_path)
+    try:
+        a, b = (
+            PrometheusOutput(gateway.url, sender=sender),
+            PrometheusOutput(gateway.url, sender=sender),
+        )
+        ta, tb = make_total(energy_consumed=1.0), make_total(energy_consumed=2.0)
+        a.live_out(ta, ta)
+        b.live_out(tb, tb)  # queued right behind a's push: must not replace it
+        a.exit()
+        b.exit()
+        values = {
+            g["labels"]["run_id"]: series(g, "codecarbon_energy_consumed_kwh_total")[0][1]
+            for g in gateway.groups()
+        }
+        assert values == {ta.run_id: 1.0, tb.run_id: 2.0}
+    finally:
+        gateway.stop()
