@@ -1079,12 +1079,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as e:
         sys.stderr.write(f"{PROG}: error: {e}\n")
         return 1
-    except ConfigError as e:
+    except (ConfigError, OSError, ValueError) as e:
         sys.stderr.write(f"{PROG}: error: {e}\n")
         return 1
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")
         return 130
+    except Exception as e:  # noqa: BLE001 - one line, the traceback with --verbose
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        sys.stderr.write(f"{PROG}: error: unexpected {type(e).__name__}: {e} "
+                         "(run with --verbose for the traceback)\n")
+        return 1
 
 
 __all__ = [

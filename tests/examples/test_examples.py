@@ -31,8 +31,8 @@ def test_example_writes_reports_and_prints_where(example_runs: dict[str, Example
         assert row["country_iso_code"] == "FRA"
         assert row["energy_consumed"] == pytest.approx(row["cpu_energy"] + row["gpu_energy"] + row["ram_energy"])
         assert row["cpu_method"]  # how the CPU was measured is always said
-    assert run.output_dir.is_dir()
-    assert not (EXAMPLES_DIR / "example_output").exists()  # nothing written beside the examples
+    # everything goes into --output-dir: nothing else in the folder the example ran in
+    assert sorted(p.name for p in run.output_dir.parent.iterdir()) == [run.output_dir.name]
 
 
 @pytest.mark.parametrize(
