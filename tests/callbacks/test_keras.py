@@ -19,7 +19,8 @@ from callbacks.checks import (
     schema_errors,
 )
 
-assert os.environ.get("KERAS_BACKEND") == "torch"  # set by tests/conftest.py before keras loads
+# tests/conftest.py sets KERAS_BACKEND=torch (unless set) before keras loads; nothing here is
+# backend-specific.
 keras = pytest.importorskip("keras")
 np = pytest.importorskip("numpy")
 
