@@ -25,7 +25,9 @@ Use in-process::
 Use in a subprocess (distributed tests, a fake GPU per rank): set
 ``CODECARBON_CALLBACKS_FAKE_NVML`` to a JSON spec and put ``tests/fakes/site`` first on
 ``PYTHONPATH``; its ``sitecustomize.py`` calls :func:`install_from_env`, which puts a FakeNvml
-into ``sys.modules["pynvml"]`` (real clock: the trace plays from the moment of install). Spec::
+into ``sys.modules["pynvml"]`` (real clock: the trace plays from the moment of install; it
+shadows any other ``sitecustomize`` in that subprocess). ``subprocess_env(spec)`` builds such an
+environment. Spec::
 
     {"devices": [{"uuid": "GPU-r0", "name": "NVIDIA H200", "trace": "h200"},
                  {"uuid": "GPU-r1", "power_w": 300.0, "energy_counter": false}]}
