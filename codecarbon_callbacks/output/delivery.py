@@ -45,6 +45,13 @@ logger = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_BACKOFF_INITIAL_S = 1.0
 DEFAULT_BACKOFF_MAX_S = 60.0
+#: Drains that start within this window share its end: the webhook, API and Prometheus outputs
+#: of one stop() wait for the network at most this long all together.
+SHARED_EXIT_WINDOW_S = 5.0
+#: A drain starting this soon after the previous one ended belongs to the same stop().
+_BURST_GAP_S = 0.5
+#: Even past the shared window, a drain gives a responsive endpoint this long.
+_MIN_LAST_ATTEMPT_S = 0.25
 
 
 class Outcome(enum.Enum):
@@ -286,6 +293,8 @@ class Sender:
         self._thread: threading.Thread | None = None
         #: owners being drained -> deadline (monotonic)
         self._draining: dict[int, float] = {}
+        self._exit_window_end = float("-inf")
+        self._last_drain_end = float("-inf")
         self._stopped = False
         self.delivered = 0
 
@@ -324,11 +333,21 @@ class Sender:
 
         Returns as soon as every queue holding the owner's jobs is empty of them or has failed
         again since the drain began (no point waiting for an endpoint that is down), and at the
-        latest after ``timeout_s``.
+        latest after ``timeout_s``, or at the end of the shared exit window
+        (:data:`SHARED_EXIT_WINDOW_S`) that drains started shortly before opened.
         """
         started = time.monotonic()
-        deadline = started + max(0.0, timeout_s)
         with self._cond:
+            # Exits in a row (one stop() with several network outputs) share one window.
+            in_burst = (
+                started < self._exit_window_end or started - self._last_drain_end < _BURST_GAP_S
+            )
+            if not in_burst:
+                self._exit_window_end = started + SHARED_EXIT_WINDOW_S
+            deadline = min(
+                started + max(0.0, timeout_s),
+                max(self._exit_window_end, started + _MIN_LAST_ATTEMPT_S),
+            )
             self._draining[id(owner)] = deadline
             for queue in self._queues.values():
                 if any(j.owner is owner for j in queue.jobs):
@@ -350,6 +369,7 @@ class Sender:
                         return False
                     self._cond.wait(remaining)
             finally:
+                self._last_drain_end = time.monotonic()
                 if self._draining.get(id(owner)) == deadline:
                     del self._draining[id(owner)]
 

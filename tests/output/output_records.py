@@ -173,6 +173,8 @@ class RecordingServer:
                 except OSError:
                     pass
 
+            do_PUT = do_POST  # the Pushgateway protocol
+
         ThreadingHTTPServer.daemon_threads = True
         ThreadingHTTPServer.allow_reuse_address = True
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)

@@ -181,8 +181,9 @@ t.start()
 t.stop()
 print(t.run_id)
 """
-    first = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                           timeout=60, check=False)
+    first = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
     assert first.returncode == 0, first.stderr
     run_a = first.stdout.strip().splitlines()[-1]
     assert len(list((tmp_path / SPOOL_DIRNAME).glob("webhook-*.json"))) == 1
@@ -194,5 +195,30 @@ print(t.run_id)
         run_ids = sorted(b["run_id"] for b in server.accepted())
         assert run_ids == sorted([run_a, t.run_id])
         assert list((tmp_path / SPOOL_DIRNAME).glob("webhook-*.json")) == []
+    finally:
+        server.stop()
+
+
+def test_stop_bounded_when_every_network_output_hangs(tmp_path):
+    """Webhook, API and Prometheus all hanging: stop() still returns within the shared window."""
+    server = RecordingServer().start()
+    server.mode, server.hang_s = "hang", 60.0
+    try:
+        t = tracker(
+            tmp_path,
+            output_methods=["api", "prometheus"],
+            api_endpoint=server.url,
+            api_key="cpt_k3y-abcdef",
+            experiment_id=EXPERIMENT,
+            prometheus_url=server.url,
+            emissions_endpoint=server.url + "/hook",
+        )
+        t.start()
+        time.sleep(1.1)
+        t0 = time.monotonic()
+        t.stop()
+        elapsed = time.monotonic() - t0
+        assert elapsed < 7.0, elapsed
+        assert {r["path"].split("/")[1] for r in server.requests} >= {"hook", "runs", "metrics"}
     finally:
         server.stop()
