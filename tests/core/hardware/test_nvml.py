@@ -420,6 +420,8 @@ def test_read_energy_concurrently_reads_counters_in_parallel():
     start = time.perf_counter()
     energies = read_energy_concurrently(gpus, time.monotonic())
     elapsed = time.perf_counter() - start
+    for gpu in gpus:
+        gpu.close()  # stops its watcher thread
     assert len(energies) == 4 and all(e >= 0 for e in energies)
     assert elapsed < 0.06  # 4 x 20 ms one after the other would be 80 ms
 
