@@ -16,10 +16,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def run_fresh(
             if key == "PYTHONPATH":  # prepended: a sitecustomize there must win
                 value = os.pathsep.join(p for p in (value, env.get("PYTHONPATH", "")) if p)
             env[key] = value
-        proc = subprocess.run(
+        proc = subprocess.run(  # noqa: PLW1510 - the exit status is checked below
             [sys.executable, "-c", code, *args],
             cwd=tmp,
             env=env,
@@ -255,7 +256,7 @@ def machine_info() -> dict[str, Any]:
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-            timeout=10,
+            timeout=10, check=False,
         ).stdout.strip()
         if commit:
             info["commit"] = commit

@@ -10,6 +10,9 @@ prints one JSON line); :func:`collect` runs them and returns the table rows.
   meter read; CodeCarbon: ``stop_task()`` + ``start_task()``, what a user writes today), then the
   Python memory retained after 10,000 of them (tracemalloc, after ``gc.collect()``) and the RSS
   growth.
+- ``session``: the framework-neutral session behind every callback: memory retained and the cost
+  of an epoch's edges, early in a run and after thousands of epochs.
+- ``fake-gpus``: ours with 1 and 4 fake H200s (tests/fakes, real clock): edge cost and sampler CPU.
 - ``sampler``: the CPU time of every thread the tracker starts while the main thread sleeps
   (process CPU time minus the main thread's), over the wall time.
 """
@@ -29,7 +32,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import (  # noqa: E402
+from _common import (
     CODECARBON_KWARGS,
     HEAVY_MODULES,
     JSON_MARK,
@@ -248,6 +251,43 @@ def measure_fake_gpus(run_s: float, n_edges: int) -> dict[str, Any]:
     }
 
 
+def measure_session(n_epochs: int) -> dict[str, Any]:
+    """The framework-neutral session every callback uses: memory and cost per epoch over a run.
+
+    Each epoch is ``begin_epoch`` + ``end_epoch`` (two window edges: train -> other -> train).
+    """
+    import tracemalloc
+
+    from codecarbon_callbacks.session import EmissionsSession
+
+    session = EmissionsSession("custom", **CODECARBON_KWARGS)
+    session.begin_run("fit", info={"epochs": n_epochs + 400})
+
+    def epoch(i: int) -> float:
+        t0 = time.perf_counter()
+        session.begin_epoch(i)
+        session.end_epoch(i, done=i + 1)
+        return time.perf_counter() - t0
+
+    early = [epoch(i) for i in range(200)]
+    gc.collect()
+    tracemalloc.start()
+    traced0 = tracemalloc.get_traced_memory()[0]
+    for i in range(200, 200 + n_epochs):
+        epoch(i)
+    gc.collect()
+    traced1 = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    late = [epoch(i) for i in range(200 + n_epochs, 400 + n_epochs)]
+    session.end_run()
+    return {
+        "n_epochs": n_epochs,
+        "bytes_per_epoch": (traced1 - traced0) / n_epochs,
+        "epoch_cost_first_200_s": median(early),
+        "epoch_cost_after_s": median(late),
+    }
+
+
 # -- orchestration --------------------------------------------------------------------------------
 
 
@@ -282,6 +322,7 @@ def collect(*, quick: bool = False) -> tuple[list[Row], dict[str, Any]]:
     }
     raw["edges_csv"] = run_script("core_bench.py", ["edges-csv", "--n-timed", str(n_timed // 4)])
 
+    raw["session"] = run_script("core_bench.py", ["session", "--n-timed", str(300 if quick else 3000)])
     raw["fake_gpus"] = {}
     for n_gpus in (1, 4):
         devices = [{"uuid": f"GPU-fake-{i}", "trace": "h200", "time_offset_s": 3.6} for i in range(n_gpus)]
@@ -341,6 +382,19 @@ def collect(*, quick: bool = False) -> tuple[list[Row], dict[str, Any]]:
         note="CPU time of every thread the tracker starts, over wall time (this machine: no RAPL, no GPU, "
              "so our sampler has little to do; see the fake-H200 row)",
     ))
+    sess = raw["session"]
+    rows.append(Row(
+        "core", f"session (every callback): memory per epoch over {sess['n_epochs']:,} epochs",
+        f"{sess['bytes_per_epoch']:.0f} B", f"{edges['codecarbon']['bytes_per_window']:.0f} B (a task per epoch)",
+        "", note="the session keeps every window record for summary(); an epoch is 2 window edges",
+    ))
+    rows.append(Row(
+        "core", f"session: cost of an epoch's edges, first 200 / after {sess['n_epochs'] + 200:,} epochs",
+        f"{fmt_ms(sess['epoch_cost_first_200_s'])} / {fmt_ms(sess['epoch_cost_after_s'])}",
+        f"{fmt_ms(edges['codecarbon']['edge_median_s'])} (flat)", "flat",
+        sess["epoch_cost_after_s"] < 1.5 * sess["epoch_cost_first_200_s"],
+        note="grows with the run when end_epoch scans every record kept so far",
+    ))
     for n_gpus, data in raw["fake_gpus"].items():
         if "error" in data or not data.get("gpus"):
             rows.append(Row("core", f"with {n_gpus} fake H200 (replayed trace)", "n/a", "-", "",
@@ -366,7 +420,7 @@ def collect(*, quick: bool = False) -> tuple[list[Row], dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["sampler", "edges", "edges-csv", "fake-gpus"])
+    parser.add_argument("what", choices=["sampler", "edges", "edges-csv", "fake-gpus", "session"])
     parser.add_argument("--tool", choices=TOOLS, default="ours")
     parser.add_argument("--run-s", type=float, default=1.0)
     parser.add_argument("--n-timed", type=int, default=2000)
@@ -374,6 +428,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.what == "sampler":
         emit(measure_sampler(args.tool, args.run_s))
+    elif args.what == "session":
+        emit(measure_session(args.n_timed))
     elif args.what == "fake-gpus":
         emit(measure_fake_gpus(args.run_s, args.n_timed))
     elif args.what == "edges":

@@ -30,12 +30,13 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import CODECARBON_KWARGS, Row, emit, fmt_ms, fmt_pct, median, run_script  # noqa: E402
+from _common import CODECARBON_KWARGS, Row, emit, fmt_ms, fmt_pct, median, run_script
 
 logger = logging.getLogger(__name__)
 

@@ -43,13 +43,23 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import REPO_ROOT, Row, cv_percent, fmt_ms, fmt_pct, format_table, machine_info, max_dev_percent  # noqa: E402
+from _common import (
+    REPO_ROOT,
+    Row,
+    cv_percent,
+    fmt_ms,
+    fmt_pct,
+    format_table,
+    machine_info,
+    max_dev_percent,
+)
 
 logger = logging.getLogger("gpu_validation")
 
@@ -175,13 +185,13 @@ def concurrent_counter_reads(nvml: Any, handle: Any, *, reads_per_thread: int = 
         latencies: list[float] = []
         lock = threading.Lock()
 
-        def work() -> None:
+        def work(barrier: threading.Barrier, latencies: list[float], lock: threading.Lock) -> None:
             barrier.wait()
             mine = _timed_calls(lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(handle), reads_per_thread)
             with lock:
                 latencies.extend(mine)
 
-        threads = [threading.Thread(target=work) for _ in range(n_threads)]
+        threads = [threading.Thread(target=work, args=(barrier, latencies, lock)) for _ in range(n_threads)]
         for t in threads:
             t.start()
         barrier.wait()
@@ -295,10 +305,10 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
         def training_step(self, batch: Any, batch_idx: int) -> None:
             if idle_epoch(self.current_epoch):
                 time.sleep(step_s)
-                return None
+                return
             for _ in range(matmuls_per_step):
                 a @ b
-            return None
+            return
 
         def configure_optimizers(self) -> Any:
             return torch.optim.SGD(self.parameters(), lr=0.0)

@@ -34,10 +34,10 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import core_bench  # noqa: E402
-import framework_bench  # noqa: E402
-import trace_replay  # noqa: E402
-from _common import Row, format_table, machine_info  # noqa: E402
+import core_bench
+import framework_bench
+import trace_replay
+from _common import Row, format_table, machine_info
 
 SECTIONS = ("core", "frameworks", "replay")
 
