@@ -350,12 +350,18 @@ class BaseEmissionsTracker:
         if self.is_running:
             self._outputs.handlers.append(handler)
 
-    def stop(self, *, status: str | None = None) -> float | None:
+    def stop(self, *, status: str | None = None, window_status: str | None = None) -> float | None:
         """Stop measuring, write the run's record everywhere; returns its emissions in kg CO2eq.
+
+        Windows still open are closed at the run's own final edge (so windows that tile the run
+        sum exactly to it).
 
         Args:
             status: the run's status ("completed" by default; "failed", "interrupted",
                 "budget_stop", "incomplete" where the caller knows better).
+            window_status: the status of windows still open: by default "incomplete" when the
+                run completed (nobody closed them), else the run's status. A caller that leaves
+                its last window open on purpose passes "completed".
         """
         with self._lock:
             meter = self._meter
@@ -364,11 +370,11 @@ class BaseEmissionsTracker:
                     logger.warning("stop() called on a tracker that was not started")
                 return self.final_emissions
             status = status or "completed"
-            window_status = "completed" if status == "completed" else status
-            for window_id in list(self._windows):
-                self._close(window_id, "incomplete" if status == "completed" else window_status, None,
-                            collective=status == "completed")
+            if window_status is None:
+                window_status = "incomplete" if status == "completed" else status
             end = meter.stop()
+            for window_id in list(self._windows):
+                self._close(window_id, window_status, None, collective=status == "completed", at=end)
             total = self._combine(self._run_record(end, status=status), collective=status == "completed")
             self._emit_out(total, end)
             if self._tasks and self.writes_outputs:
@@ -512,14 +518,20 @@ class BaseEmissionsTracker:
         return self._close(window_id, status, metadata, collective=True)
 
     def _close(
-        self, window_id: str, status: str, metadata: Mapping[str, Any] | None, *, collective: bool
+        self,
+        window_id: str,
+        status: str,
+        metadata: Mapping[str, Any] | None,
+        *,
+        collective: bool,
+        at: Snapshot | None = None,
     ) -> WindowRecord:
         with self._lock:
             window = self._windows.pop(window_id, None)
             if window is None:
                 raise KeyError(f"no open window with id {window_id!r}")
             assert self._meter is not None
-            end = self._meter.snapshot()
+            end = at if at is not None else self._meter.snapshot()
             if metadata:
                 window.metadata.update(metadata)
             record = self._window_record(window, end, status=status)

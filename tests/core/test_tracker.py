@@ -358,3 +358,16 @@ def test_dataloader_workers_fork_while_sampling(tmp_path: Path) -> None:
     assert total == float(sum(range(64)))
     assert tracker.stop() is not None
     assert len(read_emissions(tmp_path / "emissions_windows.csv")) == 2
+
+
+def test_windows_left_open_close_at_the_runs_final_edge(tmp_path: Path) -> None:
+    tracker = make_tracker(tmp_path)
+    tracker.start()
+    first, window = tracker.switch_window(tracker.open_window("epoch", "e0", epoch=0, phase="train"),
+                                          "epoch", "e1", epoch=1, phase="train")
+    time.sleep(0.02)
+    tracker.stop(window_status="completed")
+    run = tracker.final_emissions_data
+    last = read_emissions(tmp_path / "emissions_windows.csv").iloc[-1]
+    assert last["status"] == "completed"
+    assert last["end_timestamp"].isoformat(timespec="microseconds") == run.timestamp
