@@ -372,10 +372,13 @@ class BaseEmissionsTracker:
             status = status or "completed"
             if window_status is None:
                 window_status = "incomplete" if status == "completed" else status
+            # A budget stop is a normal end every rank reaches (the decision is taken on combined
+            # figures); failures, interrupts and exit-time stops must not wait for other ranks.
+            collective = status in _COLLECTIVE_STOP_STATUSES
             end = meter.stop()
             for window_id in list(self._windows):
-                self._close(window_id, window_status, None, collective=status == "completed", at=end)
-            total = self._combine(self._run_record(end, status=status), collective=status == "completed")
+                self._close(window_id, window_status, None, collective=collective, at=end)
+            total = self._combine(self._run_record(end, status=status), collective=collective)
             self._emit_out(total, end)
             if self._tasks and self.writes_outputs:
                 self._outputs.call("task_out", list(self._tasks.values()), self.config.experiment_name)
@@ -859,6 +862,10 @@ def track_emissions(
     if fn is not None:
         return decorate(fn)
     return decorate
+
+
+#: stop() statuses at which every rank stops together: the record_combiner may use collectives
+_COLLECTIVE_STOP_STATUSES = ("completed", "budget_stop")
 
 
 def _single_run_lock_path() -> str:

@@ -343,6 +343,28 @@ def test_record_combiner_and_non_writing_ranks(tmp_path: Path) -> None:
     assert not (tmp_path / "rank1" / "emissions.csv").exists()
 
 
+def test_budget_stop_is_a_collective_end(tmp_path: Path) -> None:
+    """Every rank stops together at a budget stop: the combiner may use collectives there."""
+    calls: list[tuple[str, bool]] = []
+
+    def record(record, collective):
+        calls.append((type(record).__name__, collective))
+        return record
+
+    tracker = make_tracker(tmp_path)
+    tracker.record_combiner = record
+    tracker.start()
+    tracker.open_window("epoch", "e", epoch=0, phase="train")
+    tracker.stop(status="budget_stop", window_status="completed")
+    assert calls == [("WindowRecord", True), ("EmissionsData", True)]
+    for status in ("interrupted", "incomplete"):
+        calls.clear()
+        tracker.start()
+        tracker.open_window("epoch", "e", epoch=0, phase="train")
+        tracker.stop(status=status)
+        assert calls == [("WindowRecord", False), ("EmissionsData", False)], status
+
+
 def test_dataloader_workers_fork_while_sampling(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     from torch.utils.data import DataLoader, TensorDataset
