@@ -1,7 +1,9 @@
 """Distributed runs: who measures what, and how ranks' records become one.
 
 Rules (what every other tool gets wrong):
-- each rank measures only its own GPU(s) (its CUDA device, matched to NVML by UUID);
+- each rank measures only its own GPU(s) (its CUDA device, matched to NVML by UUID); a GPU that
+  several ranks of a machine see (no CUDA device of their own, or a shared one) is measured once,
+  by the lowest of those ranks;
 - in ``machine`` tracking mode each machine's CPU and RAM are measured once, by the lowest rank
   on that machine; in ``process`` mode each rank measures its own process;
 - records are combined with ``torch.distributed`` collectives over the process group the
@@ -22,16 +24,26 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from codecarbon_callbacks.core.records import EmissionsData, WindowRecord
 
 logger = logging.getLogger(__name__)
 
 MACHINE_ID_ENV = "CODECARBON_CALLBACKS_MACHINE_ID"
-_ADDITIVE = ("cpu_energy", "gpu_energy", "ram_energy", "energy_consumed", "emissions", "water_consumed",
-             "cpu_power", "gpu_power", "ram_power")
+_ADDITIVE = (
+    "cpu_energy",
+    "gpu_energy",
+    "ram_energy",
+    "energy_consumed",
+    "emissions",
+    "water_consumed",
+    "cpu_power",
+    "gpu_power",
+    "ram_power",
+)
 
 
 def _dist() -> Any | None:
@@ -48,46 +60,118 @@ def _dist() -> Any | None:
     return None
 
 
+def is_distributed() -> bool:
+    """True when a torch.distributed process group with more than one rank is initialised."""
+    dist = _dist()
+    try:
+        return dist is not None and dist.get_world_size() > 1
+    except Exception:  # pragma: no cover - a group torn down under us
+        return False
+
+
 def machine_id(environ: Mapping[str, str] | None = None) -> str:
+    """This machine's identity: ``CODECARBON_CALLBACKS_MACHINE_ID`` if set, else the host name."""
     environ = os.environ if environ is None else environ
     return environ.get(MACHINE_ID_ENV) or socket.gethostname()
 
 
 @dataclass(frozen=True)
 class RankPlan:
-    """What this rank measures and writes."""
+    """What this rank measures and writes.
+
+    Attributes:
+        rank: global rank.
+        world_size: number of ranks.
+        machine: this rank's machine (see :func:`machine_id`).
+        measures_host: this rank measures its machine's CPU and RAM (machine mode), or its
+            process's (process mode).
+        writes: global rank zero: writes the outputs.
+        num_machines: number of distinct machines among the ranks.
+        gpu_uuids: the GPUs this rank measures (a subset of those it offered to
+            :func:`plan_ranks`); None when it offered none (no filtering to do).
+    """
 
     rank: int = 0
     world_size: int = 1
     machine: str = field(default_factory=machine_id)
-    #: this rank measures its machine's CPU and RAM (machine mode), or its process's (process mode)
     measures_host: bool = True
-    #: global rank zero: writes the outputs
     writes: bool = True
     num_machines: int = 1
+    gpu_uuids: tuple[str, ...] | None = None
 
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
 
 
-def plan_ranks(tracking_mode: str = "machine", environ: Mapping[str, str] | None = None) -> RankPlan:
-    """Decide, with one all_gather every rank reaches, who measures the host and who writes.
+def _uuid_key(uuid: str) -> str:
+    return uuid.strip().lower().removeprefix("gpu-")
 
-    Call it at a point every rank reaches (fit start). Without a process group: a 1-rank plan.
+
+def assign_ranks(
+    offers: Sequence[tuple[int, str, Sequence[str] | None]], tracking_mode: str = "machine"
+) -> dict[int, RankPlan]:
+    """The plan of every rank from what each rank offered: ``(rank, machine, gpu_uuids)``.
+
+    Pure: :func:`plan_ranks` gathers the offers with one collective and calls this on every
+    rank, so every rank computes the same plans. A GPU (by UUID, per machine) goes to the lowest
+    rank that offered it; the machine's CPU and RAM to its lowest rank (machine mode) or to every
+    rank (process mode).
+    """
+    if tracking_mode not in ("machine", "process"):
+        raise ValueError(f"tracking_mode must be 'machine' or 'process', got {tracking_mode!r}")
+    ordered = sorted(offers, key=lambda o: int(o[0]))
+    world = len(ordered)
+    first_rank_on: dict[str, int] = {}
+    gpu_owner: dict[tuple[str, str], int] = {}
+    for rank, machine, uuids in ordered:
+        first_rank_on.setdefault(machine, int(rank))
+        for uuid in uuids or ():
+            gpu_owner.setdefault((machine, _uuid_key(uuid)), int(rank))
+    plans: dict[int, RankPlan] = {}
+    for rank, machine, uuids in ordered:
+        mine = None
+        if uuids is not None:
+            mine = tuple(u for u in uuids if gpu_owner[(machine, _uuid_key(u))] == int(rank))
+        plans[int(rank)] = RankPlan(
+            rank=int(rank),
+            world_size=world,
+            machine=machine,
+            measures_host=tracking_mode == "process" or first_rank_on[machine] == int(rank),
+            writes=int(rank) == 0,
+            num_machines=len(first_rank_on),
+            gpu_uuids=mine,
+        )
+    return plans
+
+
+def plan_ranks(
+    tracking_mode: str = "machine",
+    environ: Mapping[str, str] | None = None,
+    gpu_uuids: Sequence[str] | None = None,
+) -> RankPlan:
+    """Decide, with one all_gather every rank reaches, who measures what and who writes.
+
+    Call it at a point every rank reaches (fit start), on every rank.
+
+    Args:
+        tracking_mode: ``machine`` or ``process``.
+        environ: where to read ``CODECARBON_CALLBACKS_MACHINE_ID`` (default os.environ).
+        gpu_uuids: the GPUs this rank could measure (its CUDA device, or what NVML shows it);
+            each is given to one rank per machine.
+
+    Returns:
+        This rank's plan; without a process group (or with one rank), a 1-rank plan.
     """
     dist = _dist()
     me = machine_id(environ)
+    offered = list(gpu_uuids) if gpu_uuids is not None else None
     if dist is None or dist.get_world_size() == 1:
-        return RankPlan(machine=me)
+        return RankPlan(machine=me, gpu_uuids=tuple(offered) if offered is not None else None)
     rank, world = dist.get_rank(), dist.get_world_size()
     gathered: list[Any] = [None] * world
-    dist.all_gather_object(gathered, (rank, me))
-    first_rank_on: dict[str, int] = {}
-    for other_rank, other_machine in sorted(gathered):
-        first_rank_on.setdefault(other_machine, other_rank)
-    measures_host = tracking_mode == "process" or first_rank_on[me] == rank
-    return RankPlan(rank, world, me, measures_host, rank == 0, len(first_rank_on))
+    dist.all_gather_object(gathered, (rank, me, offered))
+    return assign_ranks([tuple(g) for g in gathered], tracking_mode)[rank]
 
 
 def local_gpu_ids() -> list[str] | None:
@@ -109,50 +193,97 @@ def local_gpu_ids() -> list[str] | None:
         return None
 
 
+def _machine_entry(r: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "machine": r["machine"],
+        "ranks": [],
+        "host_measured_by": [],
+        "cpu_energy_kwh": 0.0,
+        "gpu_energy_kwh": 0.0,
+        "ram_energy_kwh": 0.0,
+        "energy_kwh": 0.0,
+        "gpu_count": 0,
+        "cpu_count": int(r.get("cpu_count") or 0),
+        "cpu_model": str(r.get("cpu_model") or ""),
+        "ram_total_size": float(r.get("ram_total_size") or 0.0),
+    }
+
+
 def combine_records(records: Sequence[Mapping[str, Any]], template: EmissionsData) -> EmissionsData:
     """One record from the ranks' records (dicts with ``rank`` and ``machine`` added).
 
-    Energies, emissions, water and mean powers add up over ranks; duration, timestamps and the
-    rest come from rank zero (``template``). The metadata carries world size, number of
-    machines, and per-machine and per-GPU breakdowns.
+    Energies, emissions, water and mean powers add up over ranks (each rank measured only what
+    its plan gave it, so nothing is counted twice); duration, timestamps and identity come from
+    ``template`` (this rank's record). ``cpu_count`` and ``ram_total_size`` add up over machines,
+    ``gpu_count`` over ranks. The metadata carries world size, number of machines, and
+    per-machine and per-GPU breakdowns (``metadata["distributed"]``), and every rank's
+    components with their rank and machine (``metadata["components"]``).
     """
-    combined = type(template)(**{k: v for k, v in template.to_dict().items()})
+    combined = type(template)(**template.to_dict())
     combined.metadata = dict(template.metadata)
+    ordered = sorted(records, key=lambda r: int(r["rank"]))
     for name in _ADDITIVE:
-        setattr(combined, name, sum(float(r.get(name) or 0.0) for r in records))
-    combined.emissions_rate = combined.emissions / combined.duration if combined.duration > 0 else 0.0
-    combined.gpu_count = int(sum(int(r.get("gpu_count") or 0) for r in records))
-    gpu_models = sorted({str(r.get("gpu_model")) for r in records if r.get("gpu_model")})
-    combined.gpu_model = ", ".join(gpu_models)
-    utils = [float(r["gpu_utilization_percent"]) for r in records if int(r.get("gpu_count") or 0)]
+        setattr(combined, name, sum(float(r.get(name) or 0.0) for r in ordered))
+    combined.emissions_rate = (
+        combined.emissions / combined.duration if combined.duration > 0 else 0.0
+    )
+    combined.gpu_count = int(sum(int(r.get("gpu_count") or 0) for r in ordered))
+    utils = [float(r.get("gpu_utilization_percent") or 0.0) for r in ordered if int(r.get("gpu_count") or 0)]
     combined.gpu_utilization_percent = sum(utils) / len(utils) if utils else 0.0
-    methods = {kind: sorted({m for r in records for m in str(r.get(f"{kind}_method") or "").split(",") if m})
-               for kind in ("cpu", "gpu", "ram")}
+    methods = {
+        kind: sorted({m for r in ordered for m in str(r.get(f"{kind}_method") or "").split(",") if m})
+        for kind in ("cpu", "gpu", "ram")
+    }
     for kind, found in methods.items():
         setattr(combined, f"{kind}_method", ",".join(found))
-    statuses = {str(r.get("status")) for r in records}
+    statuses = {str(r.get("status")) for r in ordered}
     if len(statuses) > 1:
         combined.status = "incomplete" if "incomplete" in statuses else sorted(statuses)[0]
 
     machines: dict[str, dict[str, Any]] = {}
     gpus: list[dict[str, Any]] = []
     components: list[dict[str, Any]] = []
-    for r in sorted(records, key=lambda r: int(r["rank"])):
-        m = machines.setdefault(str(r["machine"]), {"machine": r["machine"], "ranks": [],
-                                                     "cpu_energy_kwh": 0.0, "gpu_energy_kwh": 0.0,
-                                                     "ram_energy_kwh": 0.0})
+    host_records: list[Mapping[str, Any]] = []
+    for r in ordered:
+        m = machines.setdefault(str(r["machine"]), _machine_entry(r))
         m["ranks"].append(int(r["rank"]))
         for kind in ("cpu", "gpu", "ram"):
             m[f"{kind}_energy_kwh"] += float(r.get(f"{kind}_energy") or 0.0)
-        for c in (r.get("metadata") or {}).get("components", []):
+        m["energy_kwh"] += float(r.get("energy_consumed") or 0.0)
+        m["gpu_count"] += int(r.get("gpu_count") or 0)
+        rank_components = (r.get("metadata") or {}).get("components", [])
+        if any(c.get("kind") in ("cpu", "ram") for c in rank_components):
+            m["host_measured_by"].append(int(r["rank"]))
+            host_records.append(r)
+        for c in rank_components:
             item = dict(c, rank=int(r["rank"]), machine=r["machine"])
             components.append(item)
             if c.get("kind") == "gpu":
                 gpus.append(item)
+    combined.cpu_count = int(sum(m["cpu_count"] for m in machines.values()))
+    combined.ram_total_size = float(sum(m["ram_total_size"] for m in machines.values()))
+    cpu_models = sorted({m["cpu_model"] for m in machines.values() if m["cpu_model"]})
+    combined.cpu_model = ", ".join(cpu_models)
+    gpu_models: dict[str, int] = {}
+    for g in gpus:
+        model = str(g.get("model") or "GPU")
+        gpu_models[model] = gpu_models.get(model, 0) + 1
+    if gpu_models:
+        combined.gpu_model = ", ".join(f"{n} x {model}" for model, n in sorted(gpu_models.items()))
+    if host_records:
+        combined.cpu_utilization_percent = sum(
+            float(r.get("cpu_utilization_percent") or 0.0) for r in host_records
+        ) / len(host_records)
+        combined.ram_utilization_percent = sum(
+            float(r.get("ram_utilization_percent") or 0.0) for r in host_records
+        ) / len(host_records)
+        combined.ram_used_gb = sum(float(r.get("ram_used_gb") or 0.0) for r in host_records)
     combined.metadata["components"] = components
     combined.metadata["distributed"] = {
-        "world_size": len(records),
+        "world_size": len(ordered),
         "num_machines": len(machines),
+        "tracking_mode": combined.tracking_mode,
+        "complete": True,
         "per_machine": list(machines.values()),
         "per_gpu": gpus,
     }
@@ -162,9 +293,19 @@ def combine_records(records: Sequence[Mapping[str, Any]], template: EmissionsDat
 class RecordCombiner:
     """The tracker's ``record_combiner`` for a distributed run: all_gather, then combine.
 
-    Every rank gets the combined record (so every rank can log the same figures); only global
-    rank zero writes it. ``collective=False`` (failure paths) returns this rank's record marked
-    with what is missing, without any collective.
+    Every rank gets the combined record (so every rank can log the same figures and take the
+    same budget decisions); only global rank zero writes it. ``collective=False`` (failure
+    paths) returns this rank's record marked as partial (``metadata["distributed"]["complete"]``
+    is False), without any collective.
+
+    Args:
+        plan: this rank's plan from :func:`plan_ranks`.
+
+    Example:
+        >>> combiner = RecordCombiner(RankPlan())  # one process: records pass through
+        >>> record = EmissionsData(gpu_energy=1.0)
+        >>> combiner(record, True) is record
+        True
     """
 
     def __init__(self, plan: RankPlan) -> None:
@@ -175,10 +316,16 @@ class RecordCombiner:
         if not plan.distributed:
             return record
         if not collective:
+            record.metadata = dict(record.metadata)
             record.metadata["distributed"] = {
                 "world_size": plan.world_size,
                 "num_machines": plan.num_machines,
-                "partial": f"rank {plan.rank} only: the run did not end normally, other ranks not combined",
+                "tracking_mode": record.tracking_mode,
+                "complete": False,
+                "partial": (
+                    f"rank {plan.rank} ({plan.machine}) only: the run did not end normally, "
+                    "the other ranks' measurements are not in this record"
+                ),
             }
             return record
         dist = _dist()
@@ -190,5 +337,20 @@ class RecordCombiner:
         dist.all_gather_object(gathered, mine)
         return combine_records(gathered, record)
 
+    def combine(self, record: EmissionsData) -> EmissionsData:
+        """Combine a record that is not a tracker output (e.g. ``totals()``), collectively."""
+        return self(record, True)
 
-__all__ = ["RankPlan", "plan_ranks", "local_gpu_ids", "combine_records", "RecordCombiner", "WindowRecord"]
+
+__all__ = [
+    "MACHINE_ID_ENV",
+    "RankPlan",
+    "RecordCombiner",
+    "WindowRecord",
+    "assign_ranks",
+    "combine_records",
+    "is_distributed",
+    "local_gpu_ids",
+    "machine_id",
+    "plan_ranks",
+]
