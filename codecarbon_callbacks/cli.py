@@ -734,10 +734,72 @@ def _use_rich(args: argparse.Namespace, stream: TextIO) -> bool:
     return all(hasattr(s, "isatty") and s.isatty() for s in (stream, sys.stdout))
 
 
-def _forward_output(pipe: Any, write: Any) -> None:
-    for raw in iter(pipe.readline, b""):
-        write(raw.decode("utf-8", errors="replace").rstrip("\n"))
-    pipe.close()
+def split_terminal_output(buffer: bytes) -> tuple[list[tuple[str, bytes]], bytes]:
+    """Cut a child's output into finished lines and carriage-return updates.
+
+    Returns ``(events, rest)``: events are ``("line", text)`` for text ended by ``\\n`` (or
+    ``\\r\\n``) and ``("partial", text)`` for text ended by a lone ``\\r`` (a progress bar
+    redrawing itself); ``rest`` is the unfinished tail.
+    """
+    events: list[tuple[str, bytes]] = []
+    start = 0
+    i = 0
+    while i < len(buffer):
+        byte = buffer[i : i + 1]
+        if byte == b"\n":
+            events.append(("line", buffer[start:i]))
+            start = i + 1
+        elif byte == b"\r":
+            if i + 1 == len(buffer):
+                break  # a lone \r at the end may be the start of \r\n: wait for more
+            if buffer[i + 1 : i + 2] == b"\n":
+                events.append(("line", buffer[start:i]))
+                i += 1
+            else:
+                events.append(("partial", buffer[start:i]))
+            start = i + 1
+        i += 1
+    return events, buffer[start:]
+
+
+class _ChildOutput:
+    """The child's output for the live display: finished lines are printed, the line being
+    redrawn with ``\\r`` (progress bars) stays in the live area above the figures."""
+
+    def __init__(self, print_line: Any) -> None:
+        self.print_line = print_line
+        self.lock = threading.Lock()
+        self.pending: dict[str, str] = {}
+
+    def read(self, name: str, pipe: Any) -> None:
+        rest = b""
+        try:
+            while True:
+                chunk = os.read(pipe.fileno(), 65536)
+                if not chunk:
+                    break
+                events, rest = split_terminal_output(rest + chunk)
+                for kind, raw in events:
+                    text = raw.decode("utf-8", errors="replace")
+                    with self.lock:
+                        if kind == "line":
+                            self.pending.pop(name, None)
+                            self.print_line(text)
+                        else:
+                            self.pending[name] = text
+                with self.lock:
+                    if rest:
+                        self.pending[name] = rest.decode("utf-8", errors="replace")
+            if rest:
+                with self.lock:
+                    self.pending.pop(name, None)
+                    self.print_line(rest.rstrip(b"\r").decode("utf-8", errors="replace"))
+        finally:
+            pipe.close()
+
+    def lines(self) -> list[str]:
+        with self.lock:
+            return [text for text in self.pending.values() if text]
 
 
 def cmd_monitor(args: argparse.Namespace, out: TextIO) -> int:
@@ -846,25 +908,22 @@ def _monitor_plain(child: subprocess.Popen[bytes], tracker: Any, started: float,
 
 def _monitor_rich(child: subprocess.Popen[bytes], tracker: Any, started: float, interval_s: float,
                   stream: TextIO) -> int:
-    from rich.console import Console
+    from rich.console import Console, Group
     from rich.live import Live
     from rich.text import Text
 
     console = Console(file=stream)
-    lock = threading.Lock()
+    output = _ChildOutput(lambda text: console.print(Text(text), highlight=False, markup=False))
+    status = {"text": Text("starting...", style="bold green")}
 
-    def to_stdout(text: str) -> None:
-        with lock:  # Live redirects sys.stdout above its display
-            print(text, flush=True)
+    def render() -> Any:
+        return Group(*(Text(line) for line in output.lines()), status["text"])
 
-    def to_stderr(text: str) -> None:
-        with lock:
-            console.print(Text(text), highlight=False, markup=False)
-
-    with Live(Text("starting..."), console=console, refresh_per_second=4, transient=False) as live:
+    with Live(console=console, get_renderable=render, refresh_per_second=4, transient=False,
+              redirect_stdout=False, redirect_stderr=False):
         readers = [
-            threading.Thread(target=_forward_output, args=(child.stdout, to_stdout), daemon=True),
-            threading.Thread(target=_forward_output, args=(child.stderr, to_stderr), daemon=True),
+            threading.Thread(target=output.read, args=("stdout", child.stdout), daemon=True),
+            threading.Thread(target=output.read, args=("stderr", child.stderr), daemon=True),
         ]
         for reader in readers:
             reader.start()
@@ -875,11 +934,11 @@ def _monitor_rich(child: subprocess.Popen[bytes], tracker: Any, started: float, 
             except subprocess.TimeoutExpired:
                 pass
             line, _ = _totals_line(time.monotonic() - started, tracker)
-            live.update(Text(line, style="bold green"))
+            status["text"] = Text(line, style="bold green")
         for reader in readers:
             reader.join(timeout=5)
         line, _ = _totals_line(time.monotonic() - started, tracker)
-        live.update(Text(line, style="bold"))
+        status["text"] = Text(line, style="bold")
     return code
 
 

@@ -238,7 +238,9 @@ def test_monitor_on_a_terminal_shows_a_live_line(tmp_path: Path) -> None:
     pytest.importorskip("rich")
     pty = pytest.importorskip("pty")
     out = tmp_path / "out"
-    child = "import sys, time\nfor i in range(3): print('out', i); time.sleep(0.3)\nsys.exit(4)"
+    child = ("import sys, time\nfor i in range(3): print('out', i); time.sleep(0.3)\n"
+             "for i in range(4): sys.stderr.write('\\rbar %d/3' % i); sys.stderr.flush(); time.sleep(0.1)\n"
+             "sys.stderr.write('\\n')\nsys.exit(4)")
     master, slave = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "codecarbon_callbacks", "monitor", "--country-iso-code", "FRA",
@@ -260,9 +262,21 @@ def test_monitor_on_a_terminal_shows_a_live_line(tmp_path: Path) -> None:
     assert process.wait(timeout=60) == 4
     screen = b"".join(chunks).decode("utf-8", "replace")
     assert all(f"out {i}" in screen for i in range(3))
+    assert "bar 3/3" in screen  # the progress bar's last state is kept
     assert "\x1b[" in screen and " Wh | " in screen  # rich redrew the live line
     assert "exited with 4" in screen
     assert read_emissions(out / "emissions.csv").iloc[-1]["status"] == "failed"
+
+
+def test_split_terminal_output_lines_and_progress_redraws() -> None:
+    from codecarbon_callbacks.cli import split_terminal_output
+
+    events, rest = split_terminal_output(b"a\nb\r\nloss 10%\rloss 20%\rloss 3")
+    assert events == [("line", b"a"), ("line", b"b"), ("partial", b"loss 10%"), ("partial", b"loss 20%")]
+    assert rest == b"loss 3"
+    # a \r at the end may be half of \r\n: kept until more comes
+    assert split_terminal_output(b"x\r") == ([], b"x\r")
+    assert split_terminal_output(b"x\r" + b"\ny") == ([("line", b"x")], b"y")
 
 
 def test_monitor_success_and_errors(tmp_path: Path) -> None:
