@@ -238,6 +238,10 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
     }
+    try:  # a shared machine: other work running at the same time slows every figure
+        info["load_average_1min"] = round(os.getloadavg()[0], 2)
+    except OSError:
+        pass
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:

@@ -14,11 +14,13 @@ One Lightning run on the GPU, everything measured side by side in that run:
   alternating idle and full load, the last one idle;
 - callbacks, in Lightning's call order: a first callback synchronises CUDA at each epoch edge (so
   our callback's own synchronisation costs nothing and its hook time is the edge's own cost) and
-  reads the counter at fit start; our ``EmissionsCallback``; an independent callback that reads
-  ``nvmlDeviceGetTotalEnergyConsumption`` at the same edges (plain counter deltas), keeps windows
-  of two more trackers whose GPU has no energy counter (the power-polling fallback: instant
-  power field 186, and ``nvmlDeviceGetPowerUsage``), runs CodeCarbon 3.3.2 with a task per epoch
-  (when installed), and reads the counter again at fit end.
+  reads the counter at fit start, just before our run starts; our ``EmissionsCallback``; an
+  independent callback that reads ``nvmlDeviceGetTotalEnergyConsumption`` at the same edges (plain
+  counter deltas), keeps windows of two more trackers whose GPU has no energy counter (the
+  power-polling fallback: instant power field 186, and ``nvmlDeviceGetPowerUsage``), runs
+  CodeCarbon 3.3.2 with a task per epoch (when installed; its tracker and the fallback trackers
+  are started before fit and stopped after it), and reads the counter again at fit end, just
+  after our run stopped.
 
 Figures:
 
@@ -358,11 +360,7 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
 
         def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
             sync()
-            edges["fit"].append(counter_j())
-            for tracker in fallbacks.values():
-                tracker.start()
-            if codecarbon_tracker is not None:
-                codecarbon_tracker.start()
+            edges["fit"].append(counter_j())  # just before our callback starts its run
 
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
             sync()
@@ -396,20 +394,26 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
 
         def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
             sync()
-            edges["fit"].append(counter_j())
-            for tracker in fallbacks.values():
-                tracker.stop()
-            if codecarbon_tracker is not None:
-                codecarbon_tracker.stop()
+            edges["fit"].append(counter_j())  # just after our callback stopped its run
 
     trainer = pl.Trainer(
         max_epochs=n_epochs, accelerator="cpu" if fake else "gpu", devices=1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, callbacks=[First(), ours, Independent()],
     )
+    # the other trackers start before fit and stop after it, so that nothing of theirs (CodeCarbon's
+    # start() takes seconds) happens between the two independent reads around our run
+    for tracker in fallbacks.values():
+        tracker.start()
+    if codecarbon_tracker is not None:
+        codecarbon_tracker.start()
     t0 = time.perf_counter()
     trainer.fit(Matmuls(), loader)
     result["fit_wall_s"] = time.perf_counter() - t0
+    for tracker in fallbacks.values():
+        tracker.stop()
+    if codecarbon_tracker is not None:
+        codecarbon_tracker.stop()
 
     # -- analysis ---------------------------------------------------------------------------------
     total = ours_tracker.final_emissions_data
@@ -492,7 +496,7 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
     hooks = result["edge_hooks"]
     costs = result["read_costs"]
     rows.append(Row(section, "(4) edge on the training thread (our epoch hooks, median / max)",
-                    " | ".join(f"{k.replace('on_train_epoch_', '')} {fmt_ms(v['median_s'])} / {fmt_ms(v['max_s'])}"
+                    "; ".join(f"{k.replace('on_train_epoch_', '')} {fmt_ms(v['median_s'])} / {fmt_ms(v['max_s'])}"
                                for k, v in hooks.items()), "-", ""))
     rows.append(Row(section, "(4) NVML read: counter; instant power; power usage (median)",
                     f"{fmt_ms(costs['counter']['median_s'])} (max {fmt_ms(costs['counter']['max_s'])}); "

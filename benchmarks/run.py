@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         f"codecarbon_callbacks {machine.get('codecarbon_callbacks', '?')} (commit {machine.get('commit', '?')}) "
         f"vs CodeCarbon {machine.get('codecarbon', '?')} | {machine['date_utc']} | "
         f"{machine.get('cpu_model', '?')}, {machine['cpu_count']} cores | Python {machine['python']}"
+        f" | load average at start {machine.get('load_average_1min', '?')}"
         f"{' | --quick' if args.quick else ''} | {raw['total_seconds']:.0f} s"
     )
     print(format_table(rows, markdown=args.markdown))
