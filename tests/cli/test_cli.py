@@ -44,6 +44,18 @@ def test_help_everywhere(tmp_path: Path, command: list[str]) -> None:
         assert name in result.stdout
 
 
+def test_cli_module_imports_nothing_heavy(tmp_path: Path) -> None:
+    """``--help`` and argument errors stay fast: pandas, torch & co. load only where used."""
+    heavy = ("torch", "lightning", "transformers", "keras", "pandas", "matplotlib", "rich",
+             "requests", "pynvml", "prometheus_client", "logfire")
+    code = ("import sys, codecarbon_callbacks.cli as cli; cli.build_parser(); "
+            f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
+
+
 def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
     result = run_cli(cwd=tmp_path)
     assert result.returncode == 2
