@@ -416,6 +416,11 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
         codecarbon_tracker.stop()
 
     # -- analysis ---------------------------------------------------------------------------------
+    # the CPU our sampler thread used (its own time.thread_time account), over the fit
+    sampler_cpu_s = getattr(getattr(ours_tracker, "_meter", None), "sampler_cpu_s", None)
+    result["sampler_cpu_percent"] = (
+        100.0 * sampler_cpu_s / result["fit_wall_s"] if sampler_cpu_s is not None else None
+    )
     total = ours_tracker.final_emissions_data
     ours_total_j = total.gpu_energy * J_PER_KWH
     records = collector.records
@@ -502,6 +507,10 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
                     f"{fmt_ms(costs['counter']['median_s'])} (max {fmt_ms(costs['counter']['max_s'])}); "
                     f"{fmt_ms(costs['power_instant']['median_s'])}; {fmt_ms(costs['power_usage']['median_s'])}",
                     "-", ""))
+    if result.get("sampler_cpu_percent") is not None:
+        rows.append(Row(section, "sampler thread CPU during the run (% of one core)",
+                        fmt_pct(result["sampler_cpu_percent"], 3), "-", "< 0.5%",
+                        result["sampler_cpu_percent"] < 0.5))
     conc = result["concurrency"]["by_threads"]
     rows.append(Row(section, "(4) N concurrent counter reads on one GPU: overlap (1 = queued, N = parallel)",
                     ", ".join(f"N={n}: {v['overlap']:.2f}" for n, v in conc.items()), "-", ""))
