@@ -679,8 +679,7 @@ def cmd_detect(args: argparse.Namespace, out: TextIO) -> int:
         out.write("\nTo measure better:\n")
         out.writelines(f"  - {tip}\n" for tip in suggestions)
     else:
-        out.write("\nNothing missing: every component found is measured by a hardware counter or "
-                  "as configured.\n")
+        out.write("\nNo fix to suggest on this machine.\n")
     return 0
 
 
@@ -691,7 +690,7 @@ def cmd_detect(args: argparse.Namespace, out: TextIO) -> int:
 def _tracker_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = _location_arguments(args)
     for key in ("project_name", "output_dir", "measure_power_secs", "tracking_mode", "pue",
-                "force_cpu_power", "force_ram_power", "experiment_id"):
+                "force_cpu_power", "force_ram_power", "experiment_id", "gpu_ids"):
         value = getattr(args, key, None)
         if value is not None:
             kwargs[key] = value
