@@ -339,9 +339,7 @@ class Sender:
         started = time.monotonic()
         with self._cond:
             # Exits in a row (one stop() with several network outputs) share one window.
-            in_burst = (
-                started < self._exit_window_end or started - self._last_drain_end < _BURST_GAP_S
-            )
+            in_burst = bool(self._draining) or started - self._last_drain_end < _BURST_GAP_S
             if not in_burst:
                 self._exit_window_end = started + SHARED_EXIT_WINDOW_S
             deadline = min(
@@ -402,15 +400,25 @@ class Sender:
         return base * random.uniform(0.8, 1.2)
 
     def _next_job(self) -> Job | None:
-        """The head job of the first due queue (lock held), or None after waiting a bit."""
+        """The head job of the first due queue (lock held), or None after waiting a bit.
+
+        Queues holding jobs of an output that is exiting go first: its last attempt must not
+        wait behind retries to other endpoints.
+        """
         now = time.monotonic()
         soonest: float | None = None
+        due: Job | None = None
         for queue in self._queues.values():
             if not queue.jobs:
                 continue
             if queue.next_at <= now:
-                return queue.jobs[0]
+                if self._draining and any(id(j.owner) in self._draining for j in queue.jobs):
+                    return queue.jobs[0]
+                due = due or queue.jobs[0]
+                continue
             soonest = queue.next_at if soonest is None else min(soonest, queue.next_at)
+        if due is not None:
+            return due
         wait = 5.0 if soonest is None else max(0.0, min(5.0, soonest - now))
         self._cond.wait(wait)
         return None
@@ -429,6 +437,7 @@ class Sender:
             timeout_s = job.timeout_s
             if drain_left > 0:
                 timeout_s = max(0.1, min(timeout_s, drain_left))
+            logger.debug("attempt: %s (timeout %.2f s)", job.label, timeout_s)
             try:
                 outcome = job.attempt(timeout_s)
             except Exception as exc:  # a bug in a job must not kill the sender
@@ -439,6 +448,7 @@ class Sender:
                 job.settle(outcome)
             except Exception:  # pragma: no cover - settle guards its own I/O
                 logger.debug("settle failed", exc_info=True)
+            logger.debug("outcome: %s -> %s", job.label, outcome.value)
             self._report(job, outcome)
             with self._cond:
                 self._in_flight = None
