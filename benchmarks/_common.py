@@ -30,6 +30,9 @@ REPO_ROOT = BENCH_DIR.parent
 SHARED_DIR = REPO_ROOT.parent / "shared"
 TRACES_DIR = SHARED_DIR / "reference" / "traces"
 
+#: where fresh benchmark processes cache bytecode (outside the repository)
+PYCACHE_PREFIX = os.path.join(tempfile.gettempdir(), "codecarbon-callbacks-bench-pycache")
+
 #: printed before the JSON result of a snippet run in a fresh process
 JSON_MARK = "BENCH_JSON "
 
@@ -61,6 +64,11 @@ CODECARBON_KWARGS: dict[str, Any] = {
 def clean_env(home: str | None = None) -> dict[str, str]:
     """The environment for a fresh benchmark process: no CODECARBON_*, offline, torch Keras."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODECARBON_")}
+    # An installed package runs from cached bytecode. Where PYTHONDONTWRITEBYTECODE is set (it is
+    # on the machines these figures come from), every fresh process would compile the package
+    # from source (tens of ms): let both packages cache their bytecode in a private folder.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = PYCACHE_PREFIX
     env.update(
         {
             "HF_HUB_OFFLINE": "1",
