@@ -147,3 +147,17 @@ def test_examples_are_fast_enough(example_runs: dict[str, ExampleRun]) -> None:
     """Each example, run alongside the others, finishes well within a minute on CPU."""
     slow = {name: round(run.wall_s, 1) for name, run in example_runs.items() if run.wall_s > 120}
     assert slow == {}
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_help_is_fast_and_names_the_options(name: str, tmp_path) -> None:
+    """``--help`` answers before any framework is imported."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(EXAMPLES_DIR / name), "--help"], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr
+    for option in ("--output-dir", "--epochs", "--country-iso-code"):
+        assert option in result.stdout
+    assert list(tmp_path.iterdir()) == []  # --help writes nothing
