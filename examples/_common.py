@@ -9,14 +9,22 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Callable
 
 #: Every example is offline: the carbon intensity comes from the bundled table for this country.
 DEFAULT_COUNTRY = os.environ.get("CODECARBON_COUNTRY_ISO_CODE", "USA")
 
 
 def parse_args(description: str, *, epochs: int = 3, argv: list[str] | None = None,
-               extra: callable | None = None) -> argparse.Namespace:
-    """The options every example takes: --output-dir, --epochs, --country-iso-code, --seed."""
+               extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+    """The options every example takes: --output-dir, --epochs, --country-iso-code, --seed.
+
+    Args:
+        description: the example's one-line description (``--help``).
+        epochs: the default of ``--epochs``.
+        argv: the arguments (default: the command line).
+        extra: adds the example's own options to the parser.
+    """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--output-dir", default="example_output",
                         help="where the reports go (default: ./example_output)")
