@@ -109,6 +109,16 @@ def dumps(data: Any) -> str:
     return json.dumps(data, sort_keys=False, separators=(",", ":"), default=str, allow_nan=False)
 
 
+def require_module(module: str, extra: str, what: str) -> None:
+    """Raise ImportError naming the pip extra when ``module`` is not installed (no import)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ImportError(
+            f"{what} needs the {module!r} package: pip install codecarbon-callbacks[{extra}]"
+        )
+
+
 def config_get(config: Any, name: str, default: Any = None) -> Any:
     """``config.name`` if present and not None, else ``default`` (config may be a dict)."""
     if isinstance(config, dict):

@@ -32,7 +32,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from codecarbon_callbacks.output._util import describe_error, warn_once
+from codecarbon_callbacks.output._util import describe_error, require_module, warn_once
 from codecarbon_callbacks.output.base import BaseOutput
 
 if TYPE_CHECKING:
@@ -73,6 +73,8 @@ class LogfireOutput(BaseOutput):
         windows: bool = True,
         exit_timeout_s: float = DEFAULT_EXIT_TIMEOUT_S,
     ) -> None:
+        if logfire_instance is None:
+            require_module("logfire", "logfire", "the LOGFIRE output")
         self._instance = logfire_instance
         self.windows = windows
         self.exit_timeout_s = float(exit_timeout_s)

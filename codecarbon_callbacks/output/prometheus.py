@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from codecarbon_callbacks.output._util import (
     describe_error,
+    require_module,
     sanitize_url,
     url_secrets,
     warn_once,
@@ -283,6 +284,7 @@ class PrometheusOutput(BaseOutput):
         exit_timeout_s: float = DEFAULT_EXIT_TIMEOUT_S,
         sender: Sender | None = None,
     ) -> None:
+        require_module("prometheus_client", "prometheus", "the PROMETHEUS output")
         if not isinstance(prometheus_url, str) or not prometheus_url.strip():
             raise ValueError(
                 f"prometheus_url must be a Pushgateway address such as "

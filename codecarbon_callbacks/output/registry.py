@@ -97,6 +97,8 @@ def create_output(method: OutputMethod | str, config: Any) -> BaseOutput:
             )
     except FileNotFoundError as exc:
         raise _config_error(f"boamps_context_file: {exc}") from None
+    except ImportError as exc:
+        raise _config_error(f"output_methods={method.value!r}: {exc}") from None
     except ValueError as exc:
         if type(exc).__name__ == "ConfigError":
             raise

@@ -116,3 +116,20 @@ def test_registry_imports_no_network_or_metrics_library():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("method", "module", "extra"),
+    [("prometheus", "prometheus_client", "prometheus"), ("logfire", "logfire", "logfire")],
+)
+def test_missing_optional_package_is_a_clear_config_error(
+    tmp_path, monkeypatch, method, module, extra
+):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a)
+    )
+    with pytest.raises(ConfigError, match=rf"pip install codecarbon-callbacks\[{extra}\]"):
+        create_output(method, config(tmp_path))
