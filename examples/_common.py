@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 #: Every example is offline: the carbon intensity comes from the bundled table for this country.
 DEFAULT_COUNTRY = os.environ.get("CODECARBON_COUNTRY_ISO_CODE", "USA")
