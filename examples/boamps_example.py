@@ -48,6 +48,8 @@ def main() -> None:
         country_iso_code=args.country_iso_code,
         output_dir=args.output_dir,
         output_handlers=[boamps],  # CSV (the default output method) + BoAmps
+        # the same from configuration alone: output_methods=["csv", "boamps"],
+        # boamps_context_file=args.context (or CODECARBON_BOAMPS_CONTEXT_FILE)
         metadata={"framework": "torch", "example": "boamps_example.py"},
     )
     # Facts measured during the run can be added to the task too: here the parameter count
