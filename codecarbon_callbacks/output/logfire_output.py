@@ -22,7 +22,9 @@ run's metadata has them, ``framework`` and ``task_family``):
 ==================================  =========  =========================================
 
 Counters add the change of the run's totals since the previous call (computed here from the
-totals, so live and flush/stop updates never count twice). Each closed window is also logged
+totals, so live and flush/stop updates never count twice). A resumed run whose records carry
+``metadata["resumed_offsets"]`` (the state_dict figures it started from) does not add those
+again. Each closed window is also logged
 (``codecarbon window ...``) with its figures as attributes.
 """
 
@@ -170,7 +172,7 @@ class LogfireOutput(BaseOutput):
             return
         try:
             with self._lock:
-                previous = self._last.get(total.run_id, {})
+                previous = self._last.get(total.run_id) or _resumed_offsets(total)
                 current = {name: float(getattr(total, name) or 0.0) for name in _COUNTED}
                 self._last[total.run_id] = current
             delta = {name: current[name] - previous.get(name, 0.0) for name in _COUNTED}
@@ -259,6 +261,31 @@ class LogfireOutput(BaseOutput):
         )
         flusher.start()
         flusher.join(self.exit_timeout_s + 0.2)
+
+
+def _resumed_offsets(total: EmissionsData) -> dict[str, float]:
+    """What a resumed run's totals already held (``metadata["resumed_offsets"]``, as the
+    tracker's state_dict keys): counted by the earlier process, so not added again."""
+    metadata = total.metadata if isinstance(total.metadata, dict) else {}
+    offsets = metadata.get("resumed_offsets")
+    if not isinstance(offsets, dict):
+        return {}
+
+    def get(key: str) -> float:
+        try:
+            return float(offsets.get(key) or 0.0)
+        except (TypeError, ValueError):
+            return 0.0
+
+    cpu, gpu, ram = get("cpu_energy_kwh"), get("gpu_energy_kwh"), get("ram_energy_kwh")
+    return {
+        "cpu_energy": cpu,
+        "gpu_energy": gpu,
+        "ram_energy": ram,
+        "energy_consumed": cpu + gpu + ram,
+        "emissions": get("emissions_kg"),
+        "duration": get("duration_s"),
+    }
 
 
 def _safe_flush(instance: Any, timeout_ms: int) -> None:

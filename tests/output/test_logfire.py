@@ -74,6 +74,32 @@ def test_metrics_with_real_units_and_no_double_counting(capfire):
     assert metrics["codecarbon_carbon_intensity"]["unit"] == "g/kWh"
 
 
+def test_resumed_run_does_not_count_the_earlier_process_again(capfire):
+    out = LogfireOutput()
+    offsets = {
+        "cpu_energy_kwh": 0.1,
+        "gpu_energy_kwh": 0.3,
+        "ram_energy_kwh": 0.0,
+        "emissions_kg": 0.01,
+        "duration_s": 50.0,
+    }
+    resumed = make_total(
+        energy_consumed=0.5,
+        cpu_energy=0.12,
+        gpu_energy=0.38,
+        ram_energy=0.0,
+        emissions=0.0125,
+        duration=60.0,
+        metadata={"resumed_offsets": offsets, "components": []},
+    )
+    out.out(resumed, resumed)
+    metrics = collected(capfire)
+    assert sum(p["value"] for p in points(metrics["codecarbon_energy_consumed"])) == pytest.approx(
+        0.1
+    )
+    assert sum(p["value"] for p in points(metrics["codecarbon_duration"])) == pytest.approx(10.0)
+
+
 def test_windows_are_logged_and_in_a_histogram(capfire):
     out = LogfireOutput()
     out.window_out(make_window(kind="epoch", epoch=2, phase="train", energy_consumed=0.125))
