@@ -156,6 +156,30 @@ def emission_body(total: EmissionsData, delta: dict[str, float], duration_s: int
     }
 
 
+def _resumed_offsets(total: EmissionsData) -> dict[str, float]:
+    """``metadata["resumed_offsets"]`` (state_dict keys) as already-posted totals; zeros if none."""
+    sent = {name: 0.0 for name in _ADDITIVE}
+    metadata = total.metadata if isinstance(total.metadata, dict) else {}
+    offsets = metadata.get("resumed_offsets")
+    if not isinstance(offsets, dict):
+        return sent
+    for name, key in (
+        ("cpu_energy", "cpu_energy_kwh"),
+        ("gpu_energy", "gpu_energy_kwh"),
+        ("ram_energy", "ram_energy_kwh"),
+        ("emissions", "emissions_kg"),
+        ("duration", "duration_s"),
+        ("water_consumed", "water_l"),
+    ):
+        try:
+            sent[name] = float(offsets.get(key) or 0.0)
+        except (TypeError, ValueError):
+            pass
+    sent["energy_consumed"] = sent["cpu_energy"] + sent["gpu_energy"] + sent["ram_energy"]
+    sent["duration"] = float(int(sent["duration"]))
+    return sent
+
+
 class ApiEmissionJob(Job):
     """Create the API run if needed, then post one emission delta."""
 
@@ -400,7 +424,9 @@ class CodeCarbonAPIOutput(BaseOutput):
             state = self.store.get(local_run_id)
             if state.get("api_run_id") and self.api_run_id is None:
                 self.api_run_id = state["api_run_id"]
-            sent = state.get("sent") or {name: 0.0 for name in _ADDITIVE}
+            # A resumed run this spool has not seen: what the earlier process held was posted
+            # by it (under its API run), so start from there.
+            sent = state.get("sent") or _resumed_offsets(total)
             delta = {
                 name: float(getattr(total, name) or 0.0) - float(sent.get(name, 0.0))
                 for name in _ADDITIVE

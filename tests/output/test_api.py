@@ -139,6 +139,29 @@ def test_resumed_run_keeps_api_run_and_does_not_double_count(tmp_path, shapes, s
         api.stop()
 
 
+def test_resumed_elsewhere_posts_only_the_new_part(tmp_path, shapes, sender):
+    """A resume in another output_dir (no api_runs.json): offsets in metadata are not re-posted."""
+    api = FakeApi(shapes).start()
+    try:
+        out = CodeCarbonAPIOutput(api.url, TOKEN, EXPERIMENT, tmp_path, sender=sender)
+        t = totals(str(uuid.uuid4()), [30.0])[0]
+        t.metadata["resumed_offsets"] = {
+            "cpu_energy_kwh": 10e-6,
+            "gpu_energy_kwh": 20e-6,
+            "ram_energy_kwh": 1e-6,
+            "emissions_kg": 1e-6,
+            "duration_s": 10.0,
+        }
+        out.out(t, t)
+        out.exit()
+        assert api.problems == []
+        [emission] = api.emissions
+        assert emission["duration"] == 20
+        assert emission["energy_consumed"] == pytest.approx(30 * 3.1e-6 - 31e-6)
+    finally:
+        api.stop()
+
+
 def test_down_then_back_from_spool_without_token_on_disk(tmp_path, shapes, sender):
     port = free_port()
     out = CodeCarbonAPIOutput(
