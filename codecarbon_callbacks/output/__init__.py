@@ -1,0 +1,73 @@
+"""Output methods, by the names CodeCarbon's ``codecarbon.output`` module exports.
+
+``from codecarbon_callbacks.output import LoggerOutput, PrometheusOutput, HTTPOutput`` works as
+``from codecarbon.output import ...`` does. Names are resolved lazily (PEP 562): importing this
+package loads no network or metrics library.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "BaseOutput": ("codecarbon_callbacks.output.base", "BaseOutput"),
+    "OutputMethod": ("codecarbon_callbacks.output.base", "OutputMethod"),
+    "EmissionsData": ("codecarbon_callbacks.core.records", "EmissionsData"),
+    "WindowRecord": ("codecarbon_callbacks.core.records", "WindowRecord"),
+    "FileOutput": ("codecarbon_callbacks.output.file", "FileOutput"),
+    "LoggerOutput": ("codecarbon_callbacks.output.logger", "LoggerOutput"),
+    "PrometheusOutput": ("codecarbon_callbacks.output.prometheus", "PrometheusOutput"),
+    "LogfireOutput": ("codecarbon_callbacks.output.logfire_output", "LogfireOutput"),
+    "BoAmpsOutput": ("codecarbon_callbacks.output.boamps", "BoAmpsOutput"),
+    "WebhookOutput": ("codecarbon_callbacks.output.webhook", "WebhookOutput"),
+    # CodeCarbon's name for the webhook output
+    "HTTPOutput": ("codecarbon_callbacks.output.webhook", "WebhookOutput"),
+    "CodeCarbonAPIOutput": ("codecarbon_callbacks.output.api", "CodeCarbonAPIOutput"),
+    "resend_spool": ("codecarbon_callbacks.output.spool", "resend_spool"),
+    "create_output": ("codecarbon_callbacks.output.registry", "create_output"),
+}
+
+__all__ = [
+    "BaseOutput",
+    "BoAmpsOutput",
+    "CodeCarbonAPIOutput",
+    "EmissionsData",
+    "FileOutput",
+    "HTTPOutput",
+    "LogfireOutput",
+    "LoggerOutput",
+    "OutputMethod",
+    "PrometheusOutput",
+    "WebhookOutput",
+    "WindowRecord",
+    "create_output",
+    "resend_spool",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from codecarbon_callbacks.core.records import EmissionsData, WindowRecord
+    from codecarbon_callbacks.output.api import CodeCarbonAPIOutput
+    from codecarbon_callbacks.output.base import BaseOutput, OutputMethod
+    from codecarbon_callbacks.output.boamps import BoAmpsOutput
+    from codecarbon_callbacks.output.file import FileOutput
+    from codecarbon_callbacks.output.logfire_output import LogfireOutput
+    from codecarbon_callbacks.output.logger import LoggerOutput
+    from codecarbon_callbacks.output.prometheus import PrometheusOutput
+    from codecarbon_callbacks.output.registry import create_output
+    from codecarbon_callbacks.output.spool import resend_spool
+    from codecarbon_callbacks.output.webhook import WebhookOutput
+    from codecarbon_callbacks.output.webhook import WebhookOutput as HTTPOutput
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'codecarbon_callbacks.output' has no attribute {name!r}")
+    value = getattr(importlib.import_module(target[0]), target[1])
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

@@ -299,10 +299,15 @@ class ApiEmissionJob(Job):
 class CodeCarbonAPIOutput(BaseOutput):
     """Posts the run's deltas to the CodeCarbon API, off the training thread.
 
+    The positional parameters are CodeCarbon's ``CodeCarbonAPIOutput(endpoint_url,
+    experiment_id, api_key, conf)``; ``conf`` is accepted and ignored (the run's description
+    comes from the records).
+
     Args:
         api_endpoint: the API's base URL (default ``https://api.codecarbon.io``).
-        api_key: the project token, sent as ``x-api-token``; never stored.
         experiment_id: the API experiment (UUID) the run belongs to.
+        api_key: the project token, sent as ``x-api-token``; never stored.
+        conf: ignored (CodeCarbon compatibility).
         output_dir: where the spool lives.
         timeout_s: timeout of each request (CodeCarbon's client uses 2 s).
         exit_timeout_s: the most exit() waits for the last deliveries.
@@ -310,17 +315,19 @@ class CodeCarbonAPIOutput(BaseOutput):
         sender: the background sender (default: the process-wide one).
 
     Example:
-        >>> out = CodeCarbonAPIOutput("http://localhost:8008", api_key="cpt_...",
-        ...                           experiment_id="5b0fa12a-3dd7-45bb-9766-cc326314d9f1")
+        >>> out = CodeCarbonAPIOutput("http://localhost:8008",
+        ...     experiment_id="5b0fa12a-3dd7-45bb-9766-cc326314d9f1", api_key="cpt_...",
+        ...     output_dir="runs")
     """
 
     def __init__(
         self,
         api_endpoint: str = DEFAULT_API_ENDPOINT,
-        api_key: str | None = None,
         experiment_id: str = "",
-        output_dir: str | os.PathLike[str] = ".",
+        api_key: str | None = None,
+        conf: Any = None,
         *,
+        output_dir: str | os.PathLike[str] = ".",
         timeout_s: float = DEFAULT_API_TIMEOUT_S,
         exit_timeout_s: float = DEFAULT_EXIT_TIMEOUT_S,
         spool_max_bytes: int = DEFAULT_MAX_BYTES,

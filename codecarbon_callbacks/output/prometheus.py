@@ -263,7 +263,7 @@ class PrometheusOutput(BaseOutput):
 
     Args:
         prometheus_url: the Pushgateway (``host:port`` or URL), e.g. ``localhost:9091``.
-        job: the Pushgateway job label.
+        job_name: the Pushgateway job label (CodeCarbon's name for it).
         delete_on_exit: delete the run's group at exit (after the final push).
         timeout_s: timeout of each push.
         exit_timeout_s: the most exit() waits for the final push (and delete).
@@ -277,8 +277,8 @@ class PrometheusOutput(BaseOutput):
     def __init__(
         self,
         prometheus_url: str = "localhost:9091",
+        job_name: str = DEFAULT_JOB,
         *,
-        job: str = DEFAULT_JOB,
         delete_on_exit: bool = False,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         exit_timeout_s: float = DEFAULT_EXIT_TIMEOUT_S,
@@ -290,10 +290,10 @@ class PrometheusOutput(BaseOutput):
                 f"prometheus_url must be a Pushgateway address such as "
                 f"'localhost:9091' or 'http://host:9091', got {prometheus_url!r}"
             )
-        if not job:
-            raise ValueError("job must be a non-empty Pushgateway job name")
+        if not job_name:
+            raise ValueError("job_name must be a non-empty Pushgateway job name")
         self.prometheus_url = prometheus_url.strip()
-        self.job = job
+        self.job = job_name
         self.delete_on_exit = bool(delete_on_exit)
         self.timeout_s = float(timeout_s)
         self.exit_timeout_s = float(exit_timeout_s)

@@ -81,9 +81,9 @@ def create_output(method: OutputMethod | str, config: Any) -> BaseOutput:
 
             return CodeCarbonAPIOutput(
                 config_get(config, "api_endpoint", "https://api.codecarbon.io"),
-                config_get(config, "api_key"),
-                config_get(config, "experiment_id", ""),
-                output_dir,
+                experiment_id=config_get(config, "experiment_id", ""),
+                api_key=config_get(config, "api_key"),
+                output_dir=output_dir,
                 **spool,
             )
         if method is OutputMethod.CSV:

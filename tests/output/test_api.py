@@ -95,7 +95,7 @@ def totals(run_id, steps):
 def test_run_created_lazily_then_deltas_sum_to_the_total(tmp_path, shapes, sender):
     api = FakeApi(shapes).start()
     try:
-        out = CodeCarbonAPIOutput(api.url, TOKEN, EXPERIMENT, tmp_path, sender=sender)
+        out = CodeCarbonAPIOutput(api.url, EXPERIMENT, TOKEN, output_dir=tmp_path, sender=sender)
         assert api.requests == []  # nothing at construction
         run_id = str(uuid.uuid4())
         seq = totals(run_id, [5.2, 10.4, 10.45, 20.0])
@@ -125,11 +125,11 @@ def test_resumed_run_keeps_api_run_and_does_not_double_count(tmp_path, shapes, s
     api = FakeApi(shapes).start()
     try:
         run_id = str(uuid.uuid4())
-        first = CodeCarbonAPIOutput(api.url, TOKEN, EXPERIMENT, tmp_path, sender=sender)
+        first = CodeCarbonAPIOutput(api.url, EXPERIMENT, TOKEN, output_dir=tmp_path, sender=sender)
         a = totals(run_id, [10.0])[0]
         first.out(a, a)
         first.exit()
-        second = CodeCarbonAPIOutput(api.url, TOKEN, EXPERIMENT, tmp_path, sender=sender)
+        second = CodeCarbonAPIOutput(api.url, EXPERIMENT, TOKEN, output_dir=tmp_path, sender=sender)
         b = totals(run_id, [30.0])[0]  # the resumed tracker's totals include the offsets
         second.out(b, b)
         second.exit()
@@ -143,7 +143,7 @@ def test_resumed_elsewhere_posts_only_the_new_part(tmp_path, shapes, sender):
     """A resume in another output_dir (no api_runs.json): offsets in metadata are not re-posted."""
     api = FakeApi(shapes).start()
     try:
-        out = CodeCarbonAPIOutput(api.url, TOKEN, EXPERIMENT, tmp_path, sender=sender)
+        out = CodeCarbonAPIOutput(api.url, EXPERIMENT, TOKEN, output_dir=tmp_path, sender=sender)
         t = totals(str(uuid.uuid4()), [30.0])[0]
         t.metadata["resumed_offsets"] = {
             "cpu_energy_kwh": 10e-6,
@@ -165,7 +165,12 @@ def test_resumed_elsewhere_posts_only_the_new_part(tmp_path, shapes, sender):
 def test_down_then_back_from_spool_without_token_on_disk(tmp_path, shapes, sender):
     port = free_port()
     out = CodeCarbonAPIOutput(
-        f"http://127.0.0.1:{port}", TOKEN, EXPERIMENT, tmp_path, sender=sender, exit_timeout_s=0.3
+        f"http://127.0.0.1:{port}",
+        EXPERIMENT,
+        TOKEN,
+        output_dir=tmp_path,
+        sender=sender,
+        exit_timeout_s=0.3,
     )
     run_id = str(uuid.uuid4())
     for t in totals(run_id, [10.0, 20.0]):
@@ -180,7 +185,7 @@ def test_down_then_back_from_spool_without_token_on_disk(tmp_path, shapes, sende
     api = FakeApi(shapes, port).start()
     try:
         again = CodeCarbonAPIOutput(
-            f"http://127.0.0.1:{port}", TOKEN, EXPERIMENT, tmp_path, sender=sender
+            f"http://127.0.0.1:{port}", EXPERIMENT, TOKEN, output_dir=tmp_path, sender=sender
         )
         t = totals(run_id, [30.0])[0]
         again.out(t, t)
@@ -197,7 +202,13 @@ def test_timeout_after_send_is_kept_uncertain_not_retried(tmp_path, shapes, send
     api = FakeApi(shapes).start()
     try:
         out = CodeCarbonAPIOutput(
-            api.url, TOKEN, EXPERIMENT, tmp_path, sender=sender, timeout_s=0.3, exit_timeout_s=2.0
+            api.url,
+            EXPERIMENT,
+            TOKEN,
+            output_dir=tmp_path,
+            sender=sender,
+            timeout_s=0.3,
+            exit_timeout_s=2.0,
         )
         run_id = str(uuid.uuid4())
         t = totals(run_id, [10.0])[0]
@@ -227,7 +238,7 @@ def test_bad_token_rejected_and_secret_never_logged(tmp_path, shapes, sender, ca
     api = FakeApi(shapes).start()
     try:
         wrong = "cpt_wrong-token-value-9876"
-        out = CodeCarbonAPIOutput(api.url, wrong, EXPERIMENT, tmp_path, sender=sender)
+        out = CodeCarbonAPIOutput(api.url, EXPERIMENT, wrong, output_dir=tmp_path, sender=sender)
         t = totals(str(uuid.uuid4()), [10.0])[0]
         with caplog.at_level("DEBUG"):
             out.out(t, t)
@@ -239,10 +250,15 @@ def test_bad_token_rejected_and_secret_never_logged(tmp_path, shapes, sender, ca
         api.stop()
 
 
+def test_codecarbon_positional_order(tmp_path):
+    out = CodeCarbonAPIOutput("http://x", EXPERIMENT, TOKEN, {"some": "conf"}, output_dir=tmp_path)
+    assert out.experiment_id == EXPERIMENT and TOKEN not in repr(out)
+
+
 def test_bad_arguments_are_clear(tmp_path):
     with pytest.raises(ValueError, match="experiment_id"):
-        CodeCarbonAPIOutput("http://x", TOKEN, "", tmp_path)
+        CodeCarbonAPIOutput("http://x", "", TOKEN, output_dir=tmp_path)
     with pytest.raises(ValueError, match="experiment_id must be a UUID"):
-        CodeCarbonAPIOutput("http://x", TOKEN, "exp-1", tmp_path)
+        CodeCarbonAPIOutput("http://x", "exp-1", TOKEN, output_dir=tmp_path)
     with pytest.raises(ValueError, match="api_endpoint"):
-        CodeCarbonAPIOutput("api.codecarbon.io", TOKEN, EXPERIMENT, tmp_path)
+        CodeCarbonAPIOutput("api.codecarbon.io", EXPERIMENT, TOKEN, output_dir=tmp_path)

@@ -133,3 +133,23 @@ def test_missing_optional_package_is_a_clear_config_error(
     )
     with pytest.raises(ConfigError, match=rf"pip install codecarbon-callbacks\[{extra}\]"):
         create_output(method, config(tmp_path))
+
+
+def test_codecarbon_output_names_resolve_lazily():
+    code = (
+        "import sys, codecarbon_callbacks.output as o; "
+        "heavy = [m for m in ('requests','prometheus_client','logfire','pandas') if m in sys.modules]; "
+        "assert heavy == [], heavy; "
+        "from codecarbon_callbacks.output import HTTPOutput, WebhookOutput, LoggerOutput, "
+        "PrometheusOutput, LogfireOutput, BoAmpsOutput, CodeCarbonAPIOutput, BaseOutput; "
+        "assert HTTPOutput is WebhookOutput; print('ok')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    with pytest.raises(AttributeError):
+        import codecarbon_callbacks.output as ours
+
+        ours.NoSuchOutput  # noqa: B018
+    assert set(ours.__all__) == set(ours._EXPORTS)
