@@ -262,3 +262,41 @@ def test_bad_arguments_are_clear(tmp_path):
         CodeCarbonAPIOutput("http://x", "exp-1", TOKEN, output_dir=tmp_path)
     with pytest.raises(ValueError, match="api_endpoint"):
         CodeCarbonAPIOutput("api.codecarbon.io", EXPERIMENT, TOKEN, output_dir=tmp_path)
+
+
+def test_503_is_retried_500_is_kept_uncertain(tmp_path, shapes, sender):
+    api = FakeApi(shapes).start()
+    answers = []
+    normal = api.handle
+
+    def flaky(path, headers, body):
+        if path == "/emissions" and answers:
+            return answers.pop(0), {"detail": "flaky"}
+        return normal(path, headers, body)
+
+    api.handler_hook = flaky
+    try:
+        out = CodeCarbonAPIOutput(api.url, EXPERIMENT, TOKEN, output_dir=tmp_path, sender=sender)
+        run_id = str(uuid.uuid4())
+        a, b = totals(run_id, [10.0, 20.0])
+        answers[:] = [503, 503]  # "not processed": retried until it goes through
+        out.out(a, a)
+        assert wait_for(lambda: len(api.emissions) == 1)
+        answers[:] = [500]  # may have been stored: kept, marked, not re-sent
+        out.out(b, b)
+        out.exit()
+        time.sleep(0.3)
+        assert len(api.emissions) == 1
+        [entry] = Spool(tmp_path).entries("api")
+        assert entry.uncertain and "HTTP 500" in entry.last_error
+    finally:
+        api.stop()
+
+
+def wait_for(predicate, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()

@@ -148,7 +148,6 @@ def test_secrets_never_written_or_logged(tmp_path, monkeypatch, caplog, capfire)
             webhook_windows=True,
         )
         t.start()
-        time.sleep(1.1)
         w = t.open_window("epoch", "e", epoch=0)
         t.close_window(w)
         t.stop()
@@ -214,7 +213,6 @@ def test_stop_bounded_when_every_network_output_hangs(tmp_path):
             emissions_endpoint=server.url + "/hook",
         )
         t.start()
-        time.sleep(1.1)
         t0 = time.monotonic()
         t.stop()
         elapsed = time.monotonic() - t0
