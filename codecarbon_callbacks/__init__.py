@@ -39,6 +39,11 @@ _EXPORTS: dict[str, str] = {
     "BoAmpsPublisher": "codecarbon_callbacks.output.boamps",
     "BoAmpsHeader": "codecarbon_callbacks.output.boamps",
     "resend_spool": "codecarbon_callbacks.output.spool",
+    "WebhookOutput": "codecarbon_callbacks.output.webhook",
+    "PrometheusOutput": "codecarbon_callbacks.output.prometheus",
+    "LogfireOutput": "codecarbon_callbacks.output.logfire_output",
+    "CodeCarbonAPIOutput": "codecarbon_callbacks.output.api",
+    "FileOutput": "codecarbon_callbacks.output.file",
     "ConfigError": "codecarbon_callbacks.core.config",
 }
 
@@ -65,6 +70,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from codecarbon_callbacks.output.file import read_emissions
     from codecarbon_callbacks.output.logger import LoggerOutput
     from codecarbon_callbacks.output.spool import resend_spool
+    from codecarbon_callbacks.output.webhook import WebhookOutput
+    from codecarbon_callbacks.output.prometheus import PrometheusOutput
+    from codecarbon_callbacks.output.logfire_output import LogfireOutput
+    from codecarbon_callbacks.output.api import CodeCarbonAPIOutput
+    from codecarbon_callbacks.output.file import FileOutput
 
 
 def __getattr__(name: str) -> Any:

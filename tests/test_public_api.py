@@ -67,6 +67,7 @@ def test_exports_are_pinned() -> None:
         "track_emissions", "EmissionsData", "WindowRecord", "BaseOutput", "OutputMethod",
         "read_emissions", "LoggerOutput", "BoAmpsOutput", "BoAmpsTask", "BoAmpsAlgorithm",
         "BoAmpsDataset", "BoAmpsPublisher", "BoAmpsHeader", "resend_spool", "ConfigError",
+        "WebhookOutput", "PrometheusOutput", "LogfireOutput", "CodeCarbonAPIOutput", "FileOutput",
     }
     assert set(codecarbon_callbacks.__all__) == expected
     for name in expected:

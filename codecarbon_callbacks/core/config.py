@@ -72,7 +72,7 @@ class TrackerConfig:
     logging_logger: Any = None
     prometheus_url: str = "localhost:9091"
     gpu_ids: list[int | str] | None = None
-    emissions_endpoint: str | None = None
+    emissions_endpoint: str | None = field(default=None, repr=False)  # may carry a token
     experiment_id: str = ""
     experiment_name: str = "base"
     electricitymaps_api_token: str | None = field(default=None, repr=False)
@@ -114,8 +114,24 @@ class TrackerConfig:
             value = getattr(self, f.name)
             if f.name == "output_methods":
                 value = [m.value for m in value]
+            elif f.name == "emissions_endpoint" and value:
+                value = redact_url(value)
             out[f.name] = value
         return out
+
+
+def redact_url(url: str) -> str:
+    """``url`` without user info or query string (where tokens hide)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -478,6 +494,16 @@ def validate(config: TrackerConfig) -> None:
                 "logging_logger must be a logging.Logger or a LoggerOutput, "
                 f"got {type(lg).__name__}"
             )
+    if OutputMethod.API in config.output_methods:
+        import uuid
+
+        try:
+            uuid.UUID(str(config.experiment_id))
+        except ValueError:
+            raise ConfigError(
+                "experiment_id must be the UUID of a CodeCarbon API experiment when "
+                f"output_methods includes 'api', got {config.experiment_id!r}"
+            ) from None
     if config.cloud_region and not config.cloud_provider:
         raise ConfigError("cloud_region needs cloud_provider (aws, azure or gcp)")
     if config.cloud_provider and not config.cloud_region:

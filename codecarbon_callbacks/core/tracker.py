@@ -712,6 +712,9 @@ class BaseEmissionsTracker:
         metadata["window_count"] = self._window_count
         if self.api_run_id:
             metadata["api_run_id"] = self.api_run_id
+        if offsets:
+            # what a resumed run's totals already held, so outputs that send deltas skip it
+            metadata["resumed_offsets"] = dict(offsets)
         if extra_metadata:
             metadata.update(extra_metadata)
         record.metadata = metadata

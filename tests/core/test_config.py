@@ -188,3 +188,19 @@ def test_no_warning_for_defaults(tmp_path: Path) -> None:
         warnings.simplefilter("error")
         OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path))
     assert os.path.isdir(tmp_path)
+
+
+def test_endpoint_tokens_never_in_repr_or_public_dict(tmp_path: Path) -> None:
+    url = "https://user:pw-s3cret@hooks.example/ingest?token=tk-s3cret"
+    cfg = resolve_config({"emissions_endpoint": url, "output_dir": str(tmp_path)}, environ={}, config_files=[])
+    assert cfg.emissions_endpoint == url
+    text = repr(cfg) + repr(cfg.public_dict())
+    assert "s3cret" not in text
+    assert cfg.public_dict()["emissions_endpoint"] == "https://hooks.example/ingest"
+
+
+def test_api_output_needs_a_uuid_experiment_at_construction(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="experiment_id"):
+        OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path), output_methods=["api"])
+    OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path), output_methods=["api"],
+                            experiment_id="5b0fa12a-3dd7-45bb-9766-cc326314d9f1")

@@ -226,6 +226,9 @@ def test_resume_keeps_run_id_and_adds_offsets(tmp_path: Path) -> None:
     assert b.duration == pytest.approx(a.duration + (b.duration - a.duration))
     assert b.emissions > a.emissions
     assert b.cpu_energy - a.cpu_energy == pytest.approx(50 * (b.duration - a.duration) / J_PER_KWH, rel=1e-6)
+    # outputs that send deltas learn what the resumed run already held
+    assert b.metadata["resumed_offsets"]["emissions_kg"] == pytest.approx(a.emissions)
+    assert "resumed_offsets" not in a.metadata
     with pytest.raises(ValueError, match="state"):
         second.load_state_dict({"nothing": 1})
 
