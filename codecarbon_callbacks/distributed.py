@@ -228,17 +228,23 @@ def combine_records(records: Sequence[Mapping[str, Any]], template: EmissionsDat
         combined.emissions / combined.duration if combined.duration > 0 else 0.0
     )
     combined.gpu_count = int(sum(int(r.get("gpu_count") or 0) for r in ordered))
-    utils = [float(r.get("gpu_utilization_percent") or 0.0) for r in ordered if int(r.get("gpu_count") or 0)]
+    utils = [
+        float(r.get("gpu_utilization_percent") or 0.0)
+        for r in ordered
+        if int(r.get("gpu_count") or 0)
+    ]
     combined.gpu_utilization_percent = sum(utils) / len(utils) if utils else 0.0
     methods = {
-        kind: sorted({m for r in ordered for m in str(r.get(f"{kind}_method") or "").split(",") if m})
+        kind: sorted(
+            {m for r in ordered for m in str(r.get(f"{kind}_method") or "").split(",") if m}
+        )
         for kind in ("cpu", "gpu", "ram")
     }
     for kind, found in methods.items():
         setattr(combined, f"{kind}_method", ",".join(found))
     statuses = {str(r.get("status")) for r in ordered}
     if len(statuses) > 1:
-        combined.status = "incomplete" if "incomplete" in statuses else sorted(statuses)[0]
+        combined.status = "incomplete" if "incomplete" in statuses else min(statuses)
 
     machines: dict[str, dict[str, Any]] = {}
     gpus: list[dict[str, Any]] = []

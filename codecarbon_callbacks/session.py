@@ -340,6 +340,51 @@ def dataset_info(dataset: Any, *, batch_size: int | None = None) -> dict[str, An
     return info
 
 
+# -- distributed helpers ------------------------------------------------------------------------
+
+
+def _gpu_uuid(component: Any) -> str:
+    return str(getattr(component, "uuid", None) or component.name)
+
+
+def _close_quietly(component: Any) -> None:
+    try:
+        component.close()
+    except Exception as e:
+        logger.debug("could not close %s: %s", getattr(component, "name", component), e)
+
+
+_STATE_FIGURES = (
+    ("cpu_energy_kwh", "cpu_energy"),
+    ("gpu_energy_kwh", "gpu_energy"),
+    ("ram_energy_kwh", "ram_energy"),
+    ("emissions_kg", "emissions"),
+    ("water_l", "water_consumed"),
+)
+
+
+def _zeroed_state(state: Any) -> Any:
+    """A tracker state with its run_id and no figures (the other ranks of a resumed run)."""
+    if not isinstance(state, Mapping):
+        return state
+    out = dict(state)
+    for key, _ in _STATE_FIGURES:
+        if key in out:
+            out[key] = 0.0
+    return out
+
+
+def _combined_state(state: dict[str, Any], combined: Any, local: Any) -> dict[str, Any]:
+    """``state`` (this rank's) with the combined figures at the last sync plus this rank's since."""
+    out = dict(state)
+    for key, attr in _STATE_FIGURES:
+        if key in out:
+            out[key] = float(getattr(combined, attr)) + (
+                float(out[key]) - float(getattr(local, attr))
+            )
+    return out
+
+
 # -- the session -----------------------------------------------------------------------------
 
 
@@ -378,6 +423,44 @@ class _Run:
     points: list[_Progress] = field(default_factory=list)
     forecast_warned: bool = False
     status: str = "running"
+    #: the distributed plan (None: a single process)
+    plan: Any = None
+    #: the session's record_combiner installed on the tracker (see _SessionCombiner)
+    combiner: Any = None
+    #: the tracker's record_combiner and writes_outputs before the run (a given tracker's)
+    previous_combiner: Any = None
+    previous_writes: bool = True
+    #: (combined totals, this rank's totals) at the last collective point: resume state
+    last_sync: tuple[Any, Any] | None = None
+
+
+class _SessionCombiner:
+    """The tracker's ``record_combiner`` during a session's run.
+
+    Combines ranks' records in a distributed run (``distributed.RecordCombiner``) and keeps the
+    window records the tracker closes itself at stop(), so that the session sees every window.
+    """
+
+    def __init__(self, inner: Any = None) -> None:
+        self.inner = inner
+        self.capture: list[Any] | None = None
+
+    @property
+    def distributed(self) -> bool:
+        return self.inner is not None and bool(getattr(self.inner.plan, "distributed", False))
+
+    def __call__(self, record: Any, collective: bool) -> Any:
+        try:
+            out = self.inner(record, collective) if self.inner is not None else record
+        except Exception:
+            self._keep(record)
+            raise
+        self._keep(out)
+        return out
+
+    def _keep(self, record: Any) -> None:
+        if self.capture is not None and getattr(record, "window_id", None):
+            self.capture.append(record)
 
 
 class EmissionsSession:
@@ -488,12 +571,109 @@ class EmissionsSession:
 
     # -- tracker ---------------------------------------------------------------------------
 
-    def _new_tracker(self) -> Any:
+    def _new_tracker(self, components: Sequence[Any] | None = None) -> Any:
         from codecarbon_callbacks.core.tracker import EmissionsTracker, OfflineEmissionsTracker
 
         offline = any(self.tracker_kwargs.get(k) for k in _OFFLINE_KEYS)
         cls = OfflineEmissionsTracker if offline else EmissionsTracker
+        if components is not None:
+            return cls(**self.tracker_kwargs, components=list(components))
         return cls(**self.tracker_kwargs)
+
+    def _distributed_tracker(self, rank: int) -> tuple[Any, Any]:
+        """Every rank of a distributed run: plan who measures what, build this rank's tracker.
+
+        A point every rank reaches (one all_gather). Returns ``(tracker, plan)``; raises only
+        where a single-process run would too (the tracker cannot be built).
+        """
+        from codecarbon_callbacks import distributed
+
+        tracker: Any = None
+        components: list[Any] | None = None
+        offers: list[str] | None = None
+        mode = "machine"
+        error: BaseException | None = None
+        try:
+            tracker = (
+                self._given_tracker if self._given_tracker is not None else self._new_tracker()
+            )
+            mode = str(getattr(tracker.config, "tracking_mode", "machine") or "machine")
+            if self._given_tracker is None:
+                components = self._detect(tracker.config)
+                offers = [_gpu_uuid(c) for c in components if c.kind == "gpu"]
+        except Exception as e:  # still take part in the collective below
+            error = e
+        try:
+            plan = distributed.plan_ranks(mode, gpu_uuids=offers)
+        except Exception as e:
+            logger.warning(
+                "could not plan the distributed measurement (%s): rank %s measures alone and "
+                "only rank 0 writes",
+                e,
+                rank,
+            )
+            plan = None
+        if error is not None:
+            for c in components or ():
+                _close_quietly(c)
+            raise error
+        if plan is not None and components is not None:
+            wanted = {u.lower().removeprefix("gpu-") for u in plan.gpu_uuids or ()}
+            kept = []
+            for c in components:
+                if c.kind == "gpu":
+                    keep = _gpu_uuid(c).lower().removeprefix("gpu-") in wanted
+                else:
+                    keep = plan.measures_host
+                if keep:
+                    kept.append(c)
+                else:
+                    _close_quietly(c)
+            tracker = self._new_tracker(components=kept)
+            gpus = [c.name for c in kept if c.kind == "gpu"]
+            logger.info(
+                "codecarbon_callbacks: rank %d of %d on %s measures %s%s",
+                plan.rank,
+                plan.world_size,
+                plan.machine,
+                "its machine's CPU and RAM"
+                if plan.measures_host and mode == "machine"
+                else "its process's CPU and RAM"
+                if plan.measures_host
+                else "no CPU or RAM",
+                f" and {', '.join(gpus)}" if gpus else "",
+            )
+        elif plan is not None and self._given_tracker is not None:
+            _log_once(
+                "given-tracker-distributed",
+                logging.WARNING,
+                "a distributed run with a tracker you built: each rank's tracker measures what it "
+                "was configured with (CPU and RAM may be counted once per rank). Pass the "
+                "tracker's parameters to the callback instead so that each machine's CPU and RAM "
+                "are measured once and each rank measures only its own GPU.",
+            )
+        return tracker, plan
+
+    def _detect(self, config: Any) -> list[Any]:
+        """This rank's hardware: its CUDA device when it has one, else the configured GPUs."""
+        from codecarbon_callbacks import distributed
+        from codecarbon_callbacks.core.hardware import detect_components
+
+        gpu_ids = distributed.local_gpu_ids()
+        if gpu_ids is None:
+            gpu_ids = getattr(config, "gpu_ids", None)
+        components, notes = detect_components(
+            tracking_mode=config.tracking_mode,
+            gpu_ids=gpu_ids,
+            force_cpu_power=config.force_cpu_power,
+            force_ram_power=config.force_ram_power,
+            rapl_include_dram=config.rapl_include_dram,
+            rapl_prefer_psys=config.rapl_prefer_psys,
+            force_mode_cpu_load=config.force_mode_cpu_load,
+        )
+        for note in notes:
+            _log_once("hardware:" + note, logging.WARNING, "%s", note)
+        return list(components)
 
     @property
     def tracker(self) -> Any:
@@ -532,7 +712,10 @@ class EmissionsSession:
         if stage not in RUN_STAGES:
             raise ValueError(f"stage must be one of {', '.join(RUN_STAGES)}, got {stage!r}")
         # Rank handling, in one place: every rank measures (so that windows stay in step across
-        # ranks for the distributed combiner), only global rank zero writes and logs.
+        # ranks for the distributed combiner), only global rank zero writes and logs. With a
+        # torch.distributed process group, the plan (one all_gather) says who measures what.
+        from codecarbon_callbacks import distributed
+
         self.is_writer = rank == 0
         self.active = True
         if self._run is not None:
@@ -547,12 +730,29 @@ class EmissionsSession:
         if stage != "fit":
             self._resume_state = None
         started_here = False
+        plan = None
         try:  # a tracker that cannot start must not stop training
-            tracker = (
-                self._given_tracker if self._given_tracker is not None else self._new_tracker()
+            if distributed.is_distributed():
+                tracker, plan = self._distributed_tracker(rank)
+            else:
+                tracker = (
+                    self._given_tracker if self._given_tracker is not None else self._new_tracker()
+                )
+            if plan is not None:
+                self.is_writer = plan.writes
+            previous_combiner = getattr(tracker, "record_combiner", None)
+            previous_writes = bool(getattr(tracker, "writes_outputs", True))
+            combiner = _SessionCombiner(
+                distributed.RecordCombiner(plan) if plan is not None and plan.distributed else None
             )
+            tracker.record_combiner = combiner
             if not self.is_writer:
                 tracker.writes_outputs = False
+            if resume is not None and plan is not None and plan.distributed and not plan.writes:
+                # The saved totals are the combined run's: rank zero carries them, the other
+                # ranks only continue the run_id (else they would be counted once per rank).
+                resume = dict(resume)
+                resume["tracker"] = _zeroed_state(resume.get("tracker"))
             if resume is not None and resume.get("tracker"):
                 if tracker.is_running:
                     logger.warning(
@@ -598,6 +798,10 @@ class EmissionsSession:
             framework_info={},
             unit=unit,
             planned=planned,
+            plan=plan,
+            combiner=combiner,
+            previous_combiner=previous_combiner,
+            previous_writes=previous_writes,
         )
         self._last_tracker = tracker
         # The first tiling window opens right away, so that the windows cover the whole run.
@@ -607,7 +811,9 @@ class EmissionsSession:
             self._switch("phase", STAGE_PHASES[stage], stage, None)
         self.update_info(info or {})
         self._say_how_measured(tracker)
-        start = tracker.totals()
+        start = self._totals(self._run)
+        if start is None:
+            start = tracker.totals()
         self._run.points.append(_Progress(done, start.energy_consumed, start.emissions))
         if stage == "fit":
             self._run.time_window_start_s = time.monotonic()
@@ -615,7 +821,16 @@ class EmissionsSession:
                 self._run.step_window = self._open(
                     "step", "other", f"steps from {int(done) if unit == 'step' else 0}", None
                 )
-            if self.window_every_seconds:
+            if self.window_every_seconds and combiner.distributed:
+                # Each rank's clock would close its time windows at different steps, and the
+                # combining collectives pair windows up by order: no time windows under DDP.
+                _log_once(
+                    "time-windows-ddp",
+                    logging.WARNING,
+                    "window_every_seconds is ignored in a distributed run (ranks would close "
+                    "time windows at different steps); use window_every_n_steps instead",
+                )
+            elif self.window_every_seconds:
                 self._run.time_window = self._open("time", "other", "time window 0", None)
         return True
 
@@ -635,25 +850,42 @@ class EmissionsSession:
         if status is None or status == "completed":
             status = "budget_stop" if self.stop_requested else "completed"
         window_status = status if status != "budget_stop" else "completed"
+        # Every rank reaches a completed or budget end together (budgets are decided on combined
+        # figures); anything else is a failure path, where no collective may be started.
+        normal_end = status in ("completed", "budget_stop")
         self._run = None  # re-entrancy: a failing output must not end the run twice
-        try:
-            for attr in ("step_window", "time_window"):
-                window = getattr(run, attr)
-                if window is not None:
-                    self._close(run, window, status=window_status)
-                    setattr(run, attr, None)
-            if run.current is not None:
-                self._close(run, run.current, status=window_status)
-                run.current = None
-        except Exception as e:  # never raise into training
-            logger.warning("could not close the open windows at the end of the run: %s", e)
+        open_windows = [w for w in (run.step_window, run.time_window, run.current) if w is not None]
+        run.step_window = run.time_window = run.current = None
         run.status = status
         result = None
         if run.started_here:
+            # The tracker closes the open windows at its own final snapshot, so the windows tile
+            # the run to its very end; the session's combiner keeps their records.
+            capture: list[Any] = []
+            if run.combiner is not None:
+                run.combiner.capture = capture
             try:
-                result = run.tracker.stop(status=status)
+                result = run.tracker.stop(status=status, window_status=window_status)
             except Exception as e:
                 logger.warning("could not stop the tracker at the end of the run: %s", e)
+            finally:
+                if run.combiner is not None:
+                    run.combiner.capture = None
+            self._records.extend(capture)
+        elif normal_end or run.combiner is None or not run.combiner.distributed:
+            try:
+                for window in open_windows:
+                    self._close(run, window, status=window_status)
+            except Exception as e:  # never raise into training
+                logger.warning("could not close the open windows at the end of the run: %s", e)
+        # else: a given tracker in a failing distributed run: its windows stay open, its owner's
+        # stop() closes them without any collective.
+        if not run.started_here:
+            try:  # hand a given tracker back as it was
+                run.tracker.record_combiner = run.previous_combiner
+                run.tracker.writes_outputs = run.previous_writes
+            except Exception:
+                pass
         return result
 
     def fail(self, error: BaseException | None) -> None:
@@ -966,11 +1198,30 @@ class EmissionsSession:
             f"{prefix}duration_s": sum(r.duration for r in records),
         }
 
-    def _totals_metrics(self, run: _Run) -> dict[str, float]:
+    def _totals(self, run: _Run) -> Any:
+        """The run's totals so far: combined over ranks (a collective) in a distributed run.
+
+        Call it only at points every rank reaches (run begin, epoch end, step-window close).
+        """
         try:
-            total = run.tracker.totals()
+            local = run.tracker.totals()
         except Exception as e:
             logger.debug("totals() failed: %s", e)
+            return None
+        combiner = run.combiner
+        if combiner is None or not combiner.distributed:
+            return local
+        try:
+            combined = combiner.inner.combine(local)
+        except Exception as e:
+            logger.warning("could not combine the ranks' totals: %s", e)
+            return local
+        run.last_sync = (combined, local)
+        return combined
+
+    def _totals_metrics(self, run: _Run) -> dict[str, float]:
+        total = self._totals(run)
+        if total is None:
             return {}
         return {
             "total_energy_kwh": total.energy_consumed,
@@ -1004,7 +1255,8 @@ class EmissionsSession:
                     run.time_window = self._open(
                         "time", "other", f"time window from step {step}", run.epoch
                     )
-                    run.time_window_start_s = now
+                    # from after the open (a slow close must not shorten the next window)
+                    run.time_window_start_s = time.monotonic()
                     out.update(self._window_metrics(record))
         except Exception as e:
             logger.warning("step window failed at step %s: %s", step, e)
@@ -1104,6 +1356,11 @@ class EmissionsSession:
                 tracker_state = tracker.state_dict()
             except Exception as e:
                 logger.debug("tracker.state_dict() failed: %s", e)
+        if tracker_state is not None and self._run is not None and self._run.last_sync:
+            # A distributed run: the combined totals at the last point every rank reached, plus
+            # what this rank measured since (no collective here: checkpoints are not always
+            # saved on every rank).
+            tracker_state = _combined_state(tracker_state, *self._run.last_sync)
         if tracker_state is None and self._resume_state is not None:
             return dict(self._resume_state)
         done = self._run.points[-1].done if self._run is not None and self._run.points else 0.0

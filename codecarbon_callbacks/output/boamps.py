@@ -608,6 +608,64 @@ def _lenient_task_dict(value: dict[str, Any]) -> dict[str, Any]:
     return task
 
 
+def _distributed_components(
+    distributed: dict[str, Any], record: EmissionsData, single: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Infrastructure components of a distributed run (``metadata["distributed"]``).
+
+    One component per CPU model and per RAM size over the machines, and per GPU model over the
+    GPUs measured, with ``nbComponent`` counting them; ``share`` is 1 where whole devices were
+    measured (GPUs; CPUs and RAM in ``machine`` tracking mode), absent in ``process`` mode
+    (a process's share of a machine is not a fixed fraction).
+    """
+    whole_host = distributed.get("tracking_mode", record.tracking_mode) != "process"
+    machines = [m for m in distributed.get("per_machine") or [] if isinstance(m, dict)]
+    by_cpu: dict[str, int] = {}
+    by_ram: dict[float, int] = {}
+    for m in machines:
+        model = str(m.get("cpu_model") or record.cpu_model or "")
+        by_cpu[model] = by_cpu.get(model, 0) + max(1, int(m.get("cpu_count") or 0))
+        size = float(m.get("ram_total_size") or 0.0)
+        by_ram[size] = by_ram.get(size, 0) + 1
+    by_gpu: dict[str, int] = {}
+    for g in distributed.get("per_gpu") or []:
+        if isinstance(g, dict):
+            model = str(g.get("model") or "")
+            by_gpu[model] = by_gpu.get(model, 0) + 1
+    host_share = {"share": 1.0} if whole_host else {}
+    hw: list[dict[str, Any]] = [
+        {
+            "componentName": model or None,
+            "componentType": "cpu",
+            "nbComponent": count,
+            "manufacturer": _manufacturer(model) if model else None,
+            **host_share,
+        }
+        for model, count in sorted(by_cpu.items())
+    ]
+    hw += [
+        {
+            "componentName": model or None,
+            "componentType": "gpu",
+            "nbComponent": count,
+            "manufacturer": _manufacturer(model) if model else None,
+            "share": 1.0,
+        }
+        for model, count in sorted(by_gpu.items())
+    ]
+    hw += [
+        {
+            "componentName": "RAM",
+            "componentType": "ram",
+            "nbComponent": count,
+            "memorySize": size or None,
+            **host_share,
+        }
+        for size, count in sorted(by_ram.items())
+    ]
+    return hw or single
+
+
 def build_report(
     record: EmissionsData,
     *,
@@ -709,6 +767,9 @@ def build_report(
             "memorySize": float(record.ram_total_size) if record.ram_total_size else None,
         }
     )
+    distributed = metadata.get("distributed")
+    if isinstance(distributed, dict) and distributed.get("per_machine"):
+        hw = _distributed_components(distributed, record, hw)
     on_cloud = record.on_cloud == "Y" or bool(record.cloud_provider)
     infrastructure: dict[str, Any] = {
         "infraType": "publicCloud" if on_cloud else "onPremise",

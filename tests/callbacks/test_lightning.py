@@ -356,55 +356,6 @@ def test_pytorch_lightning_package_uses_the_same_implementation(tracker_kwargs, 
     assert list(read_windows(tmp_path).query("phase == 'train'")["epoch"]) == [0, 1]
 
 
-DDP_SPAWN_SCRIPT = """
-import sys
-import torch
-import lightning.pytorch as pl
-from torch.utils.data import DataLoader, TensorDataset
-from codecarbon_callbacks.lightning import EmissionsCallback
-
-
-class Tiny(pl.LightningModule):
-    def __init__(self):
-        super().__init__()
-        self.net = torch.nn.Linear(8, 1)
-
-    def training_step(self, batch, batch_idx):
-        return torch.nn.functional.mse_loss(self.net(batch[0]), batch[1])
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
-if __name__ == "__main__":
-    data = TensorDataset(torch.randn(64, 8), torch.randn(64, 1))
-    callback = EmissionsCallback(country_iso_code="FRA", output_dir=sys.argv[1])
-    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=2, strategy="ddp_spawn",
-                         callbacks=[callback], logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False)
-    trainer.fit(Tiny(), DataLoader(data, batch_size=16))
-"""
-
-
-def test_ddp_spawn_pickles_the_callback_and_only_rank_zero_writes(tmp_path):
-    """Two CPU processes (gloo): the callback crosses the spawn pickled; one run row, not two."""
-    import os
-    import subprocess
-    import sys
-
-    script = tmp_path / "ddp_spawn_fit.py"
-    script.write_text(DDP_SPAWN_SCRIPT)
-    out = tmp_path / "out"
-    env = dict(os.environ, HOME=str(tmp_path), PYTHONWARNINGS="ignore")
-    result = subprocess.run(
-        [sys.executable, str(script), str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    runs, windows = read_runs(out), read_windows(out)
-    assert len(runs) == 1 and runs.iloc[0]["status"] == "completed"
-    assert set(windows["run_id"]) == {runs.iloc[0]["run_id"]}
-    assert list(windows.query("phase == 'train'")["epoch"]) == [0, 1]
+# Lightning ddp_spawn (2 CPU processes, gloo: the callback crosses the spawn pickled, one run
+# row, one train row per epoch, combined figures) is in tests/distributed/test_launches.py, with
+# the `ddp` strategy under torchrun and the Hugging Face Trainer.

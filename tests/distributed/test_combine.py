@@ -9,19 +9,33 @@ from codecarbon_callbacks.distributed import RankPlan, RecordCombiner, combine_r
 
 
 def rank_record(rank: int, machine: str, *, cpu: float, gpu: float, ram: float) -> dict:
-    record = WindowRecord(run_id="r", duration=10.0, cpu_energy=cpu, gpu_energy=gpu, ram_energy=ram,
-                          energy_consumed=cpu + gpu + ram, emissions=(cpu + gpu + ram) * 0.1,
-                          gpu_count=1, gpu_model="1 x H200", gpu_method="nvml_energy",
-                          cpu_method="rapl" if cpu else "", epoch=2, phase="train", kind="epoch",
-                          metadata={"components": [{"kind": "gpu", "name": "gpu:0", "energy_kwh": gpu}]})
+    record = WindowRecord(
+        run_id="r",
+        duration=10.0,
+        cpu_energy=cpu,
+        gpu_energy=gpu,
+        ram_energy=ram,
+        energy_consumed=cpu + gpu + ram,
+        emissions=(cpu + gpu + ram) * 0.1,
+        gpu_count=1,
+        gpu_model="1 x H200",
+        gpu_method="nvml_energy",
+        cpu_method="rapl" if cpu else "",
+        epoch=2,
+        phase="train",
+        kind="epoch",
+        metadata={"components": [{"kind": "gpu", "name": "gpu:0", "energy_kwh": gpu}]},
+    )
     d = record.to_dict()
     d.update(rank=rank, machine=machine)
     return d
 
 
 def test_two_ranks_on_one_machine_count_host_once() -> None:
-    records = [rank_record(0, "node-a", cpu=0.2, gpu=1.0, ram=0.05),
-               rank_record(1, "node-a", cpu=0.0, gpu=1.5, ram=0.0)]  # rank 1 measures only its GPU
+    records = [
+        rank_record(0, "node-a", cpu=0.2, gpu=1.0, ram=0.05),
+        rank_record(1, "node-a", cpu=0.0, gpu=1.5, ram=0.0),
+    ]  # rank 1 measures only its GPU
     template = WindowRecord(**{k: v for k, v in records[0].items() if k not in ("rank", "machine")})
     combined = combine_records(records, template)
     assert combined.gpu_energy == pytest.approx(2.5)
@@ -37,7 +51,10 @@ def test_two_ranks_on_one_machine_count_host_once() -> None:
 
 
 def test_two_machines() -> None:
-    records = [rank_record(0, "a", cpu=0.2, gpu=1.0, ram=0.05), rank_record(1, "b", cpu=0.3, gpu=1.0, ram=0.05)]
+    records = [
+        rank_record(0, "a", cpu=0.2, gpu=1.0, ram=0.05),
+        rank_record(1, "b", cpu=0.3, gpu=1.0, ram=0.05),
+    ]
     template = WindowRecord(**{k: v for k, v in records[0].items() if k not in ("rank", "machine")})
     combined = combine_records(records, template)
     assert combined.cpu_energy == pytest.approx(0.5)
@@ -51,5 +68,61 @@ def test_single_process_plan_and_passthrough() -> None:
     assert plan.world_size == 1 and plan.writes and plan.measures_host and not plan.distributed
     record = WindowRecord(gpu_energy=1.0)
     assert RecordCombiner(plan)(record, True) is record
-    partial = RecordCombiner(RankPlan(rank=1, world_size=2, measures_host=False, writes=False))(record, False)
+    partial = RecordCombiner(RankPlan(rank=1, world_size=2, measures_host=False, writes=False))(
+        record, False
+    )
     assert "partial" in partial.metadata["distributed"]
+
+
+def test_combined_record_counts_machines_in_its_columns_and_boamps_components() -> None:
+    import json
+    from pathlib import Path
+
+    from jsonschema import Draft4Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT4
+
+    from codecarbon_callbacks.output.boamps import build_report
+
+    def host(rank: int, machine: str, gpu_model: str) -> dict:
+        record = rank_record(rank, machine, cpu=0.2, gpu=1.0, ram=0.05)
+        record.update(cpu_count=64, cpu_model="AMD EPYC 9654", ram_total_size=512.0)
+        record["metadata"]["components"] = [
+            {"kind": "cpu", "name": "cpu:0", "energy_kwh": 0.2},
+            {"kind": "gpu", "name": "gpu:0", "model": gpu_model, "energy_kwh": 1.0},
+            {"kind": "ram", "name": "ram", "energy_kwh": 0.05},
+        ]
+        return record
+
+    records = [host(0, "a", "NVIDIA H200"), host(1, "b", "NVIDIA H200")]
+    template = WindowRecord(**{k: v for k, v in records[0].items() if k not in ("rank", "machine")})
+    combined = combine_records(records, template)
+    assert combined.cpu_count == 128 and combined.ram_total_size == 1024.0
+    assert combined.gpu_model == "2 x NVIDIA H200"
+    report = build_report(combined, task={"taskStage": "training", "taskFamily": "chatbot"})
+    components = {c["componentType"]: c for c in report["infrastructure"]["components"]}
+    assert components["cpu"]["nbComponent"] == 128 and components["cpu"]["share"] == 1.0
+    assert components["gpu"]["nbComponent"] == 2 and components["gpu"]["share"] == 1.0
+    assert components["ram"]["nbComponent"] == 2 and components["ram"]["memorySize"] == 512.0
+    schemas_dir = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "boamps"
+    schemas = {
+        name: json.loads((schemas_dir / f"{name}_schema.json").read_text())
+        for name in ("report", "algorithm", "dataset", "hardware", "measure")
+    }
+    registry = Registry().with_resources(
+        (s["id"], Resource.from_contents(s, default_specification=DRAFT4)) for s in schemas.values()
+    )
+    errors = [
+        e.message
+        for e in Draft4Validator(schemas["report"], registry=registry).iter_errors(report)
+        if "infrastructure" in list(map(str, e.path))
+    ]
+    assert errors == []
+
+    # process mode: each rank's share of its machine is not a fixed fraction, so no share
+    for r in records:
+        r["tracking_mode"] = "process"
+    template.tracking_mode = "process"
+    process = build_report(combine_records(records, template))
+    cpu = next(c for c in process["infrastructure"]["components"] if c["componentType"] == "cpu")
+    assert "share" not in cpu

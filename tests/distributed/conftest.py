@@ -1,0 +1,120 @@
+"""Fixtures for the distributed tests: one real launch each, shared by the tests that read it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ddp_launch import GPU_UUIDS, SCRIPTS, free_port, gpu_spec, launch_env, run, torchrun
+
+
+@pytest.fixture(scope="session")
+def ddp_spawn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Lightning ddp_spawn, 2 processes on one machine, one GPU bound to each rank by UUID."""
+    base = tmp_path_factory.mktemp("ddp_spawn")
+    out = base / "out"
+    result = run(
+        [
+            sys.executable,
+            str(SCRIPTS / "lightning_fit.py"),
+            str(out),
+            "ddp_spawn",
+            "--bind-gpus",
+            ",".join(GPU_UUIDS),
+        ],
+        launch_env(base, gpu_spec()),
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def hf_torchrun_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The HF Trainer under torchrun --nproc_per_node 2; both ranks see both GPUs (no CUDA)."""
+    base = tmp_path_factory.mktemp("hf_torchrun")
+    out = base / "out"
+    result = run(
+        torchrun(
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            str(SCRIPTS / "hf_trainer_fit.py"),
+            str(out),
+        ),
+        launch_env(base, gpu_spec()),
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def two_machines_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Lightning ddp on 2 "machines": two torchrun node launches, distinct machine ids."""
+    base = tmp_path_factory.mktemp("two_machines")
+    port = str(free_port())
+    procs = []
+    for node, machine in enumerate(("node-a", "node-b")):
+        env = launch_env(base, gpu_spec((node,)), CODECARBON_CALLBACKS_MACHINE_ID=machine)
+        cmd = torchrun(
+            "--nnodes",
+            "2",
+            "--nproc_per_node",
+            "1",
+            "--node_rank",
+            str(node),
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            port,
+            str(SCRIPTS / "lightning_fit.py"),
+            str(base / f"out-{node}"),
+            "ddp",
+            "--devices",
+            "1",
+            "--num-nodes",
+            "2",
+        )
+        procs.append(
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    results = []
+    for proc in procs:
+        try:
+            _, err = proc.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        results.append((proc.returncode, err))
+    for code, err in results:
+        assert code == 0, err[-4000:]
+    return base
+
+
+@pytest.fixture(scope="session")
+def failing_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess]:
+    """Lightning ddp under torchrun, 2 processes; rank 0 raises in its second epoch."""
+    base = tmp_path_factory.mktemp("failing")
+    out = base / "out"
+    result = run(
+        torchrun(
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            str(SCRIPTS / "lightning_fit.py"),
+            str(out),
+            "ddp",
+            "--fail-at-epoch",
+            "1",
+        ),
+        launch_env(base, gpu_spec()),
+        timeout_s=180,
+    )
+    return out, result

@@ -1,0 +1,65 @@
+"""Launching real process groups (gloo, CPU) as subprocesses, for the distributed tests.
+
+Each launch is a real multi-process run (Lightning ``ddp_spawn``, ``torchrun`` with the Lightning
+``ddp`` strategy or the Hugging Face Trainer), never inside pytest's own process. GPUs are the
+fake NVML module (tests/fakes/fake_nvml.py), installed in every process of a launch through the
+environment; everything else (CPU, RAM, the process group, the frameworks) is real.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = HERE / "scripts"
+sys.path.insert(0, str(HERE.parent / "fakes"))
+
+import fake_nvml
+
+#: two fake GPUs with distinct constant powers: who measured which shows in the energies
+GPU_UUIDS = ("GPU-0000aaaa-0000-0000-0000-000000000000", "GPU-1111aaaa-0000-0000-0000-000000000001")
+GPU_POWER_W = (300.0, 100.0)
+
+
+def gpu_spec(indexes: tuple[int, ...] = (0, 1)) -> dict[str, Any]:
+    return {"devices": [{"uuid": GPU_UUIDS[i], "power_w": GPU_POWER_W[i]} for i in indexes]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launch_env(home: Path, spec: dict[str, Any], **extra: str) -> dict[str, str]:
+    env = fake_nvml.subprocess_env(spec)
+    env.update(HOME=str(home), PYTHONWARNINGS="ignore", GLOO_SOCKET_IFNAME="lo", **extra)
+    for key in list(env):
+        if key.startswith("CODECARBON_") and key not in extra and key != fake_nvml.ENV_VAR:
+            del env[key]
+    return env
+
+
+def run(cmd: list[str], env: dict[str, str], timeout_s: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+
+
+def torchrun(*args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", *args]
+
+
+def read(out: Path) -> tuple[Any, Any]:
+    import pandas as pd
+
+    return pd.read_csv(out / "emissions.csv"), pd.read_csv(out / "emissions_windows.csv")
+
+
+def metadata(row: Any) -> dict[str, Any]:
+    return json.loads(row["metadata"])

@@ -1,0 +1,74 @@
+"""A tiny Hugging Face Trainer fit on CPU for the distributed tests, launched with torchrun.
+
+Usage: torchrun --nproc_per_node 2 hf_trainer_fit.py OUT_DIR [--epochs N]
+"""
+
+import argparse
+import time
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from codecarbon_callbacks.transformers import EmissionsCallback
+
+
+class Pairs(torch.utils.data.Dataset):
+    def __init__(self, n: int) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 8, generator=generator)
+        self.y = torch.randn(n, 1, generator=generator)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"x": self.x[i], "labels": self.y[i]}
+
+
+class Regressor(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(8, 1)
+
+    def forward(self, x, labels=None):
+        if self.training:
+            time.sleep(0.1)  # long enough epochs for the GPUs' 100-ms energy counters
+        prediction = self.net(x)
+        loss = torch.nn.functional.mse_loss(prediction, labels)
+        return {"loss": loss, "logits": prediction}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    training = TrainingArguments(
+        output_dir=f"{args.out}/trainer",
+        num_train_epochs=args.epochs,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=16,
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_strategy="epoch",
+        report_to=[],
+        use_cpu=True,
+        ddp_backend="gloo",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    callback = EmissionsCallback(
+        country_iso_code="FRA",
+        output_dir=args.out,
+        measure_power_secs=0.1,
+        allow_multiple_runs=True,
+    )
+    trainer = Trainer(
+        model=Regressor(),
+        args=training,
+        train_dataset=Pairs(64),
+        eval_dataset=Pairs(32),
+        callbacks=[callback],
+    )
+    trainer.train()
