@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from codecarbon_callbacks.output._util import sanitize_url
 from codecarbon_callbacks.output.base import BaseOutput, OutputMethod
 
 logger = logging.getLogger(__name__)
@@ -115,23 +116,9 @@ class TrackerConfig:
             if f.name == "output_methods":
                 value = [m.value for m in value]
             elif f.name == "emissions_endpoint" and value:
-                value = redact_url(value)
+                value = sanitize_url(value)
             out[f.name] = value
         return out
-
-
-def redact_url(url: str) -> str:
-    """``url`` without user info or query string (where tokens hide)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 # --- parsing -------------------------------------------------------------------------------------

@@ -196,7 +196,7 @@ def test_endpoint_tokens_never_in_repr_or_public_dict(tmp_path: Path) -> None:
     assert cfg.emissions_endpoint == url
     text = repr(cfg) + repr(cfg.public_dict())
     assert "s3cret" not in text
-    assert cfg.public_dict()["emissions_endpoint"] == "https://hooks.example/ingest"
+    assert cfg.public_dict()["emissions_endpoint"] == "https://hooks.example/ingest?***"
 
 
 def test_api_output_needs_a_uuid_experiment_at_construction(tmp_path: Path) -> None:
