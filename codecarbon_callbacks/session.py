@@ -19,10 +19,14 @@ the sum of its tiling windows:
 Optional step or time windows (``kind="step"`` / ``"time"``) overlap the tiling ones and are not
 part of that sum.
 
-Rank handling lives here, in :meth:`EmissionsSession.begin_run`: every rank measures with its own
-tracker (so windows stay in step for the distributed combiner), only global rank zero's tracker
-writes outputs (``tracker.writes_outputs``), and adapters log only where
-:attr:`EmissionsSession.is_writer` is true.
+Rank handling lives here, in :meth:`EmissionsSession.begin_run`: with a ``torch.distributed``
+process group, one all_gather decides who measures what (``distributed.plan_ranks``): each rank
+its own GPU, each machine's CPU and RAM once (process mode: each rank its process); every rank
+measures with its own tracker and closes the same windows, whose records are combined over the
+ranks at each close (``tracker.record_combiner``); only global rank zero's tracker writes outputs
+(``tracker.writes_outputs``), and adapters log only where :attr:`EmissionsSession.is_writer` is
+true. Budgets are decided on the combined figures, so every rank stops together; failure paths
+start no collective. See docs/distributed.md.
 
 The session is picklable until a run begins (Lightning's ``ddp_spawn`` pickles callbacks): the
 tracker is created in :meth:`begin_run`, and pickling a session drops what it created at run time.
@@ -703,7 +707,9 @@ class EmissionsSession:
 
         Args:
             stage: ``fit``, ``validate``, ``test`` or ``predict``.
-            rank: the process's global rank; every rank measures, only rank zero writes.
+            rank: the process's global rank (used when no torch.distributed process group is
+                initialised; with one, the group's rank); every rank measures, only rank zero
+                writes. Under a process group, call begin_run on every rank (a collective).
             info: what the framework knows (see :meth:`update_info`).
             unit: what ``planned``/``done`` count, ``"epoch"`` or ``"step"``.
             planned: how many units the run is configured for (forecasts), if known.
