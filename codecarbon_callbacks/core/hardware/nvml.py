@@ -1093,7 +1093,13 @@ def read_energy_concurrently(components: Sequence[Component], now_s: float) -> l
                     max_workers=8, thread_name_prefix="codecarbon-callbacks-gpu-edge"
                 )
             pool = _edge_pool
-        futures = {i: pool.submit(read, components[i]) for i in slow}
+        try:
+            for i in slow:
+                futures[i] = pool.submit(read, components[i])
+        except RuntimeError as error:
+            # Interpreter shutdown (the atexit stop of a run still open): the pool takes no new
+            # work; the remaining counters are read here, one after the other.
+            logger.debug("parallel counter reads unavailable (%s): reading them in turn", error)
     for i, component in enumerate(components):
         if i not in futures:
             results[i] = read(component)

@@ -583,3 +583,22 @@ def test_alternating_cycles_with_edges_mid_load_have_no_step_errors():
     assert max(abs(e) for e in ours) < 0.05
     assert _stats(ours)[0] < 0.01
     assert _stats(ours)[0] < _stats(plain)[0]
+
+
+def test_edge_reads_still_work_when_the_pool_refuses_work(monkeypatch):
+    """At interpreter exit the thread pool takes no new work: the atexit stop of a run still
+    open must read its GPUs anyway (found by the distributed tests: rank 0 wrote nothing)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from codecarbon_callbacks.core.hardware import nvml as nvml_module
+
+    gpus = [_one_trace_gpu()[0] for _ in range(2)]
+    for i, gpu in enumerate(gpus):
+        gpu.start(float(i))
+    dead = ThreadPoolExecutor(max_workers=1)
+    dead.shutdown()  # submit() now raises RuntimeError, as after concurrent.futures' exit hook
+    monkeypatch.setattr(nvml_module, "_edge_pool", dead)
+    readings = nvml_module.read_energy_concurrently(gpus, 5.0)
+    assert len(readings) == 2 and all(r == r and r >= 0 for r in readings)  # no NaN
+    for gpu in gpus:
+        gpu.close()
