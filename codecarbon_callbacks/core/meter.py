@@ -170,7 +170,14 @@ class Meter:
                 self._pool = ThreadPoolExecutor(
                     max_workers=min(8, len(counters)), thread_name_prefix="codecarbon-callbacks-edge"
                 )
-            futures = {c.name: self._pool.submit(self._read, c, now) for c in counters}
+            futures = {}
+            try:
+                for c in counters:
+                    futures[c.name] = self._pool.submit(self._read, c, now)
+            except RuntimeError as e:
+                # Interpreter exit (the atexit stop of a run still open): the pool takes no new
+                # work; the other counters are read on this thread.
+                logger.debug("parallel edge reads unavailable (%s): reading in turn", e)
             for c in self.components:
                 if c.name not in futures:
                     energies[c.name] = self._read(c, now)

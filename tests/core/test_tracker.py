@@ -290,6 +290,30 @@ def test_fork_while_sampling_is_safe(tmp_path: Path) -> None:
     assert len(read_emissions(tmp_path / "emissions.csv")) == 1  # children wrote nothing
 
 
+def test_open_run_with_several_gpu_counters_at_exit_is_written(tmp_path: Path) -> None:
+    """At exit the edge thread pool takes no new work: the final snapshot reads counters in turn.
+
+    (Two GPUs with energy counters; before the fix, the atexit stop failed and wrote nothing.)
+    """
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+from codecarbon_callbacks import OfflineEmissionsTracker
+from codecarbon_callbacks.core.hardware.base import MeasurementMethod
+from core.constant_power import ConstantPowerComponent
+gpus = [ConstantPowerComponent("gpu", f"gpu:{{i}}", 300.0, method=MeasurementMethod.NVML_ENERGY)
+        for i in range(2)]
+t = OfflineEmissionsTracker(country_iso_code="FRA", output_dir={str(tmp_path)!r}, components=gpus)
+t.start()
+t.open_window("epoch", "e0", epoch=0, phase="train")
+raise SystemExit(3)
+"""
+    result = subprocess.run([sys.executable, "-c", script], timeout=60, env={**os.environ, "HOME": str(tmp_path)})
+    assert result.returncode == 3
+    runs = read_emissions(tmp_path / "emissions.csv")
+    assert list(runs["status"]) == ["incomplete"] and runs.loc[0, "gpu_energy"] > 0
+
+
 def test_open_run_at_exit_is_written_incomplete(tmp_path: Path) -> None:
     script = f"""
 import sys
