@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -436,6 +437,8 @@ class _Run:
     previous_writes: bool = True
     #: (combined totals, this rank's totals) at the last collective point: resume state
     last_sync: tuple[Any, Any] | None = None
+    #: the SIGTERM handler the session installed for this run (distributed runs), if any
+    sigterm_handler: Any = None
 
 
 class _SessionCombiner:
@@ -838,7 +841,58 @@ class EmissionsSession:
                 )
             elif self.window_every_seconds:
                 self._run.time_window = self._open("time", "other", "time window 0", None)
+        if combiner.distributed:
+            self._install_sigterm_handler(self._run)
         return True
+
+    def _install_sigterm_handler(self, run: _Run) -> None:
+        """Write what this rank has when its launcher terminates it.
+
+        When one rank dies, ``torchrun`` (and SLURM) send SIGTERM to the others, whose default
+        action ends the process without ``atexit``: rank zero would write nothing. Installed only
+        where nobody handles SIGTERM already (Lightning does, through on_exception), on the main
+        thread; the handler ends the run as interrupted (no collective), then lets the signal do
+        what it would have done.
+        """
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+                return
+
+            def on_sigterm(signum: int, frame: Any) -> None:
+                try:
+                    signal.signal(signum, signal.SIG_DFL)
+                    if self._run is run:
+                        logger.warning(
+                            "terminated by signal %d (did another rank fail?): "
+                            "writing what this rank measured",
+                            signum,
+                        )
+                        self.fail(SystemExit(128 + signum))
+                finally:
+                    os.kill(os.getpid(), signum)
+
+            signal.signal(signal.SIGTERM, on_sigterm)
+            run.sigterm_handler = on_sigterm
+        except (ValueError, OSError) as e:  # not the main interpreter, or no signals here
+            logger.debug("no SIGTERM handler: %s", e)
+
+    @staticmethod
+    def _remove_sigterm_handler(run: _Run) -> None:
+        if run.sigterm_handler is None:
+            return
+        import signal
+
+        try:
+            if signal.getsignal(signal.SIGTERM) is run.sigterm_handler:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except (ValueError, OSError):
+            pass
+        run.sigterm_handler = None
 
     def end_run(self, status: str | None = None) -> float | None:
         """The run ends: close its windows, stop the tracker if the session started it.
@@ -860,6 +914,7 @@ class EmissionsSession:
         # figures); anything else is a failure path, where no collective may be started.
         normal_end = status in ("completed", "budget_stop")
         self._run = None  # re-entrancy: a failing output must not end the run twice
+        self._remove_sigterm_handler(run)
         open_windows = [w for w in (run.step_window, run.time_window, run.current) if w is not None]
         run.step_window = run.time_window = run.current = None
         run.status = status

@@ -118,3 +118,49 @@ def failing_run(
         timeout_s=180,
     )
     return out, result
+
+
+@pytest.fixture(scope="session")
+def other_rank_dies_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess]:
+    """The HF Trainer under torchrun, 2 processes; rank 1 raises at its 6th step (epoch 1)."""
+    base = tmp_path_factory.mktemp("other_rank_dies")
+    out = base / "out"
+    result = run(
+        torchrun(
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            str(SCRIPTS / "hf_trainer_fit.py"),
+            str(out),
+            "--fail",
+            "1:5",
+        ),
+        launch_env(base, gpu_spec()),
+        timeout_s=180,
+    )
+    return out, result
+
+
+@pytest.fixture(scope="session")
+def terminated_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess]:
+    """torch.distributed + the session under torchrun: rank 1 dies, rank 0 gets SIGTERM."""
+    base = tmp_path_factory.mktemp("terminated")
+    out = base / "out"
+    result = run(
+        torchrun(
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            str(SCRIPTS / "session_sigterm.py"),
+            str(out),
+        ),
+        launch_env(base, gpu_spec()),
+        timeout_s=120,
+    )
+    return out, result

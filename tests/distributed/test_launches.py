@@ -152,3 +152,29 @@ def test_a_dying_run_leaves_rank_zeros_partial_record_and_no_hang(failing_run):
     # the window open when training died: rank 0's own, failed
     last = windows.iloc[-1]
     assert last["status"] == "failed" and metadata(last)["distributed"]["complete"] is False
+
+
+def test_when_another_rank_dies_rank_zero_still_writes_what_it_has(other_rank_dies_run):
+    """torchrun terminates the surviving ranks (SIGTERM): rank 0 writes its partial run first."""
+    out, result = other_rank_dies_run
+    assert result.returncode != 0
+    assert "training died on rank 1" in result.stderr
+    run, windows = one_run(out)
+    assert run["status"] in ("interrupted", "failed", "incomplete")
+    info = metadata(run)["distributed"]
+    assert info["complete"] is False
+    epoch0 = windows.query("phase == 'train' and epoch == 0").iloc[0]
+    assert metadata(epoch0)["distributed"]["complete"] is True  # combined before the failure
+    assert windows.iloc[-1]["status"] != "completed"
+
+
+def test_a_rank_terminated_by_its_launcher_writes_what_it_has(terminated_run):
+    """Rank 0 busy in Python when torchrun's SIGTERM comes: it writes, then dies of SIGTERM."""
+    out, result = terminated_run
+    assert "training died on rank 1" in result.stderr
+    assert "SIGTERM" in result.stderr  # torchrun terminated rank 0 (it was not waiting 60 s)
+    run, windows = one_run(out)
+    assert run["status"] == "interrupted"
+    assert metadata(run)["distributed"]["complete"] is False
+    assert list(windows["status"]) == ["completed"] * (len(windows) - 1) + ["interrupted"]
+    assert metadata(windows.iloc[0])["distributed"]["complete"] is True

@@ -223,3 +223,17 @@ def test_non_writing_rank_resumes_with_the_run_id_only(monkeypatch, tmp_path):
     assert {c.kind for c in session.tracker.components} <= {"gpu"}
     session.end_run()
     assert not (tmp_path / "emissions.csv").exists()
+
+
+def test_sigterm_handler_only_during_a_distributed_run(mirror, tmp_path):
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        pytest.skip("something else handles SIGTERM in this process")
+    session = EmissionsSession(
+        "custom", country_iso_code="FRA", output_dir=str(tmp_path), allow_multiple_runs=True
+    )
+    session.begin_run("fit", rank=0)
+    assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    session.end_run()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -1,6 +1,8 @@
 """A tiny Hugging Face Trainer fit on CPU for the distributed tests, launched with torchrun.
 
-Usage: torchrun --nproc_per_node 2 hf_trainer_fit.py OUT_DIR [--epochs N]
+Usage: torchrun --nproc_per_node 2 hf_trainer_fit.py OUT_DIR [--epochs N] [--fail RANK:STEP]
+
+``--fail RANK:STEP`` raises in that rank's forward pass at that (0-based) training step.
 """
 
 import argparse
@@ -26,12 +28,16 @@ class Pairs(torch.utils.data.Dataset):
 
 
 class Regressor(torch.nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, fail_rank: int = -1, fail_step: int = -1) -> None:
         super().__init__()
         self.net = torch.nn.Linear(8, 1)
+        self.fail_rank, self.fail_step, self.steps = fail_rank, fail_step, 0
 
     def forward(self, x, labels=None):
         if self.training:
+            if self.steps == self.fail_step and torch.distributed.get_rank() == self.fail_rank:
+                raise RuntimeError(f"training died on rank {self.fail_rank}")
+            self.steps += 1
             time.sleep(0.1)  # long enough epochs for the GPUs' 100-ms energy counters
         prediction = self.net(x)
         loss = torch.nn.functional.mse_loss(prediction, labels)
@@ -42,6 +48,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--fail", default="-1:-1")
     args = parser.parse_args()
     torch.manual_seed(0)
     training = TrainingArguments(
@@ -65,7 +72,7 @@ if __name__ == "__main__":
         allow_multiple_runs=True,
     )
     trainer = Trainer(
-        model=Regressor(),
+        model=Regressor(*map(int, args.fail.split(":"))),
         args=training,
         train_dataset=Pairs(64),
         eval_dataset=Pairs(32),
