@@ -237,3 +237,21 @@ def test_sigterm_handler_only_during_a_distributed_run(mirror, tmp_path):
     assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
     session.end_run()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_checkpoint_state_holds_the_combined_totals(mirror, tmp_path):
+    session = EmissionsSession(
+        "custom", country_iso_code="FRA", output_dir=str(tmp_path), allow_multiple_runs=True
+    )
+    session.begin_run("fit", rank=0)
+    session.begin_epoch(0)
+    session.end_epoch(0, done=1)
+    gathers = len(mirror.gathers)
+    state = session.state_dict()["tracker"]  # no collective: not every rank saves checkpoints
+    assert len(mirror.gathers) == gathers
+    local = session.tracker.state_dict()
+    # both machines' energy up to the epoch's end, plus this rank's since
+    assert state["ram_energy_kwh"] > 1.5 * local["ram_energy_kwh"]
+    assert state["ram_energy_kwh"] < 2.0 * local["ram_energy_kwh"]
+    assert state["run_id"] == session.tracker.run_id
+    session.end_run()
