@@ -89,6 +89,7 @@ class RankPlan:
         num_machines: number of distinct machines among the ranks.
         gpu_uuids: the GPUs this rank measures (a subset of those it offered to
             :func:`plan_ranks`); None when it offered none (no filtering to do).
+        first_on_machine: the lowest rank of its machine (its local rank zero).
     """
 
     rank: int = 0
@@ -98,6 +99,7 @@ class RankPlan:
     writes: bool = True
     num_machines: int = 1
     gpu_uuids: tuple[str, ...] | None = None
+    first_on_machine: bool = True
 
     @property
     def distributed(self) -> bool:
@@ -141,6 +143,7 @@ def assign_ranks(
             writes=int(rank) == 0,
             num_machines=len(first_rank_on),
             gpu_uuids=mine,
+            first_on_machine=first_rank_on[machine] == int(rank),
         )
     return plans
 

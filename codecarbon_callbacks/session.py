@@ -578,20 +578,28 @@ class EmissionsSession:
 
     # -- tracker ---------------------------------------------------------------------------
 
-    def _new_tracker(self, components: Sequence[Any] | None = None) -> Any:
+    def _new_tracker(
+        self, components: Sequence[Any] | None = None, *, shares_machine: bool = False
+    ) -> Any:
         from codecarbon_callbacks.core.tracker import EmissionsTracker, OfflineEmissionsTracker
 
         offline = any(self.tracker_kwargs.get(k) for k in _OFFLINE_KEYS)
         cls = OfflineEmissionsTracker if offline else EmissionsTracker
+        kwargs = dict(self.tracker_kwargs)
+        if shares_machine:
+            # allow_multiple_runs=False means one run per machine: the job's other ranks on the
+            # machine are that same run, only its local rank zero takes the machine's lock.
+            kwargs["allow_multiple_runs"] = True
         if components is not None:
-            return cls(**self.tracker_kwargs, components=list(components))
-        return cls(**self.tracker_kwargs)
+            return cls(**kwargs, components=list(components))
+        return cls(**kwargs)
 
-    def _distributed_tracker(self, rank: int) -> tuple[Any, Any]:
+    def _distributed_tracker(self, rank: int) -> tuple[Any, Any, BaseException | None]:
         """Every rank of a distributed run: plan who measures what, build this rank's tracker.
 
-        A point every rank reaches (one all_gather). Returns ``(tracker, plan)``; raises only
-        where a single-process run would too (the tracker cannot be built).
+        A point every rank reaches (one all_gather). Returns ``(tracker, plan, error)``: it never
+        raises, so that a rank whose tracker cannot be built still reaches the collectives that
+        follow (``error`` says why; ``tracker`` may then be None).
         """
         from codecarbon_callbacks import distributed
 
@@ -623,7 +631,7 @@ class EmissionsSession:
         if error is not None:
             for c in components or ():
                 _close_quietly(c)
-            raise error
+            return tracker, plan, error
         if plan is not None and components is not None:
             wanted = {u.lower().removeprefix("gpu-") for u in plan.gpu_uuids or ()}
             kept = []
@@ -636,7 +644,14 @@ class EmissionsSession:
                     kept.append(c)
                 else:
                     _close_quietly(c)
-            tracker = self._new_tracker(components=kept)
+            try:
+                tracker = self._new_tracker(
+                    components=kept, shares_machine=not plan.first_on_machine
+                )
+            except Exception as e:
+                for c in kept:
+                    _close_quietly(c)
+                return None, plan, e
             gpus = [c.name for c in kept if c.kind == "gpu"]
             logger.info(
                 "codecarbon_callbacks: rank %d of %d on %s measures %s%s",
@@ -659,7 +674,27 @@ class EmissionsSession:
                 "tracker's parameters to the callback instead so that each machine's CPU and RAM "
                 "are measured once and each rank measures only its own GPU.",
             )
-        return tracker, plan
+        return tracker, plan, None
+
+    @staticmethod
+    def _every_rank_ok(ok: bool) -> bool:
+        """True when the run could begin on every rank (one all_gather every rank reaches).
+
+        A rank without a running tracker would not close the windows the others combine, and
+        they would wait for it forever: then no rank measures this run.
+        """
+        from codecarbon_callbacks import distributed
+
+        dist = distributed._dist()
+        if dist is None:
+            return ok
+        try:
+            gathered: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, bool(ok))
+        except Exception as e:
+            logger.warning("could not check that every rank's tracker started: %s", e)
+            return False
+        return all(bool(g) for g in gathered)
 
     def _detect(self, config: Any) -> list[Any]:
         """This rank's hardware: its CUDA device when it has one, else the configured GPUs."""
@@ -740,9 +775,15 @@ class EmissionsSession:
             self._resume_state = None
         started_here = False
         plan = None
+        tracker: Any = None
+        failure: BaseException | None = None
+        previous_combiner: Any = None
+        previous_writes = True
         try:  # a tracker that cannot start must not stop training
             if distributed.is_distributed():
-                tracker, plan = self._distributed_tracker(rank)
+                tracker, plan, failure = self._distributed_tracker(rank)
+                if failure is not None:
+                    raise failure
             else:
                 tracker = (
                     self._given_tracker if self._given_tracker is not None else self._new_tracker()
@@ -779,9 +820,30 @@ class EmissionsSession:
                 tracker.start()
                 started_here = True
         except Exception as e:
-            logger.warning(
-                "the emissions tracker could not start (%s): this %s run is not measured", e, stage
-            )
+            failure = e
+        running = failure is None and tracker is not None and bool(tracker.is_running)
+        if plan is not None and plan.distributed:
+            every_rank = self._every_rank_ok(running)
+        else:
+            every_rank = running
+        if not every_rank:
+            if failure is not None:
+                logger.warning(
+                    "the emissions tracker could not start (%s): this %s run is not measured",
+                    failure,
+                    stage,
+                )
+            elif running:
+                logger.warning(
+                    "the emissions tracker of another rank could not start: this %s run is not "
+                    "measured on any rank (the ranks' windows must stay in step)",
+                    stage,
+                )
+            else:
+                logger.warning(
+                    "the emissions tracker did not start: this %s run is not measured", stage
+                )
+            self._abandon(tracker, started_here, previous_combiner, previous_writes)
             self.active = False
             return False
         if resume is not None:
@@ -790,12 +852,6 @@ class EmissionsSession:
             self._resume_state = None
         else:
             self._epochs = []
-        if not tracker.is_running:
-            logger.warning(
-                "the emissions tracker did not start: this %s run is not measured", stage
-            )
-            self.active = False
-            return False
         self.stop_requested = False
         self.stop_reason = None
         self.last_forecast = None
@@ -844,6 +900,24 @@ class EmissionsSession:
         if combiner.distributed:
             self._install_sigterm_handler(self._run)
         return True
+
+    @staticmethod
+    def _abandon(
+        tracker: Any, started_here: bool, previous_combiner: Any, previous_writes: bool
+    ) -> None:
+        """A run that could not begin on every rank: leave no tracker running, write nothing."""
+        if tracker is None:
+            return
+        try:
+            if started_here and tracker.is_running:
+                tracker.writes_outputs = False
+                tracker.record_combiner = None
+                tracker.stop(status="incomplete")
+            else:
+                tracker.record_combiner = previous_combiner
+                tracker.writes_outputs = previous_writes
+        except Exception as e:
+            logger.debug("could not put the tracker back: %s", e)
 
     def _install_sigterm_handler(self, run: _Run) -> None:
         """Write what this rank has when its launcher terminates it.

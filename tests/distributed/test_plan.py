@@ -96,10 +96,16 @@ class MirrorGroup:
     def get_rank(self) -> int:
         return 0
 
+    #: what rank 1 answers when asked whether its tracker started
+    other_started = True
+
     def all_gather_object(self, out: list[Any], obj: Any) -> None:
         if isinstance(obj, tuple):  # the plan: (rank, machine, gpus)
             self.gathers.append("plan")
             out[:] = [obj, (1, "other-machine", obj[2])]
+        elif isinstance(obj, bool):  # did every rank's tracker start?
+            self.gathers.append("started")
+            out[:] = [obj, self.other_started]
         else:
             self.gathers.append(obj.get("kind", "run"))
             other = copy.deepcopy(obj)
@@ -188,6 +194,8 @@ def test_non_writing_rank_resumes_with_the_run_id_only(monkeypatch, tmp_path):
         def all_gather_object(self, out: list[Any], obj: Any) -> None:
             if isinstance(obj, tuple):
                 out[:] = [(0, obj[1], obj[2]), obj]
+            elif isinstance(obj, bool):
+                out[:] = [True, obj]
             else:
                 other = copy.deepcopy(obj)
                 other.update(rank=0)
@@ -217,6 +225,8 @@ def test_non_writing_rank_resumes_with_the_run_id_only(monkeypatch, tmp_path):
     session.load_state_dict(state)
     session.begin_run("fit", rank=1)
     assert not session.is_writer and session.tracker.writes_outputs is False
+    # allow_multiple_runs=False is one run per machine: the machine's lock is rank 0's
+    assert session.tracker.config.allow_multiple_runs is True
     assert session.tracker.run_id == "saved-run"
     assert session.tracker.totals().gpu_energy < 1.0  # the 7 kWh are rank zero's to carry
     # and rank 1 measures no CPU or RAM (rank 0 of the same machine does)
@@ -255,3 +265,20 @@ def test_checkpoint_state_holds_the_combined_totals(mirror, tmp_path):
     assert state["ram_energy_kwh"] < 2.0 * local["ram_energy_kwh"]
     assert state["run_id"] == session.tracker.run_id
     session.end_run()
+
+
+def test_when_a_rank_cannot_start_no_rank_measures(mirror, tmp_path, caplog):
+    """Else the ranks that started would wait forever in the window collectives."""
+    mirror.other_started = False
+    session = EmissionsSession(
+        "custom", country_iso_code="FRA", output_dir=str(tmp_path), allow_multiple_runs=True
+    )
+    assert session.begin_run("fit", rank=0) is False
+    assert mirror.gathers == ["plan", "started"]
+    assert not session.running and session.tracker is None
+    assert any("another rank could not start" in r.getMessage() for r in caplog.records)
+    session.begin_epoch(0)
+    session.end_epoch(0)
+    session.end_run()
+    assert mirror.gathers == ["plan", "started"]  # nothing more: no window, no collective
+    assert not (tmp_path / "emissions.csv").exists()
