@@ -60,8 +60,27 @@ def synchronize_cuda() -> None:
         logger.debug("torch.cuda.synchronize() failed: %s", e)
 
 
+_PROC_STAT_FD: int | None = None
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
 def _cpu_times() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the machine, at every window edge: keep it cheap.
+
+    On Linux, one ``pread`` of an ``/proc/stat`` descriptor kept open (~10 us, against ~150 us
+    for psutil's open-read-close); elsewhere psutil.
+    """
+    global _PROC_STAT_FD
     try:
+        if _PROC_STAT_FD is None and os.path.exists("/proc/stat"):
+            _PROC_STAT_FD = os.open("/proc/stat", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        if _PROC_STAT_FD is not None:
+            first = os.pread(_PROC_STAT_FD, 512, 0).split(b"\n", 1)[0].split()
+            # cpu user nice system idle iowait irq softirq steal [guest guest_nice: inside user]
+            ticks = [int(v) for v in first[1:9]]
+            idle = ticks[3] + ticks[4]
+            total = sum(ticks)
+            return (total - idle) / _CLOCK_TICKS, total / _CLOCK_TICKS
         import psutil
 
         t = psutil.cpu_times()

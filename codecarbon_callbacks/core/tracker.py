@@ -180,6 +180,7 @@ class BaseEmissionsTracker:
         #: False on ranks other than global rank zero: they measure but write nothing.
         self.writes_outputs = True
         self._single_run_fd: int | None = None
+        self._ram_cache: tuple[float, float, float] | None = None
         logging.getLogger("codecarbon_callbacks").setLevel(self.config.log_level.upper())
 
     # -- location ----------------------------------------------------------------------------
@@ -653,8 +654,6 @@ class BaseEmissionsTracker:
         offsets: Mapping[str, float] | None = None,
         extra_metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        import psutil
-
         cfg = self.config
         intensity = self._current_intensity()
         per_kind, breakdown = self._energy_kwh(start, end)
@@ -692,16 +691,7 @@ class BaseEmissionsTracker:
         record.cpu_utilization_percent = round(100.0 * busy / total_cpu, 2) if total_cpu > 0 else 0.0
         gpu_utils = [u for c in self.components if c.kind == "gpu" if (u := c.utilization_percent()) is not None]
         record.gpu_utilization_percent = sum(gpu_utils) / len(gpu_utils) if gpu_utils else 0.0
-        try:
-            memory = psutil.virtual_memory()
-            record.ram_utilization_percent = memory.percent
-            if cfg.tracking_mode == "process":
-                used = psutil.Process(os.getpid()).memory_info().rss
-            else:
-                used = memory.total - memory.available
-            record.ram_used_gb = round(used / 1024**3, 3)
-        except Exception:  # pragma: no cover - psutil failure is not worth a crash
-            pass
+        record.ram_utilization_percent, record.ram_used_gb = self._ram_usage(end.monotonic_s)
         record.pue = cfg.pue
         record.wue = cfg.wue
         record.carbon_intensity_g_per_kwh = intensity.g_per_kwh
@@ -718,6 +708,25 @@ class BaseEmissionsTracker:
         if extra_metadata:
             metadata.update(extra_metadata)
         record.metadata = metadata
+
+    def _ram_usage(self, now_s: float) -> tuple[float, float]:
+        """(utilisation %, used GB), read at most once a second: epochs can be milliseconds."""
+        cached = self._ram_cache
+        if cached is not None and now_s - cached[0] < 1.0:
+            return cached[1], cached[2]
+        import psutil
+
+        try:
+            memory = psutil.virtual_memory()
+            if self.config.tracking_mode == "process":
+                used = psutil.Process(os.getpid()).memory_info().rss
+            else:
+                used = memory.total - memory.available
+            figures = (float(memory.percent), round(used / 1024**3, 3))
+        except Exception:  # pragma: no cover - psutil failure is not worth a crash
+            figures = (0.0, 0.0)
+        self._ram_cache = (now_s, *figures)
+        return figures
 
     def _run_record(self, end: Snapshot, *, status: str) -> EmissionsData:
         assert self._run_start is not None

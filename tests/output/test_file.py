@@ -64,6 +64,7 @@ def test_windows_file(tmp_path: Path) -> None:
     out = FileOutput(tmp_path)
     out.window_out(WindowRecord(run_id="r", kind="epoch", epoch=3, phase="train", name="epoch 3",
                                 start_timestamp="2026-01-01T00:00:00+00:00", end_timestamp="2026-01-01T00:00:01+00:00"))
+    assert out.flush_windows()
     assert tuple(header(tmp_path / "emissions_windows.csv")) == WINDOW_CSV_COLUMNS
     frame = read_emissions(tmp_path / "emissions_windows.csv")
     assert frame.loc[0, "epoch"] == 3
@@ -87,6 +88,7 @@ def test_every_row_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     out.out(record(), record())
     out.out(record(), record())
     out.window_out(WindowRecord(run_id="r"))
+    out.exit()
     assert len(calls) >= 3
 
 
@@ -114,3 +116,33 @@ def test_concurrent_writers_never_interleave(tmp_path: Path) -> None:
     assert len({r["run_id"] for r in rows}) == 160
     assert all(len(r) == len(RUN_CSV_COLUMNS) and None not in r for r in rows)
     assert header(path) == list(RUN_CSV_COLUMNS)
+
+
+def test_window_rows_are_written_off_the_calling_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from codecarbon_callbacks.output.file import CsvFile
+
+    writers: list[str] = []
+    real = CsvFile.append
+    monkeypatch.setattr(CsvFile, "append", lambda self, r: (writers.append(threading.current_thread().name), real(self, r)))
+    out = FileOutput(tmp_path)
+    for epoch in range(5):
+        out.window_out(WindowRecord(run_id="r", epoch=epoch, kind="epoch"))
+    out.out(record("r"), record("r"))  # a run row waits for the windows it sums
+    assert writers[:5] == ["codecarbon-callbacks-csv"] * 5 and writers[5] == threading.current_thread().name
+    assert list(read_emissions(tmp_path / "emissions_windows.csv")["epoch"]) == [0, 1, 2, 3, 4]
+
+
+def test_queued_window_rows_survive_process_exit(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "from codecarbon_callbacks.output.file import FileOutput\n"
+        "from codecarbon_callbacks import WindowRecord\n"
+        f"out = FileOutput({str(tmp_path)!r})\n"
+        "for i in range(50): out.window_out(WindowRecord(run_id='r', epoch=i))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert len(read_emissions(tmp_path / "emissions_windows.csv")) == 50
