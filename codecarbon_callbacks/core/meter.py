@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from typing import Callable, Sequence
 
 from codecarbon_callbacks.core.hardware.base import Component, MeasurementMethod
+from codecarbon_callbacks.core.system import cpu_times
 
 logger = logging.getLogger(__name__)
 
@@ -58,37 +59,6 @@ def synchronize_cuda() -> None:
             cuda.synchronize()
     except Exception as e:  # a broken CUDA context must not stop the measurement
         logger.debug("torch.cuda.synchronize() failed: %s", e)
-
-
-_PROC_STAT_FD: int | None = None
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _cpu_times() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the machine, at every window edge: keep it cheap.
-
-    On Linux, one ``pread`` of an ``/proc/stat`` descriptor kept open (~10 us, against ~150 us
-    for psutil's open-read-close); elsewhere psutil.
-    """
-    global _PROC_STAT_FD
-    try:
-        if _PROC_STAT_FD is None and os.path.exists("/proc/stat"):
-            _PROC_STAT_FD = os.open("/proc/stat", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        if _PROC_STAT_FD is not None:
-            first = os.pread(_PROC_STAT_FD, 512, 0).split(b"\n", 1)[0].split()
-            # cpu user nice system idle iowait irq softirq steal [guest guest_nice: inside user]
-            ticks = [int(v) for v in first[1:9]]
-            idle = ticks[3] + ticks[4]
-            total = sum(ticks)
-            return (total - idle) / _CLOCK_TICKS, total / _CLOCK_TICKS
-        import psutil
-
-        t = psutil.cpu_times()
-        idle = t.idle + getattr(t, "iowait", 0.0)
-        total = sum(t)
-        return total - idle, total
-    except Exception:
-        return 0.0, 0.0
 
 
 class Meter:
@@ -205,7 +175,8 @@ class Meter:
         else:
             for c in self.components:
                 energies[c.name] = self._read(c, now)
-        return Snapshot(now, wall, energies, _cpu_times())
+        times = cpu_times()
+        return Snapshot(now, wall, energies, (times.busy_s, times.total_s))
 
     @staticmethod
     def _read(component: Component, now: float) -> float:

@@ -611,7 +611,7 @@ class BaseEmissionsTracker:
         self.metadata.update(mapping)
 
     def _static_info(self) -> dict[str, Any]:
-        import psutil
+        from codecarbon_callbacks.core.system import logical_cpu_count, total_ram_bytes
 
         cpus = [c for c in self.components if c.kind == "cpu"]
         gpus = [c for c in self.components if c.kind == "gpu"]
@@ -624,11 +624,11 @@ class BaseEmissionsTracker:
         return {
             "os": platform.platform(),
             "python_version": platform.python_version(),
-            "cpu_count": psutil.cpu_count() or 0,
+            "cpu_count": logical_cpu_count(),
             "cpu_model": cpus[0].model if cpus else platform.processor(),
             "gpu_count": len(gpus),
             "gpu_model": (f"{len(gpus)} x {gpu_models[0]}" if len(gpu_models) == 1 else ", ".join(gpu_models)),
-            "ram_total_size": round(psutil.virtual_memory().total / 1024**3, 3),
+            "ram_total_size": round(total_ram_bytes() / 1024**3, 3),
             "cpu_method": methods(cpus),
             "gpu_method": methods(gpus),
             "ram_method": methods(rams),
@@ -714,16 +714,13 @@ class BaseEmissionsTracker:
         cached = self._ram_cache
         if cached is not None and now_s - cached[0] < 1.0:
             return cached[1], cached[2]
-        import psutil
+        from codecarbon_callbacks.core.system import memory_used_bytes, process_rss_bytes
 
         try:
-            memory = psutil.virtual_memory()
-            if self.config.tracking_mode == "process":
-                used = psutil.Process(os.getpid()).memory_info().rss
-            else:
-                used = memory.total - memory.available
-            figures = (float(memory.percent), round(used / 1024**3, 3))
-        except Exception:  # pragma: no cover - psutil failure is not worth a crash
+            machine_used, total = memory_used_bytes()
+            used = process_rss_bytes() if self.config.tracking_mode == "process" else machine_used
+            figures = (round(100.0 * machine_used / total, 1) if total else 0.0, round(used / 1024**3, 3))
+        except Exception:  # pragma: no cover - a failed reading is not worth a crash
             figures = (0.0, 0.0)
         self._ram_cache = (now_s, *figures)
         return figures

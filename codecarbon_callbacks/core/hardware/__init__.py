@@ -61,9 +61,9 @@ def detect_cpu(
         UNKNOWN_CPU_W_PER_THREAD,
         ConstantPowerComponent,
         CpuLoadComponent,
-        logical_cpu_count,
         unknown_cpu_power_w,
     )
+    from codecarbon_callbacks.core.system import logical_cpu_count
     from codecarbon_callbacks.core.hardware.cpu_model import lookup_tdp_w, read_cpu_info
 
     notes: list[str] = []

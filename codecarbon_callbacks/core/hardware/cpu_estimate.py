@@ -14,7 +14,7 @@ figure hides every change of load, and TDP x load alone reports 0 W for an idle 
 
 ``load`` is measured from CPU time, not sampled percentages: the busy CPU-seconds between two
 samples divided by (elapsed seconds x logical CPUs), so the integral is exact whatever the sample
-interval. ``tracking_mode="machine"``: all CPUs' busy time (psutil.cpu_times: user, nice, system,
+interval. ``tracking_mode="machine"``: all CPUs' busy time (/proc/stat or psutil: user, nice, system,
 irq, softirq; steal excluded). ``tracking_mode="process"``: the busy time of this process and its
 children (see :mod:`.process_tree`); the process then carries the dynamic power it causes plus a
 share of the idle power in proportion to its share of the machine's busy time:
@@ -31,11 +31,11 @@ Core i7-8700K 7.9 W), with a warning. ``force_cpu_power=W`` gives a constant W (
 from __future__ import annotations
 
 import logging
-import os
 import threading
 
 from codecarbon_callbacks.core.hardware import _forksafe
 from codecarbon_callbacks.core.hardware.base import Component, MeasurementMethod
+from codecarbon_callbacks.core.system import cpu_times, logical_cpu_count
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +49,6 @@ UNKNOWN_CPU_W_PER_THREAD = UNKNOWN_CPU_TDP_W_PER_THREAD / 2
 CPU_SAMPLE_INTERVAL_S = 0.5
 
 
-def logical_cpu_count() -> int:
-    """Logical CPUs of the machine (at least 1)."""
-    return os.cpu_count() or 1
 
 
 class ConstantPowerComponent(Component):
@@ -184,15 +181,12 @@ class CpuLoadComponent(IntegratedPowerComponent):
         cpu_count: int | None = None,
     ) -> None:
         super().__init__()
-        import psutil
-
         if not tdp_w > 0:
             raise ValueError(f"tdp_w must be a positive number of watts, got {tdp_w!r}")
         if tracking_mode not in ("machine", "process"):
             raise ValueError(f"tracking_mode must be 'machine' or 'process', got {tracking_mode!r}")
         if not 0.0 <= idle_fraction <= 1.0:
             raise ValueError(f"idle_fraction must be within [0, 1], got {idle_fraction!r}")
-        self._psutil = psutil
         self.kind = "cpu"
         self.name = "cpu:tdp"
         self.model = model
@@ -211,11 +205,8 @@ class CpuLoadComponent(IntegratedPowerComponent):
         self._last_load = 0.0
 
     def _machine_busy(self) -> float:
-        times = self._psutil.cpu_times()
-        busy = times.user + times.system
-        for field in ("nice", "irq", "softirq"):
-            busy += getattr(times, field, 0.0)
-        return busy
+        times = cpu_times()
+        return times.user + times.nice + times.system + times.irq + times.softirq
 
     def _reset(self, now_s: float) -> None:
         self._machine_busy_s = self._machine_busy()

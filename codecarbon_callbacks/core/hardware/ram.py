@@ -42,9 +42,9 @@ def ram_power_w(total_bytes: float) -> float:
 
 def machine_ram_component() -> ConstantPowerComponent:
     """All installed RAM at ``RAM_W_PER_GB`` (constant)."""
-    import psutil
+    from codecarbon_callbacks.core.system import total_ram_bytes
 
-    total_bytes = psutil.virtual_memory().total
+    total_bytes = total_ram_bytes()
     return ConstantPowerComponent(
         kind="ram",
         name="ram",
