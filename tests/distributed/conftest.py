@@ -7,7 +7,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from ddp_launch import GPU_UUIDS, SCRIPTS, free_port, gpu_spec, launch_env, run, torchrun
+from ddp_launch import (
+    GPU_UUIDS,
+    SCRIPTS,
+    dump_stacks,
+    free_port,
+    gpu_spec,
+    launch_env,
+    run,
+    torchrun,
+)
 
 
 @pytest.fixture(scope="session")
@@ -76,22 +85,21 @@ def two_machines_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "1",
             "--num-nodes",
             "2",
+            "--boamps",
         )
-        procs.append(
-            subprocess.Popen(
-                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-        )
-    results = []
+        # Files, not pipes: a pipe nobody reads while we wait on the other node would fill up
+        # and block that node, and with it the whole process group.
+        log = (base / f"node-{node}.log").open("w")
+        procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
     for proc in procs:
         try:
-            _, err = proc.communicate(timeout=240)
+            proc.wait(timeout=180)
         except subprocess.TimeoutExpired:
+            dump_stacks(proc)
             proc.kill()
-            _, err = proc.communicate()
-        results.append((proc.returncode, err))
-    for code, err in results:
-        assert code == 0, err[-4000:]
+            proc.wait()
+    for node, proc in enumerate(procs):
+        assert proc.returncode == 0, (base / f"node-{node}.log").read_text()[-4000:]
     return base
 
 

@@ -63,3 +63,18 @@ def read(out: Path) -> tuple[Any, Any]:
 
 def metadata(row: Any) -> dict[str, Any]:
     return json.loads(row["metadata"])
+
+
+def dump_stacks(proc: subprocess.Popen) -> None:
+    """A hung launch: ask its worker processes to print their stacks (they register SIGUSR1)."""
+    import signal
+    import time
+
+    import psutil
+
+    try:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            child.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+    except psutil.Error:
+        pass

@@ -8,6 +8,8 @@ rank zero's record, marked as partial, and nobody hangs.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from callbacks.checks import check_tiling
 from ddp_launch import GPU_POWER_W, GPU_UUIDS, metadata, read
@@ -134,6 +136,14 @@ def test_two_machines_count_cpu_and_ram_once_each(two_machines_run):
     for gpu in info["per_gpu"]:
         check_gpu(gpu, run["duration"])
     check_windows_tile(windows, run)
+    # the BoAmps report counts both machines' hardware
+    report = json.loads(
+        (two_machines_run / "out-0" / f"boamps_report_{run['run_id']}.json").read_text()
+    )
+    components = {c["componentType"]: c for c in report["infrastructure"]["components"]}
+    assert components["cpu"]["nbComponent"] == run["cpu_count"] and components["cpu"]["share"] == 1
+    assert components["gpu"]["nbComponent"] == 2 and components["ram"]["nbComponent"] == 2
+    assert report["measures"][0]["powerConsumption"] == pytest.approx(run["energy_consumed"])
 
 
 def test_a_dying_run_leaves_rank_zeros_partial_record_and_no_hang(failing_run):

@@ -1,7 +1,7 @@
 """A tiny Lightning fit on CPU for the distributed tests (run as a subprocess, never imported).
 
 Usage: python lightning_fit.py OUT_DIR STRATEGY [--devices N] [--num-nodes N] [--bind-gpus UUID,...]
-                               [--epochs N] [--max-energy-kwh X] [--fail-at-epoch N]
+                               [--epochs N] [--max-energy-kwh X] [--fail-at-epoch N] [--boamps]
 
 ``--bind-gpus`` plays the launcher that gives each task its own GPU (SLURM's --gpus-per-task):
 each rank's CUDA_VISIBLE_DEVICES becomes the UUID of its local rank, before the callback's
@@ -9,13 +9,16 @@ on_fit_start. ``--fail-at-epoch`` raises in training_step on rank 0 in that epoc
 """
 
 import argparse
+import faulthandler
 import os
+import signal
 import time
 
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from codecarbon_callbacks import BoAmpsOutput
 from codecarbon_callbacks.lightning import EmissionsCallback
 
 
@@ -51,6 +54,7 @@ class BindGpu(pl.Callback):
 
 
 if __name__ == "__main__":
+    faulthandler.register(signal.SIGUSR1)  # a hung launch: the test dumps every rank's stacks
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
     parser.add_argument("strategy")
@@ -60,6 +64,7 @@ if __name__ == "__main__":
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-energy-kwh", type=float, default=None)
     parser.add_argument("--fail-at-epoch", type=int, default=-1)
+    parser.add_argument("--boamps", action="store_true", help="also write the BoAmps report")
     args = parser.parse_args()
     torch.manual_seed(0)
     data = TensorDataset(torch.randn(64, 8), torch.randn(64, 1))
@@ -71,6 +76,8 @@ if __name__ == "__main__":
             measure_power_secs=0.1,
             allow_multiple_runs=True,
             max_energy_kwh=args.max_energy_kwh,
+            task_family="regression",
+            output_handlers=[BoAmpsOutput(args.out)] if args.boamps else [],
         )
     )
     trainer = pl.Trainer(
