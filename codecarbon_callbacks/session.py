@@ -697,13 +697,17 @@ class EmissionsSession:
         return all(bool(g) for g in gathered)
 
     def _detect(self, config: Any) -> list[Any]:
-        """This rank's hardware: its CUDA device when it has one, else the configured GPUs."""
+        """This rank's hardware: the configured GPUs, else its CUDA device, else what it sees.
+
+        ``gpu_ids`` given: those (a rank driving several GPUs says so); a GPU that several ranks
+        offer is still measured once (:func:`distributed.assign_ranks`).
+        """
         from codecarbon_callbacks import distributed
         from codecarbon_callbacks.core.hardware import detect_components
 
-        gpu_ids = distributed.local_gpu_ids()
+        gpu_ids = getattr(config, "gpu_ids", None)
         if gpu_ids is None:
-            gpu_ids = getattr(config, "gpu_ids", None)
+            gpu_ids = distributed.local_gpu_ids()
         components, notes = detect_components(
             tracking_mode=config.tracking_mode,
             gpu_ids=gpu_ids,

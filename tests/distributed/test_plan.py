@@ -282,3 +282,25 @@ def test_when_a_rank_cannot_start_no_rank_measures(mirror, tmp_path, caplog):
     session.end_run()
     assert mirror.gathers == ["plan", "started"]  # nothing more: no window, no collective
     assert not (tmp_path / "emissions.csv").exists()
+
+
+def test_this_rank_measures_the_gpus_it_names_or_sees(mirror, monkeypatch, tmp_path):
+    """No CUDA here: a rank offers the configured gpu_ids, else every GPU it sees (fake NVML)."""
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "fakes"))
+    import fake_nvml
+
+    fake = fake_nvml.from_spec({"devices": [{"uuid": A, "power_w": 300.0}, {"uuid": B}]})
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    for gpu_ids, expected in (([B], {B}), (None, {A, B})):
+        kwargs = {"gpu_ids": gpu_ids} if gpu_ids else {}
+        session = EmissionsSession(
+            "custom",
+            country_iso_code="FRA",
+            output_dir=str(tmp_path),
+            allow_multiple_runs=True,
+            **kwargs,
+        )
+        assert session.begin_run("fit", rank=0)
+        gpus = {c.uuid for c in session.tracker.components if c.kind == "gpu"}
+        session.end_run()
+        assert gpus == expected
