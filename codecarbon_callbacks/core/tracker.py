@@ -287,7 +287,9 @@ class BaseEmissionsTracker:
             self.components = self._detect()
             self._static = self._static_info()
             self._start_location_lookup()
-            self._outputs = _Outputs(self._build_outputs())
+            # A tracker that writes nothing (a distributed run's ranks other than zero) builds
+            # no outputs: no exit-time cleanup, no spool re-sends, no connections from N ranks.
+            self._outputs = _Outputs(self._build_outputs() if self.writes_outputs else [])
             self._meter = Meter(
                 self.components,
                 live_interval_s=self.config.measure_power_secs,

@@ -370,6 +370,19 @@ def test_record_combiner_and_non_writing_ranks(tmp_path: Path) -> None:
     assert not (tmp_path / "rank1" / "emissions.csv").exists()
 
 
+def test_non_writing_tracker_builds_no_outputs(tmp_path: Path) -> None:
+    """Ranks other than zero: their outputs never see a call, not even exit()."""
+    recorder = Recorder()
+    tracker = make_tracker(tmp_path / "rank1", output_handlers=[recorder])
+    tracker.writes_outputs = False
+    tracker.start()
+    tracker.close_window(tracker.open_window("epoch", "e", epoch=0, phase="train"))
+    tracker.flush()
+    assert tracker.stop() is not None
+    assert (recorder.outs, recorder.windows, recorder.exited) == ([], [], 0)
+    assert not list((tmp_path / "rank1").glob("*"))  # no CSV, no lock file
+
+
 def test_budget_stop_is_a_collective_end(tmp_path: Path) -> None:
     """Every rank stops together at a budget stop: the combiner may use collectives there."""
     calls: list[tuple[str, bool]] = []
