@@ -172,3 +172,30 @@ def terminated_run(
         timeout_s=120,
     )
     return out, result
+
+
+@pytest.fixture(scope="session")
+def budget_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess]:
+    """Lightning ddp under torchrun, 2 processes, 3 epochs planned, a budget crossed at once."""
+    base = tmp_path_factory.mktemp("budget")
+    out = base / "out"
+    result = run(
+        torchrun(
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            str(SCRIPTS / "lightning_fit.py"),
+            str(out),
+            "ddp",
+            "--epochs",
+            "3",
+            "--max-energy-kwh",
+            "1e-12",
+        ),
+        launch_env(base, gpu_spec()),
+        timeout_s=180,
+    )
+    return out, result

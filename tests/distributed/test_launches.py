@@ -188,3 +188,16 @@ def test_a_rank_terminated_by_its_launcher_writes_what_it_has(terminated_run):
     assert metadata(run)["distributed"]["complete"] is False
     assert list(windows["status"]) == ["completed"] * (len(windows) - 1) + ["interrupted"]
     assert metadata(windows.iloc[0])["distributed"]["complete"] is True
+
+
+def test_a_budget_stops_every_rank_at_the_same_epoch(budget_run):
+    """The decision is taken on the combined figures, identical on every rank: all stop."""
+    out, result = budget_run
+    assert result.returncode == 0, result.stderr[-4000:]
+    run, windows = one_run(out)
+    assert run["status"] == "budget_stop"
+    assert list(windows.query("phase == 'train'")["epoch"]) == [0]
+    meta = metadata(run)
+    assert meta["distributed"]["complete"] is True  # a budget stop is a collective end
+    assert "max_energy_kwh" in meta["budget_stop_reason"]
+    check_windows_tile(windows, run)
