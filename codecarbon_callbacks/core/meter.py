@@ -93,6 +93,8 @@ class Meter:
             c for c in self.components if c.method == MeasurementMethod.NVML_ENERGY
         ]
         self.sampler_cpu_s = 0.0  # CPU time the sampler thread used (for benchmarks)
+        #: the latest window edge's snapshot: totals "as of the last edge" without a new read
+        self.last_edge: Snapshot | None = None
         _LIVE_METERS.add(self)
 
     # -- life cycle --------------------------------------------------------------------------
@@ -176,7 +178,10 @@ class Meter:
             for c in self.components:
                 energies[c.name] = self._read(c, now)
         times = cpu_times()
-        return Snapshot(now, wall, energies, (times.busy_s, times.total_s))
+        snapshot = Snapshot(now, wall, energies, (times.busy_s, times.total_s))
+        if sync_cuda:  # a window edge on the training thread (live snapshots do not count)
+            self.last_edge = snapshot
+        return snapshot
 
     @staticmethod
     def _read(component: Component, now: float) -> float:

@@ -599,14 +599,23 @@ class BaseEmissionsTracker:
 
     # -- records -----------------------------------------------------------------------------
 
-    def totals(self) -> EmissionsData:
-        """The run's totals so far (nothing is written)."""
+    def totals(self, *, at_last_edge: bool = False) -> EmissionsData:
+        """The run's totals so far (nothing is written).
+
+        Args:
+            at_last_edge: the totals as of the latest window edge, without reading the hardware
+                again (a GPU counter read costs milliseconds): right after closing a window,
+                the same instant as that window's end.
+        """
         with self._lock:
             if self._meter is None or not self._meter.running:
                 if self.final_emissions_data is not None:
                     return self.final_emissions_data
                 raise RuntimeError("totals() needs a started tracker")
-            return self._run_record(self._meter.snapshot(sync_cuda=False), status="running")
+            edge = self._meter.last_edge if at_last_edge else None
+            if edge is None:
+                edge = self._meter.snapshot(sync_cuda=False)
+            return self._run_record(edge, status="running")
 
     def update_metadata(self, mapping: Mapping[str, Any]) -> None:
         """Merge ``mapping`` into the metadata every record carries."""

@@ -433,3 +433,19 @@ def test_windows_left_open_close_at_the_runs_final_edge(tmp_path: Path) -> None:
     last = read_emissions(tmp_path / "emissions_windows.csv").iloc[-1]
     assert last["status"] == "completed"
     assert last["end_timestamp"].isoformat(timespec="microseconds") == run.timestamp
+
+
+def test_totals_at_last_edge_reads_no_hardware(tmp_path: Path) -> None:
+    tracker = make_tracker(tmp_path, output_methods=[])
+    tracker.start()
+    record, window = tracker.switch_window(tracker.open_window("epoch", "e0", epoch=0, phase="train"), "phase", "other")
+    reads = []
+    gpu = tracker.components[1]
+    real = gpu.energy_j
+    gpu.energy_j = lambda now: (reads.append(now), real(now))[1]
+    time.sleep(0.02)
+    at_edge = tracker.totals(at_last_edge=True)
+    assert reads == []
+    assert at_edge.timestamp == record.end_timestamp
+    assert tracker.totals().duration > at_edge.duration and len(reads) == 1
+    tracker.stop()
