@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from ddp_launch import (
     dump_stacks,
     free_port,
     gpu_spec,
+    kill_tree,
     launch_env,
     run,
     torchrun,
@@ -91,12 +93,15 @@ def two_machines_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # and block that node, and with it the whole process group.
         log = (base / f"node-{node}.log").open("w")
         procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
+    deadline = time.monotonic() + 180
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        if any(p.returncode not in (None, 0) for p in procs):
+            break  # a node failed: its peer would wait for it at the exit barrier
+        time.sleep(0.2)
     for proc in procs:
-        try:
-            proc.wait(timeout=180)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             dump_stacks(proc)
-            proc.kill()
+            kill_tree(proc)
             proc.wait()
     for node, proc in enumerate(procs):
         assert proc.returncode == 0, (base / f"node-{node}.log").read_text()[-4000:]

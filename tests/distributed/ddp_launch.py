@@ -46,9 +46,16 @@ def launch_env(home: Path, spec: dict[str, Any], **extra: str) -> dict[str, str]
 
 
 def run(cmd: list[str], env: dict[str, str], timeout_s: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        cmd, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
-    )
+    """Run a launch; if it hangs, dump its processes' stacks into the output, then kill it."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        dump_stacks(proc)
+        kill_tree(proc)
+        out, err = proc.communicate()
+        err = f"{err}\nTIMEOUT after {timeout_s} s (stacks above)"
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def torchrun(*args: str) -> list[str]:
@@ -78,3 +85,19 @@ def dump_stacks(proc: subprocess.Popen) -> None:
         time.sleep(1.0)
     except psutil.Error:
         pass
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """Kill a launch and the processes it started (its workers would outlive a killed torchrun)."""
+    import psutil
+
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        children = []
+    for child in children:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    proc.kill()

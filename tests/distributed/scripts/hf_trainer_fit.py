@@ -6,6 +6,8 @@ Usage: torchrun --nproc_per_node 2 hf_trainer_fit.py OUT_DIR [--epochs N] [--fai
 """
 
 import argparse
+import faulthandler
+import signal
 import time
 
 import torch
@@ -45,6 +47,7 @@ class Regressor(torch.nn.Module):
 
 
 if __name__ == "__main__":
+    faulthandler.register(signal.SIGUSR1)  # a hung launch: the test dumps every rank's stacks
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
     parser.add_argument("--epochs", type=int, default=2)
@@ -79,3 +82,5 @@ if __name__ == "__main__":
         callbacks=[callback],
     )
     trainer.train()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()  # gloo's threads must not outlive the group

@@ -98,3 +98,7 @@ if __name__ == "__main__":
         DataLoader(data, batch_size=8),
         DataLoader(data, batch_size=32),
     )
+    if torch.distributed.is_initialized():
+        # gloo's threads, left to static destruction, sometimes abort the exit
+        # ("terminate called without an active exception")
+        torch.distributed.destroy_process_group()

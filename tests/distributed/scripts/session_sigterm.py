@@ -6,6 +6,8 @@ Rank 1 dies after epoch 0; rank 0 is busy in Python (not in a collective), so to
 reaches it there: its record must still be written.
 """
 
+import faulthandler
+import signal
 import sys
 import time
 
@@ -14,6 +16,7 @@ import torch.distributed as dist
 from codecarbon_callbacks.session import EmissionsSession
 
 if __name__ == "__main__":
+    faulthandler.register(signal.SIGUSR1)  # a hung launch: the test dumps every rank's stacks
     dist.init_process_group("gloo")
     session = EmissionsSession(
         "custom", country_iso_code="FRA", output_dir=sys.argv[1], allow_multiple_runs=True
