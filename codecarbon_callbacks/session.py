@@ -439,6 +439,8 @@ class _Run:
     last_sync: tuple[Any, Any] | None = None
     #: the SIGTERM handler the session installed for this run (distributed runs), if any
     sigterm_handler: Any = None
+    #: index in the session's records where the current epoch's begin (end_epoch scans from it)
+    epoch_first_record: int = 0
 
 
 class _SessionCombiner:
@@ -1225,6 +1227,7 @@ class EmissionsSession:
             return
         run.epoch = int(epoch)
         run.in_epoch = True
+        run.epoch_first_record = len(self._records)
         self._switch("epoch", "train", f"epoch {epoch}", run.epoch)
 
     def begin_phase(self, phase: str, name: str | None = None) -> None:
@@ -1294,15 +1297,11 @@ class EmissionsSession:
         run.in_epoch = False
         if run.current is not None and run.current.phase == "train":
             self._switch("phase", "other", f"after epoch {epoch}", epoch)
-        train = [
-            r
-            for r in self._records
-            if r.kind == "epoch" and r.epoch == epoch and r.phase == "train"
-        ]
+        # only this epoch's records: a scan of the whole run would grow with every epoch
+        recent = self._records[run.epoch_first_record :]
+        train = [r for r in recent if r.kind == "epoch" and r.epoch == epoch and r.phase == "train"]
         val = [
-            r
-            for r in self._records
-            if r.kind == "phase" and r.epoch == epoch and r.phase == "validation"
+            r for r in recent if r.kind == "phase" and r.epoch == epoch and r.phase == "validation"
         ]
         metrics = self._sum_records(train, "epoch_")
         metrics["epoch_power_w"] = (
@@ -1343,7 +1342,8 @@ class EmissionsSession:
         Call it only at points every rank reaches (run begin, epoch end, step-window close).
         """
         try:
-            local = run.tracker.totals()
+            # as of the edge just taken (epoch end, step-window close): no second hardware read
+            local = run.tracker.totals(at_last_edge=True)
         except Exception as e:
             logger.debug("totals() failed: %s", e)
             return None
