@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
         OfflineEmissionsTracker,
         track_emissions,
     )
+    from codecarbon_callbacks.output.api import CodeCarbonAPIOutput
     from codecarbon_callbacks.output.base import BaseOutput, OutputMethod
     from codecarbon_callbacks.output.boamps import (
         BoAmpsAlgorithm,
@@ -67,14 +68,12 @@ if TYPE_CHECKING:  # pragma: no cover
         BoAmpsPublisher,
         BoAmpsTask,
     )
-    from codecarbon_callbacks.output.file import read_emissions
+    from codecarbon_callbacks.output.file import FileOutput, read_emissions
+    from codecarbon_callbacks.output.logfire_output import LogfireOutput
     from codecarbon_callbacks.output.logger import LoggerOutput
+    from codecarbon_callbacks.output.prometheus import PrometheusOutput
     from codecarbon_callbacks.output.spool import resend_spool
     from codecarbon_callbacks.output.webhook import WebhookOutput
-    from codecarbon_callbacks.output.prometheus import PrometheusOutput
-    from codecarbon_callbacks.output.logfire_output import LogfireOutput
-    from codecarbon_callbacks.output.api import CodeCarbonAPIOutput
-    from codecarbon_callbacks.output.file import FileOutput
 
 
 def __getattr__(name: str) -> Any:

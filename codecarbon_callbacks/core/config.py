@@ -23,9 +23,10 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from codecarbon_callbacks.output._util import sanitize_url
 from codecarbon_callbacks.output.base import BaseOutput, OutputMethod

@@ -20,17 +20,17 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Sequence
 
 from codecarbon_callbacks.core.hardware.base import Component, MeasurementMethod
 from codecarbon_callbacks.core.system import cpu_times
 
 logger = logging.getLogger(__name__)
 
-_LIVE_METERS: "weakref.WeakSet[Meter]" = weakref.WeakSet()
+_LIVE_METERS: weakref.WeakSet[Meter] = weakref.WeakSet()
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,10 @@ import platform
 import threading
 import uuid
 import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from datetime import datetime
+from typing import Any, TypeVar
 
 from codecarbon_callbacks._version import __version__
 from codecarbon_callbacks.core.config import _UNSET, ConfigError, TrackerConfig, resolve_config
@@ -896,7 +897,7 @@ def _single_run_lock_path() -> str:
 
 # -- process exit: a run still open when the interpreter exits is written as incomplete ------------
 
-_RUNNING: "weakref.WeakSet[BaseEmissionsTracker]" = weakref.WeakSet()
+_RUNNING: weakref.WeakSet[BaseEmissionsTracker] = weakref.WeakSet()
 _EXIT_HOOK_INSTALLED = False
 _WARNED_NOTES: set[str] = set()
 

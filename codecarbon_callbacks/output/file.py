@@ -25,8 +25,9 @@ import queue
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from codecarbon_callbacks.core.records import (
     CODECARBON_COLUMNS,

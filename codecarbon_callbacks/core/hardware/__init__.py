@@ -63,8 +63,8 @@ def detect_cpu(
         CpuLoadComponent,
         unknown_cpu_power_w,
     )
-    from codecarbon_callbacks.core.system import logical_cpu_count
     from codecarbon_callbacks.core.hardware.cpu_model import lookup_tdp_w, read_cpu_info
+    from codecarbon_callbacks.core.system import logical_cpu_count
 
     notes: list[str] = []
     model, sockets = read_cpu_info(cpuinfo_path)

@@ -229,7 +229,7 @@ def detect_rapl(
     else:
         if prefer_psys:
             notes.append("RAPL: rapl_prefer_psys=True but no psys zone: package zones used")
-        for index, path, name in packages:
+        for _index, path, name in packages:
             components.append(
                 RaplDomain(path, kind="cpu", name=f"cpu:{name}", model=model, opener=opener)
             )
