@@ -65,20 +65,25 @@ if __name__ == "__main__":
     parser.add_argument("--max-energy-kwh", type=float, default=None)
     parser.add_argument("--fail-at-epoch", type=int, default=-1)
     parser.add_argument("--boamps", action="store_true", help="also write the BoAmps report")
+    parser.add_argument("--no-emissions", action="store_true", help="without the callback")
     args = parser.parse_args()
     torch.manual_seed(0)
     data = TensorDataset(torch.randn(64, 8), torch.randn(64, 1))
     callbacks = [BindGpu(args.bind_gpus.split(","))] if args.bind_gpus else []
-    callbacks.append(
-        EmissionsCallback(
-            country_iso_code="FRA",
-            output_dir=args.out,
-            measure_power_secs=0.1,
-            allow_multiple_runs=True,
-            max_energy_kwh=args.max_energy_kwh,
-            task_family="regression",
-            output_handlers=[BoAmpsOutput(args.out)] if args.boamps else [],
-        )
+    callbacks += (
+        []
+        if args.no_emissions
+        else [
+            EmissionsCallback(
+                country_iso_code="FRA",
+                output_dir=args.out,
+                measure_power_secs=0.1,
+                allow_multiple_runs=True,
+                max_energy_kwh=args.max_energy_kwh,
+                task_family="regression",
+                output_handlers=[BoAmpsOutput(args.out)] if args.boamps else [],
+            )
+        ]
     )
     trainer = pl.Trainer(
         max_epochs=args.epochs,
