@@ -43,6 +43,18 @@ class Tiny(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
+class DestroyGroup(pl.Callback):
+    """Ends the process group on every rank when fit is over, as torch asks.
+
+    Lightning does it at exit for NCCL only; with gloo, an exit without it sometimes aborts a
+    rank ("terminate called without an active exception", pytorch/pytorch#190489).
+    """
+
+    def teardown(self, trainer, pl_module, stage):
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
 class BindGpu(pl.Callback):
     """The launcher's job on a GPU cluster: one GPU per task, by UUID."""
 
@@ -69,7 +81,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     torch.manual_seed(0)
     data = TensorDataset(torch.randn(64, 8), torch.randn(64, 1))
-    callbacks = [BindGpu(args.bind_gpus.split(","))] if args.bind_gpus else []
+    callbacks = [DestroyGroup()]
+    callbacks += [BindGpu(args.bind_gpus.split(","))] if args.bind_gpus else []
     callbacks += (
         []
         if args.no_emissions
