@@ -615,18 +615,10 @@ def _intensity_report(config: Any, online: bool, timeout_s: float) -> dict[str, 
 def cmd_detect(args: argparse.Namespace, out: TextIO) -> int:
     config = _resolve_detect_config(args)
     try:
-        from codecarbon_callbacks.core.hardware import detect_components
+        from codecarbon_callbacks.core.hardware import detect_for_config
     except ImportError as e:
         raise CliError(f"hardware detection is not available in this installation ({e})") from None
-    components, notes = detect_components(
-        tracking_mode=config.tracking_mode,
-        gpu_ids=config.gpu_ids,
-        force_cpu_power=config.force_cpu_power,
-        force_ram_power=config.force_ram_power,
-        rapl_include_dram=config.rapl_include_dram,
-        rapl_prefer_psys=config.rapl_prefer_psys,
-        force_mode_cpu_load=config.force_mode_cpu_load,
-    )
+    components, notes = detect_for_config(config)
     try:
         described = []
         for c in components:

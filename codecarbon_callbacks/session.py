@@ -705,20 +705,12 @@ class EmissionsSession:
         offer is still measured once (:func:`distributed.assign_ranks`).
         """
         from codecarbon_callbacks import distributed
-        from codecarbon_callbacks.core.hardware import detect_components
+        from codecarbon_callbacks.core.hardware import detect_for_config
 
         gpu_ids = getattr(config, "gpu_ids", None)
         if gpu_ids is None:
             gpu_ids = distributed.local_gpu_ids()
-        components, notes = detect_components(
-            tracking_mode=config.tracking_mode,
-            gpu_ids=gpu_ids,
-            force_cpu_power=config.force_cpu_power,
-            force_ram_power=config.force_ram_power,
-            rapl_include_dram=config.rapl_include_dram,
-            rapl_prefer_psys=config.rapl_prefer_psys,
-            force_mode_cpu_load=config.force_mode_cpu_load,
-        )
+        components, notes = detect_for_config(config, gpu_ids=gpu_ids)
         for note in notes:
             _log_once("hardware:" + note, logging.WARNING, "%s", note)
         return list(components)

@@ -304,18 +304,9 @@ class BaseEmissionsTracker:
     def _detect(self) -> list[Component]:
         if self._injected_components is not None:
             return list(self._injected_components)
-        from codecarbon_callbacks.core.hardware import detect_components
+        from codecarbon_callbacks.core.hardware import detect_for_config
 
-        cfg = self.config
-        components, notes = detect_components(
-            tracking_mode=cfg.tracking_mode,
-            gpu_ids=cfg.gpu_ids,
-            force_cpu_power=cfg.force_cpu_power,
-            force_ram_power=cfg.force_ram_power,
-            rapl_include_dram=cfg.rapl_include_dram,
-            rapl_prefer_psys=cfg.rapl_prefer_psys,
-            force_mode_cpu_load=cfg.force_mode_cpu_load,
-        )
+        components, notes = detect_for_config(self.config)
         self.hardware_notes = list(notes)
         _warn_once_per_process(notes)
         return components

@@ -28,6 +28,7 @@ __all__ = [
     "HardwareError",
     "MeasurementMethod",
     "detect_components",
+    "detect_for_config",
     "detect_cpu",
     "read_energy_concurrently",
 ]
@@ -218,3 +219,21 @@ def read_energy_concurrently(components: Any, now_s: float) -> list[float]:
     from codecarbon_callbacks.core.hardware.nvml import read_energy_concurrently as read
 
     return read(components, now_s)
+
+
+def detect_for_config(config: Any, **overrides: Any) -> tuple[list[Component], list[str]]:
+    """``detect_components`` with a tracker configuration's hardware parameters.
+
+    ``overrides`` replace some of them (a distributed rank passes its own ``gpu_ids``).
+    """
+    parameters: dict[str, Any] = {
+        "tracking_mode": config.tracking_mode,
+        "gpu_ids": config.gpu_ids,
+        "force_cpu_power": config.force_cpu_power,
+        "force_ram_power": config.force_ram_power,
+        "rapl_include_dram": config.rapl_include_dram,
+        "rapl_prefer_psys": config.rapl_prefer_psys,
+        "force_mode_cpu_load": config.force_mode_cpu_load,
+    }
+    parameters.update(overrides)
+    return detect_components(**parameters)
