@@ -21,7 +21,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -87,7 +86,7 @@ class Meter:
         self._thread: threading.Thread | None = None
         self._owner_pid = os.getpid()
         self._running = False
-        self._pool: ThreadPoolExecutor | None = None
+        self._last_energy_j: dict[str, float] = {}
         # GPUs with a slow energy counter are read concurrently at an edge
         self._counter_components = [
             c for c in self.components if c.method == MeasurementMethod.NVML_ENERGY
@@ -135,9 +134,6 @@ class Meter:
             if thread.is_alive():
                 logger.warning("the sampler thread did not stop within 5 s; leaving it (daemon)")
         self._thread = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
         for component in self.components:
             try:
                 component.close()
@@ -153,30 +149,14 @@ class Meter:
             synchronize_cuda()
         now = self.clock()
         wall = datetime.now(timezone.utc)
-        energies: dict[str, float] = {}
-        counters = self._counter_components
-        if len(counters) > 1:
-            # counter reads take milliseconds each: read several GPUs at once
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=min(8, len(counters)), thread_name_prefix="codecarbon-callbacks-edge"
-                )
-            futures = {}
-            try:
-                for c in counters:
-                    futures[c.name] = self._pool.submit(self._read, c, now)
-            except RuntimeError as e:
-                # Interpreter exit (the atexit stop of a run still open): the pool takes no new
-                # work; the other counters are read on this thread.
-                logger.debug("parallel edge reads unavailable (%s): reading in turn", e)
-            for c in self.components:
-                if c.name not in futures:
-                    energies[c.name] = self._read(c, now)
-            for name, future in futures.items():
-                energies[name] = future.result()
+        if len(self._counter_components) > 1:
+            # counter reads take milliseconds each: the backend reads several GPUs at once
+            from codecarbon_callbacks.core.hardware import read_energy_concurrently
+
+            readings = read_energy_concurrently(self.components, now)
         else:
-            for c in self.components:
-                energies[c.name] = self._read(c, now)
+            readings = [self._read(c, now) for c in self.components]
+        energies = {c.name: self._checked(c, value) for c, value in zip(self.components, readings)}
         times = cpu_times()
         snapshot = Snapshot(now, wall, energies, (times.busy_s, times.total_s))
         if sync_cuda:  # a window edge on the training thread (live snapshots do not count)
@@ -187,11 +167,19 @@ class Meter:
     def _read(component: Component, now: float) -> float:
         try:
             return float(component.energy_j(now))
-        except Exception as e:  # backends must not raise; if one does, count nothing new
-            if component.failure is None:
-                component.failure = f"energy read failed: {e}"
-                logger.warning("%s: energy read failed, its energy is frozen: %s", component.name, e)
-            return float(getattr(component, "_last_energy_j", 0.0))
+        except Exception as e:  # backends must not raise; _checked freezes this one's energy
+            logger.debug("%s: energy_j raised %s", component.name, e)
+            return float("nan")
+
+    def _checked(self, component: Component, value: float) -> float:
+        """A reading, or the component's last good one if this read failed (energy frozen)."""
+        if value == value:  # not NaN
+            self._last_energy_j[component.name] = value
+            return value
+        if component.failure is None:
+            component.failure = "energy read failed"
+            logger.warning("%s: energy read failed, its energy is frozen", component.name)
+        return self._last_energy_j.get(component.name, 0.0)
 
     # -- sampler -----------------------------------------------------------------------------
 
@@ -233,7 +221,6 @@ class Meter:
     def _after_fork_in_child(self) -> None:
         # Threads do not survive fork. The child must not wait on the parent's sampler or locks.
         self._thread = None
-        self._pool = None
         self._stop_event = threading.Event()
 
 

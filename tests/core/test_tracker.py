@@ -449,3 +449,17 @@ def test_totals_at_last_edge_reads_no_hardware(tmp_path: Path) -> None:
     assert at_edge.timestamp == record.end_timestamp
     assert tracker.totals().duration > at_edge.duration and len(reads) == 1
     tracker.stop()
+
+
+def test_a_component_that_raises_keeps_its_last_energy(tmp_path: Path) -> None:
+    parts = components()
+    tracker = make_tracker(tmp_path, components=parts, output_methods=[])
+    tracker.start()
+    time.sleep(0.02)
+    before = tracker.close_window(tracker.open_window("epoch", "e0"))
+    window = tracker.open_window("epoch", "e1")
+    parts[1].energy_j = lambda now: (_ for _ in ()).throw(RuntimeError("GPU lost"))
+    after = tracker.close_window(window)
+    assert after.gpu_energy == 0.0 and after.cpu_energy > 0  # frozen, never negative
+    assert parts[1].failure is not None and before.gpu_energy > 0
+    tracker.stop()
