@@ -74,6 +74,3 @@ def check_epoch_metrics(rows: list[dict[str, float]], epochs: int) -> None:
 def boamps_report(directory: Path, run_id: str) -> dict[str, Any]:
     return json.loads((directory / f"boamps_report_{run_id}.json").read_text())
 
-
-def schema_errors(validator: Any, report: dict[str, Any]) -> list[str]:
-    return [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(report)]

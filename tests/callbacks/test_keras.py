@@ -16,7 +16,6 @@ from callbacks.checks import (
     check_tiling,
     read_runs,
     read_windows,
-    schema_errors,
 )
 
 # tests/conftest.py sets KERAS_BACKEND=torch (unless set) before keras loads; nothing here is
@@ -25,6 +24,7 @@ keras = pytest.importorskip("keras")
 np = pytest.importorskip("numpy")
 
 from codecarbon_callbacks.keras import EmissionsCallback
+from codecarbon_callbacks.output.boamps import validate_report
 
 N_SAMPLES = 256
 
@@ -54,7 +54,7 @@ class FailAtEpoch(keras.callbacks.Callback):
 
 
 def test_fit_history_windows_metadata_and_eval_runs(
-    tracker_kwargs, tmp_path, boamps_validator, capsys
+    tracker_kwargs, tmp_path, capsys
 ):
     from codecarbon_callbacks import BoAmpsOutput
 
@@ -95,7 +95,7 @@ def test_fit_history_windows_metadata_and_eval_runs(
     )
 
     report = boamps_report(tmp_path, run["run_id"])
-    assert schema_errors(boamps_validator, report) == []
+    assert validate_report(report) == []
     algorithm = report["task"]["algorithms"][0]
     assert algorithm["framework"] == "keras" and algorithm["frameworkVersion"] == keras.__version__
     assert algorithm["parametersNumber"] == pytest.approx(model.count_params() / 1e9)

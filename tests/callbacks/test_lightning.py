@@ -14,7 +14,6 @@ from callbacks.checks import (
     check_tiling,
     read_runs,
     read_windows,
-    schema_errors,
 )
 
 pl = pytest.importorskip("lightning.pytorch")
@@ -25,6 +24,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from codecarbon_callbacks.lightning import EmissionsCallback
+from codecarbon_callbacks.output.boamps import validate_report
 
 N_SAMPLES, BATCH = 256, 32
 
@@ -99,7 +99,7 @@ def logged_epochs(trainer_: Any) -> list[dict[str, float]]:
     ]
 
 
-def test_fit_test_predict_windows_logs_metadata(tracker_kwargs, tmp_path, boamps_validator):
+def test_fit_test_predict_windows_logs_metadata(tracker_kwargs, tmp_path):
     from codecarbon_callbacks import BoAmpsOutput
 
     callback = EmissionsCallback(
@@ -154,7 +154,7 @@ def test_fit_test_predict_windows_logs_metadata(tracker_kwargs, tmp_path, boamps
     assert summary["totals"]["energy_kwh"] == pytest.approx(fit_run["energy_consumed"], rel=1e-9)
 
     report = boamps_report(tmp_path, fit_run["run_id"])
-    assert schema_errors(boamps_validator, report) == []
+    assert validate_report(report) == []
     task = report["task"]
     algorithm = task["algorithms"][0]
     assert task["taskStage"] == "training" and task["taskFamily"] == "regression"

@@ -8,8 +8,10 @@ import pickle
 import time
 
 import pytest
-from callbacks.checks import boamps_report, check_tiling, read_runs, read_windows, schema_errors
+from boamps_checks import schema_errors
+from callbacks.checks import boamps_report, check_tiling, read_runs, read_windows
 
+from codecarbon_callbacks.output.boamps import validate_report
 from codecarbon_callbacks.session import (
     EmissionsSession,
     dataset_info,
@@ -206,7 +208,8 @@ def test_non_zero_rank_measures_but_writes_nothing(tracker_kwargs, tmp_path):
     assert session.summary()["totals"]["energy_kwh"] > 0
 
 
-def test_boamps_task_from_framework_info_validates(tracker_kwargs, tmp_path, boamps_validator):
+def _session_boamps_run(tracker_kwargs, tmp_path):
+    """A one-epoch session run with framework facts and a BoAmps output: (task, report, runs)."""
     from codecarbon_callbacks import BoAmpsOutput
 
     session = EmissionsSession(
@@ -232,15 +235,26 @@ def test_boamps_task_from_framework_info_validates(tracker_kwargs, tmp_path, boa
     run_epochs(session, 1)
     task = session.boamps_task()
     session.end_run()
+    runs = read_runs(tmp_path)
+    return task, boamps_report(tmp_path, runs.loc[0, "run_id"]), runs
+
+
+def test_boamps_task_from_framework_info_validates(tracker_kwargs, tmp_path):
+    task, report, runs = _session_boamps_run(tracker_kwargs, tmp_path)
     assert task["algorithms"][0]["parametersNumber"] == pytest.approx(2.5)  # billions
     assert task["taskStage"] == "training" and task["dataset"][0]["dataType"] == "tabular"
-    run_id = read_runs(tmp_path).loc[0, "run_id"]
-    report = boamps_report(tmp_path, run_id)
-    assert schema_errors(boamps_validator, report) == []
+    assert validate_report(report) == []
     assert report["task"]["taskFamily"] == "regression"
-    metadata = json.loads(read_runs(tmp_path).loc[0, "metadata"])
+    metadata = json.loads(runs.loc[0, "metadata"])
     assert metadata["framework"] == "custom" and metadata["task_family"] == "regression"
     assert metadata["boamps_task"]["algorithms"][0]["classPath"] == "pkg.Model"
+
+
+def test_session_boamps_report_matches_the_official_schema(tracker_kwargs, tmp_path,
+                                                          boamps_validator):
+    """Reference: the report a session writes, against the official BoAmps 1.1 schemas."""
+    _, report, _ = _session_boamps_run(tracker_kwargs, tmp_path)
+    assert schema_errors(boamps_validator, report) == []
 
 
 def test_user_task_fields_override_automatic_ones(tracker_kwargs):

@@ -14,7 +14,6 @@ from callbacks.checks import (
     check_tiling,
     read_runs,
     read_windows,
-    schema_errors,
 )
 
 torch = pytest.importorskip("torch")
@@ -30,6 +29,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from codecarbon_callbacks.output.boamps import validate_report
 from codecarbon_callbacks.transformers import EmissionsCallback
 
 N_TRAIN, N_EVAL, SEQ, BATCH = 64, 32, 16, 16
@@ -104,7 +104,7 @@ def energy_entries(log_history: list[dict[str, Any]], key: str) -> list[dict[str
     return [entry for entry in log_history if key in entry]
 
 
-def test_attached_logs_reach_history_and_integrations(tracker_kwargs, tmp_path, boamps_validator):
+def test_attached_logs_reach_history_and_integrations(tracker_kwargs, tmp_path):
     from codecarbon_callbacks import BoAmpsOutput
 
     callback = EmissionsCallback(
@@ -155,7 +155,7 @@ def test_attached_logs_reach_history_and_integrations(tracker_kwargs, tmp_path, 
     assert sum("loss" in e for e in trainer.state.log_history) == 3
 
     report = boamps_report(tmp_path, run["run_id"])
-    assert schema_errors(boamps_validator, report) == []
+    assert validate_report(report) == []
     task = report["task"]
     algorithm = task["algorithms"][0]
     assert task["taskStage"] == "training" and task["taskFamily"] == "text classification"

@@ -162,7 +162,7 @@ def test_report_errors_are_one_line(reports_dir: tuple[Path, list[str]], tmp_pat
     assert "nothing to plot" in _one_error_line(plot)
 
 
-def test_report_reads_a_codecarbon_file(tmp_path: Path, reference_dir: Path) -> None:
+def test_report_reads_a_codecarbon_file(tmp_path: Path) -> None:
     """A file CodeCarbon wrote (its columns only) is summarised too."""
     from codecarbon_callbacks.core.records import CODECARBON_COLUMNS
 

@@ -13,10 +13,16 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
-from codecarbon_callbacks import BaseOutput, EmissionsData, OfflineEmissionsTracker, read_emissions, track_emissions
-from codecarbon_callbacks.core.records import RUN_CSV_COLUMNS, WINDOW_CSV_COLUMNS
 from core.constant_power import components
+
+from codecarbon_callbacks import (
+    BaseOutput,
+    EmissionsData,
+    OfflineEmissionsTracker,
+    read_emissions,
+    track_emissions,
+)
+from codecarbon_callbacks.core.records import RUN_CSV_COLUMNS, WINDOW_CSV_COLUMNS
 
 J_PER_KWH = 3.6e6
 FORCED_G_PER_KWH = 100.0

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from examples.conftest import EPOCHS, EXAMPLES, EXAMPLES_DIR, ExampleRun
 
+from codecarbon_callbacks.output.boamps import validate_report
 from codecarbon_callbacks.output.file import read_emissions
 
 
@@ -82,12 +84,15 @@ def test_framework_metrics_reach_the_framework(example_runs: dict[str, ExampleRu
     assert "epoch_energy_kwh" in metrics.read_text().splitlines()[0]
 
 
-def test_boamps_example_report_validates_against_the_schema(example_runs: dict[str, ExampleRun],
-                                                            reference_dir) -> None:
-    run = _ok(example_runs["boamps_example.py"])
+def _boamps_example_report(run: ExampleRun) -> tuple[Path, dict]:
     (report_path,) = run.output_dir.glob("boamps_report_*.json")
+    return report_path, json.loads(report_path.read_text())
+
+
+def test_boamps_example_report_validates(example_runs: dict[str, ExampleRun]) -> None:
+    run = _ok(example_runs["boamps_example.py"])
+    report_path, report = _boamps_example_report(run)
     assert str(report_path.resolve()) in run.stdout
-    report = json.loads(report_path.read_text())
     context = json.loads((EXAMPLES_DIR / "boamps_context.json").read_text())
     # the context file's facts are in the report
     assert report["task"]["taskFamily"] == context["task"]["taskFamily"]
@@ -97,20 +102,17 @@ def test_boamps_example_report_validates_against_the_schema(example_runs: dict[s
     # ... and the measured ones
     rows = read_emissions(run.output_dir / "emissions.csv")
     assert report["measures"][0]["powerConsumption"] == pytest.approx(rows.iloc[-1]["energy_consumed"])
-    jsonschema = pytest.importorskip("jsonschema")
-    referencing = pytest.importorskip("referencing")
-    from referencing.jsonschema import DRAFT4
-
-    boamps = reference_dir / "boamps"
-    schemas = {name: json.loads((boamps / f"{name}_schema.json").read_text())
-               for name in ("report", "algorithm", "dataset", "hardware", "measure")}
-    registry = referencing.Registry().with_resources(
-        (schema["id"], DRAFT4.create_resource(schema)) for schema in schemas.values()
-    )
-    validator = jsonschema.Draft4Validator(schemas["report"], registry=registry)
-    errors = sorted(str(e.message) for e in validator.iter_errors(report))
-    assert errors == []
+    assert validate_report(report) == []
     assert "validates against the BoAmps 1.1 required fields: yes" in run.stdout
+
+
+def test_boamps_example_report_matches_the_official_schema(example_runs: dict[str, ExampleRun],
+                                                          boamps_validator) -> None:
+    """Reference: the example's report, against the official BoAmps 1.1 schemas."""
+    from boamps_checks import schema_errors
+
+    _, report = _boamps_example_report(_ok(example_runs["boamps_example.py"]))
+    assert schema_errors(boamps_validator, report) == []
 
 
 def test_prometheus_example_pushes_to_a_gateway(example_runs: dict[str, ExampleRun]) -> None:

@@ -5,10 +5,8 @@ import logging
 from pathlib import Path
 
 import pytest
-from jsonschema import Draft4Validator
+from boamps_checks import schema_errors
 from output_records import make_total
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT4
 
 from codecarbon_callbacks import (
     BoAmpsAlgorithm,
@@ -19,27 +17,6 @@ from codecarbon_callbacks import (
     BoAmpsTask,
 )
 from codecarbon_callbacks.output.boamps import validate_report
-
-SCHEMA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "boamps"
-
-
-@pytest.fixture(scope="module")
-def validator() -> Draft4Validator:
-    if not SCHEMA_DIR.is_dir():
-        pytest.skip(f"BoAmps schemas not found at {SCHEMA_DIR}")
-    schemas = {
-        name: json.loads((SCHEMA_DIR / f"{name}_schema.json").read_text())
-        for name in ("report", "algorithm", "dataset", "hardware", "measure")
-    }
-    registry = Registry().with_resources(
-        (schema["id"], Resource.from_contents(schema, default_specification=DRAFT4))
-        for schema in schemas.values()
-    )
-    return Draft4Validator(schemas["report"], registry=registry)
-
-
-def schema_errors(validator, report) -> list[str]:
-    return [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(report)]
 
 
 def full_task() -> BoAmpsTask:
@@ -65,7 +42,7 @@ def full_task() -> BoAmpsTask:
     )
 
 
-def test_report_with_task_validates_and_carries_the_run(tmp_path, validator):
+def report_with_task(tmp_path):
     total = make_total(
         energy_consumed=0.0123,
         duration=42.0,
@@ -80,10 +57,13 @@ def test_report_with_task_validates_and_carries_the_run(tmp_path, validator):
         header=BoAmpsHeader(publisher=BoAmpsPublisher(name="ACME", confidentiality_level="public")),
     )
     out.out(total, total)
-    path = tmp_path / f"boamps_report_{total.run_id}.json"
-    assert out.save_file_path == str(path)
-    report = json.loads(path.read_text())
-    assert schema_errors(validator, report) == []
+    return out, total, json.loads((tmp_path / f"boamps_report_{total.run_id}.json").read_text())
+
+
+def test_report_with_task_validates_and_carries_the_run(tmp_path):
+    out, total, report = report_with_task(tmp_path)
+    assert out.save_file_path == str(tmp_path / f"boamps_report_{total.run_id}.json")
+    assert validate_report(report) == []
     assert out.last_problems == []
     measure = report["measures"][0]
     assert measure["powerConsumption"] == pytest.approx(0.0123)
@@ -103,7 +83,7 @@ def test_report_with_task_validates_and_carries_the_run(tmp_path, validator):
     assert report["task"]["algorithms"][0]["parametersNumber"] == pytest.approx(0.0117)
 
 
-def test_without_task_still_written_with_warning_naming_fields(tmp_path, validator, caplog):
+def report_without_task(tmp_path):
     total = make_total(
         gpu_count=0,
         gpu_model="",
@@ -111,19 +91,21 @@ def test_without_task_still_written_with_warning_naming_fields(tmp_path, validat
         metadata={"components": [{"kind": "cpu", "method": "tdp_estimate"}]},
     )
     out = BoAmpsOutput(tmp_path)
+    out.out(total, total)
+    return out, json.loads(Path(out.save_file_path).read_text())
+
+
+def test_without_task_still_written_with_warning_naming_fields(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
-        out.out(total, total)
-    report = json.loads(Path(out.save_file_path).read_text())
+        out, report = report_without_task(tmp_path)
     assert "task" not in report
-    errors = schema_errors(validator, report)
-    assert errors and any("task" in e for e in errors)
     assert "missing required field task" in out.last_problems
     assert "missing required field task" in caplog.text
     assert all(c["componentType"] != "gpu" for c in report["infrastructure"]["components"])
     assert "gpuTrackingMode" not in report["measures"][0]
 
 
-def test_task_from_record_metadata_merged_under_user_task(tmp_path, validator):
+def report_with_framework_and_user_task(tmp_path):
     framework_task = {
         "taskStage": "training",
         "taskFamily": "set by framework",
@@ -144,8 +126,12 @@ def test_task_from_record_metadata_merged_under_user_task(tmp_path, validator):
     )
     out = BoAmpsOutput(tmp_path, task=user)
     out.out(total, total)
-    report = json.loads(Path(out.save_file_path).read_text())
-    assert schema_errors(validator, report) == []
+    return json.loads(Path(out.save_file_path).read_text())
+
+
+def test_task_from_record_metadata_merged_under_user_task(tmp_path):
+    report = report_with_framework_and_user_task(tmp_path)
+    assert validate_report(report) == []
     task = report["task"]
     assert task["taskFamily"] == "text classification"  # user wins
     assert task["taskStage"] == "training"  # from the framework
@@ -155,7 +141,7 @@ def test_task_from_record_metadata_merged_under_user_task(tmp_path, validator):
     assert task["dataset"][0]["shape"] == "(1000, 128)"
 
 
-def test_from_file_and_roundtrip(tmp_path, validator):
+def report_from_context_file(tmp_path):
     context = {
         "header": {
             "licensing": "CC-BY-4.0",
@@ -177,8 +163,12 @@ def test_from_file_and_roundtrip(tmp_path, validator):
     out = BoAmpsOutput.from_file(path, output_dir=tmp_path / "out")
     total = make_total(status="running")
     out.out(total, total)
-    report = json.loads(Path(out.save_file_path).read_text())
-    assert schema_errors(validator, report) == []
+    return context, json.loads(Path(out.save_file_path).read_text())
+
+
+def test_from_file_and_roundtrip(tmp_path):
+    context, report = report_from_context_file(tmp_path)
+    assert validate_report(report) == []
     assert report["quality"] == "medium"
     assert report["header"]["reportStatus"] == "draft"
     assert report["header"]["publisher"]["confidentialityLevel"] == "internal"
@@ -205,7 +195,8 @@ def test_bad_inputs_are_clear(tmp_path):
         BoAmpsOutput.from_file(tmp_path / "nope.json")
 
 
-def test_validate_report_agrees_with_jsonschema_on_enums(validator):
+def test_validate_report_agrees_with_the_official_schema_on_enums(boamps_validator):
+    """Reference: our own checks find what the official schema finds on a report with 3 errors."""
     report = {
         "task": {
             "taskStage": "t",
@@ -222,7 +213,7 @@ def test_validate_report_agrees_with_jsonschema_on_enums(validator):
         },
     }
     ours = validate_report(report)
-    assert len(ours) == 3 and len(schema_errors(validator, report)) == 3
+    assert len(ours) == 3 and len(schema_errors(boamps_validator, report)) == 3
     assert any("dataType" in p for p in ours) and any("averageUtilizationCpu" in p for p in ours)
     assert any("dataFormat='tensor'" in p and "other" in p for p in ours)
 
@@ -235,7 +226,7 @@ def test_unwritable_dir_never_raises(tmp_path):
     assert out.save_file_path is None
 
 
-def test_unknown_fields_from_record_metadata_are_dropped_not_fatal(tmp_path, validator, caplog):
+def report_with_unknown_metadata_fields(tmp_path):
     total = make_total()
     total.metadata["boamps_task"] = {
         **full_task().to_dict(),
@@ -243,9 +234,37 @@ def test_unknown_fields_from_record_metadata_are_dropped_not_fatal(tmp_path, val
         "algorithms": [{"framework": "keras", "seed": 1}],
     }
     out = BoAmpsOutput(tmp_path)
+    out.out(total, total)
+    return json.loads(Path(out.save_file_path).read_text())
+
+
+def test_unknown_fields_from_record_metadata_are_dropped_not_fatal(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
-        out.out(total, total)
-    report = json.loads(Path(out.save_file_path).read_text())
-    assert schema_errors(validator, report) == []
+        report = report_with_unknown_metadata_fields(tmp_path)
+    assert validate_report(report) == []
     assert report["task"]["algorithms"] == [{"framework": "keras"}]
     assert "gpuHours" in caplog.text and "algorithms[].seed" in caplog.text
+
+
+#: the reports the tests above write, for the one comparison with the official schemas
+VALID_REPORTS = {
+    "with_task": lambda tmp_path: report_with_task(tmp_path)[2],
+    "framework_and_user_task": report_with_framework_and_user_task,
+    "from_context_file": lambda tmp_path: report_from_context_file(tmp_path)[1],
+    "unknown_metadata_fields": report_with_unknown_metadata_fields,
+}
+
+
+@pytest.mark.parametrize("case", sorted(VALID_REPORTS))
+def test_reports_match_the_official_schema(case, tmp_path, boamps_validator):
+    """Reference: every report our checks accept, the official BoAmps 1.1 schemas accept too."""
+    report = VALID_REPORTS[case](tmp_path)
+    assert validate_report(report) == []
+    assert schema_errors(boamps_validator, report) == []
+
+
+def test_report_without_task_fails_the_official_schema_on_task(tmp_path, boamps_validator):
+    """Reference: a report without a task is written, and the official schema names the task."""
+    _, report = report_without_task(tmp_path)
+    errors = schema_errors(boamps_validator, report)
+    assert errors and any("task" in e for e in errors)

@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 
 from codecarbon_callbacks import EmissionsData, WindowRecord, read_emissions
-from codecarbon_callbacks.core.records import CODECARBON_COLUMNS, RUN_CSV_COLUMNS, WINDOW_CSV_COLUMNS
+from codecarbon_callbacks.core.records import (
+    CODECARBON_COLUMNS,
+    RUN_CSV_COLUMNS,
+    WINDOW_CSV_COLUMNS,
+)
 from codecarbon_callbacks.output.file import FileOutput
 
 

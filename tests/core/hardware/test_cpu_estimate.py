@@ -28,15 +28,22 @@ from codecarbon_callbacks.core.hardware.cpu_model import (
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / "codecarbon_callbacks" / "core" / "data"
-SOURCE = REPO.parent / "shared" / "reference" / "data" / "cpu_power.csv"
 
 
-def _source_rows() -> dict[str, str]:
-    with open(SOURCE, newline="", encoding="utf-8") as handle:
+def _bundled_rows() -> dict[str, str]:
+    """Our own table, read as plain CSV: normalised model -> TDP in W."""
+    with open(DATA / "cpu_tdp.csv", newline="", encoding="utf-8") as handle:
+        lines = [line for line in handle if not line.startswith("#")]
+    return {row["model"]: row["tdp_w"] for row in csv.DictReader(lines)}
+
+
+def _source_rows(reference_dir: Path) -> dict[str, str]:
+    """The reference copy of CodeCarbon's cpu_power.csv: table name -> TDP in W."""
+    with open(reference_dir / "data" / "cpu_power.csv", newline="", encoding="utf-8") as handle:
         return {row["Name"]: row["TDP"] for row in csv.DictReader(handle)}
 
 
-@pytest.mark.parametrize(
+REAL_MODEL_NAMES = pytest.mark.parametrize(
     ("cpuinfo_name", "table_name"),
     [
         ("Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz", "Intel Xeon Gold 6248"),
@@ -49,12 +56,21 @@ def _source_rows() -> dict[str, str]:
         ("Apple M1", "Apple M1"),
     ],
 )
+
+
+@REAL_MODEL_NAMES
 def test_real_model_names_match_the_table_row(cpuinfo_name, table_name):
-    source = _source_rows()
     match = lookup_tdp_w(cpuinfo_name)
     assert match is not None
     assert match[0] == normalize_cpu_model(table_name)
-    assert match[1] == pytest.approx(float(source[table_name]))
+    assert match[1] == pytest.approx(float(_bundled_rows()[match[0]]))
+
+
+@REAL_MODEL_NAMES
+def test_bundled_tdp_is_the_source_tdp(cpuinfo_name, table_name, reference_dir):
+    """Reference: the TDP we bundle for a real model is the source table's figure."""
+    bundled = _bundled_rows()[normalize_cpu_model(table_name)]
+    assert float(bundled) == pytest.approx(float(_source_rows(reference_dir)[table_name]))
 
 
 def test_token_match_for_variants_not_in_the_table():
@@ -95,7 +111,6 @@ def test_normalisation():
 
 def test_bundled_table_is_ours_and_clean():
     text = (DATA / "cpu_tdp.csv").read_text(encoding="utf-8")
-    assert text != SOURCE.read_text(encoding="utf-8")
     rows = [line.split(",") for line in text.splitlines() if line and not line.startswith("#")]
     assert rows[0] == ["model", "tdp_w"]
     values = [float(tdp) for _, tdp in rows[1:]]
@@ -110,11 +125,14 @@ def test_bundled_table_is_ours_and_clean():
     assert "MIT" in provenance and "b05965e43b690cdc53787c7577adbe6e2caf4ed9" in provenance
 
 
-@pytest.mark.skipif(not SOURCE.exists(), reason="needs ../shared/reference")
-def test_build_script_reproduces_the_bundled_file(tmp_path):
+def test_build_script_reproduces_the_bundled_file(tmp_path, reference_dir):
+    """Reference: the bundled table is built from the source (not a copy of it), reproducibly."""
+    source = reference_dir / "data" / "cpu_power.csv"
+    assert (DATA / "cpu_tdp.csv").read_text(encoding="utf-8") != source.read_text(encoding="utf-8")
     target = tmp_path / "cpu_tdp.csv"
     subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "build_cpu_tdp.py"), "--target", str(target)],
+        [sys.executable, str(REPO / "scripts" / "build_cpu_tdp.py"), "--source", str(source),
+         "--target", str(target)],
         check=True,
         capture_output=True,
     )

@@ -1,11 +1,10 @@
 """Offline lookups: codes in any form, sub-national regions, cloud regions, forced values,
-precedence, and errors that name the parameter. Expected values come from the bundled tables
-(whose agreement with ../shared/reference test_intensity_data checks) or from the reference."""
+precedence, and errors that name the parameter. Expected values come from the bundled data files,
+read here as plain CSV (their agreement with the public sources is test_intensity_data's job)."""
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from pathlib import Path
 
@@ -27,36 +26,44 @@ def country_g(iso3: str) -> float:
     return intensity_tables().countries[iso3].g_per_kwh
 
 
-@pytest.fixture
-def reference_countries(reference_dir: Path) -> dict[str, dict[str, str]]:
-    with open(reference_dir / "data" / "country_carbon_intensity.csv", newline="") as f:
-        return {row["iso_code"]: row for row in csv.DictReader(f)}
+DATA_DIR = Path(intensity_tables.__code__.co_filename).resolve().parents[1] / "data"
+
+
+def bundled_rows(name: str) -> list[dict[str, str]]:
+    """One of the package's own data files, read as plain CSV (its ``#`` header lines skipped)."""
+    with open(DATA_DIR / name, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(line for line in handle if not line.startswith("#")))
+
+
+@pytest.fixture(scope="module")
+def bundled_countries() -> dict[str, dict[str, str]]:
+    return {row["iso3"]: row for row in bundled_rows("intensity_countries.csv")}
 
 
 # --- countries -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("code", ["FRA", "fra", "Fra", "FR", "fr", " fr ", "France", "france"])
-def test_country_any_form(code: str, reference_countries: dict[str, dict[str, str]]) -> None:
+def test_country_any_form(code: str, bundled_countries: dict[str, dict[str, str]]) -> None:
     result = resolve_offline(country_iso_code=code)
-    ref = reference_countries["FRA"]
+    ref = bundled_countries["FRA"]
     assert result.country_iso_code == "FRA"
     assert result.country_name == "France"
-    assert result.g_per_kwh == pytest.approx(float(ref["carbon_intensity_elec_g_per_kwh"]))
+    assert result.g_per_kwh == pytest.approx(float(ref["g_per_kwh"]))
     assert result.year == int(ref["year"])
     assert result.source == f"country:FRA (OWID {ref['year']})"
     assert not result.on_cloud and result.cloud_provider is None
 
 
-def test_every_reference_country_resolves_by_alpha3_and_alpha2(
-        reference_countries: dict[str, dict[str, str]]) -> None:
-    tables = intensity_tables()
-    for iso3, ref in reference_countries.items():
+def test_every_bundled_country_resolves_by_alpha3_and_alpha2(
+        bundled_countries: dict[str, dict[str, str]]) -> None:
+    assert len(bundled_countries) > 200
+    for iso3, ref in bundled_countries.items():
         if iso3 == "WORLD":
             continue
-        expected = float(ref["carbon_intensity_elec_g_per_kwh"])
+        expected = float(ref["g_per_kwh"])
         assert resolve_offline(country_iso_code=iso3.lower()).g_per_kwh == pytest.approx(expected)
-        iso2 = tables.countries[iso3].iso2
+        iso2 = ref["iso2"]
         by_2 = resolve_offline(country_2letter_iso_code=iso2)
         assert by_2.country_iso_code == iso3 and by_2.g_per_kwh == pytest.approx(expected)
 
@@ -74,15 +81,15 @@ def test_country_iso_code_wins_over_conflicting_2letter(caplog: pytest.LogCaptur
 
 
 def test_known_country_without_data_gets_world_average_with_warning(
-        caplog: pytest.LogCaptureFixture, reference_countries: dict[str, dict[str, str]]) -> None:
-    assert "ATA" not in reference_countries and is_known_country("ATA")
+        caplog: pytest.LogCaptureFixture, bundled_countries: dict[str, dict[str, str]]) -> None:
+    assert "ATA" not in bundled_countries and is_known_country("ATA")
     assert not has_country_data("ATA")
     with caplog.at_level(logging.WARNING):
         result = resolve_offline(country_iso_code="aq")  # Antarctica
     assert result.source == "world_average"
     assert result.country_iso_code == "ATA"
     assert result.g_per_kwh == pytest.approx(
-        float(reference_countries["WORLD"]["carbon_intensity_elec_g_per_kwh"]))
+        float(bundled_countries["WORLD"]["g_per_kwh"]))
     assert "ATA" in caplog.text and "world average" in caplog.text
 
 
@@ -104,13 +111,14 @@ def test_is_known_country() -> None:
 
 
 @pytest.mark.parametrize("region", ["CA", "ca", "California", "CALIFORNIA", " california "])
-def test_us_state(region: str, reference_dir: Path) -> None:
-    usa = json.loads((reference_dir / "data" / "codecarbon" / "usa_emissions.json").read_text())
+def test_us_state(region: str) -> None:
+    (california,) = [row for row in bundled_rows("intensity_regions.csv")
+                     if row["country_iso3"] == "USA" and row["region_code"] == "CA"]
     result = resolve_offline(country_iso_code="USA", region=region)
     assert result.source == "region:USA-CA"
     assert result.region == "california"
     assert result.country_iso_code == "USA"
-    assert result.g_per_kwh == pytest.approx(usa["california"]["emissions"] * 0.453592, abs=5e-4)
+    assert result.g_per_kwh == pytest.approx(float(california["g_per_kwh"]))
     assert result.g_per_kwh != pytest.approx(country_g("USA"))
 
 
@@ -144,17 +152,16 @@ def test_known_regions() -> None:
 # --- cloud ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def reference_cloud(reference_dir: Path) -> list[dict[str, str]]:
-    with open(reference_dir / "data" / "cloud_region_intensity.csv", newline="") as f:
-        return list(csv.DictReader(f))
+@pytest.fixture(scope="module")
+def bundled_cloud() -> list[dict[str, str]]:
+    return bundled_rows("cloud_regions.csv")
 
 
 @pytest.mark.parametrize("provider,region", [("aws", "eu-west-3"), ("aws", "us-east-1"),
                                              ("azure", "westeurope"), ("azure", "francecentral")])
 def test_aws_azure_regions(provider: str, region: str,
-                           reference_cloud: list[dict[str, str]]) -> None:
-    ref = next(r for r in reference_cloud if r["provider"] == provider and r["region"] == region
+                           bundled_cloud: list[dict[str, str]]) -> None:
+    ref = next(r for r in bundled_cloud if r["provider"] == provider and r["region"] == region
                and r["dataset"] == "ccf_default_grid")
     result = resolve_offline(cloud_provider=provider, cloud_region=region)
     assert result.on_cloud and result.cloud_provider == provider and result.cloud_region == region
@@ -163,10 +170,8 @@ def test_aws_azure_regions(provider: str, region: str,
     assert result.source == f"cloud:{provider}:{region} (CCF grid factor)"
 
 
-def test_gcp_region_is_google_latest(reference_cloud: list[dict[str, str]]) -> None:
-    rows = [r for r in reference_cloud if r["region"] == "europe-west9"
-            and r["dataset"] == "google_region_carbon_info"]
-    latest = max(rows, key=lambda r: int(r["year"]))
+def test_gcp_region_is_google_latest(bundled_cloud: list[dict[str, str]]) -> None:
+    (latest,) = [r for r in bundled_cloud if r["provider"] == "gcp" and r["region"] == "europe-west9"]
     result = resolve_offline(cloud_provider="GCP", cloud_region="europe-west9")
     assert result.g_per_kwh == pytest.approx(float(latest["g_per_kwh"]))
     assert result.year == int(latest["year"])
