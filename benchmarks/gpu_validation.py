@@ -329,7 +329,7 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
 
     fallbacks: dict[str, Any] = {}
     try:
-        from codecarbon_callbacks.core.hardware.nvml import NvmlGpu
+        from codecarbon_callbacks_core.hardware.nvml import NvmlGpu
 
         for label, instant in (("instant", True), ("usage", False)):
             gpu = NvmlGpu(NvmlWithout(nvml, instant_field=instant), nvml_index, cuda_index=cuda_index)

@@ -79,7 +79,7 @@ def _fakes() -> Any:
 
 def _gpu(*, energy_counter: bool = True, instant_field: bool = True) -> tuple[Any, Any, Any]:
     """A fake H200 replaying the trace, and our component on it. Returns (gpu, nvml, clock)."""
-    from codecarbon_callbacks.core.hardware.nvml import detect_nvml
+    from codecarbon_callbacks_core.hardware.nvml import detect_nvml
 
     fake = _fakes()
     clock = fake.VirtualClock()

@@ -1,1 +1,5 @@
-__version__ = "0.1.0"
+"""The version of codecarbon-callbacks: always the core's (the two distributions move together)."""
+
+from codecarbon_callbacks_core._version import __version__
+
+__all__ = ["__version__"]

@@ -105,8 +105,7 @@ def load_reports(paths: Iterable[str | os.PathLike[str]]) -> Reports:
         CliError: a path does not exist, or no report is found.
     """
     import pandas as pd
-
-    from codecarbon_callbacks.output.file import read_emissions
+    from codecarbon_callbacks_core.output.file import read_emissions
 
     reports = Reports()
     run_frames: list[pd.DataFrame] = []
@@ -543,7 +542,7 @@ def _location_arguments(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _resolve_detect_config(args: argparse.Namespace) -> Any:
-    from codecarbon_callbacks.core.config import resolve_config
+    from codecarbon_callbacks_core.config import resolve_config
 
     arguments = _location_arguments(args)
     for key in ("tracking_mode", "gpu_ids", "force_cpu_power", "force_ram_power"):
@@ -559,7 +558,7 @@ def _resolve_detect_config(args: argparse.Namespace) -> Any:
 
 
 def _intensity_report(config: Any, online: bool, timeout_s: float) -> dict[str, Any]:
-    from codecarbon_callbacks.core.intensity.lookup import UnknownLocationError, resolve_offline
+    from codecarbon_callbacks_core.intensity.lookup import UnknownLocationError, resolve_offline
 
     location = {
         "country_iso_code": config.country_iso_code or config.country_2letter_iso_code,
@@ -571,7 +570,7 @@ def _intensity_report(config: Any, online: bool, timeout_s: float) -> dict[str, 
     forced = config.force_carbon_intensity_g_co2e_kwh
     note = ""
     if online:
-        from codecarbon_callbacks.core.intensity.online import LocationLookup
+        from codecarbon_callbacks_core.intensity.online import LocationLookup
 
         lookup = LocationLookup(
             electricitymaps_api_token=config.electricitymaps_api_token,
@@ -583,7 +582,7 @@ def _intensity_report(config: Any, online: bool, timeout_s: float) -> dict[str, 
         if lookup.failure:
             note = f"online lookup failed ({lookup.failure}); fallback used"
     else:
-        quiet = logging.getLogger("codecarbon_callbacks.core.intensity")
+        quiet = logging.getLogger("codecarbon_callbacks_core.intensity")
         level = quiet.level
         if not has_location:  # the note below says it, with the fix
             quiet.setLevel(logging.ERROR)
@@ -615,7 +614,7 @@ def _intensity_report(config: Any, online: bool, timeout_s: float) -> dict[str, 
 def cmd_detect(args: argparse.Namespace, out: TextIO) -> int:
     config = _resolve_detect_config(args)
     try:
-        from codecarbon_callbacks.core.hardware import detect_for_config
+        from codecarbon_callbacks_core.hardware import detect_for_config
     except ImportError as e:
         raise CliError(f"hardware detection is not available in this installation ({e})") from None
     components, notes = detect_for_config(config)
@@ -806,7 +805,7 @@ def cmd_monitor(args: argparse.Namespace, out: TextIO) -> int:
     if shutil.which(command[0]) is None:
         why = "not executable" if os.path.exists(command[0]) else "not found"
         raise CliError(f"cannot run {command[0]!r}: {why}")
-    from codecarbon_callbacks.core.tracker import EmissionsTracker, OfflineEmissionsTracker
+    from codecarbon_callbacks_core.tracker import EmissionsTracker, OfflineEmissionsTracker
 
     kwargs = _tracker_kwargs(args)
     offline = bool(kwargs.get("country_iso_code") or kwargs.get("cloud_provider")) or args.offline
@@ -870,7 +869,7 @@ def cmd_monitor(args: argparse.Namespace, out: TextIO) -> int:
             f"{data.emissions * 1000:.4g} g CO2eq at {data.carbon_intensity_g_per_kwh:.4g} g/kWh "
             f"({data.carbon_intensity_source}); run {data.run_id}\n"
         )
-        from codecarbon_callbacks.output.base import OutputMethod
+        from codecarbon_callbacks_core.output.base import OutputMethod
 
         if OutputMethod.CSV in tracker.config.output_methods:
             path = Path(tracker.config.output_dir) / tracker.config.output_file
@@ -939,10 +938,10 @@ def _monitor_rich(child: subprocess.Popen[bytes], tracker: Any, started: float, 
 
 def cmd_resend(args: argparse.Namespace, out: TextIO) -> int:
     try:
-        from codecarbon_callbacks.output.spool import SPOOL_DIRNAME, Spool, resend_spool
+        from codecarbon_callbacks_core.output.spool import SPOOL_DIRNAME, Spool, resend_spool
     except ImportError as e:
         raise CliError(f"the spool is not available in this installation ({e})") from None
-    from codecarbon_callbacks.core.config import resolve_config
+    from codecarbon_callbacks_core.config import resolve_config
 
     output_dir = Path(args.output_dir)
     if not output_dir.is_dir():
@@ -1122,7 +1121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.gpu_ids = _gpu_ids(args.gpu_ids)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format=f"{PROG}: %(levelname)s: %(message)s")
-    from codecarbon_callbacks.core.config import ConfigError
+    from codecarbon_callbacks_core.config import ConfigError
 
     try:
         return int(args.handler(args, sys.stdout))

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from codecarbon_callbacks.core.records import EmissionsData, WindowRecord
+from codecarbon_callbacks_core.records import EmissionsData, WindowRecord
 
 logger = logging.getLogger(__name__)
 

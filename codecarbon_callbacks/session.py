@@ -583,7 +583,7 @@ class EmissionsSession:
     def _new_tracker(
         self, components: Sequence[Any] | None = None, *, shares_machine: bool = False
     ) -> Any:
-        from codecarbon_callbacks.core.tracker import EmissionsTracker, OfflineEmissionsTracker
+        from codecarbon_callbacks_core.tracker import EmissionsTracker, OfflineEmissionsTracker
 
         offline = any(self.tracker_kwargs.get(k) for k in _OFFLINE_KEYS)
         cls = OfflineEmissionsTracker if offline else EmissionsTracker
@@ -704,8 +704,9 @@ class EmissionsSession:
         ``gpu_ids`` given: those (a rank driving several GPUs says so); a GPU that several ranks
         offer is still measured once (:func:`distributed.assign_ranks`).
         """
+        from codecarbon_callbacks_core.hardware import detect_for_config
+
         from codecarbon_callbacks import distributed
-        from codecarbon_callbacks.core.hardware import detect_for_config
 
         gpu_ids = getattr(config, "gpu_ids", None)
         if gpu_ids is None:

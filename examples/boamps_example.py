@@ -17,9 +17,9 @@ import json
 from pathlib import Path
 
 from _common import parse_args, print_report
+from codecarbon_callbacks_core.output.boamps import validate_report
 
 from codecarbon_callbacks import BoAmpsOutput, OfflineEmissionsTracker
-from codecarbon_callbacks.output.boamps import validate_report
 
 HERE = Path(__file__).resolve().parent
 

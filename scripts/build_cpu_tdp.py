@@ -1,4 +1,4 @@
-"""Build codecarbon_callbacks/core/data/cpu_tdp.csv from CodeCarbon's cpu_power.csv.
+"""Build core/codecarbon_callbacks_core/data/cpu_tdp.csv from CodeCarbon's cpu_power.csv.
 
 Usage (from the repository root):
     python scripts/build_cpu_tdp.py [--source ../shared/reference/data/cpu_power.csv]
@@ -22,12 +22,12 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "core"))
 
-from codecarbon_callbacks.core.hardware.cpu_model import normalize_cpu_model
+from codecarbon_callbacks_core.hardware.cpu_model import normalize_cpu_model
 
 DEFAULT_SOURCE = REPO.parent / "shared" / "reference" / "data" / "cpu_power.csv"
-TARGET = REPO / "codecarbon_callbacks" / "core" / "data" / "cpu_tdp.csv"
+TARGET = REPO / "core" / "codecarbon_callbacks_core" / "data" / "cpu_tdp.csv"
 _RANGE = re.compile(r"^(\d+)\.(\d+\.\d+)$")
 
 

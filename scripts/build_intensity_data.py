@@ -2,7 +2,7 @@
 """Build the bundled carbon-intensity data files from the reference data.
 
 Reads ``../shared/reference/data`` (relative to the repository root) and writes our own compact
-files into ``codecarbon_callbacks/core/data/``:
+files into ``core/codecarbon_callbacks_core/data/``:
 
 * ``country_codes.csv``        ISO 3166-1 alpha-2 <-> alpha-3 <-> name for every country
                                (from ``pycountry``, needed only by this script) plus Kosovo (XK/XKX)
@@ -35,7 +35,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REFERENCE_DIR = REPO_ROOT.parent / "shared" / "reference" / "data"
-DEFAULT_OUT_DIR = REPO_ROOT / "codecarbon_callbacks" / "core" / "data"
+DEFAULT_OUT_DIR = REPO_ROOT / "core" / "codecarbon_callbacks_core" / "data"
 
 OWID_ATTRIBUTION = (
     "Our World in Data, Energy dataset (based on Ember and Energy Institute Statistical Review "

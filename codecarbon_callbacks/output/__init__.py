@@ -11,21 +11,21 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS: dict[str, tuple[str, str]] = {
-    "BaseOutput": ("codecarbon_callbacks.output.base", "BaseOutput"),
-    "OutputMethod": ("codecarbon_callbacks.output.base", "OutputMethod"),
-    "EmissionsData": ("codecarbon_callbacks.core.records", "EmissionsData"),
-    "WindowRecord": ("codecarbon_callbacks.core.records", "WindowRecord"),
-    "FileOutput": ("codecarbon_callbacks.output.file", "FileOutput"),
-    "LoggerOutput": ("codecarbon_callbacks.output.logger", "LoggerOutput"),
-    "PrometheusOutput": ("codecarbon_callbacks.output.prometheus", "PrometheusOutput"),
-    "LogfireOutput": ("codecarbon_callbacks.output.logfire_output", "LogfireOutput"),
-    "BoAmpsOutput": ("codecarbon_callbacks.output.boamps", "BoAmpsOutput"),
-    "WebhookOutput": ("codecarbon_callbacks.output.webhook", "WebhookOutput"),
+    "BaseOutput": ("codecarbon_callbacks_core.output.base", "BaseOutput"),
+    "OutputMethod": ("codecarbon_callbacks_core.output.base", "OutputMethod"),
+    "EmissionsData": ("codecarbon_callbacks_core.records", "EmissionsData"),
+    "WindowRecord": ("codecarbon_callbacks_core.records", "WindowRecord"),
+    "FileOutput": ("codecarbon_callbacks_core.output.file", "FileOutput"),
+    "LoggerOutput": ("codecarbon_callbacks_core.output.logger", "LoggerOutput"),
+    "PrometheusOutput": ("codecarbon_callbacks_core.output.prometheus", "PrometheusOutput"),
+    "LogfireOutput": ("codecarbon_callbacks_core.output.logfire_output", "LogfireOutput"),
+    "BoAmpsOutput": ("codecarbon_callbacks_core.output.boamps", "BoAmpsOutput"),
+    "WebhookOutput": ("codecarbon_callbacks_core.output.webhook", "WebhookOutput"),
     # CodeCarbon's name for the webhook output
-    "HTTPOutput": ("codecarbon_callbacks.output.webhook", "WebhookOutput"),
-    "CodeCarbonAPIOutput": ("codecarbon_callbacks.output.api", "CodeCarbonAPIOutput"),
-    "resend_spool": ("codecarbon_callbacks.output.spool", "resend_spool"),
-    "create_output": ("codecarbon_callbacks.output.registry", "create_output"),
+    "HTTPOutput": ("codecarbon_callbacks_core.output.webhook", "WebhookOutput"),
+    "CodeCarbonAPIOutput": ("codecarbon_callbacks_core.output.api", "CodeCarbonAPIOutput"),
+    "resend_spool": ("codecarbon_callbacks_core.output.spool", "resend_spool"),
+    "create_output": ("codecarbon_callbacks_core.output.registry", "create_output"),
 }
 
 __all__ = [
@@ -46,18 +46,18 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from codecarbon_callbacks.core.records import EmissionsData, WindowRecord
-    from codecarbon_callbacks.output.api import CodeCarbonAPIOutput
-    from codecarbon_callbacks.output.base import BaseOutput, OutputMethod
-    from codecarbon_callbacks.output.boamps import BoAmpsOutput
-    from codecarbon_callbacks.output.file import FileOutput
-    from codecarbon_callbacks.output.logfire_output import LogfireOutput
-    from codecarbon_callbacks.output.logger import LoggerOutput
-    from codecarbon_callbacks.output.prometheus import PrometheusOutput
-    from codecarbon_callbacks.output.registry import create_output
-    from codecarbon_callbacks.output.spool import resend_spool
-    from codecarbon_callbacks.output.webhook import WebhookOutput
-    from codecarbon_callbacks.output.webhook import WebhookOutput as HTTPOutput
+    from codecarbon_callbacks_core.output.api import CodeCarbonAPIOutput
+    from codecarbon_callbacks_core.output.base import BaseOutput, OutputMethod
+    from codecarbon_callbacks_core.output.boamps import BoAmpsOutput
+    from codecarbon_callbacks_core.output.file import FileOutput
+    from codecarbon_callbacks_core.output.logfire_output import LogfireOutput
+    from codecarbon_callbacks_core.output.logger import LoggerOutput
+    from codecarbon_callbacks_core.output.prometheus import PrometheusOutput
+    from codecarbon_callbacks_core.output.registry import create_output
+    from codecarbon_callbacks_core.output.spool import resend_spool
+    from codecarbon_callbacks_core.output.webhook import WebhookOutput
+    from codecarbon_callbacks_core.output.webhook import WebhookOutput as HTTPOutput
+    from codecarbon_callbacks_core.records import EmissionsData, WindowRecord
 
 
 def __getattr__(name: str) -> Any:

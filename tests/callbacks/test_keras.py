@@ -23,8 +23,9 @@ from callbacks.checks import (
 keras = pytest.importorskip("keras")
 np = pytest.importorskip("numpy")
 
+from codecarbon_callbacks_core.output.boamps import validate_report
+
 from codecarbon_callbacks.keras import EmissionsCallback
-from codecarbon_callbacks.output.boamps import validate_report
 
 N_SAMPLES = 256
 

@@ -19,12 +19,12 @@ from callbacks.checks import (
 pl = pytest.importorskip("lightning.pytorch")
 torch = pytest.importorskip("torch")
 
+from codecarbon_callbacks_core.output.boamps import validate_report
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from codecarbon_callbacks.lightning import EmissionsCallback
-from codecarbon_callbacks.output.boamps import validate_report
 
 N_SAMPLES, BATCH = 256, 32
 

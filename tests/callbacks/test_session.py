@@ -10,8 +10,8 @@ import time
 import pytest
 from boamps_checks import schema_errors
 from callbacks.checks import boamps_report, check_tiling, read_runs, read_windows
+from codecarbon_callbacks_core.output.boamps import validate_report
 
-from codecarbon_callbacks.output.boamps import validate_report
 from codecarbon_callbacks.session import (
     EmissionsSession,
     dataset_info,

@@ -19,6 +19,7 @@ from callbacks.checks import (
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from codecarbon_callbacks_core.output.boamps import validate_report
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
@@ -29,7 +30,6 @@ from transformers import (
     TrainingArguments,
 )
 
-from codecarbon_callbacks.output.boamps import validate_report
 from codecarbon_callbacks.transformers import EmissionsCallback
 
 N_TRAIN, N_EVAL, SEQ, BATCH = 64, 32, 16, 16

@@ -14,8 +14,7 @@ from typing import ClassVar
 
 import pytest
 from cli.conftest import CPU_W, GPU_W, RAM_W, run_cli
-
-from codecarbon_callbacks.output.file import read_emissions
+from codecarbon_callbacks_core.output.file import read_emissions
 
 TOTAL_W = CPU_W + GPU_W + RAM_W
 NUMBER = r"[0-9.]+(?:e[+-]?[0-9]+)?"
@@ -164,7 +163,7 @@ def test_report_errors_are_one_line(reports_dir: tuple[Path, list[str]], tmp_pat
 
 def test_report_reads_a_codecarbon_file(tmp_path: Path) -> None:
     """A file CodeCarbon wrote (its columns only) is summarised too."""
-    from codecarbon_callbacks.core.records import CODECARBON_COLUMNS
+    from codecarbon_callbacks_core.records import CODECARBON_COLUMNS
 
     row = {c: "" for c in CODECARBON_COLUMNS}
     row.update(timestamp="2025-01-01T00:00:10", project_name="cc", run_id="cc-run", duration="10",
@@ -192,7 +191,7 @@ def test_detect_json(tmp_path: Path) -> None:
     intensity = payload["carbon_intensity"]
     assert intensity["source"].startswith("country:FRA")
     assert intensity["country_iso_code"] == "FRA"
-    from codecarbon_callbacks.core.intensity import resolve_offline
+    from codecarbon_callbacks_core.intensity import resolve_offline
 
     assert intensity["g_per_kwh"] == pytest.approx(resolve_offline(country_iso_code="FRA").g_per_kwh)
     assert isinstance(payload["suggestions"], list) and isinstance(payload["notes"], list)
@@ -348,7 +347,7 @@ def receiver():
 def _spool_in_dead_process(output_dir: Path, endpoint: str, n: int) -> None:
     """Entries written by a process that has exited, as after a crash: anyone may take them."""
     code = (
-        "import sys; from codecarbon_callbacks.output.spool import Spool\n"
+        "import sys; from codecarbon_callbacks_core.output.spool import Spool\n"
         f"spool = Spool({str(output_dir)!r})\n"
         f"for i in range({n}): spool.put('webhook', {endpoint!r}, {{'record': i}}, record_id=f'r{{i}}')\n"
     )
@@ -381,7 +380,7 @@ def test_resend_endpoint_down_keeps_records(tmp_path: Path) -> None:
     result = run_cli("resend", str(output), "--timeout", "1", cwd=tmp_path)
     assert result.returncode == 1
     assert "2 record(s) could not be delivered" in _one_error_line(result)
-    from codecarbon_callbacks.output.spool import Spool
+    from codecarbon_callbacks_core.output.spool import Spool
 
     assert len(Spool(str(output)).entries()) == 2
 

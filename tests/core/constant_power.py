@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from codecarbon_callbacks.core.hardware.base import Component, MeasurementMethod
+from codecarbon_callbacks_core.hardware.base import Component, MeasurementMethod
 
 
 class ConstantPowerComponent(Component):

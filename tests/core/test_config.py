@@ -8,9 +8,9 @@ import warnings
 from pathlib import Path
 
 import pytest
+from codecarbon_callbacks_core.config import read_config_files, resolve_config
 
 from codecarbon_callbacks import ConfigError, OfflineEmissionsTracker, OutputMethod
-from codecarbon_callbacks.core.config import read_config_files, resolve_config
 
 
 def _files(tmp_path: Path, local: str | None = None, home: str | None = None):
@@ -179,7 +179,7 @@ def test_offline_location_errors(tmp_path: Path, arguments: dict, named: str) ->
 
 def test_log_level_applies_to_package_logger(tmp_path: Path) -> None:
     OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path), log_level="error")
-    assert logging.getLogger("codecarbon_callbacks").level == logging.ERROR
+    assert logging.getLogger("codecarbon_callbacks_core").level == logging.ERROR
     OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path), log_level="info")
 
 

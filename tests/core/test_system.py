@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import psutil
 import pytest
-
-from codecarbon_callbacks.core.system import cpu_times, logical_cpu_count, total_ram_bytes
+from codecarbon_callbacks_core.system import cpu_times, logical_cpu_count, total_ram_bytes
 
 
 def test_cpu_times_agree_with_psutil() -> None:
@@ -42,7 +41,7 @@ def test_start_and_edges_do_not_import_psutil(tmp_path) -> None:
 
 
 def test_memory_readings_agree_with_psutil() -> None:
-    from codecarbon_callbacks.core.system import memory_used_bytes, process_rss_bytes
+    from codecarbon_callbacks_core.system import memory_used_bytes, process_rss_bytes
 
     used, total = memory_used_bytes()
     vm = psutil.virtual_memory()

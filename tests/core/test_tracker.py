@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from codecarbon_callbacks_core.records import RUN_CSV_COLUMNS, WINDOW_CSV_COLUMNS
 from core.constant_power import components
 
 from codecarbon_callbacks import (
@@ -22,7 +23,6 @@ from codecarbon_callbacks import (
     read_emissions,
     track_emissions,
 )
-from codecarbon_callbacks.core.records import RUN_CSV_COLUMNS, WINDOW_CSV_COLUMNS
 
 J_PER_KWH = 3.6e6
 FORCED_G_PER_KWH = 100.0
@@ -305,7 +305,7 @@ def test_open_run_with_several_gpu_counters_at_exit_is_written(tmp_path: Path) -
 import sys
 sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
 from codecarbon_callbacks import OfflineEmissionsTracker
-from codecarbon_callbacks.core.hardware.base import MeasurementMethod
+from codecarbon_callbacks_core.hardware.base import MeasurementMethod
 from core.constant_power import ConstantPowerComponent
 gpus = [ConstantPowerComponent("gpu", f"gpu:{{i}}", 300.0, method=MeasurementMethod.NVML_ENERGY)
         for i in range(2)]

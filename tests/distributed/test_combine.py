@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from codecarbon_callbacks_core.records import WindowRecord
 
-from codecarbon_callbacks.core.records import WindowRecord
 from codecarbon_callbacks.distributed import RankPlan, RecordCombiner, combine_records, plan_ranks
 
 
@@ -89,7 +89,7 @@ def _two_machine_host_records() -> list[dict]:
 
 
 def _combined_report(records: list[dict]) -> dict:
-    from codecarbon_callbacks.output.boamps import build_report
+    from codecarbon_callbacks_core.output.boamps import build_report
 
     template = WindowRecord(**{k: v for k, v in records[0].items() if k not in ("rank", "machine")})
     return build_report(combine_records(records, template),
@@ -97,7 +97,7 @@ def _combined_report(records: list[dict]) -> dict:
 
 
 def test_combined_record_counts_machines_in_its_columns_and_boamps_components() -> None:
-    from codecarbon_callbacks.output.boamps import build_report, validate_report
+    from codecarbon_callbacks_core.output.boamps import build_report, validate_report
 
     records = _two_machine_host_records()
     template = WindowRecord(**{k: v for k, v in records[0].items() if k not in ("rank", "machine")})

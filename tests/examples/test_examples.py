@@ -7,10 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from codecarbon_callbacks_core.output.boamps import validate_report
+from codecarbon_callbacks_core.output.file import read_emissions
 from examples.conftest import EPOCHS, EXAMPLES, EXAMPLES_DIR, ExampleRun
-
-from codecarbon_callbacks.output.boamps import validate_report
-from codecarbon_callbacks.output.file import read_emissions
 
 
 def _ok(run: ExampleRun) -> ExampleRun:
@@ -134,7 +133,7 @@ def test_prometheus_example_pushes_to_a_gateway(example_runs: dict[str, ExampleR
 
 def test_migrate_example_keeps_codecarbon_columns_and_tasks(example_runs: dict[str, ExampleRun]) -> None:
     run = _ok(example_runs["migrate_from_codecarbon.py"])
-    from codecarbon_callbacks.core.records import CODECARBON_COLUMNS
+    from codecarbon_callbacks_core.records import CODECARBON_COLUMNS
 
     header = (run.output_dir / "emissions.csv").read_text().splitlines()[0].split(",")
     assert tuple(header[: len(CODECARBON_COLUMNS)]) == CODECARBON_COLUMNS

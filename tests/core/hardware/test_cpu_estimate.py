@@ -9,17 +9,16 @@ import time
 from pathlib import Path
 
 import pytest
-
-from codecarbon_callbacks.core.hardware import detect_components
-from codecarbon_callbacks.core.hardware.base import MeasurementMethod
-from codecarbon_callbacks.core.hardware.cpu_estimate import (
+from codecarbon_callbacks_core.hardware import detect_components
+from codecarbon_callbacks_core.hardware.base import MeasurementMethod
+from codecarbon_callbacks_core.hardware.cpu_estimate import (
     IDLE_FRACTION,
     UNKNOWN_CPU_W_PER_THREAD,
     ConstantPowerComponent,
     CpuLoadComponent,
     logical_cpu_count,
 )
-from codecarbon_callbacks.core.hardware.cpu_model import (
+from codecarbon_callbacks_core.hardware.cpu_model import (
     load_tdp_table,
     lookup_tdp_w,
     normalize_cpu_model,
@@ -27,7 +26,7 @@ from codecarbon_callbacks.core.hardware.cpu_model import (
 )
 
 REPO = Path(__file__).resolve().parents[3]
-DATA = REPO / "codecarbon_callbacks" / "core" / "data"
+DATA = REPO / "core" / "codecarbon_callbacks_core" / "data"
 
 
 def _bundled_rows() -> dict[str, str]:

@@ -7,8 +7,7 @@ import sys
 import time
 
 import pytest
-
-from codecarbon_callbacks.core.hardware.cpu_estimate import CpuLoadComponent
+from codecarbon_callbacks_core.hardware.cpu_estimate import CpuLoadComponent
 
 
 @pytest.mark.skipif(not hasattr(os, "fork") or sys.platform != "linux", reason="fork on Linux")

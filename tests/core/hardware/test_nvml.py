@@ -10,19 +10,18 @@ import sys
 import time
 
 import pytest
-from fakes import fake_nvml
-from fakes.fake_nvml import FakeDevice, FakeNvml, RealClock, VirtualClock, h200_trace
-from fakes.replay import plain_counter_windows_j, replay, true_windows_j
-
-from codecarbon_callbacks.core.hardware import detect_components
-from codecarbon_callbacks.core.hardware import nvml as nvml_backend
-from codecarbon_callbacks.core.hardware.base import MeasurementMethod
-from codecarbon_callbacks.core.hardware.nvml import (
+from codecarbon_callbacks_core.hardware import detect_components
+from codecarbon_callbacks_core.hardware import nvml as nvml_backend
+from codecarbon_callbacks_core.hardware.base import MeasurementMethod
+from codecarbon_callbacks_core.hardware.nvml import (
     NvmlGpu,
     detect_nvml,
     read_energy_concurrently,
     select_devices,
 )
+from fakes import fake_nvml
+from fakes.fake_nvml import FakeDevice, FakeNvml, RealClock, VirtualClock, h200_trace
+from fakes.replay import plain_counter_windows_j, replay, true_windows_j
 
 UUIDS = [f"GPU-{i}{i}{i}{i}aaaa-0000-0000-0000-00000000000{i}" for i in range(4)]
 
@@ -435,7 +434,7 @@ def test_subprocess_gets_the_fake_from_the_environment(tmp_path):
     }
     code = (
         "import json, time\n"
-        "from codecarbon_callbacks.core.hardware import detect_components\n"
+        "from codecarbon_callbacks_core.hardware import detect_components\n"
         "components, notes = detect_components()\n"
         "gpus = [c for c in components if c.kind == 'gpu']\n"
         "print(json.dumps([[g.uuid, g.method.value] for g in gpus]))\n"
@@ -467,7 +466,7 @@ def test_component_protocol_is_honoured():
 
 def test_with_the_real_meter_threads_and_clock():
     """The sampler thread (power reads, counter watches) and edges on this thread, in real time."""
-    from codecarbon_callbacks.core.meter import Meter
+    from codecarbon_callbacks_core.meter import Meter
 
     clock = RealClock()
     devices = [
@@ -495,7 +494,7 @@ def test_with_the_real_meter_threads_and_clock():
 
 
 def test_phase_model_fit_is_robust_and_relocks():
-    from codecarbon_callbacks.core.hardware.nvml import _PhaseModel
+    from codecarbon_callbacks_core.hardware.nvml import _PhaseModel
 
     model = _PhaseModel()
     steps = [(k, 10.0 + 0.1 * k + (0.012 if k == 2 else 0.0005 * (-1) ** k)) for k in range(6)]
@@ -590,7 +589,7 @@ def test_edge_reads_still_work_when_the_pool_refuses_work(monkeypatch):
     open must read its GPUs anyway (found by the distributed tests: rank 0 wrote nothing)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from codecarbon_callbacks.core.hardware import nvml as nvml_module
+    from codecarbon_callbacks_core.hardware import nvml as nvml_module
 
     gpus = [_one_trace_gpu()[0] for _ in range(2)]
     for i, gpu in enumerate(gpus):

@@ -6,10 +6,9 @@ import time
 
 import psutil
 import pytest
-
-from codecarbon_callbacks.core.hardware import detect_components
-from codecarbon_callbacks.core.hardware.base import MeasurementMethod
-from codecarbon_callbacks.core.hardware.ram import (
+from codecarbon_callbacks_core.hardware import detect_components
+from codecarbon_callbacks_core.hardware.base import MeasurementMethod
+from codecarbon_callbacks_core.hardware.ram import (
     RAM_W_PER_GB,
     ProcessRamComponent,
     machine_ram_component,

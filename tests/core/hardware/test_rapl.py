@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from codecarbon_callbacks_core.hardware import detect_components
+from codecarbon_callbacks_core.hardware.base import HardwareError, MeasurementMethod
+from codecarbon_callbacks_core.hardware.rapl import detect_rapl
 from fakes.sysfs import FakePowercap
-
-from codecarbon_callbacks.core.hardware import detect_components
-from codecarbon_callbacks.core.hardware.base import HardwareError, MeasurementMethod
-from codecarbon_callbacks.core.hardware.rapl import detect_rapl
 
 
 @pytest.fixture()
@@ -80,7 +79,7 @@ def test_permission_denied_falls_back_to_estimate_with_the_warning(
 ):
     fake, pkg0, _, _ = two_sockets
     fake.deny(pkg0)
-    from codecarbon_callbacks.core import hardware
+    from codecarbon_callbacks_core import hardware
 
     real = hardware.detect_cpu
 
@@ -176,7 +175,7 @@ def test_force_mode_cpu_load_skips_rapl(two_sockets):
 
 
 def test_process_mode_splits_package_energy_by_cpu_share(two_sockets, monkeypatch):
-    from codecarbon_callbacks.core.hardware import rapl
+    from codecarbon_callbacks_core.hardware import rapl
 
     fake, pkg0, pkg1, _ = two_sockets
     components, _ = detect_rapl(powercap_root=fake.root, opener=fake.opener)

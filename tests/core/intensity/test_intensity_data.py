@@ -14,9 +14,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
-from codecarbon_callbacks.core.intensity import data as intensity_data
-from codecarbon_callbacks.core.intensity.data import DATA_DIR, WORLD, load_tables
+from codecarbon_callbacks_core.intensity import data as intensity_data
+from codecarbon_callbacks_core.intensity.data import DATA_DIR, WORLD, load_tables
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_intensity_data.py"
@@ -260,11 +259,11 @@ def test_tables_are_cached_once() -> None:
 
 def test_import_is_lazy_and_light() -> None:
     code = (
-        "import sys, codecarbon_callbacks.core.intensity as m\n"
-        "from codecarbon_callbacks.core.intensity import data\n"
+        "import sys, codecarbon_callbacks_core.intensity as m\n"
+        "from codecarbon_callbacks_core.intensity import data\n"
         "assert data._tables is None, 'tables loaded at import'\n"
         "bad = [x for x in ('requests', 'pandas', 'pycountry', "
-        "'codecarbon_callbacks.core.intensity.online') if x in sys.modules]\n"
+        "'codecarbon_callbacks_core.intensity.online') if x in sys.modules]\n"
         "assert not bad, bad\n"
         "m.LocationLookup\n"
         "assert 'requests' not in sys.modules, 'online imports requests eagerly'\n"

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import csv
 import logging
-from pathlib import Path
 
 import pytest
-
-from codecarbon_callbacks.core.intensity import (
+from codecarbon_callbacks_core.intensity import (
     IntensityResult,
     UnknownLocationError,
     has_country_data,
@@ -19,14 +17,11 @@ from codecarbon_callbacks.core.intensity import (
     known_regions,
     resolve_offline,
 )
-from codecarbon_callbacks.core.intensity.data import intensity_tables
+from codecarbon_callbacks_core.intensity.data import DATA_DIR, intensity_tables
 
 
 def country_g(iso3: str) -> float:
     return intensity_tables().countries[iso3].g_per_kwh
-
-
-DATA_DIR = Path(intensity_tables.__code__.co_filename).resolve().parents[1] / "data"
 
 
 def bundled_rows(name: str) -> list[dict[str, str]]:

@@ -15,10 +15,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-
-from codecarbon_callbacks.core.intensity import LocationLookup, resolve_offline
-from codecarbon_callbacks.core.intensity.data import intensity_tables
-from codecarbon_callbacks.core.intensity.online import (
+from codecarbon_callbacks_core.intensity import LocationLookup, resolve_offline
+from codecarbon_callbacks_core.intensity.data import intensity_tables
+from codecarbon_callbacks_core.intensity.online import (
     LookupFailed,
     fetch_electricitymaps_intensity,
     fetch_geo_location,
@@ -367,10 +366,10 @@ def test_electricitymaps_value_is_not_reported_as_world_average(
 
 def test_online_tracker_uses_the_background_location(
         loopback: Loopback, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    from codecarbon_callbacks_core.intensity import online
     from core.constant_power import components
 
     from codecarbon_callbacks import EmissionsTracker
-    from codecarbon_callbacks.core.intensity import online
 
     loopback.routes["/geo"] = Route(body=GEO_CALIFORNIA)
     monkeypatch.setattr(online, "GEO_JS_URL", loopback.url("/geo"))

@@ -1,1 +1,0 @@
-"""The measurement core: hardware -> meter -> tracker. Never imports an ML framework."""

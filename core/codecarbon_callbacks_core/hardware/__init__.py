@@ -1,0 +1,239 @@
+"""Hardware backends and the factory that picks them.
+
+``detect_components()`` returns what to measure (CPU, GPUs, RAM) and notes for the user (what is
+missing, what was estimated, and how to do better). CPU: RAPL > TDP x load estimate > constant.
+GPU: NVML (none, silently, on machines without an NVIDIA driver). RAM: RAPL DRAM (with
+``rapl_include_dram``) > the per-GB model; ``force_*`` values win over everything.
+
+Example:
+    >>> from codecarbon_callbacks_core.hardware import detect_components
+    >>> components, notes = detect_components(nvml=False)
+    >>> sorted({c.kind for c in components}) == ["cpu", "ram"]
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from codecarbon_callbacks_core.hardware.base import Component, HardwareError, MeasurementMethod
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Component",
+    "HardwareError",
+    "MeasurementMethod",
+    "detect_components",
+    "detect_for_config",
+    "detect_cpu",
+    "read_energy_concurrently",
+]
+
+_TRACKING_MODES = ("machine", "process")
+
+
+def _check_power(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{name} must be a number of watts >= 0 (or None), got {value!r}")
+    return float(value)
+
+
+def detect_cpu(
+    *,
+    tracking_mode: str = "machine",
+    force_cpu_power: float | None = None,
+    rapl_include_dram: bool = False,
+    rapl_prefer_psys: bool = False,
+    force_mode_cpu_load: bool = False,
+    powercap_root: str | os.PathLike[str] = "/sys/class/powercap",
+    cpuinfo_path: str = "/proc/cpuinfo",
+    pid: int | None = None,
+    rapl_opener: Any = None,
+) -> tuple[list[Component], list[str]]:
+    """The CPU components (and RAPL DRAM ones, kind "ram", when asked), with notes."""
+    from codecarbon_callbacks_core.hardware.cpu_estimate import (
+        UNKNOWN_CPU_TDP_W_PER_THREAD,
+        UNKNOWN_CPU_W_PER_THREAD,
+        ConstantPowerComponent,
+        CpuLoadComponent,
+        unknown_cpu_power_w,
+    )
+    from codecarbon_callbacks_core.hardware.cpu_model import lookup_tdp_w, read_cpu_info
+    from codecarbon_callbacks_core.system import logical_cpu_count
+
+    notes: list[str] = []
+    model, sockets = read_cpu_info(cpuinfo_path)
+    if force_cpu_power is not None:
+        return [
+            ConstantPowerComponent(
+                kind="cpu",
+                name="cpu:forced",
+                model=model,
+                power_w=force_cpu_power,
+                reason="force_cpu_power",
+            )
+        ], notes
+    if not force_mode_cpu_load:
+        from codecarbon_callbacks_core.hardware import rapl
+
+        try:
+            components, rapl_notes = rapl.detect_rapl(
+                powercap_root=powercap_root,
+                include_dram=rapl_include_dram and tracking_mode == "machine",
+                prefer_psys=rapl_prefer_psys,
+                model=model,
+                opener=rapl_opener or rapl.read_sysfs,
+            )
+            if tracking_mode == "process":
+                # the packages' energy, split by this process tree's share of busy CPU time
+                packages = [c for c in components if c.kind == "cpu"]
+                return [rapl.ProcessShareComponent(packages, pid)], rapl_notes
+            return list(components), rapl_notes
+        except HardwareError as error:
+            reason = str(error)
+            if "permission denied" in reason:
+                notes.append(f"CPU: RAPL refused, so CPU power is estimated. {reason}")
+            else:
+                logger.debug("no RAPL: %s", reason)
+    cpu_count = logical_cpu_count()
+    match = lookup_tdp_w(model) if model else None
+    if match is not None:
+        table_model, tdp_w = match
+        component: Component = CpuLoadComponent(
+            tdp_w=tdp_w * sockets, model=model, tracking_mode=tracking_mode, pid=pid
+        )
+        if not notes and not force_mode_cpu_load:
+            notes.append(
+                f"CPU: no RAPL counter; power estimated from TDP x load ({model!r} -> "
+                f"{table_model!r}, {tdp_w:g} W x {sockets} socket(s))"
+            )
+        return [component], notes
+    if force_mode_cpu_load:
+        tdp_w = UNKNOWN_CPU_TDP_W_PER_THREAD * cpu_count
+        notes.append(
+            f"CPU: model {model or 'unknown'!r} is not in the TDP table; force_mode_cpu_load "
+            f"uses an assumed TDP of {UNKNOWN_CPU_TDP_W_PER_THREAD:g} W x {cpu_count} threads"
+        )
+        return [
+            CpuLoadComponent(tdp_w=tdp_w, model=model, tracking_mode=tracking_mode, pid=pid)
+        ], notes
+    power_w = unknown_cpu_power_w(cpu_count)
+    notes.append(
+        f"CPU: no RAPL counter and model {model or 'unknown'!r} is not in the TDP table: counted "
+        f"at a constant {UNKNOWN_CPU_W_PER_THREAD:g} W x {cpu_count} threads = {power_w:g} W. "
+        "Set force_cpu_power=<W> if you know better."
+    )
+    return [
+        ConstantPowerComponent(
+            kind="cpu",
+            name="cpu:constant",
+            model=model,
+            power_w=power_w,
+            reason=f"unknown model: {UNKNOWN_CPU_W_PER_THREAD:g} W per logical CPU",
+        )
+    ], notes
+
+
+def detect_components(
+    *,
+    tracking_mode: str = "machine",
+    gpu_ids: str | int | Iterable[int | str] | None = None,
+    force_cpu_power: float | None = None,
+    force_ram_power: float | None = None,
+    rapl_include_dram: bool = False,
+    rapl_prefer_psys: bool = False,
+    force_mode_cpu_load: bool = False,
+    powercap_root: str | os.PathLike[str] = "/sys/class/powercap",
+    cpuinfo_path: str = "/proc/cpuinfo",
+    nvml: Any = None,
+    environ: Mapping[str, str] | None = None,
+    pid: int | None = None,
+) -> tuple[list[Component], list[str]]:
+    """Find what to measure: CPU, GPUs, RAM (in that order), and notes for the user.
+
+    Args:
+        tracking_mode: "machine" (the whole machine) or "process" (this process and its
+            children: RAPL package energy split by their share of busy CPU time, or TDP x their
+            load; RAM from their RSS).
+        gpu_ids: GPUs to measure: ints or UUIDs (see ``nvml.select_devices``); None for all.
+        force_cpu_power: a constant CPU power in W instead of any measurement.
+        force_ram_power: a constant RAM power in W instead of the model.
+        rapl_include_dram: measure RAM with the RAPL DRAM zones where present.
+        rapl_prefer_psys: use the RAPL psys (platform) zone instead of the packages.
+        force_mode_cpu_load: use the TDP x load estimate even where RAPL works.
+        powercap_root, cpuinfo_path: where to read sysfs and cpuinfo (tests pass fakes).
+        nvml: the pynvml module or a fake; None imports pynvml lazily; False skips GPUs.
+        environ: where to read CUDA_VISIBLE_DEVICES (default os.environ).
+        pid: the process to follow in process mode (default: this one).
+
+    Returns:
+        ``(components, notes)``. Never raises for missing or refusing hardware; raises
+        ValueError for a bad argument (naming it).
+    """
+    if tracking_mode not in _TRACKING_MODES:
+        raise ValueError(f"tracking_mode must be one of {_TRACKING_MODES}, got {tracking_mode!r}")
+    force_cpu_power = _check_power("force_cpu_power", force_cpu_power)
+    force_ram_power = _check_power("force_ram_power", force_ram_power)
+    components: list[Component] = []
+    notes: list[str] = []
+    cpu, cpu_notes = detect_cpu(
+        tracking_mode=tracking_mode,
+        force_cpu_power=force_cpu_power,
+        rapl_include_dram=rapl_include_dram,
+        rapl_prefer_psys=rapl_prefer_psys,
+        force_mode_cpu_load=force_mode_cpu_load,
+        powercap_root=powercap_root,
+        cpuinfo_path=cpuinfo_path,
+        pid=pid,
+    )
+    rapl_ram = [c for c in cpu if c.kind == "ram"]
+    components.extend(c for c in cpu if c.kind != "ram")
+    notes.extend(cpu_notes)
+    if nvml is not False:
+        from codecarbon_callbacks_core.hardware.nvml import detect_nvml
+
+        gpus, gpu_notes = detect_nvml(nvml=nvml, gpu_ids=gpu_ids, environ=environ)
+        components.extend(gpus)
+        notes.extend(gpu_notes)
+    from codecarbon_callbacks_core.hardware import ram
+
+    if force_ram_power is not None:
+        components.append(ram.forced_ram_component(force_ram_power))
+    elif rapl_ram and tracking_mode == "machine":
+        components.extend(rapl_ram)
+    elif tracking_mode == "process":
+        components.append(ram.ProcessRamComponent(pid))
+    else:
+        components.append(ram.machine_ram_component())
+    return components, notes
+
+
+def read_energy_concurrently(components: Any, now_s: float) -> list[float]:
+    """``energy_j(now_s)`` of each component, slow GPU counters read in parallel threads."""
+    from codecarbon_callbacks_core.hardware.nvml import read_energy_concurrently as read
+
+    return read(components, now_s)
+
+
+def detect_for_config(config: Any, **overrides: Any) -> tuple[list[Component], list[str]]:
+    """``detect_components`` with a tracker configuration's hardware parameters.
+
+    ``overrides`` replace some of them (a distributed rank passes its own ``gpu_ids``).
+    """
+    parameters: dict[str, Any] = {
+        "tracking_mode": config.tracking_mode,
+        "gpu_ids": config.gpu_ids,
+        "force_cpu_power": config.force_cpu_power,
+        "force_ram_power": config.force_ram_power,
+        "rapl_include_dram": config.rapl_include_dram,
+        "rapl_prefer_psys": config.rapl_prefer_psys,
+        "force_mode_cpu_load": config.force_mode_cpu_load,
+    }
+    parameters.update(overrides)
+    return detect_components(**parameters)

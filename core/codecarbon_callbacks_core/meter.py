@@ -1,0 +1,233 @@
+"""The meter: cumulative energy per component, and the one sampler thread.
+
+A :class:`Snapshot` is the meter's state at an instant: the energy in joules each component has
+used since the meter started, plus the CPU-time counters used for utilisation. Every window (an
+epoch, a phase, a task, a flush, the whole run) is the difference of two snapshots, so windows
+nest and overlap freely and opening or closing one never restarts anything.
+
+The sampler is one daemon thread. It calls each component's ``sample()`` at the component's own
+pace (instant GPU power every few tens of ms, RAPL often enough never to miss a wraparound,
+power-only models about once a second) and calls ``on_live`` every ``live_interval_s``. It is
+safe across ``fork``: a forked child (a DataLoader worker) gets a meter whose thread is marked
+gone, with fresh locks, and never waits on the parent's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from codecarbon_callbacks_core.hardware.base import Component, MeasurementMethod
+from codecarbon_callbacks_core.system import cpu_times
+
+logger = logging.getLogger(__name__)
+
+_LIVE_METERS: weakref.WeakSet[Meter] = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The meter's state at one instant."""
+
+    monotonic_s: float
+    wall_time: datetime
+    energy_j: dict[str, float] = field(default_factory=dict)
+    #: (busy, total) CPU seconds of the machine, for utilisation between two snapshots
+    cpu_times_s: tuple[float, float] = (0.0, 0.0)
+
+
+def synchronize_cuda() -> None:
+    """Wait for queued GPU work, so that it lands in the window that launched it.
+
+    The core never imports torch: it only acts when the user's process already has, and CUDA is
+    initialised there.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    try:
+        cuda = torch.cuda
+        if cuda.is_initialized():
+            cuda.synchronize()
+    except Exception as e:  # a broken CUDA context must not stop the measurement
+        logger.debug("torch.cuda.synchronize() failed: %s", e)
+
+
+class Meter:
+    """Cumulative energy per component since ``start()``, and the sampler thread.
+
+    Args:
+        components: what to measure.
+        live_interval_s: how often ``on_live`` is called from the sampler (None: never).
+        on_live: called on the sampler thread with a fresh snapshot (no CUDA sync).
+        clock: monotonic clock in seconds (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        components: Sequence[Component],
+        *,
+        live_interval_s: float | None = None,
+        on_live: Callable[[Snapshot], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.components = list(components)
+        self.live_interval_s = live_interval_s
+        self.on_live = on_live
+        self.clock = clock
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._owner_pid = os.getpid()
+        self._running = False
+        self._last_energy_j: dict[str, float] = {}
+        # GPUs with a slow energy counter are read concurrently at an edge
+        self._counter_components = [
+            c for c in self.components if c.method == MeasurementMethod.NVML_ENERGY
+        ]
+        self.sampler_cpu_s = 0.0  # CPU time the sampler thread used (for benchmarks)
+        #: the latest window edge's snapshot: totals "as of the last edge" without a new read
+        self.last_edge: Snapshot | None = None
+        _LIVE_METERS.add(self)
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._running and self._owner_pid == os.getpid()
+
+    def start(self) -> Snapshot:
+        """Set every component's origin and start the sampler. Returns the origin snapshot."""
+        now = self.clock()
+        for component in self.components:
+            try:
+                component.start(now)
+            except Exception as e:  # start() failures are the backend's to report; never raise
+                component.failure = f"start failed: {e}"
+                logger.warning("%s: could not start measuring: %s", component.name, e)
+        self._running = True
+        self._stop_event.clear()
+        if any(c.sample_interval_s for c in self.components) or self.on_live:
+            self._thread = threading.Thread(
+                target=self._run, name="codecarbon-callbacks-sampler", daemon=True
+            )
+            self._thread.start()
+        return self.snapshot(sync_cuda=False)
+
+    def stop(self) -> Snapshot:
+        """Take the final snapshot, stop and join the sampler, release the components."""
+        final = self.snapshot()
+        if self._owner_pid != os.getpid():  # a forked child: the thread is not ours
+            self._running = False
+            return final
+        self._running = False
+        self._stop_event.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+            if thread.is_alive():
+                logger.warning("the sampler thread did not stop within 5 s; leaving it (daemon)")
+        self._thread = None
+        for component in self.components:
+            try:
+                component.close()
+            except Exception as e:
+                logger.debug("%s: close failed: %s", component.name, e)
+        return final
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def snapshot(self, *, sync_cuda: bool = True) -> Snapshot:
+        """Read every component now. At window edges on the training thread, sync CUDA first."""
+        if sync_cuda:
+            synchronize_cuda()
+        now = self.clock()
+        wall = datetime.now(timezone.utc)
+        if len(self._counter_components) > 1:
+            # counter reads take milliseconds each: the backend reads several GPUs at once
+            from codecarbon_callbacks_core.hardware import read_energy_concurrently
+
+            readings = read_energy_concurrently(self.components, now)
+        else:
+            readings = [self._read(c, now) for c in self.components]
+        energies = {c.name: self._checked(c, value) for c, value in zip(self.components, readings)}
+        times = cpu_times()
+        snapshot = Snapshot(now, wall, energies, (times.busy_s, times.total_s))
+        if sync_cuda:  # a window edge on the training thread (live snapshots do not count)
+            self.last_edge = snapshot
+        return snapshot
+
+    @staticmethod
+    def _read(component: Component, now: float) -> float:
+        try:
+            return float(component.energy_j(now))
+        except Exception as e:  # backends must not raise; _checked freezes this one's energy
+            logger.debug("%s: energy_j raised %s", component.name, e)
+            return float("nan")
+
+    def _checked(self, component: Component, value: float) -> float:
+        """A reading, or the component's last good one if this read failed (energy frozen)."""
+        if value == value:  # not NaN
+            self._last_energy_j[component.name] = value
+            return value
+        if component.failure is None:
+            component.failure = "energy read failed"
+            logger.warning("%s: energy read failed, its energy is frozen", component.name)
+        return self._last_energy_j.get(component.name, 0.0)
+
+    # -- sampler -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        start_cpu = time.thread_time()
+        now = self.clock()
+        due = {
+            c.name: now + c.sample_interval_s for c in self.components if c.sample_interval_s
+        }
+        by_name = {c.name: c for c in self.components}
+        next_live = now + self.live_interval_s if self.live_interval_s and self.on_live else None
+        try:
+            while not self._stop_event.is_set():
+                now = self.clock()
+                for name, when in due.items():
+                    if now >= when:
+                        component = by_name[name]
+                        try:
+                            component.sample(now)
+                        except Exception as e:
+                            if component.failure is None:
+                                component.failure = f"sampling failed: {e}"
+                                logger.warning("%s: sampling failed: %s", name, e)
+                        interval = component.sample_interval_s or 1.0
+                        # skip missed ticks rather than bursting to catch up
+                        due[name] = max(when + interval, now + interval / 2)
+                if next_live is not None and now >= next_live:
+                    try:
+                        self.on_live(self.snapshot(sync_cuda=False))  # type: ignore[misc]
+                    except Exception as e:
+                        logger.warning("live output failed: %s", e)
+                    next_live = max(next_live + self.live_interval_s, now)  # type: ignore[operator]
+                wakeups = list(due.values()) + ([next_live] if next_live is not None else [])
+                timeout = max(0.0, min(wakeups) - self.clock()) if wakeups else 1.0
+                self._stop_event.wait(timeout)
+        finally:
+            self.sampler_cpu_s += time.thread_time() - start_cpu
+
+    def _after_fork_in_child(self) -> None:
+        # Threads do not survive fork. The child must not wait on the parent's sampler or locks.
+        self._thread = None
+        self._stop_event = threading.Event()
+
+
+def _reinit_after_fork() -> None:
+    for meter in list(_LIVE_METERS):
+        meter._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_after_fork)

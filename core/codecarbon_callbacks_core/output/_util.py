@@ -1,0 +1,128 @@
+"""Helpers shared by the output methods: warn once, scrub secrets, JSON-safe records."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from codecarbon_callbacks_core.records import EmissionsData
+
+logger = logging.getLogger(__name__)
+
+_warned: set[tuple[str, str]] = set()
+_warned_lock = threading.Lock()
+
+#: Environment variables whose values are secrets and are scrubbed from every message we log.
+SECRET_ENV_VARS: tuple[str, ...] = (
+    "PROMETHEUS_PASSWORD",
+    "CODECARBON_API_KEY",
+    "LOGFIRE_TOKEN",
+    "CODECARBON_ELECTRICITYMAPS_API_TOKEN",
+)
+
+
+def known_secrets(extra: Iterable[str | None] = ()) -> list[str]:
+    """The secret strings to scrub: the given ones plus those found in the environment."""
+    values = [v for v in extra if v]
+    values += [os.environ[name] for name in SECRET_ENV_VARS if os.environ.get(name)]
+    # Very short values would blank out ordinary words; secrets are longer than this.
+    return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` with every known secret (and URL credentials) replaced by ``***``."""
+    for secret in known_secrets(secrets):
+        text = text.replace(secret, "***")
+    return text
+
+
+def describe_error(exc: BaseException, secrets: Iterable[str | None] = ()) -> str:
+    """A one-line, secret-free description of ``exc`` for a log message."""
+    return scrub(f"{type(exc).__name__}: {exc}", secrets)[:500]
+
+
+def sanitize_url(url: str) -> str:
+    """``url`` without user:password and without its query (which may carry a token)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    query = "***" if parts.query else ""
+    return urlunsplit((parts.scheme, host, parts.path, query, ""))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of a URL that may be secret: password and query values."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found = [parts.password or "", parts.username or ""]
+    found += [value for _, value in parse_qsl(parts.query)]
+    return [s for s in found if s]
+
+
+def warn_once(key: str, message: str, *args: Any, log: logging.Logger | None = None) -> None:
+    """Log a warning the first time ``key`` is seen in this process, debug afterwards."""
+    target = log or logger
+    token = (target.name, key)
+    with _warned_lock:
+        first = token not in _warned
+        _warned.add(token)
+    target.log(logging.WARNING if first else logging.DEBUG, message, *args)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def record_to_dict(record: EmissionsData) -> dict[str, Any]:
+    """The record's fields as a JSON-safe dict (NaN/inf become None, odd objects strings)."""
+    if dataclasses.is_dataclass(record):
+        data = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    else:  # a CodeCarbon-like object with .values
+        data = dict(getattr(record, "values", {}))
+    return _json_safe(data)
+
+
+def dumps(data: Any) -> str:
+    """Compact, deterministic JSON."""
+    return json.dumps(data, sort_keys=False, separators=(",", ":"), default=str, allow_nan=False)
+
+
+def require_module(module: str, extra: str, what: str) -> None:
+    """Raise ImportError naming the pip extra when ``module`` is not installed (no import)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ImportError(
+            f"{what} needs the {module!r} package: pip install codecarbon-callbacks[{extra}]"
+        )
+
+
+def config_get(config: Any, name: str, default: Any = None) -> Any:
+    """``config.name`` if present and not None, else ``default`` (config may be a dict)."""
+    if isinstance(config, dict):
+        value = config.get(name, default)
+    else:
+        value = getattr(config, name, default)
+    return default if value is None else value

@@ -1,0 +1,295 @@
+"""LOGFIRE output: ``codecarbon_*`` metrics (and a log per window) through the Logfire SDK.
+
+Never triggers Logfire's interactive login or network set-up: if the user has configured logfire
+(``logfire.configure(...)`` before the tracker starts), it is used as it is; otherwise it is
+configured with ``send_to_logfire='if-token-present'`` and no console output, so without a
+``LOGFIRE_TOKEN`` nothing leaves the process. Delivery and retries are the OpenTelemetry
+exporter's.
+
+Metrics (real units, attributes ``project_name``, ``experiment_id``, ``run_id`` and, when the
+run's metadata has them, ``framework`` and ``task_family``):
+
+==================================  =========  =========================================
+``codecarbon_energy_consumed``      kWh        counter: energy, CPU + GPU + RAM
+``codecarbon_component_energy``     kWh        counter, attribute ``component``
+``codecarbon_emissions``            kg         counter: kg CO2eq
+``codecarbon_duration``             s          counter: measured time
+``codecarbon_component_power``      W          gauge, attribute ``component``
+``codecarbon_emissions_rate``       kg/s       gauge
+``codecarbon_carbon_intensity``     g/kWh      gauge: gCO2eq/kWh
+``codecarbon_window_energy``        kWh        histogram of closed windows, attributes
+                                               ``kind`` and ``phase``
+==================================  =========  =========================================
+
+Counters add the change of the run's totals since the previous call (computed here from the
+totals, so live and flush/stop updates never count twice). A resumed run whose records carry
+``metadata["resumed_offsets"]`` (the state_dict figures it started from) does not add those
+again. Each closed window is also logged
+(``codecarbon window ...``) with its figures as attributes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from codecarbon_callbacks_core.output._util import describe_error, require_module, warn_once
+from codecarbon_callbacks_core.output.base import BaseOutput
+
+if TYPE_CHECKING:
+    from codecarbon_callbacks_core.records import EmissionsData, WindowRecord
+
+logger = logging.getLogger(__name__)
+
+_COUNTED = ("energy_consumed", "cpu_energy", "gpu_energy", "ram_energy", "emissions", "duration")
+DEFAULT_EXIT_TIMEOUT_S = 2.0
+
+
+def logfire_is_configured(instance: Any) -> bool:
+    """Whether ``logfire.configure()`` was called (by the user or a test fixture)."""
+    config = getattr(instance, "config", None)
+    initialized = getattr(config, "_initialized", None)
+    # An SDK without the flag: assume the user configured it rather than override them.
+    return True if initialized is None else bool(initialized)
+
+
+class LogfireOutput(BaseOutput):
+    """Sends the run's energy, emissions and power as Logfire (OpenTelemetry) metrics.
+
+    Args:
+        logfire_instance: a ``logfire.Logfire`` to use; default the global ``logfire``.
+        windows: log each closed window and record it in ``codecarbon_window_energy``.
+        exit_timeout_s: the most exit() waits for the exporter's flush.
+
+    Example:
+        >>> import logfire
+        >>> logfire.configure(send_to_logfire="if-token-present")  # doctest: +SKIP
+        >>> # EmissionsTracker(output_methods=["logfire"])
+    """
+
+    def __init__(
+        self,
+        logfire_instance: Any = None,
+        *,
+        windows: bool = True,
+        exit_timeout_s: float = DEFAULT_EXIT_TIMEOUT_S,
+    ) -> None:
+        if logfire_instance is None:
+            require_module("logfire", "logfire", "the LOGFIRE output")
+        self._instance = logfire_instance
+        self.windows = windows
+        self.exit_timeout_s = float(exit_timeout_s)
+        self._lock = threading.Lock()
+        self._ready = False
+        self._failed = False
+        self._configured_by_us = False
+        self._last: dict[str, dict[str, float]] = {}
+        self._metrics: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ set-up
+
+    def _setup(self) -> bool:
+        if self._ready or self._failed:
+            return self._ready
+        try:
+            import logfire
+
+            instance = self._instance or logfire.DEFAULT_LOGFIRE_INSTANCE
+            if not logfire_is_configured(instance):
+                # No login, no prompt, no console: data leaves only if LOGFIRE_TOKEN is set.
+                logfire.configure(send_to_logfire="if-token-present", console=False)
+                self._configured_by_us = True
+            self._instance = instance
+            m = self._metrics
+            m["energy_consumed"] = instance.metric_counter(
+                "codecarbon_energy_consumed",
+                unit="kWh",
+                description="Energy consumed by the run, CPU + GPU + RAM",
+            )
+            m["component_energy"] = instance.metric_counter(
+                "codecarbon_component_energy",
+                unit="kWh",
+                description="Energy consumed by the run, per component",
+            )
+            m["emissions"] = instance.metric_counter(
+                "codecarbon_emissions", unit="kg", description="Emissions of the run, kg CO2eq"
+            )
+            m["duration"] = instance.metric_counter(
+                "codecarbon_duration", unit="s", description="Measured duration of the run"
+            )
+            m["component_power"] = instance.metric_gauge(
+                "codecarbon_component_power", unit="W", description="Latest power per component"
+            )
+            m["emissions_rate"] = instance.metric_gauge(
+                "codecarbon_emissions_rate",
+                unit="kg/s",
+                description="Emissions divided by duration, kg CO2eq/s",
+            )
+            m["carbon_intensity"] = instance.metric_gauge(
+                "codecarbon_carbon_intensity",
+                unit="g/kWh",
+                description="Carbon intensity of the electricity used, gCO2eq/kWh",
+            )
+            m["window_energy"] = instance.metric_histogram(
+                "codecarbon_window_energy",
+                unit="kWh",
+                description="Energy of closed windows (epochs, phases, tasks)",
+            )
+            self._ready = True
+        except Exception as exc:  # noqa: BLE001 - never raise into training
+            self._failed = True
+            warn_once(
+                "logfire-setup",
+                "LOGFIRE output disabled: %s (pip install codecarbon-callbacks[logfire])",
+                describe_error(exc),
+                log=logger,
+            )
+        return self._ready
+
+    # ------------------------------------------------------------------ records
+
+    @staticmethod
+    def attributes(record: EmissionsData) -> dict[str, str]:
+        metadata = record.metadata if isinstance(record.metadata, dict) else {}
+        raw_task = metadata.get("boamps_task")
+        task: dict[str, Any] = raw_task if isinstance(raw_task, dict) else {}
+        attrs = {
+            "project_name": record.project_name,
+            "experiment_id": record.experiment_id,
+            "run_id": record.run_id,
+        }
+        framework = metadata.get("framework")
+        task_family = metadata.get("task_family") or task.get("taskFamily")
+        if framework:
+            attrs["framework"] = str(framework)
+        if task_family:
+            attrs["task_family"] = str(task_family)
+        return attrs
+
+    def _record_totals(self, total: EmissionsData) -> None:
+        if not self._setup():
+            return
+        try:
+            with self._lock:
+                previous = self._last.get(total.run_id) or _resumed_offsets(total)
+                current = {name: float(getattr(total, name) or 0.0) for name in _COUNTED}
+                self._last[total.run_id] = current
+            delta = {name: current[name] - previous.get(name, 0.0) for name in _COUNTED}
+            attrs = self.attributes(total)
+            m = self._metrics
+            if delta["energy_consumed"] > 0:
+                m["energy_consumed"].add(delta["energy_consumed"], attrs)
+            for component in ("cpu", "gpu", "ram"):
+                value = delta[f"{component}_energy"]
+                if value > 0:
+                    m["component_energy"].add(value, {**attrs, "component": component})
+                m["component_power"].set(
+                    float(getattr(total, f"{component}_power") or 0.0),
+                    {**attrs, "component": component},
+                )
+            if delta["emissions"] > 0:
+                m["emissions"].add(delta["emissions"], attrs)
+            if delta["duration"] > 0:
+                m["duration"].add(delta["duration"], attrs)
+            m["emissions_rate"].set(float(total.emissions_rate or 0.0), attrs)
+            if total.carbon_intensity_g_per_kwh:
+                m["carbon_intensity"].set(float(total.carbon_intensity_g_per_kwh), attrs)
+        except Exception as exc:  # noqa: BLE001 - never raise into training
+            warn_once(
+                "logfire-record",
+                "LOGFIRE output could not record metrics: %s",
+                describe_error(exc),
+                log=logger,
+            )
+
+    def out(self, total: EmissionsData, delta: EmissionsData) -> None:
+        self._record_totals(total)
+
+    def live_out(self, total: EmissionsData, delta: EmissionsData) -> None:
+        self._record_totals(total)
+
+    def window_out(self, record: WindowRecord) -> None:
+        if not self.windows or not self._setup():
+            return
+        try:
+            attrs = self.attributes(record)
+            self._metrics["window_energy"].record(
+                max(0.0, float(record.energy_consumed or 0.0)),
+                {**attrs, "kind": record.kind, "phase": record.phase},
+            )
+            fields = {
+                "window_id": record.window_id,
+                "kind": record.kind,
+                "window_name": record.name,
+                "epoch": record.epoch,
+                "phase": record.phase,
+                "status": record.status,
+                "duration_s": record.duration,
+                "energy_consumed_kwh": record.energy_consumed,
+                "cpu_energy_kwh": record.cpu_energy,
+                "gpu_energy_kwh": record.gpu_energy,
+                "ram_energy_kwh": record.ram_energy,
+                "emissions_kg": record.emissions,
+                "start_timestamp": record.start_timestamp,
+                "end_timestamp": record.end_timestamp,
+                **attrs,
+            }
+            self._instance.info(
+                "codecarbon window {kind} {window_name}: {energy_consumed_kwh} kWh",
+                _tags=["codecarbon"],
+                **fields,
+            )
+        except Exception as exc:  # noqa: BLE001 - never raise into training
+            warn_once(
+                "logfire-window",
+                "LOGFIRE output could not record a window: %s",
+                describe_error(exc),
+                log=logger,
+            )
+
+    def exit(self) -> None:
+        if not self._ready or self._instance is None:
+            return
+        # Bounded: the exporter flushes in a daemon thread; we wait at most exit_timeout_s.
+        instance = self._instance
+        timeout_ms = int(self.exit_timeout_s * 1000)
+        flusher = threading.Thread(
+            target=lambda: _safe_flush(instance, timeout_ms),
+            name="codecarbon-logfire-flush",
+            daemon=True,
+        )
+        flusher.start()
+        flusher.join(self.exit_timeout_s + 0.2)
+
+
+def _resumed_offsets(total: EmissionsData) -> dict[str, float]:
+    """What a resumed run's totals already held (``metadata["resumed_offsets"]``, as the
+    tracker's state_dict keys): counted by the earlier process, so not added again."""
+    metadata = total.metadata if isinstance(total.metadata, dict) else {}
+    offsets = metadata.get("resumed_offsets")
+    if not isinstance(offsets, dict):
+        return {}
+
+    def get(key: str) -> float:
+        try:
+            return float(offsets.get(key) or 0.0)
+        except (TypeError, ValueError):
+            return 0.0
+
+    cpu, gpu, ram = get("cpu_energy_kwh"), get("gpu_energy_kwh"), get("ram_energy_kwh")
+    return {
+        "cpu_energy": cpu,
+        "gpu_energy": gpu,
+        "ram_energy": ram,
+        "energy_consumed": cpu + gpu + ram,
+        "emissions": get("emissions_kg"),
+        "duration": get("duration_s"),
+    }
+
+
+def _safe_flush(instance: Any, timeout_ms: int) -> None:
+    try:
+        instance.force_flush(timeout_millis=timeout_ms)
+    except Exception:
+        logger.debug("logfire force_flush failed", exc_info=True)

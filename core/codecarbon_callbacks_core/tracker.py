@@ -1,0 +1,932 @@
+"""EmissionsTracker, OfflineEmissionsTracker and track_emissions, with CodeCarbon's parameters.
+
+A tracker owns a :class:`~codecarbon_callbacks_core.meter.Meter` over the detected hardware, the
+carbon intensity for its location and the outputs. Every figure it reports is the difference of
+two meter snapshots: the run (start -> stop), a flush (last flush -> now), a task or an epoch
+(any window). Opening or closing a window never restarts the measurement.
+
+Example:
+    >>> from codecarbon_callbacks_core import OfflineEmissionsTracker
+    >>> tracker = OfflineEmissionsTracker(country_iso_code="FRA", output_methods=[])
+    >>> tracker.start()
+    >>> window = tracker.open_window("epoch", "epoch 0", epoch=0, phase="train")
+    >>> record = tracker.close_window(window)
+    >>> emissions_kg = tracker.stop()
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import os
+import platform
+import threading
+import uuid
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from codecarbon_callbacks_core._version import __version__
+from codecarbon_callbacks_core.config import _UNSET, ConfigError, TrackerConfig, resolve_config
+from codecarbon_callbacks_core.hardware.base import Component
+from codecarbon_callbacks_core.meter import Meter, Snapshot
+from codecarbon_callbacks_core.output.base import BaseOutput, OutputMethod
+from codecarbon_callbacks_core.records import PHASES, WINDOW_KINDS, EmissionsData, WindowRecord
+
+logger = logging.getLogger(__name__)
+
+J_PER_KWH = 3.6e6
+KINDS = ("cpu", "gpu", "ram")
+STATE_VERSION = 1
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class _OpenWindow:
+    window_id: str
+    kind: str
+    name: str
+    epoch: int | None
+    phase: str
+    start: Snapshot
+    metadata: dict[str, Any]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds")
+
+
+class _Outputs:
+    """Calls every output inside a guard: a failing output is logged, never raised."""
+
+    def __init__(self, handlers: Sequence[BaseOutput]) -> None:
+        self.handlers = list(handlers)
+        self._warned: set[tuple[int, str]] = set()
+
+    def call(self, method: str, *args: Any) -> None:
+        for handler in self.handlers:
+            fn = getattr(handler, method, None)
+            if fn is None:
+                continue
+            try:
+                fn(*args)
+            except Exception as e:
+                key = (id(handler), method)
+                level = logging.DEBUG if key in self._warned else logging.WARNING
+                self._warned.add(key)
+                logger.log(
+                    level,
+                    "output %s.%s failed (training goes on): %s: %s",
+                    type(handler).__name__,
+                    method,
+                    type(e).__name__,
+                    e,
+                )
+
+
+class BaseEmissionsTracker:
+    """Measures energy and emissions between start() and stop(), with windows in between.
+
+    The parameters are CodeCarbon 3.3.2's, with its defaults (see the README's table); values not
+    given come from ``CODECARBON_*`` environment variables, then ``./.codecarbon.config``, then
+    ``~/.codecarbon.config``. A bad value raises :class:`ConfigError` here, naming it.
+
+    Extra keyword arguments of ours: ``windows_output_file``, ``webhook_windows``,
+    ``spool_max_bytes``, ``spool_max_age_s``, ``prometheus_delete_on_exit``,
+    ``boamps_context_file``; and ``components`` (a list of hardware components to measure instead
+    of detecting them, e.g. fakes in tests).
+    """
+
+    _offline = False
+
+    def __init__(
+        self,
+        project_name: str | None = _UNSET,
+        measure_power_secs: float | None = _UNSET,
+        api_call_interval: int | None = _UNSET,
+        api_endpoint: str | None = _UNSET,
+        api_key: str | None = _UNSET,
+        output_dir: str | None = _UNSET,
+        output_file: str | None = _UNSET,
+        output_methods: list[OutputMethod] | None = _UNSET,
+        save_to_file: bool | None = _UNSET,
+        save_to_api: bool | None = _UNSET,
+        save_to_logger: bool | None = _UNSET,
+        logging_logger: Any = _UNSET,
+        save_to_prometheus: bool | None = _UNSET,
+        save_to_logfire: bool | None = _UNSET,
+        prometheus_url: str | None = _UNSET,
+        output_handlers: list[BaseOutput] | None = _UNSET,
+        gpu_ids: list[int | str] | None = _UNSET,
+        emissions_endpoint: str | None = _UNSET,
+        experiment_id: str | None = _UNSET,
+        experiment_name: str | None = _UNSET,
+        electricitymaps_api_token: str | None = _UNSET,
+        co2_signal_api_token: str | None = _UNSET,
+        tracking_mode: str | None = _UNSET,
+        log_level: int | str | None = _UNSET,
+        on_csv_write: str | None = _UNSET,
+        logger_preamble: str | None = _UNSET,
+        force_cpu_power: float | None = _UNSET,
+        force_ram_power: float | None = _UNSET,
+        pue: float | None = _UNSET,
+        wue: float | None = _UNSET,
+        force_carbon_intensity_g_co2e_kwh: float | None = _UNSET,
+        force_mode_cpu_load: bool | None = _UNSET,
+        allow_multiple_runs: bool | None = _UNSET,
+        rapl_include_dram: bool | None = _UNSET,
+        rapl_prefer_psys: bool | None = _UNSET,
+        metadata: dict[str, Any] | str | None = _UNSET,
+        *,
+        components: Sequence[Component] | None = None,
+        **extra: Any,
+    ) -> None:
+        arguments = {k: v for k, v in locals().items() if k not in ("self", "extra", "components", "__class__")}
+        arguments.update(extra)
+        self.config: TrackerConfig = resolve_config(arguments, offline=self._offline)
+        self._init_location()
+        self._injected_components = list(components) if components is not None else None
+        self.metadata: dict[str, Any] = dict(self.config.metadata)
+        self.components: list[Component] = []
+        self.hardware_notes: list[str] = []
+        self.run_id: str = str(uuid.uuid4())
+        self.final_emissions: float | None = None
+        self.final_emissions_data: EmissionsData | None = None
+        self.api_run_id: str | None = None
+        self._lock = threading.RLock()
+        self._meter: Meter | None = None
+        self._outputs = _Outputs([])
+        self._run_start: Snapshot | None = None
+        self._last_flush: Snapshot | None = None
+        self._last_out_total: EmissionsData | None = None
+        self._last_live: Snapshot | None = None
+        self._live_ticks = 0
+        self._last_live_total: EmissionsData | None = None
+        self._windows: dict[str, _OpenWindow] = {}
+        self._window_count = 0
+        self._tasks: dict[str, EmissionsData] = {}
+        self._active_task: str | None = None
+        self._offsets: dict[str, float] = {}
+        self._restored_run_id: str | None = None
+        self._static: dict[str, Any] = {}
+        self._lookup: Any = None
+        self._started_before = False
+        #: Distributed runs: combines a rank's record with the other ranks' (a collective every
+        #: rank reaches); called with collective=False in failure paths, where it must not block.
+        self.record_combiner: Callable[[EmissionsData, bool], EmissionsData] | None = None
+        #: False on ranks other than global rank zero: they measure but write nothing.
+        self.writes_outputs = True
+        self._single_run_fd: int | None = None
+        self._ram_cache: tuple[float, float, float] | None = None
+        logging.getLogger("codecarbon_callbacks_core").setLevel(self.config.log_level.upper())
+
+    # -- location ----------------------------------------------------------------------------
+
+    def _init_location(self) -> None:
+        """Resolve the offline location now (fast, no network), so a bad one fails here."""
+        from codecarbon_callbacks_core.intensity.lookup import UnknownLocationError, resolve_offline
+
+        cfg = self.config
+        has_location = bool(cfg.country_iso_code or cfg.country_2letter_iso_code or cfg.cloud_provider)
+        if self._offline and not has_location:
+            raise ConfigError(
+                "OfflineEmissionsTracker needs country_iso_code (ISO 3166 alpha-3, e.g. 'FRA') "
+                "or cloud_provider + cloud_region"
+            )
+        self.intensity: Any = None
+        if has_location or cfg.force_carbon_intensity_g_co2e_kwh is not None or self._offline:
+            try:
+                self.intensity = resolve_offline(
+                    force_carbon_intensity_g_co2e_kwh=cfg.force_carbon_intensity_g_co2e_kwh,
+                    country_iso_code=cfg.country_iso_code,
+                    region=cfg.region,
+                    cloud_provider=cfg.cloud_provider,
+                    cloud_region=cfg.cloud_region,
+                    country_2letter_iso_code=cfg.country_2letter_iso_code,
+                )
+            except UnknownLocationError as e:
+                raise ConfigError(str(e)) from None
+        self._location_known = self.intensity is not None and has_location
+
+    def _current_intensity(self) -> Any:
+        """The intensity to use now: known location, else the background lookup, else world."""
+        from codecarbon_callbacks_core.intensity.lookup import resolve_offline
+
+        if self.intensity is not None and (self._location_known or self._lookup is None):
+            return self.intensity
+        if self._lookup is not None:
+            try:
+                found = self._lookup.result(timeout_s=0)
+            except Exception as e:  # the lookup is best effort
+                logger.debug("location lookup failed: %s", e)
+                found = None
+            if found is not None:
+                self.intensity = found
+                self._location_known = True
+                return found
+        if self.intensity is None:
+            self.intensity = resolve_offline(
+                force_carbon_intensity_g_co2e_kwh=self.config.force_carbon_intensity_g_co2e_kwh
+            )
+        return self.intensity
+
+    def _start_location_lookup(self) -> None:
+        if self._offline or self._location_known or self._lookup is not None:
+            return
+        try:
+            from codecarbon_callbacks_core.intensity.online import LocationLookup
+
+            self._lookup = LocationLookup(
+                electricitymaps_api_token=self.config.electricitymaps_api_token,
+                force_carbon_intensity_g_co2e_kwh=self.config.force_carbon_intensity_g_co2e_kwh,
+            )
+            self._lookup.start()
+        except Exception as e:
+            logger.warning(
+                "could not look the location up (%s); using the world average carbon intensity. "
+                "Give country_iso_code to be exact.",
+                e,
+            )
+            self._lookup = None
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    @property
+    def is_running(self) -> bool:
+        return self._meter is not None and self._meter.running
+
+    def start(self) -> None:
+        """Start measuring. A start() after stop() begins a new run with a new run_id."""
+        with self._lock:
+            if self.is_running:
+                logger.warning("tracker already started; start() ignored (run_id %s)", self.run_id)
+                return
+            if not self.config.allow_multiple_runs and not self._acquire_single_run_lock():
+                logger.error(
+                    "another tracker with allow_multiple_runs=False is running on this machine "
+                    "(lock %s held); this one does not start", _single_run_lock_path()
+                )
+                return
+            if self._started_before and self._restored_run_id is None:
+                self.run_id = str(uuid.uuid4())
+                self._offsets = {}
+            self._restored_run_id = None
+            self._started_before = True
+            self.final_emissions = None
+            self.final_emissions_data = None
+            self._windows.clear()
+            self._tasks.clear()
+            self._active_task = None
+            self._window_count = 0
+            self._live_ticks = 0
+            self._last_out_total = None
+            self._last_live_total = None
+            self.components = self._detect()
+            self._static = self._static_info()
+            self._start_location_lookup()
+            # A tracker that writes nothing (a distributed run's ranks other than zero) builds
+            # no outputs: no exit-time cleanup, no spool re-sends, no connections from N ranks.
+            self._outputs = _Outputs(self._build_outputs() if self.writes_outputs else [])
+            self._meter = Meter(
+                self.components,
+                live_interval_s=self.config.measure_power_secs,
+                on_live=self._on_live,
+            )
+            self._run_start = self._meter.start()
+            self._last_flush = self._run_start
+            self._last_live = self._run_start
+            _register_for_exit(self)
+
+    def _detect(self) -> list[Component]:
+        if self._injected_components is not None:
+            return list(self._injected_components)
+        from codecarbon_callbacks_core.hardware import detect_for_config
+
+        components, notes = detect_for_config(self.config)
+        self.hardware_notes = list(notes)
+        _warn_once_per_process(notes)
+        return components
+
+    def _build_outputs(self) -> list[BaseOutput]:
+        cfg = self.config
+        outputs: list[BaseOutput] = []
+        for method in cfg.output_methods:
+            if method == OutputMethod.CSV:
+                from codecarbon_callbacks_core.output.file import FileOutput
+
+                outputs.append(
+                    FileOutput(
+                        cfg.output_dir,
+                        cfg.output_file,
+                        on_csv_write=cfg.on_csv_write,
+                        windows_file=cfg.windows_output_file,
+                    )
+                )
+                continue
+            try:
+                from codecarbon_callbacks_core.output.registry import create_output
+            except ImportError:
+                raise ConfigError(f"output_methods: {method.value!r} is not available yet") from None
+            outputs.append(create_output(method, cfg))
+        if cfg.emissions_endpoint:
+            from codecarbon_callbacks_core.output.registry import create_webhook_output
+
+            outputs.append(create_webhook_output(cfg))
+        outputs.extend(cfg.output_handlers)
+        return outputs
+
+    def add_output(self, handler: BaseOutput) -> None:
+        """Add an output to a running (or not yet started) tracker."""
+        self.config.output_handlers.append(handler)
+        if self.is_running:
+            self._outputs.handlers.append(handler)
+
+    def stop(self, *, status: str | None = None, window_status: str | None = None) -> float | None:
+        """Stop measuring, write the run's record everywhere; returns its emissions in kg CO2eq.
+
+        Windows still open are closed at the run's own final edge (so windows that tile the run
+        sum exactly to it).
+
+        Args:
+            status: the run's status ("completed" by default; "failed", "interrupted",
+                "budget_stop", "incomplete" where the caller knows better).
+            window_status: the status of windows still open: by default "incomplete" when the
+                run completed (nobody closed them), else the run's status. A caller that leaves
+                its last window open on purpose passes "completed".
+        """
+        with self._lock:
+            meter = self._meter
+            if meter is None or not meter.running:
+                if self.final_emissions_data is None:
+                    logger.warning("stop() called on a tracker that was not started")
+                return self.final_emissions
+            status = status or "completed"
+            if window_status is None:
+                window_status = "incomplete" if status == "completed" else status
+            # A budget stop is a normal end every rank reaches (the decision is taken on combined
+            # figures); failures, interrupts and exit-time stops must not wait for other ranks.
+            collective = status in _COLLECTIVE_STOP_STATUSES
+            end = meter.stop()
+            for window_id in list(self._windows):
+                self._close(window_id, window_status, None, collective=collective, at=end)
+            total = self._combine(self._run_record(end, status=status), collective=collective)
+            self._emit_out(total, end)
+            if self._tasks and self.writes_outputs:
+                self._outputs.call("task_out", list(self._tasks.values()), self.config.experiment_name)
+            self._outputs.call("exit")
+            self.final_emissions_data = total
+            self.final_emissions = total.emissions
+            if self._lookup is not None:
+                stop_lookup = getattr(self._lookup, "stop", None)
+                if stop_lookup:
+                    stop_lookup()
+            _unregister_for_exit(self)
+            self._release_single_run_lock()
+            return total.emissions
+
+    def _acquire_single_run_lock(self) -> bool:
+        """CodeCarbon's allow_multiple_runs=False: one such tracker per machine at a time."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - no cross-process lock on Windows
+            return True
+        fd = os.open(_single_run_lock_path(), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._single_run_fd = fd
+        return True
+
+    def _release_single_run_lock(self) -> None:
+        fd = self._single_run_fd
+        if fd is not None:
+            self._single_run_fd = None
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def flush(self) -> float | None:
+        """Write the run's totals so far to every output (a flush window too); keep measuring."""
+        with self._lock:
+            meter = self._meter
+            if meter is None or not meter.running:
+                logger.warning("flush() called on a tracker that is not running")
+                return None
+            assert self._last_flush is not None
+            end = meter.snapshot()
+            window = self._window_record(
+                _OpenWindow(self._new_window_id(), "flush", "flush", None, "other", self._last_flush, {}),
+                end,
+                status="completed",
+            )
+            self._last_flush = end
+            self._publish_window(window)
+            total = self._combine(self._run_record(end, status="running"))
+            self._emit_out(total, end)
+            return total.emissions
+
+    def _emit_out(self, total: EmissionsData, end: Snapshot) -> None:
+        previous = self._last_out_total
+        delta = total.compute_delta_emission(previous) if previous is not None else total
+        self._last_out_total = total
+        if self.writes_outputs:
+            self._outputs.call("out", total, delta)
+
+    def _combine(self, record: EmissionsData, collective: bool = True) -> EmissionsData:
+        if self.record_combiner is None:
+            return record
+        try:
+            return self.record_combiner(record, collective)
+        except Exception as e:  # a failed collective must not lose this rank's record
+            logger.warning("combining ranks' records failed; writing this rank's own: %s", e)
+            record.metadata["distributed_error"] = str(e)
+            return record
+
+    def _publish_window(self, record: WindowRecord, collective: bool = True) -> WindowRecord:
+        combined = self._combine(record, collective)
+        if self.writes_outputs:
+            self._outputs.call("window_out", combined)
+        return combined  # type: ignore[return-value]
+
+    def _on_live(self, snapshot: Snapshot) -> None:
+        """Sampler thread, every measure_power_secs: live deltas every api_call_interval ticks."""
+        self._live_ticks += 1
+        if self._live_ticks % self.config.api_call_interval != 0:
+            return
+        with self._lock:
+            if not self.is_running:
+                return
+            total = self._run_record(snapshot, status="running")
+            previous = self._last_live_total
+            delta = total.compute_delta_emission(previous) if previous is not None else total
+            self._last_live_total = total
+            if self.writes_outputs:
+                self._outputs.call("live_out", total, delta)
+
+    def __enter__(self) -> BaseEmissionsTracker:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            status = "completed"
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = "interrupted"
+        else:
+            status = "failed"
+        self.stop(status=status)
+
+    # -- windows -----------------------------------------------------------------------------
+
+    def _new_window_id(self) -> str:
+        return str(uuid.uuid4())
+
+    def open_window(
+        self,
+        kind: str,
+        name: str = "",
+        *,
+        epoch: int | None = None,
+        phase: str = "other",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Open a window (an epoch, phase, task...) now; returns its id for close_window()."""
+        if kind not in WINDOW_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(WINDOW_KINDS)}, got {kind!r}")
+        if phase not in PHASES:
+            raise ValueError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")
+        with self._lock:
+            meter = self._meter
+            if meter is None or not meter.running:
+                raise RuntimeError("open_window() needs a started tracker: call start() first")
+            window = _OpenWindow(
+                self._new_window_id(), kind, name, epoch, phase, meter.snapshot(), dict(metadata or {})
+            )
+            self._windows[window.window_id] = window
+            return window.window_id
+
+    def close_window(
+        self, window_id: str, *, status: str = "completed", metadata: Mapping[str, Any] | None = None
+    ) -> WindowRecord:
+        """Close a window now: its record goes to every output's window_out and is returned."""
+        return self._close(window_id, status, metadata, collective=True)
+
+    def _close(
+        self,
+        window_id: str,
+        status: str,
+        metadata: Mapping[str, Any] | None,
+        *,
+        collective: bool,
+        at: Snapshot | None = None,
+    ) -> WindowRecord:
+        with self._lock:
+            window = self._windows.pop(window_id, None)
+            if window is None:
+                raise KeyError(f"no open window with id {window_id!r}")
+            assert self._meter is not None
+            end = at if at is not None else self._meter.snapshot()
+            if metadata:
+                window.metadata.update(metadata)
+            record = self._window_record(window, end, status=status)
+            return self._publish_window(record, collective)
+
+    def switch_window(
+        self,
+        window_id: str,
+        kind: str,
+        name: str = "",
+        *,
+        epoch: int | None = None,
+        phase: str = "other",
+        status: str = "completed",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> tuple[WindowRecord, str]:
+        """Close ``window_id`` and open the next window at the same instant (one meter read).
+
+        Windows switched this way tile time exactly: their energies sum to the span's energy.
+        Returns the closed window's record and the new window's id.
+        """
+        if kind not in WINDOW_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(WINDOW_KINDS)}, got {kind!r}")
+        if phase not in PHASES:
+            raise ValueError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")
+        with self._lock:
+            window = self._windows.pop(window_id, None)
+            if window is None:
+                raise KeyError(f"no open window with id {window_id!r}")
+            assert self._meter is not None
+            edge = self._meter.snapshot()
+            record = self._window_record(window, edge, status=status)
+            new = _OpenWindow(self._new_window_id(), kind, name, epoch, phase, edge, dict(metadata or {}))
+            self._windows[new.window_id] = new
+        return self._publish_window(record), new.window_id
+
+    @property
+    def open_windows(self) -> list[str]:
+        return list(self._windows)
+
+    def start_task(self, task_name: str | None = None) -> None:
+        """CodeCarbon's tasks: a named window. Measuring goes on around it."""
+        if not self.is_running:
+            self.start()
+        name = task_name or str(uuid.uuid4())
+        if self._active_task is not None:
+            logger.warning("task %r is still running; stopping it first", self._active_task)
+            self.stop_task()
+        self._active_task = self.open_window("task", name)
+
+    def stop_task(self, task_name: str | None = None) -> EmissionsData:
+        """Stop the current task; returns its record (a WindowRecord, an EmissionsData)."""
+        if self._active_task is None:
+            raise RuntimeError("stop_task() without a running task: call start_task() first")
+        window_id, self._active_task = self._active_task, None
+        record = self.close_window(window_id)
+        self._tasks[record.name] = record
+        return record
+
+    # -- records -----------------------------------------------------------------------------
+
+    def totals(self, *, at_last_edge: bool = False) -> EmissionsData:
+        """The run's totals so far (nothing is written).
+
+        Args:
+            at_last_edge: the totals as of the latest window edge, without reading the hardware
+                again (a GPU counter read costs milliseconds): right after closing a window,
+                the same instant as that window's end.
+        """
+        with self._lock:
+            if self._meter is None or not self._meter.running:
+                if self.final_emissions_data is not None:
+                    return self.final_emissions_data
+                raise RuntimeError("totals() needs a started tracker")
+            edge = self._meter.last_edge if at_last_edge else None
+            if edge is None:
+                edge = self._meter.snapshot(sync_cuda=False)
+            return self._run_record(edge, status="running")
+
+    def update_metadata(self, mapping: Mapping[str, Any]) -> None:
+        """Merge ``mapping`` into the metadata every record carries."""
+        self.metadata.update(mapping)
+
+    def _static_info(self) -> dict[str, Any]:
+        from codecarbon_callbacks_core.system import logical_cpu_count, total_ram_bytes
+
+        cpus = [c for c in self.components if c.kind == "cpu"]
+        gpus = [c for c in self.components if c.kind == "gpu"]
+        rams = [c for c in self.components if c.kind == "ram"]
+
+        def methods(items: list[Component]) -> str:
+            return ",".join(sorted({c.method.value for c in items}))
+
+        gpu_models = sorted({c.model for c in gpus})
+        return {
+            "os": platform.platform(),
+            "python_version": platform.python_version(),
+            "cpu_count": logical_cpu_count(),
+            "cpu_model": cpus[0].model if cpus else platform.processor(),
+            "gpu_count": len(gpus),
+            "gpu_model": (f"{len(gpus)} x {gpu_models[0]}" if len(gpu_models) == 1 else ", ".join(gpu_models)),
+            "ram_total_size": round(total_ram_bytes() / 1024**3, 3),
+            "cpu_method": methods(cpus),
+            "gpu_method": methods(gpus),
+            "ram_method": methods(rams),
+        }
+
+    def _energy_kwh(self, start: Snapshot, end: Snapshot) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        per_kind = dict.fromkeys(KINDS, 0.0)
+        breakdown = []
+        for c in self.components:
+            joules = max(0.0, end.energy_j.get(c.name, 0.0) - start.energy_j.get(c.name, 0.0))
+            per_kind[c.kind] = per_kind.get(c.kind, 0.0) + joules / J_PER_KWH
+            item = c.describe()
+            item["energy_kwh"] = joules / J_PER_KWH
+            breakdown.append(item)
+        return per_kind, breakdown
+
+    def _fill(
+        self,
+        record: EmissionsData,
+        start: Snapshot,
+        end: Snapshot,
+        *,
+        offsets: Mapping[str, float] | None = None,
+        extra_metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        cfg = self.config
+        intensity = self._current_intensity()
+        per_kind, breakdown = self._energy_kwh(start, end)
+        duration = max(0.0, end.monotonic_s - start.monotonic_s)
+        offsets = offsets or {}
+        record.timestamp = _iso(end.wall_time)
+        record.project_name = cfg.project_name
+        record.run_id = self.run_id
+        record.experiment_id = cfg.experiment_id
+        for kind in KINDS:
+            setattr(record, f"{kind}_power", per_kind[kind] * J_PER_KWH / duration if duration > 0 else 0.0)
+            setattr(record, f"{kind}_energy", per_kind[kind] + offsets.get(f"{kind}_energy_kwh", 0.0))
+        new_energy = sum(per_kind.values())
+        record.energy_consumed = record.cpu_energy + record.gpu_energy + record.ram_energy
+        record.duration = duration + offsets.get("duration_s", 0.0)
+        record.emissions = (
+            new_energy * cfg.pue * intensity.g_per_kwh / 1000.0 + offsets.get("emissions_kg", 0.0)
+        )
+        record.emissions_rate = record.emissions / record.duration if record.duration > 0 else 0.0
+        record.water_consumed = new_energy * cfg.wue + offsets.get("water_l", 0.0)
+        record.country_name = intensity.country_name or ""
+        record.country_iso_code = intensity.country_iso_code or ""
+        record.region = intensity.region or ""
+        record.cloud_provider = intensity.cloud_provider or ""
+        record.cloud_region = intensity.cloud_region or ""
+        record.on_cloud = "Y" if intensity.cloud_provider else "N"
+        for key in ("os", "python_version", "cpu_count", "cpu_model", "gpu_count", "gpu_model",
+                    "ram_total_size", "cpu_method", "gpu_method", "ram_method"):
+            setattr(record, key, self._static.get(key, getattr(record, key)))
+        record.codecarbon_version = __version__
+        record.tracker_version = __version__
+        record.tracking_mode = cfg.tracking_mode
+        busy = end.cpu_times_s[0] - start.cpu_times_s[0]
+        total_cpu = end.cpu_times_s[1] - start.cpu_times_s[1]
+        record.cpu_utilization_percent = round(100.0 * busy / total_cpu, 2) if total_cpu > 0 else 0.0
+        gpu_utils = [u for c in self.components if c.kind == "gpu" if (u := c.utilization_percent()) is not None]
+        record.gpu_utilization_percent = sum(gpu_utils) / len(gpu_utils) if gpu_utils else 0.0
+        record.ram_utilization_percent, record.ram_used_gb = self._ram_usage(end.monotonic_s)
+        record.pue = cfg.pue
+        record.wue = cfg.wue
+        record.carbon_intensity_g_per_kwh = intensity.g_per_kwh
+        record.carbon_intensity_source = intensity.source
+        metadata = dict(self.metadata)
+        metadata["components"] = breakdown
+        metadata["run_start_timestamp"] = _iso(self._run_start.wall_time) if self._run_start else ""
+        metadata["window_count"] = self._window_count
+        if self.api_run_id:
+            metadata["api_run_id"] = self.api_run_id
+        if offsets:
+            # what a resumed run's totals already held, so outputs that send deltas skip it
+            metadata["resumed_offsets"] = dict(offsets)
+        if extra_metadata:
+            metadata.update(extra_metadata)
+        record.metadata = metadata
+
+    def _ram_usage(self, now_s: float) -> tuple[float, float]:
+        """(utilisation %, used GB), read at most once a second: epochs can be milliseconds."""
+        cached = self._ram_cache
+        if cached is not None and now_s - cached[0] < 1.0:
+            return cached[1], cached[2]
+        from codecarbon_callbacks_core.system import memory_used_bytes, process_rss_bytes
+
+        try:
+            machine_used, total = memory_used_bytes()
+            used = process_rss_bytes() if self.config.tracking_mode == "process" else machine_used
+            figures = (round(100.0 * machine_used / total, 1) if total else 0.0, round(used / 1024**3, 3))
+        except Exception:  # pragma: no cover - a failed reading is not worth a crash
+            figures = (0.0, 0.0)
+        self._ram_cache = (now_s, *figures)
+        return figures
+
+    def _run_record(self, end: Snapshot, *, status: str) -> EmissionsData:
+        assert self._run_start is not None
+        record = EmissionsData(status=status)
+        self._fill(record, self._run_start, end, offsets=self._offsets)
+        return record
+
+    def _window_record(self, window: _OpenWindow, end: Snapshot, *, status: str) -> WindowRecord:
+        self._window_count += 1
+        record = WindowRecord(
+            status=status,
+            window_id=window.window_id,
+            kind=window.kind,
+            name=window.name,
+            epoch=window.epoch,
+            phase=window.phase,
+            start_timestamp=_iso(window.start.wall_time),
+            end_timestamp=_iso(end.wall_time),
+        )
+        self._fill(record, window.start, end, extra_metadata=window.metadata)
+        return record
+
+    # -- resume ------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The run's identity and cumulative figures, as plain JSON-able numbers and ids."""
+        if self.is_running:
+            total = self.totals()
+        elif self.final_emissions_data is not None:
+            total = self.final_emissions_data
+        else:
+            total = EmissionsData(run_id=self.run_id)
+            for kind in KINDS:
+                setattr(total, f"{kind}_energy", self._offsets.get(f"{kind}_energy_kwh", 0.0))
+            total.emissions = self._offsets.get("emissions_kg", 0.0)
+            total.duration = self._offsets.get("duration_s", 0.0)
+            total.water_consumed = self._offsets.get("water_l", 0.0)
+        return {
+            "version": STATE_VERSION,
+            "run_id": self.run_id,
+            "cpu_energy_kwh": total.cpu_energy,
+            "gpu_energy_kwh": total.gpu_energy,
+            "ram_energy_kwh": total.ram_energy,
+            "emissions_kg": total.emissions,
+            "duration_s": total.duration,
+            "water_l": total.water_consumed,
+            "window_count": int(total.metadata.get("window_count", 0)) if total.metadata else 0,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue a run saved by state_dict(): same run_id, its totals added to ours.
+
+        Call it before start(), or right after start() before any window closes.
+        """
+        try:
+            run_id = str(state["run_id"])
+            offsets = {
+                key: float(state.get(key, 0.0))
+                for key in ("cpu_energy_kwh", "gpu_energy_kwh", "ram_energy_kwh", "emissions_kg",
+                            "duration_s", "water_l")
+            }
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"state: not a tracker state_dict ({e})") from None
+        with self._lock:
+            self.run_id = run_id
+            self._offsets = offsets
+            self._restored_run_id = run_id
+
+
+class EmissionsTracker(BaseEmissionsTracker):
+    """The online tracker: the location is looked up in the background when not given.
+
+    The look-up never delays start(); until it answers (or if it fails), the world average
+    carbon intensity is used, with a warning. Pass ``country_iso_code`` (or use
+    :class:`OfflineEmissionsTracker`) to never touch the network.
+    """
+
+
+class OfflineEmissionsTracker(BaseEmissionsTracker):
+    """A tracker that never touches the network: the location must be given.
+
+    Args:
+        country_iso_code: ISO 3166 alpha-3 (or alpha-2) code, e.g. "FRA".
+        region: a sub-national region (US state, Canadian province), e.g. "CA" or "quebec".
+        cloud_provider: "aws", "azure" or "gcp", with cloud_region, e.g. "us-east-1".
+        country_2letter_iso_code: ISO alpha-2 code, an alternative to country_iso_code.
+    """
+
+    _offline = True
+
+    def __init__(
+        self,
+        *args: Any,
+        country_iso_code: str | None = _UNSET,
+        region: str | None = _UNSET,
+        cloud_provider: str | None = _UNSET,
+        cloud_region: str | None = _UNSET,
+        country_2letter_iso_code: str | None = _UNSET,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            *args,
+            country_iso_code=country_iso_code,
+            region=region,
+            cloud_provider=cloud_provider,
+            cloud_region=cloud_region,
+            country_2letter_iso_code=country_2letter_iso_code,
+            **kwargs,
+        )
+
+
+def track_emissions(
+    fn: F | None = None,
+    *,
+    offline: bool = False,
+    **tracker_kwargs: Any,
+) -> Any:
+    """Decorator: track a function's emissions (CodeCarbon's ``@track_emissions``).
+
+    Example:
+        >>> @track_emissions(offline=True, country_iso_code="FRA", output_methods=[])
+        ... def train():
+        ...     return 42
+    """
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            cls = OfflineEmissionsTracker if offline else EmissionsTracker
+            tracker = cls(**tracker_kwargs)
+            tracker.start()
+            status = "failed"
+            try:
+                result = func(*args, **kwargs)
+                status = "completed"
+                return result
+            except KeyboardInterrupt:
+                status = "interrupted"
+                raise
+            finally:
+                tracker.stop(status=status)
+
+        return wrapper  # type: ignore[return-value]
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
+
+
+#: stop() statuses at which every rank stops together: the record_combiner may use collectives
+_COLLECTIVE_STOP_STATUSES = ("completed", "budget_stop")
+
+
+def _single_run_lock_path() -> str:
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), ".codecarbon_callbacks.lock")
+
+
+# -- process exit: a run still open when the interpreter exits is written as incomplete ------------
+
+_RUNNING: weakref.WeakSet[BaseEmissionsTracker] = weakref.WeakSet()
+_EXIT_HOOK_INSTALLED = False
+_WARNED_NOTES: set[str] = set()
+
+
+def _warn_once_per_process(notes: Sequence[str]) -> None:
+    for note in notes:
+        if note not in _WARNED_NOTES:
+            _WARNED_NOTES.add(note)
+            logger.warning(note)
+
+
+def _register_for_exit(tracker: BaseEmissionsTracker) -> None:
+    global _EXIT_HOOK_INSTALLED
+    _RUNNING.add(tracker)
+    if not _EXIT_HOOK_INSTALLED:
+        atexit.register(_stop_open_runs)
+        _EXIT_HOOK_INSTALLED = True
+
+
+def _unregister_for_exit(tracker: BaseEmissionsTracker) -> None:
+    _RUNNING.discard(tracker)
+
+
+def _stop_open_runs() -> None:
+    for tracker in list(_RUNNING):
+        try:
+            if tracker.is_running:
+                logger.warning("run %s was still open at exit: written as incomplete", tracker.run_id)
+                tracker.stop(status="incomplete")
+        except Exception as e:  # at exit, never raise
+            logger.debug("could not stop tracker at exit: %s", e)
+
+
+__all__ = [
+    "BaseEmissionsTracker",
+    "EmissionsTracker",
+    "OfflineEmissionsTracker",
+    "track_emissions",
+    "ConfigError",
+]
+

@@ -1,0 +1,152 @@
+"""CSV output: columns, CodeCarbon's own file, backups, concurrent writers, fsync, read_emissions."""
+
+from __future__ import annotations
+
+import csv
+import multiprocessing
+import os
+from pathlib import Path
+
+import pytest
+from codecarbon_callbacks_core.output.file import FileOutput
+from codecarbon_callbacks_core.records import (
+    CODECARBON_COLUMNS,
+    RUN_CSV_COLUMNS,
+    WINDOW_CSV_COLUMNS,
+)
+
+from codecarbon_callbacks import EmissionsData, WindowRecord, read_emissions
+
+
+def record(run_id: str = "r1", emissions: float = 1e-3, **kw) -> EmissionsData:
+    return EmissionsData(run_id=run_id, emissions=emissions, project_name="p", energy_consumed=0.01,
+                         metadata={"task": {"family": "x"}, "n": 1}, **kw)
+
+
+def header(path: Path) -> list[str]:
+    with open(path, newline="") as f:
+        return next(csv.reader(f))
+
+
+def test_codecarbon_columns_first_then_ours(tmp_path: Path) -> None:
+    import codecarbon.output_methods.emissions_data as cc
+
+    # the CodeCarbon 3.3.2 EmissionsData fields are exactly our first columns, in order
+    assert tuple(cc.EmissionsData.__dataclass_fields__) == CODECARBON_COLUMNS
+    out = FileOutput(tmp_path)
+    out.out(record(), record())
+    assert tuple(header(tmp_path / "emissions.csv")) == RUN_CSV_COLUMNS
+    frame = read_emissions(tmp_path / "emissions.csv")
+    assert frame.loc[0, "metadata"] == {"task": {"family": "x"}, "n": 1}
+    assert frame.loc[0, "emissions"] == pytest.approx(1e-3)
+
+
+def test_appends_to_a_codecarbon_file_in_its_columns(tmp_path: Path) -> None:
+    path = tmp_path / "emissions.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CODECARBON_COLUMNS)
+        writer.writerow(["2024-01-01T00:00:00"] + ["x"] * (len(CODECARBON_COLUMNS) - 1))
+    FileOutput(tmp_path).out(record("ours"), record("ours"))
+    assert tuple(header(path)) == CODECARBON_COLUMNS
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["run_id"] for r in rows] == ["x", "ours"]
+    assert list(tmp_path.glob("*.bak")) == []
+
+
+def test_other_header_is_backed_up_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "emissions.csv"
+    path.write_text("a,b\n1,2\n")
+    FileOutput(tmp_path).out(record(), record())
+    backups = list(tmp_path.glob("emissions.csv.*.bak"))
+    assert len(backups) == 1 and backups[0].read_text() == "a,b\n1,2\n"
+    assert tuple(header(path)) == RUN_CSV_COLUMNS
+
+
+def test_windows_file(tmp_path: Path) -> None:
+    out = FileOutput(tmp_path)
+    out.window_out(WindowRecord(run_id="r", kind="epoch", epoch=3, phase="train", name="epoch 3",
+                                start_timestamp="2026-01-01T00:00:00+00:00", end_timestamp="2026-01-01T00:00:01+00:00"))
+    assert out.flush_windows()
+    assert tuple(header(tmp_path / "emissions_windows.csv")) == WINDOW_CSV_COLUMNS
+    frame = read_emissions(tmp_path / "emissions_windows.csv")
+    assert frame.loc[0, "epoch"] == 3
+    assert (frame.loc[0, "end_timestamp"] - frame.loc[0, "start_timestamp"]).total_seconds() == 1
+
+
+def test_update_mode_replaces_row(tmp_path: Path) -> None:
+    out = FileOutput(tmp_path, on_csv_write="update")
+    out.out(record("a", 1.0), record())
+    out.out(record("b", 2.0), record())
+    out.out(record("a", 3.0), record())
+    frame = read_emissions(tmp_path / "emissions.csv")
+    assert dict(zip(frame["run_id"], frame["emissions"])) == {"a": 3.0, "b": 2.0}
+
+
+def test_every_row_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd)))
+    out = FileOutput(tmp_path)
+    out.out(record(), record())
+    out.out(record(), record())
+    out.window_out(WindowRecord(run_id="r"))
+    out.exit()
+    assert len(calls) >= 3
+
+
+def _writer(directory: str, worker: int, rows: int) -> None:
+    out = FileOutput(directory)
+    for i in range(rows):
+        # a long metadata value makes interleaving likely if writes were not locked
+        big = record(f"w{worker}-{i}")
+        big.metadata = {"pad": "y" * 5000}
+        out.out(big, big)
+
+
+def test_concurrent_writers_never_interleave(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), w, 40)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    path = tmp_path / "emissions.csv"
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 160
+    assert len({r["run_id"] for r in rows}) == 160
+    assert all(len(r) == len(RUN_CSV_COLUMNS) and None not in r for r in rows)
+    assert header(path) == list(RUN_CSV_COLUMNS)
+
+
+def test_window_rows_are_written_off_the_calling_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from codecarbon_callbacks_core.output.file import CsvFile
+
+    writers: list[str] = []
+    real = CsvFile.append
+    monkeypatch.setattr(CsvFile, "append", lambda self, r: (writers.append(threading.current_thread().name), real(self, r)))
+    out = FileOutput(tmp_path)
+    for epoch in range(5):
+        out.window_out(WindowRecord(run_id="r", epoch=epoch, kind="epoch"))
+    out.out(record("r"), record("r"))  # a run row waits for the windows it sums
+    assert writers[:5] == ["codecarbon-callbacks-csv"] * 5 and writers[5] == threading.current_thread().name
+    assert list(read_emissions(tmp_path / "emissions_windows.csv")["epoch"]) == [0, 1, 2, 3, 4]
+
+
+def test_queued_window_rows_survive_process_exit(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "from codecarbon_callbacks_core.output.file import FileOutput\n"
+        "from codecarbon_callbacks import WindowRecord\n"
+        f"out = FileOutput({str(tmp_path)!r})\n"
+        "for i in range(50): out.window_out(WindowRecord(run_id='r', epoch=i))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert len(read_emissions(tmp_path / "emissions_windows.csv")) == 50

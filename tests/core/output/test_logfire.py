@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("logfire")
+
+from codecarbon_callbacks_core.output.logfire_output import LogfireOutput
+from output_records import make_total, make_window
+
+
+def collected(capfire):
+    return {m["name"]: m for m in capfire.get_collected_metrics()}
+
+
+def points(metric):
+    return metric["data"]["data_points"]
+
+
+def test_metrics_with_real_units_and_no_double_counting(capfire):
+    out = LogfireOutput()
+    run_id = str(uuid.uuid4())
+    first = make_total(
+        run_id=run_id,
+        energy_consumed=0.5,
+        cpu_energy=0.1,
+        gpu_energy=0.35,
+        ram_energy=0.05,
+        emissions=0.02,
+        duration=60.0,
+        gpu_power=300.0,
+        metadata={"framework": "keras", "components": []},
+    )
+    out.live_out(first, first)
+    second = make_total(
+        **{
+            **first.to_dict(),
+            "energy_consumed": 0.8,
+            "cpu_energy": 0.2,
+            "gpu_energy": 0.55,
+            "emissions": 0.03,
+            "duration": 100.0,
+        }
+    )
+    out.out(second, second)
+    out.out(second, second)  # a repeated total adds nothing
+    metrics = collected(capfire)
+    energy = metrics["codecarbon_energy_consumed"]
+    assert energy["unit"] == "kWh"
+    assert sum(p["value"] for p in points(energy)) == pytest.approx(0.8)
+    assert points(energy)[0]["attributes"]["run_id"] == run_id
+    assert points(energy)[0]["attributes"]["framework"] == "keras"
+    assert metrics["codecarbon_emissions"]["unit"] == "kg"
+    assert sum(p["value"] for p in points(metrics["codecarbon_emissions"])) == pytest.approx(0.03)
+    assert metrics["codecarbon_duration"]["unit"] == "s"
+    assert sum(p["value"] for p in points(metrics["codecarbon_duration"])) == pytest.approx(100.0)
+    per = {
+        p["attributes"]["component"]: p["value"]
+        for p in points(metrics["codecarbon_component_energy"])
+    }
+    assert per == pytest.approx({"cpu": 0.2, "gpu": 0.55, "ram": 0.05})
+    power = {
+        p["attributes"]["component"]: p["value"]
+        for p in points(metrics["codecarbon_component_power"])
+    }
+    assert metrics["codecarbon_component_power"]["unit"] == "W" and power["gpu"] == 300.0
+    assert metrics["codecarbon_carbon_intensity"]["unit"] == "g/kWh"
+
+
+def test_resumed_run_does_not_count_the_earlier_process_again(capfire):
+    out = LogfireOutput()
+    offsets = {
+        "cpu_energy_kwh": 0.1,
+        "gpu_energy_kwh": 0.3,
+        "ram_energy_kwh": 0.0,
+        "emissions_kg": 0.01,
+        "duration_s": 50.0,
+    }
+    resumed = make_total(
+        energy_consumed=0.5,
+        cpu_energy=0.12,
+        gpu_energy=0.38,
+        ram_energy=0.0,
+        emissions=0.0125,
+        duration=60.0,
+        metadata={"resumed_offsets": offsets, "components": []},
+    )
+    out.out(resumed, resumed)
+    metrics = collected(capfire)
+    assert sum(p["value"] for p in points(metrics["codecarbon_energy_consumed"])) == pytest.approx(
+        0.1
+    )
+    assert sum(p["value"] for p in points(metrics["codecarbon_duration"])) == pytest.approx(10.0)
+
+
+def test_windows_are_logged_and_in_a_histogram(capfire):
+    out = LogfireOutput()
+    out.window_out(make_window(kind="epoch", epoch=2, phase="train", energy_consumed=0.125))
+    out.exit()
+    hist = collected(capfire)["codecarbon_window_energy"]
+    [point] = points(hist)
+    assert point["sum"] == pytest.approx(0.125) and point["attributes"]["kind"] == "epoch"
+    spans = capfire.exporter.exported_spans_as_dict()
+    logs = [s for s in spans if s["name"].startswith("codecarbon window")]
+    assert logs and logs[0]["attributes"]["epoch"] == 2
+    assert logs[0]["attributes"]["energy_consumed_kwh"] == 0.125
+
+
+def test_unconfigured_logfire_is_configured_without_login_or_network(tmp_path):
+    """In a clean interpreter: no prompt, no token -> send_to_logfire stays off."""
+    script = f"""
+import sys, json
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import logfire
+from codecarbon_callbacks_core.output.logfire_output import LogfireOutput
+from output_records import make_total
+assert not logfire.DEFAULT_LOGFIRE_INSTANCE.config._initialized
+out = LogfireOutput(exit_timeout_s=0.5)
+t = make_total()
+out.out(t, t)
+out.exit()
+cfg = logfire.DEFAULT_LOGFIRE_INSTANCE.config
+print(json.dumps({{"initialized": cfg._initialized, "send": cfg.send_to_logfire,
+                  "token": cfg.token}}))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGFIRE")}
+    env["HOME"] = str(tmp_path)  # no stored credentials
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    state = json.loads(result.stdout.strip().splitlines()[-1])
+    assert state == {"initialized": True, "send": "if-token-present", "token": None}
+    assert "login" not in result.stderr.lower()
+    assert not (tmp_path / ".logfire").exists()

@@ -1,0 +1,256 @@
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import pytest
+from codecarbon_callbacks_core.output.delivery import Sender
+from codecarbon_callbacks_core.output.spool import SPOOL_DIRNAME, Spool, resend_spool
+from codecarbon_callbacks_core.output.webhook import WEBHOOK_SCHEMA_VERSION, WebhookOutput
+from output_records import RecordingServer, free_port, make_total, make_window, orphan_spool
+
+
+def wait_for(predicate, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def spool_files(directory):
+    spool_dir = os.path.join(directory, SPOOL_DIRNAME)
+    return (
+        sorted(n for n in os.listdir(spool_dir) if n.endswith(".json"))
+        if os.path.isdir(spool_dir)
+        else []
+    )
+
+
+@pytest.fixture
+def server():
+    srv = RecordingServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def sender():
+    return Sender(backoff_initial_s=0.05, backoff_max_s=0.2)
+
+
+def test_records_arrive_with_schema_version_and_id(tmp_path, server, sender):
+    out = WebhookOutput(server.url + "/hook", tmp_path, windows=True, sender=sender)
+    total = make_total(energy_consumed=0.42)
+    out.window_out(make_window(kind="epoch", epoch=1))
+    out.out(total, total)
+    out.exit()
+    bodies = server.accepted()
+    assert [b["record_type"] for b in bodies] == ["window", "run"]
+    assert all(b["schema_version"] == WEBHOOK_SCHEMA_VERSION for b in bodies)
+    assert len({b["record_id"] for b in bodies}) == 2
+    assert bodies[1]["energy_consumed"] == 0.42 and bodies[1]["run_id"] == total.run_id
+    assert bodies[0]["epoch"] == 1
+    assert spool_files(tmp_path) == []  # delivered -> removed from the spool
+
+
+def test_windows_not_posted_unless_asked(tmp_path, server, sender):
+    out = WebhookOutput(server.url, tmp_path, sender=sender)
+    out.window_out(make_window())
+    out.out(make_total(), make_total())
+    out.exit()
+    assert [b["record_type"] for b in server.accepted()] == ["run"]
+
+
+def test_down_500_hang_then_back_every_record_arrives_once(tmp_path, sender):
+    """Endpoint down, then 500s, then hanging, then back: no loss, duplicates only by id."""
+    port = free_port()
+    server = RecordingServer(port)
+    out = WebhookOutput(
+        f"http://127.0.0.1:{port}/h", tmp_path, windows=True, sender=sender, timeout_s=0.3
+    )
+    sent_ids = []
+    make_payload = out.payload
+
+    def recording_payload(record, record_type):
+        body = make_payload(record, record_type)
+        sent_ids.append(body["record_id"])
+        return body
+
+    out.payload = recording_payload
+
+    def emit(n):
+        for _ in range(n):
+            out.window_out(make_window())
+
+    emit(3)  # endpoint down: connection refused
+    time.sleep(0.3)
+    assert server.requests == []
+    server.start()
+    server.mode = "error"
+    emit(2)
+    assert wait_for(lambda: len(server.requests) >= 3)
+    server.mode = "hang"
+    server.hang_s = 1.0
+    emit(2)
+    time.sleep(0.8)
+    server.mode = "ok"
+    assert wait_for(lambda: sender.pending(out) == 0, 15)
+    out.exit()
+    received = [r["body"]["record_id"] for r in server.requests if r["mode"] == "ok"]
+    hung = [r["body"]["record_id"] for r in server.requests if r["mode"] == "hang"]
+    # every one of the 7 records arrived (dedupe by id at the receiver shows no loss) ...
+    assert len(sent_ids) == 7
+    assert set(received) | set(hung) == set(sent_ids)
+    # ... and only a record whose answer was lost (the hanging ones) may come twice
+    duplicates = {i for i in received if received.count(i) > 1}
+    assert duplicates <= set(hung)
+    assert len([i for i in received if i not in hung]) == len(set(sent_ids) - set(hung))
+    assert spool_files(tmp_path) == []
+    server.stop()
+
+
+def test_exit_is_bounded_when_endpoint_hangs(tmp_path, server, sender):
+    server.mode = "hang"
+    server.hang_s = 60.0
+    out = WebhookOutput(server.url, tmp_path, sender=sender, timeout_s=30, exit_timeout_s=1.0)
+    out.out(make_total(), make_total())
+    t0 = time.monotonic()
+    out.exit()
+    assert time.monotonic() - t0 < 3.0
+    # the record is still in the durable spool
+    assert len(spool_files(tmp_path)) == 1
+
+
+def test_next_output_resends_the_spool(tmp_path, sender):
+    port = free_port()
+    first = WebhookOutput(f"http://127.0.0.1:{port}/x", tmp_path, sender=sender, exit_timeout_s=0.3)
+    total = make_total()
+    first.out(total, total)
+    first.exit()
+    sender.forget(first)  # as if the process had ended...
+    assert orphan_spool(tmp_path) == 1  # ... and its spool entry had no live owner
+    [name] = spool_files(tmp_path)
+    stored = json.loads((tmp_path / SPOOL_DIRNAME / name).read_text())
+    assert stored["body"]["run_id"] == total.run_id
+    server = RecordingServer(port).start()
+    try:
+        second = WebhookOutput(f"http://127.0.0.1:{port}/x", tmp_path, sender=sender)
+        second.out(make_total(), make_total())
+        second.exit()
+        ids = [b["record_id"] for b in server.accepted()]
+        assert stored["body"]["record_id"] in ids and len(ids) == 2
+        assert spool_files(tmp_path) == []
+    finally:
+        server.stop()
+
+
+def test_other_endpoint_entries_left_alone_and_resend_on_demand(tmp_path, sender):
+    port = free_port()
+    out = WebhookOutput(f"http://127.0.0.1:{port}/a", tmp_path, sender=sender, exit_timeout_s=0.2)
+    out.out(make_total(), make_total())
+    out.exit()
+    sender.forget(out)
+    server = RecordingServer(port).start()
+    try:
+        other = WebhookOutput(f"http://127.0.0.1:{port}/b", tmp_path, sender=sender)
+        other.out(make_total(), make_total())
+        other.exit()
+        assert [r["path"] for r in server.requests] == ["/b"]
+        assert len(spool_files(tmp_path)) == 1
+        counts = resend_spool(tmp_path, emissions_endpoint=f"http://127.0.0.1:{port}/a")
+        assert counts["delivered"] == 1
+        assert [r["path"] for r in server.requests] == ["/b", "/a"]
+        assert spool_files(tmp_path) == []
+    finally:
+        server.stop()
+
+
+def test_4xx_is_dropped_with_warning(tmp_path, server, sender, caplog):
+    server.status = 422
+    out = WebhookOutput(server.url, tmp_path, sender=sender)
+    with caplog.at_level(logging.WARNING):
+        out.out(make_total(), make_total())
+        out.exit()
+    assert len(server.requests) == 1
+    assert spool_files(tmp_path) == []
+    assert "HTTP 422" in caplog.text
+
+
+def test_spool_is_bounded_by_size_and_age(tmp_path):
+    spool = Spool(tmp_path, max_bytes=3000, max_age_s=100)
+    for i in range(10):
+        spool.put("webhook", "http://h/x", {"i": i, "pad": "x" * 500})
+    spool.prune()  # put() checks the bounds at most every PRUNE_INTERVAL_S
+    kept = spool.entries()
+    assert spool.size_bytes() <= 3000 and 0 < len(kept) < 10
+    assert kept[-1].body["i"] == 9  # the newest are kept
+    spool.prune(now_s=time.time() + 1000)
+    assert spool.entries() == []
+    with pytest.raises(ValueError, match="spool_max_bytes"):
+        Spool(tmp_path, max_bytes=0)
+
+
+def test_bad_url_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="emissions_endpoint"):
+        WebhookOutput("ftp://x", tmp_path)
+
+
+def test_entries_of_a_live_process_are_not_taken(tmp_path, sender):
+    """A second output in the same (live) process never re-sends what the first still holds."""
+    port = free_port()
+    first = WebhookOutput(f"http://127.0.0.1:{port}/x", tmp_path, sender=sender, exit_timeout_s=0.2)
+    first.out(make_total(), make_total())
+    first.exit()
+    server = RecordingServer(port).start()
+    try:
+        second = WebhookOutput(f"http://127.0.0.1:{port}/x", tmp_path, sender=sender)
+        second.out(make_total(), make_total())
+        assert wait_for(lambda: sender.pending() == 0, 10)
+        ids = [b["record_id"] for b in server.accepted()]
+        assert len(ids) == 2 and len(set(ids)) == 2  # both records, each once
+    finally:
+        server.stop()
+
+
+def test_construction_is_cheap_and_offline(tmp_path):
+    t0 = time.perf_counter()
+    for _ in range(100):
+        WebhookOutput("http://127.0.0.1:9/x", tmp_path)
+    assert (time.perf_counter() - t0) / 100 < 0.005
+    assert not os.path.exists(tmp_path / SPOOL_DIRNAME)
+
+
+def test_unwritable_spool_still_delivers_from_memory(tmp_path, server, sender, caplog):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    out = WebhookOutput(server.url, blocker, sender=sender)
+    with caplog.at_level(logging.WARNING):
+        out.out(make_total(), make_total())
+        out.exit()
+    assert len(server.accepted()) == 1
+    assert "without a durable copy" in caplog.text
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_sender_is_fresh_after_fork(tmp_path):
+    from codecarbon_callbacks_core.output.delivery import CallJob, get_sender
+
+    parent = get_sender()
+    parent.submit(CallJob(lambda: None, queue_key="warm", label="warm", owner=None))
+    pid = os.fork()
+    if pid == 0:  # child: a new sender whose thread works
+        code = 1
+        try:
+            child = get_sender()
+            done = []
+            child.submit(CallJob(lambda: done.append(1), queue_key="c", label="c", owner="me"))
+            child.drain("me", 5)
+            code = 0 if child is not parent and done == [1] else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
