@@ -115,7 +115,7 @@ def require_module(module: str, extra: str, what: str) -> None:
 
     if importlib.util.find_spec(module) is None:
         raise ImportError(
-            f"{what} needs the {module!r} package: pip install codecarbon-callbacks[{extra}]"
+            f"{what} needs the {module!r} package: pip install \"codecarbon-callbacks-core[{extra}]\""
         )
 
 

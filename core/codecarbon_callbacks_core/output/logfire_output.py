@@ -141,7 +141,7 @@ class LogfireOutput(BaseOutput):
             self._failed = True
             warn_once(
                 "logfire-setup",
-                "LOGFIRE output disabled: %s (pip install codecarbon-callbacks[logfire])",
+                "LOGFIRE output disabled: %s (pip install \"codecarbon-callbacks-core[logfire]\")",
                 describe_error(exc),
                 log=logger,
             )
