@@ -938,7 +938,8 @@ def _monitor_rich(child: subprocess.Popen[bytes], tracker: Any, started: float, 
 
 def cmd_resend(args: argparse.Namespace, out: TextIO) -> int:
     try:
-        from codecarbon_callbacks_core.output.spool import SPOOL_DIRNAME, Spool, resend_spool
+        from codecarbon_callbacks_core.output.resend import resend_spool
+        from codecarbon_callbacks_core.output.spool import SPOOL_DIRNAME, Spool
     except ImportError as e:
         raise CliError(f"the spool is not available in this installation ({e})") from None
     from codecarbon_callbacks_core.config import resolve_config

@@ -24,7 +24,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     # CodeCarbon's name for the webhook output
     "HTTPOutput": ("codecarbon_callbacks_core.output.webhook", "WebhookOutput"),
     "CodeCarbonAPIOutput": ("codecarbon_callbacks_core.output.api", "CodeCarbonAPIOutput"),
-    "resend_spool": ("codecarbon_callbacks_core.output.spool", "resend_spool"),
+    "resend_spool": ("codecarbon_callbacks_core.output.resend", "resend_spool"),
     "create_output": ("codecarbon_callbacks_core.output.registry", "create_output"),
 }
 
@@ -54,7 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from codecarbon_callbacks_core.output.logger import LoggerOutput
     from codecarbon_callbacks_core.output.prometheus import PrometheusOutput
     from codecarbon_callbacks_core.output.registry import create_output
-    from codecarbon_callbacks_core.output.spool import resend_spool
+    from codecarbon_callbacks_core.output.resend import resend_spool
     from codecarbon_callbacks_core.output.webhook import WebhookOutput
     from codecarbon_callbacks_core.output.webhook import WebhookOutput as HTTPOutput
     from codecarbon_callbacks_core.records import EmissionsData, WindowRecord

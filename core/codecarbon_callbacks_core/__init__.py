@@ -39,7 +39,7 @@ _EXPORTS: dict[str, str] = {
     "BoAmpsDataset": "codecarbon_callbacks_core.output.boamps",
     "BoAmpsPublisher": "codecarbon_callbacks_core.output.boamps",
     "BoAmpsHeader": "codecarbon_callbacks_core.output.boamps",
-    "resend_spool": "codecarbon_callbacks_core.output.spool",
+    "resend_spool": "codecarbon_callbacks_core.output.resend",
     "WebhookOutput": "codecarbon_callbacks_core.output.webhook",
     "PrometheusOutput": "codecarbon_callbacks_core.output.prometheus",
     "LogfireOutput": "codecarbon_callbacks_core.output.logfire_output",
@@ -66,7 +66,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from codecarbon_callbacks_core.output.logfire_output import LogfireOutput
     from codecarbon_callbacks_core.output.logger import LoggerOutput
     from codecarbon_callbacks_core.output.prometheus import PrometheusOutput
-    from codecarbon_callbacks_core.output.spool import resend_spool
+    from codecarbon_callbacks_core.output.resend import resend_spool
     from codecarbon_callbacks_core.output.webhook import WebhookOutput
     from codecarbon_callbacks_core.records import EmissionsData, WindowRecord
     from codecarbon_callbacks_core.tracker import (

@@ -35,7 +35,7 @@ from codecarbon_callbacks_core.output._util import (
     warn_once,
 )
 from codecarbon_callbacks_core.output.base import BaseOutput
-from codecarbon_callbacks_core.output.delivery import (
+from codecarbon_callbacks_core.output.sender import (
     CallJob,
     Job,
     Outcome,

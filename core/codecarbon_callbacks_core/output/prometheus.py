@@ -50,7 +50,7 @@ from codecarbon_callbacks_core.output._util import (
     warn_once,
 )
 from codecarbon_callbacks_core.output.base import BaseOutput
-from codecarbon_callbacks_core.output.delivery import Job, Outcome, Sender, get_sender
+from codecarbon_callbacks_core.output.sender import Job, Outcome, Sender, get_sender
 
 if TYPE_CHECKING:
     from codecarbon_callbacks_core.records import EmissionsData

@@ -12,13 +12,13 @@ two processes never both take the same entry.
 What is stored: the JSON body to send, the endpoint without credentials or query
 (``sanitize_url``), the record id, attempts and whether an earlier attempt may have arrived
 (``uncertain``). Never a secret: the API key, tokens and passwords come from the configuration of
-the tracker (or the arguments of :func:`resend_spool`) at send time.
+the tracker (or the arguments of :func:`~.resend.resend_spool`) at send time.
 
 Bounds: ``max_bytes`` (default 10 MiB) and ``max_age_s`` (default 7 days); the oldest entries go
 first, with a warning that says how many were dropped.
 
 Entries are re-sent by the next tracker that uses the same ``output_dir`` and endpoint, or on
-demand with :func:`resend_spool`. API entries marked ``uncertain`` (a request timed out after it
+demand with :func:`~.resend.resend_spool`. This module is storage only: it never sends. API entries marked ``uncertain`` (a request timed out after it
 was sent: the API has no idempotency key, so it may have been stored) are kept but not re-sent
 unless ``include_uncertain=True``.
 """
@@ -401,63 +401,4 @@ class Spool:
         return total
 
 
-def resend_spool(
-    output_dir: str | os.PathLike[str] = ".",
-    *,
-    emissions_endpoint: str | None = None,
-    api_endpoint: str | None = None,
-    api_key: str | None = None,
-    include_uncertain: bool = False,
-    timeout_s: float = 5.0,
-) -> dict[str, int]:
-    """Send now what the spool of ``output_dir`` holds for the given endpoints; blocks.
-
-    Webhook entries go to ``emissions_endpoint``, CodeCarbon API entries to ``api_endpoint``
-    with ``api_key`` (never stored in the spool). Entries of other endpoints, and entries owned
-    by another running process, are left alone. Each entry is tried once.
-
-    Args:
-        output_dir: the tracker's output_dir.
-        emissions_endpoint: the webhook URL the records were meant for.
-        api_endpoint: the CodeCarbon API URL the records were meant for.
-        api_key: the API token (x-api-token).
-        include_uncertain: also re-send API records whose earlier attempt timed out after being
-            sent (they may be stored twice).
-        timeout_s: the timeout of each request.
-
-    Returns:
-        Counts: ``delivered``, ``failed`` (kept for later), ``uncertain`` (kept, not re-sent
-        automatically), ``rejected`` (the endpoint refused them; removed).
-
-    Example:
-        >>> resend_spool("runs/", emissions_endpoint="http://localhost:8000/e")  # doctest: +SKIP
-        {'delivered': 3, 'failed': 0, 'uncertain': 0, 'rejected': 0}
-    """
-    from codecarbon_callbacks_core.output.delivery import Outcome, get_sender, job_from_entry
-
-    spool = Spool(output_dir)
-    counts = {"delivered": 0, "failed": 0, "uncertain": 0, "rejected": 0}
-    targets = []
-    if emissions_endpoint:
-        targets.append(("webhook", emissions_endpoint))
-    if api_endpoint:
-        targets.append(("api", api_endpoint))
-    for kind, endpoint in targets:
-        in_flight = get_sender().known_paths()
-        for entry in spool.claim(
-            kind, endpoint, include_uncertain=include_uncertain, include_own=True, skip=in_flight
-        ):
-            job = job_from_entry(entry, spool, endpoint=endpoint, api_key=api_key)
-            outcome = job.attempt(timeout_s)
-            job.settle(outcome)
-            key = {
-                Outcome.DELIVERED: "delivered",
-                Outcome.RETRY: "failed",
-                Outcome.UNCERTAIN: "uncertain",
-                Outcome.REJECTED: "rejected",
-            }[outcome]
-            counts[key] += 1
-    return counts
-
-
-__all__ = ["SPOOL_DIRNAME", "Spool", "SpoolEntry", "resend_spool"]
+__all__ = ["SPOOL_DIRNAME", "Spool", "SpoolEntry"]

@@ -8,7 +8,7 @@ CodeCarbon's field names at the top level). Ours adds:
   ``record_type`` (``run`` or ``window``);
 - with ``webhook_windows=True``, every closed window (epoch, phase, task...) too;
 - delivery in the background with retries, and a durable spool for what could not be delivered
-  (see :mod:`codecarbon_callbacks_core.output.delivery` and :mod:`~codecarbon_callbacks_core.output.spool`).
+  (see :mod:`codecarbon_callbacks_core.output.sender` and :mod:`~codecarbon_callbacks_core.output.spool`).
 
 Any 2xx answer counts as delivered (CodeCarbon's receivers answer 201).
 """
@@ -30,14 +30,13 @@ from codecarbon_callbacks_core.output._util import (
     warn_once,
 )
 from codecarbon_callbacks_core.output.base import BaseOutput
-from codecarbon_callbacks_core.output.delivery import (
+from codecarbon_callbacks_core.output.sender import (
     DEFAULT_TIMEOUT_S,
     CallJob,
     Job,
     Outcome,
     Sender,
     get_sender,
-    job_from_entry,
     post_json,
 )
 from codecarbon_callbacks_core.output.spool import DEFAULT_MAX_AGE_S, DEFAULT_MAX_BYTES, Spool
@@ -156,9 +155,8 @@ class WebhookOutput(BaseOutput):
                       log=logger)
 
     def _job_for(self, entry: SpoolEntry) -> Job:
-        return job_from_entry(
-            entry, self.spool, endpoint=self.endpoint_url, owner=self, timeout_s=self.timeout_s
-        )
+        return WebhookJob(self.endpoint_url, entry.body, spool=self.spool, entry=entry, owner=self,
+                          timeout_s=self.timeout_s)
 
     def payload(self, record: EmissionsData, record_type: str) -> dict[str, Any]:
         """The JSON body: schema_version, record_id, record_type, then the record's fields."""

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 from codecarbon_callbacks_core.output.api import CodeCarbonAPIOutput
-from codecarbon_callbacks_core.output.delivery import Sender
-from codecarbon_callbacks_core.output.spool import SPOOL_DIRNAME, Spool, resend_spool
+from codecarbon_callbacks_core.output.resend import resend_spool
+from codecarbon_callbacks_core.output.sender import Sender
+from codecarbon_callbacks_core.output.spool import SPOOL_DIRNAME, Spool
 from output_records import RecordingServer, free_port, make_total, orphan_spool
 
 TOKEN = "cpt_s3cr3t-project-token-123"

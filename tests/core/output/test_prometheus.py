@@ -11,8 +11,8 @@ import urllib.request
 import uuid
 
 import pytest
-from codecarbon_callbacks_core.output.delivery import Sender
 from codecarbon_callbacks_core.output.prometheus import PrometheusOutput
+from codecarbon_callbacks_core.output.sender import Sender
 from output_records import free_port, make_total
 
 PUSHGATEWAY = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"

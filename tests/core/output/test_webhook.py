@@ -6,8 +6,9 @@ import os
 import time
 
 import pytest
-from codecarbon_callbacks_core.output.delivery import Sender
-from codecarbon_callbacks_core.output.spool import SPOOL_DIRNAME, Spool, resend_spool
+from codecarbon_callbacks_core.output.resend import resend_spool
+from codecarbon_callbacks_core.output.sender import Sender
+from codecarbon_callbacks_core.output.spool import SPOOL_DIRNAME, Spool
 from codecarbon_callbacks_core.output.webhook import WEBHOOK_SCHEMA_VERSION, WebhookOutput
 from output_records import RecordingServer, free_port, make_total, make_window, orphan_spool
 
@@ -237,7 +238,7 @@ def test_unwritable_spool_still_delivers_from_memory(tmp_path, server, sender, c
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_sender_is_fresh_after_fork(tmp_path):
-    from codecarbon_callbacks_core.output.delivery import CallJob, get_sender
+    from codecarbon_callbacks_core.output.sender import CallJob, get_sender
 
     parent = get_sender()
     parent.submit(CallJob(lambda: None, queue_key="warm", label="warm", owner=None))

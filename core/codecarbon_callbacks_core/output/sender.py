@@ -1,6 +1,7 @@
 """The one background sender of the network outputs: queues, retries with backoff, bounded exit.
 
-Network outputs never send on the training thread. They hand a :class:`Job` to the process-wide
+It knows jobs only as :class:`Job` (attempt, settle); the outputs define their own kinds, and
+:mod:`.resend` rebuilds spooled ones. Network outputs never send on the training thread. They hand a :class:`Job` to the process-wide
 :class:`Sender` (a daemon thread started on first use, restarted after ``fork``), which sends the
 jobs of each endpoint in order. When an endpoint fails, its queue waits with exponential backoff
 (``backoff_initial_s`` doubling up to ``backoff_max_s``, with jitter) and tries again; other
@@ -232,31 +233,6 @@ class CallJob(Job):
             self.last_error = describe_error(exc)
             logger.debug("%s failed: %s", self.label, self.last_error)
         return Outcome.DELIVERED
-
-
-def job_from_entry(
-    entry: SpoolEntry,
-    spool: Spool,
-    *,
-    endpoint: str,
-    api_key: str | None = None,
-    owner: object | None = None,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> Job:
-    """Rebuild the job of a spooled entry; ``endpoint`` and ``api_key`` come from the config."""
-    if entry.kind == "webhook":
-        from codecarbon_callbacks_core.output.webhook import WebhookJob
-
-        return WebhookJob(
-            endpoint, entry.body, spool=spool, entry=entry, owner=owner, timeout_s=timeout_s
-        )
-    if entry.kind == "api":
-        from codecarbon_callbacks_core.output.api import ApiEmissionJob
-
-        return ApiEmissionJob.from_entry(
-            entry, spool, endpoint=endpoint, api_key=api_key, owner=owner, timeout_s=timeout_s
-        )
-    raise ValueError(f"unknown spool entry kind {entry.kind!r}")
 
 
 # --------------------------------------------------------------------------- sender
@@ -526,4 +502,4 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-__all__ = ["HttpResult", "Job", "Outcome", "Sender", "get_sender", "job_from_entry", "post_json"]
+__all__ = ["HttpResult", "Job", "Outcome", "Sender", "get_sender", "post_json"]
