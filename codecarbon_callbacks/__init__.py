@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
         BoAmpsPublisher,
         BoAmpsTask,
         CodeCarbonAPIOutput,
+        CodeCarbonCallbacksError,
         ConfigError,
         EmissionsData,
         EmissionsTracker,

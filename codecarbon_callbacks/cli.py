@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from codecarbon_callbacks_core.errors import CodeCarbonCallbacksError
+
 if TYPE_CHECKING:
     import pandas
 
@@ -53,7 +55,7 @@ POWERCAP_ROOT = Path("/sys/class/powercap")
 RAPL_PERMISSION_FIX = "sudo chmod -R a+r /sys/class/powercap/intel-rapl"
 
 
-class CliError(Exception):
+class CliError(CodeCarbonCallbacksError):
     """A failure reported as one line on stderr, with exit code 1."""
 
 

@@ -61,28 +61,62 @@ def test_codecarbon_call_with_every_parameter_works(tmp_path) -> None:
     assert tracker.config.project_name == "p"
 
 
+CORE_EXPORTS = {
+    "__version__", "EmissionsTracker", "OfflineEmissionsTracker", "BaseEmissionsTracker",
+    "track_emissions", "EmissionsData", "WindowRecord", "BaseOutput", "OutputMethod",
+    "read_emissions", "LoggerOutput", "BoAmpsOutput", "BoAmpsTask", "BoAmpsAlgorithm",
+    "BoAmpsDataset", "BoAmpsPublisher", "BoAmpsHeader", "resend_spool", "ConfigError",
+    "CodeCarbonCallbacksError", "WebhookOutput", "PrometheusOutput", "LogfireOutput",
+    "CodeCarbonAPIOutput", "FileOutput",
+}
+#: codecarbon_callbacks.output mirrors CodeCarbon's codecarbon.output (HTTPOutput is its name
+#: for the webhook output)
+OUTPUT_FACADE_EXPORTS = {
+    "BaseOutput", "BoAmpsOutput", "CodeCarbonAPIOutput", "EmissionsData", "FileOutput",
+    "HTTPOutput", "LogfireOutput", "LoggerOutput", "OutputMethod", "PrometheusOutput",
+    "WebhookOutput", "WindowRecord", "create_output", "resend_spool",
+}
+
+
 def test_exports_are_pinned() -> None:
-    expected = {
-        "__version__", "EmissionsTracker", "OfflineEmissionsTracker", "BaseEmissionsTracker",
-        "track_emissions", "EmissionsData", "WindowRecord", "BaseOutput", "OutputMethod",
-        "read_emissions", "LoggerOutput", "BoAmpsOutput", "BoAmpsTask", "BoAmpsAlgorithm",
-        "BoAmpsDataset", "BoAmpsPublisher", "BoAmpsHeader", "resend_spool", "ConfigError",
-        "WebhookOutput", "PrometheusOutput", "LogfireOutput", "CodeCarbonAPIOutput", "FileOutput",
-    }
-    assert set(codecarbon_callbacks.__all__) == expected
-    for name in expected:
-        assert getattr(codecarbon_callbacks, name) is not None, name
+    import codecarbon_callbacks_core
+
+    assert set(codecarbon_callbacks_core.__all__) == CORE_EXPORTS
+    assert set(codecarbon_callbacks.__all__) == CORE_EXPORTS
+    for name in CORE_EXPORTS:
+        ours = getattr(codecarbon_callbacks, name)
+        assert ours is not None, name
+        assert ours is getattr(codecarbon_callbacks_core, name), name  # the core's, re-exported
+    assert codecarbon_callbacks.__version__ == codecarbon_callbacks_core.__version__
     assert {m.value for m in codecarbon_callbacks.OutputMethod} == {
         "csv", "api", "logger", "prometheus", "logfire", "boamps"
     }
     assert issubclass(OfflineEmissionsTracker, codecarbon_callbacks.BaseEmissionsTracker)
     assert issubclass(EmissionsTracker, codecarbon_callbacks.BaseEmissionsTracker)
+    assert issubclass(codecarbon_callbacks.ConfigError, codecarbon_callbacks.CodeCarbonCallbacksError)
+    assert issubclass(codecarbon_callbacks.ConfigError, ValueError)
 
 
-def test_import_loads_no_heavy_module() -> None:
+def test_output_facade_is_pinned() -> None:
+    import codecarbon_callbacks_core
+
+    import codecarbon_callbacks.output as facade
+
+    assert set(facade.__all__) == OUTPUT_FACADE_EXPORTS
+    for name in OUTPUT_FACADE_EXPORTS:
+        assert getattr(facade, name) is not None, name
+    assert facade.HTTPOutput is facade.WebhookOutput is codecarbon_callbacks_core.WebhookOutput
+    assert facade.BaseOutput is codecarbon_callbacks_core.BaseOutput
+    assert facade.resend_spool is codecarbon_callbacks_core.resend_spool
+    with pytest.raises(AttributeError):
+        facade.NoSuchOutput  # noqa: B018
+
+
+@pytest.mark.parametrize("package", ["codecarbon_callbacks", "codecarbon_callbacks_core"])
+def test_import_loads_no_heavy_module(package: str) -> None:
     code = (
-        "import sys, json; import codecarbon_callbacks; "
-        "from codecarbon_callbacks import OfflineEmissionsTracker, OutputMethod, BaseOutput; "
+        f"import sys, json; import {package}; "
+        f"from {package} import OfflineEmissionsTracker, OutputMethod, BaseOutput; "
         f"print(json.dumps([m for m in {list(HEAVY_MODULES)!r} if m in sys.modules]))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

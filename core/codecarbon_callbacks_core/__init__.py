@@ -45,13 +45,14 @@ _EXPORTS: dict[str, str] = {
     "LogfireOutput": "codecarbon_callbacks_core.output.logfire_output",
     "CodeCarbonAPIOutput": "codecarbon_callbacks_core.output.api",
     "FileOutput": "codecarbon_callbacks_core.output.file",
-    "ConfigError": "codecarbon_callbacks_core.config",
+    "CodeCarbonCallbacksError": "codecarbon_callbacks_core.errors",
+    "ConfigError": "codecarbon_callbacks_core.errors",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from codecarbon_callbacks_core.config import ConfigError
+    from codecarbon_callbacks_core.errors import CodeCarbonCallbacksError, ConfigError
     from codecarbon_callbacks_core.output.api import CodeCarbonAPIOutput
     from codecarbon_callbacks_core.output.base import BaseOutput, OutputMethod
     from codecarbon_callbacks_core.output.boamps import (

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codecarbon_callbacks_core.errors import ConfigError
 from codecarbon_callbacks_core.output._util import sanitize_url
 from codecarbon_callbacks_core.output.base import BaseOutput, OutputMethod
 
@@ -52,10 +53,6 @@ DEPRECATED_SAVE_FLAGS = {
 }
 #: Parameters that hold secrets: never logged, never written, never in an error message.
 SECRET_PARAMETERS = frozenset({"api_key", "electricitymaps_api_token", "co2_signal_api_token"})
-
-
-class ConfigError(ValueError):
-    """A parameter or configuration value is invalid. The message names it."""
 
 
 @dataclass
@@ -500,12 +497,22 @@ def validate(config: TrackerConfig) -> None:
 
 
 def _validate_output_dir(output_dir: str) -> None:
+    """A folder we can write in, or one we can create when the first file is written.
+
+    Nothing is created here: resolving a configuration has no side effects. The outputs create
+    the folder when they first write.
+    """
     path = Path(output_dir)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"output_dir {output_dir!r} exists and is not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"output_dir {output_dir!r} cannot be created: {e.strerror}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(f"output_dir {output_dir!r} is not writable")
+    existing = path.absolute()
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(
+            f"output_dir {output_dir!r} cannot be created: {str(existing)!r} is not a folder"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == path.absolute() else (
+            f"cannot be created: {str(existing)!r} is not writable")
+        raise ConfigError(f"output_dir {output_dir!r} {what}")

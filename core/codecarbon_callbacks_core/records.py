@@ -80,6 +80,40 @@ WINDOW_COLUMNS: tuple[str, ...] = (
 RUN_CSV_COLUMNS: tuple[str, ...] = CODECARBON_COLUMNS + EXTRA_COLUMNS
 WINDOW_CSV_COLUMNS: tuple[str, ...] = CODECARBON_COLUMNS + WINDOW_COLUMNS + EXTRA_COLUMNS
 
+#: The fields that add up over time: a run's totals are their sum over its windows, a delta is
+#: their difference between two totals, a resumed run starts from saved values of them.
+ADDITIVE_FIELDS: tuple[str, ...] = (
+    "duration",
+    "emissions",
+    "cpu_energy",
+    "gpu_energy",
+    "ram_energy",
+    "energy_consumed",
+    "water_consumed",
+)
+#: The fields summed over the ranks of a distributed run (each rank measures its own share; the
+#: duration is the run's, not a sum).
+RANK_SUMMED_FIELDS: tuple[str, ...] = (
+    "cpu_energy",
+    "gpu_energy",
+    "ram_energy",
+    "energy_consumed",
+    "emissions",
+    "water_consumed",
+    "cpu_power",
+    "gpu_power",
+    "ram_power",
+)
+#: A tracker's ``state_dict()`` keys (unit in the name) and the record fields they hold.
+STATE_KEYS: dict[str, str] = {
+    "cpu_energy_kwh": "cpu_energy",
+    "gpu_energy_kwh": "gpu_energy",
+    "ram_energy_kwh": "ram_energy",
+    "emissions_kg": "emissions",
+    "duration_s": "duration",
+    "water_l": "water_consumed",
+}
+
 WINDOW_KINDS = ("run", "task", "epoch", "phase", "step", "time", "flush")
 PHASES = ("train", "validation", "test", "predict", "other")
 STATUSES = ("running", "completed", "incomplete", "failed", "interrupted", "budget_stop")
@@ -160,8 +194,7 @@ class EmissionsData:
     def compute_delta_emission(self, previous: EmissionsData) -> EmissionsData:
         """The difference ``self - previous`` for the additive fields (CodeCarbon's name)."""
         delta = dataclasses.replace(self, metadata=dict(self.metadata))
-        for name in ("duration", "emissions", "cpu_energy", "gpu_energy", "ram_energy",
-                     "energy_consumed", "water_consumed"):
+        for name in ADDITIVE_FIELDS:
             setattr(delta, name, getattr(self, name) - getattr(previous, name))
         delta.emissions_rate = delta.emissions / delta.duration if delta.duration > 0 else 0.0
         return delta
@@ -182,3 +215,12 @@ class WindowRecord(EmissionsData):
     phase: str = "other"
     start_timestamp: str = ""
     end_timestamp: str = ""
+
+
+def totals_from_state(state: dict[str, float], run_id: str = "") -> EmissionsData:
+    """The totals a ``state_dict()`` holds (``STATE_KEYS``), as a record; missing keys are 0."""
+    record = EmissionsData(run_id=run_id)
+    for key, name in STATE_KEYS.items():
+        setattr(record, name, float(state.get(key) or 0.0))
+    record.energy_consumed = record.cpu_energy + record.gpu_energy + record.ram_energy
+    return record

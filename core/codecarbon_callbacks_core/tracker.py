@@ -30,15 +30,25 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from codecarbon_callbacks_core._version import __version__
-from codecarbon_callbacks_core.config import _UNSET, ConfigError, TrackerConfig, resolve_config
+from codecarbon_callbacks_core.config import _UNSET, TrackerConfig, resolve_config
+from codecarbon_callbacks_core.errors import ConfigError
 from codecarbon_callbacks_core.hardware.base import Component
 from codecarbon_callbacks_core.meter import Meter, Snapshot
 from codecarbon_callbacks_core.output.base import BaseOutput, OutputMethod
-from codecarbon_callbacks_core.records import PHASES, WINDOW_KINDS, EmissionsData, WindowRecord
+from codecarbon_callbacks_core.output.fanout import OutputFanout
+from codecarbon_callbacks_core.records import (
+    PHASES,
+    STATE_KEYS,
+    WINDOW_KINDS,
+    EmissionsData,
+    WindowRecord,
+    totals_from_state,
+)
 
 logger = logging.getLogger(__name__)
 
 J_PER_KWH = 3.6e6
+_ZERO = EmissionsData()
 KINDS = ("cpu", "gpu", "ram")
 STATE_VERSION = 1
 
@@ -60,32 +70,15 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
-class _Outputs:
-    """Calls every output inside a guard: a failing output is logged, never raised."""
+class _TrackerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """This tracker's diagnostics at its own ``log_level``; the logger's level is left alone."""
 
-    def __init__(self, handlers: Sequence[BaseOutput]) -> None:
-        self.handlers = list(handlers)
-        self._warned: set[tuple[int, str]] = set()
+    def __init__(self, target: logging.Logger, level: int) -> None:
+        super().__init__(target, {})
+        self.level = level
 
-    def call(self, method: str, *args: Any) -> None:
-        for handler in self.handlers:
-            fn = getattr(handler, method, None)
-            if fn is None:
-                continue
-            try:
-                fn(*args)
-            except Exception as e:
-                key = (id(handler), method)
-                level = logging.DEBUG if key in self._warned else logging.WARNING
-                self._warned.add(key)
-                logger.log(
-                    level,
-                    "output %s.%s failed (training goes on): %s: %s",
-                    type(handler).__name__,
-                    method,
-                    type(e).__name__,
-                    e,
-                )
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
+        return level >= self.level and self.logger.isEnabledFor(level)
 
 
 class BaseEmissionsTracker:
@@ -158,19 +151,19 @@ class BaseEmissionsTracker:
         self.final_emissions_data: EmissionsData | None = None
         self.api_run_id: str | None = None
         self._lock = threading.RLock()
+        self._log = _TrackerLog(logger, logging.getLevelName(self.config.log_level.upper()))
         self._meter: Meter | None = None
-        self._outputs = _Outputs([])
+        self._outputs = OutputFanout([])
         self._run_start: Snapshot | None = None
         self._last_flush: Snapshot | None = None
-        self._last_out_total: EmissionsData | None = None
         self._last_live: Snapshot | None = None
         self._live_ticks = 0
-        self._last_live_total: EmissionsData | None = None
         self._windows: dict[str, _OpenWindow] = {}
         self._window_count = 0
         self._tasks: dict[str, EmissionsData] = {}
         self._active_task: str | None = None
-        self._offsets: dict[str, float] = {}
+        #: a resumed run's totals when it resumed (state_dict figures), else None
+        self._resumed: EmissionsData | None = None
         self._restored_run_id: str | None = None
         self._static: dict[str, Any] = {}
         self._lookup: Any = None
@@ -182,7 +175,6 @@ class BaseEmissionsTracker:
         self.writes_outputs = True
         self._single_run_fd: int | None = None
         self._ram_cache: tuple[float, float, float] | None = None
-        logging.getLogger("codecarbon_callbacks_core").setLevel(self.config.log_level.upper())
 
     # -- location ----------------------------------------------------------------------------
 
@@ -222,7 +214,7 @@ class BaseEmissionsTracker:
             try:
                 found = self._lookup.result(timeout_s=0)
             except Exception as e:  # the lookup is best effort
-                logger.debug("location lookup failed: %s", e)
+                self._log.debug("location lookup failed: %s", e)
                 found = None
             if found is not None:
                 self.intensity = found
@@ -246,7 +238,7 @@ class BaseEmissionsTracker:
             )
             self._lookup.start()
         except Exception as e:
-            logger.warning(
+            self._log.warning(
                 "could not look the location up (%s); using the world average carbon intensity. "
                 "Give country_iso_code to be exact.",
                 e,
@@ -263,17 +255,17 @@ class BaseEmissionsTracker:
         """Start measuring. A start() after stop() begins a new run with a new run_id."""
         with self._lock:
             if self.is_running:
-                logger.warning("tracker already started; start() ignored (run_id %s)", self.run_id)
+                self._log.warning("tracker already started; start() ignored (run_id %s)", self.run_id)
                 return
             if not self.config.allow_multiple_runs and not self._acquire_single_run_lock():
-                logger.error(
+                self._log.error(
                     "another tracker with allow_multiple_runs=False is running on this machine "
                     "(lock %s held); this one does not start", _single_run_lock_path()
                 )
                 return
             if self._started_before and self._restored_run_id is None:
                 self.run_id = str(uuid.uuid4())
-                self._offsets = {}
+                self._resumed = None
             self._restored_run_id = None
             self._started_before = True
             self.final_emissions = None
@@ -283,14 +275,15 @@ class BaseEmissionsTracker:
             self._active_task = None
             self._window_count = 0
             self._live_ticks = 0
-            self._last_out_total = None
-            self._last_live_total = None
             self.components = self._detect()
             self._static = self._static_info()
             self._start_location_lookup()
             # A tracker that writes nothing (a distributed run's ranks other than zero) builds
             # no outputs: no exit-time cleanup, no spool re-sends, no connections from N ranks.
-            self._outputs = _Outputs(self._build_outputs() if self.writes_outputs else [])
+            self._outputs = (
+                OutputFanout.from_config(self.config) if self.writes_outputs else OutputFanout([])
+            )
+            self._outputs.begin_run(self.run_id, resumed_from=self._resumed)
             self._meter = Meter(
                 self.components,
                 live_interval_s=self.config.measure_power_secs,
@@ -311,39 +304,11 @@ class BaseEmissionsTracker:
         _warn_once_per_process(notes)
         return components
 
-    def _build_outputs(self) -> list[BaseOutput]:
-        cfg = self.config
-        outputs: list[BaseOutput] = []
-        for method in cfg.output_methods:
-            if method == OutputMethod.CSV:
-                from codecarbon_callbacks_core.output.file import FileOutput
-
-                outputs.append(
-                    FileOutput(
-                        cfg.output_dir,
-                        cfg.output_file,
-                        on_csv_write=cfg.on_csv_write,
-                        windows_file=cfg.windows_output_file,
-                    )
-                )
-                continue
-            try:
-                from codecarbon_callbacks_core.output.registry import create_output
-            except ImportError:
-                raise ConfigError(f"output_methods: {method.value!r} is not available yet") from None
-            outputs.append(create_output(method, cfg))
-        if cfg.emissions_endpoint:
-            from codecarbon_callbacks_core.output.registry import create_webhook_output
-
-            outputs.append(create_webhook_output(cfg))
-        outputs.extend(cfg.output_handlers)
-        return outputs
-
     def add_output(self, handler: BaseOutput) -> None:
         """Add an output to a running (or not yet started) tracker."""
         self.config.output_handlers.append(handler)
-        if self.is_running:
-            self._outputs.handlers.append(handler)
+        if self.is_running and self.writes_outputs:
+            self._outputs.add(handler)
 
     def stop(self, *, status: str | None = None, window_status: str | None = None) -> float | None:
         """Stop measuring, write the run's record everywhere; returns its emissions in kg CO2eq.
@@ -362,7 +327,7 @@ class BaseEmissionsTracker:
             meter = self._meter
             if meter is None or not meter.running:
                 if self.final_emissions_data is None:
-                    logger.warning("stop() called on a tracker that was not started")
+                    self._log.warning("stop() called on a tracker that was not started")
                 return self.final_emissions
             status = status or "completed"
             if window_status is None:
@@ -376,8 +341,8 @@ class BaseEmissionsTracker:
             total = self._combine(self._run_record(end, status=status), collective=collective)
             self._emit_out(total, end)
             if self._tasks and self.writes_outputs:
-                self._outputs.call("task_out", list(self._tasks.values()), self.config.experiment_name)
-            self._outputs.call("exit")
+                self._outputs.task_out(list(self._tasks.values()), self.config.experiment_name)
+            self._outputs.exit()
             self.final_emissions_data = total
             self.final_emissions = total.emissions
             if self._lookup is not None:
@@ -414,7 +379,7 @@ class BaseEmissionsTracker:
         with self._lock:
             meter = self._meter
             if meter is None or not meter.running:
-                logger.warning("flush() called on a tracker that is not running")
+                self._log.warning("flush() called on a tracker that is not running")
                 return None
             assert self._last_flush is not None
             end = meter.snapshot()
@@ -430,11 +395,8 @@ class BaseEmissionsTracker:
             return total.emissions
 
     def _emit_out(self, total: EmissionsData, end: Snapshot) -> None:
-        previous = self._last_out_total
-        delta = total.compute_delta_emission(previous) if previous is not None else total
-        self._last_out_total = total
         if self.writes_outputs:
-            self._outputs.call("out", total, delta)
+            self._outputs.out(total)
 
     def _combine(self, record: EmissionsData, collective: bool = True) -> EmissionsData:
         if self.record_combiner is None:
@@ -442,14 +404,14 @@ class BaseEmissionsTracker:
         try:
             return self.record_combiner(record, collective)
         except Exception as e:  # a failed collective must not lose this rank's record
-            logger.warning("combining ranks' records failed; writing this rank's own: %s", e)
+            self._log.warning("combining ranks' records failed; writing this rank's own: %s", e)
             record.metadata["distributed_error"] = str(e)
             return record
 
     def _publish_window(self, record: WindowRecord, collective: bool = True) -> WindowRecord:
         combined = self._combine(record, collective)
         if self.writes_outputs:
-            self._outputs.call("window_out", combined)
+            self._outputs.window_out(combined)
         return combined  # type: ignore[return-value]
 
     def _on_live(self, snapshot: Snapshot) -> None:
@@ -461,11 +423,8 @@ class BaseEmissionsTracker:
             if not self.is_running:
                 return
             total = self._run_record(snapshot, status="running")
-            previous = self._last_live_total
-            delta = total.compute_delta_emission(previous) if previous is not None else total
-            self._last_live_total = total
             if self.writes_outputs:
-                self._outputs.call("live_out", total, delta)
+                self._outputs.live_out(total)
 
     def __enter__(self) -> BaseEmissionsTracker:
         self.start()
@@ -576,7 +535,7 @@ class BaseEmissionsTracker:
             self.start()
         name = task_name or str(uuid.uuid4())
         if self._active_task is not None:
-            logger.warning("task %r is still running; stopping it first", self._active_task)
+            self._log.warning("task %r is still running; stopping it first", self._active_task)
             self.stop_task()
         self._active_task = self.open_window("task", name)
 
@@ -654,29 +613,27 @@ class BaseEmissionsTracker:
         start: Snapshot,
         end: Snapshot,
         *,
-        offsets: Mapping[str, float] | None = None,
+        resumed: EmissionsData | None = None,
         extra_metadata: Mapping[str, Any] | None = None,
     ) -> None:
         cfg = self.config
         intensity = self._current_intensity()
         per_kind, breakdown = self._energy_kwh(start, end)
         duration = max(0.0, end.monotonic_s - start.monotonic_s)
-        offsets = offsets or {}
+        base = resumed if resumed is not None else _ZERO
         record.timestamp = _iso(end.wall_time)
         record.project_name = cfg.project_name
         record.run_id = self.run_id
         record.experiment_id = cfg.experiment_id
         for kind in KINDS:
             setattr(record, f"{kind}_power", per_kind[kind] * J_PER_KWH / duration if duration > 0 else 0.0)
-            setattr(record, f"{kind}_energy", per_kind[kind] + offsets.get(f"{kind}_energy_kwh", 0.0))
+            setattr(record, f"{kind}_energy", per_kind[kind] + getattr(base, f"{kind}_energy"))
         new_energy = sum(per_kind.values())
         record.energy_consumed = record.cpu_energy + record.gpu_energy + record.ram_energy
-        record.duration = duration + offsets.get("duration_s", 0.0)
-        record.emissions = (
-            new_energy * cfg.pue * intensity.g_per_kwh / 1000.0 + offsets.get("emissions_kg", 0.0)
-        )
+        record.duration = duration + base.duration
+        record.emissions = new_energy * cfg.pue * intensity.g_per_kwh / 1000.0 + base.emissions
         record.emissions_rate = record.emissions / record.duration if record.duration > 0 else 0.0
-        record.water_consumed = new_energy * cfg.wue + offsets.get("water_l", 0.0)
+        record.water_consumed = new_energy * cfg.wue + base.water_consumed
         record.country_name = intensity.country_name or ""
         record.country_iso_code = intensity.country_iso_code or ""
         record.region = intensity.region or ""
@@ -705,9 +662,6 @@ class BaseEmissionsTracker:
         metadata["window_count"] = self._window_count
         if self.api_run_id:
             metadata["api_run_id"] = self.api_run_id
-        if offsets:
-            # what a resumed run's totals already held, so outputs that send deltas skip it
-            metadata["resumed_offsets"] = dict(offsets)
         if extra_metadata:
             metadata.update(extra_metadata)
         record.metadata = metadata
@@ -731,7 +685,7 @@ class BaseEmissionsTracker:
     def _run_record(self, end: Snapshot, *, status: str) -> EmissionsData:
         assert self._run_start is not None
         record = EmissionsData(status=status)
-        self._fill(record, self._run_start, end, offsets=self._offsets)
+        self._fill(record, self._run_start, end, resumed=self._resumed)
         return record
 
     def _window_record(self, window: _OpenWindow, end: Snapshot, *, status: str) -> WindowRecord:
@@ -758,21 +712,11 @@ class BaseEmissionsTracker:
         elif self.final_emissions_data is not None:
             total = self.final_emissions_data
         else:
-            total = EmissionsData(run_id=self.run_id)
-            for kind in KINDS:
-                setattr(total, f"{kind}_energy", self._offsets.get(f"{kind}_energy_kwh", 0.0))
-            total.emissions = self._offsets.get("emissions_kg", 0.0)
-            total.duration = self._offsets.get("duration_s", 0.0)
-            total.water_consumed = self._offsets.get("water_l", 0.0)
+            total = self._resumed if self._resumed is not None else EmissionsData(run_id=self.run_id)
         return {
             "version": STATE_VERSION,
             "run_id": self.run_id,
-            "cpu_energy_kwh": total.cpu_energy,
-            "gpu_energy_kwh": total.gpu_energy,
-            "ram_energy_kwh": total.ram_energy,
-            "emissions_kg": total.emissions,
-            "duration_s": total.duration,
-            "water_l": total.water_consumed,
+            **{key: getattr(total, name) for key, name in STATE_KEYS.items()},
             "window_count": int(total.metadata.get("window_count", 0)) if total.metadata else 0,
         }
 
@@ -783,16 +727,13 @@ class BaseEmissionsTracker:
         """
         try:
             run_id = str(state["run_id"])
-            offsets = {
-                key: float(state.get(key, 0.0))
-                for key in ("cpu_energy_kwh", "gpu_energy_kwh", "ram_energy_kwh", "emissions_kg",
-                            "duration_s", "water_l")
-            }
+            resumed = totals_from_state({key: float(state.get(key, 0.0)) for key in STATE_KEYS},
+                                        run_id=run_id)
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"state: not a tracker state_dict ({e})") from None
         with self._lock:
             self.run_id = run_id
-            self._offsets = offsets
+            self._resumed = resumed
             self._restored_run_id = run_id
 
 

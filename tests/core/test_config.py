@@ -81,10 +81,14 @@ def test_co2_signal_token_is_a_deprecated_alias(tmp_path: Path) -> None:
     assert "electricitymaps_api_token" not in cfg.public_dict()
 
 
-def test_missing_output_dir_is_created(tmp_path: Path) -> None:
+def test_missing_output_dir_is_created_by_the_first_write_not_by_resolving(tmp_path: Path) -> None:
     target = tmp_path / "a" / "b"
     resolve_config({"output_dir": str(target)}, environ={}, config_files=[])
-    assert target.is_dir()
+    tracker = OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(target))
+    assert not (tmp_path / "a").exists()  # resolving and constructing have no side effects
+    tracker.start()
+    tracker.stop()
+    assert (target / "emissions.csv").is_file()
 
 
 def test_env_bool_and_numbers_typed(tmp_path: Path) -> None:
@@ -177,10 +181,19 @@ def test_offline_location_errors(tmp_path: Path, arguments: dict, named: str) ->
         OfflineEmissionsTracker(output_dir=str(tmp_path), **arguments)
 
 
-def test_log_level_applies_to_package_logger(tmp_path: Path) -> None:
-    OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path), log_level="error")
-    assert logging.getLogger("codecarbon_callbacks_core").level == logging.ERROR
-    OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path), log_level="info")
+def test_log_level_is_the_trackers_own_never_process_wide(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    levels = {name: logging.getLogger(name).level
+              for name in ("", "codecarbon_callbacks", "codecarbon_callbacks_core")}
+    quiet = OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path),
+                                    log_level="error")
+    loud = OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path))
+    assert {name: logging.getLogger(name).level for name in levels} == levels
+    with caplog.at_level(logging.DEBUG):
+        quiet.stop()  # "stop() called on a tracker that was not started": a warning
+        assert "not started" not in caplog.text
+        loud.stop()
+        assert "not started" in caplog.text
 
 
 def test_no_warning_for_defaults(tmp_path: Path) -> None:

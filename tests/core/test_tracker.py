@@ -221,10 +221,12 @@ def test_resume_keeps_run_id_and_adds_offsets(tmp_path: Path) -> None:
     time.sleep(0.1)
     first.stop(status="interrupted")
     state = json.loads(json.dumps(first.state_dict()))
-    second = make_tracker(tmp_path)
+    recorder = Recorder()
+    second = make_tracker(tmp_path, output_handlers=[recorder])
     second.load_state_dict(state)
     second.start()
     time.sleep(0.1)
+    second.flush()
     second.stop()
     a, b = first.final_emissions_data, second.final_emissions_data
     assert b.run_id == a.run_id
@@ -232,9 +234,13 @@ def test_resume_keeps_run_id_and_adds_offsets(tmp_path: Path) -> None:
     assert b.duration == pytest.approx(a.duration + (b.duration - a.duration))
     assert b.emissions > a.emissions
     assert b.cpu_energy - a.cpu_energy == pytest.approx(50 * (b.duration - a.duration) / J_PER_KWH, rel=1e-6)
-    # outputs that send deltas learn what the resumed run already held
-    assert b.metadata["resumed_offsets"]["emissions_kg"] == pytest.approx(a.emissions)
-    assert "resumed_offsets" not in a.metadata
+    # outputs get deltas of only what this process measured; nothing rides in the metadata
+    deltas = [d for _, d in recorder.outs]
+    assert len(deltas) == 2
+    assert sum(d.energy_consumed for d in deltas) == pytest.approx(b.energy_consumed - a.energy_consumed)
+    assert sum(d.emissions for d in deltas) == pytest.approx(b.emissions - a.emissions)
+    assert sum(d.duration for d in deltas) == pytest.approx(b.duration - a.duration)
+    assert "resumed_offsets" not in b.metadata
     with pytest.raises(ValueError, match="state"):
         second.load_state_dict({"nothing": 1})
 

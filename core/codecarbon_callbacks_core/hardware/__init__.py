@@ -19,7 +19,8 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from codecarbon_callbacks_core.hardware.base import Component, HardwareError, MeasurementMethod
+from codecarbon_callbacks_core.errors import HardwareError
+from codecarbon_callbacks_core.hardware.base import Component, MeasurementMethod
 
 logger = logging.getLogger(__name__)
 

@@ -34,10 +34,6 @@ class MeasurementMethod(str, enum.Enum):
         return self.value
 
 
-class HardwareError(Exception):
-    """A backend could not be used (missing, refused, broken)."""
-
-
 class Component(ABC):
     """One measured component. Subclasses set the attributes below in ``__init__``."""
 

@@ -32,8 +32,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from codecarbon_callbacks_core.errors import HardwareError
 from codecarbon_callbacks_core.hardware import _forksafe
-from codecarbon_callbacks_core.hardware.base import Component, HardwareError, MeasurementMethod
+from codecarbon_callbacks_core.hardware.base import Component, MeasurementMethod
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from codecarbon_callbacks_core.intensity.lookup import (
     world_average,
 )
 
-_ONLINE = ("LocationLookup", "GeoLocation", "LookupFailed", "fetch_geo_location",
+_ONLINE = ("LocationLookup", "GeoLocation", "IntensityLookupError", "fetch_geo_location",
            "fetch_electricitymaps_intensity", "GEO_JS_URL", "ELECTRICITYMAPS_URL")
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
     "GeoLocation",
     "IntensityResult",
     "LocationLookup",
-    "LookupFailed",
+    "IntensityLookupError",
     "UnknownLocationError",
     "fetch_electricitymaps_intensity",
     "fetch_geo_location",
@@ -56,8 +56,8 @@ if TYPE_CHECKING:  # pragma: no cover
         ELECTRICITYMAPS_URL,
         GEO_JS_URL,
         GeoLocation,
+        IntensityLookupError,
         LocationLookup,
-        LookupFailed,
         fetch_electricitymaps_intensity,
         fetch_geo_location,
     )

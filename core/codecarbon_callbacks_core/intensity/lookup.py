@@ -19,6 +19,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from codecarbon_callbacks_core.errors import UnknownLocationError
 from codecarbon_callbacks_core.intensity.data import (
     CLOUD_PROVIDERS,
     WORLD,
@@ -55,24 +56,6 @@ _ZONE_SUFFIX = {
     "gcp": re.compile(r"^(?P<region>.*\d)-[a-z]$"),
     "aws": re.compile(r"^(?P<region>.*\d)[a-z]$"),
 }
-
-
-class UnknownLocationError(ValueError):
-    """A country, region, cloud provider or cloud region that the bundled tables do not know.
-
-    ``parameter`` names the argument, ``value`` is what was given and ``suggestions`` lists close
-    known values (possibly empty).
-    """
-
-    def __init__(self, parameter: str, value: Any, message: str,
-                 suggestions: list[str] | None = None) -> None:
-        self.parameter = parameter
-        self.value = value
-        self.suggestions = list(suggestions or [])
-        text = f"{parameter}={value!r}: {message}"
-        if self.suggestions:
-            text += f" Did you mean: {', '.join(self.suggestions)}?"
-        super().__init__(text)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from codecarbon_callbacks_core.errors import IntensityLookupError
 from codecarbon_callbacks_core.intensity.data import intensity_tables
 from codecarbon_callbacks_core.intensity.lookup import (
     SOURCE_ELECTRICITYMAPS,
@@ -54,10 +55,6 @@ ELECTRICITYMAPS_URL = "https://api.electricitymaps.com/v3/carbon-intensity/lates
 DEFAULT_TIMEOUT_S = 3.0
 
 
-class LookupFailed(RuntimeError):
-    """A geo-IP or Electricity Maps request failed; the message says which and why."""
-
-
 @dataclass(frozen=True)
 class GeoLocation:
     """Where the geo-IP service places this machine."""
@@ -73,16 +70,16 @@ class GeoLocation:
 def _get_json(url: str, *, timeout_s: float, session: Any = None,
               params: dict[str, Any] | None = None,
               headers: dict[str, str] | None = None, what: str) -> Any:
-    """GET ``url`` and decode JSON; any failure becomes LookupFailed naming ``what``."""
+    """GET ``url`` and decode JSON; any failure becomes IntensityLookupError naming ``what``."""
     import requests  # lazy: never imported by `import codecarbon_callbacks_core`
 
     getter = session if session is not None else requests
     try:
         response = getter.get(url, params=params, headers=headers, timeout=max(timeout_s, 0.001))
     except requests.Timeout as e:
-        raise LookupFailed(f"{what}: no answer from {url} within {timeout_s:.1f} s") from e
+        raise IntensityLookupError(f"{what}: no answer from {url} within {timeout_s:.1f} s") from e
     except requests.RequestException as e:
-        raise LookupFailed(f"{what}: request to {url} failed: {e}") from e
+        raise IntensityLookupError(f"{what}: request to {url} failed: {e}") from e
     if response.status_code != 200:
         detail = ""
         try:
@@ -91,12 +88,12 @@ def _get_json(url: str, *, timeout_s: float, session: Any = None,
                 detail = str(body.get("error") or body.get("message") or "")
         except ValueError:
             detail = response.text[:200]
-        raise LookupFailed(f"{what}: HTTP {response.status_code} from {url}"
+        raise IntensityLookupError(f"{what}: HTTP {response.status_code} from {url}"
                            + (f": {detail}" if detail else ""))
     try:
         return response.json()
     except ValueError as e:
-        raise LookupFailed(f"{what}: {url} did not answer JSON") from e
+        raise IntensityLookupError(f"{what}: {url} did not answer JSON") from e
 
 
 def _float_or_none(value: Any) -> float | None:
@@ -112,11 +109,11 @@ def fetch_geo_location(url: str = GEO_JS_URL, *, timeout_s: float = DEFAULT_TIME
     """Ask the geo-IP service (GeoJS response shape) where this machine is.
 
     Raises:
-        LookupFailed: the request failed, or the answer names no usable country.
+        IntensityLookupError: the request failed, or the answer names no usable country.
     """
     body = _get_json(url, timeout_s=timeout_s, session=session, what="geo-IP lookup")
     if not isinstance(body, dict):
-        raise LookupFailed(f"geo-IP lookup: unexpected answer from {url}: {body!r:.200}")
+        raise IntensityLookupError(f"geo-IP lookup: unexpected answer from {url}: {body!r:.200}")
     iso3: str | None = None
     for key in ("country_code3", "country_code"):
         code = body.get(key)
@@ -127,7 +124,7 @@ def fetch_geo_location(url: str = GEO_JS_URL, *, timeout_s: float = DEFAULT_TIME
             except UnknownLocationError as e:
                 logger.debug("geo-IP lookup: %s", e)
     if iso3 is None:
-        raise LookupFailed(f"geo-IP lookup: {url} gave no known country code "
+        raise IntensityLookupError(f"geo-IP lookup: {url} gave no known country code "
                            f"(country_code3={body.get('country_code3')!r}, "
                            f"country_code={body.get('country_code')!r})")
     code = intensity_tables().codes_by_iso3.get(iso3)
@@ -153,7 +150,7 @@ def fetch_electricitymaps_intensity(
     locates the caller by IP).
 
     Raises:
-        LookupFailed: HTTP error, bad token, or no ``carbonIntensity`` in the answer.
+        IntensityLookupError: HTTP error, bad token, or no ``carbonIntensity`` in the answer.
     """
     params: dict[str, Any] = {}
     if latitude is not None and longitude is not None:
@@ -165,7 +162,7 @@ def fetch_electricitymaps_intensity(
     value = body.get("carbonIntensity") if isinstance(body, dict) else None
     number = _float_or_none(value)
     if number is None or number < 0 or isinstance(value, bool):
-        raise LookupFailed(f"Electricity Maps: no valid carbonIntensity in the answer "
+        raise IntensityLookupError(f"Electricity Maps: no valid carbonIntensity in the answer "
                            f"(carbonIntensity={value!r})")
     return number, body
 
@@ -333,7 +330,7 @@ class LocationLookup:
                     geo = fetch_geo_location(self.geo_url, timeout_s=self._remaining_s(),
                                              session=self.session)
                     self.geo = geo
-                except LookupFailed as e:
+                except IntensityLookupError as e:
                     if not self.token:
                         self._fail(f"{e}; location unknown", geo=None)
                         return
@@ -370,7 +367,7 @@ class LocationLookup:
                 self.token, url=self.electricitymaps_url, latitude=latitude,
                 longitude=longitude, zone=zone, timeout_s=self._remaining_s(),
                 session=self.session)
-        except LookupFailed as e:
+        except IntensityLookupError as e:
             self._fail(str(e), geo)
             return
         # Location for the report: what we know, else the zone Electricity Maps answered for.

@@ -73,13 +73,19 @@ def url_secrets(url: str) -> list[str]:
     return [s for s in found if s]
 
 
-def warn_once(key: str, message: str, *args: Any, log: logging.Logger | None = None) -> None:
-    """Log a warning the first time ``key`` is seen in this process, debug afterwards."""
+def warn_once(key: str, message: str, *args: Any, log: logging.Logger | None = None,
+              seen: set[tuple[str, str]] | None = None) -> None:
+    """Log a warning the first time ``key`` is seen, debug afterwards.
+
+    ``seen`` is the set of keys already warned about: this process's by default, or an object's
+    own (so that a new object warns again).
+    """
     target = log or logger
     token = (target.name, key)
     with _warned_lock:
-        first = token not in _warned
-        _warned.add(token)
+        registry = _warned if seen is None else seen
+        first = token not in registry
+        registry.add(token)
     target.log(logging.WARNING if first else logging.DEBUG, message, *args)
 
 
@@ -117,12 +123,3 @@ def require_module(module: str, extra: str, what: str) -> None:
         raise ImportError(
             f"{what} needs the {module!r} package: pip install \"codecarbon-callbacks-core[{extra}]\""
         )
-
-
-def config_get(config: Any, name: str, default: Any = None) -> Any:
-    """``config.name`` if present and not None, else ``default`` (config may be a dict)."""
-    if isinstance(config, dict):
-        value = config.get(name, default)
-    else:
-        value = getattr(config, name, default)
-    return default if value is None else value

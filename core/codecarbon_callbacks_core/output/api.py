@@ -5,10 +5,12 @@
   :attr:`CodeCarbonAPIOutput.api_run_id`, added to later records' ``metadata["api_run_id"]``
   and remembered in the spool folder (``api_runs.json``), so a resumed run (same local run_id)
   goes on posting to the same API run. Our own ``run_id`` stays local.
-- Deltas are computed here from the run's totals (``total`` minus what was already posted), so
-  live deltas and flush/stop deltas never count anything twice, even across a resume. The API
-  wants ``duration`` as an integer > 0 s: a live delta shorter than 1 s waits for the next one,
-  and the seconds are rounded so that their sum stays within 1 s of the run's duration.
+- Each post is the delta the tracker hands this output (what changed since the totals this output
+  last took; a resumed run's first delta holds only the resumed part), so live and flush/stop
+  deltas never count anything twice. The API wants ``duration`` as an integer > 0 s: a live delta
+  shorter than 1 s is deferred (:data:`~.base.DEFER_DELTA`: it comes back inside the next one),
+  and the seconds are rounded with the remainder carried, so that their sum stays within 1 s of
+  the run's duration.
 - Header ``x-api-token: <api_key>``; the key is never written anywhere (the spool keeps the body
   only; a re-send takes the key from the configuration).
 - The API has no idempotency key. A request is retried only when it surely did not arrive
@@ -34,7 +36,7 @@ from codecarbon_callbacks_core.output._util import (
     url_secrets,
     warn_once,
 )
-from codecarbon_callbacks_core.output.base import BaseOutput
+from codecarbon_callbacks_core.output.base import DEFER_DELTA, BaseOutput, _DeferDelta
 from codecarbon_callbacks_core.output.sender import (
     CallJob,
     Job,
@@ -57,22 +59,14 @@ DEFAULT_API_TIMEOUT_S = 2.0
 DEFAULT_EXIT_TIMEOUT_S = 3.0
 RUNS_FILE = "api_runs.json"
 
-_ADDITIVE = (
-    "duration",
-    "emissions",
-    "cpu_energy",
-    "gpu_energy",
-    "ram_energy",
-    "energy_consumed",
-    "water_consumed",
-)
 _RETRY_STATUSES = (408, 425, 429, 503)
 
 _runs_lock = threading.Lock()
 
 
 class ApiRunStore:
-    """``api_runs.json`` in the spool folder: local run_id -> API run id and what was posted."""
+    """``api_runs.json`` in the spool folder: local run_id -> the API's run id (so a resumed run,
+    or a re-send after a restart, posts to the same API run)."""
 
     def __init__(self, spool: Spool, endpoint: str) -> None:
         self.path = os.path.join(spool.directory, RUNS_FILE)
@@ -134,9 +128,9 @@ def run_body(record: EmissionsData, experiment_id: str) -> dict[str, Any]:
     }
 
 
-def emission_body(total: EmissionsData, delta: dict[str, float], duration_s: int) -> dict[str, Any]:
+def emission_body(total: EmissionsData, delta: EmissionsData, duration_s: int) -> dict[str, Any]:
     """The body of ``POST /emissions`` (CodeCarbon's EmissionCreate), ``run_id`` added at send."""
-    emissions = max(0.0, delta["emissions"])
+    emissions = max(0.0, delta.emissions)
     return {
         "timestamp": total.timestamp,
         "duration": int(duration_s),
@@ -145,39 +139,15 @@ def emission_body(total: EmissionsData, delta: dict[str, float], duration_s: int
         "cpu_power": max(0.0, float(total.cpu_power or 0.0)),
         "gpu_power": max(0.0, float(total.gpu_power or 0.0)),
         "ram_power": max(0.0, float(total.ram_power or 0.0)),
-        "cpu_energy": max(0.0, delta["cpu_energy"]),
-        "gpu_energy": max(0.0, delta["gpu_energy"]),
-        "ram_energy": max(0.0, delta["ram_energy"]),
-        "energy_consumed": max(0.0, delta["energy_consumed"]),
+        "cpu_energy": max(0.0, delta.cpu_energy),
+        "gpu_energy": max(0.0, delta.gpu_energy),
+        "ram_energy": max(0.0, delta.ram_energy),
+        "energy_consumed": max(0.0, delta.energy_consumed),
         "cpu_utilization_percent": float(total.cpu_utilization_percent or 0.0),
         "gpu_utilization_percent": float(total.gpu_utilization_percent or 0.0),
         "ram_utilization_percent": float(total.ram_utilization_percent or 0.0),
         "wue": float(total.wue or 0.0),
     }
-
-
-def _resumed_offsets(total: EmissionsData) -> dict[str, float]:
-    """``metadata["resumed_offsets"]`` (state_dict keys) as already-posted totals; zeros if none."""
-    sent = {name: 0.0 for name in _ADDITIVE}
-    metadata = total.metadata if isinstance(total.metadata, dict) else {}
-    offsets = metadata.get("resumed_offsets")
-    if not isinstance(offsets, dict):
-        return sent
-    for name, key in (
-        ("cpu_energy", "cpu_energy_kwh"),
-        ("gpu_energy", "gpu_energy_kwh"),
-        ("ram_energy", "ram_energy_kwh"),
-        ("emissions", "emissions_kg"),
-        ("duration", "duration_s"),
-        ("water_consumed", "water_l"),
-    ):
-        try:
-            sent[name] = float(offsets.get(key) or 0.0)
-        except (TypeError, ValueError):
-            pass
-    sent["energy_consumed"] = sent["cpu_energy"] + sent["gpu_energy"] + sent["ram_energy"]
-    sent["duration"] = float(int(sent["duration"]))
-    return sent
 
 
 class ApiEmissionJob(Job):
@@ -370,6 +340,8 @@ class CodeCarbonAPIOutput(BaseOutput):
         self._lock = threading.Lock()
         #: The id of the run on the API (None until the API created it).
         self.api_run_id: str | None = None
+        #: per local run: seconds of its deltas not yet posted (rounding to whole seconds)
+        self._duration_carry_s: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return (
@@ -424,28 +396,23 @@ class CodeCarbonAPIOutput(BaseOutput):
                 log=logger,
             )
 
-    def _post(self, total: EmissionsData, final: bool) -> None:
+    def _post(self, total: EmissionsData, delta: EmissionsData, final: bool) -> _DeferDelta | None:
         self._ensure_started()
         local_run_id = total.run_id
         with self._lock:
             state = self.store.get(local_run_id)
             if state.get("api_run_id") and self.api_run_id is None:
                 self.api_run_id = state["api_run_id"]
-            # A resumed run this spool has not seen: what the earlier process held was posted
-            # by it (under its API run), so start from there.
-            sent = state.get("sent") or _resumed_offsets(total)
-            delta = {
-                name: float(getattr(total, name) or 0.0) - float(sent.get(name, 0.0))
-                for name in _ADDITIVE
-            }
-            duration_s = round(delta["duration"])
+            seconds = float(delta.duration or 0.0) + self._duration_carry_s.get(local_run_id, 0.0)
+            duration_s = round(seconds)
             if duration_s < 1:
-                if not final or (delta["energy_consumed"] <= 0 and delta["emissions"] <= 0):
-                    return  # the API wants >= 1 s: this waits for the next delta
+                if not final:
+                    return DEFER_DELTA  # the API wants >= 1 s: it comes back in the next delta
+                if delta.energy_consumed <= 0 and delta.emissions <= 0:
+                    return None  # nothing left to post
                 duration_s = 1
+            self._duration_carry_s[local_run_id] = seconds - duration_s
             body = emission_body(total, delta, duration_s)
-            new_sent = {name: float(getattr(total, name) or 0.0) for name in _ADDITIVE}
-            new_sent["duration"] = float(sent.get("duration", 0.0)) + duration_s
             extra: dict[str, Any] = {
                 "local_run_id": local_run_id,
                 "run": run_body(total, self.experiment_id),
@@ -464,10 +431,6 @@ class CodeCarbonAPIOutput(BaseOutput):
                     log=logger,
                 )
                 entry = None
-            try:
-                self.store.update(local_run_id, sent=new_sent)
-            except OSError:
-                pass
         if self.api_run_id:
             total.metadata["api_run_id"] = self.api_run_id
         job = ApiEmissionJob(
@@ -484,12 +447,13 @@ class CodeCarbonAPIOutput(BaseOutput):
             timeout_s=self.timeout_s,
         )
         self.sender.submit(job)
+        return None
 
-    def live_out(self, total: EmissionsData, delta: EmissionsData) -> None:
-        self._post(total, final=False)
+    def live_out(self, total: EmissionsData, delta: EmissionsData) -> _DeferDelta | None:
+        return self._post(total, delta, final=False)
 
-    def out(self, total: EmissionsData, delta: EmissionsData) -> None:
-        self._post(total, final=True)
+    def out(self, total: EmissionsData, delta: EmissionsData) -> _DeferDelta | None:
+        return self._post(total, delta, final=True)
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait (bounded) for this output's pending deltas; True when all were settled."""

@@ -9,7 +9,13 @@ An output receives:
 - ``exit()`` once when the tracker stops.
 
 Every method is a no-op by default, so a subclass implements only what it needs. The tracker calls
-them inside a guard: an output that raises is logged and never stops training.
+them inside a guard (:mod:`.fanout`): an output that raises is logged and never stops training.
+
+Deltas are per output: ``delta`` is what changed since the totals *this* output was last handed
+(by ``out`` or ``live_out``), and a resumed run's first delta holds only what the resumed process
+measured. An output that cannot use a delta yet (the CodeCarbon API wants whole seconds) returns
+:data:`DEFER_DELTA` from ``out``/``live_out``: its baseline then stays, and its next delta holds
+this one too.
 """
 
 from __future__ import annotations
@@ -19,6 +25,24 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from codecarbon_callbacks_core.records import EmissionsData, WindowRecord
+
+
+class _DeferDelta:
+    """The type of :data:`DEFER_DELTA` (one instance)."""
+
+    _instance: _DeferDelta | None = None
+
+    def __new__(cls) -> _DeferDelta:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "DEFER_DELTA"
+
+
+#: Returned by ``out``/``live_out``: "this delta was not used; hand it to me again with the next".
+DEFER_DELTA = _DeferDelta()
 
 
 class OutputMethod(str, enum.Enum):
@@ -44,11 +68,13 @@ class BaseOutput:
         ...         print(f"{total.energy_consumed:.6f} kWh")
     """
 
-    def out(self, total: EmissionsData, delta: EmissionsData) -> None:
-        """The run's totals on flush/stop, and the change since the last call."""
+    def out(self, total: EmissionsData, delta: EmissionsData) -> _DeferDelta | None:
+        """The run's totals on flush/stop, and the change since this output's last totals."""
+        return None
 
-    def live_out(self, total: EmissionsData, delta: EmissionsData) -> None:
-        """Live totals and deltas while the run goes on."""
+    def live_out(self, total: EmissionsData, delta: EmissionsData) -> _DeferDelta | None:
+        """Live totals and deltas while the run goes on (return DEFER_DELTA to defer the delta)."""
+        return None
 
     def window_out(self, record: WindowRecord) -> None:
         """A window (epoch, phase, task, flush) has closed."""

@@ -21,10 +21,9 @@ run's metadata has them, ``framework`` and ``task_family``):
                                                ``kind`` and ``phase``
 ==================================  =========  =========================================
 
-Counters add the change of the run's totals since the previous call (computed here from the
-totals, so live and flush/stop updates never count twice). A resumed run whose records carry
-``metadata["resumed_offsets"]`` (the state_dict figures it started from) does not add those
-again. Each closed window is also logged
+Counters add the delta the tracker hands this output (the change since the totals this output
+last took), so live and flush/stop updates never count twice, and a resumed run does not add
+again what it resumed from. Each closed window is also logged
 (``codecarbon window ...``) with its figures as attributes.
 """
 
@@ -36,13 +35,15 @@ from typing import TYPE_CHECKING, Any
 
 from codecarbon_callbacks_core.output._util import describe_error, require_module, warn_once
 from codecarbon_callbacks_core.output.base import BaseOutput
+from codecarbon_callbacks_core.records import ADDITIVE_FIELDS
 
 if TYPE_CHECKING:
     from codecarbon_callbacks_core.records import EmissionsData, WindowRecord
 
 logger = logging.getLogger(__name__)
 
-_COUNTED = ("energy_consumed", "cpu_energy", "gpu_energy", "ram_energy", "emissions", "duration")
+#: the additive fields with a counter (water has none)
+_COUNTED = tuple(name for name in ADDITIVE_FIELDS if name != "water_consumed")
 DEFAULT_EXIT_TIMEOUT_S = 2.0
 
 
@@ -84,7 +85,6 @@ class LogfireOutput(BaseOutput):
         self._ready = False
         self._failed = False
         self._configured_by_us = False
-        self._last: dict[str, dict[str, float]] = {}
         self._metrics: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ set-up
@@ -167,31 +167,27 @@ class LogfireOutput(BaseOutput):
             attrs["task_family"] = str(task_family)
         return attrs
 
-    def _record_totals(self, total: EmissionsData) -> None:
+    def _record_totals(self, total: EmissionsData, delta: EmissionsData) -> None:
         if not self._setup():
             return
         try:
-            with self._lock:
-                previous = self._last.get(total.run_id) or _resumed_offsets(total)
-                current = {name: float(getattr(total, name) or 0.0) for name in _COUNTED}
-                self._last[total.run_id] = current
-            delta = {name: current[name] - previous.get(name, 0.0) for name in _COUNTED}
+            change = {name: float(getattr(delta, name) or 0.0) for name in _COUNTED}
             attrs = self.attributes(total)
             m = self._metrics
-            if delta["energy_consumed"] > 0:
-                m["energy_consumed"].add(delta["energy_consumed"], attrs)
+            if change["energy_consumed"] > 0:
+                m["energy_consumed"].add(change["energy_consumed"], attrs)
             for component in ("cpu", "gpu", "ram"):
-                value = delta[f"{component}_energy"]
+                value = change[f"{component}_energy"]
                 if value > 0:
                     m["component_energy"].add(value, {**attrs, "component": component})
                 m["component_power"].set(
                     float(getattr(total, f"{component}_power") or 0.0),
                     {**attrs, "component": component},
                 )
-            if delta["emissions"] > 0:
-                m["emissions"].add(delta["emissions"], attrs)
-            if delta["duration"] > 0:
-                m["duration"].add(delta["duration"], attrs)
+            if change["emissions"] > 0:
+                m["emissions"].add(change["emissions"], attrs)
+            if change["duration"] > 0:
+                m["duration"].add(change["duration"], attrs)
             m["emissions_rate"].set(float(total.emissions_rate or 0.0), attrs)
             if total.carbon_intensity_g_per_kwh:
                 m["carbon_intensity"].set(float(total.carbon_intensity_g_per_kwh), attrs)
@@ -204,10 +200,10 @@ class LogfireOutput(BaseOutput):
             )
 
     def out(self, total: EmissionsData, delta: EmissionsData) -> None:
-        self._record_totals(total)
+        self._record_totals(total, delta)
 
     def live_out(self, total: EmissionsData, delta: EmissionsData) -> None:
-        self._record_totals(total)
+        self._record_totals(total, delta)
 
     def window_out(self, record: WindowRecord) -> None:
         if not self.windows or not self._setup():
@@ -261,31 +257,6 @@ class LogfireOutput(BaseOutput):
         )
         flusher.start()
         flusher.join(self.exit_timeout_s + 0.2)
-
-
-def _resumed_offsets(total: EmissionsData) -> dict[str, float]:
-    """What a resumed run's totals already held (``metadata["resumed_offsets"]``, as the
-    tracker's state_dict keys): counted by the earlier process, so not added again."""
-    metadata = total.metadata if isinstance(total.metadata, dict) else {}
-    offsets = metadata.get("resumed_offsets")
-    if not isinstance(offsets, dict):
-        return {}
-
-    def get(key: str) -> float:
-        try:
-            return float(offsets.get(key) or 0.0)
-        except (TypeError, ValueError):
-            return 0.0
-
-    cpu, gpu, ram = get("cpu_energy_kwh"), get("gpu_energy_kwh"), get("ram_energy_kwh")
-    return {
-        "cpu_energy": cpu,
-        "gpu_energy": gpu,
-        "ram_energy": ram,
-        "energy_consumed": cpu + gpu + ram,
-        "emissions": get("emissions_kg"),
-        "duration": get("duration_s"),
-    }
 
 
 def _safe_flush(instance: Any, timeout_ms: int) -> None:

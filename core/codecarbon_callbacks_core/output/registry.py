@@ -5,25 +5,27 @@ for each configured method at start()); ``create_webhook_output(config)`` builds
 output the tracker adds when ``emissions_endpoint`` is set. Construction is cheap and offline:
 network libraries are imported and connections made on first use, in the background sender.
 
-``config`` is a ``TrackerConfig`` (or any object / dict with the same attribute names).
+``config`` is a resolved ``TrackerConfig``: its defaults are the only ones; nothing here has a
+copy of them. This is the one place outputs are built from a configuration (the CSV output
+included).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from codecarbon_callbacks_core.output._util import config_get
+from codecarbon_callbacks_core.errors import ConfigError
 from codecarbon_callbacks_core.output.base import BaseOutput, OutputMethod
+
+if TYPE_CHECKING:
+    from codecarbon_callbacks_core.config import TrackerConfig
 
 logger = logging.getLogger(__name__)
 
 
-def _config_error(message: str) -> ValueError:
-    try:
-        from codecarbon_callbacks_core.config import ConfigError
-    except ImportError:  # pragma: no cover - config.py always ships
-        return ValueError(message)
+def _config_error(message: str) -> ConfigError:
     return ConfigError(message)
 
 
@@ -40,7 +42,7 @@ def resolve_method(method: OutputMethod | str) -> OutputMethod:
     raise _config_error(f"output_methods: unknown output method {method!r}; accepted: {accepted}")
 
 
-def create_output(method: OutputMethod | str, config: Any) -> BaseOutput:
+def create_output(method: OutputMethod | str, config: TrackerConfig) -> BaseOutput:
     """The output object for ``method`` configured from ``config``.
 
     Raises:
@@ -48,22 +50,18 @@ def create_output(method: OutputMethod | str, config: Any) -> BaseOutput:
             (the message names the parameter).
     """
     method = resolve_method(method)
-    output_dir = config_get(config, "output_dir", ".")
-    spool = {
-        "spool_max_bytes": config_get(config, "spool_max_bytes", 10 * 1024 * 1024),
-        "spool_max_age_s": config_get(config, "spool_max_age_s", 7 * 24 * 3600.0),
-    }
+    output_dir = config.output_dir
+    spool = {"spool_max_bytes": config.spool_max_bytes, "spool_max_age_s": config.spool_max_age_s}
     try:
         if method is OutputMethod.LOGGER:
             from codecarbon_callbacks_core.output.logger import LoggerOutput
 
-            return LoggerOutput.from_value(config_get(config, "logging_logger"))
+            return LoggerOutput.from_value(config.logging_logger)
         if method is OutputMethod.PROMETHEUS:
             from codecarbon_callbacks_core.output.prometheus import PrometheusOutput
 
             return PrometheusOutput(
-                config_get(config, "prometheus_url", "localhost:9091"),
-                delete_on_exit=bool(config_get(config, "prometheus_delete_on_exit", False)),
+                config.prometheus_url, delete_on_exit=bool(config.prometheus_delete_on_exit)
             )
         if method is OutputMethod.LOGFIRE:
             from codecarbon_callbacks_core.output.logfire_output import LogfireOutput
@@ -72,7 +70,7 @@ def create_output(method: OutputMethod | str, config: Any) -> BaseOutput:
         if method is OutputMethod.BOAMPS:
             from codecarbon_callbacks_core.output.boamps import BoAmpsOutput
 
-            context_file = config_get(config, "boamps_context_file")
+            context_file = config.boamps_context_file
             if context_file:
                 return BoAmpsOutput.from_file(context_file, output_dir=output_dir)
             return BoAmpsOutput(output_dir)
@@ -80,9 +78,9 @@ def create_output(method: OutputMethod | str, config: Any) -> BaseOutput:
             from codecarbon_callbacks_core.output.api import CodeCarbonAPIOutput
 
             return CodeCarbonAPIOutput(
-                config_get(config, "api_endpoint", "https://api.codecarbon.io"),
-                experiment_id=config_get(config, "experiment_id", ""),
-                api_key=config_get(config, "api_key"),
+                config.api_endpoint,
+                experiment_id=config.experiment_id or "",
+                api_key=config.api_key,
                 output_dir=output_dir,
                 **spool,
             )
@@ -91,46 +89,49 @@ def create_output(method: OutputMethod | str, config: Any) -> BaseOutput:
 
             return FileOutput(
                 output_dir,
-                config_get(config, "output_file", "emissions.csv"),
-                on_csv_write=config_get(config, "on_csv_write", "append"),
-                windows_file=config_get(config, "windows_output_file", "emissions_windows.csv"),
+                config.output_file,
+                on_csv_write=config.on_csv_write,
+                windows_file=config.windows_output_file,
             )
     except FileNotFoundError as exc:
         raise _config_error(f"boamps_context_file: {exc}") from None
     except ImportError as exc:
         raise _config_error(f"output_methods={method.value!r}: {exc}") from None
+    except ConfigError:
+        raise
     except ValueError as exc:
-        if type(exc).__name__ == "ConfigError":
-            raise
         raise _config_error(f"output_methods={method.value!r}: {exc}") from None
     raise _config_error(f"output_methods: no output for {method!r}")  # pragma: no cover
 
 
-def create_webhook_output(config: Any) -> BaseOutput:
+def create_webhook_output(config: TrackerConfig) -> BaseOutput:
     """The HTTP webhook output for ``config.emissions_endpoint`` (windows if webhook_windows)."""
     from codecarbon_callbacks_core.output.webhook import WebhookOutput
 
-    endpoint = config_get(config, "emissions_endpoint")
+    endpoint = config.emissions_endpoint
     if not endpoint:
         raise _config_error("emissions_endpoint: an http(s) URL is needed for the webhook output")
     try:
         return WebhookOutput(
             endpoint,
-            config_get(config, "output_dir", "."),
-            windows=bool(config_get(config, "webhook_windows", False)),
-            spool_max_bytes=config_get(config, "spool_max_bytes", 10 * 1024 * 1024),
-            spool_max_age_s=config_get(config, "spool_max_age_s", 7 * 24 * 3600.0),
+            config.output_dir,
+            windows=bool(config.webhook_windows),
+            spool_max_bytes=config.spool_max_bytes,
+            spool_max_age_s=config.spool_max_age_s,
         )
     except ValueError as exc:
         raise _config_error(str(exc)) from None
 
 
-def create_outputs(methods: Any, config: Any) -> list[BaseOutput]:
-    """Outputs for a list of methods (members, names or a comma-separated string)."""
+def create_outputs(
+    methods: Iterable[OutputMethod | str] | str | OutputMethod, config: TrackerConfig
+) -> list[BaseOutput]:
+    """Outputs for a list of methods (members, names or a comma-separated string), then the
+    HTTP webhook when ``config.emissions_endpoint`` is set."""
     if isinstance(methods, (str, OutputMethod)):
         methods = [m for m in str(getattr(methods, "value", methods)).split(",") if m.strip()]
     outputs = [create_output(m, config) for m in methods]
-    if config_get(config, "emissions_endpoint"):
+    if config.emissions_endpoint:
         outputs.append(create_webhook_output(config))
     return outputs
 

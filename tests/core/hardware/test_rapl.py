@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from codecarbon_callbacks_core.errors import HardwareError
 from codecarbon_callbacks_core.hardware import detect_components
-from codecarbon_callbacks_core.hardware.base import HardwareError, MeasurementMethod
+from codecarbon_callbacks_core.hardware.base import MeasurementMethod
 from codecarbon_callbacks_core.hardware.rapl import detect_rapl
 from fakes.sysfs import FakePowercap
 

@@ -18,7 +18,7 @@ import pytest
 from codecarbon_callbacks_core.intensity import LocationLookup, resolve_offline
 from codecarbon_callbacks_core.intensity.data import intensity_tables
 from codecarbon_callbacks_core.intensity.online import (
-    LookupFailed,
+    IntensityLookupError,
     fetch_electricitymaps_intensity,
     fetch_geo_location,
 )
@@ -243,7 +243,7 @@ def test_electricitymaps_bad_token_and_geo_down_gives_world_average(
                                   {"carbonIntensity": "high"}, {"carbonIntensity": -5}])
 def test_electricitymaps_missing_value_is_a_failure(loopback: Loopback, body: Any) -> None:
     loopback.routes["/v3/carbon-intensity/latest"] = Route(body=body)
-    with pytest.raises(LookupFailed, match="carbonIntensity"):
+    with pytest.raises(IntensityLookupError, match="carbonIntensity"):
         fetch_electricitymaps_intensity("t", url=loopback.url("/v3/carbon-intensity/latest"),
                                         zone="FR", timeout_s=2)
 

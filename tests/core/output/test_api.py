@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 from codecarbon_callbacks_core.output.api import CodeCarbonAPIOutput
+from codecarbon_callbacks_core.output.fanout import OutputFanout
 from codecarbon_callbacks_core.output.resend import resend_spool
 from codecarbon_callbacks_core.output.sender import Sender
 from codecarbon_callbacks_core.output.spool import SPOOL_DIRNAME, Spool
+from codecarbon_callbacks_core.records import EmissionsData, totals_from_state
 from output_records import RecordingServer, free_port, make_total, orphan_spool
 
 TOKEN = "cpt_s3cr3t-project-token-123"
@@ -91,6 +93,13 @@ def sender():
     return Sender(backoff_initial_s=0.05, backoff_max_s=0.2)
 
 
+def fed(output, resumed_from: EmissionsData | None = None) -> OutputFanout:
+    """The tracker's fan-out around one output: it hands the output its own deltas."""
+    fanout = OutputFanout([output])
+    fanout.begin_run("", resumed_from=resumed_from)
+    return fanout
+
+
 def totals(run_id, steps):
     """Cumulative totals of one run at the given durations (1 W CPU-equivalent per second)."""
     return [
@@ -114,10 +123,11 @@ def test_run_created_lazily_then_deltas_sum_to_the_total(tmp_path, shapes, sende
         assert api.requests == []  # nothing at construction
         run_id = str(uuid.uuid4())
         seq = totals(run_id, [5.2, 10.4, 10.45, 20.0])
-        out.live_out(seq[0], seq[0])
-        out.live_out(seq[1], seq[1])
-        out.live_out(seq[2], seq[2])  # 0.05 s later: waits for the next delta
-        out.out(seq[3], seq[3])
+        feed = fed(out)
+        feed.live_out(seq[0])
+        feed.live_out(seq[1])
+        feed.live_out(seq[2])  # 0.05 s later: deferred, it comes back in the next delta
+        feed.out(seq[3])
         out.exit()
         assert api.problems == []
         assert len(api.runs) == 1
@@ -129,7 +139,7 @@ def test_run_created_lazily_then_deltas_sum_to_the_total(tmp_path, shapes, sende
         assert api.runs[api_run_id]["experiment_id"] == EXPERIMENT
         # later records carry the API run id; our run_id stays ours
         later = totals(run_id, [25.0])[0]
-        out.live_out(later, later)
+        feed.live_out(later)
         assert later.metadata["api_run_id"] == api_run_id and later.run_id == run_id
         out.exit()
     finally:
@@ -142,11 +152,11 @@ def test_resumed_run_keeps_api_run_and_does_not_double_count(tmp_path, shapes, s
         run_id = str(uuid.uuid4())
         first = CodeCarbonAPIOutput(api.url, EXPERIMENT, TOKEN, output_dir=tmp_path, sender=sender)
         a = totals(run_id, [10.0])[0]
-        first.out(a, a)
+        fed(first).out(a)
         first.exit()
         second = CodeCarbonAPIOutput(api.url, EXPERIMENT, TOKEN, output_dir=tmp_path, sender=sender)
-        b = totals(run_id, [30.0])[0]  # the resumed tracker's totals include the offsets
-        second.out(b, b)
+        b = totals(run_id, [30.0])[0]  # the resumed tracker's totals include what it resumed from
+        fed(second, resumed_from=a).out(b)
         second.exit()
         assert len(api.runs) == 1 and api.problems == []
         assert sum(e["energy_consumed"] for e in api.emissions) == pytest.approx(30 * 3.1e-6)
@@ -155,19 +165,19 @@ def test_resumed_run_keeps_api_run_and_does_not_double_count(tmp_path, shapes, s
 
 
 def test_resumed_elsewhere_posts_only_the_new_part(tmp_path, shapes, sender):
-    """A resume in another output_dir (no api_runs.json): offsets in metadata are not re-posted."""
+    """A resume in another output_dir (no api_runs.json): what it resumed from is not re-posted."""
     api = FakeApi(shapes).start()
     try:
         out = CodeCarbonAPIOutput(api.url, EXPERIMENT, TOKEN, output_dir=tmp_path, sender=sender)
         t = totals(str(uuid.uuid4()), [30.0])[0]
-        t.metadata["resumed_offsets"] = {
+        state = {
             "cpu_energy_kwh": 10e-6,
             "gpu_energy_kwh": 20e-6,
             "ram_energy_kwh": 1e-6,
             "emissions_kg": 1e-6,
             "duration_s": 10.0,
         }
-        out.out(t, t)
+        fed(out, resumed_from=totals_from_state(state)).out(t)
         out.exit()
         assert api.problems == []
         [emission] = api.emissions
@@ -188,8 +198,9 @@ def test_down_then_back_from_spool_without_token_on_disk(tmp_path, shapes, sende
         exit_timeout_s=0.3,
     )
     run_id = str(uuid.uuid4())
+    feed = fed(out)
     for t in totals(run_id, [10.0, 20.0]):
-        out.live_out(t, t)
+        feed.live_out(t)
     out.exit()
     sender.forget(out)  # as if the process had ended...
     orphan_spool(tmp_path)  # ... leaving its entries without a live owner
@@ -203,7 +214,7 @@ def test_down_then_back_from_spool_without_token_on_disk(tmp_path, shapes, sende
             f"http://127.0.0.1:{port}", EXPERIMENT, TOKEN, output_dir=tmp_path, sender=sender
         )
         t = totals(run_id, [30.0])[0]
-        again.out(t, t)
+        fed(again, resumed_from=totals(run_id, [20.0])[0]).out(t)  # the run resumed at 20 s
         again.exit()
         assert api.problems == []
         assert len(api.runs) == 1
@@ -227,12 +238,13 @@ def test_timeout_after_send_is_kept_uncertain_not_retried(tmp_path, shapes, send
         )
         run_id = str(uuid.uuid4())
         t = totals(run_id, [10.0])[0]
-        out.out(t, t)  # creates the run
+        feed = fed(out)
+        feed.out(t)  # creates the run
         out.exit()
         api.mode = "hang"
         api.hang_s = 1.0
         t2 = totals(run_id, [20.0])[0]
-        out.out(t2, t2)
+        feed.out(t2)
         out.exit()
         time.sleep(1.2)
         hung = [r for r in api.requests if r["mode"] == "hang"]
@@ -256,7 +268,7 @@ def test_bad_token_rejected_and_secret_never_logged(tmp_path, shapes, sender, ca
         out = CodeCarbonAPIOutput(api.url, EXPERIMENT, wrong, output_dir=tmp_path, sender=sender)
         t = totals(str(uuid.uuid4()), [10.0])[0]
         with caplog.at_level("DEBUG"):
-            out.out(t, t)
+            fed(out).out(t)
             out.exit()
         assert "HTTP 403" in caplog.text
         assert wrong not in caplog.text and wrong not in repr(out)
@@ -295,10 +307,11 @@ def test_503_is_retried_500_is_kept_uncertain(tmp_path, shapes, sender):
         run_id = str(uuid.uuid4())
         a, b = totals(run_id, [10.0, 20.0])
         answers[:] = [503, 503]  # "not processed": retried until it goes through
-        out.out(a, a)
+        feed = fed(out)
+        feed.out(a)
         assert wait_for(lambda: len(api.emissions) == 1)
         answers[:] = [500]  # may have been stored: kept, marked, not re-sent
-        out.out(b, b)
+        feed.out(b)
         out.exit()
         time.sleep(0.3)
         assert len(api.emissions) == 1

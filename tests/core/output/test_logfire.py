@@ -11,7 +11,9 @@ import pytest
 
 pytest.importorskip("logfire")
 
+from codecarbon_callbacks_core.output.fanout import OutputFanout
 from codecarbon_callbacks_core.output.logfire_output import LogfireOutput
+from codecarbon_callbacks_core.records import totals_from_state
 from output_records import make_total, make_window
 
 
@@ -25,7 +27,9 @@ def points(metric):
 
 def test_metrics_with_real_units_and_no_double_counting(capfire):
     out = LogfireOutput()
+    fanout = OutputFanout([out])  # the tracker's: it hands each output its own deltas
     run_id = str(uuid.uuid4())
+    fanout.begin_run(run_id)
     first = make_total(
         run_id=run_id,
         energy_consumed=0.5,
@@ -37,7 +41,7 @@ def test_metrics_with_real_units_and_no_double_counting(capfire):
         gpu_power=300.0,
         metadata={"framework": "keras", "components": []},
     )
-    out.live_out(first, first)
+    fanout.live_out(first)
     second = make_total(
         **{
             **first.to_dict(),
@@ -48,8 +52,8 @@ def test_metrics_with_real_units_and_no_double_counting(capfire):
             "duration": 100.0,
         }
     )
-    out.out(second, second)
-    out.out(second, second)  # a repeated total adds nothing
+    fanout.out(second)
+    fanout.out(second)  # a repeated total adds nothing
     metrics = collected(capfire)
     energy = metrics["codecarbon_energy_consumed"]
     assert energy["unit"] == "kWh"
@@ -89,9 +93,11 @@ def test_resumed_run_does_not_count_the_earlier_process_again(capfire):
         ram_energy=0.0,
         emissions=0.0125,
         duration=60.0,
-        metadata={"resumed_offsets": offsets, "components": []},
+        metadata={"components": []},
     )
-    out.out(resumed, resumed)
+    fanout = OutputFanout([out])
+    fanout.begin_run(resumed.run_id, resumed_from=totals_from_state(offsets))
+    fanout.out(resumed)
     metrics = collected(capfire)
     assert sum(p["value"] for p in points(metrics["codecarbon_energy_consumed"])) == pytest.approx(
         0.1
@@ -118,7 +124,9 @@ def test_unconfigured_logfire_is_configured_without_login_or_network(tmp_path):
 import sys, json
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 import logfire
+from codecarbon_callbacks_core.output.fanout import OutputFanout
 from codecarbon_callbacks_core.output.logfire_output import LogfireOutput
+from codecarbon_callbacks_core.records import totals_from_state
 from output_records import make_total
 assert not logfire.DEFAULT_LOGFIRE_INSTANCE.config._initialized
 out = LogfireOutput(exit_timeout_s=0.5)
