@@ -23,11 +23,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from codecarbon_callbacks_core._shared import imported_torch
 from codecarbon_callbacks_core.records import EmissionsData, WindowRecord
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ _ADDITIVE = (
 
 def _dist() -> Any | None:
     """torch.distributed when the process group is initialised (never imports torch itself)."""
-    torch = sys.modules.get("torch")
+    torch = imported_torch()
     if torch is None:
         return None
     try:
@@ -179,7 +179,7 @@ def plan_ranks(
 
 def local_gpu_ids() -> list[str] | None:
     """The UUID of this process's CUDA device, when torch has initialised CUDA; else None."""
-    torch = sys.modules.get("torch")
+    torch = imported_torch()
     if torch is None:
         return None
     try:

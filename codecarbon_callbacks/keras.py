@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from typing import Any
+
+from codecarbon_callbacks_core._shared import write_json_atomic
 
 from codecarbon_callbacks.session import EmissionsSession, guess_data_type, missing_framework_error
 
@@ -164,13 +165,7 @@ class EmissionsCallback(_keras.callbacks.Callback):
         if not self.state_path or not self.session.is_writer:
             return
         try:
-            state = self.session.state_dict()
-            directory = os.path.dirname(os.path.abspath(self.state_path))
-            os.makedirs(directory, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".emissions_state.", dir=directory)
-            with os.fdopen(fd, "w") as handle:
-                json.dump(state, handle)
-            os.replace(tmp, self.state_path)
+            write_json_atomic(self.state_path, self.session.state_dict())
         except Exception as e:  # a state file failing must not stop training
             logger.warning("could not write the emissions state file %s: %s", self.state_path, e)
 

@@ -51,6 +51,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from codecarbon_callbacks_core._shared import warn_once
+
 logger = logging.getLogger(__name__)
 
 #: framework module -> extra of this distribution that installs it
@@ -115,7 +117,8 @@ EPOCH_METRIC_KEYS = (
 )
 
 _OFFLINE_KEYS = ("country_iso_code", "country_2letter_iso_code", "cloud_provider")
-_INFO_ONCE: set[str] = set()
+#: what this module has reported once (warn_once's keys), per process
+_INFO_ONCE: set[tuple[str, str]] = set()
 
 
 def missing_framework_error(
@@ -134,13 +137,6 @@ def missing_framework_error(
         f"{adapter} needs the {module!r} package, which could not be imported{why}. "
         f"Install it with: pip install codecarbon-callbacks[{extra}]"
     )
-
-
-def _log_once(key: str, level: int, message: str, *args: Any) -> None:
-    if key in _INFO_ONCE:
-        return
-    _INFO_ONCE.add(key)
-    logger.log(level, message, *args)
 
 
 def _check_positive(name: str, value: Any, *, integer: bool = False) -> Any:
@@ -668,13 +664,15 @@ class EmissionsSession:
                 f" and {', '.join(gpus)}" if gpus else "",
             )
         elif plan is not None and self._given_tracker is not None:
-            _log_once(
+            warn_once(
                 "given-tracker-distributed",
-                logging.WARNING,
                 "a distributed run with a tracker you built: each rank's tracker measures what it "
                 "was configured with (CPU and RAM may be counted once per rank). Pass the "
                 "tracker's parameters to the callback instead so that each machine's CPU and RAM "
                 "are measured once and each rank measures only its own GPU.",
+                log=logger,
+                level=logging.WARNING,
+                seen=_INFO_ONCE,
             )
         return tracker, plan, None
 
@@ -713,7 +711,7 @@ class EmissionsSession:
             gpu_ids = distributed.local_gpu_ids()
         components, notes = detect_for_config(config, gpu_ids=gpu_ids)
         for note in notes:
-            _log_once("hardware:" + note, logging.WARNING, "%s", note)
+            warn_once("hardware:" + note, "%s", note, log=logger, seen=_INFO_ONCE)
         return list(components)
 
     @property
@@ -888,11 +886,13 @@ class EmissionsSession:
             if self.window_every_seconds and combiner.distributed:
                 # Each rank's clock would close its time windows at different steps, and the
                 # combining collectives pair windows up by order: no time windows under DDP.
-                _log_once(
+                warn_once(
                     "time-windows-ddp",
-                    logging.WARNING,
                     "window_every_seconds is ignored in a distributed run (ranks would close "
                     "time windows at different steps); use window_every_n_steps instead",
+                    log=logger,
+                    level=logging.WARNING,
+                    seen=_INFO_ONCE,
                 )
             elif self.window_every_seconds:
                 self._run.time_window = self._open("time", "other", "time window 0", None)
@@ -1601,13 +1601,15 @@ class EmissionsSession:
                 if estimated and len(estimated) == len(parts)
                 else ""
             )
-            _log_once(
+            warn_once(
                 "measured:" + ",".join(parts) + where,
-                logging.INFO,
                 "codecarbon_callbacks: measuring %s%s%s",
                 ", ".join(parts) or "nothing",
                 note,
                 where,
+                log=logger,
+                level=logging.INFO,
+                seen=_INFO_ONCE,
             )
         except Exception:
             pass

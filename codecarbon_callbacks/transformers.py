@@ -27,6 +27,8 @@ import math
 import weakref
 from typing import Any
 
+from codecarbon_callbacks_core._shared import warn_once
+
 from codecarbon_callbacks.session import (
     EmissionsSession,
     dataset_info,
@@ -49,13 +51,8 @@ logger = logging.getLogger(__name__)
 _SESSION_BY_MODEL: weakref.WeakKeyDictionary[Any, EmissionsSession] = weakref.WeakKeyDictionary()
 #: the Trainer a session was attached to
 _TRAINER_BY_SESSION: weakref.WeakKeyDictionary[EmissionsSession, Any] = weakref.WeakKeyDictionary()
-_WARNED: set[str] = set()
-
-
-def _warn_once(key: str, message: str, *args: Any) -> None:
-    if key not in _WARNED:
-        _WARNED.add(key)
-        logger.warning(message, *args)
+#: what this adapter has warned about once (warn_once's keys), per process
+_WARNED: set[tuple[str, str]] = set()
 
 
 def _json_able(value: Any) -> bool:
@@ -273,20 +270,24 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
     def _check_report_to(self, args: Any) -> None:
         report_to = _report_to(args)
         if "codecarbon" in report_to:
-            _warn_once(
+            warn_once(
                 "codecarbon",
                 "the Trainer's own CodeCarbon integration is active too "
                 "(report_to includes 'codecarbon'): "
                 "two trackers would measure the same run. Remove 'codecarbon' from report_to.",
+                log=logger,
+                seen=_WARNED,
             )
         others = [r for r in report_to if r != "codecarbon"]
         if others and self._trainer() is None:
-            _warn_once(
+            warn_once(
                 "attach",
                 "energy figures go to trainer.state.log_history but not to the report_to "
                 "integrations "
                 "(%s): add the callback with EmissionsCallback.attach(trainer) for that.",
                 ", ".join(others),
+                log=logger,
+                seen=_WARNED,
             )
 
     def _log(self, state: Any, control: Any, metrics: dict[str, float]) -> None:

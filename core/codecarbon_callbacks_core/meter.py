@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 import weakref
@@ -24,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from codecarbon_callbacks_core._shared import imported_torch
 from codecarbon_callbacks_core.hardware.base import Component, MeasurementMethod
 from codecarbon_callbacks_core.system import cpu_times
 
@@ -49,7 +49,7 @@ def synchronize_cuda() -> None:
     The core never imports torch: it only acts when the user's process already has, and CUDA is
     initialised there.
     """
-    torch = sys.modules.get("torch")
+    torch = imported_torch()
     if torch is None:
         return
     try:

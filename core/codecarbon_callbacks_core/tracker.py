@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from codecarbon_callbacks_core._shared import warn_once
 from codecarbon_callbacks_core._version import __version__
 from codecarbon_callbacks_core.config import _UNSET, TrackerConfig, resolve_config
 from codecarbon_callbacks_core.errors import ConfigError
@@ -301,7 +302,8 @@ class BaseEmissionsTracker:
 
         components, notes = detect_for_config(self.config)
         self.hardware_notes = list(notes)
-        _warn_once_per_process(notes)
+        for note in notes:  # once per process: every tracker would say the same
+            warn_once(f"hardware: {note}", "%s", note, log=logger)
         return components
 
     def add_output(self, handler: BaseOutput) -> None:
@@ -831,14 +833,6 @@ def _single_run_lock_path() -> str:
 
 _RUNNING: weakref.WeakSet[BaseEmissionsTracker] = weakref.WeakSet()
 _EXIT_HOOK_INSTALLED = False
-_WARNED_NOTES: set[str] = set()
-
-
-def _warn_once_per_process(notes: Sequence[str]) -> None:
-    for note in notes:
-        if note not in _WARNED_NOTES:
-            _WARNED_NOTES.add(note)
-            logger.warning(note)
 
 
 def _register_for_exit(tracker: BaseEmissionsTracker) -> None:

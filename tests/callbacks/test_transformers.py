@@ -231,14 +231,14 @@ def test_without_attach_figures_go_to_log_history(tracker_kwargs, tmp_path, capl
 def test_warns_when_the_trainers_codecarbon_integration_is_active(tracker_kwargs, tmp_path, caplog):
     from codecarbon_callbacks import transformers as adapter
 
-    adapter._WARNED.discard("codecarbon")
+    adapter._WARNED.clear()
     callback = EmissionsCallback(**tracker_kwargs)
     args = arguments(tmp_path, report_to=["codecarbon"])
     with caplog.at_level(logging.WARNING, logger="codecarbon_callbacks.transformers"):
         callback.on_init_end(args, TrainerState(), TrainerControl())
     assert any("report_to includes 'codecarbon'" in r.getMessage() for r in caplog.records)
     caplog.clear()
-    adapter._WARNED.discard("codecarbon")
+    adapter._WARNED.clear()
     with caplog.at_level(logging.WARNING, logger="codecarbon_callbacks.transformers"):
         callback.on_init_end(arguments(tmp_path), TrainerState(), TrainerControl())
     assert not any("codecarbon" in r.getMessage() for r in caplog.records)

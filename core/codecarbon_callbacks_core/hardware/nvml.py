@@ -83,6 +83,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
+from codecarbon_callbacks_core._shared import imported_torch, warn_once
 from codecarbon_callbacks_core.hardware import _forksafe
 from codecarbon_callbacks_core.hardware.base import Component, MeasurementMethod
 
@@ -376,14 +377,13 @@ class NvmlGpu(Component):
         self._integral_at_failure = 0.0
         self._last_good: tuple[float, float] | None = None  # (t, energy since start J) by counter
         self._power_only_out_j = 0.0
-        self._warned = False
+        self._reported: set[tuple[str, str]] = set()
 
     def _fail(self, why: str) -> None:
         if self.failure is None:
             self.failure = why
-        if not self._warned:
-            self._warned = True
-            logger.warning("%s (%s): %s", self.name, self.model, why)
+        warn_once("failure", "%s (%s): %s", self.name, self.model, why, log=logger,
+                  seen=self._reported)
 
     # -- NVML reads ----------------------------------------------------------------------------
 
@@ -868,9 +868,7 @@ def cuda_device_uuids() -> list[str] | None:
     This is the exact CUDA -> NVML mapping, whatever CUDA_DEVICE_ORDER says. The core never
     imports torch nor initialises CUDA: None otherwise.
     """
-    import sys
-
-    torch = sys.modules.get("torch")
+    torch = imported_torch()
     if torch is None:
         return None
     try:

@@ -1,4 +1,5 @@
-"""Helpers shared by the output methods: warn once, scrub secrets, JSON-safe records."""
+"""Helpers shared by the output methods: scrub secrets, JSON-safe records (and ``warn_once``,
+re-exported from :mod:`codecarbon_callbacks_core._shared`)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,16 @@ import json
 import logging
 import math
 import os
-import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from codecarbon_callbacks_core._shared import warn_once
 
 if TYPE_CHECKING:
     from codecarbon_callbacks_core.records import EmissionsData
 
 logger = logging.getLogger(__name__)
-
-_warned: set[tuple[str, str]] = set()
-_warned_lock = threading.Lock()
 
 #: Environment variables whose values are secrets and are scrubbed from every message we log.
 SECRET_ENV_VARS: tuple[str, ...] = (
@@ -73,22 +72,6 @@ def url_secrets(url: str) -> list[str]:
     return [s for s in found if s]
 
 
-def warn_once(key: str, message: str, *args: Any, log: logging.Logger | None = None,
-              seen: set[tuple[str, str]] | None = None) -> None:
-    """Log a warning the first time ``key`` is seen, debug afterwards.
-
-    ``seen`` is the set of keys already warned about: this process's by default, or an object's
-    own (so that a new object warns again).
-    """
-    target = log or logger
-    token = (target.name, key)
-    with _warned_lock:
-        registry = _warned if seen is None else seen
-        first = token not in registry
-        registry.add(token)
-    target.log(logging.WARNING if first else logging.DEBUG, message, *args)
-
-
 def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -123,3 +106,16 @@ def require_module(module: str, extra: str, what: str) -> None:
         raise ImportError(
             f"{what} needs the {module!r} package: pip install \"codecarbon-callbacks-core[{extra}]\""
         )
+
+
+__all__ = [
+    "describe_error",
+    "dumps",
+    "known_secrets",
+    "record_to_dict",
+    "require_module",
+    "sanitize_url",
+    "scrub",
+    "url_secrets",
+    "warn_once",
+]

@@ -30,6 +30,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from codecarbon_callbacks_core._shared import write_json_atomic
 from codecarbon_callbacks_core.output._util import (
     describe_error,
     sanitize_url,
@@ -100,11 +101,7 @@ class ApiRunStore:
                 if now_s - float(r.get("updated_s", now_s)) > self._spool.max_age_s
             ]:
                 del runs[name]
-            os.makedirs(self._spool.directory, exist_ok=True)
-            tmp = f"{self.path}.{os.getpid()}.tmp"
-            with open(tmp, "w", encoding="utf-8") as handle:
-                json.dump(data, handle)
-            os.replace(tmp, self.path)
+            write_json_atomic(self.path, data)
 
 
 def run_body(record: EmissionsData, experiment_id: str) -> dict[str, Any]:

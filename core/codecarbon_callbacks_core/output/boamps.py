@@ -24,12 +24,12 @@ import logging
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from typing_extensions import Self
 
+from codecarbon_callbacks_core._shared import write_json_atomic
 from codecarbon_callbacks_core.output._util import describe_error, warn_once
 from codecarbon_callbacks_core.output.base import BaseOutput
 
@@ -956,18 +956,9 @@ class BoAmpsOutput(BaseOutput):
                     "; ".join(self.last_problems),
                     log=logger,
                 )
-            os.makedirs(self.output_dir, exist_ok=True)
             name = f"boamps_report_{total.run_id or 'unknown'}.json"
             path = os.path.join(self.output_dir, name)
-            fd, tmp = tempfile.mkstemp(prefix=".boamps_", suffix=".tmp", dir=self.output_dir)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump(report, handle, indent=2, allow_nan=False)
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            write_json_atomic(path, report, indent=2, allow_nan=False)
             self.save_file_path = path
             logger.debug("BoAmps report written to %s", path)
         except Exception as exc:  # noqa: BLE001 - never raise into training

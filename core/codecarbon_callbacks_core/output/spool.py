@@ -30,7 +30,6 @@ import logging
 import os
 import re
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -38,6 +37,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from codecarbon_callbacks_core._shared import write_json_atomic
 from codecarbon_callbacks_core.output._util import describe_error, sanitize_url, warn_once
 
 logger = logging.getLogger(__name__)
@@ -180,20 +180,8 @@ class Spool:
     # ------------------------------------------------------------------ writing
 
     def _write(self, path: str, data: dict[str, Any]) -> None:
-        os.makedirs(self.directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, separators=(",", ":"), allow_nan=False, default=str)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_json_atomic(path, data, fsync=True, separators=(",", ":"), allow_nan=False,
+                          default=str)
 
     def put(
         self,
