@@ -42,6 +42,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -544,9 +545,11 @@ class EmissionsSession:
         self.window_every_seconds = _check_positive("window_every_seconds", window_every_seconds)
         self.tracker_kwargs = dict(tracker_kwargs)
         self._given_tracker = tracker
+        #: the trackers' resolved configuration: resolved and checked once per process (here, so
+        #: that bad parameters fail now), each run's tracker built from it once
+        self._tracker_config: Any = None
         if tracker is None:
-            # Fail now on bad tracker parameters: build one and drop it (no thread, no output).
-            self._new_tracker()
+            self._config()
         self._run: _Run | None = None
         self._resume_state: dict[str, Any] | None = None
         self._records: list[Any] = []
@@ -569,6 +572,7 @@ class EmissionsSession:
             )
         state["_run"] = None
         state["_last_tracker"] = None
+        state["_tracker_config"] = None  # resolved again where it lands (its own environment)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -576,43 +580,65 @@ class EmissionsSession:
 
     # -- tracker ---------------------------------------------------------------------------
 
+    def _offline(self) -> bool:
+        return any(self.tracker_kwargs.get(k) for k in _OFFLINE_KEYS)
+
+    def _config(self) -> Any:
+        """The trackers' configuration, resolved and checked once (raises ConfigError)."""
+        if self._tracker_config is None:
+            from codecarbon_callbacks_core.tracker import resolve_tracker_config
+
+            self._tracker_config = resolve_tracker_config(
+                self.tracker_kwargs, offline=self._offline()
+            )
+        return self._tracker_config
+
     def _new_tracker(
-        self, components: Sequence[Any] | None = None, *, shares_machine: bool = False
+        self,
+        components: Sequence[Any] | None = None,
+        *,
+        shares_machine: bool = False,
+        record_combiner: Any = None,
+        writes_outputs: bool = True,
     ) -> Any:
+        """This run's tracker, built once from the resolved configuration with its hooks."""
         from codecarbon_callbacks_core.tracker import EmissionsTracker, OfflineEmissionsTracker
 
-        offline = any(self.tracker_kwargs.get(k) for k in _OFFLINE_KEYS)
-        cls = OfflineEmissionsTracker if offline else EmissionsTracker
-        kwargs = dict(self.tracker_kwargs)
+        cls = OfflineEmissionsTracker if self._offline() else EmissionsTracker
+        config = self._config()
         if shares_machine:
             # allow_multiple_runs=False means one run per machine: the job's other ranks on the
             # machine are that same run, only its local rank zero takes the machine's lock.
-            kwargs["allow_multiple_runs"] = True
-        if components is not None:
-            return cls(**kwargs, components=list(components))
-        return cls(**kwargs)
+            config = dataclasses.replace(config, allow_multiple_runs=True)
+        return cls.from_config(
+            config,
+            components=list(components) if components is not None else None,
+            record_combiner=record_combiner,
+            writes_outputs=writes_outputs,
+        )
 
-    def _distributed_tracker(self, rank: int) -> tuple[Any, Any, BaseException | None]:
+    def _distributed_tracker(
+        self, rank: int
+    ) -> tuple[Any, Any, _SessionCombiner, BaseException | None]:
         """Every rank of a distributed run: plan who measures what, build this rank's tracker.
 
-        A point every rank reaches (one all_gather). Returns ``(tracker, plan, error)``: it never
-        raises, so that a rank whose tracker cannot be built still reaches the collectives that
-        follow (``error`` says why; ``tracker`` may then be None).
+        A point every rank reaches (one all_gather). Returns ``(tracker, plan, combiner,
+        error)``: it never raises, so that a rank whose tracker cannot be built still reaches the
+        collectives that follow (``error`` says why; ``tracker`` may then be None). The tracker
+        is built once, after the plan, with what this rank measures and its record combiner.
         """
         from codecarbon_callbacks import distributed
 
-        tracker: Any = None
+        tracker: Any = self._given_tracker
         components: list[Any] | None = None
         offers: list[str] | None = None
         mode = "machine"
         error: BaseException | None = None
         try:
-            tracker = (
-                self._given_tracker if self._given_tracker is not None else self._new_tracker()
-            )
-            mode = str(getattr(tracker.config, "tracking_mode", "machine") or "machine")
-            if self._given_tracker is None:
-                components = self._detect(tracker.config)
+            config = tracker.config if tracker is not None else self._config()
+            mode = str(getattr(config, "tracking_mode", "machine") or "machine")
+            if tracker is None:
+                components = self._detect(config)
                 offers = [_gpu_uuid(c) for c in components if c.kind == "gpu"]
         except Exception as e:  # still take part in the collective below
             error = e
@@ -626,10 +652,21 @@ class EmissionsSession:
                 rank,
             )
             plan = None
+        combiner = _SessionCombiner(
+            distributed.RecordCombiner(plan) if plan is not None and plan.distributed else None
+        )
         if error is not None:
             for c in components or ():
                 _close_quietly(c)
-            return tracker, plan, error
+            return tracker, plan, combiner, error
+        if plan is None and components is not None:
+            try:  # no plan: this rank measures what it found, rank zero writes
+                tracker = self._new_tracker(components=components, record_combiner=combiner,
+                                            writes_outputs=rank == 0)
+            except Exception as e:
+                for c in components:
+                    _close_quietly(c)
+                return None, plan, combiner, e
         if plan is not None and components is not None:
             wanted = {u.lower().removeprefix("gpu-") for u in plan.gpu_uuids or ()}
             kept = []
@@ -644,12 +681,15 @@ class EmissionsSession:
                     _close_quietly(c)
             try:
                 tracker = self._new_tracker(
-                    components=kept, shares_machine=not plan.first_on_machine
+                    components=kept,
+                    shares_machine=not plan.first_on_machine,
+                    record_combiner=combiner,
+                    writes_outputs=plan.writes,
                 )
             except Exception as e:
                 for c in kept:
                     _close_quietly(c)
-                return None, plan, e
+                return None, plan, combiner, e
             gpus = [c.name for c in kept if c.kind == "gpu"]
             logger.info(
                 "codecarbon_callbacks: rank %d of %d on %s measures %s%s",
@@ -674,7 +714,7 @@ class EmissionsSession:
                 level=logging.WARNING,
                 seen=_INFO_ONCE,
             )
-        return tracker, plan, None
+        return tracker, plan, combiner, None
 
     @staticmethod
     def _every_rank_ok(ok: bool) -> bool:
@@ -776,25 +816,23 @@ class EmissionsSession:
         failure: BaseException | None = None
         previous_combiner: Any = None
         previous_writes = True
+        combiner = _SessionCombiner(None)
         try:  # a tracker that cannot start must not stop training
             if distributed.is_distributed():
-                tracker, plan, failure = self._distributed_tracker(rank)
+                tracker, plan, combiner, failure = self._distributed_tracker(rank)
                 if failure is not None:
                     raise failure
+            elif self._given_tracker is None:
+                tracker = self._new_tracker(record_combiner=combiner, writes_outputs=self.is_writer)
             else:
-                tracker = (
-                    self._given_tracker if self._given_tracker is not None else self._new_tracker()
-                )
+                tracker = self._given_tracker
             if plan is not None:
                 self.is_writer = plan.writes
-            previous_combiner = getattr(tracker, "record_combiner", None)
-            previous_writes = bool(getattr(tracker, "writes_outputs", True))
-            combiner = _SessionCombiner(
-                distributed.RecordCombiner(plan) if plan is not None and plan.distributed else None
-            )
-            tracker.record_combiner = combiner
-            if not self.is_writer:
-                tracker.writes_outputs = False
+            if tracker is self._given_tracker:
+                # a tracker the user built joins the run through its public hooks, and gets
+                # its own back at the end of the run
+                previous_combiner, previous_writes = tracker.record_combiner, tracker.writes_outputs
+                tracker.set_distributed_hooks(combiner, previous_writes and self.is_writer)
             if resume is not None and plan is not None and plan.distributed and not plan.writes:
                 # The saved totals are the combined run's: rank zero carries them, the other
                 # ranks only continue the run_id (else they would be counted once per rank).
@@ -909,12 +947,10 @@ class EmissionsSession:
             return
         try:
             if started_here and tracker.is_running:
-                tracker.writes_outputs = False
-                tracker.record_combiner = None
+                tracker.set_distributed_hooks(None, False)
                 tracker.stop(status="incomplete")
             else:
-                tracker.record_combiner = previous_combiner
-                tracker.writes_outputs = previous_writes
+                tracker.set_distributed_hooks(previous_combiner, previous_writes)
         except Exception as e:
             logger.debug("could not put the tracker back: %s", e)
 
@@ -1016,8 +1052,7 @@ class EmissionsSession:
         # stop() closes them without any collective.
         if not run.started_here:
             try:  # hand a given tracker back as it was
-                run.tracker.record_combiner = run.previous_combiner
-                run.tracker.writes_outputs = run.previous_writes
+                run.tracker.set_distributed_hooks(run.previous_combiner, run.previous_writes)
             except Exception:
                 pass
         return result

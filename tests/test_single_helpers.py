@@ -8,8 +8,9 @@ import ast
 import re
 from pathlib import Path
 
-import codecarbon_callbacks
 import codecarbon_callbacks_core
+
+import codecarbon_callbacks
 
 PACKAGES = [Path(codecarbon_callbacks_core.__file__).parent, Path(codecarbon_callbacks.__file__).parent]
 SHARED = Path(codecarbon_callbacks_core.__file__).parent / "_shared.py"

@@ -54,6 +54,8 @@ KINDS = ("cpu", "gpu", "ram")
 STATE_VERSION = 1
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: combines a rank's record with the other ranks' (record, collective) -> combined record
+RecordCombiner = Callable[[EmissionsData, bool], EmissionsData]
 
 
 @dataclass
@@ -137,11 +139,61 @@ class BaseEmissionsTracker:
         metadata: dict[str, Any] | str | None = _UNSET,
         *,
         components: Sequence[Component] | None = None,
+        record_combiner: RecordCombiner | None = None,
+        writes_outputs: bool = True,
         **extra: Any,
     ) -> None:
-        arguments = {k: v for k, v in locals().items() if k not in ("self", "extra", "components", "__class__")}
+        arguments = {
+            k: v
+            for k, v in locals().items()
+            if k not in ("self", "extra", "components", "record_combiner", "writes_outputs",
+                         "__class__")
+        }
         arguments.update(extra)
-        self.config: TrackerConfig = resolve_config(arguments, offline=self._offline)
+        self._setup(
+            resolve_config(arguments, offline=self._offline),
+            components=components,
+            record_combiner=record_combiner,
+            writes_outputs=writes_outputs,
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        config: TrackerConfig,
+        *,
+        components: Sequence[Component] | None = None,
+        record_combiner: RecordCombiner | None = None,
+        writes_outputs: bool = True,
+    ) -> BaseEmissionsTracker:
+        """A tracker from an already resolved configuration (nothing is read or resolved again).
+
+        Args:
+            config: from :func:`resolve_tracker_config` (or ``resolve_config``).
+            components: hardware components to measure instead of detecting them.
+            record_combiner: distributed runs: combines this rank's record with the other
+                ranks' (a collective every rank reaches); called with ``collective=False`` in
+                failure paths, where it must not block.
+            writes_outputs: False on ranks other than global rank zero: they measure, write
+                nothing and build no outputs.
+
+        Raises:
+            ConfigError: the location is unknown, or missing for the offline tracker.
+        """
+        tracker = cls.__new__(cls)
+        tracker._setup(config, components=components, record_combiner=record_combiner,
+                       writes_outputs=writes_outputs)
+        return tracker
+
+    def _setup(
+        self,
+        config: TrackerConfig,
+        *,
+        components: Sequence[Component] | None,
+        record_combiner: RecordCombiner | None,
+        writes_outputs: bool,
+    ) -> None:
+        self.config: TrackerConfig = config
         self._init_location()
         self._injected_components = list(components) if components is not None else None
         self.metadata: dict[str, Any] = dict(self.config.metadata)
@@ -169,40 +221,45 @@ class BaseEmissionsTracker:
         self._static: dict[str, Any] = {}
         self._lookup: Any = None
         self._started_before = False
-        #: Distributed runs: combines a rank's record with the other ranks' (a collective every
-        #: rank reaches); called with collective=False in failure paths, where it must not block.
-        self.record_combiner: Callable[[EmissionsData, bool], EmissionsData] | None = None
-        #: False on ranks other than global rank zero: they measure but write nothing.
-        self.writes_outputs = True
+        self._record_combiner = record_combiner
+        self._writes_outputs = bool(writes_outputs)
         self._single_run_fd: int | None = None
         self._ram_cache: tuple[float, float, float] | None = None
+
+    # -- distributed runs ------------------------------------------------------------------
+
+    @property
+    def record_combiner(self) -> RecordCombiner | None:
+        """Combines this rank's records with the other ranks' (distributed runs), or None."""
+        return self._record_combiner
+
+    @property
+    def writes_outputs(self) -> bool:
+        """False on ranks other than global rank zero: they measure but write nothing."""
+        return self._writes_outputs
+
+    def set_distributed_hooks(
+        self, record_combiner: RecordCombiner | None, writes_outputs: bool
+    ) -> tuple[RecordCombiner | None, bool]:
+        """Join a distributed run with a tracker built elsewhere; returns the previous hooks.
+
+        A tracker built with ``from_config`` gets them at construction; this is for a tracker
+        the user built and handed to a callback. Takes effect for the records written from now
+        on; outputs are built at start(), so call it before start() on a non-writing rank.
+        """
+        with self._lock:
+            previous = (self._record_combiner, self._writes_outputs)
+            self._record_combiner = record_combiner
+            self._writes_outputs = bool(writes_outputs)
+            return previous
 
     # -- location ----------------------------------------------------------------------------
 
     def _init_location(self) -> None:
         """Resolve the offline location now (fast, no network), so a bad one fails here."""
-        from codecarbon_callbacks_core.intensity.lookup import UnknownLocationError, resolve_offline
-
-        cfg = self.config
-        has_location = bool(cfg.country_iso_code or cfg.country_2letter_iso_code or cfg.cloud_provider)
-        if self._offline and not has_location:
-            raise ConfigError(
-                "OfflineEmissionsTracker needs country_iso_code (ISO 3166 alpha-3, e.g. 'FRA') "
-                "or cloud_provider + cloud_region"
-            )
-        self.intensity: Any = None
-        if has_location or cfg.force_carbon_intensity_g_co2e_kwh is not None or self._offline:
-            try:
-                self.intensity = resolve_offline(
-                    force_carbon_intensity_g_co2e_kwh=cfg.force_carbon_intensity_g_co2e_kwh,
-                    country_iso_code=cfg.country_iso_code,
-                    region=cfg.region,
-                    cloud_provider=cfg.cloud_provider,
-                    cloud_region=cfg.cloud_region,
-                    country_2letter_iso_code=cfg.country_2letter_iso_code,
-                )
-            except UnknownLocationError as e:
-                raise ConfigError(str(e)) from None
+        self.intensity: Any = resolve_location(self.config, offline=self._offline)
+        has_location = bool(self.config.country_iso_code or self.config.country_2letter_iso_code
+                            or self.config.cloud_provider)
         self._location_known = self.intensity is not None and has_location
 
     def _current_intensity(self) -> Any:
@@ -282,7 +339,7 @@ class BaseEmissionsTracker:
             # A tracker that writes nothing (a distributed run's ranks other than zero) builds
             # no outputs: no exit-time cleanup, no spool re-sends, no connections from N ranks.
             self._outputs = (
-                OutputFanout.from_config(self.config) if self.writes_outputs else OutputFanout([])
+                OutputFanout.from_config(self.config) if self._writes_outputs else OutputFanout([])
             )
             self._outputs.begin_run(self.run_id, resumed_from=self._resumed)
             self._meter = Meter(
@@ -309,7 +366,7 @@ class BaseEmissionsTracker:
     def add_output(self, handler: BaseOutput) -> None:
         """Add an output to a running (or not yet started) tracker."""
         self.config.output_handlers.append(handler)
-        if self.is_running and self.writes_outputs:
+        if self.is_running and self._writes_outputs:
             self._outputs.add(handler)
 
     def stop(self, *, status: str | None = None, window_status: str | None = None) -> float | None:
@@ -342,7 +399,7 @@ class BaseEmissionsTracker:
                 self._close(window_id, window_status, None, collective=collective, at=end)
             total = self._combine(self._run_record(end, status=status), collective=collective)
             self._emit_out(total, end)
-            if self._tasks and self.writes_outputs:
+            if self._tasks and self._writes_outputs:
                 self._outputs.task_out(list(self._tasks.values()), self.config.experiment_name)
             self._outputs.exit()
             self.final_emissions_data = total
@@ -397,14 +454,14 @@ class BaseEmissionsTracker:
             return total.emissions
 
     def _emit_out(self, total: EmissionsData, end: Snapshot) -> None:
-        if self.writes_outputs:
+        if self._writes_outputs:
             self._outputs.out(total)
 
     def _combine(self, record: EmissionsData, collective: bool = True) -> EmissionsData:
-        if self.record_combiner is None:
+        if self._record_combiner is None:
             return record
         try:
-            return self.record_combiner(record, collective)
+            return self._record_combiner(record, collective)
         except Exception as e:  # a failed collective must not lose this rank's record
             self._log.warning("combining ranks' records failed; writing this rank's own: %s", e)
             record.metadata["distributed_error"] = str(e)
@@ -412,7 +469,7 @@ class BaseEmissionsTracker:
 
     def _publish_window(self, record: WindowRecord, collective: bool = True) -> WindowRecord:
         combined = self._combine(record, collective)
-        if self.writes_outputs:
+        if self._writes_outputs:
             self._outputs.window_out(combined)
         return combined  # type: ignore[return-value]
 
@@ -425,7 +482,7 @@ class BaseEmissionsTracker:
             if not self.is_running:
                 return
             total = self._run_record(snapshot, status="running")
-            if self.writes_outputs:
+            if self._writes_outputs:
                 self._outputs.live_out(total)
 
     def __enter__(self) -> BaseEmissionsTracker:
@@ -781,6 +838,54 @@ class OfflineEmissionsTracker(BaseEmissionsTracker):
         )
 
 
+def resolve_location(config: TrackerConfig, *, offline: bool) -> Any:
+    """The carbon intensity of the configured location, from the bundled tables (no network).
+
+    Returns an ``IntensityResult``, or None when no location is given and the online tracker
+    will look it up.
+
+    Raises:
+        ConfigError: the location is unknown (with suggestions), or the offline tracker has none.
+    """
+    from codecarbon_callbacks_core.intensity.lookup import UnknownLocationError, resolve_offline
+
+    has_location = bool(
+        config.country_iso_code or config.country_2letter_iso_code or config.cloud_provider
+    )
+    if offline and not has_location:
+        raise ConfigError(
+            "OfflineEmissionsTracker needs country_iso_code (ISO 3166 alpha-3, e.g. 'FRA') "
+            "or cloud_provider + cloud_region"
+        )
+    if not (has_location or config.force_carbon_intensity_g_co2e_kwh is not None or offline):
+        return None
+    try:
+        return resolve_offline(
+            force_carbon_intensity_g_co2e_kwh=config.force_carbon_intensity_g_co2e_kwh,
+            country_iso_code=config.country_iso_code,
+            region=config.region,
+            cloud_provider=config.cloud_provider,
+            cloud_region=config.cloud_region,
+            country_2letter_iso_code=config.country_2letter_iso_code,
+        )
+    except UnknownLocationError as e:
+        raise ConfigError(str(e)) from None
+
+
+def resolve_tracker_config(arguments: Mapping[str, Any], *, offline: bool) -> TrackerConfig:
+    """Resolve and check a tracker's parameters once, without building a tracker.
+
+    The same checks as the constructor (arguments, ``CODECARBON_*`` variables, config files, the
+    location); build trackers from the result with :meth:`BaseEmissionsTracker.from_config`.
+
+    Raises:
+        ConfigError: a bad value, named with its source.
+    """
+    config = resolve_config(arguments, offline=offline)
+    resolve_location(config, offline=offline)
+    return config
+
+
 def track_emissions(
     fn: F | None = None,
     *,
@@ -859,6 +964,9 @@ def _stop_open_runs() -> None:
 
 __all__ = [
     "BaseEmissionsTracker",
+    "RecordCombiner",
+    "resolve_location",
+    "resolve_tracker_config",
     "EmissionsTracker",
     "OfflineEmissionsTracker",
     "track_emissions",

@@ -366,3 +366,33 @@ def test_no_gpu_no_rapl_no_network_still_measures_and_says_so_once(tracker_kwarg
         assert "estimated" in said[0]
     assert "carbon intensity" in said[0] and "FRA" in said[0]
     assert session.summary()["totals"]["energy_kwh"] > 0
+
+
+def test_each_run_builds_its_tracker_once_and_the_config_is_resolved_once(
+        tracker_kwargs, monkeypatch):
+    from codecarbon_callbacks_core import tracker as tracker_module
+
+    built, resolved = [], []
+    real_setup = tracker_module.BaseEmissionsTracker._setup
+    real_resolve = tracker_module.resolve_tracker_config
+
+    def counting_setup(self, config, **kwargs):
+        built.append(config)
+        return real_setup(self, config, **kwargs)
+
+    def counting_resolve(*args, **kwargs):
+        resolved.append(args)
+        return real_resolve(*args, **kwargs)
+
+    monkeypatch.setattr(tracker_module.BaseEmissionsTracker, "_setup", counting_setup)
+    monkeypatch.setattr(tracker_module, "resolve_tracker_config", counting_resolve)
+    session = EmissionsSession("custom", **tracker_kwargs)
+    assert (len(resolved), len(built)) == (1, 0)  # checked at construction, nothing built
+    for expected in (1, 2):
+        session.begin_run("fit")
+        run_epochs(session, 1)
+        session.end_run()
+        assert len(built) == expected
+    assert len(resolved) == 1 and built[0] is built[1]  # one resolved config for every run
+    with pytest.raises(ValueError, match="measure_power_secs"):
+        EmissionsSession("custom", **{**tracker_kwargs, "measure_power_secs": -1})

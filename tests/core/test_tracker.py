@@ -363,8 +363,7 @@ def test_record_combiner_and_non_writing_ranks(tmp_path: Path) -> None:
         record.gpu_energy *= 2  # as if a second rank had the same GPU energy
         return record
 
-    writer = make_tracker(tmp_path / "rank0", output_handlers=[Recorder()])
-    writer.record_combiner = double
+    writer = make_tracker(tmp_path / "rank0", output_handlers=[Recorder()], record_combiner=double)
     writer.start()
     record = writer.close_window(writer.open_window("epoch", "e", epoch=0, phase="train"))
     writer.stop()
@@ -372,9 +371,7 @@ def test_record_combiner_and_non_writing_ranks(tmp_path: Path) -> None:
     assert record.gpu_energy == pytest.approx(2 * 300 * record.duration / J_PER_KWH, rel=1e-6)
 
     calls.clear()
-    silent = make_tracker(tmp_path / "rank1")
-    silent.record_combiner = double
-    silent.writes_outputs = False
+    silent = make_tracker(tmp_path / "rank1", record_combiner=double, writes_outputs=False)
     silent.start()
     silent.open_window("epoch", "e", epoch=0, phase="train")
     silent.stop(status="failed")  # failure path: no collective
@@ -382,11 +379,44 @@ def test_record_combiner_and_non_writing_ranks(tmp_path: Path) -> None:
     assert not (tmp_path / "rank1" / "emissions.csv").exists()
 
 
+def test_from_config_builds_without_resolving_again_and_hooks_are_public(tmp_path: Path) -> None:
+    """The session's path: resolve once, build each run's tracker from the config with its hooks;
+    a tracker built elsewhere joins a run through set_distributed_hooks and gets its own back."""
+    from codecarbon_callbacks_core.errors import ConfigError
+    from codecarbon_callbacks_core.tracker import resolve_tracker_config
+
+    config = resolve_tracker_config(
+        {"country_iso_code": "FRA", "output_dir": str(tmp_path), "project_name": "once"},
+        offline=True)
+    with pytest.raises(ConfigError, match="country_iso_code"):
+        resolve_tracker_config({"country_iso_code": "FRN", "output_dir": str(tmp_path)},
+                               offline=True)
+    calls = []
+
+    def combiner(record, collective):
+        calls.append(collective)
+        return record
+
+    tracker = OfflineEmissionsTracker.from_config(
+        config, components=components(), record_combiner=combiner, writes_outputs=False)
+    assert tracker.config is config and tracker.record_combiner is combiner
+    assert not tracker.writes_outputs
+    tracker.start()
+    tracker.stop()
+    assert calls == [True] and not (tmp_path / "emissions.csv").exists()
+    with pytest.raises(AttributeError):
+        tracker.writes_outputs = True  # read-only: hooks are set through the public method
+    own = make_tracker(tmp_path)
+    previous = own.set_distributed_hooks(combiner, False)
+    assert previous == (None, True) and own.record_combiner is combiner
+    assert own.set_distributed_hooks(*previous) == (combiner, False)
+    assert (own.record_combiner, own.writes_outputs) == (None, True)
+
+
 def test_non_writing_tracker_builds_no_outputs(tmp_path: Path) -> None:
     """Ranks other than zero: their outputs never see a call, not even exit()."""
     recorder = Recorder()
-    tracker = make_tracker(tmp_path / "rank1", output_handlers=[recorder])
-    tracker.writes_outputs = False
+    tracker = make_tracker(tmp_path / "rank1", output_handlers=[recorder], writes_outputs=False)
     tracker.start()
     tracker.close_window(tracker.open_window("epoch", "e", epoch=0, phase="train"))
     tracker.flush()
@@ -403,8 +433,7 @@ def test_budget_stop_is_a_collective_end(tmp_path: Path) -> None:
         calls.append((type(record).__name__, collective))
         return record
 
-    tracker = make_tracker(tmp_path)
-    tracker.record_combiner = record
+    tracker = make_tracker(tmp_path, record_combiner=record)
     tracker.start()
     tracker.open_window("epoch", "e", epoch=0, phase="train")
     tracker.stop(status="budget_stop", window_status="completed")
