@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from codecarbon_callbacks_core._shared import warn_once
 from codecarbon_callbacks_core._version import __version__
@@ -468,10 +468,11 @@ class BaseEmissionsTracker:
             return record
 
     def _publish_window(self, record: WindowRecord, collective: bool = True) -> WindowRecord:
-        combined = self._combine(record, collective)
+        # a combiner keeps the record's type: windows combine into windows
+        combined = cast(WindowRecord, self._combine(record, collective))
         if self._writes_outputs:
             self._outputs.window_out(combined)
-        return combined  # type: ignore[return-value]
+        return combined
 
     def _on_live(self, snapshot: Snapshot) -> None:
         """Sampler thread, every measure_power_secs: live deltas every api_call_interval ticks."""

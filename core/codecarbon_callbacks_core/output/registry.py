@@ -51,7 +51,6 @@ def create_output(method: OutputMethod | str, config: TrackerConfig) -> BaseOutp
     """
     method = resolve_method(method)
     output_dir = config.output_dir
-    spool = {"spool_max_bytes": config.spool_max_bytes, "spool_max_age_s": config.spool_max_age_s}
     try:
         if method is OutputMethod.LOGGER:
             from codecarbon_callbacks_core.output.logger import LoggerOutput
@@ -82,7 +81,8 @@ def create_output(method: OutputMethod | str, config: TrackerConfig) -> BaseOutp
                 experiment_id=config.experiment_id or "",
                 api_key=config.api_key,
                 output_dir=output_dir,
-                **spool,
+                spool_max_bytes=config.spool_max_bytes,
+                spool_max_age_s=config.spool_max_age_s,
             )
         if method is OutputMethod.CSV:
             from codecarbon_callbacks_core.output.file import FileOutput
