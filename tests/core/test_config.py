@@ -217,3 +217,13 @@ def test_api_output_needs_a_uuid_experiment_at_construction(tmp_path: Path) -> N
         OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path), output_methods=["api"])
     OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path), output_methods=["api"],
                             experiment_id="5b0fa12a-3dd7-45bb-9766-cc326314d9f1")
+
+
+def test_an_output_dir_that_cannot_be_made_is_named_before_training(tmp_path: Path) -> None:
+    """Caught at construction where the check can tell, else at start() (root may write /proc),
+    always naming output_dir: never another parameter."""
+    with pytest.raises(ConfigError, match="output_dir") as caught:
+        tracker = OfflineEmissionsTracker(country_iso_code="FRA",
+                                          output_dir="/proc/codecarbon-callbacks-test/runs")
+        tracker.start()
+    assert "boamps" not in str(caught.value)

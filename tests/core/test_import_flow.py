@@ -25,6 +25,8 @@ def _module_name(path: Path) -> str:
 
 
 MODULES = {_module_name(p): p for p in sorted(CORE_DIR.rglob("*.py"))}
+#: the import names of core/pyproject.toml's dependencies
+CORE_DEPENDENCIES = {"psutil", "pynvml", "pandas", "requests"}
 
 
 def _is_type_checking_block(node: ast.AST) -> bool:
@@ -83,17 +85,25 @@ def test_every_core_module_imports_with_codecarbon_callbacks_unimportable() -> N
     code = f"""
 import importlib, json, sys
 sys.modules["codecarbon_callbacks"] = None  # any import of it now raises ImportError
+before = set(sys.modules)
 failed = {{}}
 for name in {sorted(MODULES)!r}:
     try:
         importlib.import_module(name)
     except Exception as exc:
         failed[name] = repr(exc)
-print(json.dumps(failed))
+loaded = {{n.split(".")[0] for n in set(sys.modules) - before}}
+third_party = sorted(n for n in loaded
+                     if n not in sys.stdlib_module_names and n != "codecarbon_callbacks_core")
+print(json.dumps({{"failed": failed, "third_party": third_party}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          timeout=120)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == {}
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["failed"] == {}
+    # importing a module loads at most the core's declared dependencies (each is imported where
+    # it is used), never something only another package happened to install
+    assert set(result["third_party"]) <= CORE_DEPENDENCIES, result["third_party"]
 
 
 def test_no_output_module_imports_the_tracker() -> None:

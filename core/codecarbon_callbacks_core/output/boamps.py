@@ -27,13 +27,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from typing_extensions import Self
-
 from codecarbon_callbacks_core._shared import write_json_atomic
 from codecarbon_callbacks_core.output._util import describe_error, warn_once
 from codecarbon_callbacks_core.output.base import BaseOutput
 
 if TYPE_CHECKING:
+    from typing_extensions import Self  # annotations only: never imported at run time
     from codecarbon_callbacks_core.records import EmissionsData
 
 logger = logging.getLogger(__name__)

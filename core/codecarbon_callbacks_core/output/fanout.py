@@ -96,6 +96,8 @@ class OutputFanout:
 
     def _with_delta(self, method: str, total: EmissionsData) -> None:
         for output in self.outputs:
+            if not _implements(output, method):
+                continue  # a method an output leaves to BaseOutput does not move its baseline
             key = id(output)
             baseline = self._baselines.get(key, self._seed)
             delta = total.compute_delta_emission(baseline)
@@ -120,6 +122,12 @@ class OutputFanout:
                 seen=self._reported,
             )
             return None
+
+
+def _implements(output: BaseOutput, method: str) -> bool:
+    """Whether ``output`` has its own ``method`` (not BaseOutput's no-op)."""
+    own = getattr(type(output), method, None)
+    return own is not None and own is not getattr(BaseOutput, method, None)
 
 
 __all__ = ["OutputFanout"]

@@ -71,7 +71,10 @@ def create_output(method: OutputMethod | str, config: TrackerConfig) -> BaseOutp
 
             context_file = config.boamps_context_file
             if context_file:
-                return BoAmpsOutput.from_file(context_file, output_dir=output_dir)
+                try:
+                    return BoAmpsOutput.from_file(context_file, output_dir=output_dir)
+                except FileNotFoundError as exc:
+                    raise _config_error(f"boamps_context_file: {exc}") from None
             return BoAmpsOutput(output_dir)
         if method is OutputMethod.API:
             from codecarbon_callbacks_core.output.api import CodeCarbonAPIOutput
@@ -93,8 +96,11 @@ def create_output(method: OutputMethod | str, config: TrackerConfig) -> BaseOutp
                 on_csv_write=config.on_csv_write,
                 windows_file=config.windows_output_file,
             )
-    except FileNotFoundError as exc:
-        raise _config_error(f"boamps_context_file: {exc}") from None
+    except OSError as exc:
+        raise _config_error(
+            f"output_dir {output_dir!r}: the {method.value} output cannot use it "
+            f"({exc.strerror or exc})"
+        ) from None
     except ImportError as exc:
         raise _config_error(f"output_methods={method.value!r}: {exc}") from None
     except ConfigError:

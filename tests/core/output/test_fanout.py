@@ -102,3 +102,23 @@ def test_the_delta_fields_are_the_additive_ones() -> None:
     for name in ADDITIVE_FIELDS:
         assert getattr(delta, name) == pytest.approx(getattr(second, name) - getattr(first, name))
     assert delta.cpu_power == 123.0  # powers are the latest figures, not differences
+
+
+def test_an_output_without_live_out_gets_every_change_in_its_out_deltas() -> None:
+    class OutOnly(BaseOutput):
+        def __init__(self) -> None:
+            self.deltas: list[EmissionsData] = []
+
+        def out(self, total, delta):
+            self.deltas.append(delta)
+
+    only = OutOnly()
+    fanout = OutputFanout([only])
+    fanout.begin_run("r")
+    for seconds in (1.0, 2.0, 3.0):
+        fanout.live_out(at(seconds))  # not its method: its baseline stays
+    fanout.out(at(3.5))
+    fanout.live_out(at(5.0))
+    fanout.out(at(6.0))
+    assert [d.duration for d in only.deltas] == pytest.approx([3.5, 2.5])
+    assert sum(d.energy_consumed for d in only.deltas) == pytest.approx(6e-6)
