@@ -33,6 +33,7 @@ from codecarbon_callbacks_core.output.base import BaseOutput
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # annotations only: never imported at run time
+
     from codecarbon_callbacks_core.records import EmissionsData
 
 logger = logging.getLogger(__name__)
