@@ -74,6 +74,24 @@ def test_tracker_feeds_webhook_logger_boamps(tmp_path, caplog):
         server.stop()
 
 
+def test_boamps_status_follows_the_run_despite_the_context_file(tmp_path):
+    """examples/boamps_context.json sets reportStatus "final": draft at a flush, other on failure."""
+    from codecarbon_callbacks import BoAmpsOutput
+
+    context = Path(__file__).resolve().parents[3] / "examples" / "boamps_context.json"
+    boamps = BoAmpsOutput.from_file(context, output_dir=tmp_path)
+    t = tracker(tmp_path, output_methods=[], output_handlers=[boamps])
+    report_path = tmp_path / f"boamps_report_{t.run_id}.json"
+    with pytest.raises(RuntimeError, match="training broke"), t:
+        t.flush()
+        assert json.loads(report_path.read_text())["header"]["reportStatus"] == "draft"
+        raise RuntimeError("training broke")
+    report = json.loads(report_path.read_text())
+    assert t.final_emissions_data.status == "failed"
+    assert report["header"]["reportStatus"] == "other"
+    assert "failed" in report["task"]["taskDescription"]
+
+
 def test_stop_returns_fast_when_webhook_hangs(tmp_path):
     server = RecordingServer().start()
     server.mode, server.hang_s = "hang", 60.0
