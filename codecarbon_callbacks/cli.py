@@ -103,6 +103,10 @@ def load_reports(paths: Iterable[str | os.PathLike[str]]) -> Reports:
     (``emissions_windows.csv``), ``run_id`` + ``energy_consumed`` a run file (``emissions.csv``,
     ours or CodeCarbon's). Other CSV files in a folder are skipped.
 
+    Zone-less timestamps (CodeCarbon writes the local time of the machine that ran) are read as
+    this machine's local time, and ours (UTC) keep their instant, so runs from both sort on one
+    time line.
+
     Raises:
         CliError: a path does not exist, or no report is found.
     """
@@ -122,7 +126,7 @@ def load_reports(paths: Iterable[str | os.PathLike[str]]) -> Reports:
         else:
             continue
         try:
-            frame = read_emissions(path)
+            frame = read_emissions(path, tz="local")
         except Exception as e:  # noqa: BLE001 - any parse failure becomes one clear line
             raise CliError(f"{path}: cannot be read as an emissions CSV ({type(e).__name__}: {e})") from None
         frame["source_file"] = str(path)

@@ -177,6 +177,30 @@ def test_report_reads_a_codecarbon_file(tmp_path: Path) -> None:
     assert run["run_id"] == "cc-run" and run["energy_kwh"] == pytest.approx(0.0055)
 
 
+def test_report_reads_codecarbon_local_time_beside_our_utc(tmp_path: Path) -> None:
+    """CodeCarbon's zone-less timestamps are this machine's local time: in New York, 00:00:10 is
+    05:00:10 UTC (not 00:00:10 UTC); our own UTC rows sort with them in one report."""
+    from cli.conftest import write_run
+    from codecarbon_callbacks_core.records import CODECARBON_COLUMNS
+
+    cc_dir, ours_dir = tmp_path / "cc", tmp_path / "ours"
+    cc_dir.mkdir()
+    ours_dir.mkdir()
+    row = {c: "" for c in CODECARBON_COLUMNS}
+    row.update(timestamp="2025-01-01T00:00:10", project_name="cc", run_id="cc-run", duration="10",
+               emissions="0.001", energy_consumed="0.0055")
+    (cc_dir / "emissions.csv").write_text(
+        ",".join(CODECARBON_COLUMNS) + "\n" + ",".join(row[c] for c in CODECARBON_COLUMNS) + "\n"
+    )
+    ours = write_run(ours_dir, epochs=1)
+    result = run_cli("report", str(cc_dir), str(ours_dir), "--json", cwd=tmp_path,
+                     env={"TZ": "America/New_York"})
+    assert result.returncode == 0, result.stderr
+    runs = {r["run_id"]: r for r in json.loads(result.stdout)["runs"]}
+    assert set(runs) == {"cc-run", ours}
+    assert runs["cc-run"]["end"] == "2025-01-01T05:00:10.000Z"
+
+
 # -- detect --------------------------------------------------------------------------------------
 
 

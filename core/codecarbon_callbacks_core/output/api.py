@@ -7,10 +7,14 @@
   goes on posting to the same API run. Our own ``run_id`` stays local.
 - Each post is the delta the tracker hands this output (what changed since the totals this output
   last took; a resumed run's first delta holds only the resumed part), so live and flush/stop
-  deltas never count anything twice. The API wants ``duration`` as an integer > 0 s: a live delta
-  shorter than 1 s is deferred (:data:`~.base.DEFER_DELTA`: it comes back inside the next one),
-  and the seconds are rounded with the remainder carried, so that their sum stays within 1 s of
-  the run's duration.
+  deltas never count anything twice. The API wants ``duration`` as an integer > 0 s. While the
+  run goes on (live updates, and flush(), whose totals have status ``running``) a delta shorter
+  than 1 s is deferred (:data:`~.base.DEFER_DELTA`: it comes back inside the next one) and the
+  seconds posted are the whole seconds, the fraction carried into the next post. At stop() (any
+  other status) the remainder is posted, rounded, as at least 1 s when energy or emissions are
+  left, so the durations posted sum to the run's ``duration`` within 1 s.
+  ``emissions_rate`` is the delta's emissions over its real duration (kg/s, as CodeCarbon sends
+  it), not over the rounded one.
 - Header ``x-api-token: <api_key>``; the key is never written anywhere (the spool keeps the body
   only; a re-send takes the key from the configuration).
 - The API has no idempotency key. A request is retried only when it surely did not arrive
@@ -126,13 +130,18 @@ def run_body(record: EmissionsData, experiment_id: str) -> dict[str, Any]:
 
 
 def emission_body(total: EmissionsData, delta: EmissionsData, duration_s: int) -> dict[str, Any]:
-    """The body of ``POST /emissions`` (CodeCarbon's EmissionCreate), ``run_id`` added at send."""
+    """The body of ``POST /emissions`` (CodeCarbon's EmissionCreate), ``run_id`` added at send.
+
+    ``duration_s`` is the whole seconds posted; ``emissions_rate`` (kg CO2eq/s) divides the
+    delta's emissions by the delta's real duration (``delta.duration``), as CodeCarbon does.
+    """
     emissions = max(0.0, delta.emissions)
+    real_duration_s = float(delta.duration or 0.0)
     return {
         "timestamp": total.timestamp,
         "duration": int(duration_s),
         "emissions_sum": emissions,
-        "emissions_rate": emissions / duration_s if duration_s > 0 else 0.0,
+        "emissions_rate": emissions / real_duration_s if real_duration_s > 0 else 0.0,
         "cpu_power": max(0.0, float(total.cpu_power or 0.0)),
         "gpu_power": max(0.0, float(total.gpu_power or 0.0)),
         "ram_power": max(0.0, float(total.ram_power or 0.0)),
@@ -400,15 +409,22 @@ class CodeCarbonAPIOutput(BaseOutput):
             state = self.store.get(local_run_id)
             if state.get("api_run_id") and self.api_run_id is None:
                 self.api_run_id = state["api_run_id"]
-            seconds = float(delta.duration or 0.0) + self._duration_carry_s.get(local_run_id, 0.0)
-            duration_s = round(seconds)
-            if duration_s < 1:
-                if not final:
+            carry_s = self._duration_carry_s.pop(local_run_id, 0.0)
+            seconds = float(delta.duration or 0.0) + carry_s
+            if not final:
+                # Whole seconds only, the fraction carried (>= 0): what is posted never runs
+                # ahead of the run, so stop() can always settle within 1 s.
+                duration_s = int(seconds)
+                if duration_s < 1:
+                    self._duration_carry_s[local_run_id] = carry_s
                     return DEFER_DELTA  # the API wants >= 1 s: it comes back in the next delta
-                if delta.energy_consumed <= 0 and delta.emissions <= 0:
-                    return None  # nothing left to post
-                duration_s = 1
-            self._duration_carry_s[local_run_id] = seconds - duration_s
+                self._duration_carry_s[local_run_id] = seconds - duration_s
+            else:
+                duration_s = round(seconds)
+                if duration_s < 1:
+                    if delta.energy_consumed <= 0 and delta.emissions <= 0:
+                        return None  # nothing left to post
+                    duration_s = 1  # the API wants >= 1 s
             body = emission_body(total, delta, duration_s)
             extra: dict[str, Any] = {
                 "local_run_id": local_run_id,
@@ -450,7 +466,8 @@ class CodeCarbonAPIOutput(BaseOutput):
         return self._post(total, delta, final=False)
 
     def out(self, total: EmissionsData, delta: EmissionsData) -> _DeferDelta | None:
-        return self._post(total, delta, final=True)
+        # flush() and stop() both call out(): only stop() hands a final status.
+        return self._post(total, delta, final=total.status != "running")
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait (bounded) for this output's pending deltas; True when all were settled."""

@@ -212,6 +212,46 @@ DATA_FORMATS = (
     "other",
 )
 REPORT_STATUSES = ("draft", "final", "corrective", "other")
+
+#: Why a report is ``other``, by run status (the schema has no reason field: it goes in the free
+#: ``task.taskDescription``).
+_OTHER_STATUS_REASONS = {
+    "failed": "the run failed (an exception ended it); the figures cover it up to the failure",
+    "interrupted": (
+        "the run was interrupted (SIGTERM or Ctrl-C); the figures cover it up to the interruption"
+    ),
+    "incomplete": (
+        "the run's end was never seen (written at interpreter exit or when the next run began); "
+        "the figures cover it up to then"
+    ),
+    "budget_stop": "an energy/emissions budget stopped training before it completed",
+}
+
+
+def report_status(record: EmissionsData) -> tuple[str, str | None]:
+    """The BoAmps ``header.reportStatus`` of a run's totals, and the reason when it is ``other``.
+
+    ``draft`` while the run goes on (status ``running``: live updates and flush()), ``final`` only
+    for a completed run, ``other`` for any other end (failed, interrupted, incomplete,
+    budget_stop), with a one-line reason; a budget stop adds the budget's own reason
+    (``metadata["budget_stop_reason"]``) when the record has it.
+
+    Example:
+        >>> from codecarbon_callbacks_core.records import EmissionsData
+        >>> report_status(EmissionsData(status="running"))
+        ('draft', None)
+    """
+    status = record.status or ""
+    if status == "running":
+        return "draft", None
+    if status == "completed":
+        return "final", None
+    reason = _OTHER_STATUS_REASONS.get(status, f"the run ended with status {status!r}")
+    metadata = record.metadata if isinstance(record.metadata, dict) else {}
+    budget_reason = metadata.get("budget_stop_reason")
+    if status == "budget_stop" and budget_reason:
+        reason = f"{reason} ({budget_reason})"
+    return "other", f"reportStatus other: {reason} (run status {status!r})."
 CONFIDENTIALITY_LEVELS = ("public", "internal", "confidential", "secret")
 ESTIMATED_ACCURACIES = ("veryPoor", "poor", "average", "good", "veryGood")
 INFRA_TYPES = ("publicCloud", "privateCloud", "onPremise", "other")
@@ -298,6 +338,9 @@ class BoAmpsPublisher(_BoAmpsObject):
 @dataclass
 class BoAmpsHeader(_BoAmpsObject):
     """The report header; unset fields are filled (reportId = run_id, reportDatetime = now).
+
+    ``report_status`` is not taken from here: the report's status comes from the run's state
+    (see :func:`report_status`); a value given here is ignored.
 
     Example:
         >>> BoAmpsHeader(licensing="CC-BY-4.0", publisher=BoAmpsPublisher(
@@ -683,13 +726,13 @@ def build_report(
     metadata = record.metadata if isinstance(record.metadata, dict) else {}
     components = [c for c in metadata.get("components") or [] if isinstance(c, dict)]
 
-    # header
+    # header: the status comes from the run's state, whatever the user's header says
+    status, status_reason = report_status(record)
     report_header = {
         "formatVersion": BOAMPS_FORMAT_VERSION,
         "formatVersionSpecificationUri": BOAMPS_FORMAT_SPEC_URI,
         "reportId": record.run_id or None,
         "reportDatetime": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
-        "reportStatus": {"running": "draft", "completed": "final"}.get(record.status, "other"),
     }
     if header is not None:
         user_header = (
@@ -697,7 +740,13 @@ def build_report(
             if isinstance(header, BoAmpsHeader)
             else (BoAmpsHeader.from_dict(header).to_dict())
         )
+        given = user_header.pop("reportStatus", None)
+        if given is not None and given != status:
+            logger.debug(
+                "BoAmps header reportStatus %r ignored: the run's state gives %r", given, status
+            )
         report_header = _merge_dicts(report_header, user_header)
+    report_header["reportStatus"] = status
 
     # task
     task_from_record = metadata.get("boamps_task")
@@ -705,6 +754,10 @@ def build_report(
         _lenient_task_dict(task_from_record) if isinstance(task_from_record, dict) else {},
         _task_dict(task),
     )
+    if status_reason:
+        # The schema has no field for the reason; taskDescription is its free-text field.
+        described = str(merged_task.get("taskDescription") or "").strip()
+        merged_task["taskDescription"] = f"{described} {status_reason}".strip()
 
     # measures
     def method_of(kind: str) -> str | None:
@@ -848,8 +901,11 @@ def _package_version() -> str:
 class BoAmpsOutput(BaseOutput):
     """Writes ``boamps_report_<run_id>.json`` in ``output_dir`` on every flush/stop.
 
-    The report is rewritten at each flush (status ``draft`` while running) and at stop
-    (``final`` when the run completed).
+    The report is rewritten at each flush and at stop. ``header.reportStatus`` comes from the
+    run's state, never from ``header`` or a context file: ``draft`` while running (a flush),
+    ``final`` only when the run completed, ``other`` otherwise (failed, interrupted, incomplete,
+    budget_stop), with the reason appended to ``task.taskDescription`` (the schema's free-text
+    field; it has no field for a status reason).
 
     Args:
         output_dir: where the report is written (created if needed).
@@ -979,5 +1035,6 @@ __all__ = [
     "BoAmpsPublisher",
     "BoAmpsTask",
     "build_report",
+    "report_status",
     "validate_report",
 ]

@@ -1,8 +1,9 @@
 """PROMETHEUS output: the run's latest totals pushed to a Pushgateway.
 
 Pushed on every live update and on flush/stop, from the background sender (never the training
-thread), with a registry of our own (never prometheus_client's global one). A push that fails is
-not replayed: the next push carries the latest totals again (Prometheus metrics are state).
+thread), with a registry of our own (never prometheus_client's global one). Nothing is spooled
+(Prometheus metrics are state): a push that fails is tried again in the background with the
+run's latest totals (a newer push replaces the one waiting), and its warning says so.
 
 Metrics (units in the names; ``*_total`` are counters, the rest gauges):
 
@@ -228,6 +229,13 @@ class PushJob(Job):
         self.output.pushes += 1
         return Outcome.DELIVERED
 
+    def retry_note(self) -> str:
+        # Prometheus metrics are state: nothing is spooled, the latest totals go again.
+        return (
+            "not spooled (Prometheus keeps state, not records): the run's latest totals are "
+            "pushed again in the background"
+        )
+
 
 class DeleteJob(Job):
     """Delete the run's group from the Pushgateway (``prometheus_delete_on_exit``)."""
@@ -256,6 +264,9 @@ class DeleteJob(Job):
             self.last_error = describe_error(exc, _secrets(self.output.prometheus_url))
             return _classify(exc)
         return Outcome.DELIVERED
+
+    def retry_note(self) -> str:
+        return "tried again in the background until exit() gives up (not spooled)"
 
 
 class PrometheusOutput(BaseOutput):

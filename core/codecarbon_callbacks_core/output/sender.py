@@ -211,6 +211,16 @@ class Job:
     def spool_path(self) -> str | None:
         return self.entry.path if self.entry is not None else None
 
+    def retry_note(self) -> str:
+        """What happens to this job after a failed attempt, for the warning (no secrets).
+
+        A job with a spool entry is kept there; one without (a spool write failed) lives in
+        this process only. Jobs that are never spooled (state pushes) say what they do instead.
+        """
+        if self.entry is not None:
+            return "kept in the spool, retrying in the background"
+        return "retrying in the background while this process runs (no spool copy)"
+
 
 class CallJob(Job):
     """Runs a function on the sender thread (e.g. reading the spool off the training thread).
@@ -454,9 +464,10 @@ class Sender:
         elif outcome is Outcome.RETRY:
             warn_once(
                 f"retry-{job.queue_key}",
-                "%s: could not deliver (%s); kept in the spool, retrying in the background",
+                "%s: could not deliver (%s); %s",
                 job.label,
                 job.last_error,
+                job.retry_note(),
                 log=logger,
             )
         elif outcome is Outcome.UNCERTAIN:

@@ -100,11 +100,12 @@ def fed(output, resumed_from: EmissionsData | None = None) -> OutputFanout:
     return fanout
 
 
-def totals(run_id, steps):
+def totals(run_id, steps, status="completed"):
     """Cumulative totals of one run at the given durations (1 W CPU-equivalent per second)."""
     return [
         make_total(
             run_id=run_id,
+            status=status,
             duration=d,
             cpu_energy=d * 1e-6,
             gpu_energy=d * 2e-6,
@@ -142,6 +143,60 @@ def test_run_created_lazily_then_deltas_sum_to_the_total(tmp_path, shapes, sende
         feed.live_out(later)
         assert later.metadata["api_run_id"] == api_run_id and later.run_id == run_id
         out.exit()
+    finally:
+        api.stop()
+
+
+def test_sub_second_flushes_are_carried_and_stop_settles_the_duration(tmp_path, shapes, sender):
+    """10 flush() 0.3 s apart then stop(): whole seconds posted, their sum = the run's duration.
+
+    flush() and stop() both reach ``out``; the totals' status tells them apart (``running``).
+    """
+    api = FakeApi(shapes).start()
+    try:
+        out = CodeCarbonAPIOutput(api.url, EXPERIMENT, TOKEN, output_dir=tmp_path, sender=sender)
+        run_id = str(uuid.uuid4())
+        feed = fed(out)
+        flushes = totals(run_id, [round(0.3 * i, 1) for i in range(1, 11)], status="running")
+        feed.out(flushes[0])  # 0.3 s: deferred, nothing posted yet
+        assert out.flush(5.0) and api.emissions == []
+        for total in flushes[1:]:
+            feed.out(total)
+        [final] = totals(run_id, [3.1], status="completed")
+        feed.out(final)
+        out.exit()
+        assert api.problems == []
+        durations = [e["duration"] for e in api.emissions]
+        assert all(d >= 1 for d in durations)
+        assert abs(sum(durations) - 3.1) <= 1.0, durations
+        assert sum(e["energy_consumed"] for e in api.emissions) == pytest.approx(3.1 * 3.1e-6)
+        assert sum(e["emissions_sum"] for e in api.emissions) == pytest.approx(3.1e-7)
+        # each delta's emissions over its real duration (1e-7 kg/s throughout), not the rounded one
+        assert [e["emissions_rate"] for e in api.emissions] == pytest.approx(
+            [1e-7] * len(api.emissions)
+        )
+    finally:
+        api.stop()
+
+
+def test_stop_posts_a_sub_second_remainder_as_one_second(tmp_path, shapes, sender):
+    api = FakeApi(shapes).start()
+    try:
+        out = CodeCarbonAPIOutput(api.url, EXPERIMENT, TOKEN, output_dir=tmp_path, sender=sender)
+        run_id = str(uuid.uuid4())
+        feed = fed(out)
+        feed.live_out(totals(run_id, [0.4], status="running")[0])  # deferred
+        feed.out(totals(run_id, [0.7], status="completed")[0])
+        out.exit()
+        assert api.problems == []
+        [emission] = api.emissions
+        assert emission["duration"] == 1
+        assert emission["energy_consumed"] == pytest.approx(0.7 * 3.1e-6)
+        assert emission["emissions_rate"] == pytest.approx(1e-7)  # 0.7e-7 kg over 0.7 s
+        # a stop with nothing left posts nothing more
+        feed.out(totals(run_id, [0.7], status="completed")[0])
+        out.exit()
+        assert len(api.emissions) == 1
     finally:
         api.stop()
 

@@ -186,6 +186,61 @@ def test_from_file_and_roundtrip(tmp_path):
     assert BoAmpsHeader.from_dict(context["header"]).publisher.name == "ACME"
 
 
+EXAMPLE_CONTEXT = Path(__file__).resolve().parents[3] / "examples" / "boamps_context.json"
+
+
+@pytest.mark.parametrize(
+    ("run_status", "report_status", "reason_words"),
+    [
+        ("running", "draft", None),
+        ("completed", "final", None),
+        ("failed", "other", "failed"),
+        ("interrupted", "other", "interrupted"),
+        ("incomplete", "other", "never seen"),
+        ("budget_stop", "other", "budget"),
+    ],
+)
+def test_report_status_comes_from_the_run_not_the_context_file(
+    tmp_path, run_status, report_status, reason_words
+):
+    """examples/boamps_context.json says reportStatus "final": the run's state wins."""
+    assert json.loads(EXAMPLE_CONTEXT.read_text())["header"]["reportStatus"] == "final"
+    out = BoAmpsOutput.from_file(EXAMPLE_CONTEXT, output_dir=tmp_path)
+    total = make_total(status=run_status)
+    out.out(total, total)
+    report = json.loads(Path(out.save_file_path).read_text())
+    assert report["header"]["reportStatus"] == report_status
+    assert report["header"]["licensing"] == "CC-BY-4.0"  # the rest of the header is the user's
+    description = report["task"]["taskDescription"]
+    assert description.startswith("Tiny MLP classifier")  # the user's text is kept
+    if reason_words is None:
+        assert "reportStatus" not in description
+    else:
+        assert "reportStatus other:" in description and reason_words in description
+        assert f"run status '{run_status}'" in description
+    assert validate_report(report) == []
+
+
+def test_status_set_in_python_header_is_ignored_and_budget_reason_kept(tmp_path):
+    out = BoAmpsOutput(tmp_path, task=full_task(), header=BoAmpsHeader(report_status="final"))
+    total = make_total(status="budget_stop")
+    total.metadata["budget_stop_reason"] = "budget: 0.5 kWh would be exceeded"
+    out.out(total, total)
+    report = json.loads(Path(out.save_file_path).read_text())
+    assert report["header"]["reportStatus"] == "other"
+    assert "0.5 kWh would be exceeded" in report["task"]["taskDescription"]
+
+
+def test_other_status_report_matches_the_official_schema(tmp_path, boamps_validator):
+    """Reference: a failed run's report (status other, reason in taskDescription) validates."""
+    out = BoAmpsOutput.from_file(EXAMPLE_CONTEXT, output_dir=tmp_path)
+    total = make_total(status="failed")
+    out.out(total, total)
+    report = json.loads(Path(out.save_file_path).read_text())
+    assert report["header"]["reportStatus"] == "other"
+    assert schema_errors(boamps_validator, report) == []
+
+
 def test_bad_inputs_are_clear(tmp_path):
     with pytest.raises(ValueError, match="unknown field 'taskStag'"):
         BoAmpsTask.from_dict({"taskStag": "training"})

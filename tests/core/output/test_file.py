@@ -75,6 +75,63 @@ def test_windows_file(tmp_path: Path) -> None:
     assert (frame.loc[0, "end_timestamp"] - frame.loc[0, "start_timestamp"]).total_seconds() == 1
 
 
+def _codecarbon_file_with_our_row(tmp_path: Path) -> Path:
+    """CodeCarbon's naive local timestamp, then one of our rows (UTC, with its offset)."""
+    path = tmp_path / "emissions.csv"
+    row = {c: "" for c in CODECARBON_COLUMNS}
+    row.update(timestamp="2025-01-15T09:30:00", run_id="cc", energy_consumed="0.001")
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CODECARBON_COLUMNS)
+        writer.writeheader()
+        writer.writerow(row)
+    ours = record("ours", timestamp="2025-07-01T12:00:00.250000+00:00")
+    FileOutput(tmp_path).out(ours, ours)
+    return path
+
+
+def test_read_emissions_leaves_zone_less_timestamps_naive(tmp_path: Path) -> None:
+    """CodeCarbon writes local time without a zone: it is not stamped UTC (off by the offset)."""
+    import pandas as pd
+
+    frame = read_emissions(_codecarbon_file_with_our_row(tmp_path))
+    cc, ours = frame["timestamp"]
+    assert cc == pd.Timestamp("2025-01-15 09:30:00") and cc.tzinfo is None
+    assert ours == pd.Timestamp("2025-07-01 12:00:00.25", tz="UTC")  # ours keep their zone
+    # a file of zone-less timestamps only gives a naive datetime column
+    only_cc = tmp_path / "cc"
+    only_cc.mkdir()
+    (only_cc / "emissions.csv").write_text("timestamp,run_id\n2025-01-15T09:30:00,cc\n,empty\n")
+    times = read_emissions(only_cc / "emissions.csv")["timestamp"]
+    assert str(times.dtype).startswith("datetime64") and times.dt.tz is None
+    assert times[0] == pd.Timestamp("2025-01-15 09:30:00") and pd.isna(times[1])
+
+
+def test_read_emissions_tz_localizes_naive_and_converts_zoned(tmp_path: Path) -> None:
+    import pandas as pd
+
+    path = _codecarbon_file_with_our_row(tmp_path)
+    paris = read_emissions(path, tz="Europe/Paris")["timestamp"]
+    assert str(paris.dt.tz) == "Europe/Paris"
+    cc, ours = paris
+    # 09:30 in Paris in January is 08:30 UTC; ours stays the same instant, shown in Paris time
+    assert cc == pd.Timestamp("2025-01-15 08:30:00", tz="UTC")
+    assert ours == pd.Timestamp("2025-07-01 12:00:00.25", tz="UTC") and ours.hour == 14
+    new_york = read_emissions(path, tz="America/New_York")["timestamp"]
+    assert new_york[0] == pd.Timestamp("2025-01-15 14:30:00", tz="UTC")
+    assert read_emissions(path, tz="local")["timestamp"].dt.tz is not None
+    with pytest.raises(ValueError, match="tz must be a time zone"):
+        read_emissions(path, tz="Nowhere/Land")
+
+
+def test_our_own_timestamps_read_back_in_utc(tmp_path: Path) -> None:
+    import pandas as pd
+
+    out = FileOutput(tmp_path)
+    out.out(record(timestamp="2025-07-01T12:00:00+00:00"), record())
+    times = read_emissions(tmp_path / "emissions.csv")["timestamp"]
+    assert str(times.dt.tz) == "UTC" and times[0] == pd.Timestamp("2025-07-01 12:00", tz="UTC")
+
+
 def test_update_mode_replaces_row(tmp_path: Path) -> None:
     out = FileOutput(tmp_path, on_csv_write="update")
     out.out(record("a", 1.0), record())

@@ -16,9 +16,6 @@ from codecarbon_callbacks_core.output.sender import Sender
 from output_records import free_port, make_total
 
 PUSHGATEWAY = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(PUSHGATEWAY), reason="prometheus-pushgateway binary not installed"
-)
 
 USER = "trainer"
 PASSWORD = "pushgateway-p4ssw0rd-xyz"
@@ -43,6 +40,9 @@ def _bcrypt_hash(password: str) -> str:
 
 class Gateway:
     def __init__(self, tmp_path, auth: bool = False, port: int | None = None) -> None:
+        # only the tests that start a gateway need the binary; the others run without it
+        if not os.path.exists(PUSHGATEWAY):
+            pytest.skip("prometheus-pushgateway binary not installed")
         self.port = port or free_port()
         self.url = f"127.0.0.1:{self.port}"
         # Debian's build persists to /var/lib/prometheus by default: keep each test's own state
@@ -188,6 +188,25 @@ def test_gateway_down_never_raises_and_exit_is_bounded(tmp_path, sender):
     t0 = time.monotonic()
     out.exit()
     assert time.monotonic() - t0 < 2.0
+
+
+def test_failed_push_says_it_pushes_the_latest_totals_again_not_spool(sender, caplog):
+    """A refused port: the warning must not talk of a spool; Prometheus pushes its totals again."""
+    port = free_port()
+    out = PrometheusOutput(f"127.0.0.1:{port}", sender=sender, exit_timeout_s=0.5)
+    total = make_total()
+    with caplog.at_level(logging.DEBUG, logger="codecarbon_callbacks_core"):
+        out.live_out(total, total)
+        out.exit()
+    failed = [
+        r.getMessage()
+        for r in caplog.records
+        if "could not deliver" in r.getMessage() and f":{port}" in r.getMessage()
+    ]
+    assert failed, caplog.text
+    for message in failed:
+        assert "spool" not in message.replace("not spooled", "")
+        assert "latest totals are pushed again" in message
 
 
 def test_gateway_back_gets_the_latest_totals_again(tmp_path, sender):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import time
@@ -73,6 +74,24 @@ def test_tracker_feeds_webhook_logger_boamps(tmp_path, caplog):
         server.stop()
 
 
+def test_boamps_status_follows_the_run_despite_the_context_file(tmp_path):
+    """examples/boamps_context.json sets reportStatus "final": draft at a flush, other on failure."""
+    from codecarbon_callbacks import BoAmpsOutput
+
+    context = Path(__file__).resolve().parents[3] / "examples" / "boamps_context.json"
+    boamps = BoAmpsOutput.from_file(context, output_dir=tmp_path)
+    t = tracker(tmp_path, output_methods=[], output_handlers=[boamps])
+    report_path = tmp_path / f"boamps_report_{t.run_id}.json"
+    with pytest.raises(RuntimeError, match="training broke"), t:
+        t.flush()
+        assert json.loads(report_path.read_text())["header"]["reportStatus"] == "draft"
+        raise RuntimeError("training broke")
+    report = json.loads(report_path.read_text())
+    assert t.final_emissions_data.status == "failed"
+    assert report["header"]["reportStatus"] == "other"
+    assert "failed" in report["task"]["taskDescription"]
+
+
 def test_stop_returns_fast_when_webhook_hangs(tmp_path):
     server = RecordingServer().start()
     server.mode, server.hang_s = "hang", 60.0
@@ -89,8 +108,10 @@ def test_stop_returns_fast_when_webhook_hangs(tmp_path):
         server.stop()
 
 
-def test_api_deltas_through_tracker_sum_to_the_run(tmp_path):
-    runs, emissions = {}, []
+def api_server():
+    """A loopback CodeCarbon API: (server, runs by id, emission bodies); 422 on a duration < 1 s."""
+    runs: dict[str, dict] = {}
+    emissions: list[dict] = []
 
     def api(path, headers, body):
         if headers.get("x-api-token") != "cpt_e2e-token-1234":
@@ -99,11 +120,18 @@ def test_api_deltas_through_tracker_sum_to_the_run(tmp_path):
             run_id = str(uuid.uuid4())
             runs[run_id] = body
             return 201, {"id": run_id}
+        if not isinstance(body["duration"], int) or body["duration"] < 1:
+            return 422, {"detail": "duration"}
         emissions.append(body)
         return 201, "ok"
 
     server = RecordingServer().start()
     server.handler_hook = api
+    return server, runs, emissions
+
+
+def test_api_deltas_through_tracker_sum_to_the_run(tmp_path):
+    server, runs, emissions = api_server()
     try:
         t = tracker(
             tmp_path,
@@ -122,6 +150,38 @@ def test_api_deltas_through_tracker_sum_to_the_run(tmp_path):
             t.final_emissions_data.energy_consumed, rel=1e-9
         )
         assert all(e["run_id"] in runs for e in emissions)
+    finally:
+        server.stop()
+
+
+def test_api_sub_second_flushes_through_tracker_sum_to_the_csv_duration(tmp_path):
+    """10 flush() 0.3 s apart, then stop(): the API's durations sum to emissions.csv's."""
+    server, runs, emissions = api_server()
+    try:
+        t = tracker(
+            tmp_path,
+            output_methods=["api", "csv"],
+            api_endpoint=server.url,
+            api_key="cpt_e2e-token-1234",
+            experiment_id=EXPERIMENT,
+        )
+        t.start()
+        for _ in range(10):
+            time.sleep(0.3)
+            t.flush()
+        t.stop()
+        with open(tmp_path / "emissions.csv", newline="", encoding="utf-8") as handle:
+            rows = [row for row in csv.DictReader(handle) if row["run_id"] == t.run_id]
+        csv_duration_s = float(rows[-1]["duration"])
+        assert csv_duration_s == pytest.approx(t.final_emissions_data.duration)
+        assert len(runs) == 1 and emissions
+        assert abs(sum(e["duration"] for e in emissions) - csv_duration_s) <= 1.0
+        assert sum(e["energy_consumed"] for e in emissions) == pytest.approx(
+            t.final_emissions_data.energy_consumed, rel=1e-9
+        )
+        assert sum(e["emissions_sum"] for e in emissions) == pytest.approx(
+            t.final_emissions_data.emissions, rel=1e-9
+        )
     finally:
         server.stop()
 
