@@ -971,6 +971,8 @@ def _resend_targets(args: argparse.Namespace, config: Any, stored: set[tuple[str
     configured = {"webhook": config.emissions_endpoint, "api": config.api_endpoint}
     targets = []
     for kind, endpoint in sorted(stored):
+        if kind not in _ENDPOINT_FLAG:
+            continue  # a kind this version cannot send: left, and named
         url = configured.get(kind)
         if url and sanitize_url(url) == endpoint:
             targets.append((kind, url))

@@ -479,6 +479,14 @@ def test_resend_401_keeps_the_records_and_credentials_are_never_stored(
     assert sorted(b["record"] for b in server.accepted()[1:]) == [0, 1, 2, 3]
     assert SECRET_PASSWORD not in refused.stderr + delivered.stdout + delivered.stderr
 
+    _spool(output, "webhook", with_credentials, 1)  # the configuration's URL names the endpoint
+    configured = run_cli("resend", str(output), cwd=tmp_path,
+                         env={"CODECARBON_EMISSIONS_ENDPOINT": with_credentials})
+    assert configured.returncode == 0, configured.stderr
+    assert len(server.requests) == 6  # 1 refused, 4 with the flag, 1 with the configuration
+    assert server.requests[-1]["headers"]["Authorization"] == expected
+    assert SECRET_PASSWORD not in configured.stdout + configured.stderr
+
 
 def test_resend_api_key_from_the_environment_403_keeps(tmp_path: Path, server) -> None:
     """API records: without the key, 403 keeps them and names --api-key and CODECARBON_API_KEY;
