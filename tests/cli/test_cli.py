@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -411,3 +412,158 @@ def test_resend_endpoint_down_keeps_records(tmp_path: Path) -> None:
     missing = run_cli("resend", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert missing.returncode == 1
     assert "no such folder" in _one_error_line(missing)
+
+
+# -- resend: endpoints, credentials, unreadable files, python -m ------------------------------------
+
+SECRET_PASSWORD = "s3cret-hook-pass"
+SECRET_KEY = "cpt_s3cret-cli-api-key-42"
+
+
+def _spool(output_dir: Path, kind: str, endpoint: str, n: int, **extra: object) -> None:
+    """``n`` entries as a crashed process leaves them: anyone may take them over."""
+    from codecarbon_callbacks_core.output.spool import Spool
+    from core.output.output_records import orphan_spool
+
+    spool = Spool(str(output_dir))
+    for i in range(n):
+        spool.put(kind, endpoint, {"record": i}, record_id=f"{kind}{i}", extra=dict(extra))
+    orphan_spool(output_dir)
+
+
+def _spool_text(output_dir: Path) -> str:
+    from codecarbon_callbacks_core.output.spool import SPOOL_DIRNAME
+
+    return "".join(p.read_text() for p in (output_dir / SPOOL_DIRNAME).glob("*.json"))
+
+
+@pytest.fixture
+def server():
+    from core.output.output_records import RecordingServer
+
+    srv = RecordingServer().start()
+    yield srv
+    srv.stop()
+
+
+def test_resend_names_records_left_for_another_endpoint(tmp_path: Path, server) -> None:
+    """--emissions-endpoint filters: records of another endpoint are named (no secret) and the
+    exit code says they were not delivered."""
+    output = tmp_path / "runs"
+    old = f"http://user:{SECRET_PASSWORD}@127.0.0.1:{server.port}/old?token=tok-abcdef"
+    _spool(output, "webhook", old, 1)
+    result = run_cli("resend", str(output), "--emissions-endpoint", server.url + "/new",
+                     cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    named = f"webhook http://127.0.0.1:{server.port}/old?***"
+    assert named in _one_error_line(result)
+    assert "do not redirect" in result.stderr
+    assert SECRET_PASSWORD not in result.stdout + result.stderr
+    assert "tok-abcdef" not in result.stdout + result.stderr
+    assert server.requests == []
+    from codecarbon_callbacks_core.output.spool import Spool
+
+    assert len(Spool(str(output)).entries()) == 1
+    helped = run_cli("resend", "--help", cwd=tmp_path)
+    assert "it filters, it does not redirect" in " ".join(helped.stdout.split())
+
+
+def test_resend_401_keeps_the_records_and_credentials_are_never_stored(
+        tmp_path: Path, server) -> None:
+    """A webhook spooled with user:password@ is stored without them; resend without them gets
+    401 and keeps every record, saying how to give them; with them, all arrive."""
+    import base64
+
+    expected = "Basic " + base64.b64encode(f"user:{SECRET_PASSWORD}".encode()).decode()
+
+    def basic_auth(path, headers, body):
+        return None if headers.get("Authorization") == expected else (401, {"detail": "auth"})
+
+    server.handler_hook = basic_auth
+    output = tmp_path / "runs"
+    with_credentials = f"http://user:{SECRET_PASSWORD}@127.0.0.1:{server.port}/hook"
+    _spool(output, "webhook", with_credentials, 4)
+    assert SECRET_PASSWORD not in _spool_text(output)
+
+    refused = run_cli("resend", str(output), cwd=tmp_path)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "refused the credentials (HTTP 401)" in refused.stderr
+    assert "--emissions-endpoint" in refused.stderr
+    assert "CODECARBON_EMISSIONS_ENDPOINT" in refused.stderr
+    from codecarbon_callbacks_core.output.spool import Spool
+
+    assert len(Spool(str(output)).entries()) == 4  # kept, not "rejected"
+    assert len(server.requests) == 1  # the same credentials are not tried 4 times
+
+    delivered = run_cli("--verbose", "resend", str(output), "--json",
+                        "--emissions-endpoint", with_credentials, cwd=tmp_path)
+    assert delivered.returncode == 0, delivered.stderr
+    counts = json.loads(delivered.stdout)
+    assert counts["delivered"] == 4 and counts["remaining"] == 0
+    assert sorted(b["record"] for b in server.accepted()[1:]) == [0, 1, 2, 3]
+    assert SECRET_PASSWORD not in refused.stderr + delivered.stdout + delivered.stderr
+
+    _spool(output, "webhook", with_credentials, 1)  # the configuration's URL names the endpoint
+    configured = run_cli("resend", str(output), cwd=tmp_path,
+                         env={"CODECARBON_EMISSIONS_ENDPOINT": with_credentials})
+    assert configured.returncode == 0, configured.stderr
+    assert len(server.requests) == 6  # 1 refused, 4 with the flag, 1 with the configuration
+    assert server.requests[-1]["headers"]["Authorization"] == expected
+    assert SECRET_PASSWORD not in configured.stdout + configured.stderr
+
+
+def test_resend_api_key_from_the_environment_403_keeps(tmp_path: Path, server) -> None:
+    """API records: without the key, 403 keeps them and names --api-key and CODECARBON_API_KEY;
+    CODECARBON_API_KEY delivers them; the key is never stored or printed."""
+    def token(path, headers, body):
+        return None if headers.get("x-api-token") == SECRET_KEY else (403, {"detail": "token"})
+
+    server.handler_hook = token
+    output = tmp_path / "runs"
+    _spool(output, "api", server.url, 2, local_run_id="run-1", run={"experiment_id": "e"})
+    refused = run_cli("resend", str(output), cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "refused the credentials (HTTP 403)" in refused.stderr
+    assert "--api-key" in refused.stderr and "CODECARBON_API_KEY" in refused.stderr
+    from codecarbon_callbacks_core.output.spool import Spool
+
+    assert len(Spool(str(output)).entries("api")) == 2
+    delivered = run_cli("resend", str(output), "--json", cwd=tmp_path,
+                        env={"CODECARBON_API_KEY": SECRET_KEY})
+    assert delivered.returncode == 0, delivered.stderr
+    assert json.loads(delivered.stdout)["delivered"] == 2
+    assert [r["path"] for r in server.requests[1:]] == ["/runs", "/emissions", "/emissions"]
+    assert SECRET_KEY not in delivered.stdout + delivered.stderr + _spool_text(output)
+
+
+def test_resend_counts_unreadable_spool_files(tmp_path: Path, server) -> None:
+    output = tmp_path / "runs"
+    _spool(output, "webhook", server.url + "/hook", 1)
+    from codecarbon_callbacks_core.output.spool import SPOOL_DIRNAME
+
+    for i in range(5):  # entry names (recent: the age bound keeps them), contents not JSON
+        name = f"webhook-{time.time_ns()}-bad{i}@0-1-1.json"
+        (output / SPOOL_DIRNAME / name).write_text("{not json")
+    result = run_cli("resend", str(output), "--json", cwd=tmp_path)
+    assert result.returncode == 1
+    counts = json.loads(result.stdout)
+    assert counts["delivered"] == 1
+    assert counts["unreadable"] == 5 and counts["remaining"] == 5
+    assert "5 spool file(s) cannot be read" in result.stderr
+    assert "5 unreadable spool file(s)" in _one_error_line(result)
+    text = run_cli("resend", str(output), cwd=tmp_path)
+    assert "5 left in" in text.stdout and "5 unreadable" in text.stdout
+
+
+def test_python_m_cli_runs_the_same_commands(tmp_path: Path, server) -> None:
+    """``python -m codecarbon_callbacks.cli`` is the console script, as ``-m codecarbon_callbacks``."""
+    output = tmp_path / "runs"
+    _spool(output, "webhook", server.url + "/hook", 2)
+    result = subprocess.run(
+        [sys.executable, "-m", "codecarbon_callbacks.cli", "resend", str(output), "--json"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["delivered"] == 2 and len(server.accepted()) == 2
+    version = subprocess.run([sys.executable, "-m", "codecarbon_callbacks.cli", "--version"],
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert version.stdout == run_cli("--version", cwd=tmp_path).stdout != ""

@@ -287,6 +287,18 @@ class Spool:
             out.append(entry)
         return out
 
+    def unreadable(self) -> list[str]:
+        """Paths of the entry files that cannot be read (corrupt JSON, missing fields, a spool
+        version this code does not know); they are left in place, never sent nor removed."""
+        found = []
+        for name in self._names():
+            if _NAME_RE.match(name) is None:
+                continue  # not an entry: api_runs.json, a temporary file being written
+            path = os.path.join(self.directory, name)
+            if self._load(name) is None and os.path.exists(path):
+                found.append(path)
+        return found
+
     def claim(
         self,
         kind: str,

@@ -383,3 +383,41 @@ def wait_for(predicate, timeout_s=10.0):
             return True
         time.sleep(0.02)
     return predicate()
+
+
+def test_resend_spool_403_keeps_records_uncertain_mark_included(tmp_path, shapes, sender, caplog):
+    """A wrong or missing API key gets 403: every record is kept (an uncertain one stays
+    uncertain), the key is never logged; the right key then delivers them."""
+    port = free_port()
+    out = CodeCarbonAPIOutput(f"http://127.0.0.1:{port}", EXPERIMENT, TOKEN, output_dir=tmp_path,
+                              sender=sender, exit_timeout_s=0.3)
+    run_id = str(uuid.uuid4())
+    feed = fed(out)
+    for t in totals(run_id, [10.0, 20.0, 30.0]):
+        feed.live_out(t)
+    out.exit()
+    sender.forget(out)
+    orphan_spool(tmp_path)
+    spool = Spool(tmp_path)
+    first = spool.entries("api")[0]
+    first.uncertain = True
+    spool.update(first)
+    api = FakeApi(shapes, port).start()
+    wrong = "cpt_wrong-resend-token-555"
+    try:
+        with caplog.at_level("DEBUG"):
+            counts = resend_spool(tmp_path, api_endpoint=api.url, api_key=wrong,
+                                  include_uncertain=True)
+        kept = Spool(tmp_path).entries("api")
+        assert len(kept) == 3 and [e.uncertain for e in kept] == [True, False, False]
+        assert counts["unauthorized"] == 3 and counts["rejected"] == 0
+        assert len(api.requests) == 1  # POST /runs refused: the others are not tried
+        assert "HTTP 403" in caplog.text and "api_key" in caplog.text
+        assert wrong not in caplog.text
+        counts = resend_spool(tmp_path, api_endpoint=api.url, api_key=TOKEN,
+                              include_uncertain=True)
+        assert counts["delivered"] == 3 and api.problems == ["bad token on /runs"]
+        assert sum(e["duration"] for e in api.emissions) == 30
+        assert Spool(tmp_path).entries("api") == []
+    finally:
+        api.stop()

@@ -255,3 +255,45 @@ def test_sender_is_fresh_after_fork(tmp_path):
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_resend_spool_keeps_records_on_401_and_posts_with_the_url_credentials(
+        tmp_path, server, caplog):
+    """The spool stores the endpoint without user:password; resend_spool without them gets 401
+    and keeps every record; with them in the URL (used, never stored or logged), all arrive."""
+    import base64
+
+    password = "hook-pa55word-xyz"
+    expected = "Basic " + base64.b64encode(f"me:{password}".encode()).decode()
+    server.handler_hook = lambda path, headers, body: (
+        None if headers.get("Authorization") == expected else (401, {"detail": "auth"}))
+    url = f"http://me:{password}@127.0.0.1:{server.port}/hook"
+    spool = Spool(tmp_path)
+    for i in range(4):
+        spool.put("webhook", url, {"i": i})
+    orphan_spool(tmp_path)
+    with caplog.at_level(logging.DEBUG):
+        refused = resend_spool(tmp_path, emissions_endpoint=server.url + "/hook")
+        assert len(spool_files(tmp_path)) == 4  # kept, not dropped as rejected
+        assert refused["unauthorized"] == 4 and refused["rejected"] == 0
+        assert "refused the credentials (HTTP 401)" in caplog.text
+        assert resend_spool(tmp_path, emissions_endpoint=url)["delivered"] == 4
+    assert sorted(b["i"] for b in server.accepted()[1:]) == [0, 1, 2, 3]
+    assert spool_files(tmp_path) == []
+    assert password not in caplog.text
+
+
+def test_resend_spool_counts_other_endpoints_and_unreadable_files(tmp_path, server, caplog):
+    spool = Spool(tmp_path)
+    spool.put("webhook", server.url + "/a", {"i": 0})
+    spool.put("webhook", server.url + "/b?token=t0ken-value", {"i": 1})
+    orphan_spool(tmp_path)
+    for i in range(3):  # an entry's name, not its content
+        path = tmp_path / SPOOL_DIRNAME / f"webhook-{time.time_ns()}-x{i}@0-1-1.json"
+        path.write_text("{truncated")
+    with caplog.at_level(logging.WARNING):
+        counts = resend_spool(tmp_path, emissions_endpoint=server.url + "/a")
+    assert counts["delivered"] == 1
+    assert counts["other_endpoints"] == 1 and counts["unreadable"] == 3
+    assert f"webhook {server.url}/b?***" in caplog.text and "t0ken-value" not in caplog.text
+    assert len(spool.unreadable()) == 3 and len(spool_files(tmp_path)) == 4
