@@ -578,6 +578,7 @@ def _intensity_report(config: Any, online: bool, timeout_s: float) -> dict[str, 
             electricitymaps_api_token=config.electricitymaps_api_token,
             force_carbon_intensity_g_co2e_kwh=forced,
             timeout_s=timeout_s,
+            user_warning=False,  # the report's note says it
             **location,
         ).start()
         result = lookup.result(timeout_s=timeout_s + 0.5)
@@ -589,7 +590,8 @@ def _intensity_report(config: Any, online: bool, timeout_s: float) -> dict[str, 
         if not has_location:  # the note below says it, with the fix
             quiet.setLevel(logging.ERROR)
         try:
-            result = resolve_offline(force_carbon_intensity_g_co2e_kwh=forced, **location)
+            result = resolve_offline(force_carbon_intensity_g_co2e_kwh=forced,
+                                     user_warning=has_location, **location)
         except (UnknownLocationError, ValueError) as e:
             raise CliError(str(e)) from None
         finally:
