@@ -32,12 +32,13 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from codecarbon_callbacks_core.errors import CodeCarbonCallbacksError
+from codecarbon_callbacks_core.errors import CodeCarbonCallbacksError, CodeCarbonCallbacksWarning
 
 if TYPE_CHECKING:
     import pandas
@@ -1129,7 +1130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from codecarbon_callbacks_core.config import ConfigError
 
     try:
-        return int(args.handler(args, sys.stdout))
+        with warnings.catch_warnings():
+            # the command shows the package's log lines (above): the same messages, once
+            warnings.simplefilter("ignore", CodeCarbonCallbacksWarning)
+            return int(args.handler(args, sys.stdout))
     except CliError as e:
         sys.stderr.write(f"{PROG}: error: {e}\n")
         return 1
