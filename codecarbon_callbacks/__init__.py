@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
         BoAmpsTask,
         CodeCarbonAPIOutput,
         CodeCarbonCallbacksError,
+        CodeCarbonCallbacksWarning,
         ConfigError,
         EmissionsData,
         EmissionsTracker,

@@ -63,6 +63,7 @@ class LightningEmissionsMixin:
         max_emissions_kg: float | None = None,
         window_every_n_steps: int | None = None,
         window_every_seconds: float | None = None,
+        verbose: bool = True,
         **tracker_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -77,6 +78,7 @@ class LightningEmissionsMixin:
             max_emissions_kg=max_emissions_kg,
             window_every_n_steps=window_every_n_steps,
             window_every_seconds=window_every_seconds,
+            verbose=verbose,
             **tracker_kwargs,
         )
         self._last_logged_step = -1

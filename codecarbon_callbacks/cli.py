@@ -32,12 +32,13 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from codecarbon_callbacks_core.errors import CodeCarbonCallbacksError
+from codecarbon_callbacks_core.errors import CodeCarbonCallbacksError, CodeCarbonCallbacksWarning
 
 if TYPE_CHECKING:
     import pandas
@@ -583,6 +584,7 @@ def _intensity_report(config: Any, online: bool, timeout_s: float) -> dict[str, 
             electricitymaps_api_token=config.electricitymaps_api_token,
             force_carbon_intensity_g_co2e_kwh=forced,
             timeout_s=timeout_s,
+            user_warning=False,  # the report's note says it
             **location,
         ).start()
         result = lookup.result(timeout_s=timeout_s + 0.5)
@@ -594,7 +596,8 @@ def _intensity_report(config: Any, online: bool, timeout_s: float) -> dict[str, 
         if not has_location:  # the note below says it, with the fix
             quiet.setLevel(logging.ERROR)
         try:
-            result = resolve_offline(force_carbon_intensity_g_co2e_kwh=forced, **location)
+            result = resolve_offline(force_carbon_intensity_g_co2e_kwh=forced,
+                                     user_warning=has_location, **location)
         except (UnknownLocationError, ValueError) as e:
             raise CliError(str(e)) from None
         finally:
@@ -1223,7 +1226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from codecarbon_callbacks_core.config import ConfigError
 
     try:
-        return int(args.handler(args, sys.stdout))
+        with warnings.catch_warnings():
+            # the command shows the package's log lines (above): the same messages, once
+            warnings.simplefilter("ignore", CodeCarbonCallbacksWarning)
+            return int(args.handler(args, sys.stdout))
     except CliError as e:
         sys.stderr.write(f"{PROG}: error: {e}\n")
         return 1

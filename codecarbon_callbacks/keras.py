@@ -53,6 +53,8 @@ class EmissionsCallback(_keras.callbacks.Callback):
             each epoch's end and read at ``fit`` begin, to resume a run; put it beside
             ``BackupAndRestore``'s ``backup_dir``. It is deleted when ``fit`` completes, as
             ``BackupAndRestore`` deletes its backup.
+        verbose: print one line when ``fit`` ends, on rank zero: the run's energy (kWh),
+            emissions (kg CO2eq) and where its reports are; False prints nothing.
         **tracker_kwargs: the tracker's parameters (``country_iso_code="FRA"`` makes it offline).
     """
 
@@ -69,6 +71,7 @@ class EmissionsCallback(_keras.callbacks.Callback):
         window_every_n_steps: int | None = None,
         window_every_seconds: float | None = None,
         state_path: str | os.PathLike[str] | None = None,
+        verbose: bool = True,
         **tracker_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -91,6 +94,7 @@ class EmissionsCallback(_keras.callbacks.Callback):
             dataset=dataset,
             max_energy_kwh=max_energy_kwh,
             max_emissions_kg=max_emissions_kg,
+            verbose=verbose,
             **tracker_kwargs,
         )
         self.state_path = os.fspath(state_path) if state_path is not None else None

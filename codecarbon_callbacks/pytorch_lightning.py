@@ -41,6 +41,8 @@ class EmissionsCallback(LightningEmissionsMixin, _Callback):
         max_emissions_kg: the same for emissions in kg CO2eq.
         window_every_n_steps: also record a step window every n optimizer steps.
         window_every_seconds: also record a time window every so many seconds.
+        verbose: print one line when ``fit`` ends, on rank zero: the run's energy (kWh),
+            emissions (kg CO2eq) and where its reports are; False prints nothing.
         **tracker_kwargs: the tracker's parameters (``country_iso_code="FRA"`` makes it offline).
 
     Example:

@@ -487,6 +487,9 @@ class EmissionsSession:
         max_emissions_kg: the same for emissions (kg CO2eq).
         window_every_n_steps: also record a ``step`` window every n optimizer steps.
         window_every_seconds: also record a ``time`` window every so many seconds.
+        verbose: print one line when a fit ends (on rank zero only): the run's energy (kWh),
+            emissions (kg CO2eq) and where its reports are (``output_dir`` and file names).
+            False prints nothing.
         **tracker_kwargs: the tracker's own parameters (``country_iso_code="FRA"`` makes it an
             ``OfflineEmissionsTracker``).
 
@@ -507,8 +510,11 @@ class EmissionsSession:
         max_emissions_kg: float | None = None,
         window_every_n_steps: int | None = None,
         window_every_seconds: float | None = None,
+        verbose: bool = True,
         **tracker_kwargs: Any,
     ) -> None:
+        if not isinstance(verbose, bool):
+            raise ValueError(f"verbose must be True or False, got {verbose!r}")
         if tracker is not None and tracker_kwargs:
             raise ValueError(
                 "tracker: give either an existing tracker or the tracker's parameters "
@@ -543,6 +549,7 @@ class EmissionsSession:
             "window_every_n_steps", window_every_n_steps, integer=True
         )
         self.window_every_seconds = _check_positive("window_every_seconds", window_every_seconds)
+        self.verbose = verbose
         self.tracker_kwargs = dict(tracker_kwargs)
         self._given_tracker = tracker
         #: the trackers' resolved configuration: resolved and checked once per process (here, so
@@ -638,7 +645,7 @@ class EmissionsSession:
             config = tracker.config if tracker is not None else self._config()
             mode = str(getattr(config, "tracking_mode", "machine") or "machine")
             if tracker is None:
-                components = self._detect(config)
+                components = self._detect(config, user_warning=rank == 0)
                 offers = [_gpu_uuid(c) for c in components if c.kind == "gpu"]
         except Exception as e:  # still take part in the collective below
             error = e
@@ -736,13 +743,14 @@ class EmissionsSession:
             return False
         return all(bool(g) for g in gathered)
 
-    def _detect(self, config: Any) -> list[Any]:
+    def _detect(self, config: Any, *, user_warning: bool) -> list[Any]:
         """This rank's hardware: the configured GPUs, else its CUDA device, else what it sees.
 
         ``gpu_ids`` given: those (a rank driving several GPUs says so); a GPU that several ranks
-        offer is still measured once (:func:`distributed.assign_ranks`).
+        offer is still measured once (:func:`distributed.assign_ranks`). The notes are logged on
+        every rank, issued as warnings only where ``user_warning`` (global rank zero).
         """
-        from codecarbon_callbacks_core.hardware import detect_for_config
+        from codecarbon_callbacks_core.hardware import detect_for_config, report_notes
 
         from codecarbon_callbacks import distributed
 
@@ -750,8 +758,7 @@ class EmissionsSession:
         if gpu_ids is None:
             gpu_ids = distributed.local_gpu_ids()
         components, notes = detect_for_config(config, gpu_ids=gpu_ids)
-        for note in notes:
-            warn_once("hardware:" + note, "%s", note, log=logger, seen=_INFO_ONCE)
+        report_notes(notes, log=logger, seen=_INFO_ONCE, user_warning=user_warning)
         return list(components)
 
     @property
@@ -1055,7 +1062,33 @@ class EmissionsSession:
                 run.tracker.set_distributed_hooks(run.previous_combiner, run.previous_writes)
             except Exception:
                 pass
+        if run.stage == "fit" and self.verbose and self.is_writer:
+            try:
+                print(self._closing_line(run), flush=True)
+            except Exception as e:  # a summary line is never worth a failure
+                logger.debug("no closing line: %s", e)
         return result
+
+    @staticmethod
+    def _closing_line(run: _Run) -> str:
+        """The line that ends a fit: its energy, emissions and where its reports are."""
+        tracker = run.tracker
+        data = None if tracker.is_running else tracker.final_emissions_data
+        if data is None:
+            data = tracker.totals(at_last_edge=True)
+        config = tracker.config
+        output_dir = os.path.abspath(config.output_dir)
+        methods = {getattr(m, "value", m) for m in config.output_methods}
+        names = []
+        if "csv" in methods:
+            names += [config.output_file, config.windows_output_file]
+        if "boamps" in methods:
+            names.append(f"boamps_report_{data.run_id}.json")
+        files = [n for n in names if os.path.isfile(os.path.join(output_dir, n))]
+        where = (f"reports in {output_dir}: {', '.join(files)}" if files
+                 else f"no report file in {output_dir}")
+        return (f"codecarbon-callbacks: {run.stage} {run.status}: "
+                f"{data.energy_consumed:.6g} kWh, {data.emissions:.6g} kg CO2eq; {where}")
 
     def fail(self, error: BaseException | None) -> None:
         """Training raised: write the partial run and the open windows with a status."""

@@ -87,6 +87,8 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
         window_every_n_steps: also record a step window every n optimizer steps (long epochs,
             ``max_steps`` runs); budgets and forecasts then count steps.
         window_every_seconds: also record a time window every so many seconds.
+        verbose: print one line when ``fit`` ends, on rank zero: the run's energy (kWh),
+            emissions (kg CO2eq) and where its reports are; False prints nothing.
         **tracker_kwargs: the tracker's parameters (``country_iso_code="FRA"`` makes it offline).
 
     Resuming: the callback is stateful (``ExportableState``): its run_id and cumulative totals
@@ -107,6 +109,7 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
         max_emissions_kg: float | None = None,
         window_every_n_steps: int | None = None,
         window_every_seconds: float | None = None,
+        verbose: bool = True,
         **tracker_kwargs: Any,
     ) -> None:
         self.session = EmissionsSession(
@@ -120,6 +123,7 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
             max_emissions_kg=max_emissions_kg,
             window_every_n_steps=window_every_n_steps,
             window_every_seconds=window_every_seconds,
+            verbose=verbose,
             **tracker_kwargs,
         )
         given = {
@@ -131,6 +135,7 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
             "max_emissions_kg": max_emissions_kg,
             "window_every_n_steps": window_every_n_steps,
             "window_every_seconds": window_every_seconds,
+            "verbose": verbose,
             **tracker_kwargs,
         }
         # What the Trainer saves to rebuild us on resume: JSON only (never the tracker).

@@ -46,6 +46,16 @@ def _isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.T
     monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
 
 
+@pytest.fixture(autouse=True)
+def _nothing_reported_yet() -> None:
+    """Each test starts as a fresh process would: nothing said once yet (``warn_once``), so that
+    a test that expects a warning or a log line does not depend on which tests ran before."""
+    from codecarbon_callbacks_core import _shared
+
+    with _shared._warned_lock:
+        _shared._warned.clear()
+
+
 def _missing_reference_parts() -> list[str]:
     return [part for part in REFERENCE_PARTS if not (REFERENCE_DIR / part).is_file()]
 

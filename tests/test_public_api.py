@@ -66,7 +66,7 @@ CORE_EXPORTS = {
     "track_emissions", "EmissionsData", "WindowRecord", "BaseOutput", "OutputMethod",
     "read_emissions", "LoggerOutput", "BoAmpsOutput", "BoAmpsTask", "BoAmpsAlgorithm",
     "BoAmpsDataset", "BoAmpsPublisher", "BoAmpsHeader", "resend_spool", "ConfigError",
-    "CodeCarbonCallbacksError", "WebhookOutput", "PrometheusOutput", "LogfireOutput",
+    "CodeCarbonCallbacksError", "CodeCarbonCallbacksWarning", "WebhookOutput", "PrometheusOutput", "LogfireOutput",
     "CodeCarbonAPIOutput", "FileOutput",
 }
 #: codecarbon_callbacks.output mirrors CodeCarbon's codecarbon.output (HTTPOutput is its name
@@ -95,6 +95,7 @@ def test_exports_are_pinned() -> None:
     assert issubclass(EmissionsTracker, codecarbon_callbacks.BaseEmissionsTracker)
     assert issubclass(codecarbon_callbacks.ConfigError, codecarbon_callbacks.CodeCarbonCallbacksError)
     assert issubclass(codecarbon_callbacks.ConfigError, ValueError)
+    assert issubclass(codecarbon_callbacks.CodeCarbonCallbacksWarning, UserWarning)
 
 
 def test_output_facade_is_pinned() -> None:

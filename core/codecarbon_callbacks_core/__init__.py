@@ -47,12 +47,17 @@ _EXPORTS: dict[str, str] = {
     "FileOutput": "codecarbon_callbacks_core.output.file",
     "CodeCarbonCallbacksError": "codecarbon_callbacks_core.errors",
     "ConfigError": "codecarbon_callbacks_core.errors",
+    "CodeCarbonCallbacksWarning": "codecarbon_callbacks_core.errors",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from codecarbon_callbacks_core.errors import CodeCarbonCallbacksError, ConfigError
+    from codecarbon_callbacks_core.errors import (
+        CodeCarbonCallbacksError,
+        CodeCarbonCallbacksWarning,
+        ConfigError,
+    )
     from codecarbon_callbacks_core.output.api import CodeCarbonAPIOutput
     from codecarbon_callbacks_core.output.base import BaseOutput, OutputMethod
     from codecarbon_callbacks_core.output.boamps import (

@@ -11,6 +11,15 @@ from the built-in exception a caller would expect (``ValueError`` for a bad valu
     └── IntensityLookupError (RuntimeError) a geo-IP or Electricity Maps request failed
 
 The CLI's one-line failures (``codecarbon_callbacks.cli.CliError``) derive from the root too.
+
+What a user must act on but that does not stop anything (a fallback to the world-average carbon
+intensity, an estimated or constant component, a record left in the spool, an output failing) is
+issued once per process as a :class:`CodeCarbonCallbacksWarning` through :mod:`warnings`, so it
+shows by default and can be filtered::
+
+    import warnings
+    from codecarbon_callbacks_core import CodeCarbonCallbacksWarning
+    warnings.simplefilter("ignore", CodeCarbonCallbacksWarning)
 """
 
 from __future__ import annotations
@@ -54,8 +63,20 @@ class IntensityLookupError(CodeCarbonCallbacksError, RuntimeError):
     """A geo-IP or Electricity Maps request failed; the message says which and why."""
 
 
+class CodeCarbonCallbacksWarning(UserWarning):
+    """Something the user should act on, issued once per process through :mod:`warnings`.
+
+    Issued (on a distributed run's global rank zero only) for a fallback to the world-average
+    carbon intensity, a component that is estimated or counted at a constant, a record left in
+    the spool for a later delivery, and an output that failed. The same message also goes to the
+    package's loggers (under a ``NullHandler``). Filter it like any warning category, e.g.
+    ``warnings.simplefilter("ignore", CodeCarbonCallbacksWarning)``.
+    """
+
+
 __all__ = [
     "CodeCarbonCallbacksError",
+    "CodeCarbonCallbacksWarning",
     "ConfigError",
     "HardwareError",
     "IntensityLookupError",

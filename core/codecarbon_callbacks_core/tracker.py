@@ -32,7 +32,7 @@ from typing import Any, TypeVar, cast
 from codecarbon_callbacks_core._shared import warn_once
 from codecarbon_callbacks_core._version import __version__
 from codecarbon_callbacks_core.config import _UNSET, TrackerConfig, resolve_config
-from codecarbon_callbacks_core.errors import ConfigError
+from codecarbon_callbacks_core.errors import CodeCarbonCallbacksWarning, ConfigError
 from codecarbon_callbacks_core.hardware.base import Component
 from codecarbon_callbacks_core.meter import Meter, Snapshot
 from codecarbon_callbacks_core.output.base import BaseOutput, OutputMethod
@@ -194,6 +194,9 @@ class BaseEmissionsTracker:
         writes_outputs: bool,
     ) -> None:
         self.config: TrackerConfig = config
+        self._record_combiner = record_combiner
+        self._writes_outputs = bool(writes_outputs)
+        self._log = _TrackerLog(logger, logging.getLevelName(self.config.log_level.upper()))
         self._init_location()
         self._injected_components = list(components) if components is not None else None
         self.metadata: dict[str, Any] = dict(self.config.metadata)
@@ -204,7 +207,6 @@ class BaseEmissionsTracker:
         self.final_emissions_data: EmissionsData | None = None
         self.api_run_id: str | None = None
         self._lock = threading.RLock()
-        self._log = _TrackerLog(logger, logging.getLevelName(self.config.log_level.upper()))
         self._meter: Meter | None = None
         self._outputs = OutputFanout([])
         self._run_start: Snapshot | None = None
@@ -221,8 +223,6 @@ class BaseEmissionsTracker:
         self._static: dict[str, Any] = {}
         self._lookup: Any = None
         self._started_before = False
-        self._record_combiner = record_combiner
-        self._writes_outputs = bool(writes_outputs)
         self._single_run_fd: int | None = None
         self._ram_cache: tuple[float, float, float] | None = None
 
@@ -235,8 +235,14 @@ class BaseEmissionsTracker:
 
     @property
     def writes_outputs(self) -> bool:
-        """False on ranks other than global rank zero: they measure but write nothing."""
+        """False on ranks other than global rank zero: they measure but write nothing, and
+        issue no ``CodeCarbonCallbacksWarning`` (they still log)."""
         return self._writes_outputs
+
+    @property
+    def _user_warning(self) -> type[CodeCarbonCallbacksWarning] | None:
+        """The category of what the user must act on, on the writing rank only (see warn_once)."""
+        return CodeCarbonCallbacksWarning if self._writes_outputs else None
 
     def set_distributed_hooks(
         self, record_combiner: RecordCombiner | None, writes_outputs: bool
@@ -257,7 +263,8 @@ class BaseEmissionsTracker:
 
     def _init_location(self) -> None:
         """Resolve the offline location now (fast, no network), so a bad one fails here."""
-        self.intensity: Any = resolve_location(self.config, offline=self._offline)
+        self.intensity: Any = resolve_location(self.config, offline=self._offline,
+                                               user_warning=self._writes_outputs)
         has_location = bool(self.config.country_iso_code or self.config.country_2letter_iso_code
                             or self.config.cloud_provider)
         self._location_known = self.intensity is not None and has_location
@@ -279,8 +286,11 @@ class BaseEmissionsTracker:
                 self._location_known = True
                 return found
         if self.intensity is None:
+            # Until the lookup answers: provisional; a lookup that fails, or that could not
+            # start, warns the user itself.
             self.intensity = resolve_offline(
-                force_carbon_intensity_g_co2e_kwh=self.config.force_carbon_intensity_g_co2e_kwh
+                force_carbon_intensity_g_co2e_kwh=self.config.force_carbon_intensity_g_co2e_kwh,
+                user_warning=False,
             )
         return self.intensity
 
@@ -293,13 +303,17 @@ class BaseEmissionsTracker:
             self._lookup = LocationLookup(
                 electricitymaps_api_token=self.config.electricitymaps_api_token,
                 force_carbon_intensity_g_co2e_kwh=self.config.force_carbon_intensity_g_co2e_kwh,
+                user_warning=self._writes_outputs,
             )
             self._lookup.start()
         except Exception as e:
-            self._log.warning(
+            warn_once(
+                "location-lookup-not-started",
                 "could not look the location up (%s); using the world average carbon intensity. "
                 "Give country_iso_code to be exact.",
                 e,
+                log=self._log,
+                category=self._user_warning,
             )
             self._lookup = None
 
@@ -355,12 +369,12 @@ class BaseEmissionsTracker:
     def _detect(self) -> list[Component]:
         if self._injected_components is not None:
             return list(self._injected_components)
-        from codecarbon_callbacks_core.hardware import detect_for_config
+        from codecarbon_callbacks_core.hardware import detect_for_config, report_notes
 
         components, notes = detect_for_config(self.config)
         self.hardware_notes = list(notes)
-        for note in notes:  # once per process: every tracker would say the same
-            warn_once(f"hardware: {note}", "%s", note, log=logger)
+        # once per process: every tracker would say the same
+        report_notes(notes, log=self._log, user_warning=self._writes_outputs)
         return components
 
     def add_output(self, handler: BaseOutput) -> None:
@@ -839,11 +853,12 @@ class OfflineEmissionsTracker(BaseEmissionsTracker):
         )
 
 
-def resolve_location(config: TrackerConfig, *, offline: bool) -> Any:
+def resolve_location(config: TrackerConfig, *, offline: bool, user_warning: bool = True) -> Any:
     """The carbon intensity of the configured location, from the bundled tables (no network).
 
     Returns an ``IntensityResult``, or None when no location is given and the online tracker
-    will look it up.
+    will look it up. A country without a figure gets the world average, with a warning
+    (``user_warning=False``: logged only, not issued as a ``CodeCarbonCallbacksWarning``).
 
     Raises:
         ConfigError: the location is unknown (with suggestions), or the offline tracker has none.
@@ -868,6 +883,7 @@ def resolve_location(config: TrackerConfig, *, offline: bool) -> Any:
             cloud_provider=config.cloud_provider,
             cloud_region=config.cloud_region,
             country_2letter_iso_code=config.country_2letter_iso_code,
+            user_warning=user_warning,
         )
     except UnknownLocationError as e:
         raise ConfigError(str(e)) from None
@@ -883,7 +899,8 @@ def resolve_tracker_config(arguments: Mapping[str, Any], *, offline: bool) -> Tr
         ConfigError: a bad value, named with its source.
     """
     config = resolve_config(arguments, offline=offline)
-    resolve_location(config, offline=offline)
+    # a check: the trackers built from it resolve again, and warn on the writing rank only
+    resolve_location(config, offline=offline, user_warning=False)
     return config
 
 

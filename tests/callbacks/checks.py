@@ -74,3 +74,17 @@ def check_epoch_metrics(rows: list[dict[str, float]], epochs: int) -> None:
 def boamps_report(directory: Path, run_id: str) -> dict[str, Any]:
     return json.loads((directory / f"boamps_report_{run_id}.json").read_text())
 
+
+
+def check_closing_line(stdout: str, directory: Path, *, status: str = "completed") -> None:
+    """The one line a fit ends with: the last run's energy and emissions, and its report files."""
+    import os
+
+    lines = [line for line in stdout.splitlines() if line.startswith("codecarbon-callbacks:")]
+    assert len(lines) == 1, lines
+    run = read_runs(directory).iloc[-1]
+    assert lines[0].startswith(f"codecarbon-callbacks: fit {status}: "), lines[0]
+    assert f" {run['energy_consumed']:.6g} kWh, {run['emissions']:.6g} kg CO2eq; " in lines[0]
+    assert lines[0].endswith(
+        f"reports in {os.path.abspath(directory)}: emissions.csv, emissions_windows.csv"
+    ), lines[0]

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from callbacks.checks import (
     boamps_report,
+    check_closing_line,
     check_epoch_metrics,
     check_tiling,
     read_runs,
@@ -119,6 +120,19 @@ def test_fit_history_windows_metadata_and_eval_runs(
     assert list(windows[windows["run_id"] == runs.iloc[1]["run_id"]]["phase"]) == ["test"]
     assert list(windows[windows["run_id"] == runs.iloc[2]["run_id"]]["phase"]) == ["predict"]
     assert json.loads(runs.iloc[2]["metadata"])["boamps_task"]["taskStage"] == "inference"
+
+
+def test_fit_ends_with_one_line_unless_verbose_is_false(tracker_kwargs, tmp_path, capsys):
+    x, y = data(64)
+    for verbose in (True, False):
+        callback = EmissionsCallback(verbose=verbose, **tracker_kwargs)
+        tiny_model().fit(x, y, epochs=1, batch_size=32, callbacks=[callback], verbose=0)
+        out = capsys.readouterr().out
+        if verbose:
+            check_closing_line(out, tmp_path)
+        else:
+            assert "codecarbon-callbacks:" not in out
+    assert len(read_runs(tmp_path)) == 2
 
 
 def test_budget_stop_sets_stop_training(tracker_kwargs, tmp_path):

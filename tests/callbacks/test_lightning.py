@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from callbacks.checks import (
     boamps_report,
+    check_closing_line,
     check_epoch_metrics,
     check_tiling,
     read_runs,
@@ -195,6 +196,17 @@ def test_fit_test_predict_windows_logs_metadata(tracker_kwargs, tmp_path):
     assert logged["val_energy_kwh"].dropna().iloc[-1] == pytest.approx(
         runs.iloc[1]["energy_consumed"], rel=1e-9
     )
+
+
+def test_fit_ends_with_one_line_unless_verbose_is_false(tracker_kwargs, tmp_path, capsys):
+    train, val = loaders(64)
+    trainer(tmp_path, EmissionsCallback(**tracker_kwargs), max_epochs=1).fit(
+        TinyRegressor(), train, val)
+    check_closing_line(capsys.readouterr().out, tmp_path)
+    quiet = EmissionsCallback(verbose=False, **tracker_kwargs)
+    trainer(tmp_path, quiet, max_epochs=1).fit(TinyRegressor(), train, val)
+    assert "codecarbon-callbacks:" not in capsys.readouterr().out
+    assert len(read_runs(tmp_path)) == 2  # the quiet run was written all the same
 
 
 def test_resume_from_checkpoint_keeps_run_and_totals(tracker_kwargs, tmp_path):

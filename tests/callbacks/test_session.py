@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
+import re
 import time
+import warnings
 
 import pytest
 from boamps_checks import schema_errors
 from callbacks.checks import boamps_report, check_tiling, read_runs, read_windows
+from codecarbon_callbacks_core import CodeCarbonCallbacksWarning
 from codecarbon_callbacks_core.output.boamps import validate_report
 
 from codecarbon_callbacks.session import (
@@ -396,3 +400,96 @@ def test_each_run_builds_its_tracker_once_and_the_config_is_resolved_once(
     assert len(resolved) == 1 and built[0] is built[1]  # one resolved config for every run
     with pytest.raises(ValueError, match="measure_power_secs"):
         EmissionsSession("custom", **{**tracker_kwargs, "measure_power_secs": -1})
+
+
+# -- what the user sees without configuring anything ------------------------------------------
+
+CLOSING = re.compile(r"^codecarbon-callbacks: fit (?P<status>\w+): (?P<kwh>\S+) kWh, "
+                     r"(?P<kg>\S+) kg CO2eq; reports in (?P<dir>.+): (?P<files>.+)$")
+
+
+def test_a_fit_ends_with_one_line_energy_emissions_and_where_the_reports_are(
+        tracker_kwargs, tmp_path, capsys):
+    session = EmissionsSession("custom", output_methods=["csv", "boamps"], **tracker_kwargs)
+    session.begin_run("fit")
+    run_epochs(session, 1)
+    assert capsys.readouterr().out == ""  # nothing before the end
+    session.end_run()
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1, lines
+    match = CLOSING.match(lines[0])
+    assert match, lines[0]
+    run = read_runs(tmp_path).iloc[0]
+    assert match["status"] == "completed"
+    assert float(match["kwh"]) == pytest.approx(run["energy_consumed"], rel=1e-5)
+    assert float(match["kg"]) == pytest.approx(run["emissions"], rel=1e-5)
+    assert match["dir"] == os.path.abspath(tmp_path)
+    assert match["files"].split(", ") == [
+        "emissions.csv", "emissions_windows.csv", f"boamps_report_{run['run_id']}.json"]
+    assert all((tmp_path / name).is_file() for name in match["files"].split(", "))
+
+
+@pytest.mark.parametrize(("verbose", "rank", "stage"), [
+    (False, 0, "fit"),  # silenced
+    (True, 1, "fit"),  # a rank other than zero
+    (True, 0, "validate"),  # not a fit
+])
+def test_no_closing_line_when_silenced_off_rank_zero_or_outside_fit(
+        tracker_kwargs, capsys, verbose, rank, stage):
+    session = EmissionsSession("custom", verbose=verbose, **tracker_kwargs)
+    session.begin_run(stage, rank=rank)
+    run_epochs(session, 1)
+    session.end_run()
+    assert capsys.readouterr().out == ""
+
+
+def test_verbose_must_be_a_bool(tracker_kwargs):
+    with pytest.raises(ValueError, match="verbose"):
+        EmissionsSession("custom", verbose="no", **tracker_kwargs)
+
+
+@pytest.fixture
+def unknown_cpu(tmp_path, monkeypatch):
+    """Real detection with a fake /proc/cpuinfo naming a CPU the TDP table lacks, an empty
+    powercap tree and no GPU: the CPU is counted at a constant (a note for the user)."""
+    from codecarbon_callbacks_core import hardware
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Mystery CPU\n")
+    real = hardware.detect_for_config
+
+    def detect(config, **overrides):
+        return real(config, powercap_root=tmp_path / "none", cpuinfo_path=str(cpuinfo),
+                    nvml=False, **overrides)
+
+    monkeypatch.setattr(hardware, "detect_for_config", detect)
+
+
+def _user_warnings(caught):
+    return [str(w.message) for w in caught if w.category is CodeCarbonCallbacksWarning]
+
+
+@pytest.mark.usefixtures("unknown_cpu")
+def test_a_constant_cpu_is_warned_once_and_only_on_rank_zero(tracker_kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for rank in (1, 0, 0):  # a rank other than zero, then rank zero's two fits
+            session = EmissionsSession("custom", verbose=False, **tracker_kwargs)
+            session.begin_run("fit", rank=rank)
+            run_epochs(session, 1)
+            session.end_run()
+            if rank == 1:
+                assert _user_warnings(caught) == []
+    said = _user_warnings(caught)
+    assert len(said) == 1 and "counted at a constant" in said[0]
+
+
+@pytest.mark.usefixtures("unknown_cpu")
+def test_distributed_detection_warns_on_rank_zero_only(tracker_kwargs, caplog):
+    session = EmissionsSession("custom", **tracker_kwargs)
+    with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        session._detect(session._config(), user_warning=False)  # global rank 1
+        assert _user_warnings(caught) == [] and "counted at a constant" in caplog.text
+        session._detect(session._config(), user_warning=True)  # global rank 0
+    assert len(_user_warnings(caught)) == 1

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from callbacks.checks import (
     boamps_report,
+    check_closing_line,
     check_epoch_metrics,
     check_tiling,
     read_runs,
@@ -350,6 +351,22 @@ def test_budget_stop_sets_should_training_stop(tracker_kwargs, tmp_path):
     assert trainer.state.global_step == STEPS_PER_EPOCH  # stopped after the first epoch
     assert read_runs(tmp_path).iloc[-1]["status"] == "budget_stop"
     assert "max_energy_kwh" in callback.summary()["stop_reason"]
+
+
+def test_train_ends_with_one_line_unless_verbose_is_false(tracker_kwargs, tmp_path, capsys):
+    for verbose in (True, False):
+        Trainer(
+            model=tiny_bert(),
+            args=arguments(tmp_path, num_train_epochs=1, eval_strategy="no"),
+            train_dataset=TokenDataset(N_TRAIN),
+            callbacks=[EmissionsCallback(verbose=verbose, **tracker_kwargs)],
+        ).train()
+        out = capsys.readouterr().out
+        if verbose:
+            check_closing_line(out, tmp_path)
+        else:
+            assert "codecarbon-callbacks:" not in out
+    assert len(read_runs(tmp_path)) == 2
 
 
 def test_step_windows_and_step_forecast_for_max_steps(tracker_kwargs, tmp_path):

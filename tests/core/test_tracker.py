@@ -9,10 +9,12 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from codecarbon_callbacks_core import CodeCarbonCallbacksWarning
 from codecarbon_callbacks_core.records import RUN_CSV_COLUMNS, WINDOW_CSV_COLUMNS
 from core.constant_power import components
 
@@ -504,3 +506,64 @@ def test_a_component_that_raises_keeps_its_last_energy(tmp_path: Path) -> None:
     assert after.gpu_energy == 0.0 and after.cpu_energy > 0  # frozen, never negative
     assert parts[1].failure is not None and before.gpu_energy > 0
     tracker.stop()
+
+
+# -- what the user must act on: a CodeCarbonCallbacksWarning, once, on the writing rank ---------
+
+
+def _user_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if w.category is CodeCarbonCallbacksWarning]
+
+
+def test_a_world_average_location_warns_once_and_only_on_the_writing_rank(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    where = dict(country_iso_code="ATA", output_dir=str(tmp_path), output_methods=[])  # no data
+    with caplog.at_level("WARNING"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rank1 = OfflineEmissionsTracker(**where, writes_outputs=False)
+        assert _user_warnings(caught) == [] and "world average" in caplog.text
+        for _ in range(3):  # rank zero (or one process), then more trackers of that process
+            OfflineEmissionsTracker(**where)
+    assert rank1.intensity.source == "world_average"
+    assert len(_user_warnings(caught)) == 1 and "ATA" in _user_warnings(caught)[0]
+    first = next(w for w in caught if w.category is CodeCarbonCallbacksWarning)
+    assert first.filename == __file__  # attributed to the user's line
+
+
+@pytest.fixture
+def unknown_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real detection on a machine without RAPL whose CPU is not in the TDP table (a fake
+    /proc/cpuinfo, an empty powercap tree, no GPU): the CPU is counted at a constant."""
+    from codecarbon_callbacks_core import hardware
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Mystery CPU\n")
+    real = hardware.detect_for_config
+
+    def detect(config, **overrides):
+        return real(config, powercap_root=tmp_path / "none", cpuinfo_path=str(cpuinfo),
+                    nvml=False, **overrides)
+
+    monkeypatch.setattr(hardware, "detect_for_config", detect)
+
+
+@pytest.mark.usefixtures("unknown_cpu")
+def test_a_constant_cpu_warns_once_and_only_on_the_writing_rank(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    def run(**kwargs) -> OfflineEmissionsTracker:
+        tracker = OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path),
+                                          output_methods=[], measure_power_secs=60, **kwargs)
+        tracker.start()
+        tracker.stop()
+        return tracker
+
+    with caplog.at_level("WARNING"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rank1 = run(writes_outputs=False)
+        assert _user_warnings(caught) == [] and "counted at a constant" in caplog.text
+        trackers = [run(), run()]
+    assert [c.method.value for c in rank1.components if c.kind == "cpu"] == ["constant"]
+    assert all(t.hardware_notes == rank1.hardware_notes for t in trackers)
+    messages = _user_warnings(caught)
+    assert len(messages) == 1 and "counted at a constant" in messages[0]
+    assert "force_cpu_power" in messages[0]  # and how to do better

@@ -1,7 +1,8 @@
 """Hardware backends and the factory that picks them.
 
 ``detect_components()`` returns what to measure (CPU, GPUs, RAM) and notes for the user (what is
-missing, what was estimated, and how to do better). CPU: RAPL > TDP x load estimate > constant.
+missing, what was estimated, and how to do better); ``report_notes()`` tells the user, once per
+process each. CPU: RAPL > TDP x load estimate > constant.
 GPU: NVML (none, silently, on machines without an NVIDIA driver). RAM: RAPL DRAM (with
 ``rapl_include_dram``) > the per-GB model; ``force_*`` values win over everything.
 
@@ -19,19 +20,22 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from codecarbon_callbacks_core.errors import HardwareError
-from codecarbon_callbacks_core.hardware.base import Component, MeasurementMethod
+from codecarbon_callbacks_core._shared import warn_once
+from codecarbon_callbacks_core.errors import CodeCarbonCallbacksWarning, HardwareError
+from codecarbon_callbacks_core.hardware.base import Component, DetectionHint, MeasurementMethod
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "Component",
+    "DetectionHint",
     "HardwareError",
     "MeasurementMethod",
     "detect_components",
     "detect_for_config",
     "detect_cpu",
     "read_energy_concurrently",
+    "report_notes",
 ]
 
 _TRACKING_MODES = ("machine", "process")
@@ -238,3 +242,29 @@ def detect_for_config(config: Any, **overrides: Any) -> tuple[list[Component], l
     }
     parameters.update(overrides)
     return detect_components(**parameters)
+
+
+def report_notes(
+    notes: Iterable[str],
+    *,
+    log: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    seen: set[tuple[str, str]] | None = None,
+    user_warning: bool = True,
+) -> None:
+    """Tell the user what detection found, once per process per note.
+
+    Each note is logged at WARNING level. A note about a component that is estimated, counted at
+    a constant or not measured (every note but a :class:`DetectionHint`) is also issued, the
+    first time in this process, as a
+    :class:`~codecarbon_callbacks_core.errors.CodeCarbonCallbacksWarning`.
+
+    Args:
+        notes: ``detect_components``'s notes.
+        log: the logger (default: this module's).
+        seen: as for ``warn_once``: the keys already logged (default: the process's).
+        user_warning: False logs only (a distributed run's ranks other than zero).
+    """
+    for note in notes:
+        warn = user_warning and not isinstance(note, DetectionHint)
+        warn_once(f"hardware: {note}", "%s", note, log=log or logger, seen=seen,
+                  category=CodeCarbonCallbacksWarning if warn else None)

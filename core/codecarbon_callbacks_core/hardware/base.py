@@ -34,6 +34,12 @@ class MeasurementMethod(str, enum.Enum):
         return self.value
 
 
+class DetectionHint(str):
+    """A detection note that only suggests a better setting (a RAPL zone left unused): it is
+    logged, never issued as a warning. Every other note is about a component that is estimated,
+    counted at a constant, or not measured, which the user must know."""
+
+
 class Component(ABC):
     """One measured component. Subclasses set the attributes below in ``__init__``."""
 

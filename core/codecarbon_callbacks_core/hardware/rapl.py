@@ -34,7 +34,7 @@ from pathlib import Path
 
 from codecarbon_callbacks_core.errors import HardwareError
 from codecarbon_callbacks_core.hardware import _forksafe
-from codecarbon_callbacks_core.hardware.base import Component, MeasurementMethod
+from codecarbon_callbacks_core.hardware.base import Component, DetectionHint, MeasurementMethod
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +235,8 @@ def detect_rapl(
                 RaplDomain(path, kind="cpu", name=f"cpu:{name}", model=model, opener=opener)
             )
         if psys and not prefer_psys:
-            notes.append("RAPL: a psys (platform) zone exists; rapl_prefer_psys=True would use it")
+            notes.append(DetectionHint(
+                "RAPL: a psys (platform) zone exists; rapl_prefer_psys=True would use it"))
     if include_dram:
         if drams:
             for index, path in drams:
@@ -247,9 +248,9 @@ def detect_rapl(
         else:
             notes.append("RAPL: rapl_include_dram=True but no dram zone: RAM is estimated")
     elif drams:
-        notes.append(
+        notes.append(DetectionHint(
             f"RAPL: {len(drams)} DRAM zone(s) not used; rapl_include_dram=True would measure RAM"
-        )
+        ))
     return components, notes
 
 

@@ -19,7 +19,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from codecarbon_callbacks_core.errors import UnknownLocationError
+from codecarbon_callbacks_core._shared import warn_once
+from codecarbon_callbacks_core.errors import CodeCarbonCallbacksWarning, UnknownLocationError
 from codecarbon_callbacks_core.intensity.data import (
     CLOUD_PROVIDERS,
     WORLD,
@@ -276,7 +277,8 @@ def _validate_forced(value: Any) -> float:
 def resolve_offline(*, force_carbon_intensity_g_co2e_kwh: float | None = None,
                     country_iso_code: str | None = None, region: str | None = None,
                     cloud_provider: str | None = None, cloud_region: str | None = None,
-                    country_2letter_iso_code: str | None = None) -> IntensityResult:
+                    country_2letter_iso_code: str | None = None,
+                    user_warning: bool = True) -> IntensityResult:
     """The carbon intensity for a location from the bundled tables, without network.
 
     Precedence: forced value > cloud region > sub-national region (US state, Canadian province)
@@ -296,9 +298,13 @@ def resolve_offline(*, force_carbon_intensity_g_co2e_kwh: float | None = None,
         cloud_region: the provider's region name (``"us-east-1"``, ``"westeurope"``,
             ``"europe-west9"``); zones such as ``"us-central1-a"`` map to their region.
         country_2letter_iso_code: ISO alpha-2 code; used when ``country_iso_code`` is not given.
+        user_warning: a fallback to the world average is logged and, the first time in this
+            process, issued as a :class:`~codecarbon_callbacks_core.errors.CodeCarbonCallbacksWarning`;
+            False logs it only (a distributed run's ranks other than zero).
 
     Returns:
-        An IntensityResult. With no location at all: the world average, with a warning.
+        An IntensityResult. With no location at all, or a country the tables have no figure
+        for: the world average (gCO2eq/kWh, OWID), with a warning.
 
     Raises:
         UnknownLocationError: an unknown country, region, cloud provider or cloud region; the
@@ -308,7 +314,8 @@ def resolve_offline(*, force_carbon_intensity_g_co2e_kwh: float | None = None,
     return _resolve(force_carbon_intensity_g_co2e_kwh=force_carbon_intensity_g_co2e_kwh,
                     country_iso_code=country_iso_code, region=region,
                     cloud_provider=cloud_provider, cloud_region=cloud_region,
-                    country_2letter_iso_code=country_2letter_iso_code, strict=True)
+                    country_2letter_iso_code=country_2letter_iso_code, strict=True,
+                    user_warning=user_warning)
 
 
 def _resolve(*, force_carbon_intensity_g_co2e_kwh: float | None = None,
@@ -316,10 +323,12 @@ def _resolve(*, force_carbon_intensity_g_co2e_kwh: float | None = None,
              cloud_provider: str | None = None, cloud_region: str | None = None,
              country_2letter_iso_code: str | None = None, strict: bool = True,
              latitude: float | None = None, longitude: float | None = None,
-             warn: bool = True) -> IntensityResult:
+             warn: bool = True, user_warning: bool = True) -> IntensityResult:
     """resolve_offline, plus: ``strict=False`` (geo-IP input) logs and skips an unknown region or
     country instead of raising; ``warn=False`` silences the world-average warnings (for callers
-    that warn themselves or only want the location fields)."""
+    that warn themselves or only want the location fields); ``user_warning=False`` logs them
+    without issuing a :class:`CodeCarbonCallbacksWarning`."""
+    category = CodeCarbonCallbacksWarning if user_warning else None
     tables = intensity_tables()
     forced = (None if force_carbon_intensity_g_co2e_kwh is None
               else _validate_forced(force_carbon_intensity_g_co2e_kwh))
@@ -473,10 +482,15 @@ def _resolve(*, force_carbon_intensity_g_co2e_kwh: float | None = None,
                                    source=f"country:{iso3} (OWID {country.year})",
                                    year=country.year, **location)
         if warn:
-            logger.warning("No carbon intensity data for %s (%s); using the world average %.1f "
-                           "gCO2eq/kWh.", iso3, country_name, tables.world.g_per_kwh)
+            warn_once(f"world-average:{iso3}",
+                      "No carbon intensity data for %s (%s); using the world average %.1f "
+                      "gCO2eq/kWh.", iso3, country_name, tables.world.g_per_kwh, log=logger,
+                      category=category)
         return world_average(**location)
     if iso3 is None and warn:
-        logger.warning("No location known (no country, region or cloud region); using the world "
-                       "average carbon intensity %.1f gCO2eq/kWh.", tables.world.g_per_kwh)
+        warn_once("world-average:no-location",
+                  "No location known (no country, region or cloud region); using the world "
+                  "average carbon intensity %.1f gCO2eq/kWh. Give country_iso_code (or "
+                  "cloud_provider and cloud_region) to be exact.", tables.world.g_per_kwh,
+                  log=logger, category=category)
     return world_average(**location)

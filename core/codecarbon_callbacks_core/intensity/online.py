@@ -34,7 +34,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from codecarbon_callbacks_core.errors import IntensityLookupError
+from codecarbon_callbacks_core._shared import warn_once
+from codecarbon_callbacks_core.errors import CodeCarbonCallbacksWarning, IntensityLookupError
 from codecarbon_callbacks_core.intensity.data import intensity_tables
 from codecarbon_callbacks_core.intensity.lookup import (
     SOURCE_ELECTRICITYMAPS,
@@ -190,6 +191,9 @@ class LocationLookup:
         timeout_s: bound of the whole lookup, seconds.
         session: object with ``get(url, params=, headers=, timeout=)`` (a ``requests.Session``);
             default: the ``requests`` module.
+        user_warning: a failed lookup (and a fallback to the world average) is logged and, the
+            first time in this process, issued as a ``CodeCarbonCallbacksWarning``; False logs
+            it only (a distributed run's ranks other than zero).
 
     Example:
         >>> lookup = LocationLookup(country_iso_code="FRA")  # no token: no network needed
@@ -202,7 +206,8 @@ class LocationLookup:
                  country_iso_code: str | None = None, region: str | None = None,
                  cloud_provider: str | None = None, cloud_region: str | None = None,
                  geo_url: str | None = None, electricitymaps_url: str | None = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, session: Any = None) -> None:
+                 timeout_s: float = DEFAULT_TIMEOUT_S, session: Any = None,
+                 user_warning: bool = True) -> None:
         if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) \
                 or not math.isfinite(timeout_s) or timeout_s <= 0:
             raise ValueError(f"timeout_s={timeout_s!r}: expected a number of seconds > 0")
@@ -221,6 +226,7 @@ class LocationLookup:
         self.electricitymaps_url = electricitymaps_url or ELECTRICITYMAPS_URL
         self.timeout_s = float(timeout_s)
         self.session = session
+        self.user_warning = bool(user_warning)
         self._done = threading.Event()
         self._lock = threading.RLock()
         self._result: IntensityResult | None = None
@@ -294,8 +300,10 @@ class LocationLookup:
             self._result = result
             if failure is not None:
                 self.failure = failure
-                logger.warning("Carbon intensity: %s; using %s (%.1f gCO2eq/kWh).", failure,
-                               result.source, result.g_per_kwh)
+                warn_once(f"intensity-fallback:{result.source}",
+                          "Carbon intensity: %s; using %s (%.1f gCO2eq/kWh).", failure,
+                          result.source, result.g_per_kwh, log=logger,
+                          category=CodeCarbonCallbacksWarning if self.user_warning else None)
             self._done.set()
             return True
 
@@ -308,7 +316,7 @@ class LocationLookup:
                 hints["country_iso_code"] = geo.country_iso_code
                 hints["region"] = hints["region"] or geo.region
         return _resolve(strict=False, latitude=latitude, longitude=longitude,
-                        warn=warn, **hints)
+                        warn=warn, user_warning=self.user_warning, **hints)
 
     def _fail(self, reason: str, geo: GeoLocation | None) -> None:
         if self._done.is_set():

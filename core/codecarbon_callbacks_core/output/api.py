@@ -35,6 +35,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from codecarbon_callbacks_core._shared import write_json_atomic
+from codecarbon_callbacks_core.errors import CodeCarbonCallbacksWarning
 from codecarbon_callbacks_core.output._util import (
     describe_error,
     sanitize_url,
@@ -486,4 +487,5 @@ class CodeCarbonAPIOutput(BaseOutput):
                 self.sender.pending(self),
                 self.spool.directory,
                 log=logger,
+                category=CodeCarbonCallbacksWarning,
             )

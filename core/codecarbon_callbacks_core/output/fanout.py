@@ -7,7 +7,8 @@ own delta baseline.
   ``output_methods`` through :func:`.registry.create_outputs` (the HTTP webhook added when
   ``emissions_endpoint`` is set), then the user's ``output_handlers``.
 - Every call is guarded: an output that raises is reported once (a warning naming the output and
-  the method, then debug lines) and never stops training or the other outputs.
+  the method, then debug lines; the first time in the process also a ``CodeCarbonCallbacksWarning``)
+  and never stops training or the other outputs.
 - Deltas: for each output and each run, the fan-out keeps the totals that output was last handed
   (its baseline). ``out``/``live_out`` hand ``total`` and ``total - baseline``; the baseline of a
   resumed run starts at the totals it resumed from, so its first delta holds only what this
@@ -26,6 +27,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from codecarbon_callbacks_core.errors import CodeCarbonCallbacksWarning
 from codecarbon_callbacks_core.output._util import describe_error, warn_once
 from codecarbon_callbacks_core.output.base import DEFER_DELTA, BaseOutput
 from codecarbon_callbacks_core.records import EmissionsData
@@ -112,14 +114,17 @@ class OutputFanout:
         try:
             return fn(*args)
         except Exception as exc:  # an output never stops training, nor the other outputs
+            # logged once per run's outputs; issued as a warning once per process (not once
+            # per tracker): the fan-out exists only where outputs are written (rank zero)
             warn_once(
-                f"{type(output).__name__}.{method}#{id(output)}",
+                f"output-failed:{type(output).__name__}.{method}",
                 "output %s.%s failed (training goes on): %s",
                 type(output).__name__,
                 method,
                 describe_error(exc),
                 log=logger,
                 seen=self._reported,
+                category=CodeCarbonCallbacksWarning,
             )
             return None
 

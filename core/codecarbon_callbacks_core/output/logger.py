@@ -43,7 +43,9 @@ class LoggerOutput(BaseOutput):
 
     Args:
         logger: the logger to write to; default the package's
-            ``logging.getLogger("codecarbon_callbacks.emissions")``.
+            ``logging.getLogger("codecarbon_callbacks.emissions")``, which then passes every
+            record to its handlers (its level, when unset, becomes DEBUG: the root logger's
+            level and a tracker's ``log_level`` never filter records).
         severity: the level of the records (int or name), default ``logging.INFO``.
         live: also log the live totals (every ``api_call_interval`` measurements).
 
@@ -64,9 +66,14 @@ class LoggerOutput(BaseOutput):
             raise ValueError(
                 f"logger must be a logging.Logger (or LoggerAdapter), got {type(logger).__name__}"
             )
-        self.logger = (
-            logger if logger is not None else logging.getLogger(DEFAULT_RECORD_LOGGER_NAME)
-        )
+        if logger is None:
+            logger = logging.getLogger(DEFAULT_RECORD_LOGGER_NAME)
+            if logger.level == logging.NOTSET:
+                # Records are the output, not diagnostics: a handler attached here gets them
+                # whatever the root logger's level (WARNING by default would drop INFO lines)
+                # and whatever a tracker's log_level. A level set on it by the user is kept.
+                logger.setLevel(logging.DEBUG)
+        self.logger = logger
         self.logging_severity = _resolve_level(severity)
         self.live = live
 

@@ -22,6 +22,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from codecarbon_callbacks_core.errors import CodeCarbonCallbacksWarning
 from codecarbon_callbacks_core.output._util import (
     describe_error,
     record_to_dict,
@@ -212,4 +213,5 @@ class WebhookOutput(BaseOutput):
                 left,
                 self.spool.directory,
                 log=logger,
+                category=CodeCarbonCallbacksWarning,
             )

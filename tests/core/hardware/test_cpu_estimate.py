@@ -6,10 +6,12 @@ import csv
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
-from codecarbon_callbacks_core.hardware import detect_components
+from codecarbon_callbacks_core import CodeCarbonCallbacksWarning
+from codecarbon_callbacks_core.hardware import detect_components, report_notes
 from codecarbon_callbacks_core.hardware.base import MeasurementMethod
 from codecarbon_callbacks_core.hardware.cpu_estimate import (
     IDLE_FRACTION,
@@ -172,6 +174,38 @@ def test_unknown_model_is_a_documented_constant_with_a_warning(tmp_path):
     assert cpu.method is MeasurementMethod.CONSTANT
     assert cpu.power_w() == UNKNOWN_CPU_W_PER_THREAD * logical_cpu_count()
     assert any("not in the TDP table" in n and "force_cpu_power" in n for n in notes)
+
+
+@pytest.mark.parametrize(("model", "words"), [
+    ("Mystery CPU", "counted at a constant"),  # not in the table
+    ("AMD EPYC 7763 64-Core Processor", "estimated from TDP x load"),  # no RAPL counter
+])
+def test_an_estimated_or_constant_cpu_reaches_the_user_once_as_a_warning(tmp_path, model, words):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"model name\t: {model}\n")
+    _, notes = detect_components(
+        powercap_root=tmp_path / "none", cpuinfo_path=str(cpuinfo), nvml=False
+    )
+    with pytest.warns(CodeCarbonCallbacksWarning, match=words) as first:
+        report_notes(notes)
+    assert len(first) == 1
+    with warnings.catch_warnings(record=True) as later:
+        warnings.simplefilter("always")
+        report_notes(notes)  # the next tracker of this process
+        report_notes(notes, user_warning=False)
+    assert later == []
+
+
+def test_notes_without_user_warning_are_logged_only(tmp_path, caplog):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Mystery CPU\n")
+    _, notes = detect_components(
+        powercap_root=tmp_path / "none", cpuinfo_path=str(cpuinfo), nvml=False
+    )
+    with caplog.at_level("WARNING"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report_notes(notes, user_warning=False)  # a distributed run's rank other than zero
+    assert caught == [] and "counted at a constant" in caplog.text
 
 
 def test_force_cpu_power_is_a_constant(tmp_path):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import pytest
 from codecarbon_callbacks_core.errors import HardwareError
-from codecarbon_callbacks_core.hardware import detect_components
+from codecarbon_callbacks_core.hardware import DetectionHint, detect_components, report_notes
 from codecarbon_callbacks_core.hardware.base import MeasurementMethod
 from codecarbon_callbacks_core.hardware.rapl import detect_rapl
 from fakes.sysfs import FakePowercap
@@ -208,3 +211,15 @@ def test_process_mode_uses_rapl_share_in_detect(two_sockets):
     assert [c.name for c in cpu] == ["cpu:process-share"]
     ram = [c for c in components if c.kind == "ram"]
     assert [c.name for c in ram] == ["ram"]  # RSS model, not the machine's DRAM
+
+
+def test_a_hint_about_an_unused_zone_is_logged_not_warned(two_sockets, caplog):
+    fake = two_sockets[0]
+    _components, notes = detect_components(powercap_root=fake.root, nvml=False)
+    hints = [n for n in notes if isinstance(n, DetectionHint)]
+    assert hints and "rapl_include_dram=True would measure RAM" in hints[0]
+    assert hints == notes  # RAPL works: nothing else to say
+    with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report_notes(notes)
+    assert caught == [] and "DRAM zone(s) not used" in caplog.text

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import csv
 import logging
+import warnings
 
 import pytest
+from codecarbon_callbacks_core import CodeCarbonCallbacksWarning
 from codecarbon_callbacks_core.intensity import (
     IntensityResult,
     UnknownLocationError,
@@ -94,6 +96,27 @@ def test_no_location_is_world_average_with_warning(caplog: pytest.LogCaptureFixt
     assert result.source == "world_average"
     assert result.country_iso_code is None and result.country_name is None
     assert result.g_per_kwh == intensity_tables().world.g_per_kwh
+    assert "world average" in caplog.text
+
+
+@pytest.mark.parametrize("location", [{}, {"country_iso_code": "ATA"}])
+def test_world_average_reaches_the_user_once_as_a_warning(location: dict[str, str]) -> None:
+    with pytest.warns(CodeCarbonCallbacksWarning, match="world average") as first:
+        resolve_offline(**location)
+    assert len(first) == 1
+    with warnings.catch_warnings(record=True) as later:
+        warnings.simplefilter("always")
+        for _ in range(3):  # every tracker of the process would ask again
+            assert resolve_offline(**location).source == "world_average"
+    assert later == []
+
+
+def test_world_average_without_user_warning_is_logged_only(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resolve_offline(user_warning=False)  # a distributed run's rank other than zero
+    assert caught == []
     assert "world average" in caplog.text
 
 

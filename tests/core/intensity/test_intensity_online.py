@@ -8,6 +8,7 @@ import json
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from codecarbon_callbacks_core import CodeCarbonCallbacksWarning
 from codecarbon_callbacks_core.intensity import LocationLookup, resolve_offline
 from codecarbon_callbacks_core.intensity.data import intensity_tables
 from codecarbon_callbacks_core.intensity.online import (
@@ -150,6 +152,28 @@ def test_geo_http_500_gives_world_average_with_warning(
     assert result.g_per_kwh == intensity_tables().world.g_per_kwh
     assert "HTTP 500" in caplog.text and "geo-IP" in caplog.text
     assert lookup.failure is not None and "HTTP 500" in lookup.failure
+
+
+def test_failed_lookup_reaches_the_user_once_as_a_warning(loopback: Loopback) -> None:
+    loopback.routes["/geo"] = Route(status=500, body={"message": "boom"})
+    with pytest.warns(CodeCarbonCallbacksWarning, match="HTTP 500.*world_average") as first:
+        make_lookup(loopback).start().result(timeout_s=5)
+    assert len(first) == 1
+    with warnings.catch_warnings(record=True) as later:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            assert make_lookup(loopback).start().result(timeout_s=5).source == "world_average"
+    assert later == []
+
+
+def test_failed_lookup_without_user_warning_is_logged_only(
+        loopback: Loopback, caplog: pytest.LogCaptureFixture) -> None:
+    loopback.routes["/geo"] = Route(status=500, body={"message": "boom"})
+    with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = make_lookup(loopback, user_warning=False).start().result(timeout_s=5)
+    assert result is not None and result.source == "world_average"
+    assert caught == [] and "HTTP 500" in caplog.text
 
 
 @pytest.mark.parametrize("route", [
@@ -392,3 +416,36 @@ def test_online_tracker_uses_the_background_location(
     assert data.country_iso_code == "USA" and data.region == "california"
     assert data.emissions == pytest.approx(
         data.energy_consumed * data.pue * expected.g_per_kwh / 1000, rel=1e-9)
+
+
+def _online_run(tmp_path: Any, **kwargs: Any) -> Any:
+    """An online tracker whose location lookup fails (the geo-IP answers 500): world average."""
+    from codecarbon_callbacks_core.tracker import EmissionsTracker, resolve_tracker_config
+    from core.constant_power import components
+
+    config = resolve_tracker_config({"output_dir": str(tmp_path), "output_methods": [],
+                                     "measure_power_secs": 60}, offline=False)
+    tracker = EmissionsTracker.from_config(config, components=components(), **kwargs)
+    tracker.start()
+    assert tracker._lookup is not None
+    tracker._lookup.result(timeout_s=5)  # the geo-IP's 500 has come back
+    tracker.stop()
+    assert tracker.final_emissions_data.carbon_intensity_source == "world_average"
+    return tracker
+
+
+def test_online_tracker_world_average_warns_once_on_the_writing_rank_only(
+        loopback: Loopback, monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from codecarbon_callbacks_core.intensity import online
+
+    loopback.routes["/geo"] = Route(status=500, body={"message": "boom"})
+    monkeypatch.setattr(online, "GEO_JS_URL", loopback.url("/geo"))
+    with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _online_run(tmp_path, writes_outputs=False)  # a rank other than zero: logs only
+        assert caught == [] and "world_average" in caplog.text
+        _online_run(tmp_path)  # rank zero, or a single process
+        _online_run(tmp_path)  # a second tracker of the same process
+    assert [(w.category, "world_average" in str(w.message)) for w in caught] == [
+        (CodeCarbonCallbacksWarning, True)]

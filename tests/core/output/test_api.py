@@ -3,9 +3,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
+from codecarbon_callbacks_core import CodeCarbonCallbacksWarning
 from codecarbon_callbacks_core.output.api import CodeCarbonAPIOutput
 from codecarbon_callbacks_core.output.fanout import OutputFanout
 from codecarbon_callbacks_core.output.resend import resend_spool
@@ -421,3 +423,25 @@ def test_resend_spool_403_keeps_records_uncertain_mark_included(tmp_path, shapes
         assert Spool(tmp_path).entries("api") == []
     finally:
         api.stop()
+
+
+def test_deltas_left_in_the_spool_at_exit_reach_the_user_once(tmp_path, sender):
+    port = free_port()  # nothing listens: every delta stays in the spool
+
+    def run(folder):
+        out = CodeCarbonAPIOutput(f"http://127.0.0.1:{port}", EXPERIMENT, TOKEN,
+                                  output_dir=folder, sender=sender, exit_timeout_s=0.2)
+        fed(out).out(totals(str(uuid.uuid4()), [5.0])[0])
+        out.exit()
+        sender.forget(out)
+        return folder
+
+    with pytest.warns(CodeCarbonCallbacksWarning, match="not delivered at exit") as first:
+        run(tmp_path / "a")
+    [message] = [str(w.message) for w in first]
+    assert str(tmp_path / "a") in message and "resend_spool" in message and TOKEN not in message
+    with warnings.catch_warnings(record=True) as later:
+        warnings.simplefilter("always")
+        run(tmp_path / "b")  # the next tracker of this process: logged, not warned again
+    assert later == []
+    assert len(Spool(tmp_path / "b").entries("api")) == 1

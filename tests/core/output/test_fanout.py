@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import warnings
+from pathlib import Path
 
 import pytest
+from codecarbon_callbacks_core import CodeCarbonCallbacksWarning
 from codecarbon_callbacks_core.output.base import DEFER_DELTA, BaseOutput
 from codecarbon_callbacks_core.output.fanout import OutputFanout
 from codecarbon_callbacks_core.records import ADDITIVE_FIELDS, EmissionsData, totals_from_state
@@ -88,6 +91,45 @@ def test_a_failing_output_is_reported_once_and_the_others_still_get_the_record(
     with caplog.at_level(logging.WARNING):
         again.out(at(1.0))
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
+
+
+class DiskFull(BaseOutput):
+    def out(self, total, delta):
+        raise OSError("disk full")
+
+
+def test_a_failing_output_reaches_the_user_once_per_process() -> None:
+    with pytest.warns(CodeCarbonCallbacksWarning, match="DiskFull.out failed.*disk full") as first:
+        fanout = OutputFanout([DiskFull()])
+        fanout.out(at(1.0))
+        fanout.out(at(2.0))
+    assert len(first) == 1
+    with warnings.catch_warnings(record=True) as later:
+        warnings.simplefilter("always")
+        OutputFanout([DiskFull()]).out(at(1.0))  # a new tracker's fan-out: logged, not warned
+    assert later == []
+
+
+def test_an_output_failing_on_a_rank_other_than_zero_warns_no_one(tmp_path: Path) -> None:
+    from codecarbon_callbacks_core import OfflineEmissionsTracker
+    from core.constant_power import components
+
+    def run(**kwargs):
+        tracker = OfflineEmissionsTracker(
+            country_iso_code="FRA", output_dir=str(tmp_path), output_methods=[],
+            output_handlers=[DiskFull()], components=components(), measure_power_secs=60,
+            **kwargs)
+        tracker.start()
+        tracker.stop()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(writes_outputs=False)
+        assert [w for w in caught if w.category is CodeCarbonCallbacksWarning] == []
+        run()
+        run()
+    assert [str(w.message) for w in caught if w.category is CodeCarbonCallbacksWarning] == [
+        "output DiskFull.out failed (training goes on): OSError: disk full"]
 
 
 def test_the_delta_fields_are_the_additive_ones() -> None:

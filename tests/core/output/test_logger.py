@@ -74,3 +74,41 @@ def test_broken_logger_never_raises(caplog):
     out = LoggerOutput(log)
     out.out(make_total(), make_total())  # must not raise
     log.handlers.clear()
+
+
+def test_records_reach_their_handler_whatever_log_level_and_root_level(tmp_path):
+    """A tracker with log_level="error" and no logging_logger: its run record still reaches a
+    handler on the default records logger, with the root logger at its default WARNING."""
+    from codecarbon_callbacks_core import OfflineEmissionsTracker
+    from codecarbon_callbacks_core.output.logger import DEFAULT_RECORD_LOGGER_NAME
+    from core.constant_power import components
+
+    records_logger = logging.getLogger(DEFAULT_RECORD_LOGGER_NAME)
+    root = logging.getLogger()
+    received = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            received.append(json.loads(record.getMessage()))
+
+    handler = Keep()
+    saved = records_logger.level, root.level
+    records_logger.setLevel(logging.NOTSET)  # as in a fresh process
+    root.setLevel(logging.WARNING)  # Python's default; the records are INFO
+    records_logger.addHandler(handler)
+    try:
+        tracker = OfflineEmissionsTracker(
+            country_iso_code="FRA", output_dir=str(tmp_path), output_methods=["logger"],
+            log_level="error", components=components(), measure_power_secs=60)
+        tracker.start()
+        tracker.stop()
+    finally:
+        records_logger.removeHandler(handler)
+        records_logger.setLevel(saved[0])
+        root.setLevel(saved[1])
+    runs = [r for r in received if r["record_type"] == "run"]
+    assert [(r["run_id"], r["status"]) for r in runs] == [(tracker.run_id, "completed")]
+    assert runs[0]["energy_consumed"] == tracker.final_emissions_data.energy_consumed
+    # log_level stayed the tracker's: no package logger's level was set process-wide
+    assert logging.getLogger("codecarbon_callbacks").level == logging.NOTSET
+    assert logging.getLogger("codecarbon_callbacks_core").level == logging.NOTSET

@@ -4,8 +4,10 @@ import json
 import logging
 import os
 import time
+import warnings
 
 import pytest
+from codecarbon_callbacks_core import CodeCarbonCallbacksWarning
 from codecarbon_callbacks_core.output.resend import resend_spool
 from codecarbon_callbacks_core.output.sender import Sender
 from codecarbon_callbacks_core.output.spool import SPOOL_DIRNAME, Spool
@@ -297,3 +299,22 @@ def test_resend_spool_counts_other_endpoints_and_unreadable_files(tmp_path, serv
     assert counts["other_endpoints"] == 1 and counts["unreadable"] == 3
     assert f"webhook {server.url}/b?***" in caplog.text and "t0ken-value" not in caplog.text
     assert len(spool.unreadable()) == 3 and len(spool_files(tmp_path)) == 4
+
+
+def test_records_left_in_the_spool_at_exit_reach_the_user_once(tmp_path, sender):
+    url = f"http://user:pw-s3cret@127.0.0.1:{free_port()}/x"  # nothing listens there
+
+    def run(folder):
+        out = WebhookOutput(url, folder, sender=sender, exit_timeout_s=0.2)
+        out.out(make_total(), make_total())
+        out.exit()
+        sender.forget(out)
+
+    with pytest.warns(CodeCarbonCallbacksWarning, match="not delivered at exit") as first:
+        run(tmp_path / "a")
+    [message] = [str(w.message) for w in first]
+    assert str(tmp_path / "a") in message and "s3cret" not in message
+    with warnings.catch_warnings(record=True) as later:
+        warnings.simplefilter("always")
+        run(tmp_path / "b")
+    assert later == [] and len(spool_files(tmp_path / "b")) == 1
