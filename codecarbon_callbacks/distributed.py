@@ -28,22 +28,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codecarbon_callbacks_core._shared import imported_torch
-from codecarbon_callbacks_core.records import EmissionsData, WindowRecord
+from codecarbon_callbacks_core.records import RANK_SUMMED_FIELDS, EmissionsData, WindowRecord
 
 logger = logging.getLogger(__name__)
 
 MACHINE_ID_ENV = "CODECARBON_CALLBACKS_MACHINE_ID"
-_ADDITIVE = (
-    "cpu_energy",
-    "gpu_energy",
-    "ram_energy",
-    "energy_consumed",
-    "emissions",
-    "water_consumed",
-    "cpu_power",
-    "gpu_power",
-    "ram_power",
-)
 
 
 def _dist() -> Any | None:
@@ -225,7 +214,7 @@ def combine_records(records: Sequence[Mapping[str, Any]], template: EmissionsDat
     combined = type(template)(**template.to_dict())
     combined.metadata = dict(template.metadata)
     ordered = sorted(records, key=lambda r: int(r["rank"]))
-    for name in _ADDITIVE:
+    for name in RANK_SUMMED_FIELDS:
         setattr(combined, name, sum(float(r.get(name) or 0.0) for r in ordered))
     combined.emissions_rate = (
         combined.emissions / combined.duration if combined.duration > 0 else 0.0

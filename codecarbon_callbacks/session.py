@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codecarbon_callbacks_core._shared import warn_once
+from codecarbon_callbacks_core.records import RANK_SUMMED_FIELDS, STATE_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -356,12 +357,9 @@ def _close_quietly(component: Any) -> None:
         logger.debug("could not close %s: %s", getattr(component, "name", component), e)
 
 
-_STATE_FIGURES = (
-    ("cpu_energy_kwh", "cpu_energy"),
-    ("gpu_energy_kwh", "gpu_energy"),
-    ("ram_energy_kwh", "ram_energy"),
-    ("emissions_kg", "emissions"),
-    ("water_l", "water_consumed"),
+#: the state_dict figures summed over ranks (records.py owns both lists)
+_STATE_FIGURES = tuple(
+    (key, name) for key, name in STATE_KEYS.items() if name in RANK_SUMMED_FIELDS
 )
 
 
