@@ -98,9 +98,9 @@ def test_sampler_runs_and_is_joined_on_stop(tmp_path: Path) -> None:
     before = {t.name for t in threading.enumerate()}
     tracker.start()
     time.sleep(0.3)
-    assert "codecarbon-callbacks-sampler" in {t.name for t in threading.enumerate()}
+    assert tracker.thread_name("sampler") in {t.name for t in threading.enumerate()}
     tracker.stop()
-    assert "codecarbon-callbacks-sampler" not in {t.name for t in threading.enumerate()} - before
+    assert tracker.thread_name("sampler") not in {t.name for t in threading.enumerate()} - before
     assert tracker.components[0].samples >= 3  # every 50 ms
 
 
