@@ -217,9 +217,10 @@ def _restore_hooks() -> None:
     ours = _sigterm
     if ours is None or threading.current_thread() is not threading.main_thread():
         return  # left in place: with no plain run, ours only does what would have happened
+    previous = ours.previous
     try:
         if signal.getsignal(signal.SIGTERM) is ours:
-            signal.signal(signal.SIGTERM, ours.previous)
+            signal.signal(signal.SIGTERM, previous)
         _sigterm = None
     except (ValueError, OSError) as e:
         logger.debug("SIGTERM handler not restored: %s", e)
