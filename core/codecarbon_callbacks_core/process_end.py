@@ -137,12 +137,14 @@ class _SigtermHandler:
         self.previous = previous
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
+        # asked before the runs stop (the last stop() gives the previous handler back)
+        on_top = signal.getsignal(signum) is self
         _stop_runs(_plain_runs(), "interrupted", f"terminated by signal {signum}")
         previous = self.previous
         if callable(previous):
             previous(signum, frame)
             return
-        if signal.getsignal(signum) is not self:
+        if not on_top:
             return  # a framework chained ours into its own handler: it decides what follows
         # The default action: end the process by this signal, as without us.
         signal.signal(signum, signal.SIG_DFL)
