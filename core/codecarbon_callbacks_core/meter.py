@@ -5,7 +5,7 @@ used since the meter started, plus the CPU-time counters used for utilisation. E
 epoch, a phase, a task, a flush, the whole run) is the difference of two snapshots, so windows
 nest and overlap freely and opening or closing one never restarts anything.
 
-The sampler is one daemon thread. It calls each component's ``sample()`` at the component's own
+The sampler is one daemon thread, named after its tracker's run. It calls each component's ``sample()`` at the component's own
 pace (instant GPU power every few tens of ms, RAPL often enough never to miss a wraparound,
 power-only models about once a second) and calls ``on_live`` every ``live_interval_s``. It is
 safe across ``fork``: a forked child (a DataLoader worker) gets a meter whose thread is marked
@@ -23,13 +23,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from codecarbon_callbacks_core._shared import imported_torch
+from codecarbon_callbacks_core._shared import imported_torch, warn_once
 from codecarbon_callbacks_core.hardware.base import Component, MeasurementMethod
 from codecarbon_callbacks_core.system import cpu_times
 
 logger = logging.getLogger(__name__)
 
 _LIVE_METERS: weakref.WeakSet[Meter] = weakref.WeakSet()
+#: how long stop() waits for the sampler by default (seconds)
+SAMPLER_JOIN_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class Meter:
         live_interval_s: how often ``on_live`` is called from the sampler (None: never).
         on_live: called on the sampler thread with a fresh snapshot (no CUDA sync).
         clock: monotonic clock in seconds (injectable for tests).
+        thread_name: the sampler thread's name (the tracker puts its run in it, so that the
+            threads of one tracker can be told from another's).
     """
 
     def __init__(
@@ -77,11 +81,13 @@ class Meter:
         live_interval_s: float | None = None,
         on_live: Callable[[Snapshot], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        thread_name: str = "codecarbon-callbacks-sampler",
     ) -> None:
         self.components = list(components)
         self.live_interval_s = live_interval_s
         self.on_live = on_live
         self.clock = clock
+        self.thread_name = thread_name
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         self._owner_pid = os.getpid()
@@ -115,13 +121,19 @@ class Meter:
         self._stop_event.clear()
         if any(c.sample_interval_s for c in self.components) or self.on_live:
             self._thread = threading.Thread(
-                target=self._run, name="codecarbon-callbacks-sampler", daemon=True
+                target=self._run, name=self.thread_name, daemon=True
             )
             self._thread.start()
         return self.snapshot(sync_cuda=False)
 
-    def stop(self) -> Snapshot:
-        """Take the final snapshot, stop and join the sampler, release the components."""
+    def stop(self, timeout_s: float = SAMPLER_JOIN_TIMEOUT_S) -> Snapshot:
+        """Take the final snapshot, stop and join the sampler, release the components.
+
+        Waits at most ``timeout_s`` seconds for the sampler. A sampler still busy after that
+        (stuck in a hardware call, which Python cannot interrupt) is reported once per process
+        and left behind: it is a daemon, it stops at its next check and never delays exit.
+        The caller must not hold a lock the sampler's ``on_live`` takes.
+        """
         final = self.snapshot()
         if self._owner_pid != os.getpid():  # a forked child: the thread is not ours
             self._running = False
@@ -130,9 +142,16 @@ class Meter:
         self._stop_event.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5.0)
+            thread.join(timeout=max(0.0, timeout_s))
             if thread.is_alive():
-                logger.warning("the sampler thread did not stop within 5 s; leaving it (daemon)")
+                warn_once(
+                    "sampler-not-stopped",
+                    "the sampler thread %s did not stop within %.1f s (a hardware call that "
+                    "does not return?); leaving it behind (daemon)",
+                    thread.name,
+                    timeout_s,
+                    log=logger,
+                )
         self._thread = None
         for component in self.components:
             try:

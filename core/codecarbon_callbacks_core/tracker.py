@@ -16,25 +16,25 @@ Example:
 
 from __future__ import annotations
 
-import atexit
 import functools
 import logging
 import os
 import platform
 import threading
+import time
 import uuid
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
+from codecarbon_callbacks_core import process_end
 from codecarbon_callbacks_core._shared import warn_once
 from codecarbon_callbacks_core._version import __version__
 from codecarbon_callbacks_core.config import _UNSET, TrackerConfig, resolve_config
 from codecarbon_callbacks_core.errors import CodeCarbonCallbacksWarning, ConfigError
 from codecarbon_callbacks_core.hardware.base import Component
-from codecarbon_callbacks_core.meter import Meter, Snapshot
+from codecarbon_callbacks_core.meter import SAMPLER_JOIN_TIMEOUT_S, Meter, Snapshot
 from codecarbon_callbacks_core.output.base import BaseOutput, OutputMethod
 from codecarbon_callbacks_core.output.fanout import OutputFanout
 from codecarbon_callbacks_core.records import (
@@ -52,6 +52,8 @@ J_PER_KWH = 3.6e6
 _ZERO = EmissionsData()
 KINDS = ("cpu", "gpu", "ram")
 STATE_VERSION = 1
+#: the most stop() takes by default, in seconds, whatever the hardware and the outputs do
+STOP_TIMEOUT_S = 15.0
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: combines a rank's record with the other ranks' (record, collective) -> combined record
@@ -207,6 +209,8 @@ class BaseEmissionsTracker:
         self.final_emissions_data: EmissionsData | None = None
         self.api_run_id: str | None = None
         self._lock = threading.RLock()
+        #: set while stop() runs: the sampler's live update and a nested stop() step aside
+        self._stopping = False
         self._meter: Meter | None = None
         self._outputs = OutputFanout([])
         self._run_start: Snapshot | None = None
@@ -257,7 +261,20 @@ class BaseEmissionsTracker:
             previous = (self._record_combiner, self._writes_outputs)
             self._record_combiner = record_combiner
             self._writes_outputs = bool(writes_outputs)
+            if self.is_running:
+                process_end.set_plain(self, self.is_plain)
             return previous
+
+    @property
+    def is_plain(self) -> bool:
+        """True for a tracker the user starts and stops itself; False when a framework callback
+        drives it (it has a ``record_combiner``).
+
+        A plain tracker writes its run row at SIGTERM (``interrupted``) and at an uncaught
+        exception (``failed``); a driven one leaves both to the framework's hooks. See
+        :mod:`codecarbon_callbacks_core.process_end`.
+        """
+        return self._record_combiner is None
 
     # -- location ----------------------------------------------------------------------------
 
@@ -360,11 +377,17 @@ class BaseEmissionsTracker:
                 self.components,
                 live_interval_s=self.config.measure_power_secs,
                 on_live=self._on_live,
+                thread_name=self.thread_name("sampler"),
             )
             self._run_start = self._meter.start()
             self._last_flush = self._run_start
             self._last_live = self._run_start
-            _register_for_exit(self)
+            process_end.register(self, plain=self.is_plain)
+
+    def thread_name(self, role: str) -> str:
+        """The name of a thread this tracker starts for itself: ``codecarbon-callbacks-<role>-``
+        and the first 8 characters of the run_id (process-wide workers have no run in theirs)."""
+        return f"codecarbon-callbacks-{role}-{self.run_id[:8]}"
 
     def _detect(self) -> list[Component]:
         if self._injected_components is not None:
@@ -383,11 +406,27 @@ class BaseEmissionsTracker:
         if self.is_running and self._writes_outputs:
             self._outputs.add(handler)
 
-    def stop(self, *, status: str | None = None, window_status: str | None = None) -> float | None:
+    def stop(
+        self,
+        *,
+        status: str | None = None,
+        window_status: str | None = None,
+        timeout_s: float | None = None,
+    ) -> float | None:
         """Stop measuring, write the run's record everywhere; returns its emissions in kg CO2eq.
 
         Windows still open are closed at the run's own final edge (so windows that tile the run
         sum exactly to it).
+
+        stop() returns within ``timeout_s`` (default :data:`STOP_TIMEOUT_S`, 15 s), whatever
+        the hardware and the outputs do: this bound wins over every output's own timeout. The
+        outputs' final calls (the last windows, the run row, ``task_out``, ``exit``) run on a
+        helper thread named ``codecarbon-callbacks-stop-<run>`` that stop() waits for; the
+        sampler is joined with what is left. No lock is held while waiting. A thread still
+        busy at the bound (stuck in a hardware or network call, which Python cannot interrupt)
+        is reported once and left behind as a daemon, finishing its writes if it can. The
+        returned figure and ``final_emissions_data`` are computed before the outputs run, so
+        they are exact even then.
 
         Args:
             status: the run's status ("completed" by default; "failed", "interrupted",
@@ -395,36 +434,105 @@ class BaseEmissionsTracker:
             window_status: the status of windows still open: by default "incomplete" when the
                 run completed (nobody closed them), else the run's status. A caller that leaves
                 its last window open on purpose passes "completed".
+            timeout_s: the most stop() may take, in seconds.
         """
-        with self._lock:
+        budget_s = STOP_TIMEOUT_S if timeout_s is None else max(0.0, float(timeout_s))
+        deadline = time.monotonic() + budget_s
+        if not self._lock.acquire(timeout=budget_s):
+            warn_once("stop-lock-busy", "stop(): the tracker stayed busy for %.1f s; run %s is "
+                      "not stopped", budget_s, self.run_id, log=self._log)
+            return self.final_emissions
+        try:
             meter = self._meter
-            if meter is None or not meter.running:
-                if self.final_emissions_data is None:
+            if meter is None or not meter.running or self._stopping:
+                if self.final_emissions_data is None and not self._stopping:
                     self._log.warning("stop() called on a tracker that was not started")
                 return self.final_emissions
-            status = status or "completed"
-            if window_status is None:
-                window_status = "incomplete" if status == "completed" else status
-            # A budget stop is a normal end every rank reaches (the decision is taken on combined
-            # figures); failures, interrupts and exit-time stops must not wait for other ranks.
-            collective = status in _COLLECTIVE_STOP_STATUSES
-            end = meter.stop()
-            for window_id in list(self._windows):
-                self._close(window_id, window_status, None, collective=collective, at=end)
-            total = self._combine(self._run_record(end, status=status), collective=collective)
-            self._emit_out(total, end)
-            if self._tasks and self._writes_outputs:
-                self._outputs.task_out(list(self._tasks.values()), self.config.experiment_name)
-            self._outputs.exit()
-            self.final_emissions_data = total
-            self.final_emissions = total.emissions
+            self._stopping = True
+        finally:
+            self._lock.release()
+        try:
+            # No lock is held while joining: the sampler's live update may be waiting for the
+            # lock (it then steps aside), and a stuck thread must not hold up the others.
+            end = meter.stop(timeout_s=min(SAMPLER_JOIN_TIMEOUT_S, _left(deadline)))
+            locked = self._lock.acquire(timeout=_left(deadline))
+            try:  # past the bound without the lock: a stuck live output holds it, go on
+                write, emissions = self._final_records(end, status or "completed", window_status)
+            finally:
+                if locked:
+                    self._lock.release()
+            self._run_bounded(write, deadline)
             if self._lookup is not None:
                 stop_lookup = getattr(self._lookup, "stop", None)
                 if stop_lookup:
                     stop_lookup()
-            _unregister_for_exit(self)
+            process_end.unregister(self)
             self._release_single_run_lock()
-            return total.emissions
+            return emissions
+        finally:
+            self._stopping = False
+
+    def _final_records(
+        self, end: Snapshot, status: str, window_status: str | None
+    ) -> tuple[Callable[[], None], float]:
+        """stop()'s records at its final edge; returns what writes them, and the emissions."""
+        if window_status is None:
+            window_status = "incomplete" if status == "completed" else status
+        # A budget stop is a normal end every rank reaches (the decision is taken on combined
+        # figures); failures, interrupts and exit-time stops must not wait for other ranks.
+        collective = status in _COLLECTIVE_STOP_STATUSES
+        windows = [self._windows.pop(window_id) for window_id in list(self._windows)]
+        # combined here, on the caller's thread: a combiner's collectives belong to it
+        records = [
+            cast(WindowRecord, self._combine(
+                self._window_record(window, end, status=window_status), collective))
+            for window in windows
+        ]
+        total = self._combine(self._run_record(end, status=status), collective=collective)
+        self.final_emissions_data = total
+        self.final_emissions = total.emissions
+        tasks = list(self._tasks.values())
+        outputs, writes = self._outputs, self._writes_outputs
+        experiment_name = self.config.experiment_name
+
+        def write() -> None:
+            if writes:
+                for record in records:
+                    outputs.window_out(record)
+                outputs.out(total)
+                if tasks:
+                    outputs.task_out(tasks, experiment_name)
+            outputs.exit()
+
+        return write, total.emissions
+
+    def _run_bounded(self, work: Callable[[], None], deadline: float) -> None:
+        """Run ``work`` on a helper thread of this tracker; wait for it until ``deadline``."""
+
+        def guarded() -> None:
+            try:
+                work()
+            except Exception as e:  # the fan-out guards each output; this guards the rest
+                self._log.warning("writing the run's final records failed: %s", e)
+
+        thread = threading.Thread(target=guarded, name=self.thread_name("stop"), daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # interpreter shutdown: no new thread, write here
+            guarded()
+            return
+        thread.join(_left(deadline))
+        if thread.is_alive():
+            warn_once(
+                "stop-bound-reached",
+                "stop() reached its time bound: run %s's final records are still being written "
+                "by thread %s, left behind as a daemon (an output stuck in a network or disk "
+                "call?)",
+                self.run_id,
+                thread.name,
+                log=self._log,
+                category=self._user_warning,
+            )
 
     def _acquire_single_run_lock(self) -> bool:
         """CodeCarbon's allow_multiple_runs=False: one such tracker per machine at a time."""
@@ -494,8 +602,8 @@ class BaseEmissionsTracker:
         if self._live_ticks % self.config.api_call_interval != 0:
             return
         with self._lock:
-            if not self.is_running:
-                return
+            if self._stopping or not self.is_running:
+                return  # stop() is joining this thread: it writes the final figures itself
             total = self._run_record(snapshot, status="running")
             if self._writes_outputs:
                 self._outputs.live_out(total)
@@ -946,38 +1054,15 @@ def track_emissions(
 _COLLECTIVE_STOP_STATUSES = ("completed", "budget_stop")
 
 
+def _left(deadline: float) -> float:
+    """Seconds left until ``deadline`` (monotonic), never negative."""
+    return max(0.0, deadline - time.monotonic())
+
+
 def _single_run_lock_path() -> str:
     import tempfile
 
     return os.path.join(tempfile.gettempdir(), ".codecarbon_callbacks.lock")
-
-
-# -- process exit: a run still open when the interpreter exits is written as incomplete ------------
-
-_RUNNING: weakref.WeakSet[BaseEmissionsTracker] = weakref.WeakSet()
-_EXIT_HOOK_INSTALLED = False
-
-
-def _register_for_exit(tracker: BaseEmissionsTracker) -> None:
-    global _EXIT_HOOK_INSTALLED
-    _RUNNING.add(tracker)
-    if not _EXIT_HOOK_INSTALLED:
-        atexit.register(_stop_open_runs)
-        _EXIT_HOOK_INSTALLED = True
-
-
-def _unregister_for_exit(tracker: BaseEmissionsTracker) -> None:
-    _RUNNING.discard(tracker)
-
-
-def _stop_open_runs() -> None:
-    for tracker in list(_RUNNING):
-        try:
-            if tracker.is_running:
-                logger.warning("run %s was still open at exit: written as incomplete", tracker.run_id)
-                tracker.stop(status="incomplete")
-        except Exception as e:  # at exit, never raise
-            logger.debug("could not stop tracker at exit: %s", e)
 
 
 __all__ = [

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 from codecarbon_callbacks_core import CodeCarbonCallbacksWarning
 from codecarbon_callbacks_core.records import RUN_CSV_COLUMNS, WINDOW_CSV_COLUMNS
-from core.constant_power import components
+from core.constant_power import ConstantPowerComponent, components
 
 from codecarbon_callbacks import (
     BaseOutput,
@@ -98,9 +100,9 @@ def test_sampler_runs_and_is_joined_on_stop(tmp_path: Path) -> None:
     before = {t.name for t in threading.enumerate()}
     tracker.start()
     time.sleep(0.3)
-    assert "codecarbon-callbacks-sampler" in {t.name for t in threading.enumerate()}
+    assert tracker.thread_name("sampler") in {t.name for t in threading.enumerate()}
     tracker.stop()
-    assert "codecarbon-callbacks-sampler" not in {t.name for t in threading.enumerate()} - before
+    assert tracker.thread_name("sampler") not in {t.name for t in threading.enumerate()} - before
     assert tracker.components[0].samples >= 3  # every 50 ms
 
 
@@ -333,7 +335,7 @@ def test_open_run_at_exit_is_written_incomplete(tmp_path: Path) -> None:
 import sys
 sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
 from codecarbon_callbacks import OfflineEmissionsTracker
-from core.constant_power import components
+from core.constant_power import ConstantPowerComponent, components
 t = OfflineEmissionsTracker(country_iso_code="FRA", output_dir={str(tmp_path)!r}, components=components())
 t.start()
 t.open_window("epoch", "e0", epoch=0, phase="train")
@@ -567,3 +569,249 @@ def test_a_constant_cpu_warns_once_and_only_on_the_writing_rank(
     messages = _user_warnings(caught)
     assert len(messages) == 1 and "counted at a constant" in messages[0]
     assert "force_cpu_power" in messages[0]  # and how to do better
+
+
+# -- stop() is bounded; the live update never holds it up ------------------------------------------
+
+
+class HoldsTheLiveUpdate(ConstantPowerComponent):
+    """Holds the sampler inside a live update until stop() has begun, then lets it go on.
+
+    The sampler's live snapshot (energy_j on the sampler thread) waits until the stopping thread
+    reads the final edge; the live callback then runs while stop() is in progress: the moment
+    at which a stop() that holds the tracker's lock while joining the sampler blocks.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("cpu", "cpu:package-0", 50.0, sample_interval_s=None)
+        self.hold = False
+        self.live_entered = threading.Event()
+        self.stop_entered = threading.Event()
+
+    def energy_j(self, now_s: float) -> float:
+        if self.hold and threading.current_thread().name.startswith("codecarbon-callbacks-sampler"):
+            self.live_entered.set()
+            self.stop_entered.wait(10)
+        elif self.hold and self.live_entered.is_set():
+            self.stop_entered.set()
+            time.sleep(0.05)  # the sampler reaches the live callback while stop() goes on
+        return super().energy_j(now_s)
+
+
+def test_stop_during_a_live_update_returns_at_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Before: stop() held the tracker's lock while joining the sampler, whose live callback
+    waited for that lock: 5 s and "the sampler thread did not stop within 5 s"."""
+    from codecarbon_callbacks_core.tracker import STOP_TIMEOUT_S
+
+    for _ in range(5):
+        component = HoldsTheLiveUpdate()
+        recorder = Recorder()
+        tracker = make_tracker(tmp_path, components=[component], measure_power_secs=0.05,
+                               api_call_interval=1, output_methods=["csv"],
+                               output_handlers=[recorder])
+        component.hold = True
+        with caplog.at_level(logging.DEBUG, logger="codecarbon_callbacks_core"):
+            tracker.start()
+            assert component.live_entered.wait(5)
+            began = time.monotonic()
+            tracker.stop()
+            elapsed_s = time.monotonic() - began
+        assert component.stop_entered.is_set()
+        assert elapsed_s < 1.0 < STOP_TIMEOUT_S
+        assert recorder.lives == []  # the held live update stepped aside: stop() wrote the end
+        assert len(recorder.outs) == 1 and recorder.outs[0][0].status == "completed"
+        assert tracker.thread_name("sampler") not in {t.name for t in threading.enumerate()}
+    assert not [r for r in caplog.records if "did not stop" in r.getMessage()]
+    assert len(read_emissions(tmp_path / "emissions.csv")) == 5
+
+
+class BlocksOnExit(BaseOutput):
+    """An output whose exit() does not return in time (an endpoint that hangs)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def exit(self) -> None:
+        self.release.wait(30)
+
+
+def test_stop_bound_wins_over_an_output_that_hangs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    hung = BlocksOnExit()
+    tracker = make_tracker(tmp_path, output_methods=["csv"], output_handlers=[hung])
+    tracker.start()
+    began = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="codecarbon_callbacks_core"):
+        kg = tracker.stop(timeout_s=0.5)
+    elapsed_s = time.monotonic() - began
+    try:
+        assert 0.5 <= elapsed_s < 1.5
+        assert kg is not None and kg == tracker.final_emissions_data.emissions
+        assert len(read_emissions(tmp_path / "emissions.csv")) == 1  # written before exit()
+        helper = tracker.thread_name("stop")
+        assert [r for r in caplog.records if helper in r.getMessage()]  # reported, once
+        assert helper in {t.name for t in threading.enumerate() if t.daemon}
+    finally:
+        hung.release.set()
+    deadline = time.monotonic() + 5
+    while helper in {t.name for t in threading.enumerate()} and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert helper not in {t.name for t in threading.enumerate()}
+
+
+# -- every ending has a status: SIGTERM, uncaught exceptions ---------------------------------------
+
+
+def _preamble(tmp_path: Path) -> str:
+    """A script's start: a plain tracker writing emissions.csv in ``tmp_path``."""
+    return f"""
+import os, signal, sys, threading, time
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+from codecarbon_callbacks import OfflineEmissionsTracker
+from core.constant_power import components
+def tracker():
+    return OfflineEmissionsTracker(country_iso_code="FRA", output_dir={str(tmp_path)!r},
+                                   components=components(), output_methods=["csv"])
+"""
+
+
+def _run_script(tmp_path: Path, body: str, *, timeout_s: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _preamble(tmp_path) + body], timeout=timeout_s,
+                          capture_output=True, text=True, env={**os.environ, "HOME": str(tmp_path)})
+
+
+def _statuses(path: Path) -> list[str]:
+    return list(read_emissions(path)["status"]) if path.exists() else []
+
+
+def test_sigterm_writes_the_run_as_interrupted_and_ends_the_process(tmp_path: Path) -> None:
+    result = _run_script(tmp_path, """
+t = tracker()
+t.start()
+t.open_window("epoch", "e0", epoch=0, phase="train")
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(30)
+print("not reached")
+""")
+    assert result.returncode == -15, result.stderr  # the signal's default action still follows
+    assert "not reached" not in result.stdout
+    assert _statuses(tmp_path / "emissions.csv") == ["interrupted"]
+    assert _statuses(tmp_path / "emissions_windows.csv") == ["interrupted"]
+
+
+def test_sigterm_from_the_parent_while_training(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    body = f"""
+t = tracker()
+t.start()
+open({str(ready)!r}, "w").close()
+while True:
+    w = t.open_window("epoch", "e", epoch=0, phase="train")
+    time.sleep(0.01)
+    t.close_window(w)
+"""
+    child = subprocess.Popen([sys.executable, "-c", _preamble(tmp_path) + body],
+                             env={**os.environ, "HOME": str(tmp_path)})
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(30) == -signal.SIGTERM
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert _statuses(tmp_path / "emissions.csv") == ["interrupted"]
+    windows = read_emissions(tmp_path / "emissions_windows.csv")
+    assert "completed" in set(windows["status"])
+
+
+def test_a_users_sigterm_handler_still_runs_and_is_given_back(tmp_path: Path) -> None:
+    result = _run_script(tmp_path, """
+seen = []
+def mine(signum, frame):
+    seen.append(signum)
+signal.signal(signal.SIGTERM, mine)
+t = tracker()
+t.start()
+installed = signal.getsignal(signal.SIGTERM)
+os.kill(os.getpid(), signal.SIGTERM)
+print("user handler ran:", seen == [signal.SIGTERM])
+print("ours was chained:", installed is not mine)
+print("given back:", signal.getsignal(signal.SIGTERM) is mine)
+t2 = tracker()
+t2.start()
+t2.stop()
+print("given back again:", signal.getsignal(signal.SIGTERM) is mine)
+""")
+    assert result.returncode == 0, result.stderr
+    assert "user handler ran: True" in result.stdout
+    assert "ours was chained: True" in result.stdout
+    assert "given back: True" in result.stdout
+    assert "given back again: True" in result.stdout
+    assert _statuses(tmp_path / "emissions.csv") == ["interrupted", "completed"]
+
+
+def test_an_ignored_sigterm_is_left_alone(tmp_path: Path) -> None:
+    result = _run_script(tmp_path, """
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+t = tracker()
+t.start()
+print("left alone:", signal.getsignal(signal.SIGTERM) is signal.SIG_IGN)
+os.kill(os.getpid(), signal.SIGTERM)
+t.stop()
+""")
+    assert result.returncode == 0, result.stderr
+    assert "left alone: True" in result.stdout
+    assert _statuses(tmp_path / "emissions.csv") == ["completed"]
+
+
+def test_an_uncaught_exception_writes_the_run_as_failed(tmp_path: Path) -> None:
+    result = _run_script(tmp_path, """
+t = tracker()
+t.start()
+t.open_window("epoch", "e0", epoch=0, phase="train")
+raise RuntimeError("boom")
+""")
+    assert result.returncode == 1
+    assert "RuntimeError: boom" in result.stderr  # the previous hook still prints it
+    assert _statuses(tmp_path / "emissions.csv") == ["failed"]
+    assert _statuses(tmp_path / "emissions_windows.csv") == ["failed"]
+
+
+def test_an_uncaught_exception_in_the_tracker_thread_writes_failed(tmp_path: Path) -> None:
+    result = _run_script(tmp_path, """
+def train():
+    t = tracker()
+    t.start()
+    raise ValueError("bad batch")
+worker = threading.Thread(target=train, name="trainer")
+worker.start()
+worker.join()
+plain = tracker()
+plain.start()   # started on the main thread: not ended by the worker's exception
+plain.stop()
+print("hooks given back:", sys.excepthook is sys.__excepthook__,
+      threading.excepthook is threading.__excepthook__)
+""")
+    assert result.returncode == 0, result.stderr
+    assert "ValueError: bad batch" in result.stderr
+    assert "hooks given back: True True" in result.stdout
+    assert _statuses(tmp_path / "emissions.csv") == ["failed", "completed"]
+
+
+def test_a_tracker_driven_by_a_combiner_leaves_the_endings_to_its_framework(tmp_path: Path) -> None:
+    """The session gives every tracker it drives a record_combiner: no handler of ours then."""
+    result = _run_script(tmp_path, """
+t = tracker()
+t.start()
+print("plain:", t.is_plain, signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL)
+t.set_distributed_hooks(lambda record, collective: record, True)
+print("driven:", t.is_plain, signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,
+      sys.excepthook is sys.__excepthook__)
+raise RuntimeError("the framework reports this itself")
+""")
+    assert result.returncode == 1
+    assert "plain: True True" in result.stdout
+    assert "driven: False True True" in result.stdout
+    assert _statuses(tmp_path / "emissions.csv") == ["incomplete"]  # atexit only
