@@ -151,7 +151,9 @@ class BaseEmissionsTracker:
         }
         arguments.update(extra)
         self._setup(
-            resolve_config(arguments, offline=self._offline),
+            # unknown CODECARBON_* names: warned on the writing rank only
+            resolve_config(arguments, offline=self._offline,
+                           user_warning=None if writes_outputs else False),
             components=components,
             record_combiner=record_combiner,
             writes_outputs=writes_outputs,

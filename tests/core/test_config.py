@@ -130,7 +130,7 @@ BAD_ARGUMENTS = [
     ({"emissions_endpoint": "ftp://example"}, "emissions_endpoint"),
     ({"api_endpoint": "api.codecarbon.io"}, "api_endpoint"),
     ({"output_handlers": [_NotAnOutput()]}, "output_handlers"),
-    ({"logging_logger": "root"}, "logging_logger"),
+    ({"logging_logger": 42}, "logging_logger"),  # a name (text) is accepted: see below
     ({"rapl_include_dram": "perhaps"}, "rapl_include_dram"),
     ({"spool_max_bytes": 0}, "spool_max_bytes"),
     ({"cloud_region": "us-east-1"}, "cloud_region"),
