@@ -1,7 +1,12 @@
 """Tracker configuration: argument > ``CODECARBON_*`` environment > ./.codecarbon.config > ~/.codecarbon.config.
 
 Every value is typed and validated here, at construction, so a bad one fails before any training
-starts with a message that names the parameter, where it came from and what would be accepted.
+starts with a message that names the parameter, where it came from and what would be accepted:
+URLs are parsed (http(s), a host, a port from 1 to 65535), text and paths hold no NUL byte,
+numbers are finite and within :data:`NUMBER_RANGES`, ``output_dir``'s nearest existing folder is
+writable (nothing is created) and ``boamps_context_file`` is read. A misspelt keyword argument is
+refused with a "did you mean"; unknown ``CODECARBON_*`` variables and config-file keys are
+ignored with one warning each per process. URLs are shown without their credentials or query.
 
 The config files are INI files with a ``[codecarbon]`` section whose keys are the parameter names,
 e.g.::
@@ -493,7 +498,8 @@ def _is_rank_zero(environ: Mapping[str, str]) -> bool:
 def warn_unknown_names(environ: Mapping[str, str], config_files: list[tuple[str, dict[str, str]]],
                        *, user_warning: bool = True) -> None:
     """Warn, once per process each, about ``CODECARBON_*`` variables and config-file keys that
-    are no parameter (they are ignored), with the closest valid name.
+    are no parameter (they are ignored), with the closest valid name, and about
+    ``output_handlers`` (objects: only taken from an argument) given there.
 
     ``CODECARBON_CALLBACKS_*`` variables (the package's own) are exempt. With ``user_warning``
     the warning is a :class:`CodeCarbonCallbacksWarning`; otherwise (a rank other than zero) it
@@ -505,12 +511,22 @@ def warn_unknown_names(environ: Mapping[str, str], config_files: list[tuple[str,
         if not variable.startswith(ENV_PREFIX) or variable.startswith(OWN_ENV_PREFIX):
             continue
         if variable in env_names:
+            if variable[len(ENV_PREFIX):].lower() in _ARGUMENT_ONLY:
+                warn_once(f"argument-only-env:{variable}",
+                          "environment variable %s is ignored: %s is only taken from an argument",
+                          variable, variable[len(ENV_PREFIX):].lower(), log=logger,
+                          category=category)
             continue
         warn_once(f"unknown-env:{variable}",
                   "environment variable %s is not a codecarbon parameter and is ignored%s",
                   variable, _did_you_mean(variable, env_names), log=logger, category=category)
     for path, section in config_files:
         for key in sorted(section):
+            if key in _ARGUMENT_ONLY:
+                warn_once(f"argument-only-key:{path}:{key}",
+                          "%s [%s] %s is ignored: it is only taken from an argument",
+                          path, CONFIG_SECTION, key, log=logger, category=category)
+                continue
             if key in KNOWN_PARAMETERS:
                 continue
             warn_once(f"unknown-key:{path}:{key}",
@@ -575,8 +591,9 @@ def resolve_config(
             f"unknown parameter {name!r}{_did_you_mean(name, KNOWN_PARAMETERS)}"
             for name in unknown
         ))
-    warn_unknown_names(environ, config_files,
-                       user_warning=_is_rank_zero(environ) if user_warning is None else user_warning)
+    if user_warning is None:
+        user_warning = _is_rank_zero(environ)
+    warn_unknown_names(environ, config_files, user_warning=user_warning)
 
     def lookup(name: str) -> tuple[Any, str]:
         if name in given:

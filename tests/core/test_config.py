@@ -437,7 +437,8 @@ def test_the_longest_live_interval_runs_and_stops_cleanly(
 
 
 def test_a_misspelt_keyword_gets_did_you_mean(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown parameter 'output_dri'; did you mean output_dir"):
+    with pytest.raises(ConfigError,
+                       match="unknown parameter 'output_dri'; did you mean output_dir"):
         OfflineEmissionsTracker(country_iso_code="FRA", output_dri=str(tmp_path))
     with pytest.raises(ConfigError, match="'zzz_qqq'") as caught:
         resolve_config({"zzz_qqq": 1}, environ={}, config_files=[])
@@ -556,3 +557,25 @@ def test_gpu_ids_count_within_cuda_visible_devices(tmp_path: Path,
             uuids[3]]
     finally:
         by_uuid.stop()
+
+
+def test_output_handlers_from_the_environment_or_a_file_are_ignored_with_a_warning(
+        tmp_path: Path) -> None:
+    from codecarbon_callbacks_core import CodeCarbonCallbacksWarning
+
+    with pytest.warns(CodeCarbonCallbacksWarning, match="only taken from an argument") as caught:
+        cfg = resolve_config({"output_dir": str(tmp_path)},
+                             environ={"CODECARBON_OUTPUT_HANDLERS": "x"},
+                             config_files=[("f", {"output_handlers": "y"})])
+    assert len(caught) == 2 and cfg.output_handlers == []
+
+
+def test_every_numeric_range_is_the_documented_one() -> None:
+    from codecarbon_callbacks_core.config import NUMBER_RANGES
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line for line in docs.splitlines()
+            if line.startswith("| `")}
+    for name, (low, high, _included, _unit) in NUMBER_RANGES.items():
+        row = rows[name]
+        assert f"{low:g}" in row and str(int(high)) in row, (name, row)
