@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codecarbon_callbacks_core._shared import warn_once
+from codecarbon_callbacks_core.errors import ConfigError
 from codecarbon_callbacks_core.records import RANK_SUMMED_FIELDS, STATE_KEYS
 
 logger = logging.getLogger(__name__)
@@ -794,6 +795,12 @@ class EmissionsSession:
             unit: what ``planned``/``done`` count, ``"epoch"`` or ``"step"``.
             planned: how many units the run is configured for (forecasts), if known.
             done: units already done (a resumed run).
+
+        Raises:
+            ConfigError: the tracker refused its configuration at start(), before any
+                training step (``gpu_ids`` naming no visible GPU, an ``output_dir`` that
+                cannot be created); any other failure to start only leaves the run unmeasured
+                (False).
         """
         if stage not in RUN_STAGES:
             raise ValueError(f"stage must be one of {', '.join(RUN_STAGES)}, got {stage!r}")
@@ -885,6 +892,10 @@ class EmissionsSession:
                 )
             self._abandon(tracker, started_here, previous_combiner, previous_writes)
             self.active = False
+            if isinstance(failure, ConfigError):
+                # a configuration the hardware refuses (gpu_ids naming no visible GPU): the
+                # user's mistake, raised before any training step (after the collectives)
+                raise failure
             return False
         if resume is not None:
             self._epochs = list(resume.get("epochs", []))

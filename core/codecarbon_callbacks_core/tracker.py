@@ -153,7 +153,9 @@ class BaseEmissionsTracker:
         }
         arguments.update(extra)
         self._setup(
-            resolve_config(arguments, offline=self._offline),
+            # unknown CODECARBON_* names: warned on the writing rank only
+            resolve_config(arguments, offline=self._offline,
+                           user_warning=None if writes_outputs else False),
             components=components,
             record_combiner=record_combiner,
             writes_outputs=writes_outputs,
@@ -341,7 +343,12 @@ class BaseEmissionsTracker:
         return self._meter is not None and self._meter.running
 
     def start(self) -> None:
-        """Start measuring. A start() after stop() begins a new run with a new run_id."""
+        """Start measuring. A start() after stop() begins a new run with a new run_id.
+
+        Raises:
+            ConfigError: ``gpu_ids`` names a GPU that is not visible (the message lists the
+                visible ones); nothing is started.
+        """
         with self._lock:
             if self.is_running:
                 self._log.warning("tracker already started; start() ignored (run_id %s)", self.run_id)
@@ -364,7 +371,12 @@ class BaseEmissionsTracker:
             self._active_task = None
             self._window_count = 0
             self._live_ticks = 0
-            self.components = self._detect()
+            try:
+                # raises ConfigError for gpu_ids that match no visible GPU: before any step
+                self.components = self._detect()
+            except BaseException:
+                self._release_single_run_lock()
+                raise
             self._static = self._static_info()
             self._start_location_lookup()
             # A tracker that writes nothing (a distributed run's ranks other than zero) builds

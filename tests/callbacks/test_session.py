@@ -493,3 +493,22 @@ def test_distributed_detection_warns_on_rank_zero_only(tracker_kwargs, caplog):
         assert _user_warnings(caught) == [] and "counted at a constant" in caplog.text
         session._detect(session._config(), user_warning=True)  # global rank 0
     assert len(_user_warnings(caught)) == 1
+
+
+def test_gpu_ids_naming_no_visible_gpu_raise_before_the_first_step(tracker_kwargs, monkeypatch):
+    """Once a warning, then a run with no GPU at all: now the ConfigError reaches the trainer's
+    run start (on_fit_start), naming gpu_ids and the visible GPUs."""
+    import sys
+
+    from codecarbon_callbacks_core.errors import ConfigError
+    from fakes.fake_nvml import FakeDevice, FakeNvml, RealClock
+
+    uuid = "GPU-0000cccc-0000-0000-0000-000000000000"
+    monkeypatch.setitem(sys.modules, "pynvml",
+                        FakeNvml([FakeDevice(uuid=uuid, power_w=100.0)], clock=RealClock()))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    session = EmissionsSession("custom", **dict(tracker_kwargs, gpu_ids=[5]))
+    with pytest.raises(ConfigError, match="gpu_ids") as caught:
+        session.begin_run("fit")
+    assert uuid in str(caught.value)
+    assert not session.running

@@ -159,6 +159,7 @@ def detect_components(
     nvml: Any = None,
     environ: Mapping[str, str] | None = None,
     pid: int | None = None,
+    strict_gpu_ids: bool = False,
 ) -> tuple[list[Component], list[str]]:
     """Find what to measure: CPU, GPUs, RAM (in that order), and notes for the user.
 
@@ -176,10 +177,13 @@ def detect_components(
         nvml: the pynvml module or a fake; None imports pynvml lazily; False skips GPUs.
         environ: where to read CUDA_VISIBLE_DEVICES (default os.environ).
         pid: the process to follow in process mode (default: this one).
+        strict_gpu_ids: ``gpu_ids`` are the user's: an entry that matches no visible GPU
+            raises ConfigError (listing the visible GPUs) instead of being ignored.
 
     Returns:
         ``(components, notes)``. Never raises for missing or refusing hardware; raises
-        ValueError for a bad argument (naming it).
+        ValueError for a bad argument (naming it), ConfigError for ``gpu_ids`` that match no
+        visible GPU with ``strict_gpu_ids``.
     """
     if tracking_mode not in _TRACKING_MODES:
         raise ValueError(f"tracking_mode must be one of {_TRACKING_MODES}, got {tracking_mode!r}")
@@ -203,7 +207,8 @@ def detect_components(
     if nvml is not False:
         from codecarbon_callbacks_core.hardware.nvml import detect_nvml
 
-        gpus, gpu_notes = detect_nvml(nvml=nvml, gpu_ids=gpu_ids, environ=environ)
+        gpus, gpu_notes = detect_nvml(nvml=nvml, gpu_ids=gpu_ids, environ=environ,
+                                      strict_gpu_ids=strict_gpu_ids)
         components.extend(gpus)
         notes.extend(gpu_notes)
     from codecarbon_callbacks_core.hardware import ram
@@ -230,6 +235,9 @@ def detect_for_config(config: Any, **overrides: Any) -> tuple[list[Component], l
     """``detect_components`` with a tracker configuration's hardware parameters.
 
     ``overrides`` replace some of them (a distributed rank passes its own ``gpu_ids``).
+    The configuration's own ``gpu_ids`` are the user's: one that matches no visible GPU raises
+    :class:`~codecarbon_callbacks_core.errors.ConfigError` (at start(), before any training
+    step); ``gpu_ids`` found by the caller (a rank's CUDA device) are only noted.
     """
     parameters: dict[str, Any] = {
         "tracking_mode": config.tracking_mode,
@@ -241,6 +249,10 @@ def detect_for_config(config: Any, **overrides: Any) -> tuple[list[Component], l
         "force_mode_cpu_load": config.force_mode_cpu_load,
     }
     parameters.update(overrides)
+    if "strict_gpu_ids" not in overrides:
+        parameters["strict_gpu_ids"] = (
+            config.gpu_ids is not None and parameters["gpu_ids"] == config.gpu_ids
+        )
     return detect_components(**parameters)
 
 

@@ -888,6 +888,7 @@ def select_devices(
     gpu_ids: str | int | Iterable[int | str] | None = None,
     cuda_visible_devices: str | None = None,
     cuda_uuids: Sequence[str] | None = None,
+    strict: bool = False,
 ) -> tuple[list[tuple[int, int | None]], list[str]]:
     """Choose the NVML devices to measure.
 
@@ -898,9 +899,16 @@ def select_devices(
         cuda_visible_devices: the value of CUDA_VISIBLE_DEVICES, or None when unset.
         cuda_uuids: the UUID of each CUDA ordinal where known (:func:`cuda_device_uuids`): then
             it defines the CUDA view exactly and CUDA_VISIBLE_DEVICES is not parsed.
+        strict: ``gpu_ids`` are the user's: an entry that matches no visible GPU raises
+            (else it is ignored with a note).
 
     Returns:
         ``([(nvml_index, cuda_index or None), ...], notes)``.
+
+    Raises:
+        ConfigError: with ``strict``, a ``gpu_ids`` entry matches no visible GPU; the message
+            lists the visible GPUs and says that indexes count within CUDA_VISIBLE_DEVICES.
+        ValueError: ``gpu_ids`` holds something that is neither an index nor a UUID.
     """
     notes: list[str] = []
     # CUDA's view: ordinal -> NVML index
@@ -933,6 +941,7 @@ def select_devices(
     cuda_of = {nvml_index: ordinal for ordinal, nvml_index in enumerate(visible)}
     wanted = _parse_id_list(gpu_ids)
     chosen: list[int]
+    missing: list[str] = []
     if wanted is None:
         chosen = list(visible)
     else:
@@ -945,10 +954,36 @@ def select_devices(
             else:
                 wanted_index = _match_uuid(entry, uuids)
             if wanted_index is None:
+                missing.append(entry)
                 notes.append(f"gpu_ids entry {entry!r} matches no visible GPU: ignored")
             elif wanted_index not in chosen:
                 chosen.append(wanted_index)
+        if strict and missing:
+            raise _no_such_gpu(missing, visible, uuids, cuda_visible_devices,
+                               from_torch=cuda_uuids is not None)
     return [(i, cuda_of.get(i)) for i in chosen], notes
+
+
+def _no_such_gpu(missing: Sequence[str], visible: Sequence[int], uuids: Sequence[str],
+                 cuda_visible_devices: str | None, *, from_torch: bool) -> Exception:
+    """The ConfigError for ``gpu_ids`` entries that match no visible GPU."""
+    from codecarbon_callbacks_core.errors import ConfigError
+
+    listed = "; ".join(
+        f"{ordinal}: {uuids[index]} (NVML index {index})" for ordinal, index in enumerate(visible)
+    ) or "none"
+    if cuda_visible_devices is not None:
+        view = f"CUDA_VISIBLE_DEVICES={cuda_visible_devices!r}"
+    elif from_torch:
+        view = "the CUDA devices torch sees"
+    else:
+        view = "CUDA_VISIBLE_DEVICES (unset here: every GPU NVML lists)"
+    return ConfigError(
+        f"gpu_ids: {', '.join(repr(m) for m in missing)} matches no visible GPU. "
+        f"Visible GPUs (index: UUID): {listed}. Indexes in gpu_ids count within "
+        f"CUDA_VISIBLE_DEVICES (0 is its first GPU), here {view}; UUIDs (GPU-...) match any "
+        "GPU NVML lists."
+    )
 
 
 def nvidia_driver_present() -> bool:
@@ -981,12 +1016,15 @@ def detect_nvml(
     environ: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    strict_gpu_ids: bool = False,
 ) -> tuple[list[NvmlGpu], list[str]]:
     """One :class:`NvmlGpu` per selected GPU; none (and a debug log) when NVML is unusable.
 
     Args:
         nvml: the ``pynvml`` module or a fake with its names (default: import pynvml).
         gpu_ids: see :func:`select_devices`.
+        strict_gpu_ids: ``gpu_ids`` are the user's: one that matches no visible GPU raises
+            ConfigError (see :func:`select_devices`), when NVML lists GPUs at all.
         environ: where to read CUDA_VISIBLE_DEVICES (default ``os.environ``).
         clock, sleep: the meter's clock and a sleep on it (tests pass virtual ones).
 
@@ -1027,6 +1065,7 @@ def detect_nvml(
         gpu_ids=gpu_ids,
         cuda_visible_devices=env.get("CUDA_VISIBLE_DEVICES"),
         cuda_uuids=cuda_device_uuids(),
+        strict=strict_gpu_ids,
     )
 
     def build(item: tuple[int, int | None]) -> NvmlGpu | None:

@@ -55,8 +55,13 @@ def sanitize_url(url: str) -> str:
     except ValueError:
         return "<invalid url>"
     host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    try:
+        port = parts.port
+    except ValueError:  # a port that is no number or out of range: keep its text, never fail
+        host = parts.netloc.rpartition("@")[2]
+    else:
+        if port:
+            host = f"{host}:{port}"
     query = "***" if parts.query else ""
     return urlunsplit((parts.scheme, host, parts.path, query, ""))
 

@@ -354,6 +354,21 @@ def test_gpu_ids_are_cuda_ordinals_under_cuda_visible_devices_and_uuids_anywhere
         select_devices(UUIDS, gpu_ids=[1.5])
 
 
+def test_strict_gpu_ids_name_the_visible_gpus_and_the_cuda_view():
+    """The user's gpu_ids (strict) must each name a visible GPU; indexes count within
+    CUDA_VISIBLE_DEVICES, UUIDs match any GPU."""
+    from codecarbon_callbacks_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="gpu_ids") as caught:
+        select_devices(UUIDS, gpu_ids=[0, 2], cuda_visible_devices="3,1", strict=True)
+    message = str(caught.value)
+    assert "'2' matches no visible GPU" in message
+    assert f"0: {UUIDS[3]} (NVML index 3); 1: {UUIDS[1]} (NVML index 1)" in message
+    assert "count within CUDA_VISIBLE_DEVICES" in message and "'3,1'" in message
+    assert select_devices(UUIDS, gpu_ids=[1, UUIDS[0]], cuda_visible_devices="3,1",
+                          strict=True) == ([(1, 1), (0, None)], [])
+
+
 def test_cuda_uuids_from_torch_define_the_cuda_view(monkeypatch):
     # CUDA ordered the GPUs fastest first: ordinal 0 is NVML index 3
     selection, _ = select_devices(UUIDS, cuda_uuids=[UUIDS[3][4:], UUIDS[0]])
