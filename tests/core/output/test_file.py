@@ -179,20 +179,26 @@ def test_concurrent_writers_never_interleave(tmp_path: Path) -> None:
     assert header(path) == list(RUN_CSV_COLUMNS)
 
 
-def test_window_rows_are_written_off_the_calling_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rows_are_written_off_the_calling_thread_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Window rows and run rows take one path: the background writer, in the order given."""
     import threading
 
     from codecarbon_callbacks_core.output.file import CsvFile
 
-    writers: list[str] = []
-    real = CsvFile.append
-    monkeypatch.setattr(CsvFile, "append", lambda self, r: (writers.append(threading.current_thread().name), real(self, r)))
+    writes: list[tuple[str, str, int]] = []
+    real = CsvFile.append_rows
+    monkeypatch.setattr(CsvFile, "append_rows", lambda self, rows: (
+        writes.append((threading.current_thread().name, self.path.name, len(rows))), real(self, rows)))
     out = FileOutput(tmp_path)
     for epoch in range(5):
         out.window_out(WindowRecord(run_id="r", epoch=epoch, kind="epoch"))
-    out.out(record("r"), record("r"))  # a run row waits for the windows it sums
-    assert writers[:5] == ["codecarbon-callbacks-csv"] * 5 and writers[5] == threading.current_thread().name
+    out.out(record("r"), record("r"))  # returns once the run row, after its windows, is on disk
+    assert {name for name, _, _ in writes} == {"codecarbon-callbacks-csv"}
+    assert [f for _, f, _ in writes][-1] == "emissions.csv"
+    assert sum(n for _, f, n in writes if f == "emissions_windows.csv") == 5
     assert list(read_emissions(tmp_path / "emissions_windows.csv")["epoch"]) == [0, 1, 2, 3, 4]
+    assert list(read_emissions(tmp_path / "emissions.csv")["run_id"]) == ["r"]
+    out.exit()
 
 
 def test_queued_window_rows_survive_process_exit(tmp_path: Path) -> None:
