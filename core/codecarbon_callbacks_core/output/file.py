@@ -144,8 +144,10 @@ def _format_row(columns: Sequence[str], row: dict[str, Any], *, guard: bool = Tr
             for name, value in row.items()
         }
     buffer = io.StringIO()
-    csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n").writerow(row)
-    return buffer.getvalue()
+    # written with "\r\n" so that a cell holding a lone "\r" is quoted too (the csv module quotes
+    # only the characters of its line terminator), then ended with our "\n"
+    csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\r\n").writerow(row)
+    return buffer.getvalue()[:-2] + "\n"
 
 
 def _header_line(columns: Sequence[str]) -> str:
@@ -372,7 +374,7 @@ class _RowWriter:
                 self.max_backlog_rows, dropped.target.path, ROWS_DROPPED_KEY,
                 log=logger, seen=self._seen, category=CodeCarbonCallbacksWarning,
             )
-        if not self.background:
+        if not self.background and (self._fault_since is None or time.monotonic() >= self._retry_at):
             self._write_until_done_or_failed()
 
     def _ensure_thread(self) -> None:
