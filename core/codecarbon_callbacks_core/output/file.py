@@ -84,6 +84,8 @@ DEFAULT_MAX_BACKLOG_ROWS = 10_000
 BATCH_MAX_ROWS = 2_000
 #: how long exit() and interpreter exit wait for the backlog before the fallback file, in s
 EXIT_TIMEOUT_S = 5.0
+#: a writer thread with nothing to write ends after this long, in s (started again when needed)
+IDLE_THREAD_S = 10.0
 #: the key of the metadata entry that counts the rows dropped before a row (backlog full)
 ROWS_DROPPED_KEY = "csv_rows_dropped"
 
@@ -163,13 +165,25 @@ def _write_all(fd: int, payload: bytes) -> None:
         view = view[written:]
 
 
+def _encode(text: str) -> bytes:
+    # a lone surrogate (a name decoded from odd bytes) becomes "?" rather than losing the row
+    return text.encode("utf-8", errors="replace")
+
+
 def _write_durably(fd: int, data: str) -> None:
-    _write_all(fd, data.encode("utf-8"))
+    _write_all(fd, _encode(data))
     os.fsync(fd)
 
 
+#: os.open flags: binary on Windows too (no newline translation)
+_BINARY = getattr(os, "O_BINARY", 0)
+
+
 def _ends_with_newline(fd: int, size: int) -> bool:
-    return size == 0 or os.pread(fd, 1, size - 1) == b"\n"
+    if size == 0:
+        return True
+    os.lseek(fd, size - 1, os.SEEK_SET)  # appends still go to the end (O_APPEND)
+    return os.read(fd, 1) == b"\n"
 
 
 class CsvFile:
@@ -190,7 +204,7 @@ class CsvFile:
         """The header to write with: ours, or CodeCarbon's for its own file; backs up others."""
         header = _read_header(self.path)
         if header is None:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _BINARY, 0o644)
             try:
                 _write_durably(fd, _header_line(self.columns))
             finally:
@@ -229,13 +243,13 @@ class CsvFile:
         with _locked(self.path):
             columns = self._columns_for_file()
             data = "".join(_format_row(columns, r.to_row(columns)) for r in records)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | _BINARY)
             try:
                 start = os.fstat(fd).st_size
                 if not _ends_with_newline(fd, start):
                     data = "\n" + data  # a last line without its newline stays whole, ours apart
                 try:
-                    _write_all(fd, data.encode("utf-8"))
+                    _write_all(fd, _encode(data))
                     os.fsync(fd)
                     if os.stat(self.path).st_ino != os.fstat(fd).st_ino:
                         # the file was deleted or replaced while we wrote: the rows are not in it
@@ -273,7 +287,7 @@ class CsvFile:
                 lines.append(new_line)
             text = _header_line(columns) + "".join(lines)
             tmp = self.path.with_name(self.path.name + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _BINARY, 0o644)
             try:
                 _write_durably(fd, text)
             finally:
@@ -408,6 +422,7 @@ class _RowWriter:
     def _run(self) -> None:
         me = threading.current_thread()
         while True:
+            idle_until = time.monotonic() + IDLE_THREAD_S
             with self._cond:
                 while True:
                     if self._thread is not me:
@@ -416,11 +431,17 @@ class _RowWriter:
                         self._fault_since is None or self._urgent or time.monotonic() >= self._retry_at
                     ):
                         break
-                    if self._closing and (not self._pending or self._fault_since is not None):
+                    idle = not self._pending and not self._in_flight
+                    if (self._closing and (idle or self._fault_since is not None)) or (
+                        idle and time.monotonic() >= idle_until
+                    ):  # closed, or idle for a while (an output nobody closes): the thread ends
                         self._thread = None
                         self._cond.notify_all()
                         return
-                    wait = None if not self._pending else max(0.0, self._retry_at - time.monotonic())
+                    if idle:
+                        wait = max(0.0, idle_until - time.monotonic())
+                    else:
+                        wait = max(0.0, self._retry_at - time.monotonic())
                     self._cond.wait(wait)
                 self._urgent = False
             self._attempt()
@@ -518,8 +539,10 @@ class _RowWriter:
             path = batch[0].target.path
             self._dropped[path] = self._dropped.get(path, 0) + len(batch)
             self._cond.notify_all()
-        logger.error("%d row(s) for %s cannot be formatted and are dropped (%s: %s)",
-                     len(batch), path, type(exc).__name__, exc)
+        warn_once(f"csv-unwritable:{id(self)}:{path}",
+                  "%d row(s) for %s cannot be formatted and are dropped (%s: %s)",
+                  len(batch), path, type(exc).__name__, exc, log=logger, seen=self._seen,
+                  level=logging.ERROR, category=CodeCarbonCallbacksWarning)
 
     # -- waiting, closing ------------------------------------------------------------------------
 

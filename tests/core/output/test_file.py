@@ -372,6 +372,7 @@ print("RESULT " + json.dumps({"first": first, "second": second, "size": size,
 
 def test_a_write_cut_off_midway_leaves_no_fragment_and_no_duplicate(tmp_path: Path) -> None:
     """A real partial write: a file size limit (RLIMIT_FSIZE) lets part of a batch through."""
+    pytest.importorskip("resource", reason="RLIMIT_FSIZE is a POSIX limit")
     import json
     import subprocess
     import sys
@@ -564,3 +565,28 @@ def test_codecarbon_file_gets_the_guard_too(tmp_path: Path) -> None:
     with open(path, newline="") as f:
         assert next(csv.DictReader(f))["project_name"] == "'@SUM(1+1)"
     assert read_emissions(path)["project_name"][0] == "@SUM(1+1)"
+
+
+def test_an_idle_writer_thread_ends_and_starts_again_when_needed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An output nobody closes leaves no thread behind for long."""
+    from codecarbon_callbacks_core.output import file
+
+    monkeypatch.setattr(file, "IDLE_THREAD_S", 0.2)
+    out = FileOutput(tmp_path)
+    out.window_out(window(0))
+    assert out.flush_windows()
+    thread = out._writer._thread
+    assert thread is not None
+    thread.join(5.0)
+    assert not thread.is_alive()
+    out.window_out(window(1))
+    assert out.flush_windows()
+    assert list(read_emissions(tmp_path / "emissions_windows.csv")["epoch"]) == [0, 1]
+    out.exit()
+
+
+def test_a_text_that_utf8_cannot_encode_does_not_lose_its_row(tmp_path: Path) -> None:
+    out = FileOutput(tmp_path)
+    out.out(record("a", project_name="bad\udcffname"), record())
+    out.exit()
+    assert list(read_emissions(tmp_path / "emissions.csv")["project_name"]) == ["bad?name"]
