@@ -590,3 +590,26 @@ def test_a_text_that_utf8_cannot_encode_does_not_lose_its_row(tmp_path: Path) ->
     out.out(record("a", project_name="bad\udcffname"), record())
     out.exit()
     assert list(read_emissions(tmp_path / "emissions.csv")["project_name"]) == ["bad?name"]
+
+
+def test_a_fault_that_holds_at_interpreter_exit_sends_the_rows_to_the_cache_folder(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out_dir = tmp_path / "out"
+    code = (
+        "import pathlib, shutil\n"
+        "from codecarbon_callbacks_core.output.file import FileOutput\n"
+        "from codecarbon_callbacks_core.records import WindowRecord\n"
+        f"out = FileOutput({str(out_dir)!r})\n"
+        f"shutil.rmtree({str(out_dir)!r}); pathlib.Path({str(out_dir)!r}).write_text('x')\n"
+        "for i in range(5): out.window_out(WindowRecord(run_id='r', epoch=i))\n"
+    )  # no exit(): the interpreter's exit writes the backlog, or here its fallback
+    core = Path(__file__).resolve().parents[3] / "core"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(core), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=60, check=True)
+    fallback = list((tmp_path / "cache").glob("codecarbon-callbacks/unwritten/*/emissions_windows.csv"))
+    assert len(fallback) == 1 and str(fallback[0]) in proc.stderr
+    assert list(read_emissions(fallback[0])["epoch"]) == [0, 1, 2, 3, 4]
