@@ -14,6 +14,8 @@ Sections:
 - ``frameworks``: training overhead with many short epochs for Lightning, the Hugging Face Trainer
   and Keras: the callback's own cost and the wall-time ratio against no callback
   (``framework_bench.py``);
+- ``csv``: 10,000 windows with the CSV output: stop()'s time, the rows on disk when it returned,
+  the memory retained per window (tracemalloc), the fsync calls (``csv_bench.py``);
 - ``replay``: the GPU validation figures on CPU, from the H200 traces replayed through the fake
   NVML (``trace_replay.py``). The same figures on a real GPU: ``gpu_validation.py``.
 
@@ -35,11 +37,12 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import core_bench
+import csv_bench
 import framework_bench
 import trace_replay
 from _common import Row, format_table, machine_info
 
-SECTIONS = ("core", "frameworks", "replay")
+SECTIONS = ("core", "csv", "frameworks", "replay")
 
 
 def run(*, quick: bool, sections: tuple[str, ...], frameworks: tuple[str, ...]) -> tuple[list[Row], dict[str, Any]]:
@@ -51,6 +54,8 @@ def run(*, quick: bool, sections: tuple[str, ...], frameworks: tuple[str, ...]) 
         try:
             if section == "core":
                 new_rows, data = core_bench.collect(quick=quick)
+            elif section == "csv":
+                new_rows, data = csv_bench.collect(quick=quick)
             elif section == "frameworks":
                 new_rows, data = framework_bench.collect(quick=quick, frameworks=frameworks)
             else:
