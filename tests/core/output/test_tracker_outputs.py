@@ -331,8 +331,7 @@ def _threads_after_trackers(tmp_path, count, ignore=()):
 
 def test_fifty_trackers_leave_no_thread_of_their_own(tmp_path):
     """After each stop(), no thread of that tracker is alive; process-wide ones do not grow."""
-    # the CSV output's window writer: one idle thread per FileOutput today (output/file.py)
-    left = _threads_after_trackers(tmp_path, 50, ignore=("codecarbon-callbacks-csv",))
+    left = _threads_after_trackers(tmp_path, 50)
     for run_id, alive in left:
         own = [th.name for th in alive if run_id[:8] in th.name]
         assert own == [], f"run {run_id}: {own} still alive after stop()"
@@ -345,9 +344,8 @@ def test_fifty_trackers_leave_no_thread_of_their_own(tmp_path):
         assert len(list(csv.DictReader(handle))) == 50
 
 
-@pytest.mark.xfail(strict=True, reason="output/file.py: each FileOutput's _RowWriter thread "
-                   "waits forever on its queue; it must end at exit() (being rewritten)")
 def test_trackers_leave_no_csv_writer_thread(tmp_path):
+    """The CSV output's writer thread ends at exit() (it was one idle thread per tracker)."""
     left = _threads_after_trackers(tmp_path, 5)
     csv_writers = [[th.name for th in alive if th.name.startswith("codecarbon-callbacks-csv")]
                    for _run_id, alive in left]
