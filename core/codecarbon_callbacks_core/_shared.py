@@ -96,7 +96,8 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, *, fsync: bool = 
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
+    # not *.json: readers that list a folder (the spool, tests) never take it for a record
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, **dump_options)
