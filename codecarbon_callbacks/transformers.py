@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import json
 import logging
 import math
@@ -43,6 +44,8 @@ try:
     from transformers.trainer_callback import ExportableState as _ExportableState
 except ImportError as _error:  # pragma: no cover - exercised in a subprocess test
     raise missing_framework_error("transformers", __name__, _error) from _error
+if importlib.util.find_spec("accelerate") is None:  # the Trainer needs it; found, not imported
+    raise missing_framework_error("accelerate", __name__)
 
 logger = logging.getLogger(__name__)
 
