@@ -207,6 +207,85 @@ def missing_framework_error(
     )
 
 
+#: tracker parameters holding a URL, which may carry a user:password or a token in its query
+URL_PARAMETERS = ("emissions_endpoint", "api_endpoint", "prometheus_url")
+
+
+def _json_able(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _url_carries_secret(url: str) -> bool:
+    """Whether a URL may hold a secret: credentials (``user:password@``), a query, a fragment."""
+    return any(mark in url for mark in ("@", "?", "#"))
+
+
+def _url_without_secrets(url: str) -> str:
+    """``url`` without ``user:password@``, query and fragment: scheme, host, port and path."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        scheme, rest = "", url
+    rest = rest.split("#", 1)[0].split("?", 1)[0]
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}{separator}{authority.rpartition('@')[2]}{slash}{path}"
+
+
+def checkpoint_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The callback arguments a checkpoint may keep, to rebuild the callback on resume.
+
+    Only given (not None), JSON-able arguments, and never a secret: the secret parameters
+    (``api_key``, ``electricitymaps_api_token``, ``co2_signal_api_token``) are left out, and so
+    is a URL parameter (``emissions_endpoint``, ``api_endpoint``, ``prometheus_url``) that carries
+    credentials, a query or a fragment. A callback rebuilt from these takes those from its own
+    environment (``CODECARBON_*``, ``.codecarbon.config``).
+
+    Args:
+        arguments: the callback's arguments by name.
+
+    Returns:
+        A new dict, JSON-able.
+    """
+    from codecarbon_callbacks_core.config import SECRET_PARAMETERS
+
+    kept: dict[str, Any] = {}
+    for name, value in arguments.items():
+        if value is None or name in SECRET_PARAMETERS or not _json_able(value):
+            continue
+        if name in URL_PARAMETERS and isinstance(value, str) and _url_carries_secret(value):
+            continue
+        kept[name] = value
+    return json.loads(json.dumps(kept))
+
+
+def configuration_key(arguments: Mapping[str, Any]) -> str:
+    """A short digest that names a callback's configuration, the same in every process.
+
+    Computed from :func:`checkpoint_arguments` plus, for a URL parameter left out because it
+    carries a secret, that URL without its credentials, query and fragment (so two callbacks that
+    differ only in the host they report to differ). No secret goes into it. Arguments that are
+    not JSON-able (``output_handlers``, a logger object) do not count.
+
+    Args:
+        arguments: the callback's arguments by name.
+
+    Returns:
+        12 hexadecimal digits.
+    """
+    import hashlib
+
+    named = checkpoint_arguments(arguments)
+    for name in URL_PARAMETERS:
+        value = arguments.get(name)
+        if name not in named and isinstance(value, str):
+            named[name] = _url_without_secrets(value)
+    text = json.dumps(named, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def _check_positive(name: str, value: Any, *, integer: bool = False) -> Any:
     if value is None:
         return None
@@ -618,6 +697,20 @@ class EmissionsSession:
         self.window_every_seconds = _check_positive("window_every_seconds", window_every_seconds)
         self.verbose = verbose
         self.tracker_kwargs = dict(tracker_kwargs)
+        #: the arguments as given (secrets included: kept in memory only, see
+        #: checkpoint_arguments())
+        self._arguments: dict[str, Any] = {
+            "task_family": task_family,
+            "task_stage": task_stage,
+            "task": task,
+            "dataset": dataset,
+            "max_energy_kwh": max_energy_kwh,
+            "max_emissions_kg": max_emissions_kg,
+            "window_every_n_steps": window_every_n_steps,
+            "window_every_seconds": window_every_seconds,
+            "verbose": verbose,
+            **tracker_kwargs,
+        }
         self._given_tracker = tracker
         #: the trackers' resolved configuration: resolved and checked once per process (here, so
         #: that bad parameters fail now), each run's tracker built from it once
@@ -1614,6 +1707,23 @@ class EmissionsSession:
 
     # -- resume ----------------------------------------------------------------------------
 
+    def checkpoint_arguments(self) -> dict[str, Any]:
+        """This session's arguments as a checkpoint may keep them: JSON-able, no secret.
+
+        See :func:`checkpoint_arguments`. An adapter whose framework rebuilds callbacks from saved
+        arguments (the Hugging Face Trainer) saves these.
+        """
+        kept = checkpoint_arguments(self._arguments)
+        left_out = sorted(k for k, v in self._arguments.items() if v is not None and k not in kept)
+        if left_out:  # names only, never values
+            logger.debug("not saved in checkpoints (secret or not JSON): %s", ", ".join(left_out))
+        return kept
+
+    def configuration_key(self) -> str:
+        """A digest naming this session's configuration (:func:`configuration_key`): the same for
+        the same arguments in every process, different for callbacks that write elsewhere."""
+        return configuration_key(self._arguments)
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-able state for a checkpoint: the tracker's run_id and totals, epochs done."""
         tracker = self.tracker
@@ -1752,11 +1862,14 @@ class EmissionsSession:
 
 __all__ = [
     "EPOCH_METRIC_KEYS",
+    "EmissionsSession",
     "FRAMEWORK_EXTRAS",
     "RUN_STAGES",
-    "EmissionsSession",
+    "checkpoint_arguments",
+    "configuration_key",
     "dataset_info",
     "guess_data_type",
+    "install_hint",
     "missing_framework_error",
     "pretrained_name",
     "shape_string",
