@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +88,46 @@ def test_importing_the_package_and_session_loads_no_framework():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+REPO = Path(__file__).resolve().parents[2]
+DISTRIBUTIONS = {"codecarbon-callbacks": REPO, "codecarbon-callbacks-core": REPO / "core"}
+REQUIREMENT = re.compile(r"^(?P<target>[^\[\]]+?)(\[(?P<extras>[^\]]*)\])?$")
+
+
+def install_commands() -> list[tuple[str, str]]:
+    """Every ``pip install ...`` in the README, the core's README and docs/, with its file."""
+    found = []
+    for path in [REPO / "README.md", REPO / "core" / "README.md", *sorted(REPO.glob("docs/*.md"))]:
+        for line in path.read_text("utf-8").splitlines():
+            for match in re.finditer(r"pip install ([^`#\n]*)", line):
+                if match.group(1).strip():
+                    command = match.group(0).split("&&")[0]  # what follows is another command
+                    found.append((path.name, command.strip().rstrip(")")))
+    return found
+
+
+def test_every_install_command_in_the_docs_works_from_the_repository_root():
+    """Brackets quoted (zsh), local paths that exist from the root, extras that exist."""
+    tomllib = pytest.importorskip("tomllib")
+    commands = install_commands()
+    assert len(commands) >= 8
+    for where, command in commands:
+        words = shlex.split(command)[2:]
+        for i, word in enumerate(words):
+            if word.startswith("-") or (i and words[i - 1] == "--index-url"):
+                continue
+            if "[" in word:
+                assert f'"{word}"' in command, f"{where}: {command}: quote {word}"
+            target, extras = REQUIREMENT.match(word).group("target", "extras")
+            if target.startswith("."):
+                folder = (REPO / target).resolve()
+                assert (folder / "pyproject.toml").is_file(), f"{where}: {command}: {target}"
+            elif target in DISTRIBUTIONS:
+                folder = DISTRIBUTIONS[target]
+            else:
+                continue  # another package (torch, ...)
+            declared = tomllib.loads((folder / "pyproject.toml").read_text())["project"].get(
+                "optional-dependencies", {})
+            for extra in filter(None, (extras or "").split(",")):
+                assert extra in declared, f"{where}: {command}: no extra {extra!r}"
