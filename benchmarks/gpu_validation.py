@@ -96,7 +96,9 @@ def check_environment(fake: bool) -> str | None:
     try:
         import lightning  # noqa: F401
     except ImportError:
-        return "lightning is not installed (pip install codecarbon-callbacks[lightning])"
+        from codecarbon_callbacks.session import install_hint
+
+        return f"lightning is not installed ({install_hint('lightning')})"
     if fake:
         return None
     if not torch.cuda.is_available():

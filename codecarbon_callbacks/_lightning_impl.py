@@ -295,8 +295,17 @@ class LightningEmissionsMixin:
 
     # -- checkpoints ----------------------------------------------------------------------------
 
+    @property
+    def state_key(self) -> str:
+        """Where Lightning keeps this callback's state in a checkpoint: the class and a digest of
+        its configuration (``EmissionsSession.configuration_key``), so that several callbacks
+        with different configurations (output folders, projects) fit in one Trainer, each
+        resuming its own run; the same arguments give the same key in the resumed process."""
+        return f"{type(self).__qualname__}{{'config': {self.session.configuration_key()!r}}}"
+
     def state_dict(self) -> dict[str, Any]:
-        """JSON-able state saved in Lightning checkpoints: run_id and cumulative totals."""
+        """JSON-able state saved in Lightning checkpoints: run_id and cumulative totals (never
+        an argument, so never a secret)."""
         return self.session.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

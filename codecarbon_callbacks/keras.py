@@ -27,7 +27,8 @@ from codecarbon_callbacks.session import EmissionsSession, guess_data_type, miss
 
 try:
     import keras as _keras
-except ImportError as _error:  # pragma: no cover - exercised in a subprocess test
+# ValueError: keras' own error for a KERAS_BACKEND that names no backend
+except (ImportError, ValueError) as _error:  # pragma: no cover - exercised in a subprocess test
     raise missing_framework_error("keras", __name__, _error) from _error
 
 logger = logging.getLogger(__name__)

@@ -64,7 +64,11 @@ FRAMEWORK_EXTRAS: dict[str, str] = {
     "pytorch_lightning": "pytorch-lightning",
     "transformers": "transformers",
     "keras": "keras",
+    "accelerate": "transformers",  # the Hugging Face Trainer runs on it
 }
+
+#: what needs a module that is not a framework itself (named in the error)
+_NEEDED_BY: dict[str, str] = {"accelerate": "the Hugging Face Trainer"}
 
 #: run stages a session knows, and the BoAmps taskStage each maps to by default
 RUN_STAGES: dict[str, str] = {
@@ -124,10 +128,68 @@ _OFFLINE_KEYS = ("country_iso_code", "country_2letter_iso_code", "cloud_provider
 _INFO_ONCE: set[tuple[str, str]] = set()
 
 
+def install_hint(extra: str) -> str:
+    """How to install this distribution with an extra, from a release and from a clone.
+
+    Args:
+        extra: the extra's name, e.g. ``"keras"``.
+
+    Returns:
+        ``pip install "codecarbon-callbacks[keras]"``, and for a clone, run from its root,
+        ``pip install -e ./core -e ".[keras]"`` (the extra quoted, so that zsh does not expand
+        the brackets).
+    """
+    return (
+        f'pip install "codecarbon-callbacks[{extra}]" '
+        f'(from a clone, at its root: pip install -e ./core -e ".[{extra}]")'
+    )
+
+
+#: the modules Keras 3 backends import (the numpy backend imports jax)
+_KERAS_BACKEND_MODULES = frozenset({"tensorflow", "jax", "torch", "openvino"})
+
+
+def _keras_backend_cause(error: BaseException) -> str | None:
+    """Why keras, installed, could not be imported when its backend is the cause, else None.
+
+    Keras 3 imports its backend when it is imported: the one ``KERAS_BACKEND`` names, else the one
+    in ``~/.keras/keras.json``, else tensorflow. A backend that is not installed (or a name that
+    is not a backend) fails ``import keras`` although keras is installed.
+    """
+    import importlib.util
+
+    missing = str(getattr(error, "name", None) or "").split(".")[0]
+    # a backend module that is not installed, or a KERAS_BACKEND that names no backend
+    if missing not in _KERAS_BACKEND_MODULES and not isinstance(error, ValueError):
+        return None
+    try:
+        if importlib.util.find_spec("keras") is None:
+            return None
+    except (ImportError, ValueError):
+        return None
+    backend = os.environ.get("KERAS_BACKEND", "").strip()
+    which = (
+        f"KERAS_BACKEND={backend!r}"
+        if backend
+        else "KERAS_BACKEND is not set, so keras uses the backend of ~/.keras/keras.json, "
+        "by default tensorflow"
+    )
+    return (
+        f"keras is installed, but its backend could not be imported ({which}: "
+        f"{type(error).__name__}: {error}). Keras 3 needs a backend: install torch, jax or "
+        "tensorflow and name it in KERAS_BACKEND before keras is imported, e.g. "
+        "pip install torch and KERAS_BACKEND=torch."
+    )
+
+
 def missing_framework_error(
     module: str, adapter: str, error: BaseException | None = None
 ) -> ImportError:
-    """The ImportError an adapter raises when its framework is not installed.
+    """The ImportError an adapter raises when its framework cannot be imported.
+
+    The message names the real cause: the framework itself or a piece it needs (``accelerate``
+    for the Hugging Face Trainer) missing, with the install command (its extra quoted), or, for
+    keras, a backend that could not be imported (``KERAS_BACKEND``).
 
     Args:
         module: the framework's import name, e.g. ``"lightning"``.
@@ -135,11 +197,95 @@ def missing_framework_error(
         error: the original import error, for the message.
     """
     extra = FRAMEWORK_EXTRAS.get(module, module)
+    if module == "keras" and error is not None:
+        cause = _keras_backend_cause(error)
+        if cause is not None:
+            return ImportError(f"{adapter}: {cause}")
     why = f" ({error})" if error is not None else ""
+    needed_by = f" ({_NEEDED_BY[module]} needs it)" if module in _NEEDED_BY else ""
     return ImportError(
-        f"{adapter} needs the {module!r} package, which could not be imported{why}. "
-        f"Install it with: pip install codecarbon-callbacks[{extra}]"
+        f"{adapter} needs the {module!r} package{needed_by}, which could not be imported{why}. "
+        f"Install it with: {install_hint(extra)}"
     )
+
+
+#: tracker parameters holding a URL, which may carry a user:password or a token in its query
+URL_PARAMETERS = ("emissions_endpoint", "api_endpoint", "prometheus_url")
+
+
+def _json_able(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _url_carries_secret(url: str) -> bool:
+    """Whether a URL may hold a secret: credentials (``user:password@``), a query, a fragment."""
+    return any(mark in url for mark in ("@", "?", "#"))
+
+
+def _url_without_secrets(url: str) -> str:
+    """``url`` without ``user:password@``, query and fragment: scheme, host, port and path."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        scheme, rest = "", url
+    rest = rest.split("#", 1)[0].split("?", 1)[0]
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}{separator}{authority.rpartition('@')[2]}{slash}{path}"
+
+
+def checkpoint_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The callback arguments a checkpoint may keep, to rebuild the callback on resume.
+
+    Only given (not None), JSON-able arguments, and never a secret: the secret parameters
+    (``api_key``, ``electricitymaps_api_token``, ``co2_signal_api_token``) are left out, and so
+    is a URL parameter (``emissions_endpoint``, ``api_endpoint``, ``prometheus_url``) that carries
+    credentials, a query or a fragment. A callback rebuilt from these takes those from its own
+    environment (``CODECARBON_*``, ``.codecarbon.config``).
+
+    Args:
+        arguments: the callback's arguments by name.
+
+    Returns:
+        A new dict, JSON-able.
+    """
+    from codecarbon_callbacks_core.config import SECRET_PARAMETERS
+
+    kept: dict[str, Any] = {}
+    for name, value in arguments.items():
+        if value is None or name in SECRET_PARAMETERS or not _json_able(value):
+            continue
+        if name in URL_PARAMETERS and isinstance(value, str) and _url_carries_secret(value):
+            continue
+        kept[name] = value
+    return json.loads(json.dumps(kept))
+
+
+def configuration_key(arguments: Mapping[str, Any]) -> str:
+    """A short digest that names a callback's configuration, the same in every process.
+
+    Computed from :func:`checkpoint_arguments` plus, for a URL parameter left out because it
+    carries a secret, that URL without its credentials, query and fragment (so two callbacks that
+    differ only in the host they report to differ). No secret goes into it. Arguments that are
+    not JSON-able (``output_handlers``, a logger object) do not count.
+
+    Args:
+        arguments: the callback's arguments by name.
+
+    Returns:
+        12 hexadecimal digits.
+    """
+    import hashlib
+
+    named = checkpoint_arguments(arguments)
+    for name in URL_PARAMETERS:
+        value = arguments.get(name)
+        if name not in named and isinstance(value, str):
+            named[name] = _url_without_secrets(value)
+    text = json.dumps(named, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _check_positive(name: str, value: Any, *, integer: bool = False) -> Any:
@@ -550,6 +696,20 @@ class EmissionsSession:
         self.window_every_seconds = _check_positive("window_every_seconds", window_every_seconds)
         self.verbose = verbose
         self.tracker_kwargs = dict(tracker_kwargs)
+        #: the arguments as given (secrets included: kept in memory only, see
+        #: checkpoint_arguments())
+        self._arguments: dict[str, Any] = {
+            "task_family": task_family,
+            "task_stage": task_stage,
+            "task": task,
+            "dataset": dataset,
+            "max_energy_kwh": max_energy_kwh,
+            "max_emissions_kg": max_emissions_kg,
+            "window_every_n_steps": window_every_n_steps,
+            "window_every_seconds": window_every_seconds,
+            "verbose": verbose,
+            **tracker_kwargs,
+        }
         self._given_tracker = tracker
         #: the trackers' resolved configuration: resolved and checked once per process (here, so
         #: that bad parameters fail now), each run's tracker built from it once
@@ -1556,6 +1716,23 @@ class EmissionsSession:
 
     # -- resume ----------------------------------------------------------------------------
 
+    def checkpoint_arguments(self) -> dict[str, Any]:
+        """This session's arguments as a checkpoint may keep them: JSON-able, no secret.
+
+        See :func:`checkpoint_arguments`. An adapter whose framework rebuilds callbacks from saved
+        arguments (the Hugging Face Trainer) saves these.
+        """
+        kept = checkpoint_arguments(self._arguments)
+        left_out = sorted(k for k, v in self._arguments.items() if v is not None and k not in kept)
+        if left_out:  # names only, never values
+            logger.debug("not saved in checkpoints (secret or not JSON): %s", ", ".join(left_out))
+        return kept
+
+    def configuration_key(self) -> str:
+        """A digest naming this session's configuration (:func:`configuration_key`): the same for
+        the same arguments in every process, different for callbacks that write elsewhere."""
+        return configuration_key(self._arguments)
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-able state for a checkpoint: the tracker's run_id and totals, epochs done."""
         tracker = self.tracker
@@ -1694,11 +1871,14 @@ class EmissionsSession:
 
 __all__ = [
     "EPOCH_METRIC_KEYS",
+    "EmissionsSession",
     "FRAMEWORK_EXTRAS",
     "RUN_STAGES",
-    "EmissionsSession",
+    "checkpoint_arguments",
+    "configuration_key",
     "dataset_info",
     "guess_data_type",
+    "install_hint",
     "missing_framework_error",
     "pretrained_name",
     "shape_string",

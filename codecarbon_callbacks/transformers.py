@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
+import importlib.util
 import logging
 import math
 import weakref
@@ -43,24 +43,37 @@ try:
     from transformers.trainer_callback import ExportableState as _ExportableState
 except ImportError as _error:  # pragma: no cover - exercised in a subprocess test
     raise missing_framework_error("transformers", __name__, _error) from _error
+if importlib.util.find_spec("accelerate") is None:  # the Trainer needs it; found, not imported
+    raise missing_framework_error("accelerate", __name__)
 
 logger = logging.getLogger(__name__)
 
-#: the session of the callback each model's Trainer was given (the Trainer rebuilds stateful
-#: callbacks from their saved arguments when it resumes; the rebuilt one takes over this session)
-_SESSION_BY_MODEL: weakref.WeakKeyDictionary[Any, EmissionsSession] = weakref.WeakKeyDictionary()
+#: per model, the sessions of the callbacks that the latest Trainer built for it was given, in
+#: order, with that Trainer's initial ``TrainerState`` (a new one means a new Trainer). When it
+#: resumes, the Trainer rebuilds stateful callbacks from their saved arguments; a rebuilt one takes
+#: over the session of the callback with its configuration, never another callback's.
+_SESSIONS_BY_MODEL: weakref.WeakKeyDictionary[Any, tuple[Any, list[EmissionsSession]]] = (
+    weakref.WeakKeyDictionary()
+)
 #: the Trainer a session was attached to
 _TRAINER_BY_SESSION: weakref.WeakKeyDictionary[EmissionsSession, Any] = weakref.WeakKeyDictionary()
 #: what this adapter has warned about once (warn_once's keys), per process
 _WARNED: set[tuple[str, str]] = set()
 
 
-def _json_able(value: Any) -> bool:
+def _register(model: Any, trainer_state: Any, session: EmissionsSession) -> None:
+    """``session`` belongs to a callback of the Trainer whose initial state is ``trainer_state``."""
+    if model is None:
+        return
     try:
-        json.dumps(value)
-        return True
-    except (TypeError, ValueError):
-        return False
+        owner, sessions = _SESSIONS_BY_MODEL.get(model, (None, []))
+        if owner is not trainer_state:  # a new Trainer for this model: the latest one wins
+            owner, sessions = trainer_state, []
+        if not any(known is session for known in sessions):
+            sessions.append(session)
+        _SESSIONS_BY_MODEL[model] = (owner, sessions)
+    except TypeError:  # a model that cannot be weakly referenced
+        pass
 
 
 def _report_to(args: Any) -> list[str]:
@@ -94,7 +107,12 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
     Resuming: the callback is stateful (``ExportableState``): its run_id and cumulative totals
     are saved in ``trainer_state.json`` and restored when the Trainer is built with
     ``TrainingArguments(restore_callback_states_from_checkpoint=True)`` and trained with
-    ``resume_from_checkpoint``.
+    ``resume_from_checkpoint``. The Trainer then rebuilds the callback from its saved arguments;
+    the rebuilt one takes over the session of the callback it replaces (the one with the same
+    configuration), so several callbacks in one Trainer each keep their own run. No secret is
+    saved: ``api_key``, ``electricitymaps_api_token`` and URLs that carry credentials or a token
+    are left out of ``trainer_state.json`` (which ``push_to_hub`` uploads); they come from the
+    callback's own arguments or environment.
     """
 
     def __init__(
@@ -126,23 +144,11 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
             verbose=verbose,
             **tracker_kwargs,
         )
-        given = {
-            "task_family": task_family,
-            "task_stage": task_stage,
-            "task": task,
-            "dataset": dataset,
-            "max_energy_kwh": max_energy_kwh,
-            "max_emissions_kg": max_emissions_kg,
-            "window_every_n_steps": window_every_n_steps,
-            "window_every_seconds": window_every_seconds,
-            "verbose": verbose,
-            **tracker_kwargs,
-        }
-        # What the Trainer saves to rebuild us on resume: JSON only (never the tracker).
-        self._init_args = {k: v for k, v in given.items() if v is not None and _json_able(v)}
-        dropped = sorted(k for k, v in given.items() if v is not None and not _json_able(v))
-        if dropped:
-            logger.debug("not saved in trainer_state.json (not JSON): %s", ", ".join(dropped))
+        #: the configuration this callback stands for (the saved one, when the Trainer rebuilt
+        #: it): a rebuilt callback takes over the session of the callback with this key
+        self.configuration_key = self.session.configuration_key()
+        #: set when the Trainer restores our state into a callback it rebuilt
+        self._rebuilt = False
         self._pending_eval_stage: str | None = None
         self._last_step = -1
 
@@ -174,21 +180,28 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
             handler.callbacks.remove(self)
         handler.callbacks.insert(0, self)
         _TRAINER_BY_SESSION[self.session] = trainer
-        model = getattr(trainer, "model", None)
-        if model is not None:
-            _SESSION_BY_MODEL[model] = self.session
+        _register(getattr(trainer, "model", None), getattr(trainer, "state", None), self.session)
         self._check_report_to(trainer.args)
-        if not getattr(trainer, "_codecarbon_callbacks_wrapped", False):
-            self._wrap(trainer)
+        attached = getattr(trainer, "_codecarbon_callbacks_attached", None)
+        if attached is None:
+            attached = []
+            trainer._codecarbon_callbacks_attached = attached
+            self._wrap(trainer, attached)
+        if not any(ref() is self for ref in attached):
+            attached.append(weakref.ref(self))
         return self
 
     # -- ExportableState: JSON state in trainer_state.json ------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """What the Trainer saves in ``trainer_state.json``: arguments and the run's state."""
+        """What the Trainer saves in ``trainer_state.json``: arguments without secrets, the
+        configuration's key and the run's state (run_id, cumulative totals)."""
         return {
-            "args": dict(self._init_args),
-            "attributes": {"resume_state": self.session.state_dict()},
+            "args": self.session.checkpoint_arguments(),
+            "attributes": {
+                "configuration_key": self.session.configuration_key(),
+                "resume_state": self.session.state_dict(),
+            },
         }
 
     @property
@@ -198,6 +211,8 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
 
     @resume_state.setter
     def resume_state(self, value: dict[str, Any]) -> None:
+        # The Trainer sets it on a callback it rebuilt from a checkpoint.
+        self._rebuilt = True
         if value and value.get("tracker"):
             self.session.load_state_dict(value)
 
@@ -206,33 +221,30 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
     def _trainer(self) -> Any:
         return _TRAINER_BY_SESSION.get(self.session)
 
-    def _wrap(self, trainer: Any) -> None:
-        trainer._codecarbon_callbacks_wrapped = True
-        session_ref = weakref.ref(self.session)
-        callback_ref = weakref.ref(self)
+    @staticmethod
+    def _wrap(trainer: Any, attached: list[weakref.ref[EmissionsCallback]]) -> None:
+        """Wrap ``trainer.train``, ``evaluate`` and ``predict`` once for every attached callback."""
 
         def wrap(name: str, stage: str | None) -> None:
             original = getattr(trainer, name)
 
             @functools.wraps(original)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
-                callback = callback_ref()
-                if callback is not None and stage is not None:
+                callbacks = [c for c in (ref() for ref in attached) if c is not None]
+                if stage is not None:
                     # evaluate(eval_dataset=None, ...) / predict(test_dataset, ...)
                     data = (
                         args[0] if args else kwargs.get("eval_dataset", kwargs.get("test_dataset"))
                     )
-                    callback._eval_called(trainer, stage, data)
+                    for callback in callbacks:
+                        callback._eval_called(trainer, stage, data)
                 try:
                     return original(*args, **kwargs)
                 except BaseException as error:
-                    session = session_ref()
-                    if (
-                        session is not None
-                        and session.running
-                        and (stage is None or session.stage != "fit")
-                    ):
-                        session.fail(error)
+                    for callback in callbacks:
+                        session = callback.session
+                        if session.running and (stage is None or session.stage != "fit"):
+                            session.fail(error)
                     raise
 
             setattr(trainer, name, wrapper)
@@ -320,22 +332,64 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
         entry["step"] = state.global_step
         state.log_history.append(entry)
 
-    def _adopt(self, model: Any) -> None:
-        """The Trainer rebuilt us from saved arguments: take over the session it was given."""
-        if model is None:
-            return
+    def _latest_saved_state(self, trainer_state: Any) -> dict[str, Any] | None:
+        """The run state last saved for our configuration in the checkpoint's trainer state.
+
+        With several callbacks of one class, the Trainer keeps a list that it appends to at each
+        save, after the states it had when training began, and restores the first entries: a
+        rebuilt callback takes the latest entry with its configuration instead.
+        """
+        saved = getattr(trainer_state, "stateful_callbacks", None) or {}
+        entries = saved.get(type(self).__name__) if isinstance(saved, dict) else None
+        if isinstance(entries, dict):
+            entries = [entries]
+        for entry in reversed(entries if isinstance(entries, list) else []):
+            attributes = entry.get("attributes") if isinstance(entry, dict) else None
+            if not isinstance(attributes, dict):
+                continue
+            resume_state = attributes.get("resume_state")
+            if (
+                attributes.get("configuration_key") == self.configuration_key
+                and isinstance(resume_state, dict)
+                and resume_state.get("tracker")
+            ):
+                return resume_state
+        return None
+
+    def _session_to_adopt(self, model: Any) -> EmissionsSession | None:
+        """The session of the callback a rebuilt one replaces: of the latest Trainer built for
+        this model, the first one not running with our configuration (or its only one), never a
+        running one (another callback's run)."""
         try:
-            other = _SESSION_BY_MODEL.get(model)
+            _, sessions = _SESSIONS_BY_MODEL.get(model, (None, []))
         except TypeError:
+            return None
+        if any(known is self.session for known in sessions):
+            return None
+        free = [known for known in sessions if not known.running]
+        same = [known for known in free if known.configuration_key() == self.configuration_key]
+        if same:
+            return same[0]
+        if len(sessions) == 1 and free:  # one callback, whose arguments changed since the save
+            return free[0]
+        if sessions:
+            logger.debug("no callback of this Trainer has the configuration %s: the rebuilt "
+                         "callback keeps its own session", self.configuration_key)
+        return None
+
+    def _adopt(self, model: Any, trainer_state: Any) -> None:
+        """The Trainer rebuilt us from a checkpoint: take over the session of the callback we
+        replace, and resume the run last saved for our configuration."""
+        if not self._rebuilt:
             return
-        if other is None or other is self.session or other.running:
-            if other is None:
-                _SESSION_BY_MODEL[model] = self.session
-            return
+        self._rebuilt = False
         pending = self.session.take_pending_resume()
-        self.session = other
+        pending = self._latest_saved_state(trainer_state) or pending
+        other = self._session_to_adopt(model) if model is not None else None
+        if other is not None:
+            self.session = other
         if pending:
-            other.load_state_dict(pending)
+            self.session.load_state_dict(pending)
 
     @staticmethod
     def _epoch(state: Any) -> int:
@@ -356,11 +410,7 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
     def on_init_end(
         self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any
     ) -> None:
-        if model is not None:
-            try:  # the latest Trainer built for this model wins
-                _SESSION_BY_MODEL[model] = self.session
-            except TypeError:
-                pass
+        _register(model, state, self.session)
         self._check_report_to(args)
 
     def on_train_begin(
@@ -373,7 +423,7 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
         train_dataloader: Any = None,
         **kwargs: Any,
     ) -> None:
-        self._adopt(model)
+        self._adopt(model, state)
         self._check_report_to(args)
         info: dict[str, Any] = {"framework_version": _transformers.__version__}
         if model is not None:

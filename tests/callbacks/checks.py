@@ -88,3 +88,75 @@ def check_closing_line(stdout: str, directory: Path, *, status: str = "completed
     assert lines[0].endswith(
         f"reports in {os.path.abspath(directory)}: emissions.csv, emissions_windows.csv"
     ), lines[0]
+
+
+#: one secret of each kind, each unique, so that finding one anywhere says which leaked
+SECRETS = {
+    "api_key": "SECRET-api-key-0001",
+    "electricitymaps_api_token": "SECRET-electricitymaps-token-0002",
+    "webhook password": "SECRET-webhook-password-0003",
+    "webhook token": "SECRET-webhook-token-0004",
+    "api_endpoint password": "SECRET-api-password-0005",
+    "prometheus password": "SECRET-prometheus-password-0006",
+    "prometheus token": "SECRET-prometheus-token-0007",
+}
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: a connection to it is refused."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def secret_tracker_kwargs(output_dir: Path) -> dict[str, Any]:
+    """Tracker parameters with every secret given as an argument at once, and every output that
+    sends something pointing at a closed loopback port (so each one fails, logs and spools)."""
+    port = closed_port()
+    return {
+        "country_iso_code": "FRA",
+        "output_dir": str(output_dir),
+        "measure_power_secs": 0.1,
+        "allow_multiple_runs": True,
+        "log_level": "debug",
+        "output_methods": ["csv", "api", "prometheus"],
+        "experiment_id": "5b0fa12a-3dd7-45bb-9766-cc326314d9f1",
+        "api_key": SECRETS["api_key"],
+        "electricitymaps_api_token": SECRETS["electricitymaps_api_token"],
+        "emissions_endpoint": (
+            f"http://hook:{SECRETS['webhook password']}@127.0.0.1:{port}/hook"
+            f"?token={SECRETS['webhook token']}"
+        ),
+        "api_endpoint": f"http://user:{SECRETS['api_endpoint password']}@127.0.0.1:{port}",
+        "prometheus_url": (
+            f"http://user:{SECRETS['prometheus password']}@127.0.0.1:{port}/"
+            f"?token={SECRETS['prometheus token']}"
+        ),
+    }
+
+
+def check_secrets_given(tracker: Any, kwargs: dict[str, Any]) -> None:
+    """The tracker of a (resumed) run uses the secrets its callback was given."""
+    for name in ("api_key", "electricitymaps_api_token", "emissions_endpoint", "api_endpoint",
+                 "prometheus_url"):
+        assert getattr(tracker.config, name) == kwargs[name], name
+
+
+def check_no_secret(folders: list[Path], *texts: str) -> list[Path]:
+    """No secret in any byte of any file under ``folders`` nor in ``texts`` (log lines, printed
+    output, warnings). Returns the files searched, for the caller to check it saw them."""
+    searched = []
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("*")):
+            if not path.is_file():
+                continue
+            data = path.read_bytes()
+            searched.append(path)
+            for what, secret in SECRETS.items():
+                assert secret.encode() not in data, f"the {what} is in {path}"
+    for text in texts:
+        for what, secret in SECRETS.items():
+            assert secret not in text, f"the {what} is in a log line or the output"
+    return searched

@@ -14,9 +14,12 @@ from callbacks.checks import (
     boamps_report,
     check_closing_line,
     check_epoch_metrics,
+    check_no_secret,
+    check_secrets_given,
     check_tiling,
     read_runs,
     read_windows,
+    secret_tracker_kwargs,
 )
 
 # tests/conftest.py sets KERAS_BACKEND=torch (unless set) before keras loads; nothing here is
@@ -181,6 +184,77 @@ def test_resume_with_backup_and_restore_and_a_state_file(tracker_kwargs, tmp_pat
     assert history.history["total_energy_kwh"][0] > state["tracker"]["ram_energy_kwh"]
     assert [e["epoch"] for e in second.summary()["epochs"]] == [0, 1, 2, 3]
     assert not state_path.exists()  # removed when fit completes, like BackupAndRestore's backup
+
+
+def test_no_secret_reaches_the_state_file_a_file_or_a_log_and_resume_works(
+    tmp_path, caplog, capsys
+):
+    """Every secret given as an argument, the state file written at each epoch, every sending
+    output failing: no secret in the state file, any other file or any log line; the resumed
+    callback takes its secrets from its own arguments."""
+    import logging
+
+    output, backup_dir = tmp_path / "emissions", tmp_path / "backup"
+    kwargs = secret_tracker_kwargs(output)
+    state_file = backup_dir / "emissions_state_0.json"
+    with caplog.at_level(logging.DEBUG):
+        x, y = data(64)
+        first = EmissionsCallback(state_path=state_file, **kwargs)
+        with pytest.raises(RuntimeError, match="boom"):
+            tiny_model().fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[
+                keras.callbacks.BackupAndRestore(str(backup_dir)), first, FailAtEpoch(1)])
+        state_text = state_file.read_text()  # written at epoch 0's end, read at resume
+        searched_before = check_no_secret([tmp_path])
+        first.session.end_run(status="interrupted")  # what the process exit does
+        second = EmissionsCallback(state_path=state_file, **kwargs)
+        tiny_model().fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[
+            keras.callbacks.BackupAndRestore(str(backup_dir)), second])
+    runs = read_runs(output)
+    assert list(runs["run_id"]) == [json.loads(state_text)["tracker"]["run_id"]] * 2  # resumed
+    assert list(runs["status"]) == ["interrupted", "completed"]
+    check_secrets_given(second.tracker, kwargs)
+    assert state_file in searched_before
+    searched = check_no_secret([tmp_path], caplog.text, capsys.readouterr().out)
+    assert any(".codecarbon_spool" in str(path) for path in searched)  # the outputs failed
+    assert any("127.0.0.1" in r.getMessage() for r in caplog.records)  # and said so
+
+
+def test_two_callbacks_in_one_fit_each_write_and_resume_their_own_run(tracker_kwargs, tmp_path):
+    """Two callbacks writing to two folders, each with its state file: each folder gets its own
+    run, and after a crash each resumed callback continues its own run."""
+    folders = [tmp_path / "a", tmp_path / "b"]
+    backup_dir = tmp_path / "backup"
+    x, y = data(64)
+
+    def fit(fail: bool) -> list[Any]:
+        callbacks = [
+            EmissionsCallback(
+                state_path=backup_dir / f"state_{folder.name}.json",
+                **{**tracker_kwargs, "output_dir": str(folder)},
+            )
+            for folder in folders
+        ]
+        try:
+            tiny_model().fit(
+                x, y, epochs=3, batch_size=32, verbose=0,
+                callbacks=[keras.callbacks.BackupAndRestore(str(backup_dir)), *callbacks,
+                           *([FailAtEpoch(2)] if fail else [])],
+            )
+        except RuntimeError:
+            for callback in callbacks:  # what the process exit does to the runs left open
+                callback.session.end_run(status="interrupted")
+        return callbacks
+
+    fit(fail=True)
+    states = [json.loads((backup_dir / f"state_{f.name}.json").read_text()) for f in folders]
+    run_ids = [state["tracker"]["run_id"] for state in states]
+    assert run_ids[0] != run_ids[1]
+    second = fit(fail=False)
+    for folder, run_id, callback in zip(folders, run_ids, second):
+        runs = read_runs(folder)
+        assert list(runs["run_id"]) == [run_id, run_id]  # its own run, resumed
+        assert list(runs["status"]) == ["interrupted", "completed"]
+        assert [e["epoch"] for e in callback.summary()["epochs"]] == [0, 1, 2]
 
 
 def test_window_options_need_batch_hooks():

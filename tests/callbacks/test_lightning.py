@@ -12,9 +12,12 @@ from callbacks.checks import (
     boamps_report,
     check_closing_line,
     check_epoch_metrics,
+    check_no_secret,
+    check_secrets_given,
     check_tiling,
     read_runs,
     read_windows,
+    secret_tracker_kwargs,
 )
 
 pl = pytest.importorskip("lightning.pytorch")
@@ -366,6 +369,132 @@ def test_pytorch_lightning_package_uses_the_same_implementation(tracker_kwargs, 
     assert run["status"] == "completed"
     assert json.loads(run["metadata"])["framework"] == "pytorch_lightning"
     assert list(read_windows(tmp_path).query("phase == 'train'")["epoch"]) == [0, 1]
+
+
+def test_no_secret_reaches_a_checkpoint_a_file_or_a_log_and_resume_works(
+    tmp_path, caplog, capsys
+):
+    """Every secret given as an argument, checkpoints saved, every sending output failing: no
+    secret in the .ckpt files, any other file or any log line; the resumed callback takes its
+    secrets from its own arguments."""
+    import logging
+
+    output, checkpoints = tmp_path / "emissions", tmp_path / "ckpt"
+    kwargs = secret_tracker_kwargs(output)
+    train, val = loaders(64)
+
+    def fit(epochs: int, ckpt_path: Path | None = None) -> Any:
+        callback = EmissionsCallback(**kwargs)
+        pl.Trainer(
+            max_epochs=epochs,
+            callbacks=[callback, ModelCheckpoint(dirpath=checkpoints, save_last=True)],
+            logger=CSVLogger(tmp_path / "logs"),
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            default_root_dir=tmp_path,
+        ).fit(TinyRegressor(), train, val, ckpt_path=ckpt_path)
+        return callback
+
+    with caplog.at_level(logging.DEBUG):
+        fit(1)
+        second = fit(2, ckpt_path=checkpoints / "last.ckpt")
+    runs = read_runs(output)
+    assert len(runs) == 2 and runs.iloc[1]["run_id"] == runs.iloc[0]["run_id"]  # resumed
+    assert runs.iloc[1]["energy_consumed"] > runs.iloc[0]["energy_consumed"]
+    check_secrets_given(second.tracker, kwargs)
+
+    searched = check_no_secret([tmp_path], caplog.text, capsys.readouterr().out)
+    ckpts = [path for path in searched if path.suffix == ".ckpt"]
+    assert ckpts and all(runs.iloc[0]["run_id"].encode() in p.read_bytes() for p in ckpts)
+    for path in ckpts:  # what torch.load gives back holds none either
+        check_no_secret([], repr(torch.load(path, weights_only=False)))
+    assert any(".codecarbon_spool" in str(path) for path in searched)  # the outputs failed
+    assert any("127.0.0.1" in r.getMessage() for r in caplog.records)  # and said so
+
+
+def two_callbacks_each_write_and_resume_their_own_run(
+    package: Any, callback_class: Any, module_class: Any, tracker_kwargs: dict, tmp_path: Path
+) -> None:
+    """Two callbacks writing to two folders in one Trainer: no duplicate-state error; each folder
+    gets its own run, and a resume continues each run from its own state in the checkpoint."""
+    folders = [tmp_path / "a", tmp_path / "b"]
+    checkpoints = tmp_path / "ckpt"
+    train, _ = loaders(64)
+
+    def fit(epochs: int, ckpt_path: Path | None = None) -> list[Any]:
+        callbacks = [
+            callback_class(**{**tracker_kwargs, "output_dir": str(folder)}) for folder in folders
+        ]
+        package.Trainer(
+            max_epochs=epochs,
+            callbacks=[*callbacks, package.callbacks.ModelCheckpoint(dirpath=checkpoints,
+                                                                     save_last=True)],
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=tmp_path,
+        ).fit(module_class(), train, ckpt_path=ckpt_path)
+        return callbacks
+
+    first = fit(1)
+    assert first[0].state_key != first[1].state_key
+    assert first[0].state_key == callback_class(**{**tracker_kwargs, "output_dir": str(folders[0])}
+                                                ).state_key  # the same in the resumed process
+    run_ids = [read_runs(folder).iloc[-1]["run_id"] for folder in folders]
+    assert run_ids[0] != run_ids[1] and [c.summary()["run_id"] for c in first] == run_ids
+    saved = torch.load(checkpoints / "last.ckpt", weights_only=False)["callbacks"]
+    assert saved[first[0].state_key]["tracker"]["run_id"] == run_ids[0]
+    assert saved[first[1].state_key]["tracker"]["run_id"] == run_ids[1]
+
+    second = fit(2, ckpt_path=checkpoints / "last.ckpt")
+    for folder, run_id, callback in zip(folders, run_ids, second):
+        runs = read_runs(folder)
+        assert list(runs["run_id"]) == [run_id, run_id]  # its own run, resumed
+        assert runs.iloc[1]["energy_consumed"] > runs.iloc[0]["energy_consumed"]
+        assert [e["epoch"] for e in callback.summary()["epochs"]] == [0, 1]
+
+
+class TinyModule(pl.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(8, 1)
+
+    def training_step(self, batch: Any, batch_idx: int) -> Any:
+        return torch.nn.functional.mse_loss(self.net(batch[0]), batch[1])
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_two_callbacks_in_one_trainer_each_write_and_resume_their_own_run(
+    tracker_kwargs, tmp_path
+):
+    two_callbacks_each_write_and_resume_their_own_run(
+        pl, EmissionsCallback, TinyModule, tracker_kwargs, tmp_path
+    )
+
+
+def test_two_pytorch_lightning_callbacks_in_one_trainer_each_write_their_own_run(
+    tracker_kwargs, tmp_path
+):
+    legacy = pytest.importorskip("pytorch_lightning")
+    from codecarbon_callbacks.pytorch_lightning import EmissionsCallback as LegacyCallback
+
+    class LegacyModule(legacy.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Linear(8, 1)
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            return torch.nn.functional.mse_loss(self.net(batch[0]), batch[1])
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    two_callbacks_each_write_and_resume_their_own_run(
+        legacy, LegacyCallback, LegacyModule, tracker_kwargs, tmp_path
+    )
 
 
 # Lightning ddp_spawn (2 CPU processes, gloo: the callback crosses the spawn pickled, one run

@@ -18,8 +18,11 @@ from codecarbon_callbacks_core.output.boamps import validate_report
 
 from codecarbon_callbacks.session import (
     EmissionsSession,
+    checkpoint_arguments,
+    configuration_key,
     dataset_info,
     guess_data_type,
+    install_hint,
     shape_string,
 )
 
@@ -512,3 +515,43 @@ def test_gpu_ids_naming_no_visible_gpu_raise_before_the_first_step(tracker_kwarg
         session.begin_run("fit")
     assert uuid in str(caught.value)
     assert not session.running
+
+
+def test_checkpoint_arguments_keep_no_secret_and_the_key_names_the_configuration():
+    secret = "SECRET-0001"
+    given = {
+        "output_dir": "runs/a",
+        "project_name": "p",
+        "verbose": True,
+        "task_family": None,  # not given
+        "output_handlers": [object()],  # not JSON
+        "api_key": secret,
+        "electricitymaps_api_token": secret,
+        "co2_signal_api_token": secret,
+        "emissions_endpoint": f"https://hooks.example.com/x?token={secret}",
+        "api_endpoint": f"https://user:{secret}@api.example.com",
+        "prometheus_url": f"user:{secret}@localhost:9091",
+    }
+    assert checkpoint_arguments(given) == {"output_dir": "runs/a", "project_name": "p",
+                                           "verbose": True}
+    plain = {"api_endpoint": "https://api.example.com", "prometheus_url": "localhost:9091"}
+    assert checkpoint_arguments(plain) == plain  # a URL without a secret is kept
+    key = configuration_key(given)
+    assert re.fullmatch(r"[0-9a-f]{12}", key)
+    # no secret counts: other secrets, same key; another folder or host, another key
+    assert configuration_key({**given, "api_key": "other", "prometheus_url": "u:x@localhost:9091",
+                              "emissions_endpoint": "https://hooks.example.com/x?token=y"}) == key
+    assert configuration_key({**given, "output_dir": "runs/b"}) != key
+    assert configuration_key({**given, "api_endpoint": f"https://u:{secret}@other.example"}) != key
+    session = EmissionsSession("custom", country_iso_code="FRA", output_dir="runs/a",
+                               api_key=secret, verbose=False)
+    assert secret not in json.dumps(session.checkpoint_arguments())
+    assert session.configuration_key() == configuration_key(
+        {"country_iso_code": "FRA", "output_dir": "runs/a", "verbose": False})
+
+
+def test_install_hint_quotes_the_extra_and_gives_the_clones_form():
+    assert install_hint("keras") == (
+        'pip install "codecarbon-callbacks[keras]" '
+        '(from a clone, at its root: pip install -e ./core -e ".[keras]")'
+    )

@@ -12,9 +12,12 @@ from callbacks.checks import (
     boamps_report,
     check_closing_line,
     check_epoch_metrics,
+    check_no_secret,
+    check_secrets_given,
     check_tiling,
     read_runs,
     read_windows,
+    secret_tracker_kwargs,
 )
 
 torch = pytest.importorskip("torch")
@@ -403,3 +406,97 @@ def test_step_windows_and_step_forecast_for_max_steps(tracker_kwargs, tmp_path):
     logged = energy_entries(trainer.state.log_history, "window_energy_kwh")
     assert len(logged) == 4
     assert any("forecast_energy_kwh" in e for e in logged)
+
+
+def test_no_secret_reaches_a_checkpoint_a_file_or_a_log_and_resume_works(
+    tmp_path, caplog, capsys
+):
+    """Every secret given as an argument, checkpoints saved, every sending output failing: no
+    secret in trainer_state.json (which push_to_hub uploads), any other file or any log line;
+    the resumed callback takes its secrets from its own arguments."""
+    output = tmp_path / "emissions"
+    kwargs = secret_tracker_kwargs(output)
+
+    def train(epochs: int, resume: str | None = None) -> tuple[Any, Any]:
+        callback = EmissionsCallback(**kwargs)
+        args = arguments(
+            tmp_path,
+            num_train_epochs=epochs,
+            save_strategy="epoch",
+            eval_strategy="no",
+            restore_callback_states_from_checkpoint=True,
+        )
+        trainer = Trainer(
+            model=tiny_bert(), args=args, train_dataset=TokenDataset(N_TRAIN), callbacks=[callback]
+        )
+        trainer.train(resume_from_checkpoint=resume)
+        return callback, trainer
+
+    with caplog.at_level(logging.DEBUG):
+        train(1)
+        checkpoint = tmp_path / "trainer" / f"checkpoint-{STEPS_PER_EPOCH}"
+        second, trainer = train(2, resume=str(checkpoint))
+    runs = read_runs(output)
+    assert len(runs) == 2 and runs.iloc[1]["run_id"] == runs.iloc[0]["run_id"]  # resumed
+    assert runs.iloc[1]["energy_consumed"] > runs.iloc[0]["energy_consumed"]
+    rebuilt = [c for c in trainer.callback_handler.callbacks if isinstance(c, EmissionsCallback)]
+    assert rebuilt[0] is not second and rebuilt[0].session is second.session
+    check_secrets_given(second.tracker, kwargs)
+
+    saved = json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"][
+        "EmissionsCallback"
+    ]
+    assert saved["args"]["experiment_id"] == kwargs["experiment_id"]  # arguments are saved...
+    for name in ("api_key", "electricitymaps_api_token", "emissions_endpoint", "api_endpoint",
+                 "prometheus_url"):
+        assert name not in saved["args"]  # ...but not these
+    searched = check_no_secret([tmp_path], caplog.text, capsys.readouterr().out)
+    names = {path.name for path in searched}
+    assert "trainer_state.json" in names and "emissions.csv" in names
+    assert any(".codecarbon_spool" in str(path) for path in searched)  # the outputs failed
+    assert any("127.0.0.1" in r.getMessage() for r in caplog.records)  # and said so
+
+
+def test_two_callbacks_in_one_trainer_each_write_and_resume_their_own_run(
+    tracker_kwargs, tmp_path
+):
+    """Two callbacks writing to two folders: each folder gets its own run, before and after a
+    resume (the Trainer rebuilds both; each rebuilt one takes over its own callback's session)."""
+    folders = [tmp_path / "a", tmp_path / "b"]
+
+    def train(epochs: int, attach: bool, resume: str | None = None) -> list[Any]:
+        callbacks = [
+            EmissionsCallback(**{**tracker_kwargs, "output_dir": str(folder)})
+            for folder in folders
+        ]
+        args = arguments(
+            tmp_path,
+            num_train_epochs=epochs,
+            save_strategy="epoch",
+            eval_strategy="no",
+            restore_callback_states_from_checkpoint=True,
+        )
+        trainer = Trainer(
+            model=tiny_bert(),
+            args=args,
+            train_dataset=TokenDataset(N_TRAIN),
+            callbacks=None if attach else callbacks,
+        )
+        if attach:
+            for callback in reversed(callbacks):
+                callback.attach(trainer)
+        trainer.train(resume_from_checkpoint=resume)
+        return callbacks
+
+    first = train(1, attach=False)
+    run_ids = [read_runs(folder).iloc[-1]["run_id"] for folder in folders]
+    assert run_ids[0] != run_ids[1]
+    assert [c.summary()["run_id"] for c in first] == run_ids
+    second = train(2, attach=True, resume=str(tmp_path / "trainer" / f"checkpoint-{STEPS_PER_EPOCH}"))
+    for folder, run_id, callback in zip(folders, run_ids, second):
+        runs = read_runs(folder)
+        assert list(runs["run_id"]) == [run_id, run_id]  # its own run, resumed
+        assert list(runs["status"]) == ["completed", "completed"]
+        assert runs.iloc[1]["energy_consumed"] > runs.iloc[0]["energy_consumed"]
+        assert callback.summary()["run_id"] == run_id
+        assert list(read_windows(folder).query("phase == 'train'")["epoch"]) == [0, 1]

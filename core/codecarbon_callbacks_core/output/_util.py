@@ -103,17 +103,25 @@ def dumps(data: Any) -> str:
     return json.dumps(data, sort_keys=False, separators=(",", ":"), default=str, allow_nan=False)
 
 
+def core_install_hint(extra: str) -> str:
+    """How to install the core with an extra: ``pip install "codecarbon-callbacks-core[extra]"``
+    (quoted, for zsh) and, from a clone, at its root, ``pip install -e "./core[extra]"``."""
+    return (
+        f'pip install "codecarbon-callbacks-core[{extra}]" '
+        f'(from a clone, at its root: pip install -e "./core[{extra}]")'
+    )
+
+
 def require_module(module: str, extra: str, what: str) -> None:
     """Raise ImportError naming the pip extra when ``module`` is not installed (no import)."""
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise ImportError(
-            f"{what} needs the {module!r} package: pip install \"codecarbon-callbacks-core[{extra}]\""
-        )
+        raise ImportError(f"{what} needs the {module!r} package: {core_install_hint(extra)}")
 
 
 __all__ = [
+    "core_install_hint",
     "describe_error",
     "dumps",
     "known_secrets",

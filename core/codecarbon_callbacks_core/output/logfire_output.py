@@ -33,7 +33,12 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from codecarbon_callbacks_core.output._util import describe_error, require_module, warn_once
+from codecarbon_callbacks_core.output._util import (
+    core_install_hint,
+    describe_error,
+    require_module,
+    warn_once,
+)
 from codecarbon_callbacks_core.output.base import BaseOutput
 from codecarbon_callbacks_core.records import ADDITIVE_FIELDS
 
@@ -141,8 +146,9 @@ class LogfireOutput(BaseOutput):
             self._failed = True
             warn_once(
                 "logfire-setup",
-                "LOGFIRE output disabled: %s (pip install \"codecarbon-callbacks-core[logfire]\")",
+                "LOGFIRE output disabled: %s (%s)",
                 describe_error(exc),
+                core_install_hint("logfire"),
                 log=logger,
             )
         return self._ready
