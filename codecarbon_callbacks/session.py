@@ -54,6 +54,8 @@ from typing import Any
 
 from codecarbon_callbacks_core._shared import warn_once
 from codecarbon_callbacks_core.errors import ConfigError
+from codecarbon_callbacks_core.output.boamps.model import DATA_TYPES as BOAMPS_DATA_TYPES
+from codecarbon_callbacks_core.output.boamps.model import camel_keys as _camel_keys
 from codecarbon_callbacks_core.records import RANK_SUMMED_FIELDS, STATE_KEYS
 
 logger = logging.getLogger(__name__)
@@ -80,20 +82,6 @@ RUN_STAGES: dict[str, str] = {
 
 #: the phase of the tiling window an evaluation-only run uses
 STAGE_PHASES: dict[str, str] = {"validate": "validation", "test": "test", "predict": "predict"}
-
-#: BoAmps dataset ``dataType`` enum (dataset_schema.json, BoAmps 1.1)
-BOAMPS_DATA_TYPES = (
-    "tabular",
-    "audio",
-    "boolean",
-    "image",
-    "video",
-    "object",
-    "text",
-    "token",
-    "word",
-    "other",
-)
 
 #: BoAmps ``quantization`` of a model's weight dtype
 TORCH_QUANTIZATION: dict[str, str] = {
@@ -318,22 +306,6 @@ def _as_dict(value: Any, name: str) -> dict[str, Any]:
     raise ValueError(
         f"{name} must be a dict (BoAmps camelCase keys) or a BoAmps object, got {value!r}"
     )
-
-
-def _camel(key: str) -> str:
-    head, *rest = key.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-def _camel_keys(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        if isinstance(value, Mapping):
-            value = _camel_keys(value)
-        elif isinstance(value, list):
-            value = [_camel_keys(v) if isinstance(v, Mapping) else v for v in value]
-        out[_camel(key) if "_" in key else key] = value
-    return out
 
 
 # -- what a framework tells us about the model and data -----------------------------------------
