@@ -604,6 +604,7 @@ def test_edge_reads_still_work_when_the_pool_refuses_work(monkeypatch):
     open must read its GPUs anyway (found by the distributed tests: rank 0 wrote nothing)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from codecarbon_callbacks_core.hardware import edge_reads
     from codecarbon_callbacks_core.hardware import nvml as nvml_module
 
     gpus = [_one_trace_gpu()[0] for _ in range(2)]
@@ -611,7 +612,7 @@ def test_edge_reads_still_work_when_the_pool_refuses_work(monkeypatch):
         gpu.start(float(i))
     dead = ThreadPoolExecutor(max_workers=1)
     dead.shutdown()  # submit() now raises RuntimeError, as after concurrent.futures' exit hook
-    monkeypatch.setattr(nvml_module, "_edge_pool", dead)
+    monkeypatch.setattr(edge_reads, "_edge_pool", dead)
     readings = nvml_module.read_energy_concurrently(gpus, 5.0)
     assert len(readings) == 2 and all(r == r and r >= 0 for r in readings)  # no NaN
     for gpu in gpus:
