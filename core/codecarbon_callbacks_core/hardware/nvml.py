@@ -14,7 +14,7 @@ reads, ``failure`` says why, one warning is logged; nothing raises.
 
 Which GPUs are measured: :mod:`~codecarbon_callbacks_core.hardware.nvml_select`; window edges
 read several GPUs at once: :mod:`~codecarbon_callbacks_core.hardware.edge_reads`. The evidence
-behind the numbers here (the H200 traces, why ~70 ms, 100 ms steps, the 102.4 ms instant-power
+behind the numbers here (the H200 traces, why ~70 ms, 100 ms steps, the ~102 ms instant-power
 clock, the error figures) is in ``docs/measurement.md``, section "NVML: the evidence".
 """
 

@@ -9,7 +9,7 @@ counter value at a known step), decides which step an edge read belongs to, and 
 ``counter + instant power x time since that step`` (instant power shifted by
 ``INSTANT_POWER_LAG_S``). Energies in J, times in s on the meter's monotonic clock.
 
-The evidence for each choice (the H200 traces, the 100 ms steps, the ~70 ms lag, the 102.4 ms
+The evidence for each choice (the H200 traces, the 100 ms steps, the ~70 ms lag, the ~102 ms
 instant-power clock, the error figures) is in ``docs/measurement.md``, section "NVML: the
 evidence", and ``tests/core/hardware/test_nvml.py`` checks it against ``tests/data/h200_*``.
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import subprocess
 import sys
 import time
@@ -579,6 +580,32 @@ def test_instant_power_lags_the_counter_by_about_70ms():
     assert 0.04 <= best <= 0.10
     assert nvml_backend.INSTANT_POWER_LAG_S == pytest.approx(best, abs=0.03)
     assert rms_step_error(best) < 0.7 * rms_step_error(0.0)
+
+
+def _phase_coherence(times: list[float], period_s: float) -> float:
+    """How well events keep one phase of a clock of ``period_s``: 1 all in phase, ~0 none."""
+    angles = [2 * math.pi * ((t / period_s) % 1.0) for t in times]
+    return math.hypot(sum(map(math.cos, angles)), sum(map(math.sin, angles))) / len(angles)
+
+
+def test_instant_power_runs_on_a_clock_of_its_own():
+    """The evidence (docs/measurement.md, "NVML: the evidence"): the counter keeps the phase of
+    a 100.0 ms clock; instant power's updates (single gaps 70-150 ms) keep the phase of a
+    ~102 ms clock, not the counter's, so they cannot tell where the counter's step lies."""
+    trace = h200_trace()
+    updates = [
+        t
+        for t, previous, current in zip(
+            trace.power_t[1:], trace.power_instant_mw, trace.power_instant_mw[1:], strict=False
+        )
+        if current != previous
+    ]
+    periods_s = [0.0990 + i * 0.00005 for i in range(100)]  # 99.0-104.0 ms
+    counter_best = max(periods_s, key=lambda p: _phase_coherence(trace.step_t[1:], p))
+    instant_best = max(periods_s, key=lambda p: _phase_coherence(updates, p))
+    assert counter_best == pytest.approx(0.1000, abs=0.0002)
+    assert 0.1015 <= instant_best <= 0.1030
+    assert _phase_coherence(updates, counter_best) < 0.5 * _phase_coherence(updates, instant_best)
 
 
 def test_alternating_cycles_with_edges_mid_load_have_no_step_errors():
