@@ -101,11 +101,13 @@ def detect_cpu(
                 return [rapl.ProcessShareComponent(packages, pid)], rapl_notes
             return list(components), rapl_notes
         except HardwareError as error:
-            reason = str(error)
-            if "permission denied" in reason:
-                notes.append(f"CPU: RAPL refused, so CPU power is estimated. {reason}")
+            from codecarbon_callbacks_core.hardware.diagnose import rapl_finding
+
+            finding = rapl_finding(error)
+            if finding.state == "refused":
+                notes.append(f"CPU: RAPL refused, so CPU power is estimated. {finding.reason}")
             else:
-                logger.debug("no RAPL: %s", reason)
+                logger.debug("no RAPL: %s (%s)", finding.reason, finding.fix)
     cpu_count = logical_cpu_count()
     match = lookup_tdp_w(model) if model else None
     if match is not None:

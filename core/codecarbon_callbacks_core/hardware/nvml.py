@@ -30,6 +30,11 @@ from typing import Any
 from codecarbon_callbacks_core._shared import warn_once
 from codecarbon_callbacks_core.hardware import _forksafe
 from codecarbon_callbacks_core.hardware.base import Component, MeasurementMethod
+from codecarbon_callbacks_core.hardware.diagnose import (
+    _import_nvml,
+    nvidia_driver_present,
+    open_nvml,
+)
 from codecarbon_callbacks_core.hardware.edge_reads import read_energy_concurrently
 from codecarbon_callbacks_core.hardware.nvml_phase import (
     INSTANT_POWER_LAG_S,
@@ -51,6 +56,7 @@ __all__ = [
     "WATCH_INTERVAL_S",
     "NvmlGpu",
     "_PhaseModel",
+    "_import_nvml",
     "cuda_device_uuids",
     "detect_nvml",
     "nvidia_driver_present",
@@ -423,29 +429,6 @@ class NvmlGpu(CounterPhase, Component):
 
 
 
-def nvidia_driver_present() -> bool:
-    """Cheap check (microseconds) before importing pynvml (~10 ms) on machines without GPUs.
-
-    True off Linux (we cannot tell cheaply), and on Linux when the driver's /proc entry, its
-    device node or WSL's NVML library exists.
-    """
-    import os
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return True
-    return any(
-        os.path.exists(path)
-        for path in ("/proc/driver/nvidia", "/dev/nvidiactl", "/usr/lib/wsl/lib/libnvidia-ml.so.1")
-    )
-
-
-def _import_nvml() -> Any:
-    import pynvml  # nvidia-ml-py
-
-    return pynvml
-
-
 def detect_nvml(
     *,
     nvml: Any = None,
@@ -455,10 +438,12 @@ def detect_nvml(
     sleep: Callable[[float], None] = time.sleep,
     strict_gpu_ids: bool = False,
 ) -> tuple[list[NvmlGpu], list[str]]:
-    """One :class:`NvmlGpu` per selected GPU; none (and a debug log) when NVML is unusable.
+    """One :class:`NvmlGpu` per selected GPU; none (and a debug log saying why, from
+    :func:`~codecarbon_callbacks_core.hardware.diagnose.open_nvml`) when NVML is unusable.
 
     Args:
-        nvml: the ``pynvml`` module or a fake with its names (default: import pynvml).
+        nvml: the ``pynvml`` module or a fake with its names (default: import pynvml where an
+            NVIDIA driver is present).
         gpu_ids: see :func:`select_devices`.
         strict_gpu_ids: ``gpu_ids`` are the user's: one that matches no visible GPU raises
             ConfigError (see :func:`select_devices`), when NVML lists GPUs at all.
@@ -469,23 +454,12 @@ def detect_nvml(
         ``(gpus, notes)``; notes say what was asked for but not found.
     """
     import os
-    import sys
 
     env = os.environ if environ is None else environ
+    nvml, finding = open_nvml(nvml)
     if nvml is None:
-        # an already imported pynvml (or a test's fake installed as pynvml) is used as it is
-        if "pynvml" not in sys.modules and not nvidia_driver_present():
-            logger.debug("no NVIDIA driver (/proc/driver/nvidia, /dev/nvidiactl): no GPU measured")
-            return [], []
-        try:
-            nvml = _import_nvml()
-        except ImportError as error:
-            logger.debug("no NVML: %s (pip install nvidia-ml-py)", error)
-            return [], []
-    try:
-        nvml.nvmlInit()
-    except Exception as error:  # noqa: BLE001 - NVMLError, or no libnvidia-ml.so (a CPU machine)
-        logger.debug("no NVML: nvmlInit failed: %s", error)
+        logger.debug("no GPU measured: %s%s", finding.reason,
+                     f" ({finding.fix})" if finding.fix else "")
         return [], []
     try:
         count = int(nvml.nvmlDeviceGetCount())

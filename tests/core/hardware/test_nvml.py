@@ -304,13 +304,15 @@ def test_nvml_init_failure_gives_no_gpu_and_no_error():
 
 
 def test_pynvml_missing_gives_no_gpu(monkeypatch):
-    monkeypatch.setattr(nvml_backend, "nvidia_driver_present", lambda: True)
+    from codecarbon_callbacks_core.hardware import diagnose
+
+    monkeypatch.setattr(diagnose, "nvidia_driver_present", lambda: True)
     monkeypatch.delitem(sys.modules, "pynvml", raising=False)
 
     def missing():
         raise ImportError("No module named 'pynvml'")
 
-    monkeypatch.setattr(nvml_backend, "_import_nvml", missing)
+    monkeypatch.setattr(diagnose, "_import_nvml", missing)
     assert detect_nvml() == ([], [])
 
 
