@@ -101,11 +101,13 @@ def detect_cpu(
                 return [rapl.ProcessShareComponent(packages, pid)], rapl_notes
             return list(components), rapl_notes
         except HardwareError as error:
-            reason = str(error)
-            if "permission denied" in reason:
-                notes.append(f"CPU: RAPL refused, so CPU power is estimated. {reason}")
+            from codecarbon_callbacks_core.hardware.diagnose import rapl_finding
+
+            finding = rapl_finding(error)
+            if finding.state == "refused":
+                notes.append(f"CPU: RAPL refused, so CPU power is estimated. {finding.reason}")
             else:
-                logger.debug("no RAPL: %s", reason)
+                logger.debug("no RAPL: %s (%s)", finding.reason, finding.fix)
     cpu_count = logical_cpu_count()
     match = lookup_tdp_w(model) if model else None
     if match is not None:
@@ -167,7 +169,7 @@ def detect_components(
         tracking_mode: "machine" (the whole machine) or "process" (this process and its
             children: RAPL package energy split by their share of busy CPU time, or TDP x their
             load; RAM from their RSS).
-        gpu_ids: GPUs to measure: ints or UUIDs (see ``nvml.select_devices``); None for all.
+        gpu_ids: GPUs to measure: ints or UUIDs (see ``nvml_select.select_devices``); None for all.
         force_cpu_power: a constant CPU power in W instead of any measurement.
         force_ram_power: a constant RAM power in W instead of the model.
         rapl_include_dram: measure RAM with the RAPL DRAM zones where present.
@@ -226,7 +228,7 @@ def detect_components(
 
 def read_energy_concurrently(components: Any, now_s: float) -> list[float]:
     """``energy_j(now_s)`` of each component, slow GPU counters read in parallel threads."""
-    from codecarbon_callbacks_core.hardware.nvml import read_energy_concurrently as read
+    from codecarbon_callbacks_core.hardware.edge_reads import read_energy_concurrently as read
 
     return read(components, now_s)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import subprocess
 import sys
 import time
@@ -303,13 +304,15 @@ def test_nvml_init_failure_gives_no_gpu_and_no_error():
 
 
 def test_pynvml_missing_gives_no_gpu(monkeypatch):
-    monkeypatch.setattr(nvml_backend, "nvidia_driver_present", lambda: True)
+    from codecarbon_callbacks_core.hardware import diagnose
+
+    monkeypatch.setattr(diagnose, "nvidia_driver_present", lambda: True)
     monkeypatch.delitem(sys.modules, "pynvml", raising=False)
 
     def missing():
         raise ImportError("No module named 'pynvml'")
 
-    monkeypatch.setattr(nvml_backend, "_import_nvml", missing)
+    monkeypatch.setattr(diagnose, "_import_nvml", missing)
     assert detect_nvml() == ([], [])
 
 
@@ -581,6 +584,32 @@ def test_instant_power_lags_the_counter_by_about_70ms():
     assert rms_step_error(best) < 0.7 * rms_step_error(0.0)
 
 
+def _phase_coherence(times: list[float], period_s: float) -> float:
+    """How well events keep one phase of a clock of ``period_s``: 1 all in phase, ~0 none."""
+    angles = [2 * math.pi * ((t / period_s) % 1.0) for t in times]
+    return math.hypot(sum(map(math.cos, angles)), sum(map(math.sin, angles))) / len(angles)
+
+
+def test_instant_power_runs_on_a_clock_of_its_own():
+    """The evidence (docs/measurement.md, "NVML: the evidence"): the counter keeps the phase of
+    a 100.0 ms clock; instant power's updates (single gaps 70-150 ms) keep the phase of a
+    ~102 ms clock, not the counter's, so they cannot tell where the counter's step lies."""
+    trace = h200_trace()
+    updates = [
+        t
+        for t, previous, current in zip(
+            trace.power_t[1:], trace.power_instant_mw, trace.power_instant_mw[1:], strict=False
+        )
+        if current != previous
+    ]
+    periods_s = [0.0990 + i * 0.00005 for i in range(100)]  # 99.0-104.0 ms
+    counter_best = max(periods_s, key=lambda p: _phase_coherence(trace.step_t[1:], p))
+    instant_best = max(periods_s, key=lambda p: _phase_coherence(updates, p))
+    assert counter_best == pytest.approx(0.1000, abs=0.0002)
+    assert 0.1015 <= instant_best <= 0.1030
+    assert _phase_coherence(updates, counter_best) < 0.5 * _phase_coherence(updates, instant_best)
+
+
 def test_alternating_cycles_with_edges_mid_load_have_no_step_errors():
     """10 x (0.5 s full + 0.5 s idle), edges in the middle of each full half, 10 phase offsets:
     no window may be off by a counter step (> 5 %), and the rms error stays under 1 %."""
@@ -604,6 +633,7 @@ def test_edge_reads_still_work_when_the_pool_refuses_work(monkeypatch):
     open must read its GPUs anyway (found by the distributed tests: rank 0 wrote nothing)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from codecarbon_callbacks_core.hardware import edge_reads
     from codecarbon_callbacks_core.hardware import nvml as nvml_module
 
     gpus = [_one_trace_gpu()[0] for _ in range(2)]
@@ -611,7 +641,7 @@ def test_edge_reads_still_work_when_the_pool_refuses_work(monkeypatch):
         gpu.start(float(i))
     dead = ThreadPoolExecutor(max_workers=1)
     dead.shutdown()  # submit() now raises RuntimeError, as after concurrent.futures' exit hook
-    monkeypatch.setattr(nvml_module, "_edge_pool", dead)
+    monkeypatch.setattr(edge_reads, "_edge_pool", dead)
     readings = nvml_module.read_energy_concurrently(gpus, 5.0)
     assert len(readings) == 2 and all(r == r and r >= 0 for r in readings)  # no NaN
     for gpu in gpus:

@@ -1,0 +1,448 @@
+"""The NVML energy counter's phase: where its 100 ms steps lie, and an edge placed inside one.
+
+The counter (``nvmlDeviceGetTotalEnergyConsumption``) moves in steps on a clock of its own, so a
+read at a window edge is stale by up to one period. :class:`_PhaseModel` fits the step times
+(period and phase, by least squares); :class:`CounterPhase`, half of
+:class:`~codecarbon_callbacks_core.hardware.nvml.NvmlGpu`, watches steps with a few counter reads
+a second (on a watcher thread, or inside ``sample()`` with a virtual clock), keeps an anchor (a
+counter value at a known step), decides which step an edge read belongs to, and returns
+``counter + instant power x time since that step`` (instant power shifted by
+``INSTANT_POWER_LAG_S``). Energies in J, times in s on the meter's monotonic clock.
+
+The evidence for each choice (the H200 traces, the 100 ms steps, the ~70 ms lag, the ~102 ms
+instant-power clock, the error figures) is in ``docs/measurement.md``, section "NVML: the
+evidence", and ``tests/core/hardware/test_nvml.py`` checks it against ``tests/data/h200_*``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: instant power (field 186) shows what the energy counter counts about this much later: on the
+#: H200 trace the per-step counter increments match the instant-power integral best shifted by
+#: 60-80 ms (rms 10 J a step, against 17 J unshifted)
+INSTANT_POWER_LAG_S = 0.07
+#: the longest the sampler sleeps to start a watch just before a step, s
+MAX_WATCH_WAIT_S = 0.012
+#: the counter period assumed until measured, s
+NOMINAL_COUNTER_PERIOD_S = 0.1
+#: the first watch gives up after this long, s
+FIRST_WATCH_LIMIT_S = 0.5
+#: a step observed farther than this from its prediction counts as a miss, s
+PHASE_TOLERANCE_S = 0.015
+#: steps the first watch observes (3 periods measured: about 1 ms of period uncertainty)
+FIRST_WATCH_STEPS = 4
+#: a step located less precisely than this (a slow read) is not used for the phase, s
+MAX_STEP_RESOLUTION_S = 0.006
+
+#: one counter read: (read start s, read end s, counter J)
+CounterRead = tuple[float, float, float]
+
+
+class _PhaseModel:
+    """Step times of a periodic counter: t_k = phase_s + k x period_s (k integer).
+
+    Observed steps get integer indexes from the gaps between them (rounded with the current
+    period), then a least-squares line through (k, t) gives the period and the phase. Three
+    observations in a row far from their prediction mean the counter is not on this clock any
+    more: the model forgets its fit, and the next watch fits it again.
+    """
+
+    #: observations kept for the fit
+    MAX_STEPS = 64
+
+    def __init__(self) -> None:
+        self.period_s: float | None = None
+        self.phase_s: float | None = None
+        self.uncertainty_s = 0.005
+        self.period_sigma_s = 0.002
+        self.misses = 0
+        self._steps: deque[tuple[int, float]] = deque(maxlen=self.MAX_STEPS)
+
+    @property
+    def locked(self) -> bool:
+        return self.period_s is not None and self.phase_s is not None
+
+    def step_index(self, t: float) -> int:
+        assert self.period_s is not None and self.phase_s is not None
+        return math.floor((t - self.phase_s) / self.period_s)
+
+    def step_time(self, k: int) -> float:
+        assert self.period_s is not None and self.phase_s is not None
+        return self.phase_s + k * self.period_s
+
+    def observe_run(self, steps: Sequence[tuple[int, float]]) -> None:
+        """Steps seen by one back-to-back burst, as (ordinal in the burst, time).
+
+        A burst reads every few ms, so its n-th change is the n-th step: ordinals are step
+        indexes even where a slow read made some step times too vague to use.
+        """
+        if not steps:
+            return
+        if self.period_s is None:
+            if len({k for k, _ in steps}) < 2:
+                return
+            self._steps.clear()
+            self._steps.extend(steps)
+            self._fit()
+            return
+        for _, t in steps:
+            self.observe(t)
+
+    def observe(self, step_s: float) -> None:
+        """One step seen at ``step_s``."""
+        if self.period_s is None or self.phase_s is None or not self._steps:
+            return
+        k_last, t_last = self._steps[-1]
+        periods = round((step_s - t_last) / self.period_s)
+        k = k_last + periods
+        residual = step_s - self.step_time(k)
+        # the prediction's error grows with the distance from the fitted steps
+        tolerance = min(
+            0.4 * self.period_s, PHASE_TOLERANCE_S + 3 * abs(periods) * self.period_sigma_s
+        )
+        if abs(residual) > tolerance:
+            self.misses += 1
+            if self.misses >= 3:  # the counter is on another clock: the next watch refits
+                self._steps.clear()
+                self.misses = 0
+                self.period_s = None
+                self.phase_s = None
+                logger.debug("counter phase lost; refitting")
+            return
+        self.misses = 0
+        if k != k_last:
+            self._steps.append((k, step_s))
+            self._fit()
+
+    @staticmethod
+    def _line(steps: Sequence[tuple[int, float]]) -> tuple[float, float, float] | None:
+        """Least squares t = phase + k x period: (period, phase, sum of squared k deviations)."""
+        n = len(steps)
+        mean_k = sum(k for k, _ in steps) / n
+        mean_t = sum(t for _, t in steps) / n
+        var_k = sum((k - mean_k) ** 2 for k, _ in steps)
+        if var_k <= 0:
+            return None
+        slope = sum((k - mean_k) * (t - mean_t) for k, t in steps) / var_k
+        return slope, mean_t - mean_k * slope, var_k
+
+    def _fit(self) -> None:
+        steps = list(self._steps)
+        line = self._line(steps)
+        if line is None:
+            return
+        # a step located through a slow read can be 10+ ms off: drop outliers, one at a time
+        while len(steps) >= 4:
+            slope, phase, _ = line
+            residuals = [abs(t - (phase + k * slope)) for k, t in steps]
+            median = sorted(residuals)[len(residuals) // 2]
+            worst = max(range(len(steps)), key=residuals.__getitem__)
+            if residuals[worst] <= max(0.004, 4 * 1.4826 * median):
+                break
+            del steps[worst]
+            refit = self._line(steps)
+            if refit is None:
+                break
+            line = refit
+        slope, phase, var_k = line
+        if not 0.001 < slope < 10.0:
+            return
+        if len(steps) < len(self._steps):
+            self._steps = deque(steps, maxlen=self.MAX_STEPS)
+        self.period_s = slope
+        self.phase_s = phase  # t at k = 0
+        n = len(steps)
+        # how far one step may fall from the line (the steps' scatter, not the line's error)
+        residuals = [t - (phase + k * slope) for k, t in steps]
+        spread = math.sqrt(sum(r * r for r in residuals) / (n - 2)) if n > 2 else 0.002
+        self.uncertainty_s = min(0.015, max(0.001, spread))
+        self.period_sigma_s = max(spread, 0.001) / math.sqrt(var_k)
+
+    @property
+    def observations(self) -> int:
+        return len(self._steps)
+
+
+class CounterPhase:
+    """The counter-phase half of :class:`~codecarbon_callbacks_core.hardware.nvml.NvmlGpu`.
+
+    It watches the energy counter's steps, keeps the anchor and places edges and the run's
+    origin inside a step. The device class owns the state declared below (set in its
+    ``_reset_state``) and the NVML reads and power integration this class calls; the methods
+    that need the lock say so.
+    """
+
+    _nvml: Any
+    name: str
+    power_source: str | None
+    sample_interval_s: float | None
+    watch_interval_s: float
+    anchor_interval_s: float | None
+    _clock: Callable[[], float]
+    _sleep: Callable[[float], None]
+    _lock: threading.Lock
+    _phase: _PhaseModel
+    _anchor: tuple[int, float] | None
+    _next_watch_s: float
+    _next_anchor_s: float
+    _watch_skips: int
+    _counter_failed_at: tuple[float, float] | None
+    _origin_read: CounterRead | None
+    _origin_j: float | None
+    _origin_provisional: bool
+    _last_good: tuple[float, float] | None
+    _start_s: float
+    _start_power_w: float
+    _power_t: float | None
+
+    def _read_counter(self) -> CounterRead:
+        raise NotImplementedError
+
+    def _read_power_w(self) -> float | None:
+        raise NotImplementedError
+
+    def _integrate_to(self, now_s: float, power_w: float | None) -> None:
+        raise NotImplementedError
+
+    def _integral_at(self, t: float) -> float:
+        raise NotImplementedError
+
+    def _counter_broken(self, now_s: float, error: BaseException) -> None:
+        raise NotImplementedError
+
+    def _refresh_anchor(self, now_s: float) -> None:
+        """One counter read in the middle of a step (unambiguous): a fresh anchor, so that an
+        edge read next to a step can tell which side of it it saw (sampler thread)."""
+        phase = self._phase
+        if not phase.locked:
+            return
+        period = phase.period_s or NOMINAL_COUNTER_PERIOD_S
+        into_step = now_s - phase.step_time(phase.step_index(now_s))
+        if not 0.3 * period <= into_step <= 0.6 * period:
+            return  # a later sample() call lands nearer the middle of a step
+        read = self._read_counter()
+        with self._lock:
+            self._step_of_read(read, update=True)
+        self._next_anchor_s = now_s + self.anchor_interval_s  # type: ignore[operator]
+
+    def _watch(self, now_s: float) -> None:
+        """Observe counter steps (sampler thread)."""
+        phase = self._phase
+        if not phase.locked:
+            self._first_watch()
+            return
+        margin = 0.003 + 3 * phase.uncertainty_s
+        k = phase.step_index(now_s + margin) + 1
+        target = phase.step_time(k)
+        wait = target - margin - now_s
+        # sleep little on the sampler: wait for a tick that lands just before a step, unless the
+        # ticks keep missing (25-ms ticks against a 100-ms counter can stay out of phase)
+        limit = (
+            MAX_WATCH_WAIT_S if self._watch_skips < 4 else (self.sample_interval_s or 0.025) + 0.005
+        )
+        if wait > limit:
+            self._watch_skips += 1
+            return
+        self._watch_skips = 0
+        if wait > 0:
+            self._sleep(wait)
+        # read until the step shows; a full period at most (a late step is still found)
+        self._burst(until_changes=1, limit_s=target + (phase.period_s or 0.1) + margin)
+        # watch often while the period is young, then every watch_interval_s
+        young = phase.observations < 8
+        self._next_watch_s = now_s + (
+            min(0.3, self.watch_interval_s) if young else self.watch_interval_s
+        )
+
+    def _first_watch(self) -> None:
+        """Read back to back until FIRST_WATCH_STEPS steps (<= FIRST_WATCH_LIMIT_S)."""
+        with self._lock:
+            self._anchor = None  # step indexes restart with a new fit
+        self._burst(until_changes=FIRST_WATCH_STEPS, limit_s=self._clock() + FIRST_WATCH_LIMIT_S)
+        self._next_watch_s = self._clock() + (
+            min(0.3, self.watch_interval_s) if self._phase.locked else 4 * self.watch_interval_s
+        )
+
+    def _watch_loop(self, stop: threading.Event) -> None:
+        """The watcher thread (``watch_thread``): all counter reads but the edges' own."""
+        try:
+            while not stop.is_set() and self._counter_failed_at is None:
+                phase = self._phase
+                if not phase.locked:
+                    self._first_watch()
+                    if not phase.locked:
+                        stop.wait(4 * self.watch_interval_s)
+                    continue
+                period = phase.period_s or NOMINAL_COUNTER_PERIOD_S
+                now = self._clock()
+                if now >= self._next_watch_s:
+                    # sleep until just before the next step, then read until it shows
+                    margin = 0.003 + 3 * phase.uncertainty_s
+                    target = phase.step_time(phase.step_index(now + margin) + 1)
+                    if stop.wait(max(0.0, target - margin - self._clock())):
+                        return
+                    self._burst(until_changes=1, limit_s=target + period + margin)
+                    young = phase.observations < 8
+                    self._next_watch_s = self._clock() + (
+                        min(0.3, self.watch_interval_s) if young else self.watch_interval_s
+                    )
+                elif self.anchor_interval_s is not None and now >= self._next_anchor_s:
+                    # one read in the middle of a step: unambiguous, a fresh anchor
+                    middle = phase.step_time(phase.step_index(now)) + 0.45 * period
+                    if middle < now:
+                        middle += period
+                    if stop.wait(max(0.0, middle - self._clock())):
+                        return
+                    read = self._read_counter()
+                    with self._lock:
+                        self._step_of_read(read, update=True)
+                    self._next_anchor_s = self._clock() + self.anchor_interval_s
+                else:
+                    wake = self._next_watch_s
+                    if self.anchor_interval_s is not None:
+                        wake = min(wake, self._next_anchor_s)
+                    stop.wait(max(0.001, wake - now))
+        except self._nvml.NVMLError as error:
+            with self._lock:
+                self._counter_broken(self._clock(), error)
+        except Exception as error:  # noqa: BLE001 - a background thread must not die loudly
+            logger.debug("%s: counter watcher stopped: %s", self.name, error)
+
+    def _burst(self, *, until_changes: int, limit_s: float) -> None:
+        """Back-to-back counter reads until ``until_changes`` steps are seen or ``limit_s``."""
+        previous = self._read_counter()
+        first = previous
+        changes: list[CounterRead] = []  # (step time, resolution, value J)
+        while len(changes) < until_changes and previous[1] < limit_s:
+            current = self._read_counter()
+            # keep the power integral going meanwhile (microseconds a read): it decides which
+            # side of a step an edge reading is on, and a burst can last 0.35 s
+            power_w = self._read_power_w()
+            with self._lock:
+                self._integrate_to(max(current[1], self._power_t or current[1]), power_w)
+            if current[2] != previous[2]:
+                mid_prev = (previous[0] + previous[1]) / 2
+                mid_cur = (current[0] + current[1]) / 2
+                changes.append(((mid_prev + mid_cur) / 2, (mid_cur - mid_prev) / 2, current[2]))
+            previous = current
+        with self._lock:
+            phase = self._phase
+            # a step bracketed by a slow read (up to 26 ms) says little: leave it out
+            phase.observe_run(
+                [(k, c[0]) for k, c in enumerate(changes) if c[1] <= MAX_STEP_RESOLUTION_S]
+            )
+            if changes and phase.locked:
+                step_s, _, value_j = changes[-1]
+                k = phase.step_index(step_s + phase.period_s / 2)  # type: ignore[operator]
+                if self._anchor is None or k >= self._anchor[0]:
+                    self._anchor = (k, value_j)
+            if self._origin_read is None:
+                self._origin_read = first
+            self._resolve_origin()
+            if self._origin_j is not None and phase.locked:
+                # the counter as of the burst's last read: where power takes over if it fails
+                mid = (previous[0] + previous[1]) / 2
+                step_s = phase.step_time(phase.step_index(mid))
+                since_start_j = previous[2] - self._origin_j
+                if self._last_good is None or step_s > self._last_good[0]:
+                    self._last_good = (step_s, max(0.0, since_start_j))
+
+    # -- edges ---------------------------------------------------------------------------------
+
+    def _expected_counter_j(self, k: int) -> float | None:
+        """The counter at step k as the anchor and the power integral predict it."""
+        if self._anchor is None or not self._phase.locked:
+            return None
+        k_anchor, value_j = self._anchor
+        if k == k_anchor:
+            return value_j
+        phase = self._phase
+        lag_s = INSTANT_POWER_LAG_S if self.power_source == "instant" else 0.0
+        return (
+            value_j
+            + self._integral_at(phase.step_time(k) + lag_s)
+            - self._integral_at(phase.step_time(k_anchor) + lag_s)
+        )
+
+    def _step_of_read(self, read: CounterRead, update: bool) -> float | None:
+        """The time of the counter step whose value a read returned; None without a phase."""
+        phase = self._phase
+        if not phase.locked:
+            return None
+        t_a, t_b, value_j = read
+        mid = (t_a + t_b) / 2
+        k = phase.step_index(mid)
+        half_read = (t_b - t_a) / 2
+        guard = half_read + 3 * phase.uncertainty_s + 0.001
+        candidates = [k]
+        if mid - phase.step_time(k) < guard:
+            candidates = [k - 1, k]
+        elif phase.step_time(k + 1) - mid < guard:
+            candidates = [k, k + 1]
+        anchor = self._anchor
+        if len(candidates) > 1:
+            predicted_step = phase.step_time(candidates[1])
+            if anchor is not None and anchor[0] == candidates[0]:
+                # the counter changes at every step: same value, same step; else the next one
+                k = candidates[0] if value_j == anchor[1] else candidates[1]
+            elif anchor is not None and anchor[0] == candidates[1]:
+                # the anchor saw the later step (read concurrently): same value or before it
+                k = candidates[1] if value_j == anchor[1] else candidates[0]
+            elif anchor is not None and anchor[0] == candidates[0] - 1 and value_j == anchor[1]:
+                k = anchor[0]  # the counter is later than predicted
+            elif abs(mid - predicted_step) > half_read + phase.uncertainty_s:
+                # clearly on one side of the predicted step: the timing decides
+                k = candidates[1] if mid > predicted_step else candidates[0]
+            else:
+                # too close to call by timing: the energy since the anchor decides
+                errors = []
+                for candidate in candidates:
+                    expected = self._expected_counter_j(candidate)
+                    errors.append(math.inf if expected is None else abs(value_j - expected))
+                if not all(math.isinf(e) for e in errors):
+                    k = candidates[errors.index(min(errors))]
+        if update and (self._anchor is None or k >= self._anchor[0]):
+            self._anchor = (k, value_j)
+        return phase.step_time(k)
+
+    def _estimate_at(self, read: CounterRead, t: float, power_w: float) -> float:
+        """Counter-scale energy at ``t`` from one counter read (lock held), J."""
+        step_s = self._step_of_read(read, update=True)
+        if step_s is None:  # no phase: the read is on average half a period stale
+            period = self._phase.period_s or NOMINAL_COUNTER_PERIOD_S
+            step_s = (read[0] + read[1]) / 2 - period / 2
+        age_s = t - step_s
+        lag_s = INSTANT_POWER_LAG_S if self.power_source == "instant" else 0.0
+        if age_s <= lag_s:
+            return read[2] + power_w * age_s
+        # instant power shows what the counter counts ~70 ms later: the readings of the last
+        # (age - lag) seconds stand for the start of the step, the latest for its last lag
+        return (
+            read[2] + (self._integral_at(t) - self._integral_at(step_s + lag_s)) + power_w * lag_s
+        )
+
+    def _resolve_origin(self, force: bool = False) -> None:
+        """Place the counter-scale energy at start within its step (lock held).
+
+        The meter reads every component right at start, before the sampler has found the
+        counter's phase: the origin is then provisional (half a period assumed) and is placed
+        again, once, from the same reading when the phase is known. Values returned before stay
+        as they were (clamped non-decreasing), so windows still tile the run exactly; the window
+        that spans the change absorbs the correction (at most half a period of power).
+        """
+        if self._origin_read is None:
+            return
+        if self._origin_j is not None and not (self._origin_provisional and self._phase.locked):
+            return
+        if not (self._phase.locked or force):
+            return
+        self._origin_j = self._estimate_at(self._origin_read, self._start_s, self._start_power_w)
+        self._origin_provisional = not self._phase.locked
