@@ -44,25 +44,19 @@ def parse_args(description: str, *, epochs: int = 3, argv: list[str] | None = No
 
 def print_report(output_dir: str | os.PathLike[str], run_id: str | None) -> None:
     """Print the run's per-epoch table from the CSV files just written, and where they are."""
-    from codecarbon_callbacks.cli import (
+    from codecarbon_callbacks.reports import (
         epoch_summary,
         format_table,
         load_reports,
         run_summary,
+        select_run,
         task_summary,
     )
 
     reports = load_reports([output_dir])
-    prefix = run_id or ""
-
-    def this_run(frame):
-        if frame is None:
-            return None
-        return frame[frame["run_id"].astype(str).str.startswith(prefix)]
-
-    epochs = epoch_summary(this_run(reports.windows))
-    runs = run_summary(this_run(reports.runs))
-    tasks = task_summary(this_run(reports.windows))
+    epochs = epoch_summary(select_run(reports.windows, run_id))
+    runs = run_summary(select_run(reports.runs, run_id))
+    tasks = task_summary(select_run(reports.windows, run_id))
     if len(epochs):
         print("\nPer-epoch energy and emissions (energies in Wh, emissions in g CO2eq):")
         print(format_table(epochs, "epochs"))

@@ -229,9 +229,9 @@ def test_detect_text_says_what_is_missing(tmp_path: Path) -> None:
     assert "Components measured:" in out and "Carbon intensity:" in out
     assert "no location given" in out  # and how to give one
     assert "--country-iso-code" in out
-    from codecarbon_callbacks.cli import _rapl_state
+    from codecarbon_callbacks_core.hardware import probe_presence
 
-    if _rapl_state() in ("absent", "unreadable"):
+    if probe_presence().rapl in ("absent", "unreadable"):
         assert "RAPL" in out  # this machine lacks it: the fix is named
 
 
@@ -305,7 +305,7 @@ def test_monitor_on_a_terminal_shows_a_live_line(tmp_path: Path) -> None:
 
 
 def test_split_terminal_output_lines_and_progress_redraws() -> None:
-    from codecarbon_callbacks.cli import split_terminal_output
+    from codecarbon_callbacks.cli.monitor import split_terminal_output
 
     events, rest = split_terminal_output(b"a\nb\r\nloss 10%\rloss 20%\rloss 3")
     assert events == [("line", b"a"), ("line", b"b"), ("partial", b"loss 10%"), ("partial", b"loss 20%")]

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from codecarbon_callbacks_core._shared import warn_once
@@ -30,10 +33,12 @@ __all__ = [
     "Component",
     "DetectionHint",
     "HardwareError",
+    "HardwarePresence",
     "MeasurementMethod",
     "detect_components",
     "detect_for_config",
     "detect_cpu",
+    "probe_presence",
     "read_energy_concurrently",
     "report_notes",
 ]
@@ -282,3 +287,90 @@ def report_notes(
         warn = user_warning and not isinstance(note, DetectionHint)
         warn_once(f"hardware: {note}", "%s", note, log=log or logger, seen=seen,
                   category=CodeCarbonCallbacksWarning if warn else None)
+
+
+@dataclass(frozen=True)
+class HardwarePresence:
+    """What the machine has, measured or not: the facts behind "how to measure better".
+
+    Attributes:
+        rapl: ``"readable"`` (a RAPL package zone's ``energy_uj`` is readable by this user),
+            ``"unreadable"`` (zones exist, none readable: Linux >= 5.10 without a grant),
+            ``"absent"`` (no zone: a VM, a container without /sys/class/powercap, some CPUs)
+            or ``"not_linux"``.
+        nvidia_driver: an NVIDIA driver is installed (Linux only: the entries NVML's own check
+            looks for; False elsewhere, where it cannot be told cheaply).
+        amd_gpu: a GPU of AMD's PCI vendor id (0x1002) is listed under ``/sys/class/drm``.
+        in_container: a Docker or Podman marker file exists (``/.dockerenv``,
+            ``/run/.containerenv``).
+    """
+
+    rapl: str
+    nvidia_driver: bool
+    amd_gpu: bool
+    in_container: bool
+
+
+def _rapl_presence(powercap_root: Path, opener: Any) -> str:
+    from codecarbon_callbacks_core.hardware.rapl import is_package_zone, read_sysfs
+
+    def readable(zone: str) -> bool:
+        try:
+            (opener or read_sysfs)(powercap_root / zone / "energy_uj")
+            return True
+        except OSError:
+            return False
+
+    try:
+        zones = sorted(entry for entry in os.listdir(powercap_root) if is_package_zone(entry))
+    except OSError:
+        return "absent"
+    if not zones:
+        return "absent"
+    if any(readable(zone) for zone in zones):
+        return "readable"
+    return "unreadable"
+
+
+def _amd_gpu_listed(drm_root: Path) -> bool:
+    for vendor in drm_root.glob("card*/device/vendor"):
+        try:
+            if vendor.read_text().strip().lower() == "0x1002":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def probe_presence(
+    *,
+    powercap_root: str | os.PathLike[str] = "/sys/class/powercap",
+    drm_root: str | os.PathLike[str] = "/sys/class/drm",
+    platform: str | None = None,
+    rapl_opener: Any = None,
+) -> HardwarePresence:
+    """Cheap filesystem checks (no NVML, no counter read) of what the machine has.
+
+    ``detect`` uses them to say what is missing and how to fix it, beside
+    :func:`detect_components`, which says what is measured.
+
+    Args:
+        powercap_root, drm_root: where to look (tests pass fakes).
+        platform: ``sys.platform`` (default: this machine's).
+        rapl_opener: reads a sysfs file (default ``rapl.read_sysfs``; tests pass one that
+            refuses, as the kernel does for non-root users).
+
+    Returns:
+        A :class:`HardwarePresence`. Never raises: an unreadable folder counts as absent.
+    """
+    if not (platform or sys.platform).startswith("linux"):
+        return HardwarePresence(rapl="not_linux", nvidia_driver=False, amd_gpu=False,
+                                in_container=False)
+    from codecarbon_callbacks_core.hardware.nvml import nvidia_driver_present
+
+    return HardwarePresence(
+        rapl=_rapl_presence(Path(powercap_root), rapl_opener),
+        nvidia_driver=nvidia_driver_present(),
+        amd_gpu=_amd_gpu_listed(Path(drm_root)),
+        in_container=any(os.path.exists(p) for p in ("/.dockerenv", "/run/.containerenv")),
+    )

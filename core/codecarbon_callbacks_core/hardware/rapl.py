@@ -46,15 +46,24 @@ MAX_RAPL_SAMPLE_INTERVAL_S = 1.0
 _ZONE = re.compile(r"^(intel-rapl|amd-rapl):(\d+)$")
 _SUBZONE = re.compile(r"^(intel-rapl|amd-rapl):(\d+):(\d+)$")
 
+#: the command that makes the RAPL counters readable until reboot
+PERMISSION_FIX = "sudo chmod -R a+r /sys/class/powercap/intel-rapl"
+
 PERMISSION_HINT = (
     "RAPL energy counters are readable by root only (Linux >= 5.10). Grant read access with "
-    "`sudo chmod -R a+r /sys/class/powercap/intel-rapl` (until reboot) or a udev rule, e.g. "
+    f"`{PERMISSION_FIX}` (until reboot) or a udev rule, e.g. "
     "/etc/udev/rules.d/99-rapl.rules: "
     'SUBSYSTEM=="powercap", ACTION=="add", RUN+="/bin/chmod a+r %S%p/energy_uj"'
 )
 
 #: reads a whole sysfs file as text; tests inject one to simulate refusals (root ignores chmod)
 Opener = Callable[[Path], str]
+
+
+def is_package_zone(entry: str) -> bool:
+    """Whether a powercap folder name is a top-level RAPL zone (``intel-rapl:0``,
+    ``amd-rapl:1``), not a sub-zone or an ``intel-rapl-mmio`` duplicate."""
+    return _ZONE.match(entry) is not None
 
 
 def read_sysfs(path: Path) -> str:
