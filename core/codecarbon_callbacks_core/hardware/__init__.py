@@ -332,16 +332,6 @@ def _rapl_presence(powercap_root: Path, opener: Any) -> str:
     return "unreadable"
 
 
-def _amd_gpu_listed(drm_root: Path) -> bool:
-    for vendor in drm_root.glob("card*/device/vendor"):
-        try:
-            if vendor.read_text().strip().lower() == "0x1002":
-                return True
-        except OSError:
-            continue
-    return False
-
-
 def probe_presence(
     *,
     powercap_root: str | os.PathLike[str] = "/sys/class/powercap",
@@ -366,11 +356,15 @@ def probe_presence(
     if not (platform or sys.platform).startswith("linux"):
         return HardwarePresence(rapl="not_linux", nvidia_driver=False, amd_gpu=False,
                                 in_container=False)
-    from codecarbon_callbacks_core.hardware.nvml import nvidia_driver_present
+    from codecarbon_callbacks_core.hardware.diagnose import (
+        amd_gpu_present,
+        in_container,
+        nvidia_driver_present,
+    )
 
     return HardwarePresence(
         rapl=_rapl_presence(Path(powercap_root), rapl_opener),
         nvidia_driver=nvidia_driver_present(),
-        amd_gpu=_amd_gpu_listed(Path(drm_root)),
-        in_container=any(os.path.exists(p) for p in ("/.dockerenv", "/run/.containerenv")),
+        amd_gpu=amd_gpu_present(drm_root),
+        in_container=in_container(),
     )
