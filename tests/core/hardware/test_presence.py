@@ -58,9 +58,9 @@ def test_nothing_is_probed_off_linux(tmp_path: Path) -> None:
 @pytest.mark.parametrize("driver", [True, False])
 def test_nvidia_driver_is_nvml_own_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                          driver: bool) -> None:
-    """The driver check is NVML's (one owner), not a second list of paths."""
-    from codecarbon_callbacks_core.hardware import nvml
+    """The driver check is the one NVML detection uses (hardware.diagnose), not a second list."""
+    from codecarbon_callbacks_core.hardware import diagnose
 
-    monkeypatch.setattr(nvml, "nvidia_driver_present", lambda: driver)
+    monkeypatch.setattr(diagnose, "nvidia_driver_present", lambda: driver)
     presence = probe_presence(powercap_root=tmp_path, drm_root=tmp_path, platform="linux")
     assert presence.nvidia_driver is driver
