@@ -209,7 +209,6 @@ class BaseEmissionsTracker:
         self.run_id: str = str(uuid.uuid4())
         self.final_emissions: float | None = None
         self.final_emissions_data: EmissionsData | None = None
-        self.api_run_id: str | None = None
         self._lock = threading.RLock()
         #: set while stop() runs: the sampler's live update and a nested stop() step aside
         self._stopping = False
@@ -217,7 +216,6 @@ class BaseEmissionsTracker:
         self._outputs = OutputFanout([])
         self._run_start: Snapshot | None = None
         self._last_flush: Snapshot | None = None
-        self._last_live: Snapshot | None = None
         self._live_ticks = 0
         self._windows: dict[str, _OpenWindow] = {}
         self._window_count = 0
@@ -393,7 +391,6 @@ class BaseEmissionsTracker:
             )
             self._run_start = self._meter.start()
             self._last_flush = self._run_start
-            self._last_live = self._run_start
             process_end.register(self, plain=self.is_plain)
 
     def thread_name(self, role: str) -> str:
@@ -584,12 +581,9 @@ class BaseEmissionsTracker:
             self._last_flush = end
             self._publish_window(window)
             total = self._combine(self._run_record(end, status="running"))
-            self._emit_out(total, end)
+            if self._writes_outputs:
+                self._outputs.out(total)
             return total.emissions
-
-    def _emit_out(self, total: EmissionsData, end: Snapshot) -> None:
-        if self._writes_outputs:
-            self._outputs.out(total)
 
     def _combine(self, record: EmissionsData, collective: bool = True) -> EmissionsData:
         if self._record_combiner is None:
@@ -854,8 +848,6 @@ class BaseEmissionsTracker:
         metadata["components"] = breakdown
         metadata["run_start_timestamp"] = _iso(self._run_start.wall_time) if self._run_start else ""
         metadata["window_count"] = self._window_count
-        if self.api_run_id:
-            metadata["api_run_id"] = self.api_run_id
         if extra_metadata:
             metadata.update(extra_metadata)
         record.metadata = metadata
