@@ -145,11 +145,44 @@ class BaseEmissionsTracker:
         writes_outputs: bool = True,
         **extra: Any,
     ) -> None:
-        arguments = {
-            k: v
-            for k, v in locals().items()
-            if k not in ("self", "extra", "components", "record_combiner", "writes_outputs",
-                         "__class__")
+        # by name, so a reader (or a tool) can follow each parameter into resolve_config
+        arguments: dict[str, Any] = {
+            "project_name": project_name,
+            "measure_power_secs": measure_power_secs,
+            "api_call_interval": api_call_interval,
+            "api_endpoint": api_endpoint,
+            "api_key": api_key,
+            "output_dir": output_dir,
+            "output_file": output_file,
+            "output_methods": output_methods,
+            "save_to_file": save_to_file,
+            "save_to_api": save_to_api,
+            "save_to_logger": save_to_logger,
+            "logging_logger": logging_logger,
+            "save_to_prometheus": save_to_prometheus,
+            "save_to_logfire": save_to_logfire,
+            "prometheus_url": prometheus_url,
+            "output_handlers": output_handlers,
+            "gpu_ids": gpu_ids,
+            "emissions_endpoint": emissions_endpoint,
+            "experiment_id": experiment_id,
+            "experiment_name": experiment_name,
+            "electricitymaps_api_token": electricitymaps_api_token,
+            "co2_signal_api_token": co2_signal_api_token,
+            "tracking_mode": tracking_mode,
+            "log_level": log_level,
+            "on_csv_write": on_csv_write,
+            "logger_preamble": logger_preamble,
+            "force_cpu_power": force_cpu_power,
+            "force_ram_power": force_ram_power,
+            "pue": pue,
+            "wue": wue,
+            "force_carbon_intensity_g_co2e_kwh": force_carbon_intensity_g_co2e_kwh,
+            "force_mode_cpu_load": force_mode_cpu_load,
+            "allow_multiple_runs": allow_multiple_runs,
+            "rapl_include_dram": rapl_include_dram,
+            "rapl_prefer_psys": rapl_prefer_psys,
+            "metadata": metadata,
         }
         arguments.update(extra)
         self._setup(
