@@ -60,6 +60,7 @@ from codecarbon_callbacks_core.records import RANK_SUMMED_FIELDS, STATE_KEYS
 
 # model and data facts live in introspect.py; imported here too, where adapters and tests
 # have always found them
+from codecarbon_callbacks.forecast import Progress, outlook, over_budget
 from codecarbon_callbacks.introspect import (  # noqa: F401
     TORCH_QUANTIZATION,
     dataset_info,
@@ -363,15 +364,6 @@ class _Open:
 
 
 @dataclass
-class _Progress:
-    """One point of the run's progress: units done (epochs or steps) and cumulative figures."""
-
-    done: float
-    energy_kwh: float
-    emissions_kg: float
-
-
-@dataclass
 class _Run:
     stage: str
     tracker: Any
@@ -385,7 +377,7 @@ class _Run:
     time_window_start_s: float = 0.0
     epoch: int | None = None
     in_epoch: bool = False
-    points: list[_Progress] = field(default_factory=list)
+    points: list[Progress] = field(default_factory=list)
     forecast_warned: bool = False
     status: str = "running"
     #: the distributed plan (None: a single process)
@@ -908,7 +900,7 @@ class EmissionsSession:
         start = self._totals(self._run)
         if start is None:
             start = tracker.totals()
-        self._run.points.append(_Progress(done, start.energy_consumed, start.emissions))
+        self._run.points.append(Progress(done, start.energy_consumed, start.emissions))
         if stage == "fit":
             self._run.time_window_start_s = time.monotonic()
             if self.window_every_n_steps:
@@ -1470,29 +1462,11 @@ class EmissionsSession:
         if "total_energy_kwh" not in metrics:
             return
         energy, emissions = metrics["total_energy_kwh"], metrics["total_emissions_kg"]
-        previous = run.points[-1]
-        run.points.append(_Progress(done, energy, emissions))
-        if done <= previous.done:
+        ahead = outlook(run.points, Progress(done, energy, emissions), run.planned)
+        if ahead is None:
             return
-        window_units = done - previous.done
-        # The first window is warm-up: rates come from the windows after it, when there are any.
-        if len(run.points) >= 3 and done > run.points[1].done:
-            base = run.points[1]
-            energy_rate = (energy - base.energy_kwh) / (done - base.done)
-            emissions_rate = (emissions - base.emissions_kg) / (done - base.done)
-            steady = True
-        else:
-            energy_rate = (energy - previous.energy_kwh) / window_units
-            emissions_rate = (emissions - previous.emissions_kg) / window_units
-            steady = False
-        next_energy = energy + energy_rate * window_units
-        next_emissions = emissions + emissions_rate * window_units
-        if steady and run.planned is not None and run.planned >= done:
-            remaining = run.planned - done
-            forecast = {
-                "forecast_energy_kwh": energy + energy_rate * remaining,
-                "forecast_emissions_kg": emissions + emissions_rate * remaining,
-            }
+        forecast = ahead.forecast
+        if forecast is not None:
             metrics.update(forecast)
             self.last_forecast = dict(forecast)
             logger.info(
@@ -1509,14 +1483,14 @@ class EmissionsSession:
             if over and not run.forecast_warned:
                 run.forecast_warned = True
                 logger.warning("the run is forecast to exceed its budget: %s", over)
-        over = self._over_budget(next_energy, next_emissions)
+        over = self._over_budget(ahead.next_energy_kwh, ahead.next_emissions_kg)
         if over and not self.stop_requested:
             self.stop_requested = True
             self.stop_reason = (
                 f"budget: after {done:g} {run.unit}s the run has used {energy:.6g} kWh, "
-                f"{emissions:.6g} kg CO2eq; the next {window_units:g} {run.unit}(s) would bring "
-                f"it to {next_energy:.6g} kWh, {next_emissions:.6g} kg CO2eq: {over}. "
-                "Asking the trainer to stop."
+                f"{emissions:.6g} kg CO2eq; the next {ahead.window_units:g} {run.unit}(s) would "
+                f"bring it to {ahead.next_energy_kwh:.6g} kWh, {ahead.next_emissions_kg:.6g} kg "
+                f"CO2eq: {over}. Asking the trainer to stop."
             )
             logger.warning("%s", self.stop_reason)
             try:
@@ -1525,12 +1499,8 @@ class EmissionsSession:
                 pass
 
     def _over_budget(self, energy_kwh: float, emissions_kg: float) -> str | None:
-        reasons = []
-        if self.max_energy_kwh is not None and energy_kwh > self.max_energy_kwh:
-            reasons.append(f"{energy_kwh:.6g} kWh > max_energy_kwh={self.max_energy_kwh:g}")
-        if self.max_emissions_kg is not None and emissions_kg > self.max_emissions_kg:
-            reasons.append(f"{emissions_kg:.6g} kg > max_emissions_kg={self.max_emissions_kg:g}")
-        return "; ".join(reasons) or None
+        return over_budget(energy_kwh, emissions_kg, max_energy_kwh=self.max_energy_kwh,
+                           max_emissions_kg=self.max_emissions_kg)
 
     # -- resume ----------------------------------------------------------------------------
 
