@@ -12,7 +12,8 @@ import logging
 import math
 from typing import Any
 
-from codecarbon_callbacks.session import EmissionsSession, dataset_info, torch_model_info
+from codecarbon_callbacks.introspect import dataset_info, torch_model_info
+from codecarbon_callbacks.session import EmissionsSession
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ from typing import Any
 
 from codecarbon_callbacks_core._shared import write_json_atomic
 
-from codecarbon_callbacks.session import EmissionsSession, guess_data_type, missing_framework_error
+from codecarbon_callbacks.introspect import TORCH_QUANTIZATION, guess_data_type
+from codecarbon_callbacks.session import EmissionsSession, missing_framework_error
 
 try:
     import keras as _keras
@@ -138,8 +139,6 @@ class EmissionsCallback(_keras.callbacks.Callback):
             pass
         policy = getattr(getattr(model, "dtype_policy", None), "name", None)
         if policy:
-            from codecarbon_callbacks.session import TORCH_QUANTIZATION
-
             info["quantization"] = TORCH_QUANTIZATION.get(str(policy))
         optimizer = getattr(model, "optimizer", None)
         if optimizer is not None and stage == "fit":

@@ -58,6 +58,18 @@ from codecarbon_callbacks_core.output.boamps.model import DATA_TYPES as BOAMPS_D
 from codecarbon_callbacks_core.output.boamps.model import camel_keys as _camel_keys
 from codecarbon_callbacks_core.records import RANK_SUMMED_FIELDS, STATE_KEYS
 
+# model and data facts live in introspect.py; imported here too, where adapters and tests
+# have always found them
+from codecarbon_callbacks.forecast import Progress, outlook, over_budget
+from codecarbon_callbacks.introspect import (  # noqa: F401
+    TORCH_QUANTIZATION,
+    dataset_info,
+    guess_data_type,
+    pretrained_name,
+    shape_string,
+    torch_model_info,
+)
+
 logger = logging.getLogger(__name__)
 
 #: framework module -> extra of this distribution that installs it
@@ -82,17 +94,6 @@ RUN_STAGES: dict[str, str] = {
 
 #: the phase of the tiling window an evaluation-only run uses
 STAGE_PHASES: dict[str, str] = {"validate": "validation", "test": "test", "predict": "predict"}
-
-#: BoAmps ``quantization`` of a model's weight dtype
-TORCH_QUANTIZATION: dict[str, str] = {
-    "float32": "fp32",
-    "float16": "fp16",
-    "bfloat16": "bf16",
-    "float64": "fp64",
-    "int8": "int8",
-    "mixed_float16": "fp16",
-    "mixed_bfloat16": "bf16",
-}
 
 #: where a resumed run's state is kept
 STATE_VERSION = 1
@@ -308,160 +309,6 @@ def _as_dict(value: Any, name: str) -> dict[str, Any]:
     )
 
 
-# -- what a framework tells us about the model and data -----------------------------------------
-
-
-def guess_data_type(sample: Any) -> str:
-    """The BoAmps ``dataType`` of one input sample (no batch axis), or ``"other"``.
-
-    Strings are ``text``; a mapping with ``input_ids`` or a 1-D integer array is ``token``; a 1-D
-    float array is ``tabular``; 2-D single channel or 3-D arrays with a channel axis of 1, 3 or 4
-    are ``image``; 4-D arrays are ``video``; booleans are ``boolean``.
-    """
-    if isinstance(sample, Mapping):
-        if "input_ids" in sample:
-            return "token"
-        for key in ("pixel_values", "image", "images"):
-            if key in sample:
-                return "image"
-        for key in ("input_values", "input_features", "audio"):
-            if key in sample:
-                return "audio"
-        return "other"
-    if isinstance(sample, (tuple, list)) and sample and not isinstance(sample[0], (int, float)):
-        return guess_data_type(sample[0])
-    if isinstance(sample, str):
-        return "text"
-    shape = _shape_of(sample)
-    dtype = str(getattr(sample, "dtype", "")).lower()
-    if shape is None:
-        if isinstance(sample, (list, tuple)):
-            return "tabular"
-        return "other"
-    if "bool" in dtype:
-        return "boolean"
-    integer = "int" in dtype or "long" in dtype
-    if len(shape) == 0:
-        return "tabular"
-    if len(shape) == 1:
-        return "token" if integer else "tabular"
-    if len(shape) == 3 and (shape[0] in (1, 3, 4) or shape[-1] in (1, 3, 4)):
-        return "image"
-    if len(shape) == 2 and not integer and min(shape) >= 8:
-        return "image"
-    if len(shape) == 4:
-        return "video"
-    return "other"
-
-
-def _shape_of(value: Any) -> tuple[int, ...] | None:
-    shape = getattr(value, "shape", None)
-    if shape is None:
-        return None
-    try:
-        return tuple(int(d) if d is not None else -1 for d in shape)
-    except (TypeError, ValueError):
-        return None
-
-
-def shape_string(sample: Any, n_samples: int | None = None) -> str | None:
-    """The dataset's shape as BoAmps wants it, e.g. ``"(64, 8)"`` for 64 samples of 8 features."""
-    if isinstance(sample, Mapping):
-        sample = sample.get(
-            "input_ids", sample.get("pixel_values", next(iter(sample.values()), None))
-        )
-    elif isinstance(sample, (tuple, list)) and sample and _shape_of(sample[0]) is not None:
-        sample = sample[0]
-    shape = _shape_of(sample)
-    if shape is None:
-        if isinstance(sample, (list, tuple)):
-            shape = (len(sample),)
-        else:
-            return None
-    dims = [
-        str(n_samples) if n_samples is not None else "None",
-        *("None" if d < 0 else str(d) for d in shape),
-    ]
-    return "(" + ", ".join(dims) + ")"
-
-
-def torch_model_info(module: Any) -> dict[str, Any]:
-    """Class path, number of parameters and of layers of a torch ``nn.Module`` (no import needed).
-
-    Layers are the leaf modules that hold parameters (Linear, Conv, Embedding, norms...), or the
-    model config's ``num_hidden_layers`` for Hugging Face models.
-    """
-    info: dict[str, Any] = {"class_path": f"{type(module).__module__}.{type(module).__qualname__}"}
-    try:
-        first = next(iter(module.parameters()), None)
-        if first is not None:
-            info["quantization"] = TORCH_QUANTIZATION.get(str(first.dtype).replace("torch.", ""))
-        info["parameters"] = int(sum(p.numel() for p in module.parameters()))
-        leaves = [
-            m
-            for m in module.modules()
-            if not list(m.children()) and any(True for _ in m.parameters(recurse=False))
-        ]
-        info["layers"] = len(leaves)
-    except Exception as e:  # introspection is best effort
-        logger.debug("could not count parameters of %s: %s", type(module).__name__, e)
-    config = getattr(module, "config", None)
-    hidden = getattr(config, "num_hidden_layers", None)
-    if isinstance(hidden, int):
-        info["layers"] = hidden
-    info["pretrained"] = pretrained_name(module) is not None
-    name = pretrained_name(module)
-    if name:
-        info["foundation_model"] = name
-    return info
-
-
-def pretrained_name(module: Any) -> str | None:
-    """The name or path a (sub)model was loaded from with ``from_pretrained``, if any."""
-    candidates = [module]
-    modules = getattr(module, "modules", None)
-    if callable(modules):
-        try:
-            candidates = list(modules())
-        except Exception:
-            candidates = [module]
-    for m in candidates:
-        name = getattr(m, "name_or_path", None) or getattr(
-            getattr(m, "config", None), "_name_or_path", None
-        )
-        if isinstance(name, str) and name:
-            return name
-    return None
-
-
-def dataset_info(dataset: Any, *, batch_size: int | None = None) -> dict[str, Any]:
-    """Number of samples, first sample's type and shape of a map-style dataset (best effort)."""
-    info: dict[str, Any] = {}
-    if batch_size:
-        info["batch_size"] = int(batch_size)
-    if dataset is None:
-        return info
-    try:
-        info["n_samples"] = len(dataset)
-    except Exception:
-        pass
-    try:
-        sample = dataset[0]
-    except Exception:
-        return info
-    if (
-        isinstance(sample, (tuple, list))
-        and len(sample) >= 1
-        and not isinstance(sample[0], (int, float))
-    ):
-        sample = sample[0]  # (inputs, targets)
-    info["data_type"] = guess_data_type(sample)
-    shape = shape_string(sample, info.get("n_samples"))
-    if shape:
-        info["input_shape"] = shape
-    return info
-
-
 # -- distributed helpers ------------------------------------------------------------------------
 
 
@@ -517,15 +364,6 @@ class _Open:
 
 
 @dataclass
-class _Progress:
-    """One point of the run's progress: units done (epochs or steps) and cumulative figures."""
-
-    done: float
-    energy_kwh: float
-    emissions_kg: float
-
-
-@dataclass
 class _Run:
     stage: str
     tracker: Any
@@ -539,7 +377,7 @@ class _Run:
     time_window_start_s: float = 0.0
     epoch: int | None = None
     in_epoch: bool = False
-    points: list[_Progress] = field(default_factory=list)
+    points: list[Progress] = field(default_factory=list)
     forecast_warned: bool = False
     status: str = "running"
     #: the distributed plan (None: a single process)
@@ -1062,7 +900,7 @@ class EmissionsSession:
         start = self._totals(self._run)
         if start is None:
             start = tracker.totals()
-        self._run.points.append(_Progress(done, start.energy_consumed, start.emissions))
+        self._run.points.append(Progress(done, start.energy_consumed, start.emissions))
         if stage == "fit":
             self._run.time_window_start_s = time.monotonic()
             if self.window_every_n_steps:
@@ -1624,29 +1462,11 @@ class EmissionsSession:
         if "total_energy_kwh" not in metrics:
             return
         energy, emissions = metrics["total_energy_kwh"], metrics["total_emissions_kg"]
-        previous = run.points[-1]
-        run.points.append(_Progress(done, energy, emissions))
-        if done <= previous.done:
+        ahead = outlook(run.points, Progress(done, energy, emissions), run.planned)
+        if ahead is None:
             return
-        window_units = done - previous.done
-        # The first window is warm-up: rates come from the windows after it, when there are any.
-        if len(run.points) >= 3 and done > run.points[1].done:
-            base = run.points[1]
-            energy_rate = (energy - base.energy_kwh) / (done - base.done)
-            emissions_rate = (emissions - base.emissions_kg) / (done - base.done)
-            steady = True
-        else:
-            energy_rate = (energy - previous.energy_kwh) / window_units
-            emissions_rate = (emissions - previous.emissions_kg) / window_units
-            steady = False
-        next_energy = energy + energy_rate * window_units
-        next_emissions = emissions + emissions_rate * window_units
-        if steady and run.planned is not None and run.planned >= done:
-            remaining = run.planned - done
-            forecast = {
-                "forecast_energy_kwh": energy + energy_rate * remaining,
-                "forecast_emissions_kg": emissions + emissions_rate * remaining,
-            }
+        forecast = ahead.forecast
+        if forecast is not None:
             metrics.update(forecast)
             self.last_forecast = dict(forecast)
             logger.info(
@@ -1663,14 +1483,14 @@ class EmissionsSession:
             if over and not run.forecast_warned:
                 run.forecast_warned = True
                 logger.warning("the run is forecast to exceed its budget: %s", over)
-        over = self._over_budget(next_energy, next_emissions)
+        over = self._over_budget(ahead.next_energy_kwh, ahead.next_emissions_kg)
         if over and not self.stop_requested:
             self.stop_requested = True
             self.stop_reason = (
                 f"budget: after {done:g} {run.unit}s the run has used {energy:.6g} kWh, "
-                f"{emissions:.6g} kg CO2eq; the next {window_units:g} {run.unit}(s) would bring "
-                f"it to {next_energy:.6g} kWh, {next_emissions:.6g} kg CO2eq: {over}. "
-                "Asking the trainer to stop."
+                f"{emissions:.6g} kg CO2eq; the next {ahead.window_units:g} {run.unit}(s) would "
+                f"bring it to {ahead.next_energy_kwh:.6g} kWh, {ahead.next_emissions_kg:.6g} kg "
+                f"CO2eq: {over}. Asking the trainer to stop."
             )
             logger.warning("%s", self.stop_reason)
             try:
@@ -1679,12 +1499,8 @@ class EmissionsSession:
                 pass
 
     def _over_budget(self, energy_kwh: float, emissions_kg: float) -> str | None:
-        reasons = []
-        if self.max_energy_kwh is not None and energy_kwh > self.max_energy_kwh:
-            reasons.append(f"{energy_kwh:.6g} kWh > max_energy_kwh={self.max_energy_kwh:g}")
-        if self.max_emissions_kg is not None and emissions_kg > self.max_emissions_kg:
-            reasons.append(f"{emissions_kg:.6g} kg > max_emissions_kg={self.max_emissions_kg:g}")
-        return "; ".join(reasons) or None
+        return over_budget(energy_kwh, emissions_kg, max_energy_kwh=self.max_energy_kwh,
+                           max_emissions_kg=self.max_emissions_kg)
 
     # -- resume ----------------------------------------------------------------------------
 

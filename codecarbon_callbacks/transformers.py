@@ -29,12 +29,8 @@ from typing import Any
 
 from codecarbon_callbacks_core._shared import warn_once
 
-from codecarbon_callbacks.session import (
-    EmissionsSession,
-    dataset_info,
-    missing_framework_error,
-    torch_model_info,
-)
+from codecarbon_callbacks.introspect import dataset_info, torch_model_info
+from codecarbon_callbacks.session import EmissionsSession, missing_framework_error
 
 try:
     import transformers as _transformers

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import subprocess
 import sys
+import warnings
 
 import pytest
 
 import codecarbon_callbacks
-from codecarbon_callbacks import EmissionsTracker, OfflineEmissionsTracker
+from codecarbon_callbacks import EmissionsTracker, OfflineEmissionsTracker, OutputMethod
 
 HEAVY_MODULES = (
     "torch", "lightning", "pytorch_lightning", "transformers", "keras", "tensorflow", "jax",
@@ -59,6 +61,96 @@ def test_codecarbon_call_with_every_parameter_works(tmp_path) -> None:
             cloud_provider=None, cloud_region=None, country_2letter_iso_code=None,
         )
     assert tracker.config.project_name == "p"
+
+
+
+class _Handler:
+    """An output handler: any object with ``out`` is accepted."""
+
+    def out(self, total, delta) -> None:  # pragma: no cover - never started
+        pass
+
+
+#: each constructor parameter -> (a value that is not the default, the config field it sets,
+#: the value that field must then hold)
+_LOGGER = logging.getLogger("test_public_api.every_parameter")
+_HANDLER = _Handler()
+_PARAMETER_VALUES: dict[str, tuple[object, str, object]] = {
+    "project_name": ("proj-x", "project_name", "proj-x"),
+    "measure_power_secs": (7.5, "measure_power_secs", 7.5),
+    "api_call_interval": (3, "api_call_interval", 3),
+    "api_endpoint": ("https://api.example.org", "api_endpoint", "https://api.example.org"),
+    "api_key": ("key-x", "api_key", "key-x"),
+    "output_dir": ("<tmp>", "output_dir", "<tmp>"),
+    "output_file": ("mine.csv", "output_file", "mine.csv"),
+    "output_methods": ([OutputMethod.LOGGER], "output_methods", [OutputMethod.LOGGER]),
+    "save_to_file": (False, "output_methods", []),
+    "save_to_api": (True, "output_methods", [OutputMethod.CSV, OutputMethod.API]),
+    "save_to_logger": (True, "output_methods", [OutputMethod.CSV, OutputMethod.LOGGER]),
+    "save_to_prometheus": (True, "output_methods", [OutputMethod.CSV, OutputMethod.PROMETHEUS]),
+    "save_to_logfire": (True, "output_methods", [OutputMethod.CSV, OutputMethod.LOGFIRE]),
+    "logging_logger": (_LOGGER, "logging_logger", _LOGGER),
+    "prometheus_url": ("localhost:9999", "prometheus_url", "localhost:9999"),
+    "output_handlers": ([_HANDLER], "output_handlers", [_HANDLER]),
+    "gpu_ids": ([1], "gpu_ids", [1]),
+    "emissions_endpoint": ("http://127.0.0.1:9/e", "emissions_endpoint", "http://127.0.0.1:9/e"),
+    "experiment_id": ("5b0fa12a-3dd7-45bb-9766-cc326314d9f1", "experiment_id",
+                      "5b0fa12a-3dd7-45bb-9766-cc326314d9f1"),
+    "experiment_name": ("exp-x", "experiment_name", "exp-x"),
+    "electricitymaps_api_token": ("tok-x", "electricitymaps_api_token", "tok-x"),
+    "co2_signal_api_token": ("tok-old", "electricitymaps_api_token", "tok-old"),
+    "tracking_mode": ("process", "tracking_mode", "process"),
+    "log_level": ("debug", "log_level", "debug"),
+    "on_csv_write": ("update", "on_csv_write", "update"),
+    "logger_preamble": ("pre", "logger_preamble", "pre"),
+    "force_cpu_power": (42.0, "force_cpu_power", 42.0),
+    "force_ram_power": (5.0, "force_ram_power", 5.0),
+    "pue": (1.5, "pue", 1.5),
+    "wue": (0.3, "wue", 0.3),
+    "force_carbon_intensity_g_co2e_kwh": (123.0, "force_carbon_intensity_g_co2e_kwh", 123.0),
+    "force_mode_cpu_load": (True, "force_mode_cpu_load", True),
+    "allow_multiple_runs": (False, "allow_multiple_runs", False),
+    "rapl_include_dram": (True, "rapl_include_dram", True),
+    "rapl_prefer_psys": (True, "rapl_prefer_psys", True),
+    "metadata": ({"k": "v"}, "metadata", {"k": "v"}),
+    "country_iso_code": ("DEU", "country_iso_code", "DEU"),
+    "region": ("quebec", "region", "quebec"),
+    "cloud_provider": ("gcp", "cloud_provider", "gcp"),
+    "cloud_region": ("europe-west1", "cloud_region", "europe-west1"),
+    "country_2letter_iso_code": ("DE", "country_2letter_iso_code", "DE"),
+}
+#: the constructor's own keyword-only parameters: how to run, not configuration
+_NOT_CONFIG = {"components", "record_combiner", "writes_outputs"}
+#: what some parameters are only valid with (set alongside; they set other fields)
+_NEEDS: dict[str, dict[str, object]] = {
+    "save_to_api": {"experiment_id": "5b0fa12a-3dd7-45bb-9766-cc326314d9f1"},
+    "cloud_provider": {"cloud_region": "europe-west1"},
+    "cloud_region": {"cloud_provider": "gcp"},
+}
+
+
+def test_every_constructor_parameter_has_a_config_check() -> None:
+    """A new parameter must get a row in _PARAMETER_VALUES (and so a check that it arrives)."""
+    names = set(_params(codecarbon_callbacks.BaseEmissionsTracker.__init__))
+    names |= set(_params(OfflineEmissionsTracker.__init__))
+    assert names - _NOT_CONFIG == set(_PARAMETER_VALUES)
+
+
+@pytest.mark.parametrize("name", sorted(_PARAMETER_VALUES))
+def test_every_constructor_parameter_reaches_the_config(
+    name: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./.codecarbon.config
+    value, field, expected = _PARAMETER_VALUES[name]
+    if value == "<tmp>":
+        value = expected = str(tmp_path)
+    base: dict[str, object] = {"country_iso_code": "FRA", "output_dir": str(tmp_path / "base")}
+    default = OfflineEmissionsTracker(**base).config
+    assert getattr(default, field) != expected, f"{name}: pick a value that is not the default"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # save_to_*, co2_signal_api_token
+        config = OfflineEmissionsTracker(**{**base, **_NEEDS.get(name, {}), name: value}).config
+    assert getattr(config, field) == expected
 
 
 CORE_EXPORTS = {

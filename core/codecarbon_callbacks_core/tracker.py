@@ -145,11 +145,44 @@ class BaseEmissionsTracker:
         writes_outputs: bool = True,
         **extra: Any,
     ) -> None:
-        arguments = {
-            k: v
-            for k, v in locals().items()
-            if k not in ("self", "extra", "components", "record_combiner", "writes_outputs",
-                         "__class__")
+        # by name, so a reader (or a tool) can follow each parameter into resolve_config
+        arguments: dict[str, Any] = {
+            "project_name": project_name,
+            "measure_power_secs": measure_power_secs,
+            "api_call_interval": api_call_interval,
+            "api_endpoint": api_endpoint,
+            "api_key": api_key,
+            "output_dir": output_dir,
+            "output_file": output_file,
+            "output_methods": output_methods,
+            "save_to_file": save_to_file,
+            "save_to_api": save_to_api,
+            "save_to_logger": save_to_logger,
+            "logging_logger": logging_logger,
+            "save_to_prometheus": save_to_prometheus,
+            "save_to_logfire": save_to_logfire,
+            "prometheus_url": prometheus_url,
+            "output_handlers": output_handlers,
+            "gpu_ids": gpu_ids,
+            "emissions_endpoint": emissions_endpoint,
+            "experiment_id": experiment_id,
+            "experiment_name": experiment_name,
+            "electricitymaps_api_token": electricitymaps_api_token,
+            "co2_signal_api_token": co2_signal_api_token,
+            "tracking_mode": tracking_mode,
+            "log_level": log_level,
+            "on_csv_write": on_csv_write,
+            "logger_preamble": logger_preamble,
+            "force_cpu_power": force_cpu_power,
+            "force_ram_power": force_ram_power,
+            "pue": pue,
+            "wue": wue,
+            "force_carbon_intensity_g_co2e_kwh": force_carbon_intensity_g_co2e_kwh,
+            "force_mode_cpu_load": force_mode_cpu_load,
+            "allow_multiple_runs": allow_multiple_runs,
+            "rapl_include_dram": rapl_include_dram,
+            "rapl_prefer_psys": rapl_prefer_psys,
+            "metadata": metadata,
         }
         arguments.update(extra)
         self._setup(
@@ -209,7 +242,6 @@ class BaseEmissionsTracker:
         self.run_id: str = str(uuid.uuid4())
         self.final_emissions: float | None = None
         self.final_emissions_data: EmissionsData | None = None
-        self.api_run_id: str | None = None
         self._lock = threading.RLock()
         #: set while stop() runs: the sampler's live update and a nested stop() step aside
         self._stopping = False
@@ -217,7 +249,6 @@ class BaseEmissionsTracker:
         self._outputs = OutputFanout([])
         self._run_start: Snapshot | None = None
         self._last_flush: Snapshot | None = None
-        self._last_live: Snapshot | None = None
         self._live_ticks = 0
         self._windows: dict[str, _OpenWindow] = {}
         self._window_count = 0
@@ -393,7 +424,6 @@ class BaseEmissionsTracker:
             )
             self._run_start = self._meter.start()
             self._last_flush = self._run_start
-            self._last_live = self._run_start
             process_end.register(self, plain=self.is_plain)
 
     def thread_name(self, role: str) -> str:
@@ -584,12 +614,9 @@ class BaseEmissionsTracker:
             self._last_flush = end
             self._publish_window(window)
             total = self._combine(self._run_record(end, status="running"))
-            self._emit_out(total, end)
+            if self._writes_outputs:
+                self._outputs.out(total)
             return total.emissions
-
-    def _emit_out(self, total: EmissionsData, end: Snapshot) -> None:
-        if self._writes_outputs:
-            self._outputs.out(total)
 
     def _combine(self, record: EmissionsData, collective: bool = True) -> EmissionsData:
         if self._record_combiner is None:
@@ -854,8 +881,6 @@ class BaseEmissionsTracker:
         metadata["components"] = breakdown
         metadata["run_start_timestamp"] = _iso(self._run_start.wall_time) if self._run_start else ""
         metadata["window_count"] = self._window_count
-        if self.api_run_id:
-            metadata["api_run_id"] = self.api_run_id
         if extra_metadata:
             metadata.update(extra_metadata)
         record.metadata = metadata

@@ -1,0 +1,99 @@
+"""Progress, forecast and budget: how far a run has come, where it is heading, when to stop.
+
+A run's progress is a list of :class:`Progress` points (units done, in epochs or steps, with the
+cumulative energy and emissions at that point). :func:`outlook` turns the points into the rates
+that forecast the run's end and the figures after the next window; :func:`over_budget` compares
+figures with the limits. Nothing here holds a session or a tracker: the session keeps the points,
+logs, and asks the trainer to stop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Progress:
+    """One point of the run's progress: units done (epochs or steps) and cumulative figures."""
+
+    done: float
+    energy_kwh: float
+    emissions_kg: float
+
+
+@dataclass(frozen=True)
+class Outlook:
+    """Where the run stands after a new point and where it is heading.
+
+    Attributes:
+        window_units: units in the window that just ended (epochs or steps).
+        next_energy_kwh: the run's energy (kWh) after one more window like it.
+        next_emissions_kg: the run's emissions (kg CO2eq) after one more window like it.
+        forecast: ``forecast_energy_kwh`` (kWh) and ``forecast_emissions_kg`` (kg CO2eq) at
+            ``planned`` units, once the rates are steady (after the warm-up window) and the
+            planned count is known and not yet passed; else None.
+    """
+
+    window_units: float
+    next_energy_kwh: float
+    next_emissions_kg: float
+    forecast: dict[str, float] | None
+
+
+def outlook(
+    points: list[Progress], point: Progress, planned: float | None
+) -> Outlook | None:
+    """Append ``point`` to ``points`` and return the outlook, or None when no unit was done since
+    the previous point (``points`` must hold the run's first point).
+
+    The first window is warm-up: rates come from the windows after it, when there are any; until
+    then from the last window alone, and no forecast is made.
+    """
+    previous = points[-1]
+    points.append(point)
+    done, energy, emissions = point.done, point.energy_kwh, point.emissions_kg
+    if done <= previous.done:
+        return None
+    window_units = done - previous.done
+    if len(points) >= 3 and done > points[1].done:
+        base = points[1]
+        energy_rate = (energy - base.energy_kwh) / (done - base.done)
+        emissions_rate = (emissions - base.emissions_kg) / (done - base.done)
+        steady = True
+    else:
+        energy_rate = (energy - previous.energy_kwh) / window_units
+        emissions_rate = (emissions - previous.emissions_kg) / window_units
+        steady = False
+    forecast = None
+    if steady and planned is not None and planned >= done:
+        remaining = planned - done
+        forecast = {
+            "forecast_energy_kwh": energy + energy_rate * remaining,
+            "forecast_emissions_kg": emissions + emissions_rate * remaining,
+        }
+    return Outlook(
+        window_units=window_units,
+        next_energy_kwh=energy + energy_rate * window_units,
+        next_emissions_kg=emissions + emissions_rate * window_units,
+        forecast=forecast,
+    )
+
+
+def over_budget(
+    energy_kwh: float,
+    emissions_kg: float,
+    *,
+    max_energy_kwh: float | None,
+    max_emissions_kg: float | None,
+) -> str | None:
+    """Why ``energy_kwh`` (kWh) and ``emissions_kg`` (kg CO2eq) exceed the limits (None: a
+    limit not set), or None when they do not."""
+    reasons = []
+    if max_energy_kwh is not None and energy_kwh > max_energy_kwh:
+        reasons.append(f"{energy_kwh:.6g} kWh > max_energy_kwh={max_energy_kwh:g}")
+    if max_emissions_kg is not None and emissions_kg > max_emissions_kg:
+        reasons.append(f"{emissions_kg:.6g} kg > max_emissions_kg={max_emissions_kg:g}")
+    return "; ".join(reasons) or None
+
+
+__all__ = ["Outlook", "Progress", "outlook", "over_budget"]
