@@ -74,12 +74,16 @@ class Reports:
         windows: the rows of every window file (``emissions_windows.csv``), typed the same way;
             None when no window file was found.
         run_files, window_files: the paths read, in the order read.
+        fallback_files: those of them that are fallback files: rows a tracker could not write
+            to its output folder at stop or exit, kept in the user's cache folder (see
+            :func:`~codecarbon_callbacks_core.output.file.fallback_path`).
     """
 
     runs: pandas.DataFrame | None = None
     windows: pandas.DataFrame | None = None
     run_files: list[str] = field(default_factory=list)
     window_files: list[str] = field(default_factory=list)
+    fallback_files: list[str] = field(default_factory=list)
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -92,17 +96,26 @@ def _csv_header(path: Path) -> list[str]:
         return []
 
 
-def _candidate_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+def _candidate_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[Path]]:
+    """The CSV files under ``paths`` and, apart, the fallback files kept for them."""
+    from codecarbon_callbacks_core.output.file import fallback_files, fallback_path
+
     files: list[Path] = []
+    fallbacks: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            files.extend(sorted(p for p in path.glob("*.csv") if p.is_file()))
-        elif path.is_file():
-            files.append(path)
+        if path.is_dir() or not path.exists():
+            found = fallback_files(path)
+            if not path.exists() and not found:
+                raise ReportError(f"{raw}: no such file or folder")
+            if path.is_dir():
+                files.extend(sorted(p for p in path.glob("*.csv") if p.is_file()))
+            fallbacks.extend(found)
         else:
-            raise ReportError(f"{raw}: no such file or folder")
-    return files
+            files.append(path)
+            if fallback_path(path).is_file():
+                fallbacks.append(fallback_path(path))
+    return files, [p for p in dict.fromkeys(fallbacks) if p not in files]
 
 
 def load_reports(paths: Iterable[str | os.PathLike[str]]) -> Reports:
@@ -111,6 +124,10 @@ def load_reports(paths: Iterable[str | os.PathLike[str]]) -> Reports:
     A file is recognised by its header: a ``window_id`` column makes it a window file
     (``emissions_windows.csv``), ``run_id`` + ``energy_consumed`` a run file (``emissions.csv``,
     ours or CodeCarbon's). Other CSV files in a folder are skipped.
+
+    Rows that a tracker could not write to a folder at stop or exit went to a fallback file in
+    the user's cache folder: they are read too, for each folder given (even one that no longer
+    exists) and each file given, and named in ``Reports.fallback_files``.
 
     Zone-less timestamps (CodeCarbon writes the local time of the machine that ran) are read as
     this machine's local time, and ours (UTC) keep their instant, so runs from both sort on one
@@ -133,7 +150,9 @@ def load_reports(paths: Iterable[str | os.PathLike[str]]) -> Reports:
     run_frames: list[pd.DataFrame] = []
     window_frames: list[pd.DataFrame] = []
     given = list(paths)
-    for path in _candidate_files(given):
+    files, fallbacks = _candidate_files(given)
+    reports.fallback_files = [str(p) for p in fallbacks]
+    for path in files + fallbacks:
         header = _csv_header(path)
         if "window_id" in header:
             kind = "windows"

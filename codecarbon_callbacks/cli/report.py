@@ -40,21 +40,30 @@ def _records(frame: pandas.DataFrame | None) -> list[dict[str, Any]]:
     return records
 
 
+def _named(files: list[str], reports: Reports) -> str:
+    return ", ".join(f"{f} [fallback file]" if f in reports.fallback_files else f for f in files)
+
+
 def _write_tables(out: TextIO, reports: Reports, run_table: pandas.DataFrame | None,
                   epoch_table: pandas.DataFrame | None, task_table: pandas.DataFrame | None,
                   ) -> None:
+    from codecarbon_callbacks.cli._common import PROG
     from codecarbon_callbacks.reports import format_table
 
     if run_table is not None and len(run_table):
-        out.write(f"Runs ({', '.join(reports.run_files)}):\n"
+        out.write(f"Runs ({_named(reports.run_files, reports)}):\n"
                   f"{format_table(run_table, 'runs')}\n\n")
     if epoch_table is not None and len(epoch_table):
-        out.write(f"Per epoch ({', '.join(reports.window_files)}):\n"
+        out.write(f"Per epoch ({_named(reports.window_files, reports)}):\n"
                   f"{format_table(epoch_table, 'epochs')}\n\n")
     elif reports.window_files:
         out.write(f"No per-epoch windows in {', '.join(reports.window_files)}.\n\n")
     if task_table is not None and len(task_table):
         out.write(f"Tasks:\n{format_table(task_table, 'tasks')}\n\n")
+    if reports.fallback_files:
+        out.write(f"Rows from fallback files (they could not be written to their folder when "
+                  f"the run stopped; `{PROG} resend FOLDER` writes them back): "
+                  f"{', '.join(reports.fallback_files)}\n\n")
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
@@ -85,6 +94,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         payload: dict[str, Any] = {
             "files": reports.run_files + reports.window_files,
+            "fallback_files": reports.fallback_files,
             "runs": _records(run_table),
             "epochs": _records(epoch_table),
             "tasks": _records(task_table),

@@ -25,7 +25,9 @@ def add_parser(commands: Any) -> None:
     resend = commands.add_parser(
         "resend", help="deliver the spool of records not yet delivered",
         description="Send now what the HTTP outputs (webhook, CodeCarbon API) could not deliver "
-                    "and kept in OUTPUT_DIR/.codecarbon_spool. Without --emissions-endpoint or "
+                    "and kept in OUTPUT_DIR/.codecarbon_spool, and write back into OUTPUT_DIR "
+                    "the CSV rows that could not be written there when a run stopped (kept in "
+                    "a fallback file in the user's cache folder). Without --emissions-endpoint or "
                     "--api-endpoint, each record goes to the endpoint it was spooled for (with "
                     "the credentials of the configuration when it names that endpoint). With "
                     "them, only the records spooled for those endpoints are sent: the options "
@@ -50,6 +52,9 @@ def add_parser(commands: Any) -> None:
     resend.add_argument("--timeout", type=float, default=5.0, metavar="S",
                         help="timeout of each request, seconds (default 5)")
     resend.add_argument("--json", action="store_true", help="print the counts as JSON")
+    resend.add_argument("--keep-fallback", action="store_true",
+                        help="only name the fallback files of CSV rows that could not be "
+                             "written to OUTPUT_DIR; do not write them back")
     resend.set_defaults(handler=run)
 
 
@@ -163,11 +168,62 @@ def _problems(counts: dict[str, int], left: dict[tuple[str, str], int],
     return problems
 
 
+def _restore_fallbacks(output_dir: Path, keep: bool, out: TextIO) -> list[str]:
+    """Write back the CSV fallback files of ``output_dir`` (or, with ``keep``, only name them);
+    one line each on ``out``. Returns what makes the exit code 1: rows still in a fallback file
+    because the folder cannot be written (with ``keep``: none)."""
+    from codecarbon_callbacks_core.output.file import fallback_files, restore_fallback
+
+    problems = []
+    for fallback in fallback_files(output_dir):
+        target = output_dir / fallback.name
+        if keep:
+            out.write(f"CSV rows that could not be written to {target} are in {fallback} "
+                      f"(left there: --keep-fallback).\n")
+            continue
+        try:
+            count = restore_fallback(fallback, output_dir)
+        except (OSError, ValueError) as e:
+            out.write(f"CSV rows that could not be written to {target} stay in {fallback}: "
+                      f"{target} cannot be written ({e}).\n")
+            problems.append(f"CSV rows for {target} stay in {fallback}")
+            continue
+        out.write(f"Wrote back {count} CSV row(s) to {target} from the fallback file "
+                  f"{fallback} (removed).\n")
+    return problems
+
+
 def run(args: argparse.Namespace, out: TextIO) -> int:
+    """Write back the CSV fallback files of ``args.output_dir`` and deliver its spool; returns 0
+    when nothing is left undelivered.
+
+    Raises:
+        CliError: the folder is missing (and has no fallback file), CSV rows stay in a fallback
+            file, or records stay in the spool (the message says why).
+    """
+    from codecarbon_callbacks_core.output.file import fallback_files
+
+    output_dir = Path(args.output_dir)
+    if not output_dir.is_dir() and not fallback_files(output_dir):
+        raise CliError(f"{args.output_dir}: no such folder")
+    fallback_problems = _restore_fallbacks(output_dir, getattr(args, "keep_fallback", False),
+                                           sys.stderr if args.json else out)
+    try:
+        code = _resend_spool(args, out) if output_dir.is_dir() else 0
+    except CliError as e:
+        if fallback_problems:
+            raise CliError(f"{'; '.join(fallback_problems)}; {e}") from None
+        raise
+    if fallback_problems:
+        raise CliError("; ".join(fallback_problems))
+    return code
+
+
+def _resend_spool(args: argparse.Namespace, out: TextIO) -> int:
     """Deliver the spool of ``args.output_dir``; returns 0 when nothing is left undelivered.
 
     Raises:
-        CliError: the folder is missing, or records stay in the spool (the message says why).
+        CliError: records stay in the spool (the message says why).
     """
     try:
         from codecarbon_callbacks_core.output.resend import left_by_endpoint, resend_endpoint
@@ -177,8 +233,6 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     from codecarbon_callbacks_core.config import resolve_config
 
     output_dir = Path(args.output_dir)
-    if not output_dir.is_dir():
-        raise CliError(f"{args.output_dir}: no such folder")
     spool_dir = output_dir / SPOOL_DIRNAME
     if not spool_dir.is_dir():
         out.write(f"Nothing to resend: no spool in {output_dir} ({SPOOL_DIRNAME} is absent).\n")

@@ -78,6 +78,10 @@ ANCHOR_INTERVAL_S = 0.2
 #: 0.5 s (0.4 s: 12.6 %, 0.6 s: 15.7 %)
 POWER_USAGE_LAG_S = 0.5
 
+#: how long ``NvmlGpu.close()`` waits for its counter-watcher thread, seconds (a read in
+#: progress ends within one counter period; a thread stuck in an NVML call is left, a daemon)
+WATCHER_JOIN_TIMEOUT_S = 0.5
+
 
 def _text(value: Any) -> str:
     if isinstance(value, bytes):
@@ -307,9 +311,23 @@ class NvmlGpu(CounterPhase, Component):
             )
             self._watcher.start()
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = WATCHER_JOIN_TIMEOUT_S) -> None:
+        """Stop reading; end the counter-watcher thread, waiting at most ``timeout_s`` seconds
+        for it (no lock held). A watcher still in an NVML call after that is reported once (a
+        log line) and left behind, a daemon that ends when the call returns. Never raises."""
         self._started = False
         self._watcher_stop.set()
+        watcher = self._watcher
+        if watcher is None or watcher is threading.current_thread():
+            return
+        watcher.join(max(0.0, timeout_s))
+        if watcher.is_alive():
+            warn_once("nvml-watcher-not-stopped",
+                      "%s: the counter-watcher thread %s did not stop within %.1f s (an NVML "
+                      "call that does not return?); leaving it behind (daemon)",
+                      self.name, watcher.name, timeout_s, log=logger)
+            return
+        self._watcher = None
 
     # -- sampler -------------------------------------------------------------------------------
 

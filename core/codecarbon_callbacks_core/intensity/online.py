@@ -54,6 +54,12 @@ GEO_JS_URL = "https://get.geojs.io/v1/ip/geo.json"
 ELECTRICITYMAPS_URL = "https://api.electricitymaps.com/v3/carbon-intensity/latest"
 #: Default bound of the whole background lookup, seconds.
 DEFAULT_TIMEOUT_S = 3.0
+#: how long ``LocationLookup.stop()`` waits for its thread, seconds (a request in progress is
+#: not interrupted: past this the thread is reported once and left, a daemon that ends by
+#: itself within the lookup's own bound)
+STOP_JOIN_TIMEOUT_S = 0.5
+#: the name of the lookup's thread
+THREAD_NAME = "codecarbon-callbacks-location-lookup"
 
 
 @dataclass(frozen=True)
@@ -249,7 +255,7 @@ class LocationLookup:
                 # Everything is known: answer now, no thread.
                 self._finish(self._offline_result(None))
                 return self
-            self._thread = threading.Thread(target=self._run, name="codecarbon-location-lookup",
+            self._thread = threading.Thread(target=self._run, name=THREAD_NAME,
                                             daemon=True)
         self._thread.start()
         return self
@@ -270,11 +276,23 @@ class LocationLookup:
             return self._result
         return None
 
-    def stop(self) -> None:
-        """Stop waiting for the lookup: later results of the thread are ignored. Non-blocking."""
+    def stop(self, timeout_s: float = STOP_JOIN_TIMEOUT_S) -> None:
+        """Stop waiting for the lookup: later results of the thread are ignored, and the thread
+        ends. Waits at most ``timeout_s`` seconds for it (no lock held); a thread still in a
+        network call after that is reported once (a log line) and left behind, a daemon that
+        ends by itself within the lookup's ``timeout_s``. Never raises."""
         self._stopped = True
-        if not self._done.is_set() and self._thread is not None:
+        thread = self._thread
+        if not self._done.is_set() and thread is not None:
             self._fail("the tracker stopped before the lookup finished", geo=self.geo)
+        if thread is None or thread is threading.current_thread():
+            return
+        thread.join(max(0.0, timeout_s))
+        if thread.is_alive():
+            warn_once("location-lookup-not-stopped",
+                      "the location lookup thread %s is still in a network call after %.1f s; "
+                      "leaving it behind (daemon; it ends within %.1f s of its start)",
+                      thread.name, timeout_s, self.timeout_s, log=logger, level=logging.INFO)
 
     # -- internals --------------------------------------------------------------------------
 

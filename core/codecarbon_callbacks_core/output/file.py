@@ -322,6 +322,63 @@ def fallback_path(path: Path) -> Path:
     return cache_dir() / "unwritten" / f"{slug}-{digest}" / path.name
 
 
+def fallback_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The fallback files (``*.csv``, in name order) holding rows that could not be written to
+    files of ``folder`` (see :func:`fallback_path`); empty when there are none. ``folder`` need
+    not exist any more."""
+    where = fallback_path(Path(folder) / "emissions.csv").parent
+    try:
+        return sorted(p for p in where.glob("*.csv") if p.is_file())
+    except OSError:
+        return []
+
+
+def restore_fallback(fallback: Path, folder: str | os.PathLike[str]) -> int:
+    """Append the rows of the fallback file ``fallback`` to the file of the same name in
+    ``folder`` (created, with the folder, when missing), in the fallback's order and as they
+    were written, then delete the fallback file.
+
+    The rows go in one write and one fsync under the file's lock, on a fresh line; a file with
+    another header is kept as a ``.bak`` first, as when a tracker appends to it.
+
+    Returns:
+        The number of rows written back.
+
+    Raises:
+        OSError: the folder or its file cannot be written (the fallback file is left whole); or
+            the rows were written but the fallback file cannot be deleted.
+    """
+    with open(fallback, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        columns = tuple(reader.fieldnames or ())
+        rows = list(reader)
+    if rows and columns:
+        target = CsvFile(Path(folder) / fallback.name, columns, accept_codecarbon=True)
+        target.path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(target.path):
+            written_columns = target._columns_for_file()
+            data = "".join(_format_row(written_columns, row, guard=False) for row in rows)
+            fd = os.open(target.path, os.O_RDWR | os.O_APPEND | _BINARY)
+            try:
+                start = os.fstat(fd).st_size
+                if not _ends_with_newline(fd, start):
+                    data = "\n" + data
+                try:
+                    _write_durably(fd, data)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, start)
+                    raise
+            finally:
+                os.close(fd)
+    fallback.unlink()
+    with contextlib.suppress(OSError):
+        fallback.with_name(fallback.name + ".lock").unlink()
+    with contextlib.suppress(OSError):
+        fallback.parent.rmdir()  # only when empty
+    return len(rows)
+
+
 class _RowWriter:
     """The backlog of one output's rows (run and window rows, in order) and the daemon thread
     that writes it in batches.

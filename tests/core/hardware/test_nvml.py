@@ -8,6 +8,7 @@ import logging
 import math
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -550,10 +551,53 @@ def test_counter_reads_run_beside_the_sampler_in_real_time():
     # three GPUs locked on together, by their own threads
     assert all(g.counter_period_s == pytest.approx(0.1, abs=0.003) for g in gpus)
     assert nvml.calls["nvmlDeviceGetTotalEnergyConsumption"] > reads_before
+    watchers = [g._watcher for g in gpus]
+    assert all(w is not None and w.is_alive() for w in watchers)
     for gpu in gpus:
-        gpu.close()
-    time.sleep(0.3)
-    assert not any(g._watcher.is_alive() for g in gpus)
+        gpu.close()  # joins its watcher (bounded): gone when close() returns
+    assert not any(w.is_alive() for w in watchers if w is not None)
+
+
+def test_a_watcher_stuck_in_an_nvml_call_is_reported_once_and_left_as_a_daemon(monkeypatch, caplog):
+    from codecarbon_callbacks_core import _shared
+
+    class StuckNvml(FakeNvml):
+        hold = False
+        entered = threading.Event()
+        gate = threading.Event()
+
+        def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+            if self.hold:
+                self.entered.set()
+                self.gate.wait(30)
+            return super().nvmlDeviceGetTotalEnergyConsumption(handle)
+
+    clock = RealClock()
+    nvml = StuckNvml([FakeDevice.from_h200_trace(uuid=u, time_offset_s=clock.now() - 4.0)
+                      for u in UUIDS[:2]], clock=clock)
+    gpus, _ = detect_nvml(nvml=nvml)
+    monkeypatch.setattr(_shared, "_warned", set())
+    caplog.set_level(logging.DEBUG, logger="codecarbon_callbacks_core")
+    try:
+        StuckNvml.hold = True
+        for gpu in gpus:
+            gpu.start(time.monotonic())
+        assert StuckNvml.entered.wait(5.0)
+        watchers = [g._watcher for g in gpus]
+        for gpu in gpus:
+            start = time.perf_counter()
+            gpu.close(timeout_s=0.1)
+            assert time.perf_counter() - start < 0.5
+        assert any(w is not None and w.is_alive() and w.daemon for w in watchers)
+        reports = [r for r in caplog.records if "counter-watcher thread" in r.getMessage()]
+        assert reports and reports[0].levelno == logging.WARNING
+        assert all(r.levelno == logging.DEBUG for r in reports[1:])  # once, then quiet
+    finally:
+        StuckNvml.gate.set()
+    for watcher in watchers:
+        assert watcher is not None
+        watcher.join(5.0)
+        assert not watcher.is_alive()
 
 
 def test_instant_power_lags_the_counter_by_about_70ms():

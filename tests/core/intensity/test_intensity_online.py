@@ -20,6 +20,8 @@ from codecarbon_callbacks_core import CodeCarbonCallbacksWarning
 from codecarbon_callbacks_core.intensity import LocationLookup, resolve_offline
 from codecarbon_callbacks_core.intensity.data import intensity_tables
 from codecarbon_callbacks_core.intensity.online import (
+    STOP_JOIN_TIMEOUT_S,
+    THREAD_NAME,
     IntensityLookupError,
     fetch_electricitymaps_intensity,
     fetch_geo_location,
@@ -331,11 +333,11 @@ def test_result_after_deadline_answers_without_waiting(loopback: Loopback) -> No
     assert result is not None and result.source == "world_average" and elapsed_s < 0.2
 
 
-def test_stop_does_not_block(loopback: Loopback) -> None:
+def test_stop_is_bounded(loopback: Loopback) -> None:
     loopback.routes["/geo"] = Route(body=GEO_FRANCE, delay_s=30)
     lookup = make_lookup(loopback, timeout_s=10).start()
-    _, stop_s = timed(lookup.stop)
-    assert stop_s < 0.2
+    _, stop_s = timed(lambda: lookup.stop(timeout_s=0.1))
+    assert 0.1 <= stop_s < 0.3
     result = lookup.result(timeout_s=0)
     assert result is not None and result.source == "world_average"
 
@@ -343,7 +345,7 @@ def test_stop_does_not_block(loopback: Loopback) -> None:
 def test_thread_is_a_daemon(loopback: Loopback) -> None:
     loopback.routes["/geo"] = Route(body=GEO_FRANCE, delay_s=30)
     lookup = make_lookup(loopback, timeout_s=0.5).start()
-    threads = [t for t in threading.enumerate() if t.name == "codecarbon-location-lookup"]
+    threads = [t for t in threading.enumerate() if t.name == "codecarbon-callbacks-location-lookup"]
     assert threads and all(t.daemon for t in threads)
     lookup.stop()
 
@@ -449,3 +451,56 @@ def test_online_tracker_world_average_warns_once_on_the_writing_rank_only(
         _online_run(tmp_path)  # a second tracker of the same process
     assert [(w.category, "world_average" in str(w.message)) for w in caught] == [
         (CodeCarbonCallbacksWarning, True)]
+
+
+def _lookup_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == THREAD_NAME and t.is_alive()]
+
+
+def _tracker(loopback: Loopback, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A real online tracker whose geo-IP lookup goes to ``loopback`` (the module's URL)."""
+    from codecarbon_callbacks_core import EmissionsTracker
+    from codecarbon_callbacks_core.intensity import online
+    from core.constant_power import components
+
+    monkeypatch.setattr(online, "GEO_JS_URL", loopback.url("/geo"))
+    monkeypatch.setattr(online, "ELECTRICITYMAPS_URL", loopback.url("/em"))
+    for name in ("CODECARBON_COUNTRY_ISO_CODE", "CODECARBON_ELECTRICITYMAPS_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    return EmissionsTracker(output_dir=str(tmp_path),
+                            components=components(), project_name="lookup-thread")
+
+
+def test_the_trackers_stop_ends_a_slow_lookup_thread(
+        loopback: Loopback, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    loopback.routes["/geo"] = Route(body=GEO_FRANCE, delay_s=0.2)  # within stop()'s bound
+    tracker = _tracker(loopback, tmp_path, monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tracker.start()
+        assert _lookup_threads()
+        tracker.stop()
+    assert _lookup_threads() == []
+    assert loopback.hits("/geo")
+
+
+def test_a_lookup_stuck_in_a_request_is_reported_once_and_left_as_a_daemon(
+        loopback: Loopback, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from codecarbon_callbacks_core import _shared
+
+    loopback.routes["/geo"] = Route(body=GEO_FRANCE, delay_s=30)
+    monkeypatch.setattr(_shared, "_warned", set())
+    caplog.set_level(logging.DEBUG, logger="codecarbon_callbacks_core")
+    for _ in range(2):
+        tracker = _tracker(loopback, tmp_path, monkeypatch)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tracker.start()
+            _, stop_s = timed(tracker.stop)
+        assert stop_s < STOP_JOIN_TIMEOUT_S + 2.0
+    left = _lookup_threads()
+    assert left and all(t.daemon for t in left)
+    reports = [r for r in caplog.records if "location lookup thread" in r.getMessage()]
+    assert [r.levelno for r in reports] == [logging.INFO, logging.DEBUG]  # once, then quiet
+    assert THREAD_NAME in reports[0].getMessage()
