@@ -315,9 +315,7 @@ class BaseEmissionsTracker:
         """Resolve the offline location now (fast, no network), so a bad one fails here."""
         self.intensity: Any = resolve_location(self.config, offline=self._offline,
                                                user_warning=self._writes_outputs)
-        has_location = bool(self.config.country_iso_code or self.config.country_2letter_iso_code
-                            or self.config.cloud_provider)
-        self._location_known = self.intensity is not None and has_location
+        self._location_known = self.intensity is not None and _has_location(self.config)
 
     def _current_intensity(self) -> Any:
         """The intensity to use now: known location, else the background lookup, else world."""
@@ -998,6 +996,11 @@ class OfflineEmissionsTracker(BaseEmissionsTracker):
         )
 
 
+def _has_location(config: TrackerConfig) -> bool:
+    """Whether the configuration names a location (a country or a cloud provider)."""
+    return bool(config.country_iso_code or config.country_2letter_iso_code or config.cloud_provider)
+
+
 def resolve_location(config: TrackerConfig, *, offline: bool, user_warning: bool = True) -> Any:
     """The carbon intensity of the configured location, from the bundled tables (no network).
 
@@ -1010,9 +1013,7 @@ def resolve_location(config: TrackerConfig, *, offline: bool, user_warning: bool
     """
     from codecarbon_callbacks_core.intensity.lookup import UnknownLocationError, resolve_offline
 
-    has_location = bool(
-        config.country_iso_code or config.country_2letter_iso_code or config.cloud_provider
-    )
+    has_location = _has_location(config)
     if offline and not has_location:
         raise ConfigError(
             "OfflineEmissionsTracker needs country_iso_code (ISO 3166 alpha-3, e.g. 'FRA') "

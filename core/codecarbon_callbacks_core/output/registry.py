@@ -25,10 +25,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _config_error(message: str) -> ConfigError:
-    return ConfigError(message)
-
-
 def resolve_method(method: OutputMethod | str) -> OutputMethod:
     """An ``OutputMethod`` from a member or its name ("logger", "LOGGER", " Prometheus ")."""
     if isinstance(method, OutputMethod):
@@ -39,7 +35,7 @@ def resolve_method(method: OutputMethod | str) -> OutputMethod:
             if key in (member.value, member.name.lower()):
                 return member
     accepted = ", ".join(m.value for m in OutputMethod)
-    raise _config_error(f"output_methods: unknown output method {method!r}; accepted: {accepted}")
+    raise ConfigError(f"output_methods: unknown output method {method!r}; accepted: {accepted}")
 
 
 def create_output(method: OutputMethod | str, config: TrackerConfig) -> BaseOutput:
@@ -74,7 +70,7 @@ def create_output(method: OutputMethod | str, config: TrackerConfig) -> BaseOutp
                 try:
                     return BoAmpsOutput.from_file(context_file, output_dir=output_dir)
                 except FileNotFoundError as exc:
-                    raise _config_error(f"boamps_context_file: {exc}") from None
+                    raise ConfigError(f"boamps_context_file: {exc}") from None
             return BoAmpsOutput(output_dir)
         if method is OutputMethod.API:
             from codecarbon_callbacks_core.output.api import CodeCarbonAPIOutput
@@ -97,17 +93,17 @@ def create_output(method: OutputMethod | str, config: TrackerConfig) -> BaseOutp
                 windows_file=config.windows_output_file,
             )
     except OSError as exc:
-        raise _config_error(
+        raise ConfigError(
             f"output_dir {output_dir!r}: the {method.value} output cannot use it "
             f"({exc.strerror or exc})"
         ) from None
     except ImportError as exc:
-        raise _config_error(f"output_methods={method.value!r}: {exc}") from None
+        raise ConfigError(f"output_methods={method.value!r}: {exc}") from None
     except ConfigError:
         raise
     except ValueError as exc:
-        raise _config_error(f"output_methods={method.value!r}: {exc}") from None
-    raise _config_error(f"output_methods: no output for {method!r}")  # pragma: no cover
+        raise ConfigError(f"output_methods={method.value!r}: {exc}") from None
+    raise ConfigError(f"output_methods: no output for {method!r}")  # pragma: no cover
 
 
 def create_webhook_output(config: TrackerConfig) -> BaseOutput:
@@ -116,7 +112,7 @@ def create_webhook_output(config: TrackerConfig) -> BaseOutput:
 
     endpoint = config.emissions_endpoint
     if not endpoint:
-        raise _config_error("emissions_endpoint: an http(s) URL is needed for the webhook output")
+        raise ConfigError("emissions_endpoint: an http(s) URL is needed for the webhook output")
     try:
         return WebhookOutput(
             endpoint,
@@ -126,7 +122,7 @@ def create_webhook_output(config: TrackerConfig) -> BaseOutput:
             spool_max_age_s=config.spool_max_age_s,
         )
     except ValueError as exc:
-        raise _config_error(str(exc)) from None
+        raise ConfigError(str(exc)) from None
 
 
 def create_outputs(
