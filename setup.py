@@ -10,7 +10,9 @@ from pathlib import Path
 
 from setuptools import setup
 
-_VERSION_FILE = Path(__file__).resolve().parent / "core" / "codecarbon_callbacks_core" / "_version.py"
+_VERSION_FILE = (
+    Path(__file__).resolve().parent / "core" / "codecarbon_callbacks_core" / "_version.py"
+)
 _VERSION = re.search(r'^__version__ = "([^"]+)"$', _VERSION_FILE.read_text("utf-8"), re.M)
 if _VERSION is None:  # pragma: no cover - a broken checkout
     raise RuntimeError(f"no __version__ line in {_VERSION_FILE}")

@@ -82,9 +82,7 @@ def clean_env(home: str | None = None) -> dict[str, str]:
     if home is not None:
         env["HOME"] = home
     # the benchmark helpers are importable from a snippet
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(BENCH_DIR), env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(BENCH_DIR), env.get("PYTHONPATH", "")) if p)
     return env
 
 
@@ -116,7 +114,7 @@ def run_fresh(
         )
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(JSON_MARK):
-            return json.loads(line[len(JSON_MARK):])
+            return json.loads(line[len(JSON_MARK) :])
     raise RuntimeError(
         f"benchmark snippet failed (exit {proc.returncode}):\n"
         f"--- stdout ---\n{proc.stdout[-3000:]}\n--- stderr ---\n{proc.stderr[-3000:]}"
@@ -228,8 +226,10 @@ def format_table(rows: Sequence[Row], *, markdown: bool = False) -> str:
         lines += ["| " + " | ".join(cells) + " |" for cells in body]
         notes = [f"- {row.section}, {row.figure}: {row.note}" for row in rows if row.note]
         return "\n".join(lines + ([""] + notes if notes else []))
-    widths = [max(len(header[i]), *(len(r[i]) for r in body)) if body else len(header[i])
-              for i in range(len(header))]
+    widths = [
+        max(len(header[i]), *(len(r[i]) for r in body)) if body else len(header[i])
+        for i in range(len(header))
+    ]
     sep = "  "
     lines = [sep.join(h.ljust(w) for h, w in zip(header, widths))]
     lines.append(sep.join("-" * w for w in widths))
@@ -267,8 +267,12 @@ def machine_info() -> dict[str, Any]:
         pass
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-            timeout=10, check=False,
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         ).stdout.strip()
         if commit:
             info["commit"] = commit

@@ -291,8 +291,6 @@ def measure_session(n_epochs: int) -> dict[str, Any]:
 # -- orchestration --------------------------------------------------------------------------------
 
 
-
-
 def collect(*, quick: bool = False) -> tuple[list[Row], dict[str, Any]]:
     """Run every core measurement for both tools; return table rows and the raw results."""
     n_fresh = 2 if quick else 7
@@ -305,7 +303,9 @@ def collect(*, quick: bool = False) -> tuple[list[Row], dict[str, Any]]:
     # sampler runs first, both tools at once: each mostly sleeps, CPU times are per process
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {
-            tool: pool.submit(run_script, "core_bench.py", ["sampler", "--tool", tool, "--run-s", str(sampler_s)])
+            tool: pool.submit(
+                run_script, "core_bench.py", ["sampler", "--tool", tool, "--run-s", str(sampler_s)]
+            )
             for tool in TOOLS
         }
         raw["sampler"] = {tool: f.result() for tool, f in futures.items()}
@@ -313,22 +313,37 @@ def collect(*, quick: bool = False) -> tuple[list[Row], dict[str, Any]]:
     raw["lifecycle"] = {}
     for tool in TOOLS:
         if not quick:
-            measure_lifecycle(tool, 0.0)  # untimed: fills __pycache__, as an installed package has it
+            measure_lifecycle(
+                tool, 0.0
+            )  # untimed: fills __pycache__, as an installed package has it
         raw["lifecycle"][tool] = [measure_lifecycle(tool, run_s) for _ in range(n_fresh)]
     raw["edges"] = {
-        tool: run_script("core_bench.py", ["edges", "--tool", tool, "--n-timed", str(n_timed),
-                                           "--n-memory", str(n_memory)])
+        tool: run_script(
+            "core_bench.py",
+            ["edges", "--tool", tool, "--n-timed", str(n_timed), "--n-memory", str(n_memory)],
+        )
         for tool in TOOLS
     }
     raw["edges_csv"] = run_script("core_bench.py", ["edges-csv", "--n-timed", str(n_timed // 4)])
 
-    raw["session"] = run_script("core_bench.py", ["session", "--n-timed", str(300 if quick else 3000)])
+    raw["session"] = run_script(
+        "core_bench.py", ["session", "--n-timed", str(300 if quick else 3000)]
+    )
     raw["fake_gpus"] = {}
     for n_gpus in (1, 4):
-        devices = [{"uuid": f"GPU-fake-{i}", "trace": "h200", "time_offset_s": 3.6} for i in range(n_gpus)]
+        devices = [
+            {"uuid": f"GPU-fake-{i}", "trace": "h200", "time_offset_s": 3.6} for i in range(n_gpus)
+        ]
         try:
             raw["fake_gpus"][n_gpus] = run_script(
-                "core_bench.py", ["fake-gpus", "--run-s", str(0.5 if quick else 8.0), "--n-timed", "20" if quick else "100"],
+                "core_bench.py",
+                [
+                    "fake-gpus",
+                    "--run-s",
+                    str(0.5 if quick else 8.0),
+                    "--n-timed",
+                    "20" if quick else "100",
+                ],
                 env_extra=fake_nvml_env(devices),
             )
         except Exception as e:  # the fake lives in tests/: absent from an installed package
@@ -342,81 +357,149 @@ def collect(*, quick: bool = False) -> tuple[list[Row], dict[str, Any]]:
     rows: list[Row] = []
     imp = med("ours", "import_s")
     heavy = sorted({m for r in life["ours"] for m in r["heavy_modules"]})
-    rows.append(Row(
-        "core", f"import (fresh process, median of {n_fresh})", fmt_ms(imp), fmt_ms(med("codecarbon", "import_s")),
-        "< 50 ms", imp < IMPORT_TARGET_S, raw={"ours_s": imp},
-    ))
-    rows.append(Row(
-        "core", "modules DESIGN.md forbids, loaded by the import", ", ".join(heavy) or "none",
-        ", ".join(sorted({m for r in life["codecarbon"] for m in r["heavy_modules"]})) or "none",
-        "none", not heavy,
-    ))
+    rows.append(
+        Row(
+            "core",
+            f"import (fresh process, median of {n_fresh})",
+            fmt_ms(imp),
+            fmt_ms(med("codecarbon", "import_s")),
+            "< 50 ms",
+            imp < IMPORT_TARGET_S,
+            raw={"ours_s": imp},
+        )
+    )
+    rows.append(
+        Row(
+            "core",
+            "modules DESIGN.md forbids, loaded by the import",
+            ", ".join(heavy) or "none",
+            ", ".join(sorted({m for r in life["codecarbon"] for m in r["heavy_modules"]}))
+            or "none",
+            "none",
+            not heavy,
+        )
+    )
     cs = med("ours", "construct_start_s")
-    rows.append(Row(
-        "core", f"construction + start() (fresh process, median of {n_fresh})", fmt_ms(cs),
-        fmt_ms(med("codecarbon", "construct_start_s")), "< 50 ms", cs < START_TARGET_S,
-        note="after the bare import: lazy imports and hardware detection included; fastest run: ours "
-             f"{fmt_ms(min(r['construct_start_s'] for r in life['ours']))}, CodeCarbon "
-             f"{fmt_ms(min(r['construct_start_s'] for r in life['codecarbon']))}",
-    ))
+    rows.append(
+        Row(
+            "core",
+            f"construction + start() (fresh process, median of {n_fresh})",
+            fmt_ms(cs),
+            fmt_ms(med("codecarbon", "construct_start_s")),
+            "< 50 ms",
+            cs < START_TARGET_S,
+            note="after the bare import: lazy imports and hardware detection included; fastest run: ours "
+            f"{fmt_ms(min(r['construct_start_s'] for r in life['ours']))}, CodeCarbon "
+            f"{fmt_ms(min(r['construct_start_s'] for r in life['codecarbon']))}",
+        )
+    )
     stop_s = med("ours", "stop_s")
-    rows.append(Row(
-        "core", f"stop() after {run_s:g} s (fresh process, median of {n_fresh})", fmt_ms(stop_s),
-        fmt_ms(med("codecarbon", "stop_s")), "< 20 ms", stop_s < STOP_TARGET_S,
-    ))
+    rows.append(
+        Row(
+            "core",
+            f"stop() after {run_s:g} s (fresh process, median of {n_fresh})",
+            fmt_ms(stop_s),
+            fmt_ms(med("codecarbon", "stop_s")),
+            "< 20 ms",
+            stop_s < STOP_TARGET_S,
+        )
+    )
     edges = raw["edges"]
-    rows.append(Row(
-        "core", f"one window boundary (median of {n_timed})", fmt_ms(edges["ours"]["edge_median_s"]),
-        fmt_ms(edges["codecarbon"]["edge_median_s"]), "",
-        note="ours: switch_window (one meter read); CodeCarbon: stop_task()+start_task(); "
-             f"p99 ours {fmt_ms(edges['ours']['edge_p99_s'])}, "
-             f"CodeCarbon {fmt_ms(edges['codecarbon']['edge_p99_s'])}",
-    ))
-    rows.append(Row(
-        "core", "one window boundary with the CSV output", fmt_ms(raw["edges_csv"]["edge_median_s"]), "-", "",
-        note="ours only (CodeCarbon writes no per-task file): a row appended to emissions_windows.csv",
-    ))
+    rows.append(
+        Row(
+            "core",
+            f"one window boundary (median of {n_timed})",
+            fmt_ms(edges["ours"]["edge_median_s"]),
+            fmt_ms(edges["codecarbon"]["edge_median_s"]),
+            "",
+            note="ours: switch_window (one meter read); CodeCarbon: stop_task()+start_task(); "
+            f"p99 ours {fmt_ms(edges['ours']['edge_p99_s'])}, "
+            f"CodeCarbon {fmt_ms(edges['codecarbon']['edge_p99_s'])}",
+        )
+    )
+    rows.append(
+        Row(
+            "core",
+            "one window boundary with the CSV output",
+            fmt_ms(raw["edges_csv"]["edge_median_s"]),
+            "-",
+            "",
+            note="ours only (CodeCarbon writes no per-task file): a row appended to emissions_windows.csv",
+        )
+    )
     sampler = raw["sampler"]
     pct = sampler["ours"]["percent_of_core"]
-    rows.append(Row(
-        "core", f"sampler CPU, idle run of {sampler_s:g} s (% of one core)", fmt_pct(max(0.0, pct), 3),
-        fmt_pct(max(0.0, sampler["codecarbon"]["percent_of_core"]), 3), "< 0.5%", pct < SAMPLER_TARGET_PERCENT,
-        note="CPU time of every thread the tracker starts, over wall time (this machine: no RAPL, no GPU, "
-             "so our sampler has little to do; see the fake-H200 row)",
-    ))
+    rows.append(
+        Row(
+            "core",
+            f"sampler CPU, idle run of {sampler_s:g} s (% of one core)",
+            fmt_pct(max(0.0, pct), 3),
+            fmt_pct(max(0.0, sampler["codecarbon"]["percent_of_core"]), 3),
+            "< 0.5%",
+            pct < SAMPLER_TARGET_PERCENT,
+            note="CPU time of every thread the tracker starts, over wall time (this machine: no RAPL, no GPU, "
+            "so our sampler has little to do; see the fake-H200 row)",
+        )
+    )
     sess = raw["session"]
-    rows.append(Row(
-        "core", f"session (every callback): memory per epoch over {sess['n_epochs']:,} epochs",
-        f"{sess['bytes_per_epoch']:.0f} B", f"{edges['codecarbon']['bytes_per_window']:.0f} B (a task per epoch)",
-        "", note="the session keeps every window record for summary(); an epoch is 2 window edges",
-    ))
-    rows.append(Row(
-        "core", f"session: cost of an epoch's edges, first 200 / after {sess['n_epochs'] + 200:,} epochs",
-        f"{fmt_ms(sess['epoch_cost_first_200_s'])} / {fmt_ms(sess['epoch_cost_after_s'])}",
-        f"{fmt_ms(edges['codecarbon']['edge_median_s'])} (flat)", "flat",
-        sess["epoch_cost_after_s"] < 1.5 * sess["epoch_cost_first_200_s"],
-        note="grows with the run when end_epoch scans every record kept so far",
-    ))
+    rows.append(
+        Row(
+            "core",
+            f"session (every callback): memory per epoch over {sess['n_epochs']:,} epochs",
+            f"{sess['bytes_per_epoch']:.0f} B",
+            f"{edges['codecarbon']['bytes_per_window']:.0f} B (a task per epoch)",
+            "",
+            note="the session keeps every window record for summary(); an epoch is 2 window edges",
+        )
+    )
+    rows.append(
+        Row(
+            "core",
+            f"session: cost of an epoch's edges, first 200 / after {sess['n_epochs'] + 200:,} epochs",
+            f"{fmt_ms(sess['epoch_cost_first_200_s'])} / {fmt_ms(sess['epoch_cost_after_s'])}",
+            f"{fmt_ms(edges['codecarbon']['edge_median_s'])} (flat)",
+            "flat",
+            sess["epoch_cost_after_s"] < 1.5 * sess["epoch_cost_first_200_s"],
+            note="grows with the run when end_epoch scans every record kept so far",
+        )
+    )
     for n_gpus, data in raw["fake_gpus"].items():
         if "error" in data or not data.get("gpus"):
-            rows.append(Row("core", f"with {n_gpus} fake H200 (replayed trace)", "n/a", "-", "",
-                            note=str(data.get("error", "no GPU detected"))[-150:]))
+            rows.append(
+                Row(
+                    "core",
+                    f"with {n_gpus} fake H200 (replayed trace)",
+                    "n/a",
+                    "-",
+                    "",
+                    note=str(data.get("error", "no GPU detected"))[-150:],
+                )
+            )
             continue
-        rows.append(Row(
-            "core", f"with {n_gpus} fake H200: window boundary; sampler CPU",
-            f"{fmt_ms(data['edge_median_s'])}; {fmt_pct(data['percent_of_core'], 2)}", "-", "",
-            note=f"fake NVML (tests/fakes) in real time: a counter read sleeps 2.4-3.6 ms as on an H200; "
-                 f"methods {','.join(data['methods'])}",
-        ))
+        rows.append(
+            Row(
+                "core",
+                f"with {n_gpus} fake H200: window boundary; sampler CPU",
+                f"{fmt_ms(data['edge_median_s'])}; {fmt_pct(data['percent_of_core'], 2)}",
+                "-",
+                "",
+                note=f"fake NVML (tests/fakes) in real time: a counter read sleeps 2.4-3.6 ms as on an H200; "
+                f"methods {','.join(data['methods'])}",
+            )
+        )
     bpw = edges["ours"]["bytes_per_window"]
-    rows.append(Row(
-        "core", f"memory retained per window over {n_memory:,} windows",
-        f"{bpw:.1f} B ({edges['ours']['rss_growth_bytes'] / 2**20:+.1f} MiB RSS)",
-        f"{edges['codecarbon']['bytes_per_window']:.0f} B "
-        f"({edges['codecarbon']['rss_growth_bytes'] / 2**20:+.1f} MiB RSS)",
-        "no leak (< 100 B)", bpw < 100,
-        note="tracemalloc after gc.collect(); CodeCarbon keeps every task's record by design",
-    ))
+    rows.append(
+        Row(
+            "core",
+            f"memory retained per window over {n_memory:,} windows",
+            f"{bpw:.1f} B ({edges['ours']['rss_growth_bytes'] / 2**20:+.1f} MiB RSS)",
+            f"{edges['codecarbon']['bytes_per_window']:.0f} B "
+            f"({edges['codecarbon']['rss_growth_bytes'] / 2**20:+.1f} MiB RSS)",
+            "no leak (< 100 B)",
+            bpw < 100,
+            note="tracemalloc after gc.collect(); CodeCarbon keeps every task's record by design",
+        )
+    )
     return rows, raw
 
 

@@ -72,7 +72,9 @@ def measure_windows(tool: str, n_windows: int) -> dict[str, Any]:
             state = {"id": tracker.open_window("epoch", "epoch 0", epoch=0, phase="train")}
 
             def edge(i: int) -> None:
-                _, state["id"] = tracker.switch_window(state["id"], "epoch", f"epoch {i}", epoch=i, phase="train")
+                _, state["id"] = tracker.switch_window(
+                    state["id"], "epoch", f"epoch {i}", epoch=i, phase="train"
+                )
 
             def settle() -> None:
                 for output in tracker._outputs.outputs:
@@ -137,35 +139,63 @@ def measure_windows(tool: str, n_windows: int) -> dict[str, Any]:
         "bytes_per_window_loop_end": (traced_loop_end - traced0) / n_windows,
         "bytes_per_window_written": (traced_settled - traced0) / n_windows,
         "fsyncs": fsyncs[0],
-        "csv_threads_after_stop": sum(t.name == "codecarbon-callbacks-csv" for t in threading.enumerate()),
+        "csv_threads_after_stop": sum(
+            t.name == "codecarbon-callbacks-csv" for t in threading.enumerate()
+        ),
     }
 
 
 def collect(*, quick: bool = False) -> tuple[list[Row], dict[str, Any]]:
     """Both tools, each in a fresh process; the table rows and the raw results."""
     n = 1_000 if quick else 10_000
-    raw = {tool: run_script("csv_bench.py", ["windows", "--tool", tool, "--n", str(n)]) for tool in TOOLS}
+    raw = {
+        tool: run_script("csv_bench.py", ["windows", "--tool", tool, "--n", str(n)])
+        for tool in TOOLS
+    }
     ours, cc = raw["ours"], raw["codecarbon"]
 
     def on_disk(r: dict[str, Any]) -> str:
         return f"{r['window_rows_on_disk']:,} of {r['expected_window_rows']:,} (+{r['run_rows_on_disk']} run)"
 
     rows = [
-        Row("csv", f"stop() after {n:,} windows with the CSV output", fmt_ms(ours["stop_s"]),
-            fmt_ms(cc["stop_s"]), "< 1 s", ours["stop_s"] < STOP_TARGET_S,
-            note="CodeCarbon: a task per window; its stop() writes every task's row with pandas"),
-        Row("csv", "window rows on disk when stop() returned", on_disk(ours), on_disk(cc), "every row",
-            ours["window_rows_on_disk"] == ours["expected_window_rows"] and ours["run_rows_on_disk"] == 1,
-            note="counted from the files right after stop() returned"),
-        Row("csv", f"memory retained per window over {n:,} windows, rows written (loop end)",
+        Row(
+            "csv",
+            f"stop() after {n:,} windows with the CSV output",
+            fmt_ms(ours["stop_s"]),
+            fmt_ms(cc["stop_s"]),
+            "< 1 s",
+            ours["stop_s"] < STOP_TARGET_S,
+            note="CodeCarbon: a task per window; its stop() writes every task's row with pandas",
+        ),
+        Row(
+            "csv",
+            "window rows on disk when stop() returned",
+            on_disk(ours),
+            on_disk(cc),
+            "every row",
+            ours["window_rows_on_disk"] == ours["expected_window_rows"]
+            and ours["run_rows_on_disk"] == 1,
+            note="counted from the files right after stop() returned",
+        ),
+        Row(
+            "csv",
+            f"memory retained per window over {n:,} windows, rows written (loop end)",
             f"{ours['bytes_per_window_written']:.1f} B ({ours['bytes_per_window_loop_end']:.0f} B)",
             f"{cc['bytes_per_window_written']:.0f} B ({cc['bytes_per_window_loop_end']:.0f} B)",
-            "flat (< 100 B)", ours["bytes_per_window_written"] < BYTES_PER_WINDOW_TARGET,
+            "flat (< 100 B)",
+            ours["bytes_per_window_written"] < BYTES_PER_WINDOW_TARGET,
             note="tracemalloc after gc.collect(); loop end includes rows still queued for the writer; "
-                 "CodeCarbon keeps every task's record until stop()"),
-        Row("csv", f"fsync calls for {n:,} window rows", f"{ours['fsyncs']:,}", "0 (no fsync)", "",
+            "CodeCarbon keeps every task's record until stop()",
+        ),
+        Row(
+            "csv",
+            f"fsync calls for {n:,} window rows",
+            f"{ours['fsyncs']:,}",
+            "0 (no fsync)",
+            "",
             note=f"ours: one per batch; window edge with the CSV output {fmt_ms(ours['edge_mean_s'])} "
-                 f"mean (CodeCarbon's task edge {fmt_ms(cc['edge_mean_s'])}), under tracemalloc"),
+            f"mean (CodeCarbon's task edge {fmt_ms(cc['edge_mean_s'])}), under tracemalloc",
+        ),
     ]
     return rows, raw
 

@@ -43,8 +43,12 @@ def _fit(run: Any, make_callback: Any, variant: str, epochs: int) -> dict[str, f
     wall, _ = run(callbacks, epochs)
     other_cpu = (time.process_time() - p0) - (time.thread_time() - t0)
     cost = ACCOUNT.hook_s + other_cpu
-    return {"wall_s": wall, "hook_s": ACCOUNT.hook_s, "other_threads_cpu_s": other_cpu,
-            "cost_s": cost}
+    return {
+        "wall_s": wall,
+        "hook_s": ACCOUNT.hook_s,
+        "other_threads_cpu_s": other_cpu,
+        "cost_s": cost,
+    }
 
 
 def _calibrate(epoch_ms: float) -> float:
@@ -55,9 +59,10 @@ def _calibrate(epoch_ms: float) -> float:
     run([], probe_epochs)  # warm-up
     per_epoch_ms = 1000 * _fit(run, make_callback, "none", probe_epochs)["wall_s"] / probe_epochs
     scale = max(0.25, epoch_ms / per_epoch_ms)
-    framework_bench.N_TRAIN = max(framework_bench.BATCH,
-                                  int(round(framework_bench.N_TRAIN * scale / framework_bench.BATCH))
-                                  * framework_bench.BATCH)
+    framework_bench.N_TRAIN = max(
+        framework_bench.BATCH,
+        int(round(framework_bench.N_TRAIN * scale / framework_bench.BATCH)) * framework_bench.BATCH,
+    )
     run, make_callback = framework_bench._runner("lightning")
     return 1000 * _fit(run, make_callback, "none", probe_epochs)["wall_s"] / probe_epochs
 
@@ -77,19 +82,30 @@ def measure(epochs: int, epoch_ms: float, rounds: int) -> dict[str, Any]:
         _fit(run, make_callback, variant, epochs)  # warm-up: first-use imports, caches
     runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     for r in range(rounds):
-        order = variants[r % len(variants):] + variants[: r % len(variants)]
+        order = variants[r % len(variants) :] + variants[: r % len(variants)]
         for variant in order:
             runs[variant].append(_fit(run, make_callback, variant, epochs))
     summary: dict[str, Any] = {}
     for variant in ("ours", "codecarbon"):
-        percents = [100.0 * (mine["cost_s"] - base["cost_s"]) / mine["wall_s"]
-                    for mine, base in zip(runs[variant], runs["none"])]
-        summary[variant] = {"cost_percent_median": median(percents),
-                            "cost_percent_min": min(percents), "cost_percent_max": max(percents),
-                            "cost_percents": percents}
-    return {"epochs": epochs, "epoch_ms_target": epoch_ms, "epoch_ms": measured_epoch_ms,
-            "n_train": framework_bench.N_TRAIN, "rounds": rounds, "summary": summary,
-            "runs": runs}
+        percents = [
+            100.0 * (mine["cost_s"] - base["cost_s"]) / mine["wall_s"]
+            for mine, base in zip(runs[variant], runs["none"])
+        ]
+        summary[variant] = {
+            "cost_percent_median": median(percents),
+            "cost_percent_min": min(percents),
+            "cost_percent_max": max(percents),
+            "cost_percents": percents,
+        }
+    return {
+        "epochs": epochs,
+        "epoch_ms_target": epoch_ms,
+        "epoch_ms": measured_epoch_ms,
+        "n_train": framework_bench.N_TRAIN,
+        "rounds": rounds,
+        "summary": summary,
+        "runs": runs,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,8 +49,16 @@ FRAMEWORK_PACKAGES = frozenset({"lightning", "pytorch_lightning", "transformers"
 
 #: hooks that begin or end a run (the rest is the per-epoch cost)
 RUN_EDGE_HOOKS = frozenset(
-    {"setup", "teardown", "on_fit_start", "on_fit_end", "on_train_start", "on_train_end",
-     "on_train_begin", "on_init_end"}
+    {
+        "setup",
+        "teardown",
+        "on_fit_start",
+        "on_fit_end",
+        "on_train_start",
+        "on_train_end",
+        "on_train_begin",
+        "on_init_end",
+    }
 )
 
 #: epochs per run: about 1.5 s without a callback on 2 cores (an epoch is 4 train + 2 val batches)
@@ -96,7 +104,9 @@ class Accounting:
 
         def start(thread: threading.Thread) -> None:
             parent = threading.current_thread()
-            if (account.depth > 0 and parent is threading.main_thread()) or getattr(parent, "_bench_owned", False):
+            if (account.depth > 0 and parent is threading.main_thread()) or getattr(
+                parent, "_bench_owned", False
+            ):
                 thread._bench_owned = True  # type: ignore[attr-defined]
                 with account._lock:
                     account.owned.append(thread)
@@ -121,7 +131,11 @@ class Accounting:
         for thread in list(self.owned):
             thread.join(max(0.0, deadline - time.perf_counter()))
         alive_cpu = 0.0
-        alive = [t for t in self.owned if not getattr(t, "_bench_done", False) and t.native_id is not None]
+        alive = [
+            t
+            for t in self.owned
+            if not getattr(t, "_bench_done", False) and t.native_id is not None
+        ]
         if alive:
             import psutil
 
@@ -132,8 +146,11 @@ class Accounting:
 
     def wrap_hooks(self, callback: Any) -> Any:
         """Wrap each overridden hook of ``callback`` (an instance attribute shadows the method)."""
-        names = [n for n in dir(type(callback))
-                 if n.startswith("on_") or n in ("setup", "teardown", "state_dict", "load_state_dict")]
+        names = [
+            n
+            for n in dir(type(callback))
+            if n.startswith("on_") or n in ("setup", "teardown", "state_dict", "load_state_dict")
+        ]
         for name in names:
             try:
                 method = getattr(callback, name)
@@ -194,7 +211,9 @@ def _torch_data() -> tuple[Any, Any, Any, Any]:
     return x, y, xv, yv
 
 
-def _lightning_runner(package: str) -> tuple[Callable[[list[Any], int], tuple[float, float]], Callable[[str], Any]]:
+def _lightning_runner(
+    package: str,
+) -> tuple[Callable[[list[Any], int], tuple[float, float]], Callable[[str], Any]]:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -208,7 +227,9 @@ def _lightning_runner(package: str) -> tuple[Callable[[list[Any], int], tuple[fl
     class Tiny(pl.LightningModule):
         def __init__(self) -> None:
             super().__init__()
-            self.net = torch.nn.Sequential(torch.nn.Linear(FEATURES, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
+            self.net = torch.nn.Sequential(
+                torch.nn.Linear(FEATURES, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1)
+            )
 
         def training_step(self, batch: Any, batch_idx: int) -> Any:
             xb, yb = batch
@@ -247,8 +268,14 @@ def _lightning_runner(package: str) -> tuple[Callable[[list[Any], int], tuple[fl
 
     def run(callbacks: list[Any], epochs: int) -> tuple[float, float]:
         trainer = pl.Trainer(
-            max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+            max_epochs=epochs,
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
             callbacks=callbacks,
         )
         train = DataLoader(TensorDataset(x, y), batch_size=BATCH)
@@ -261,7 +288,9 @@ def _lightning_runner(package: str) -> tuple[Callable[[list[Any], int], tuple[fl
     return run, make_callback  # type: ignore[return-value]
 
 
-def _transformers_runner() -> tuple[Callable[[list[Any], int], tuple[float, float]], Callable[[str], Any]]:
+def _transformers_runner() -> tuple[
+    Callable[[list[Any], int], tuple[float, float]], Callable[[str], Any]
+]:
     import torch
     import transformers
     from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -282,7 +311,9 @@ def _transformers_runner() -> tuple[Callable[[list[Any], int], tuple[float, floa
     class Tiny(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.net = torch.nn.Sequential(torch.nn.Linear(FEATURES, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
+            self.net = torch.nn.Sequential(
+                torch.nn.Linear(FEATURES, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1)
+            )
 
         def forward(self, x: Any, labels: Any = None) -> dict[str, Any]:
             out = self.net(x)
@@ -318,13 +349,27 @@ def _transformers_runner() -> tuple[Callable[[list[Any], int], tuple[float, floa
 
     def run(callbacks: list[Any], epochs: int) -> tuple[float, float]:
         args = TrainingArguments(
-            output_dir=out_dir, num_train_epochs=epochs, per_device_train_batch_size=BATCH,
-            per_device_eval_batch_size=BATCH, eval_strategy="epoch", logging_strategy="no",
-            save_strategy="no", report_to=[], disable_tqdm=True, use_cpu=True,
-            dataloader_num_workers=0, remove_unused_columns=False, learning_rate=0.01,
+            output_dir=out_dir,
+            num_train_epochs=epochs,
+            per_device_train_batch_size=BATCH,
+            per_device_eval_batch_size=BATCH,
+            eval_strategy="epoch",
+            logging_strategy="no",
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            use_cpu=True,
+            dataloader_num_workers=0,
+            remove_unused_columns=False,
+            learning_rate=0.01,
         )
-        trainer = Trainer(model=Tiny(), args=args, train_dataset=Rows(x, y), eval_dataset=Rows(xv, yv),
-                          callbacks=callbacks)
+        trainer = Trainer(
+            model=Tiny(),
+            args=args,
+            train_dataset=Rows(x, y),
+            eval_dataset=Rows(xv, yv),
+            callbacks=callbacks,
+        )
         t0, c0 = time.perf_counter(), time.process_time()
         trainer.train()
         return time.perf_counter() - t0, time.process_time() - c0
@@ -370,18 +415,32 @@ def _keras_runner() -> tuple[Callable[[list[Any], int], tuple[float, float]], Ca
         return CodeCarbonEpochs()
 
     def run(callbacks: list[Any], epochs: int) -> tuple[float, float]:
-        model = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(32, activation="relu"),
-                                  keras.layers.Dense(1)])
+        model = keras.Sequential(
+            [
+                keras.Input((FEATURES,)),
+                keras.layers.Dense(32, activation="relu"),
+                keras.layers.Dense(1),
+            ]
+        )
         model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
         t0, c0 = time.perf_counter(), time.process_time()
-        model.fit(x, y, epochs=epochs, batch_size=BATCH, validation_data=(xv, yv), verbose=0,
-                  callbacks=callbacks)
+        model.fit(
+            x,
+            y,
+            epochs=epochs,
+            batch_size=BATCH,
+            validation_data=(xv, yv),
+            verbose=0,
+            callbacks=callbacks,
+        )
         return time.perf_counter() - t0, time.process_time() - c0
 
     return run, make_callback
 
 
-def _runner(framework: str) -> tuple[Callable[[list[Any], int], tuple[float, float]], Callable[[str], Any]]:
+def _runner(
+    framework: str,
+) -> tuple[Callable[[list[Any], int], tuple[float, float]], Callable[[str], Any]]:
     if framework in ("lightning", "pytorch_lightning"):
         return _lightning_runner(framework)
     if framework == "transformers":
@@ -437,11 +496,16 @@ def measure(framework: str, epochs: int, rounds: int) -> dict[str, Any]:
             variants.remove(variant)
             del results[variant]
     for r in range(rounds):
-        order = variants[r % len(variants):] + variants[: r % len(variants)]
+        order = variants[r % len(variants) :] + variants[: r % len(variants)]
         for variant in order:
             results[variant].append(one(variant))
-    return {"framework": framework, "epochs": epochs, "rounds": rounds, "results": results,
-            "unavailable": unavailable}
+    return {
+        "framework": framework,
+        "epochs": epochs,
+        "rounds": rounds,
+        "results": results,
+        "unavailable": unavailable,
+    }
 
 
 # -- orchestration --------------------------------------------------------------------------------
@@ -484,28 +548,65 @@ def rows_for(data: dict[str, Any]) -> list[Row]:
         return fmt_ms(median([r["run_edge_hooks_s"] for r in runs]))
 
     base = fmt_ms(fastest.get("none"))
-    rows.append(Row(section, f"own cost ({epochs} epochs, % of wall)", own("ours"), own("codecarbon"), "",
-                    note=f"hooks + CPU of threads they start, median of {data['rounds']} rounds"))
-    rows.append(Row(section, "wall time / no callback (fastest of rounds)", ratio("ours"), ratio("codecarbon"),
-                    "", note=f"fastest run without a callback: {base}; +-3% is noise here"))
-    rows.append(Row(section, "process CPU time / no callback (least of rounds)", cpu_ratio("ours"),
-                    cpu_ratio("codecarbon"), "",
-                    note="CPU time of the whole process (every thread) around fit: less sensitive than wall "
-                         "time to other work on the machine"))
-    rows.append(Row(section, "hook time per epoch (excl. run start/end)", per_epoch("ours"),
-                    per_epoch("codecarbon"), ""))
-    rows.append(Row(section, "run start + end hooks", run_edges("ours"), run_edges("codecarbon"), ""))
+    rows.append(
+        Row(
+            section,
+            f"own cost ({epochs} epochs, % of wall)",
+            own("ours"),
+            own("codecarbon"),
+            "",
+            note=f"hooks + CPU of threads they start, median of {data['rounds']} rounds",
+        )
+    )
+    rows.append(
+        Row(
+            section,
+            "wall time / no callback (fastest of rounds)",
+            ratio("ours"),
+            ratio("codecarbon"),
+            "",
+            note=f"fastest run without a callback: {base}; +-3% is noise here",
+        )
+    )
+    rows.append(
+        Row(
+            section,
+            "process CPU time / no callback (least of rounds)",
+            cpu_ratio("ours"),
+            cpu_ratio("codecarbon"),
+            "",
+            note="CPU time of the whole process (every thread) around fit: less sensitive than wall "
+            "time to other work on the machine",
+        )
+    )
+    rows.append(
+        Row(
+            section,
+            "hook time per epoch (excl. run start/end)",
+            per_epoch("ours"),
+            per_epoch("codecarbon"),
+            "",
+        )
+    )
+    rows.append(
+        Row(section, "run start + end hooks", run_edges("ours"), run_edges("codecarbon"), "")
+    )
     return rows
 
 
-def collect(*, quick: bool = False, frameworks: tuple[str, ...] = DEFAULT_FRAMEWORKS) -> tuple[list[Row], dict[str, Any]]:
+def collect(
+    *, quick: bool = False, frameworks: tuple[str, ...] = DEFAULT_FRAMEWORKS
+) -> tuple[list[Row], dict[str, Any]]:
     """Run each framework in its own fresh process; return table rows and the raw results."""
     rounds = 1 if quick else DEFAULT_ROUNDS
 
     def one(framework: str) -> dict[str, Any]:
         epochs = 5 if quick else DEFAULT_EPOCHS[framework]
-        return run_script("framework_bench.py", ["--framework", framework, "--epochs", str(epochs),
-                                                 "--rounds", str(rounds)], timeout_s=900)
+        return run_script(
+            "framework_bench.py",
+            ["--framework", framework, "--epochs", str(epochs), "--rounds", str(rounds)],
+            timeout_s=900,
+        )
 
     outcomes: dict[str, Any] = {}
     if quick:  # figures of a quick pass mean nothing: run the frameworks side by side
@@ -531,8 +632,16 @@ def collect(*, quick: bool = False, frameworks: tuple[str, ...] = DEFAULT_FRAMEW
         if isinstance(data, Exception):
             e = data
             raw[framework] = {"error": str(e)}
-            rows.append(Row(f"train:{framework}", "overhead", "failed", "failed", "",
-                            note=str(e).strip().splitlines()[-1][:160] if str(e).strip() else "failed"))
+            rows.append(
+                Row(
+                    f"train:{framework}",
+                    "overhead",
+                    "failed",
+                    "failed",
+                    "",
+                    note=str(e).strip().splitlines()[-1][:160] if str(e).strip() else "failed",
+                )
+            )
             continue
         raw[framework] = data
         rows.extend(rows_for(data))

@@ -83,7 +83,9 @@ def install_fake_nvml() -> Any:
         sys.path.insert(0, tests)
     from fakes import fake_nvml
 
-    fake = fake_nvml.from_spec({"devices": [{"uuid": "GPU-fake-0", "trace": "h200", "time_offset_s": 3.0}]})
+    fake = fake_nvml.from_spec(
+        {"devices": [{"uuid": "GPU-fake-0", "trace": "h200", "time_offset_s": 3.0}]}
+    )
     return fake_nvml.install(fake)
 
 
@@ -163,26 +165,37 @@ def _timed_calls(fn: Callable[[], Any], n: int) -> list[float]:
     return times
 
 
-def read_costs(nvml: Any, handle: Any, *, n_counter: int = 100, n_power: int = 1000) -> dict[str, Any]:
+def read_costs(
+    nvml: Any, handle: Any, *, n_counter: int = 100, n_power: int = 1000
+) -> dict[str, Any]:
     counter = _timed_calls(lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(handle), n_counter)
-    field = _timed_calls(lambda: nvml.nvmlDeviceGetFieldValues(handle, [FIELD_POWER_INSTANT]), n_power)
+    field = _timed_calls(
+        lambda: nvml.nvmlDeviceGetFieldValues(handle, [FIELD_POWER_INSTANT]), n_power
+    )
     usage = _timed_calls(lambda: nvml.nvmlDeviceGetPowerUsage(handle), n_power)
 
     def stats(values: list[float]) -> dict[str, float]:
         values = sorted(values)
-        return {"median_s": statistics.median(values), "p99_s": values[int(0.99 * (len(values) - 1))],
-                "max_s": values[-1]}
+        return {
+            "median_s": statistics.median(values),
+            "p99_s": values[int(0.99 * (len(values) - 1))],
+            "max_s": values[-1],
+        }
 
     return {"counter": stats(counter), "power_instant": stats(field), "power_usage": stats(usage)}
 
 
-def concurrent_counter_reads(nvml: Any, handle: Any, *, reads_per_thread: int = 20) -> dict[str, Any]:
+def concurrent_counter_reads(
+    nvml: Any, handle: Any, *, reads_per_thread: int = 20
+) -> dict[str, Any]:
     """N threads read the one GPU's counter at once: do the reads overlap or queue?
 
     ``overlap`` = (N x reads x single-thread read time) / wall time: 1 means the reads queue one
     after the other, N means they fully overlap.
     """
-    single = statistics.median(_timed_calls(lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(handle), 30))
+    single = statistics.median(
+        _timed_calls(lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(handle), 30)
+    )
     out: dict[str, Any] = {"single_read_s": single, "by_threads": {}}
     for n_threads in CONCURRENT_THREADS:
         barrier = threading.Barrier(n_threads + 1)
@@ -191,11 +204,15 @@ def concurrent_counter_reads(nvml: Any, handle: Any, *, reads_per_thread: int = 
 
         def work(barrier: threading.Barrier, latencies: list[float], lock: threading.Lock) -> None:
             barrier.wait()
-            mine = _timed_calls(lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(handle), reads_per_thread)
+            mine = _timed_calls(
+                lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(handle), reads_per_thread
+            )
             with lock:
                 latencies.extend(mine)
 
-        threads = [threading.Thread(target=work, args=(barrier, latencies, lock)) for _ in range(n_threads)]
+        threads = [
+            threading.Thread(target=work, args=(barrier, latencies, lock)) for _ in range(n_threads)
+        ]
         for t in threads:
             t.start()
         barrier.wait()
@@ -234,7 +251,9 @@ def _timed_hooks(callback: Any, names: Sequence[str], sink: dict[str, list[float
     for name in names:
         method = getattr(callback, name)
 
-        def timed(*args: Any, _method: Callable[..., Any] = method, _name: str = name, **kwargs: Any) -> Any:
+        def timed(
+            *args: Any, _method: Callable[..., Any] = method, _name: str = name, **kwargs: Any
+        ) -> Any:
             t0 = time.perf_counter()
             try:
                 return _method(*args, **kwargs)
@@ -259,8 +278,12 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
         torch.cuda.set_device(cuda_index)
     handle, nvml_index = nvml_handle(nvml, cuda_index)
     name = nvml.nvmlDeviceGetName(handle)
-    result: dict[str, Any] = {"gpu": name.decode() if isinstance(name, bytes) else str(name),
-                              "nvml_index": nvml_index, "fake_nvml": fake, "epoch_s": args.epoch_s}
+    result: dict[str, Any] = {
+        "gpu": name.decode() if isinstance(name, bytes) else str(name),
+        "nvml_index": nvml_index,
+        "fake_nvml": fake,
+        "epoch_s": args.epoch_s,
+    }
 
     def sync() -> None:
         if not fake:
@@ -270,8 +293,12 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
         return nvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1000.0
 
     # (4) raw costs first, on an idle GPU
-    result["read_costs"] = read_costs(nvml, handle, n_counter=30 if fake else 100, n_power=200 if fake else 1000)
-    result["concurrency"] = concurrent_counter_reads(nvml, handle, reads_per_thread=5 if fake else 20)
+    result["read_costs"] = read_costs(
+        nvml, handle, n_counter=30 if fake else 100, n_power=200 if fake else 1000
+    )
+    result["concurrency"] = concurrent_counter_reads(
+        nvml, handle, reads_per_thread=5 if fake else 20
+    )
 
     # the workload: matmuls, calibrated so that an epoch lasts about epoch_s
     size = 256 if fake else 8192
@@ -292,8 +319,13 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
     matmuls_per_step = max(1, round(STEP_S / matmul_s))
     step_s = matmul_s * matmuls_per_step
     steps_per_epoch = max(2, round(args.epoch_s / step_s))
-    result["workload"] = {"matmul_s": matmul_s, "matmuls_per_step": matmuls_per_step,
-                          "steps_per_epoch": steps_per_epoch, "size": size, "dtype": str(dtype)}
+    result["workload"] = {
+        "matmul_s": matmul_s,
+        "matmuls_per_step": matmuls_per_step,
+        "steps_per_epoch": steps_per_epoch,
+        "size": size,
+        "dtype": str(dtype),
+    }
     steady = args.steady_epochs
 
     def idle_epoch(epoch: int) -> bool:
@@ -317,13 +349,18 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
         def configure_optimizers(self) -> Any:
             return torch.optim.SGD(self.parameters(), lr=0.0)
 
-    n_epochs = steady + args.alt_epochs + (1 if args.alt_epochs % 2 == 0 else 0)  # end on an idle epoch
+    n_epochs = (
+        steady + args.alt_epochs + (1 if args.alt_epochs % 2 == 0 else 0)
+    )  # end on an idle epoch
     loader = DataLoader(TensorDataset(torch.zeros(steps_per_epoch, 1)), batch_size=1)
 
     # trackers: ours (through the callback), and two power-only fallbacks on the same GPU
     collector = WindowCollector()
     ours_tracker = OfflineEmissionsTracker(
-        country_iso_code="FRA", output_methods=[], output_handlers=[collector.handler], log_level="error",
+        country_iso_code="FRA",
+        output_methods=[],
+        output_handlers=[collector.handler],
+        log_level="error",
     )
     ours = EmissionsCallback(tracker=ours_tracker)
     hook_times: dict[str, list[float]] = {}
@@ -334,9 +371,14 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
         from codecarbon_callbacks_core.hardware.nvml import NvmlGpu
 
         for label, instant in (("instant", True), ("usage", False)):
-            gpu = NvmlGpu(NvmlWithout(nvml, instant_field=instant), nvml_index, cuda_index=cuda_index)
+            gpu = NvmlGpu(
+                NvmlWithout(nvml, instant_field=instant), nvml_index, cuda_index=cuda_index
+            )
             fallbacks[label] = OfflineEmissionsTracker(
-                country_iso_code="FRA", output_methods=[], components=[gpu], log_level="error",
+                country_iso_code="FRA",
+                output_methods=[],
+                components=[gpu],
+                log_level="error",
                 allow_multiple_runs=True,
             )
     except Exception as e:  # an internal API changed: say so, measure the rest
@@ -349,13 +391,21 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
         logging.getLogger("codecarbon").setLevel(logging.ERROR)
         if not fake:  # CodeCarbon reads the real pynvml; the fake is not enough for it
             codecarbon_tracker = codecarbon.OfflineEmissionsTracker(
-                country_iso_code="FRA", save_to_file=False, log_level="error", gpu_ids=[nvml_index],
+                country_iso_code="FRA",
+                save_to_file=False,
+                log_level="error",
+                gpu_ids=[nvml_index],
             )
     except Exception as e:
         result["codecarbon_error"] = f"{type(e).__name__}: {e}"
 
-    edges: dict[str, Any] = {"fit": [], "plain_start": {}, "plain_end": {}, "fallback": {k: {} for k in fallbacks},
-                             "codecarbon": {}}
+    edges: dict[str, Any] = {
+        "fit": [],
+        "plain_start": {},
+        "plain_end": {},
+        "fallback": {k: {} for k in fallbacks},
+        "codecarbon": {},
+    }
 
     class First(pl.Callback):
         """Synchronises CUDA before our callback sees an edge; reads the counter at fit start."""
@@ -380,7 +430,9 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
             epoch = int(trainer.current_epoch)
             edges["plain_start"][epoch] = counter_j()
             for label, tracker in fallbacks.items():
-                self.windows[label] = tracker.open_window("epoch", f"epoch {epoch}", epoch=epoch, phase="train")
+                self.windows[label] = tracker.open_window(
+                    "epoch", f"epoch {epoch}", epoch=epoch, phase="train"
+                )
             if codecarbon_tracker is not None:
                 codecarbon_tracker.start_task(f"epoch {epoch}")
 
@@ -399,9 +451,15 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
             edges["fit"].append(counter_j())  # just after our callback stopped its run
 
     trainer = pl.Trainer(
-        max_epochs=n_epochs, accelerator="cpu" if fake else "gpu", devices=1, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, callbacks=[First(), ours, Independent()],
+        max_epochs=n_epochs,
+        accelerator="cpu" if fake else "gpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[First(), ours, Independent()],
     )
     # the other trackers start before fit and stop after it, so that nothing of theirs (CodeCarbon's
     # start() takes seconds) happens between the two independent reads around our run
@@ -426,7 +484,11 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
     total = ours_tracker.final_emissions_data
     ours_total_j = total.gpu_energy * J_PER_KWH
     records = collector.records
-    epoch_j = {r.epoch: r.gpu_energy * J_PER_KWH for r in records if r.kind == "epoch" and r.phase == "train"}
+    epoch_j = {
+        r.epoch: r.gpu_energy * J_PER_KWH
+        for r in records
+        if r.kind == "epoch" and r.phase == "train"
+    }
     tiling_j = sum(r.gpu_energy for r in records if r.kind in ("epoch", "phase")) * J_PER_KWH
     plain_j = {e: edges["plain_end"][e] - edges["plain_start"][e] for e in edges["plain_end"]}
     steady_epochs = [e for e in range(WARMUP_EPOCHS, steady) if e in epoch_j and e in plain_j]
@@ -436,10 +498,17 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
         return [values[e] for e in epochs if e in values]
 
     jitter = {"epochs": len(steady_epochs)}
-    for label, values in (("ours", epoch_j), ("plain", plain_j), ("codecarbon", edges["codecarbon"])):
+    for label, values in (
+        ("ours", epoch_j),
+        ("plain", plain_j),
+        ("codecarbon", edges["codecarbon"]),
+    ):
         data = series(values, steady_epochs)
-        jitter[label] = {"cv_percent": cv_percent(data), "max_dev_percent": max_dev_percent(data),
-                         "mean_j": statistics.fmean(data) if data else None}
+        jitter[label] = {
+            "cv_percent": cv_percent(data),
+            "max_dev_percent": max_dev_percent(data),
+            "mean_j": statistics.fmean(data) if data else None,
+        }
     result["jitter"] = jitter
     independent_j = edges["fit"][1] - edges["fit"][0]
     result["agreement"] = {
@@ -453,17 +522,26 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
     for label in list(fallbacks) + (["codecarbon"] if edges["codecarbon"] else []):
         values = edges["codecarbon"] if label == "codecarbon" else edges["fallback"][label]
         for part, epochs in (("steady", steady_epochs), ("alternating", alt_epochs)):
-            errors = [100.0 * (values[e] / epoch_j[e] - 1) for e in epochs if e in values and epoch_j.get(e)]
+            errors = [
+                100.0 * (values[e] / epoch_j[e] - 1)
+                for e in epochs
+                if e in values and epoch_j.get(e)
+            ]
             fallback_errors[f"{label}_{part}"] = {
-                "rms_percent": (sum(x * x for x in errors) / len(errors)) ** 0.5 if errors else None,
+                "rms_percent": (sum(x * x for x in errors) / len(errors)) ** 0.5
+                if errors
+                else None,
                 "max_percent": max((abs(x) for x in errors), default=None),
                 "mean_percent": statistics.fmean(errors) if errors else None,
             }
     result["fallback"] = fallback_errors
     result["edge_hooks"] = {
-        name: {"median_s": statistics.median(v), "max_s": max(v), "n": len(v)} for name, v in hook_times.items()
+        name: {"median_s": statistics.median(v), "max_s": max(v), "n": len(v)}
+        for name, v in hook_times.items()
     }
-    result["steady_power_w"] = (jitter["ours"]["mean_j"] or 0.0) / args.epoch_s if jitter["ours"]["mean_j"] else None
+    result["steady_power_w"] = (
+        (jitter["ours"]["mean_j"] or 0.0) / args.epoch_s if jitter["ours"]["mean_j"] else None
+    )
     return result
 
 
@@ -479,15 +557,31 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
         return f"{fmt_pct(item['cv_percent'])} (max {fmt_pct(item['max_dev_percent'], 1)})"
 
     ours_cv, plain_cv = j["ours"]["cv_percent"], j["plain"]["cv_percent"]
-    rows.append(Row(section, f"(1) jitter: CV of {j['epochs']} steady {result['epoch_s']:g}-s epochs", cv("ours"),
-                    cv("codecarbon"), "< 1% and below plain", ours_cv < 1.0 and ours_cv < plain_cv,
-                    note=f"plain counter deltas at the same edges: {cv('plain')}"))
+    rows.append(
+        Row(
+            section,
+            f"(1) jitter: CV of {j['epochs']} steady {result['epoch_s']:g}-s epochs",
+            cv("ours"),
+            cv("codecarbon"),
+            "< 1% and below plain",
+            ours_cv < 1.0 and ours_cv < plain_cv,
+            note=f"plain counter deltas at the same edges: {cv('plain')}",
+        )
+    )
     a = result["agreement"]
     diff = a["diff_percent"]
-    rows.append(Row(section, "(2) agreement: run total vs counter delta around fit", fmt_pct(diff, 3), "-",
-                    "within 0.5%", diff is not None and abs(diff) < 0.5,
-                    note=f"ours {a['ours_total_j']:.0f} J, independent {a['independent_j']:.0f} J; tiling windows "
-                         f"vs total {fmt_pct(a['tiling_diff_percent'], 4)}"))
+    rows.append(
+        Row(
+            section,
+            "(2) agreement: run total vs counter delta around fit",
+            fmt_pct(diff, 3),
+            "-",
+            "within 0.5%",
+            diff is not None and abs(diff) < 0.5,
+            note=f"ours {a['ours_total_j']:.0f} J, independent {a['independent_j']:.0f} J; tiling windows "
+            f"vs total {fmt_pct(a['tiling_diff_percent'], 4)}",
+        )
+    )
     fb = result["fallback"]
 
     def err(key: str) -> str:
@@ -497,25 +591,60 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
         return f"{fmt_pct(item['rms_percent'])} rms (max {fmt_pct(item['max_percent'], 1)})"
 
     for part in ("steady", "alternating"):
-        rows.append(Row(section, f"(3) power fallback, {result['epoch_s']:g}-s {part} epochs, error vs ours",
-                        f"instant {err('instant_' + part)}; usage {err('usage_' + part)}",
-                        err("codecarbon_" + part), ""))
+        rows.append(
+            Row(
+                section,
+                f"(3) power fallback, {result['epoch_s']:g}-s {part} epochs, error vs ours",
+                f"instant {err('instant_' + part)}; usage {err('usage_' + part)}",
+                err("codecarbon_" + part),
+                "",
+            )
+        )
     hooks = result["edge_hooks"]
     costs = result["read_costs"]
-    rows.append(Row(section, "(4) edge on the training thread (our epoch hooks, median / max)",
-                    "; ".join(f"{k.replace('on_train_epoch_', '')} {fmt_ms(v['median_s'])} / {fmt_ms(v['max_s'])}"
-                               for k, v in hooks.items()), "-", ""))
-    rows.append(Row(section, "(4) NVML read: counter; instant power; power usage (median)",
-                    f"{fmt_ms(costs['counter']['median_s'])} (max {fmt_ms(costs['counter']['max_s'])}); "
-                    f"{fmt_ms(costs['power_instant']['median_s'])}; {fmt_ms(costs['power_usage']['median_s'])}",
-                    "-", ""))
+    rows.append(
+        Row(
+            section,
+            "(4) edge on the training thread (our epoch hooks, median / max)",
+            "; ".join(
+                f"{k.replace('on_train_epoch_', '')} {fmt_ms(v['median_s'])} / {fmt_ms(v['max_s'])}"
+                for k, v in hooks.items()
+            ),
+            "-",
+            "",
+        )
+    )
+    rows.append(
+        Row(
+            section,
+            "(4) NVML read: counter; instant power; power usage (median)",
+            f"{fmt_ms(costs['counter']['median_s'])} (max {fmt_ms(costs['counter']['max_s'])}); "
+            f"{fmt_ms(costs['power_instant']['median_s'])}; {fmt_ms(costs['power_usage']['median_s'])}",
+            "-",
+            "",
+        )
+    )
     if result.get("sampler_cpu_percent") is not None:
-        rows.append(Row(section, "sampler thread CPU during the run (% of one core)",
-                        fmt_pct(result["sampler_cpu_percent"], 3), "-", "< 0.5%",
-                        result["sampler_cpu_percent"] < 0.5))
+        rows.append(
+            Row(
+                section,
+                "sampler thread CPU during the run (% of one core)",
+                fmt_pct(result["sampler_cpu_percent"], 3),
+                "-",
+                "< 0.5%",
+                result["sampler_cpu_percent"] < 0.5,
+            )
+        )
     conc = result["concurrency"]["by_threads"]
-    rows.append(Row(section, "(4) N concurrent counter reads on one GPU: overlap (1 = queued, N = parallel)",
-                    ", ".join(f"N={n}: {v['overlap']:.2f}" for n, v in conc.items()), "-", ""))
+    rows.append(
+        Row(
+            section,
+            "(4) N concurrent counter reads on one GPU: overlap (1 = queued, N = parallel)",
+            ", ".join(f"N={n}: {v['overlap']:.2f}" for n, v in conc.items()),
+            "-",
+            "",
+        )
+    )
     return rows
 
 
@@ -526,8 +655,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epoch-s", type=float, default=1.0)
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument("--markdown", action="store_true")
-    parser.add_argument("--fake-nvml", action="store_true",
-                        help="CPU check of the script itself: the fake NVML replays the H200 trace; figures mean nothing")
+    parser.add_argument(
+        "--fake-nvml",
+        action="store_true",
+        help="CPU check of the script itself: the fake NVML replays the H200 trace; figures mean nothing",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.steady_epochs <= WARMUP_EPOCHS + 1:
@@ -536,8 +668,10 @@ def main(argv: list[str] | None = None) -> int:
         install_fake_nvml()
     why_not = check_environment(args.fake_nvml)
     if why_not is not None:
-        print(f"gpu_validation: no GPU validation on this machine ({why_not}); nothing measured. "
-              "Run it on a machine with one NVIDIA GPU, torch, lightning and nvidia-ml-py.")
+        print(
+            f"gpu_validation: no GPU validation on this machine ({why_not}); nothing measured. "
+            "Run it on a machine with one NVIDIA GPU, torch, lightning and nvidia-ml-py."
+        )
         return 0
     import pynvml as nvml  # the real one, or the fake installed above
 
@@ -547,10 +681,12 @@ def main(argv: list[str] | None = None) -> int:
     result = run_validation(args, nvml)
     result["machine"] = machine_info()
     result["total_s"] = time.perf_counter() - t0
-    print(f"GPU validation on {result['gpu']}{' (FAKE NVML: figures mean nothing)' if args.fake_nvml else ''} | "
-          f"{result['machine']['date_utc']} | {result['total_s']:.0f} s | "
-          f"{result['workload']['steps_per_epoch']} steps of {result['workload']['matmuls_per_step']} "
-          f"matmuls per epoch")
+    print(
+        f"GPU validation on {result['gpu']}{' (FAKE NVML: figures mean nothing)' if args.fake_nvml else ''} | "
+        f"{result['machine']['date_utc']} | {result['total_s']:.0f} s | "
+        f"{result['workload']['steps_per_epoch']} steps of {result['workload']['matmuls_per_step']} "
+        f"matmuls per epoch"
+    )
     print(format_table(rows_for(result), markdown=args.markdown))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, default=str))

@@ -45,7 +45,9 @@ from _common import Row, format_table, machine_info
 SECTIONS = ("core", "csv", "frameworks", "replay")
 
 
-def run(*, quick: bool, sections: tuple[str, ...], frameworks: tuple[str, ...]) -> tuple[list[Row], dict[str, Any]]:
+def run(
+    *, quick: bool, sections: tuple[str, ...], frameworks: tuple[str, ...]
+) -> tuple[list[Row], dict[str, Any]]:
     raw: dict[str, Any] = {"machine": machine_info(), "quick": quick, "seconds": {}}
 
     def one(section: str) -> tuple[list[Row], Any]:
@@ -62,8 +64,16 @@ def run(*, quick: bool, sections: tuple[str, ...], frameworks: tuple[str, ...]) 
                 new_rows, data = trace_replay.collect(quick=quick)
         except Exception as e:  # one section failing must not hide the others
             message = str(e).strip().splitlines()
-            new_rows = [Row(section, "could not run", "failed", "failed", "",
-                            note=(message[-1] if message else type(e).__name__)[:200])]
+            new_rows = [
+                Row(
+                    section,
+                    "could not run",
+                    "failed",
+                    "failed",
+                    "",
+                    note=(message[-1] if message else type(e).__name__)[:200],
+                )
+            ]
             data = {"error": str(e)}
         raw["seconds"][section] = round(time.perf_counter() - t0, 1)
         return new_rows, data
@@ -85,10 +95,16 @@ def run(*, quick: bool, sections: tuple[str, ...], frameworks: tuple[str, ...]) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a fast pass (< 60 s), for the smoke test")
+    parser.add_argument(
+        "--quick", action="store_true", help="a fast pass (< 60 s), for the smoke test"
+    )
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
-    parser.add_argument("--frameworks", nargs="+", choices=framework_bench.FRAMEWORKS,
-                        default=list(framework_bench.DEFAULT_FRAMEWORKS))
+    parser.add_argument(
+        "--frameworks",
+        nargs="+",
+        choices=framework_bench.FRAMEWORKS,
+        default=list(framework_bench.DEFAULT_FRAMEWORKS),
+    )
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--json", metavar="PATH", help="also write every raw figure to PATH")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")

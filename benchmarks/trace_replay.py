@@ -83,8 +83,9 @@ def _gpu(*, energy_counter: bool = True, instant_field: bool = True) -> tuple[An
 
     fake = _fakes()
     clock = fake.VirtualClock()
-    device = fake.FakeDevice.from_h200_trace(uuid="GPU-bench", energy_counter=energy_counter,
-                                             instant_field=instant_field)
+    device = fake.FakeDevice.from_h200_trace(
+        uuid="GPU-bench", energy_counter=energy_counter, instant_field=instant_field
+    )
     nvml = fake.FakeNvml([device], clock=clock)
     gpus, notes = detect_nvml(nvml=nvml, clock=clock.now, sleep=clock.sleep, environ={})
     if not gpus:
@@ -205,7 +206,9 @@ def whole_trace(**kwargs: Any) -> dict[str, Any]:
         totals["vs_truth"].append(100.0 * (result["ours_total_j"] / result["truth_total_j"] - 1))
         totals["tiling"].append(sum(result["ours_j"]) - result["ours_total_j"])
         if result["plain_total_j"]:
-            totals["vs_plain"].append(100.0 * (result["ours_total_j"] / result["plain_total_j"] - 1))
+            totals["vs_plain"].append(
+                100.0 * (result["ours_total_j"] / result["plain_total_j"] - 1)
+            )
             plain_errors += _errors_percent(result["plain_j"], result["truth_j"])
         holds += result["edge_hold_s"][1:]
         reads += result["edge_counter_reads"]
@@ -269,50 +272,72 @@ def rows_for(data: dict[str, Any]) -> list[Row]:
     rows = []
     j = data["jitter_steady"]
     ok = j["ours_cv_percent"] < 1.0 and j["ours_cv_percent"] < j["plain_cv_percent"]
-    rows.append(Row(
-        section, "(1) jitter: CV of ~1-s epochs at steady full load (max dev)",
-        f"{fmt_pct(j['ours_cv_percent'])} ({fmt_pct(j['ours_max_dev_percent'], 1)})",
-        f"{fmt_pct(j['plain_cv_percent'])} ({fmt_pct(j['plain_max_dev_percent'], 1)})",
-        "< 1%, below plain", ok,
-        note=f"{j['sets']} sets, {j['windows']} windows; the true windows' CV {fmt_pct(j['truth_cv_percent'])}; "
-             f"rms error vs truth ours {fmt_pct(j['ours_rms_error_percent'])} (max "
-             f"{fmt_pct(j['ours_max_error_percent'], 1)}), plain {fmt_pct(j['plain_rms_error_percent'])} (max "
-             f"{fmt_pct(j['plain_max_error_percent'], 1)}); windows off by > 5%: ours {j['ours_windows_over_5pct']}, "
-             f"plain {j['plain_windows_over_5pct']}. CodeCarbon column: plain counter deltas read at the same edges, "
-             "which is CodeCarbon 3.3.2's method (GPUDevice.delta)",
-    ))
+    rows.append(
+        Row(
+            section,
+            "(1) jitter: CV of ~1-s epochs at steady full load (max dev)",
+            f"{fmt_pct(j['ours_cv_percent'])} ({fmt_pct(j['ours_max_dev_percent'], 1)})",
+            f"{fmt_pct(j['plain_cv_percent'])} ({fmt_pct(j['plain_max_dev_percent'], 1)})",
+            "< 1%, below plain",
+            ok,
+            note=f"{j['sets']} sets, {j['windows']} windows; the true windows' CV {fmt_pct(j['truth_cv_percent'])}; "
+            f"rms error vs truth ours {fmt_pct(j['ours_rms_error_percent'])} (max "
+            f"{fmt_pct(j['ours_max_error_percent'], 1)}), plain {fmt_pct(j['plain_rms_error_percent'])} (max "
+            f"{fmt_pct(j['plain_max_error_percent'], 1)}); windows off by > 5%: ours {j['ours_windows_over_5pct']}, "
+            f"plain {j['plain_windows_over_5pct']}. CodeCarbon column: plain counter deltas read at the same edges, "
+            "which is CodeCarbon 3.3.2's method (GPUDevice.delta)",
+        )
+    )
     whole = data["whole"]
-    rows.append(Row(
-        section, "(1') ~1-s epochs over the whole trace (all loads): rms error vs truth (max)",
-        f"{fmt_pct(whole['window_rms_error_percent'])} ({fmt_pct(whole['window_max_error_percent'], 1)})",
-        f"{fmt_pct(whole['plain_window_rms_error_percent'])} ({fmt_pct(whole['plain_window_max_error_percent'], 1)})",
-        "", note=f"{whole['windows']} windows over {len(SEEDS)} replays",
-    ))
+    rows.append(
+        Row(
+            section,
+            "(1') ~1-s epochs over the whole trace (all loads): rms error vs truth (max)",
+            f"{fmt_pct(whole['window_rms_error_percent'])} ({fmt_pct(whole['window_max_error_percent'], 1)})",
+            f"{fmt_pct(whole['plain_window_rms_error_percent'])} ({fmt_pct(whole['plain_window_max_error_percent'], 1)})",
+            "",
+            note=f"{whole['windows']} windows over {len(SEEDS)} replays",
+        )
+    )
     worst = whole["total_vs_plain_percent_max"]
-    rows.append(Row(
-        section, "(2) agreement: run total vs counter delta read around it (worst replay)",
-        fmt_pct(worst, 3), "-", "within 0.5%", abs(worst) < 0.5,
-        note=f"vs truth (worst) {fmt_pct(whole['total_vs_truth_percent_max'], 3)}; tiling windows sum - total "
-             f"(worst) {whole['tiling_sum_minus_total_j_max']:.1e} J",
-    ))
+    rows.append(
+        Row(
+            section,
+            "(2) agreement: run total vs counter delta read around it (worst replay)",
+            fmt_pct(worst, 3),
+            "-",
+            "within 0.5%",
+            abs(worst) < 0.5,
+            note=f"vs truth (worst) {fmt_pct(whole['total_vs_truth_percent_max'], 3)}; tiling windows sum - total "
+            f"(worst) {whole['tiling_sum_minus_total_j_max']:.1e} J",
+        )
+    )
     inst, usage, cc = data["fallback_instant"], data["fallback_usage"], data["codecarbon_fallback"]
-    rows.append(Row(
-        section, "(3) power fallback, ~1-s epochs: rms error vs truth (max)",
-        f"instant {fmt_pct(inst['window_rms_error_percent'])} ({fmt_pct(inst['window_max_error_percent'], 1)}); "
-        f"usage {fmt_pct(usage['window_rms_error_percent'])} ({fmt_pct(usage['window_max_error_percent'], 1)})",
-        f"usage avg {fmt_pct(cc['window_rms_error_percent'])} ({fmt_pct(cc['window_max_error_percent'], 1)})",
-        "",
-        note=f"run totals vs truth (worst): instant {fmt_pct(inst['total_vs_truth_percent_max'])}, usage "
-             f"{fmt_pct(usage['total_vs_truth_percent_max'])}, CodeCarbon's fallback (emulated: "
-             f"nvmlDeviceGetPowerUsage averaged over the window) {fmt_pct(cc['total_vs_truth_percent_max'])}",
-    ))
-    rows.append(Row(
-        section, "(4) edge: counter reads; time held (virtual); our CPU",
-        f"{whole['edge_counter_reads_max']} read; {fmt_ms(whole['edge_hold_median_s'])} "
-        f"(max {fmt_ms(whole['edge_hold_max_s'])}); {fmt_ms(whole['edge_cpu_median_s'])}",
-        "1 read (plain)", "1 read per edge", whole["edge_counter_reads_max"] <= 1,
-        note="the fake replays the H200's read durations; whether real reads overlap: gpu_validation.py",
-    ))
+    rows.append(
+        Row(
+            section,
+            "(3) power fallback, ~1-s epochs: rms error vs truth (max)",
+            f"instant {fmt_pct(inst['window_rms_error_percent'])} ({fmt_pct(inst['window_max_error_percent'], 1)}); "
+            f"usage {fmt_pct(usage['window_rms_error_percent'])} ({fmt_pct(usage['window_max_error_percent'], 1)})",
+            f"usage avg {fmt_pct(cc['window_rms_error_percent'])} ({fmt_pct(cc['window_max_error_percent'], 1)})",
+            "",
+            note=f"run totals vs truth (worst): instant {fmt_pct(inst['total_vs_truth_percent_max'])}, usage "
+            f"{fmt_pct(usage['total_vs_truth_percent_max'])}, CodeCarbon's fallback (emulated: "
+            f"nvmlDeviceGetPowerUsage averaged over the window) {fmt_pct(cc['total_vs_truth_percent_max'])}",
+        )
+    )
+    rows.append(
+        Row(
+            section,
+            "(4) edge: counter reads; time held (virtual); our CPU",
+            f"{whole['edge_counter_reads_max']} read; {fmt_ms(whole['edge_hold_median_s'])} "
+            f"(max {fmt_ms(whole['edge_hold_max_s'])}); {fmt_ms(whole['edge_cpu_median_s'])}",
+            "1 read (plain)",
+            "1 read per edge",
+            whole["edge_counter_reads_max"] <= 1,
+            note="the fake replays the H200's read durations; whether real reads overlap: gpu_validation.py",
+        )
+    )
     return rows
 
 
@@ -322,8 +347,16 @@ def collect(*, quick: bool = False) -> tuple[list[Row], dict[str, Any]]:
     try:
         data = run_script("trace_replay.py", [], timeout_s=600)
     except Exception as e:
-        return [Row("gpu:replay", "trace replay", "failed", "-", "",
-                    note=str(e).strip().splitlines()[-1][:160] if str(e).strip() else "failed")], {"error": str(e)}
+        return [
+            Row(
+                "gpu:replay",
+                "trace replay",
+                "failed",
+                "-",
+                "",
+                note=str(e).strip().splitlines()[-1][:160] if str(e).strip() else "failed",
+            )
+        ], {"error": str(e)}
     return rows_for(data), data
 
 

@@ -40,9 +40,7 @@ class Outlook:
     forecast: dict[str, float] | None
 
 
-def outlook(
-    points: list[Progress], point: Progress, planned: float | None
-) -> Outlook | None:
+def outlook(points: list[Progress], point: Progress, planned: float | None) -> Outlook | None:
     """Append ``point`` to ``points`` and return the outlook, or None when no unit was done since
     the previous point (``points`` must hold the run's first point).
 

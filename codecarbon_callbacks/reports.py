@@ -163,8 +163,9 @@ def load_reports(paths: Iterable[str | os.PathLike[str]]) -> Reports:
         try:
             frame = read_emissions(path, tz="local")
         except Exception as e:  # noqa: BLE001 - any parse failure becomes one clear line
-            raise ReportError(f"{path}: cannot be read as an emissions CSV "
-                              f"({type(e).__name__}: {e})") from None
+            raise ReportError(
+                f"{path}: cannot be read as an emissions CSV ({type(e).__name__}: {e})"
+            ) from None
         frame["source_file"] = str(path)
         if kind == "windows":
             window_frames.append(frame)
@@ -227,8 +228,9 @@ def run_summary(runs: pandas.DataFrame | None) -> pandas.DataFrame:
 
     methods = []
     for _, row in latest.iterrows():
-        parts = [f"{k}={row.get(f'{k}_method')}" for k in ("cpu", "gpu", "ram")
-                 if row.get(f"{k}_method")]
+        parts = [
+            f"{k}={row.get(f'{k}_method')}" for k in ("cpu", "gpu", "ram") if row.get(f"{k}_method")
+        ]
         methods.append(" ".join(parts))
     summary = pd.DataFrame(
         {
@@ -271,9 +273,20 @@ def epoch_summary(windows: pandas.DataFrame | None) -> pandas.DataFrame:
     """
     import pandas as pd
 
-    columns = ["run_id", "epoch", "duration_s", "energy_kwh", "cpu_energy_kwh", "gpu_energy_kwh",
-               "ram_energy_kwh", "emissions_kg", "train_energy_kwh", "validation_energy_kwh",
-               "mean_power_w", "status"]
+    columns = [
+        "run_id",
+        "epoch",
+        "duration_s",
+        "energy_kwh",
+        "cpu_energy_kwh",
+        "gpu_energy_kwh",
+        "ram_energy_kwh",
+        "emissions_kg",
+        "train_energy_kwh",
+        "validation_energy_kwh",
+        "mean_power_w",
+        "status",
+    ]
     if windows is None or not len(windows) or "epoch" not in windows.columns:
         return pd.DataFrame(columns=columns)
     selected = windows[windows["kind"].isin(TILING_KINDS) & windows["epoch"].notna()].copy()
@@ -481,8 +494,13 @@ def plot_epochs(
         ax.set_ylabel("energy (Wh)")
         ax.set_title(title or f"run {str(run_id)[:8]}")
         twin = ax.twinx()
-        twin.plot(x, [v * 1000.0 for v in rows["emissions_kg"]], color="black", marker="o",
-                  label="emissions")
+        twin.plot(
+            x,
+            [v * 1000.0 for v in rows["emissions_kg"]],
+            color="black",
+            marker="o",
+            label="emissions",
+        )
         twin.set_ylabel("emissions (g CO2eq)")
         twin.set_ylim(bottom=0)
         handles, names = ax.get_legend_handles_labels()
@@ -496,4 +514,3 @@ def plot_epochs(
     finally:
         plt.close(fig)
     return str(path)
-

@@ -637,8 +637,9 @@ class EmissionsSession:
             return tracker, plan, combiner, error
         if plan is None and components is not None:
             try:  # no plan: this rank measures what it found, rank zero writes
-                tracker = self._new_tracker(components=components, record_combiner=combiner,
-                                            writes_outputs=rank == 0)
+                tracker = self._new_tracker(
+                    components=components, record_combiner=combiner, writes_outputs=rank == 0
+                )
             except Exception as e:
                 for c in components:
                     _close_quietly(c)
@@ -1064,10 +1065,15 @@ class EmissionsSession:
         if "boamps" in methods:
             names.append(f"boamps_report_{data.run_id}.json")
         files = [n for n in names if os.path.isfile(os.path.join(output_dir, n))]
-        where = (f"reports in {output_dir}: {', '.join(files)}" if files
-                 else f"no report file in {output_dir}")
-        return (f"codecarbon-callbacks: {run.stage} {run.status}: "
-                f"{data.energy_consumed:.6g} kWh, {data.emissions:.6g} kg CO2eq; {where}")
+        where = (
+            f"reports in {output_dir}: {', '.join(files)}"
+            if files
+            else f"no report file in {output_dir}"
+        )
+        return (
+            f"codecarbon-callbacks: {run.stage} {run.status}: "
+            f"{data.energy_consumed:.6g} kWh, {data.emissions:.6g} kg CO2eq; {where}"
+        )
 
     def fail(self, error: BaseException | None) -> None:
         """Training raised: write the partial run and the open windows with a status."""
@@ -1499,8 +1505,12 @@ class EmissionsSession:
                 pass
 
     def _over_budget(self, energy_kwh: float, emissions_kg: float) -> str | None:
-        return over_budget(energy_kwh, emissions_kg, max_energy_kwh=self.max_energy_kwh,
-                           max_emissions_kg=self.max_emissions_kg)
+        return over_budget(
+            energy_kwh,
+            emissions_kg,
+            max_energy_kwh=self.max_energy_kwh,
+            max_emissions_kg=self.max_emissions_kg,
+        )
 
     # -- resume ----------------------------------------------------------------------------
 

@@ -369,8 +369,11 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
         if len(sessions) == 1 and free:  # one callback, whose arguments changed since the save
             return free[0]
         if sessions:
-            logger.debug("no callback of this Trainer has the configuration %s: the rebuilt "
-                         "callback keeps its own session", self.configuration_key)
+            logger.debug(
+                "no callback of this Trainer has the configuration %s: the rebuilt "
+                "callback keeps its own session",
+                self.configuration_key,
+            )
         return None
 
     def _adopt(self, model: Any, trainer_state: Any) -> None:

@@ -15,8 +15,13 @@ from pathlib import Path
 DEFAULT_COUNTRY = os.environ.get("CODECARBON_COUNTRY_ISO_CODE", "USA")
 
 
-def parse_args(description: str, *, epochs: int = 3, argv: list[str] | None = None,
-               extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+def parse_args(
+    description: str,
+    *,
+    epochs: int = 3,
+    argv: list[str] | None = None,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
     """The options every example takes: --output-dir, --epochs, --country-iso-code, --seed.
 
     Args:
@@ -26,12 +31,20 @@ def parse_args(description: str, *, epochs: int = 3, argv: list[str] | None = No
         extra: adds the example's own options to the parser.
     """
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--output-dir", default="example_output",
-                        help="where the reports go (default: ./example_output)")
-    parser.add_argument("--epochs", type=int, default=epochs, help=f"epochs to train (default {epochs})")
-    parser.add_argument("--country-iso-code", default=DEFAULT_COUNTRY,
-                        help="where the electricity is used, ISO 3166 alpha-3 (default: "
-                             "$CODECARBON_COUNTRY_ISO_CODE, else USA); no network is used")
+    parser.add_argument(
+        "--output-dir",
+        default="example_output",
+        help="where the reports go (default: ./example_output)",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=epochs, help=f"epochs to train (default {epochs})"
+    )
+    parser.add_argument(
+        "--country-iso-code",
+        default=DEFAULT_COUNTRY,
+        help="where the electricity is used, ISO 3166 alpha-3 (default: "
+        "$CODECARBON_COUNTRY_ISO_CODE, else USA); no network is used",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     if extra is not None:
         extra(parser)
@@ -67,12 +80,16 @@ def print_report(output_dir: str | os.PathLike[str], run_id: str | None) -> None
         print("\nThe run:")
         print(format_table(runs, "runs"))
         row = runs.iloc[-1]
-        print(f"\nCarbon intensity {row['carbon_intensity_g_per_kwh']:.4g} gCO2eq/kWh "
-              f"({row['carbon_intensity_source']}); measured by: {row['methods']}")
+        print(
+            f"\nCarbon intensity {row['carbon_intensity_g_per_kwh']:.4g} gCO2eq/kWh "
+            f"({row['carbon_intensity_source']}); measured by: {row['methods']}"
+        )
     print("\nReports written:")
     for name in reports.run_files + reports.window_files:
         print(f"  {Path(name).resolve()}")
     for extra in sorted(Path(output_dir).glob(f"*{run_id or ''}*.json")):
         print(f"  {extra.resolve()}")
-    print(f"\nSummarise them again with: codecarbon-callbacks report {output_dir} --last "
-          f"--plot {Path(output_dir) / 'epochs.png'}")
+    print(
+        f"\nSummarise them again with: codecarbon-callbacks report {output_dir} --last "
+        f"--plot {Path(output_dir) / 'epochs.png'}"
+    )

@@ -25,8 +25,11 @@ HERE = Path(__file__).resolve().parent
 
 
 def _options(parser) -> None:
-    parser.add_argument("--context", default=str(HERE / "boamps_context.json"),
-                        help="the BoAmps context file (default: examples/boamps_context.json)")
+    parser.add_argument(
+        "--context",
+        default=str(HERE / "boamps_context.json"),
+        help="the BoAmps context file (default: examples/boamps_context.json)",
+    )
 
 
 def main() -> None:
@@ -39,7 +42,9 @@ def main() -> None:
     model = nn.Sequential(nn.Linear(32, 256), nn.ReLU(), nn.Linear(256, 4))
     x = torch.randn(16384, 32)
     y = x[:, :4].argmax(dim=1)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=128, shuffle=True)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, y), batch_size=128, shuffle=True
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
 
     boamps = BoAmpsOutput.from_file(args.context, output_dir=args.output_dir)
@@ -55,9 +60,19 @@ def main() -> None:
     # Facts measured during the run can be added to the task too: here the parameter count
     # (in billions, as BoAmps wants it) and the number of epochs.
     n_parameters = sum(p.numel() for p in model.parameters())
-    tracker.update_metadata({"boamps_task": {"algorithms": [{
-        "parametersNumber": n_parameters / 1e9, "epochsNumber": args.epochs,
-        "layersNumber": 2}]}})
+    tracker.update_metadata(
+        {
+            "boamps_task": {
+                "algorithms": [
+                    {
+                        "parametersNumber": n_parameters / 1e9,
+                        "epochsNumber": args.epochs,
+                        "layersNumber": 2,
+                    }
+                ]
+            }
+        }
+    )
     with tracker:
         for epoch in range(args.epochs):
             window = tracker.open_window("epoch", f"epoch {epoch}", epoch=epoch, phase="train")
@@ -75,16 +90,24 @@ def main() -> None:
     report = json.loads(Path(path).read_text())
     problems = validate_report(report)
     print(f"\nBoAmps report: {Path(path).resolve()}")
-    print(f"  task: {report['task']['taskStage']} / {report['task']['taskFamily']}, "
-          f"algorithm {report['task']['algorithms'][0].get('algorithmName')}, "
-          f"{report['task']['algorithms'][0].get('parametersNumber')} billion parameters")
+    print(
+        f"  task: {report['task']['taskStage']} / {report['task']['taskFamily']}, "
+        f"algorithm {report['task']['algorithms'][0].get('algorithmName')}, "
+        f"{report['task']['algorithms'][0].get('parametersNumber')} billion parameters"
+    )
     for measure in report.get("measures", []):
-        print(f"  measure: {measure.get('measurementMethod')}, {measure.get('powerConsumption')} kWh "
-              f"over {measure.get('measurementDuration')} s")
-    print(f"  environment: {report.get('environment', {}).get('country')}, "
-          f"{report.get('environment', {}).get('powerSourceCarbonIntensity')} gCO2eq/kWh")
-    print("  validates against the BoAmps 1.1 required fields: "
-          + ("yes" if not problems else "no: " + "; ".join(problems)))
+        print(
+            f"  measure: {measure.get('measurementMethod')}, {measure.get('powerConsumption')} kWh "
+            f"over {measure.get('measurementDuration')} s"
+        )
+    print(
+        f"  environment: {report.get('environment', {}).get('country')}, "
+        f"{report.get('environment', {}).get('powerSourceCarbonIntensity')} gCO2eq/kWh"
+    )
+    print(
+        "  validates against the BoAmps 1.1 required fields: "
+        + ("yes" if not problems else "no: " + "; ".join(problems))
+    )
     print_report(args.output_dir, tracker.run_id)
 
 

@@ -31,13 +31,18 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     x = rng.normal(size=(16384, 32)).astype("float32")
     y = x[:, :4].argmax(axis=1)
-    model = keras.Sequential([
-        keras.Input(shape=(32,)),
-        keras.layers.Dense(256, activation="relu"),
-        keras.layers.Dense(4, activation="softmax"),
-    ])
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(32,)),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(4, activation="softmax"),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
 
     emissions = EmissionsCallback(
         project_name="keras-example",
@@ -45,14 +50,25 @@ def main() -> None:
         output_dir=args.output_dir,
         task_family="classification",
     )
-    history = model.fit(x, y, epochs=args.epochs, batch_size=128, validation_split=0.2,
-                        callbacks=[emissions], verbose=2)
+    history = model.fit(
+        x,
+        y,
+        epochs=args.epochs,
+        batch_size=128,
+        validation_split=0.2,
+        callbacks=[emissions],
+        verbose=2,
+    )
 
-    print("\nhistory.history['epoch_energy_kwh']:",
-          [f"{v:.3e}" for v in history.history.get("epoch_energy_kwh", [])])
+    print(
+        "\nhistory.history['epoch_energy_kwh']:",
+        [f"{v:.3e}" for v in history.history.get("epoch_energy_kwh", [])],
+    )
     summary = emissions.summary()
-    print(f"Run {summary['run_id']}: {summary['totals']['energy_kwh'] * 1000:.4g} Wh, "
-          f"{summary['totals']['emissions_kg'] * 1000:.4g} g CO2eq")
+    print(
+        f"Run {summary['run_id']}: {summary['totals']['energy_kwh'] * 1000:.4g} Wh, "
+        f"{summary['totals']['emissions_kg'] * 1000:.4g} g CO2eq"
+    )
     print_report(args.output_dir, summary["run_id"])
 
 

@@ -29,7 +29,9 @@ def main() -> None:
     class Classifier(pl.LightningModule):
         def __init__(self, n_features: int, hidden: int, n_classes: int) -> None:
             super().__init__()
-            self.net = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
+            self.net = nn.Sequential(
+                nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, n_classes)
+            )
             self.loss = nn.CrossEntropyLoss()
 
         def training_step(self, batch, batch_idx):
@@ -49,7 +51,9 @@ def main() -> None:
     y = x[:, :4].argmax(dim=1)
     split = int(0.8 * config["samples"])
     train_loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(x[:split], y[:split]), batch_size=config["batch_size"], shuffle=True
+        torch.utils.data.TensorDataset(x[:split], y[:split]),
+        batch_size=config["batch_size"],
+        shuffle=True,
     )
     val_loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(x[split:], y[split:]), batch_size=config["batch_size"]
@@ -71,13 +75,20 @@ def main() -> None:
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
-    trainer.fit(Classifier(config["n_features"], config["hidden"], config["n_classes"]),
-                train_loader, val_loader)
+    trainer.fit(
+        Classifier(config["n_features"], config["hidden"], config["n_classes"]),
+        train_loader,
+        val_loader,
+    )
 
     summary = emissions.summary()
-    print(f"\nRun {summary['run_id']}: {summary['totals']['energy_kwh'] * 1000:.4g} Wh, "
-          f"{summary['totals']['emissions_kg'] * 1000:.4g} g CO2eq")
-    print(f"Lightning's own metrics (with epoch_energy_kwh, epoch_emissions_kg...): {trainer.logger.log_dir}/metrics.csv")
+    print(
+        f"\nRun {summary['run_id']}: {summary['totals']['energy_kwh'] * 1000:.4g} Wh, "
+        f"{summary['totals']['emissions_kg'] * 1000:.4g} g CO2eq"
+    )
+    print(
+        f"Lightning's own metrics (with epoch_energy_kwh, epoch_emissions_kg...): {trainer.logger.log_dir}/metrics.csv"
+    )
     print_report(args.output_dir, summary["run_id"])
 
 

@@ -45,7 +45,9 @@ def main() -> None:
     model = nn.Sequential(nn.Linear(32, 256), nn.ReLU(), nn.Linear(256, 4))
     x = torch.randn(8192, 32)
     y = x[:, :4].argmax(dim=1)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=128, shuffle=True)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, y), batch_size=128, shuffle=True
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
 
     # 1. CodeCarbon's tracker with tasks: one task per epoch (CodeCarbon's way to split a run).
@@ -63,23 +65,36 @@ def main() -> None:
             tracker.start_task(f"epoch {epoch}")
             loss = train_one_epoch(model, loader, optimizer)
             task = tracker.stop_task()
-            print(f"task {task.name!r}: loss {loss:.3f}, {task.energy_consumed:.3e} kWh, "
-                  f"{task.emissions:.3e} kg CO2eq")
+            print(
+                f"task {task.name!r}: loss {loss:.3f}, {task.energy_consumed:.3e} kWh, "
+                f"{task.emissions:.3e} kg CO2eq"
+            )
     finally:
         emissions_kg = tracker.stop()
-    print(f"tracker.stop() returned {emissions_kg:.3e} kg CO2eq; "
-          f"tracker.final_emissions_data.energy_consumed = {tracker.final_emissions_data.energy_consumed:.3e} kWh")
+    print(
+        f"tracker.stop() returned {emissions_kg:.3e} kg CO2eq; "
+        f"tracker.final_emissions_data.energy_consumed = {tracker.final_emissions_data.energy_consumed:.3e} kWh"
+    )
     first_run = tracker.run_id
 
     # 2. The context manager.
-    with OfflineEmissionsTracker(project_name="migrate-from-codecarbon", country_iso_code=args.country_iso_code,
-                                 output_dir=args.output_dir, log_level="warning") as context_tracker:
+    with OfflineEmissionsTracker(
+        project_name="migrate-from-codecarbon",
+        country_iso_code=args.country_iso_code,
+        output_dir=args.output_dir,
+        log_level="warning",
+    ) as context_tracker:
         train_one_epoch(model, loader, optimizer)
     print(f"context manager: {context_tracker.final_emissions:.3e} kg CO2eq")
 
     # 3. The decorator (offline=True selects OfflineEmissionsTracker, as in CodeCarbon).
-    @track_emissions(offline=True, country_iso_code=args.country_iso_code, output_dir=args.output_dir,
-                     project_name="migrate-from-codecarbon", log_level="warning")
+    @track_emissions(
+        offline=True,
+        country_iso_code=args.country_iso_code,
+        output_dir=args.output_dir,
+        project_name="migrate-from-codecarbon",
+        log_level="warning",
+    )
     def evaluate() -> float:
         with torch.no_grad():
             return float((model(x).argmax(dim=1) == y).float().mean())
@@ -89,8 +104,10 @@ def main() -> None:
     # The file: CodeCarbon's columns first, in CodeCarbon's order.
     with open(Path(args.output_dir) / "emissions.csv", newline="") as f:
         header = next(csv.reader(f))
-    print(f"\nemissions.csv: {len(header)} columns, starting {', '.join(header[:6])}, ...; ours: "
-          f"{', '.join(header[header.index('pue') + 2:])}")
+    print(
+        f"\nemissions.csv: {len(header)} columns, starting {', '.join(header[:6])}, ...; ours: "
+        f"{', '.join(header[header.index('pue') + 2 :])}"
+    )
     print_report(args.output_dir, first_run)
 
 

@@ -27,8 +27,11 @@ from codecarbon_callbacks import OfflineEmissionsTracker, OutputMethod
 
 
 def _options(parser) -> None:
-    parser.add_argument("--prometheus-url", default=None,
-                        help="your Pushgateway (host:port); default: start a local one")
+    parser.add_argument(
+        "--prometheus-url",
+        default=None,
+        help="your Pushgateway (host:port); default: start a local one",
+    )
 
 
 def _free_port() -> int:
@@ -45,7 +48,8 @@ def start_local_pushgateway() -> tuple[subprocess.Popen, str] | None:
     port = _free_port()
     process = subprocess.Popen(
         [binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -66,7 +70,9 @@ def train(epochs: int, tracker) -> None:
     model = nn.Sequential(nn.Linear(32, 256), nn.ReLU(), nn.Linear(256, 4))
     x = torch.randn(16384, 32)
     y = x[:, :4].argmax(dim=1)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=128, shuffle=True)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, y), batch_size=128, shuffle=True
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for epoch in range(epochs):
         window = tracker.open_window("epoch", f"epoch {epoch}", epoch=epoch, phase="train")
@@ -90,8 +96,10 @@ def main() -> None:
         gateway = start_local_pushgateway()
         if gateway is None:
             url = "localhost:9091"
-            print("prometheus-pushgateway is not installed: pushing to localhost:9091 "
-                  "(a failed push only logs a warning; training goes on)")
+            print(
+                "prometheus-pushgateway is not installed: pushing to localhost:9091 "
+                "(a failed push only logs a warning; training goes on)"
+            )
         else:
             url = gateway[1]
             print(f"Started a local Pushgateway at http://{url}")
@@ -115,7 +123,9 @@ def main() -> None:
                 labels = group.get("labels", {})
                 if labels.get("run_id") != tracker.run_id:
                     continue
-                print(f"\nThe Pushgateway holds, for job={labels.get('job')} run_id={labels.get('run_id')}:")
+                print(
+                    f"\nThe Pushgateway holds, for job={labels.get('job')} run_id={labels.get('run_id')}:"
+                )
                 for name in sorted(group):
                     if name.startswith("codecarbon_"):
                         for metric in group[name]["metrics"]:

@@ -29,8 +29,15 @@ def main() -> None:
 
     hf_logging.set_verbosity_error()
     torch.manual_seed(args.seed)
-    config = BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=128, max_position_embeddings=64, num_labels=2)
+    config = BertConfig(
+        vocab_size=1000,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=64,
+        num_labels=2,
+    )
     model = BertForSequenceClassification(config)
 
     class SyntheticTokens(torch.utils.data.Dataset):
@@ -45,8 +52,11 @@ def main() -> None:
             return len(self.ids)
 
         def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-            return {"input_ids": self.ids[i], "attention_mask": torch.ones_like(self.ids[i]),
-                    "labels": self.labels[i]}
+            return {
+                "input_ids": self.ids[i],
+                "attention_mask": torch.ones_like(self.ids[i]),
+                "labels": self.labels[i],
+            }
 
     training_args = TrainingArguments(
         output_dir=os.path.join(args.output_dir, "hf_trainer"),
@@ -62,9 +72,12 @@ def main() -> None:
         disable_tqdm=True,
         seed=args.seed,
     )
-    trainer = Trainer(model=model, args=training_args,
-                      train_dataset=SyntheticTokens(1024, seed=args.seed),
-                      eval_dataset=SyntheticTokens(256, seed=args.seed + 1))
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=SyntheticTokens(1024, seed=args.seed),
+        eval_dataset=SyntheticTokens(256, seed=args.seed + 1),
+    )
     emissions = EmissionsCallback(
         project_name="transformers-example",
         country_iso_code=args.country_iso_code,
@@ -76,11 +89,15 @@ def main() -> None:
     print("\nWhat the Trainer logged (trainer.state.log_history), per epoch:")
     for entry in trainer.state.log_history:
         if "epoch_energy_kwh" in entry:
-            print(f"  after epoch {entry.get('epoch'):g}: epoch_energy_kwh={entry['epoch_energy_kwh']:.3e}, "
-                  f"epoch_emissions_kg={entry.get('epoch_emissions_kg', float('nan')):.3e}")
+            print(
+                f"  after epoch {entry.get('epoch'):g}: epoch_energy_kwh={entry['epoch_energy_kwh']:.3e}, "
+                f"epoch_emissions_kg={entry.get('epoch_emissions_kg', float('nan')):.3e}"
+            )
     summary = emissions.summary()
-    print(f"\nRun {summary['run_id']}: {summary['totals']['energy_kwh'] * 1000:.4g} Wh, "
-          f"{summary['totals']['emissions_kg'] * 1000:.4g} g CO2eq")
+    print(
+        f"\nRun {summary['run_id']}: {summary['totals']['energy_kwh'] * 1000:.4g} Wh, "
+        f"{summary['totals']['emissions_kg'] * 1000:.4g} g CO2eq"
+    )
     print_report(args.output_dir, summary["run_id"])
 
 

@@ -94,8 +94,9 @@ def plain(value: str) -> str:
     return text
 
 
-def write_csv(path: Path, header_lines: list[str], columns: list[str],
-              rows: list[dict[str, Any]]) -> None:
+def write_csv(
+    path: Path, header_lines: list[str], columns: list[str], rows: list[dict[str, Any]]
+) -> None:
     buffer = io.StringIO()
     for line in header_lines:
         buffer.write(f"# {line}\n" if line else "#\n")
@@ -122,8 +123,12 @@ def build_country_codes() -> list[dict[str, str]]:
     import pycountry  # build-time only: the runtime reads the CSV
 
     rows = [
-        {"iso2": c.alpha_2, "iso3": c.alpha_3, "name": getattr(c, "common_name", None) or c.name,
-         "iso_name": c.name}
+        {
+            "iso2": c.alpha_2,
+            "iso3": c.alpha_3,
+            "name": getattr(c, "common_name", None) or c.name,
+            "iso_name": c.name,
+        }
         for c in pycountry.countries
     ]
     for iso2, iso3, name in EXTRA_COUNTRY_CODES:
@@ -147,17 +152,19 @@ def build_countries(reference_dir: Path, codes: list[dict[str, str]]) -> list[di
             def optional(value: str, decimals: int) -> str:
                 return fmt(value, decimals) if value.strip() else ""
 
-            rows.append({
-                "iso3": iso3,
-                "iso2": iso3_to_iso2.get(iso3, ""),
-                "name": ref["country"],
-                "year": str(int(ref["year"])),
-                "g_per_kwh": fmt(ref["carbon_intensity_elec_g_per_kwh"], 3),
-                "generation_twh": optional(ref["electricity_generation_twh"], 2),
-                "fossil_pct": optional(ref["fossil_share_elec_pct"], 3),
-                "renewables_pct": optional(ref["renewables_share_elec_pct"], 3),
-                "nuclear_pct": optional(ref["nuclear_share_elec_pct"], 3),
-            })
+            rows.append(
+                {
+                    "iso3": iso3,
+                    "iso2": iso3_to_iso2.get(iso3, ""),
+                    "name": ref["country"],
+                    "year": str(int(ref["year"])),
+                    "g_per_kwh": fmt(ref["carbon_intensity_elec_g_per_kwh"], 3),
+                    "generation_twh": optional(ref["electricity_generation_twh"], 2),
+                    "fossil_pct": optional(ref["fossil_share_elec_pct"], 3),
+                    "renewables_pct": optional(ref["renewables_share_elec_pct"], 3),
+                    "nuclear_pct": optional(ref["nuclear_share_elec_pct"], 3),
+                }
+            )
     # WORLD last, countries by code
     rows.sort(key=lambda row: (row["iso3"] == "WORLD", row["iso3"]))
     return rows
@@ -187,33 +194,41 @@ def build_regions(reference_dir: Path) -> list[dict[str, str]]:
         code = entry["regionCode"].upper()
         if fold(us_names[code]) != fold(key):
             raise SystemExit(f"US state {key!r}: code {code} is {us_names[code]!r} in ISO 3166-2")
-        rows.append({
-            "country_iso3": "USA",
-            "region_code": code,
-            "region_name": us_names[code],
-            "g_per_kwh": fmt(Decimal(str(entry["emissions"])) * LBS_PER_MWH_TO_G_PER_KWH, 3),
-            "year": "2016",
-            "method": "egrid_lbs_per_mwh",
-        })
+        rows.append(
+            {
+                "country_iso3": "USA",
+                "region_code": code,
+                "region_name": us_names[code],
+                "g_per_kwh": fmt(Decimal(str(entry["emissions"])) * LBS_PER_MWH_TO_G_PER_KWH, 3),
+                "year": "2016",
+                "method": "egrid_lbs_per_mwh",
+            }
+        )
 
-    canada = json.loads((reference_dir / "codecarbon" / "canada_energy_mix.json").read_text("utf-8"))
+    canada = json.loads(
+        (reference_dir / "codecarbon" / "canada_energy_mix.json").read_text("utf-8")
+    )
     factors = json.loads(
-        (reference_dir / "codecarbon" / "carbon_intensity_per_source.json").read_text("utf-8"))
-    ca_codes = {fold(s.name): s.code.split("-")[1]
-                for s in pycountry.subdivisions.get(country_code="CA")}
+        (reference_dir / "codecarbon" / "carbon_intensity_per_source.json").read_text("utf-8")
+    )
+    ca_codes = {
+        fold(s.name): s.code.split("-")[1] for s in pycountry.subdivisions.get(country_code="CA")
+    }
     ca_names = {s.code.split("-")[1]: s.name for s in pycountry.subdivisions.get(country_code="CA")}
     for key, mix in canada.items():
         code = ca_codes.get(fold(key))
         if code is None:
             raise SystemExit(f"Canadian province {key!r} not found in ISO 3166-2:CA")
-        rows.append({
-            "country_iso3": "CAN",
-            "region_code": code,
-            "region_name": ca_names[code],
-            "g_per_kwh": fmt(canada_intensity_g_per_kwh(mix, factors), 3),
-            "year": "2023",
-            "method": "mix_x_per_source_factors",
-        })
+        rows.append(
+            {
+                "country_iso3": "CAN",
+                "region_code": code,
+                "region_name": ca_names[code],
+                "g_per_kwh": fmt(canada_intensity_g_per_kwh(mix, factors), 3),
+                "year": "2023",
+                "method": "mix_x_per_source_factors",
+            }
+        )
     rows.sort(key=lambda row: (row["country_iso3"], row["region_code"]))
     return rows
 
@@ -226,15 +241,17 @@ def build_cloud_regions(reference_dir: Path) -> list[dict[str, str]]:
         if ref["provider"] in ("aws", "azure") and ref["dataset"] == CCF_DATASET:
             if ref["region"] == "Unknown":  # CCF's average of its listed regions, not a region
                 continue
-            rows.append({
-                "provider": ref["provider"],
-                "region": ref["region"],
-                "g_per_kwh": plain(ref["g_per_kwh"]),
-                "year": ref["year"],
-                "country_iso3": ref["country_iso3"],
-                "location": ref["country_or_grid"],
-                "dataset": CCF_DATASET,
-            })
+            rows.append(
+                {
+                    "provider": ref["provider"],
+                    "region": ref["region"],
+                    "g_per_kwh": plain(ref["g_per_kwh"]),
+                    "year": ref["year"],
+                    "country_iso3": ref["country_iso3"],
+                    "location": ref["country_or_grid"],
+                    "dataset": CCF_DATASET,
+                }
+            )
     latest: dict[str, dict[str, str]] = {}
     for ref in reference:
         if ref["provider"] == "gcp" and ref["dataset"] == GOOGLE_DATASET:
@@ -242,15 +259,17 @@ def build_cloud_regions(reference_dir: Path) -> list[dict[str, str]]:
             if kept is None or int(ref["year"]) > int(kept["year"]):
                 latest[ref["region"]] = ref
     for region, ref in latest.items():
-        rows.append({
-            "provider": "gcp",
-            "region": region,
-            "g_per_kwh": plain(ref["g_per_kwh"]),
-            "year": ref["year"],
-            "country_iso3": ref["country_iso3"],
-            "location": ref["location"],
-            "dataset": GOOGLE_DATASET,
-        })
+        rows.append(
+            {
+                "provider": "gcp",
+                "region": region,
+                "g_per_kwh": plain(ref["g_per_kwh"]),
+                "year": ref["year"],
+                "country_iso3": ref["country_iso3"],
+                "location": ref["location"],
+                "dataset": GOOGLE_DATASET,
+            }
+        )
     rows.sort(key=lambda row: (row["provider"], row["region"].lower()))
     lowered = [(row["provider"], row["region"].lower()) for row in rows]
     assert len(set(lowered)) == len(lowered), "cloud regions collide case-insensitively"
@@ -261,9 +280,13 @@ def build_cloud_regions(reference_dir: Path) -> list[dict[str, str]]:
 # sidecar
 
 
-def sidecar_markdown(countries: list[dict[str, str]], regions: list[dict[str, str]],
-                     clouds: list[dict[str, str]], codes: list[dict[str, str]],
-                     factors: dict[str, Any]) -> str:
+def sidecar_markdown(
+    countries: list[dict[str, str]],
+    regions: list[dict[str, str]],
+    clouds: list[dict[str, str]],
+    codes: list[dict[str, str]],
+    factors: dict[str, Any],
+) -> str:
     n_countries = sum(1 for row in countries if row["iso3"] != "WORLD")
     world = next(row for row in countries if row["iso3"] == "WORLD")
     years: dict[str, int] = {}
@@ -277,7 +300,8 @@ def sidecar_markdown(countries: list[dict[str, str]], regions: list[dict[str, st
     n_us = sum(1 for row in regions if row["country_iso3"] == "USA")
     n_ca = sum(1 for row in regions if row["country_iso3"] == "CAN")
     factor_text = ", ".join(
-        f"{src} -> `{key}` = {factors[key]}" for src, key in CANADA_SOURCE_TO_FACTOR_KEY.items())
+        f"{src} -> `{key}` = {factors[key]}" for src, key in CANADA_SOURCE_TO_FACTOR_KEY.items()
+    )
     return f"""# Bundled carbon-intensity data: provenance, licences, methods
 
 Generated by `scripts/build_intensity_data.py` from `../shared/reference/data` (see that folder's
@@ -291,7 +315,7 @@ script. Units: gCO2eq per kWh of electricity. The runtime reads them with the `c
   electricity **generated**), latest year per country, and that year's generation mix; from the
   reference file `country_carbon_intensity.csv` (OWID chart exports of the mid-2025 release).
 * Licence: **CC BY 4.0**. Attribution: "{OWID_ATTRIBUTION}".
-* Years of the country rows: {year_text}. WORLD: {world['year']}, {world['g_per_kwh']} g/kWh; it
+* Years of the country rows: {year_text}. WORLD: {world["year"]}, {world["g_per_kwh"]} g/kWh; it
   is the world average used when no location is known.
 * Columns: `iso3`, `iso2`, `name` (OWID's name), `year`, `g_per_kwh` (3 decimals),
   `generation_twh`, `fossil_pct`, `renewables_pct`, `nuclear_pct` (empty for GLP, GUF, MTQ, REU:
@@ -334,7 +358,7 @@ typo (an error).
 * `region_code` is the ISO 3166-2 subdivision code without the country prefix; `region_name` is
   the ISO name. Lookups accept either, case- and accent-insensitively.
 
-## cloud_regions.csv: {', '.join(f'{p} {n}' for p, n in sorted(per_provider.items()))}
+## cloud_regions.csv: {", ".join(f"{p} {n}" for p, n in sorted(per_provider.items()))}
 
 * AWS and Azure: Cloud Carbon Footprint (CCF) default grid emission factors
   (`cloud-carbon-footprint/cloud-carbon-footprint`, **Apache-2.0**), metric t/kWh x 1,000,000.
@@ -362,7 +386,8 @@ def build(reference_dir: Path, out_dir: Path) -> list[Path]:
     regions = build_regions(reference_dir)
     clouds = build_cloud_regions(reference_dir)
     factors = json.loads(
-        (reference_dir / "codecarbon" / "carbon_intensity_per_source.json").read_text("utf-8"))
+        (reference_dir / "codecarbon" / "carbon_intensity_per_source.json").read_text("utf-8")
+    )
 
     paths = {
         "codes": out_dir / "country_codes.csv",
@@ -371,39 +396,87 @@ def build(reference_dir: Path, out_dir: Path) -> list[Path]:
         "clouds": out_dir / "cloud_regions.csv",
         "sidecar": out_dir / "intensity_data.md",
     }
-    write_csv(paths["codes"], provenance_header(
-        "ISO 3166-1 country codes (alpha-2, alpha-3, common name, ISO name).",
-        [("Source: pycountry (ISO 3166 data from Debian iso-codes); XK/XKX Kosovo added "
-          "(user-assigned).")]),
-        ["iso2", "iso3", "name", "iso_name"], codes)
-    write_csv(paths["countries"], provenance_header(
-        "Carbon intensity of electricity generation per country, gCO2eq/kWh, latest year.",
-        [f"Source: {OWID_ATTRIBUTION}. Licence: CC BY 4.0.",
-         "WORLD = world average."]),
-        ["iso3", "iso2", "name", "year", "g_per_kwh", "generation_twh", "fossil_pct",
-         "renewables_pct", "nuclear_pct"], countries)
-    write_csv(paths["regions"], provenance_header(
-        "Sub-national carbon intensity, gCO2eq/kWh: US states (and DC), Canadian provinces.",
-        [("Source: CodeCarbon data files (MIT): usa_emissions.json (US EPA eGRID, lbs/MWh x "
-          "0.453592), canada_energy_mix.json x carbon_intensity_per_source.json.")]),
-        ["country_iso3", "region_code", "region_name", "g_per_kwh", "year", "method"], regions)
-    write_csv(paths["clouds"], provenance_header(
-        "Cloud region grid carbon intensity, gCO2eq/kWh.",
-        [("Sources: AWS/Azure: Cloud Carbon Footprint default grid factors (Apache-2.0); "
-          "GCP: Google region-carbon-info, latest year (Apache-2.0).")]),
+    write_csv(
+        paths["codes"],
+        provenance_header(
+            "ISO 3166-1 country codes (alpha-2, alpha-3, common name, ISO name).",
+            [
+                (
+                    "Source: pycountry (ISO 3166 data from Debian iso-codes); XK/XKX Kosovo added "
+                    "(user-assigned)."
+                )
+            ],
+        ),
+        ["iso2", "iso3", "name", "iso_name"],
+        codes,
+    )
+    write_csv(
+        paths["countries"],
+        provenance_header(
+            "Carbon intensity of electricity generation per country, gCO2eq/kWh, latest year.",
+            [f"Source: {OWID_ATTRIBUTION}. Licence: CC BY 4.0.", "WORLD = world average."],
+        ),
+        [
+            "iso3",
+            "iso2",
+            "name",
+            "year",
+            "g_per_kwh",
+            "generation_twh",
+            "fossil_pct",
+            "renewables_pct",
+            "nuclear_pct",
+        ],
+        countries,
+    )
+    write_csv(
+        paths["regions"],
+        provenance_header(
+            "Sub-national carbon intensity, gCO2eq/kWh: US states (and DC), Canadian provinces.",
+            [
+                (
+                    "Source: CodeCarbon data files (MIT): usa_emissions.json (US EPA eGRID, lbs/MWh x "
+                    "0.453592), canada_energy_mix.json x carbon_intensity_per_source.json."
+                )
+            ],
+        ),
+        ["country_iso3", "region_code", "region_name", "g_per_kwh", "year", "method"],
+        regions,
+    )
+    write_csv(
+        paths["clouds"],
+        provenance_header(
+            "Cloud region grid carbon intensity, gCO2eq/kWh.",
+            [
+                (
+                    "Sources: AWS/Azure: Cloud Carbon Footprint default grid factors (Apache-2.0); "
+                    "GCP: Google region-carbon-info, latest year (Apache-2.0)."
+                )
+            ],
+        ),
         ["provider", "region", "g_per_kwh", "year", "country_iso3", "location", "dataset"],
-        clouds)
+        clouds,
+    )
     paths["sidecar"].write_text(
-        sidecar_markdown(countries, regions, clouds, codes, factors), encoding="utf-8")
+        sidecar_markdown(countries, regions, clouds, codes, factors), encoding="utf-8"
+    )
     return list(paths.values())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reference-dir", type=Path, default=DEFAULT_REFERENCE_DIR,
-                        help=f"reference data folder (default: {DEFAULT_REFERENCE_DIR})")
-    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR,
-                        help=f"output folder (default: {DEFAULT_OUT_DIR})")
+    parser.add_argument(
+        "--reference-dir",
+        type=Path,
+        default=DEFAULT_REFERENCE_DIR,
+        help=f"reference data folder (default: {DEFAULT_REFERENCE_DIR})",
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=DEFAULT_OUT_DIR,
+        help=f"output folder (default: {DEFAULT_OUT_DIR})",
+    )
     args = parser.parse_args(argv)
     for path in build(args.reference_dir, args.out_dir):
         print(f"wrote {path}")

@@ -29,8 +29,12 @@ REPO_ROOT = TESTS_DIR.parent
 REFERENCE_ENV = "CODECARBON_CALLBACKS_REFERENCE_DIR"
 REFERENCE_DIR = Path(os.environ.get(REFERENCE_ENV) or REPO_ROOT.parent / "shared" / "reference")
 #: what a complete reference folder holds (a folder without them counts as missing)
-REFERENCE_PARTS = ("boamps/report_schema.json", "codecarbon-api/client-payloads.example.json",
-                   "data/country_carbon_intensity.csv", "data/cpu_power.csv")
+REFERENCE_PARTS = (
+    "boamps/report_schema.json",
+    "codecarbon-api/client-payloads.example.json",
+    "data/country_carbon_intensity.csv",
+    "data/cpu_power.csv",
+)
 _REFERENCE_SKIP = f"reference copies not found at {REFERENCE_DIR}"
 
 if str(TESTS_DIR) not in sys.path:
@@ -38,7 +42,9 @@ if str(TESTS_DIR) not in sys.path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _isolated_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """No CODECARBON_* variable or ~/.codecarbon.config of the developer leaks into a test."""
     for name in list(os.environ):
         if name.startswith("CODECARBON_") and name != "CODECARBON_CALLBACKS_FAKE_NVML":
@@ -62,8 +68,10 @@ def _missing_reference_parts() -> list[str]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "reference: compares against a reference copy outside the repository "
-        f"(${REFERENCE_ENV}, default ../shared/reference); skipped when it is absent")
+        "markers",
+        "reference: compares against a reference copy outside the repository "
+        f"(${REFERENCE_ENV}, default ../shared/reference); skipped when it is absent",
+    )
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
@@ -77,7 +85,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """One line, at the end, when reference tests were skipped for want of the reference."""
     skipped = [
-        report for report in terminalreporter.stats.get("skipped", [])
+        report
+        for report in terminalreporter.stats.get("skipped", [])
         if isinstance(report.longrepr, tuple) and _REFERENCE_SKIP in str(report.longrepr[2])
     ]
     if skipped:
@@ -85,7 +94,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(
             f"{len(skipped)} reference test(s) skipped: {missing} not found under {REFERENCE_DIR}. "
             f"Put the project's shared/reference folder beside the clone (../shared/reference) or "
-            f"set {REFERENCE_ENV} to a copy of it; its README names each file's public source.")
+            f"set {REFERENCE_ENV} to a copy of it; its README names each file's public source."
+        )
 
 
 @pytest.fixture(scope="session")
@@ -117,4 +127,3 @@ def boamps_validator(reference_dir: Path) -> Any:
         for schema in schemas.values()
     )
     return Draft4Validator(schemas["report"], registry=registry)
-

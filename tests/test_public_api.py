@@ -15,14 +15,26 @@ import codecarbon_callbacks
 from codecarbon_callbacks import EmissionsTracker, OfflineEmissionsTracker, OutputMethod
 
 HEAVY_MODULES = (
-    "torch", "lightning", "pytorch_lightning", "transformers", "keras", "tensorflow", "jax",
-    "pynvml", "pandas", "requests", "prometheus_client", "logfire", "opentelemetry",
+    "torch",
+    "lightning",
+    "pytorch_lightning",
+    "transformers",
+    "keras",
+    "tensorflow",
+    "jax",
+    "pynvml",
+    "pandas",
+    "requests",
+    "prometheus_client",
+    "logfire",
+    "opentelemetry",
 )
 
 
 def _params(func) -> dict[str, inspect.Parameter]:
     return {
-        name: p for name, p in inspect.signature(func).parameters.items()
+        name: p
+        for name, p in inspect.signature(func).parameters.items()
         if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     }
 
@@ -47,21 +59,49 @@ def test_every_codecarbon_parameter_is_accepted() -> None:
 def test_codecarbon_call_with_every_parameter_works(tmp_path) -> None:
     with pytest.warns(DeprecationWarning):
         tracker = OfflineEmissionsTracker(
-            project_name="p", measure_power_secs=15, api_call_interval=8,
-            api_endpoint="https://api.codecarbon.io", api_key="secret", output_dir=str(tmp_path),
-            output_file="emissions.csv", output_methods=None, save_to_file=True, save_to_api=False,
-            save_to_logger=False, logging_logger=None, save_to_prometheus=False, save_to_logfire=False,
-            prometheus_url="localhost:9091", output_handlers=[], gpu_ids=None, emissions_endpoint=None,
-            experiment_id="5b0fa12a-3dd7-45bb-9766-cc326314d9f1", experiment_name="base",
-            electricitymaps_api_token=None, co2_signal_api_token=None, tracking_mode="machine",
-            log_level="info", on_csv_write="append", logger_preamble="", force_cpu_power=None,
-            force_ram_power=None, pue=1.0, wue=0.0, force_carbon_intensity_g_co2e_kwh=None,
-            force_mode_cpu_load=False, allow_multiple_runs=True, rapl_include_dram=False,
-            rapl_prefer_psys=False, metadata=None, country_iso_code="FRA", region=None,
-            cloud_provider=None, cloud_region=None, country_2letter_iso_code=None,
+            project_name="p",
+            measure_power_secs=15,
+            api_call_interval=8,
+            api_endpoint="https://api.codecarbon.io",
+            api_key="secret",
+            output_dir=str(tmp_path),
+            output_file="emissions.csv",
+            output_methods=None,
+            save_to_file=True,
+            save_to_api=False,
+            save_to_logger=False,
+            logging_logger=None,
+            save_to_prometheus=False,
+            save_to_logfire=False,
+            prometheus_url="localhost:9091",
+            output_handlers=[],
+            gpu_ids=None,
+            emissions_endpoint=None,
+            experiment_id="5b0fa12a-3dd7-45bb-9766-cc326314d9f1",
+            experiment_name="base",
+            electricitymaps_api_token=None,
+            co2_signal_api_token=None,
+            tracking_mode="machine",
+            log_level="info",
+            on_csv_write="append",
+            logger_preamble="",
+            force_cpu_power=None,
+            force_ram_power=None,
+            pue=1.0,
+            wue=0.0,
+            force_carbon_intensity_g_co2e_kwh=None,
+            force_mode_cpu_load=False,
+            allow_multiple_runs=True,
+            rapl_include_dram=False,
+            rapl_prefer_psys=False,
+            metadata=None,
+            country_iso_code="FRA",
+            region=None,
+            cloud_provider=None,
+            cloud_region=None,
+            country_2letter_iso_code=None,
         )
     assert tracker.config.project_name == "p"
-
 
 
 class _Handler:
@@ -94,8 +134,11 @@ _PARAMETER_VALUES: dict[str, tuple[object, str, object]] = {
     "output_handlers": ([_HANDLER], "output_handlers", [_HANDLER]),
     "gpu_ids": ([1], "gpu_ids", [1]),
     "emissions_endpoint": ("http://127.0.0.1:9/e", "emissions_endpoint", "http://127.0.0.1:9/e"),
-    "experiment_id": ("5b0fa12a-3dd7-45bb-9766-cc326314d9f1", "experiment_id",
-                      "5b0fa12a-3dd7-45bb-9766-cc326314d9f1"),
+    "experiment_id": (
+        "5b0fa12a-3dd7-45bb-9766-cc326314d9f1",
+        "experiment_id",
+        "5b0fa12a-3dd7-45bb-9766-cc326314d9f1",
+    ),
     "experiment_name": ("exp-x", "experiment_name", "exp-x"),
     "electricitymaps_api_token": ("tok-x", "electricitymaps_api_token", "tok-x"),
     "co2_signal_api_token": ("tok-old", "electricitymaps_api_token", "tok-old"),
@@ -154,19 +197,50 @@ def test_every_constructor_parameter_reaches_the_config(
 
 
 CORE_EXPORTS = {
-    "__version__", "EmissionsTracker", "OfflineEmissionsTracker", "BaseEmissionsTracker",
-    "track_emissions", "EmissionsData", "WindowRecord", "BaseOutput", "OutputMethod",
-    "read_emissions", "LoggerOutput", "BoAmpsOutput", "BoAmpsTask", "BoAmpsAlgorithm",
-    "BoAmpsDataset", "BoAmpsPublisher", "BoAmpsHeader", "resend_spool", "ConfigError",
-    "CodeCarbonCallbacksError", "CodeCarbonCallbacksWarning", "WebhookOutput", "PrometheusOutput", "LogfireOutput",
-    "CodeCarbonAPIOutput", "FileOutput",
+    "__version__",
+    "EmissionsTracker",
+    "OfflineEmissionsTracker",
+    "BaseEmissionsTracker",
+    "track_emissions",
+    "EmissionsData",
+    "WindowRecord",
+    "BaseOutput",
+    "OutputMethod",
+    "read_emissions",
+    "LoggerOutput",
+    "BoAmpsOutput",
+    "BoAmpsTask",
+    "BoAmpsAlgorithm",
+    "BoAmpsDataset",
+    "BoAmpsPublisher",
+    "BoAmpsHeader",
+    "resend_spool",
+    "ConfigError",
+    "CodeCarbonCallbacksError",
+    "CodeCarbonCallbacksWarning",
+    "WebhookOutput",
+    "PrometheusOutput",
+    "LogfireOutput",
+    "CodeCarbonAPIOutput",
+    "FileOutput",
 }
 #: codecarbon_callbacks.output mirrors CodeCarbon's codecarbon.output (HTTPOutput is its name
 #: for the webhook output)
 OUTPUT_FACADE_EXPORTS = {
-    "BaseOutput", "BoAmpsOutput", "CodeCarbonAPIOutput", "EmissionsData", "FileOutput",
-    "HTTPOutput", "LogfireOutput", "LoggerOutput", "OutputMethod", "PrometheusOutput",
-    "WebhookOutput", "WindowRecord", "create_output", "resend_spool",
+    "BaseOutput",
+    "BoAmpsOutput",
+    "CodeCarbonAPIOutput",
+    "EmissionsData",
+    "FileOutput",
+    "HTTPOutput",
+    "LogfireOutput",
+    "LoggerOutput",
+    "OutputMethod",
+    "PrometheusOutput",
+    "WebhookOutput",
+    "WindowRecord",
+    "create_output",
+    "resend_spool",
 }
 
 
@@ -181,11 +255,18 @@ def test_exports_are_pinned() -> None:
         assert ours is getattr(codecarbon_callbacks_core, name), name  # the core's, re-exported
     assert codecarbon_callbacks.__version__ == codecarbon_callbacks_core.__version__
     assert {m.value for m in codecarbon_callbacks.OutputMethod} == {
-        "csv", "api", "logger", "prometheus", "logfire", "boamps"
+        "csv",
+        "api",
+        "logger",
+        "prometheus",
+        "logfire",
+        "boamps",
     }
     assert issubclass(OfflineEmissionsTracker, codecarbon_callbacks.BaseEmissionsTracker)
     assert issubclass(EmissionsTracker, codecarbon_callbacks.BaseEmissionsTracker)
-    assert issubclass(codecarbon_callbacks.ConfigError, codecarbon_callbacks.CodeCarbonCallbacksError)
+    assert issubclass(
+        codecarbon_callbacks.ConfigError, codecarbon_callbacks.CodeCarbonCallbacksError
+    )
     assert issubclass(codecarbon_callbacks.ConfigError, ValueError)
     assert issubclass(codecarbon_callbacks.CodeCarbonCallbacksWarning, UserWarning)
 

@@ -28,14 +28,26 @@ from codecarbon_callbacks.cli.app import build_parser, main
 __all__ = ["PROG", "CliError", "build_parser", "main"]
 
 #: the report helpers this module used to hold; they live in codecarbon_callbacks.reports
-_MOVED_TO_REPORTS = frozenset({"Reports", "epoch_summary", "format_table", "load_reports",
-                               "plot_epochs", "run_summary", "task_summary"})
+_MOVED_TO_REPORTS = frozenset(
+    {
+        "Reports",
+        "epoch_summary",
+        "format_table",
+        "load_reports",
+        "plot_epochs",
+        "run_summary",
+        "task_summary",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:
     if name in _MOVED_TO_REPORTS:
-        warnings.warn(f"codecarbon_callbacks.cli.{name} moved to codecarbon_callbacks.reports."
-                      f"{name}", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"codecarbon_callbacks.cli.{name} moved to codecarbon_callbacks.reports.{name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         from codecarbon_callbacks import reports
 
         return getattr(reports, name)

@@ -20,14 +20,21 @@ def add_location_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--region", help="sub-national region, e.g. CA or quebec")
     group.add_argument("--cloud-provider", choices=["aws", "azure", "gcp"], help="cloud provider")
     group.add_argument("--cloud-region", help="cloud region, e.g. us-east-1")
-    group.add_argument("--force-carbon-intensity-g-co2e-kwh", type=float, metavar="G_PER_KWH",
-                       help="use this carbon intensity (gCO2eq/kWh)")
+    group.add_argument(
+        "--force-carbon-intensity-g-co2e-kwh",
+        type=float,
+        metavar="G_PER_KWH",
+        help="use this carbon intensity (gCO2eq/kWh)",
+    )
 
 
 def add_hardware_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("hardware")
-    group.add_argument("--tracking-mode", choices=["machine", "process"],
-                       help="machine (default): the whole machine; process: this process only")
+    group.add_argument(
+        "--tracking-mode",
+        choices=["machine", "process"],
+        help="machine (default): the whole machine; process: this process only",
+    )
     group.add_argument("--gpu-ids", help="GPUs to measure: indexes or UUIDs, comma-separated")
     group.add_argument("--force-cpu-power", type=float, metavar="W", help="constant CPU power (W)")
     group.add_argument("--force-ram-power", type=float, metavar="W", help="constant RAM power (W)")
@@ -35,8 +42,13 @@ def add_hardware_options(parser: argparse.ArgumentParser) -> None:
 
 def location_arguments(args: argparse.Namespace) -> dict[str, Any]:
     """The location options given on the command line, as tracker parameters."""
-    keys = ("country_iso_code", "region", "cloud_provider", "cloud_region",
-            "force_carbon_intensity_g_co2e_kwh")
+    keys = (
+        "country_iso_code",
+        "region",
+        "cloud_provider",
+        "cloud_region",
+        "force_carbon_intensity_g_co2e_kwh",
+    )
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 

@@ -26,11 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Energy and carbon emissions of training runs (and any command).",
         epilog="Run '%(prog)s COMMAND --help' for a command's options. Tracker parameters not "
-               "given here come from CODECARBON_* environment variables and .codecarbon.config.",
+        "given here come from CODECARBON_* environment variables and .codecarbon.config.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="show the library's log messages")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show the library's log messages"
+    )
     commands = parser.add_subparsers(dest="command_name", metavar="COMMAND")
     for command in (detect, monitor, report, resend):
         command.add_parser(commands)
@@ -50,8 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if hasattr(args, "gpu_ids"):
         args.gpu_ids = parse_gpu_ids(args.gpu_ids)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format=f"{PROG}: %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format=f"{PROG}: %(levelname)s: %(message)s",
+    )
     from codecarbon_callbacks_core.config import ConfigError
 
     from codecarbon_callbacks.reports import ReportError
@@ -75,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        sys.stderr.write(f"{PROG}: error: unexpected {type(e).__name__}: {e} "
-                         "(run with --verbose for the traceback)\n")
+        sys.stderr.write(
+            f"{PROG}: error: unexpected {type(e).__name__}: {e} "
+            "(run with --verbose for the traceback)\n"
+        )
         return 1

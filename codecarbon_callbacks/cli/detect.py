@@ -31,16 +31,26 @@ logger = logging.getLogger(__name__)
 def add_parser(commands: Any) -> None:
     """Add the ``detect`` command to the subparsers ``commands``."""
     detect = commands.add_parser(
-        "detect", help="show the hardware found, how it is measured and what is missing",
+        "detect",
+        help="show the hardware found, how it is measured and what is missing",
         description="Show the hardware found, how each component is measured, where the carbon "
-                    "intensity comes from, and what is missing with how to fix it. Offline unless "
-                    "--online.")
+        "intensity comes from, and what is missing with how to fix it. Offline unless "
+        "--online.",
+    )
     add_location_options(detect)
     add_hardware_options(detect)
-    detect.add_argument("--online", action="store_true",
-                        help="look the location up now (geo-IP; Electricity Maps with a token)")
-    detect.add_argument("--timeout", type=float, default=5.0, metavar="S",
-                        help="bound of the online lookup, seconds (default 5)")
+    detect.add_argument(
+        "--online",
+        action="store_true",
+        help="look the location up now (geo-IP; Electricity Maps with a token)",
+    )
+    detect.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="bound of the online lookup, seconds (default 5)",
+    )
     detect.add_argument("--json", action="store_true", help="print JSON")
     detect.set_defaults(handler=run)
 
@@ -50,25 +60,35 @@ def _cpu_suggestions(cpu_method: str | None, presence: HardwarePresence) -> list
 
     system = platform.system()
     if system == "Darwin":
-        return ["macOS: no RAPL or NVML here; CPU energy is estimated from TDP x load "
-                "(set force_cpu_power=W if you know better); Apple GPUs are not measured."]
+        return [
+            "macOS: no RAPL or NVML here; CPU energy is estimated from TDP x load "
+            "(set force_cpu_power=W if you know better); Apple GPUs are not measured."
+        ]
     if system == "Windows":
-        return ["Windows: RAPL is not read (no powercap); CPU energy is estimated from TDP x "
-                "load (set force_cpu_power=W if you know better). NVIDIA GPUs are measured "
-                "through NVML."]
+        return [
+            "Windows: RAPL is not read (no powercap); CPU energy is estimated from TDP x "
+            "load (set force_cpu_power=W if you know better). NVIDIA GPUs are measured "
+            "through NVML."
+        ]
     if cpu_method in (None, "rapl"):
         return []
     if presence.rapl == "unreadable":
-        return ["RAPL is present but not readable by this user: run "
-                f"`{PERMISSION_FIX}` (until reboot; a udev rule makes it permanent) "
-                "to measure the CPU with its energy counter instead of an estimate."]
+        return [
+            "RAPL is present but not readable by this user: run "
+            f"`{PERMISSION_FIX}` (until reboot; a udev rule makes it permanent) "
+            "to measure the CPU with its energy counter instead of an estimate."
+        ]
     if presence.rapl == "absent":
-        where = (" (in a container: mount /sys/class/powercap from the host, read-only)"
-                 if presence.in_container else
-                 " (virtual machines and some CPUs do not expose it)")
+        where = (
+            " (in a container: mount /sys/class/powercap from the host, read-only)"
+            if presence.in_container
+            else " (virtual machines and some CPUs do not expose it)"
+        )
         how = "estimated from TDP x load" if cpu_method == "tdp_estimate" else "a constant power"
-        return ["No RAPL interface under /sys/class/powercap" + where + f"; CPU energy is {how}. "
-                "Set force_cpu_power=W to use a known figure."]
+        return [
+            "No RAPL interface under /sys/class/powercap" + where + f"; CPU energy is {how}. "
+            "Set force_cpu_power=W to use a known figure."
+        ]
     return []
 
 
@@ -76,24 +96,32 @@ def _gpu_suggestions(gpu_method: str | None, presence: HardwarePresence) -> list
     import importlib.util
 
     if gpu_method == "nvml_power":
-        return ["This GPU has no NVML energy counter (pre-Volta): its power is integrated, "
-                "which is less exact."]
+        return [
+            "This GPU has no NVML energy counter (pre-Volta): its power is integrated, "
+            "which is less exact."
+        ]
     if gpu_method is not None:
         return []
     if presence.nvidia_driver:
         if importlib.util.find_spec("pynvml") is None:
-            return ["An NVIDIA driver is present but NVML's Python binding is not: "
-                    "pip install nvidia-ml-py"]
-        return ["An NVIDIA driver is present but no GPU was measured: see the notes "
-                "above (gpu_ids, CUDA_VISIBLE_DEVICES, driver permissions)."]
+            return [
+                "An NVIDIA driver is present but NVML's Python binding is not: "
+                "pip install nvidia-ml-py"
+            ]
+        return [
+            "An NVIDIA driver is present but no GPU was measured: see the notes "
+            "above (gpu_ids, CUDA_VISIBLE_DEVICES, driver permissions)."
+        ]
     if presence.amd_gpu:
-        return ["An AMD GPU is present: AMD GPUs are not measured (their energy is not "
-                "in the reports)."]
+        return [
+            "An AMD GPU is present: AMD GPUs are not measured (their energy is not in the reports)."
+        ]
     return []
 
 
-def hardware_suggestions(components: Sequence[Component],
-                         presence: HardwarePresence | None = None) -> list[str]:
+def hardware_suggestions(
+    components: Sequence[Component], presence: HardwarePresence | None = None
+) -> list[str]:
     """What is missing from ``components`` and how to fix it, as sentences.
 
     Args:
@@ -105,8 +133,9 @@ def hardware_suggestions(components: Sequence[Component],
     if presence is None:
         presence = probe_presence()
     methods = {c.kind: getattr(c.method, "value", str(c.method)) for c in components}
-    return (_cpu_suggestions(methods.get("cpu"), presence)
-            + _gpu_suggestions(methods.get("gpu"), presence))
+    return _cpu_suggestions(methods.get("cpu"), presence) + _gpu_suggestions(
+        methods.get("gpu"), presence
+    )
 
 
 def _resolve_detect_config(args: argparse.Namespace) -> TrackerConfig:
@@ -156,17 +185,20 @@ def _intensity_report(config: TrackerConfig, online: bool, timeout_s: float) -> 
         if not has_location:  # the note below says it, with the fix
             quiet.setLevel(logging.ERROR)
         try:
-            result = resolve_offline(force_carbon_intensity_g_co2e_kwh=forced,
-                                     user_warning=has_location, **location)
+            result = resolve_offline(
+                force_carbon_intensity_g_co2e_kwh=forced, user_warning=has_location, **location
+            )
         except (UnknownLocationError, ValueError) as e:
             raise CliError(str(e)) from None
         finally:
             quiet.setLevel(level)
         if not has_location and forced is None:
-            note = ("no location given: EmissionsTracker looks it up online at start (geo-IP), "
-                    "using this world average until it knows; OfflineEmissionsTracker needs "
-                    "country_iso_code. Give --country-iso-code (or CODECARBON_COUNTRY_ISO_CODE) "
-                    "to be exact and offline, or --online to try the lookup now.")
+            note = (
+                "no location given: EmissionsTracker looks it up online at start (geo-IP), "
+                "using this world average until it knows; OfflineEmissionsTracker needs "
+                "country_iso_code. Give --country-iso-code (or CODECARBON_COUNTRY_ISO_CODE) "
+                "to be exact and offline, or --online to try the lookup now."
+            )
     if result is None:
         raise CliError("the carbon intensity lookup gave no answer")
     return {
@@ -206,21 +238,36 @@ def _write_text(out: TextIO, payload: dict[str, Any]) -> None:
         out.write("  none\n")
     width = max((len(str(d.get("name", ""))) for d in described), default=0)
     for item in described:
-        line = (f"  {str(item.get('name', '')).ljust(width)}  {item.get('method', '?'):<12}  "
-                f"{item.get('model') or '-'}")
+        line = (
+            f"  {str(item.get('name', '')).ljust(width)}  {item.get('method', '?'):<12}  "
+            f"{item.get('model') or '-'}"
+        )
         if item.get("failure"):
             line += f"  (failing: {item['failure']})"
         out.write(line + "\n")
-    out.write("\nMethods, best first: rapl / nvml_energy (hardware energy counters), nvml_power "
-              "(integrated power), tdp_estimate (TDP x load model), constant (a fixed power).\n")
+    out.write(
+        "\nMethods, best first: rapl / nvml_energy (hardware energy counters), nvml_power "
+        "(integrated power), tdp_estimate (TDP x load model), constant (a fixed power).\n"
+    )
     if notes:
         out.write("\nNotes from detection:\n")
         out.writelines(f"  - {note}\n" for note in notes)
     ci = payload["carbon_intensity"]
-    place = ", ".join(str(v) for v in (ci["country_name"] or ci["country_iso_code"], ci["region"],
-                                         ci["cloud_provider"], ci["cloud_region"]) if v)
-    out.write(f"\nCarbon intensity: {ci['g_per_kwh']:.4g} gCO2eq/kWh from {ci['source']}"
-              + (f" ({place})" if place else "") + "\n")
+    place = ", ".join(
+        str(v)
+        for v in (
+            ci["country_name"] or ci["country_iso_code"],
+            ci["region"],
+            ci["cloud_provider"],
+            ci["cloud_region"],
+        )
+        if v
+    )
+    out.write(
+        f"\nCarbon intensity: {ci['g_per_kwh']:.4g} gCO2eq/kWh from {ci['source']}"
+        + (f" ({place})" if place else "")
+        + "\n"
+    )
     if ci["note"]:
         out.write(f"  {ci['note']}\n")
     if payload["suggestions"]:

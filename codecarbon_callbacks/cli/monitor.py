@@ -36,36 +36,70 @@ logger = logging.getLogger(__name__)
 def add_parser(commands: Any) -> None:
     """Add the ``monitor`` command to the subparsers ``commands``."""
     monitor = commands.add_parser(
-        "monitor", help="track any command, with live power and energy",
+        "monitor",
+        help="track any command, with live power and energy",
         description="Run COMMAND and measure the machine's energy while it runs: live power and "
-                    "energy on the terminal (stderr; plain lines when not a terminal), the usual "
-                    "reports at the end. Exits with COMMAND's exit code.",
-        epilog="Example: %(prog)s --country-iso-code FRA -- python train.py --epochs 3")
-    monitor.add_argument("--output-dir", default=None, metavar="DIR",
-                         help="where reports go (default: output_dir from config, else .)")
+        "energy on the terminal (stderr; plain lines when not a terminal), the usual "
+        "reports at the end. Exits with COMMAND's exit code.",
+        epilog="Example: %(prog)s --country-iso-code FRA -- python train.py --epochs 3",
+    )
+    monitor.add_argument(
+        "--output-dir",
+        default=None,
+        metavar="DIR",
+        help="where reports go (default: output_dir from config, else .)",
+    )
     monitor.add_argument("--project-name", help="project_name of the run")
     monitor.add_argument("--experiment-id", help="experiment_id of the run")
-    monitor.add_argument("--output-methods", metavar="LIST",
-                         help="comma-separated output methods, e.g. csv,logger (default csv)")
-    monitor.add_argument("--measure-power-secs", type=float, metavar="S",
-                         help="how often live outputs receive deltas (seconds)")
+    monitor.add_argument(
+        "--output-methods",
+        metavar="LIST",
+        help="comma-separated output methods, e.g. csv,logger (default csv)",
+    )
+    monitor.add_argument(
+        "--measure-power-secs",
+        type=float,
+        metavar="S",
+        help="how often live outputs receive deltas (seconds)",
+    )
     monitor.add_argument("--pue", type=float, help="power usage effectiveness (>= 1)")
-    monitor.add_argument("--offline", action="store_true",
-                         help="never touch the network (needs a country or cloud region)")
-    monitor.add_argument("--interval", type=float, default=2.0, metavar="S",
-                         help="refresh of the live display, seconds (default 2)")
+    monitor.add_argument(
+        "--offline",
+        action="store_true",
+        help="never touch the network (needs a country or cloud region)",
+    )
+    monitor.add_argument(
+        "--interval",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="refresh of the live display, seconds (default 2)",
+    )
     monitor.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     add_location_options(monitor)
     add_hardware_options(monitor)
-    monitor.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
-                         help="the command to run, after --")
+    monitor.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        metavar="-- COMMAND ...",
+        help="the command to run, after --",
+    )
     monitor.set_defaults(handler=run)
 
 
 def _tracker_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = location_arguments(args)
-    for key in ("project_name", "output_dir", "measure_power_secs", "tracking_mode", "pue",
-                "force_cpu_power", "force_ram_power", "experiment_id", "gpu_ids"):
+    for key in (
+        "project_name",
+        "output_dir",
+        "measure_power_secs",
+        "tracking_mode",
+        "pue",
+        "force_cpu_power",
+        "force_ram_power",
+        "experiment_id",
+        "gpu_ids",
+    ):
         value = getattr(args, key, None)
         if value is not None:
             kwargs[key] = value
@@ -90,10 +124,12 @@ def _totals_line(elapsed_s: float, tracker: BaseEmissionsTracker) -> tuple[str, 
         "emissions_kg": totals.emissions,
     }
     parts = " ".join(f"{k} {v:.3g}" for k, v in power.items() if v)
-    line = (f"{elapsed_s:7.1f} s | {figures['power_w']:.4g} W"
-            + (f" ({parts})" if parts else "")
-            + f" | {figures['energy_kwh'] * 1000:.4g} Wh"
-            + f" | {figures['emissions_kg'] * 1000:.4g} g CO2eq")
+    line = (
+        f"{elapsed_s:7.1f} s | {figures['power_w']:.4g} W"
+        + (f" ({parts})" if parts else "")
+        + f" | {figures['energy_kwh'] * 1000:.4g} Wh"
+        + f" | {figures['emissions_kg'] * 1000:.4g} g CO2eq"
+    )
     return line, figures
 
 
@@ -176,8 +212,6 @@ class _ChildOutput:
             return [text for text in self.pending.values() if text]
 
 
-
-
 def _command(args: argparse.Namespace) -> list[str]:
     """The command after ``--``, checked: it exists and can be run; the interval is > 0."""
     import shutil
@@ -200,15 +234,21 @@ def _start_child(command: list[str], rich_mode: bool) -> subprocess.Popen[bytes]
     try:
         if rich_mode:
             env.setdefault("PYTHONUNBUFFERED", "1")
-            return subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE)
+            return subprocess.Popen(
+                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
         return subprocess.Popen(command, env=env)
     except OSError as e:
         raise CliError(f"cannot run {command[0]!r}: {e.strerror or e}") from None
 
 
-def _watch(child: subprocess.Popen[bytes], tracker: BaseEmissionsTracker, started: float,
-           args: argparse.Namespace, rich_mode: bool) -> tuple[int, str]:
+def _watch(
+    child: subprocess.Popen[bytes],
+    tracker: BaseEmissionsTracker,
+    started: float,
+    args: argparse.Namespace,
+    rich_mode: bool,
+) -> tuple[int, str]:
     """Show the live figures until the child ends; returns its exit code and the run's status.
     SIGTERM is passed on to the child while it runs; Ctrl-C waits for it (10 s, then kills)."""
 
@@ -236,8 +276,9 @@ def _watch(child: subprocess.Popen[bytes], tracker: BaseEmissionsTracker, starte
             signal.signal(signal.SIGTERM, previous_term)
 
 
-def _write_summary(out: TextIO, command: list[str], returncode: int,
-                   tracker: BaseEmissionsTracker) -> None:
+def _write_summary(
+    out: TextIO, command: list[str], returncode: int, tracker: BaseEmissionsTracker
+) -> None:
     data = tracker.final_emissions_data
     if data is None:
         return
@@ -255,8 +296,10 @@ def _write_summary(out: TextIO, command: list[str], returncode: int,
 
     if OutputMethod.CSV in tracker.config.output_methods:
         path = Path(tracker.config.output_dir) / tracker.config.output_file
-        out.write(f"{PROG}: reports in {path.resolve()} "
-                  f"(and {tracker.config.windows_output_file} beside it)\n")
+        out.write(
+            f"{PROG}: reports in {path.resolve()} "
+            f"(and {tracker.config.windows_output_file} beside it)\n"
+        )
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
@@ -293,8 +336,13 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _monitor_plain(child: subprocess.Popen[bytes], tracker: BaseEmissionsTracker,
-                   started: float, interval_s: float, stream: TextIO) -> int:
+def _monitor_plain(
+    child: subprocess.Popen[bytes],
+    tracker: BaseEmissionsTracker,
+    started: float,
+    interval_s: float,
+    stream: TextIO,
+) -> int:
     while True:
         try:
             return child.wait(timeout=interval_s)
@@ -305,8 +353,13 @@ def _monitor_plain(child: subprocess.Popen[bytes], tracker: BaseEmissionsTracker
         stream.flush()
 
 
-def _monitor_rich(child: subprocess.Popen[bytes], tracker: BaseEmissionsTracker,
-                  started: float, interval_s: float, stream: TextIO) -> int:
+def _monitor_rich(
+    child: subprocess.Popen[bytes],
+    tracker: BaseEmissionsTracker,
+    started: float,
+    interval_s: float,
+    stream: TextIO,
+) -> int:
     from rich.console import Console, Group
     from rich.live import Live
     from rich.text import Text
@@ -318,8 +371,14 @@ def _monitor_rich(child: subprocess.Popen[bytes], tracker: BaseEmissionsTracker,
     def render() -> Any:
         return Group(*(Text(line) for line in output.lines()), status["text"])
 
-    with Live(console=console, get_renderable=render, refresh_per_second=4, transient=False,
-              redirect_stdout=False, redirect_stderr=False):
+    with Live(
+        console=console,
+        get_renderable=render,
+        refresh_per_second=4,
+        transient=False,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    ):
         readers = [
             threading.Thread(target=output.read, args=("stdout", child.stdout), daemon=True),
             threading.Thread(target=output.read, args=("stderr", child.stderr), daemon=True),
@@ -339,4 +398,3 @@ def _monitor_rich(child: subprocess.Popen[bytes], tracker: BaseEmissionsTracker,
         line, _ = _totals_line(time.monotonic() - started, tracker)
         status["text"] = Text(line, style="bold")
     return code
-

@@ -19,10 +19,12 @@ if TYPE_CHECKING:
 def add_parser(commands: Any) -> None:
     """Add the ``report`` command to the subparsers ``commands``."""
     report = commands.add_parser(
-        "report", help="per-run and per-epoch summaries of emissions CSV files",
+        "report",
+        help="per-run and per-epoch summaries of emissions CSV files",
         description="Summarise emissions.csv (runs) and emissions_windows.csv (epochs, phases, "
-                    "tasks). PATH is a file or a folder holding them. Energies in Wh, emissions "
-                    "in g CO2eq.")
+        "tasks). PATH is a file or a folder holding them. Energies in Wh, emissions "
+        "in g CO2eq.",
+    )
     report.add_argument("paths", nargs="+", metavar="PATH", help="CSV files or folders")
     which = report.add_mutually_exclusive_group()
     which.add_argument("--run", metavar="RUN_ID", help="only this run (a prefix of its run_id)")
@@ -36,7 +38,8 @@ def _records(frame: pandas.DataFrame | None) -> list[dict[str, Any]]:
     if frame is None or not len(frame):
         return []
     records: list[dict[str, Any]] = json.loads(
-        frame.to_json(orient="records", date_format="iso", double_precision=15))
+        frame.to_json(orient="records", date_format="iso", double_precision=15)
+    )
     return records
 
 
@@ -44,26 +47,35 @@ def _named(files: list[str], reports: Reports) -> str:
     return ", ".join(f"{f} [fallback file]" if f in reports.fallback_files else f for f in files)
 
 
-def _write_tables(out: TextIO, reports: Reports, run_table: pandas.DataFrame | None,
-                  epoch_table: pandas.DataFrame | None, task_table: pandas.DataFrame | None,
-                  ) -> None:
+def _write_tables(
+    out: TextIO,
+    reports: Reports,
+    run_table: pandas.DataFrame | None,
+    epoch_table: pandas.DataFrame | None,
+    task_table: pandas.DataFrame | None,
+) -> None:
     from codecarbon_callbacks.cli._common import PROG
     from codecarbon_callbacks.reports import format_table
 
     if run_table is not None and len(run_table):
-        out.write(f"Runs ({_named(reports.run_files, reports)}):\n"
-                  f"{format_table(run_table, 'runs')}\n\n")
+        out.write(
+            f"Runs ({_named(reports.run_files, reports)}):\n{format_table(run_table, 'runs')}\n\n"
+        )
     if epoch_table is not None and len(epoch_table):
-        out.write(f"Per epoch ({_named(reports.window_files, reports)}):\n"
-                  f"{format_table(epoch_table, 'epochs')}\n\n")
+        out.write(
+            f"Per epoch ({_named(reports.window_files, reports)}):\n"
+            f"{format_table(epoch_table, 'epochs')}\n\n"
+        )
     elif reports.window_files:
         out.write(f"No per-epoch windows in {', '.join(reports.window_files)}.\n\n")
     if task_table is not None and len(task_table):
         out.write(f"Tasks:\n{format_table(task_table, 'tasks')}\n\n")
     if reports.fallback_files:
-        out.write(f"Rows from fallback files (they could not be written to their folder when "
-                  f"the run stopped; `{PROG} resend FOLDER` writes them back): "
-                  f"{', '.join(reports.fallback_files)}\n\n")
+        out.write(
+            f"Rows from fallback files (they could not be written to their folder when "
+            f"the run stopped; `{PROG} resend FOLDER` writes them back): "
+            f"{', '.join(reports.fallback_files)}\n\n"
+        )
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
@@ -83,8 +95,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     run_id = last_run_id(reports) if args.last else args.run
     runs = select_run(reports.runs, run_id)
     windows = select_run(reports.windows, run_id)
-    if run_id is not None and (runs is None or not len(runs)) and (
-            windows is None or not len(windows)):
+    if (
+        run_id is not None
+        and (runs is None or not len(runs))
+        and (windows is None or not len(windows))
+    ):
         raise CliError(f"--run {run_id}: no run with this id in {', '.join(args.paths)}")
     run_table = run_summary(runs) if runs is not None else None
     epoch_table = epoch_summary(windows) if windows is not None else None

@@ -21,10 +21,15 @@ _warned: set[tuple[str, str]] = set()
 _warned_lock = threading.Lock()
 
 
-def warn_once(key: str, message: str, *args: Any,
-              log: logging.Logger | logging.LoggerAdapter[Any] | None = None,
-              seen: set[tuple[str, str]] | None = None, level: int = logging.WARNING,
-              category: type[Warning] | None = None) -> None:
+def warn_once(
+    key: str,
+    message: str,
+    *args: Any,
+    log: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    seen: set[tuple[str, str]] | None = None,
+    level: int = logging.WARNING,
+    category: type[Warning] | None = None,
+) -> None:
     """Log ``message`` at ``level`` the first time ``key`` is seen, at debug level afterwards;
     with ``category``, also issue it once per process through :func:`warnings.warn`.
 
@@ -58,8 +63,11 @@ def warn_once(key: str, message: str, *args: Any,
     target.log(level if first else logging.DEBUG, message, *args)
     if warn_now and category is not None:
         try:
-            warnings.warn(message % args if args else message, category,
-                          stacklevel=_stacklevel_outside_package())
+            warnings.warn(
+                message % args if args else message,
+                category,
+                stacklevel=_stacklevel_outside_package(),
+            )
         except Exception as e:  # an "error" filter: training goes on
             target.debug("warning not issued: %s: %s", type(e).__name__, e)
 
@@ -83,8 +91,9 @@ def imported_torch() -> ModuleType | None:
     return sys.modules.get("torch")
 
 
-def write_json_atomic(path: str | os.PathLike[str], data: Any, *, fsync: bool = False,
-                      **dump_options: Any) -> None:
+def write_json_atomic(
+    path: str | os.PathLike[str], data: Any, *, fsync: bool = False, **dump_options: Any
+) -> None:
     """Write ``data`` as JSON to ``path`` so that readers see the old file or the new, whole.
 
     A temporary file in the same folder is written (and fsync'd when ``fsync``), then renamed

@@ -253,8 +253,7 @@ def _ranged(parser: Callable[[str, Any, str], Any]) -> Callable[[str, Any, str],
     return parse
 
 
-def parse_url(name: str, value: Any, source: str = "argument", *,
-              host_port: bool = False) -> str:
+def parse_url(name: str, value: Any, source: str = "argument", *, host_port: bool = False) -> str:
     """An ``http://`` or ``https://`` URL with a host and, if any, a port from 1 to 65535.
 
     With ``host_port`` (``prometheus_url``, as CodeCarbon and the Pushgateway client take it),
@@ -279,8 +278,10 @@ def parse_url(name: str, value: Any, source: str = "argument", *,
     except ValueError as e:
         raise bad(f"the port must be a whole number from 1 to 65535 ({e})") from None
     if parts.scheme.lower() not in ("http", "https"):
-        raise bad(f"the scheme {parts.scheme + '://' if parts.scheme else '(none)'} is not "
-                  "http:// or https://")
+        raise bad(
+            f"the scheme {parts.scheme + '://' if parts.scheme else '(none)'} is not "
+            "http:// or https://"
+        )
     host = parts.hostname or ""
     if not host:
         raise bad("it has no host")
@@ -312,7 +313,11 @@ def parse_output_methods(value: Any, source: str = "argument") -> list[OutputMet
     if value is None:
         return []
     if isinstance(value, (str, OutputMethod)):
-        items: list[Any] = [v for v in str(value.value if isinstance(value, OutputMethod) else value).split(",") if v.strip()]
+        items: list[Any] = [
+            v
+            for v in str(value.value if isinstance(value, OutputMethod) else value).split(",")
+            if v.strip()
+        ]
     elif isinstance(value, (list, tuple, set)):
         items = list(value)
     else:
@@ -385,10 +390,14 @@ def parse_metadata(value: Any, source: str = "argument") -> dict[str, Any]:
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError:
-            raise ConfigError(f"metadata{_where(source)} must be a dict or a JSON object string") from None
+            raise ConfigError(
+                f"metadata{_where(source)} must be a dict or a JSON object string"
+            ) from None
         if isinstance(parsed, dict):
             return parsed
-    raise ConfigError(f"metadata{_where(source)} must be a dict or a JSON object string, got {value!r}")
+    raise ConfigError(
+        f"metadata{_where(source)} must be a dict or a JSON object string, got {value!r}"
+    )
 
 
 def _choice(name: str, accepted: tuple[str, ...]) -> Callable[[str, Any, str], str]:
@@ -413,7 +422,9 @@ def _log_level(name: str, value: Any, source: str = "argument") -> str:
 
 def _optional(parser: Callable[[str, Any, str], Any]) -> Callable[[str, Any, str], Any]:
     def parse(name: str, value: Any, source: str = "argument") -> Any:
-        if value is None or (isinstance(value, str) and value.strip() == "" and source != "argument"):
+        if value is None or (
+            isinstance(value, str) and value.strip() == "" and source != "argument"
+        ):
             return None
         return parser(name, value, source)
 
@@ -495,8 +506,12 @@ def _is_rank_zero(environ: Mapping[str, str]) -> bool:
     return True
 
 
-def warn_unknown_names(environ: Mapping[str, str], config_files: list[tuple[str, dict[str, str]]],
-                       *, user_warning: bool = True) -> None:
+def warn_unknown_names(
+    environ: Mapping[str, str],
+    config_files: list[tuple[str, dict[str, str]]],
+    *,
+    user_warning: bool = True,
+) -> None:
     """Warn, once per process each, about ``CODECARBON_*`` variables and config-file keys that
     are no parameter (they are ignored), with the closest valid name, and about
     ``output_handlers`` (objects: only taken from an argument) given there.
@@ -511,31 +526,54 @@ def warn_unknown_names(environ: Mapping[str, str], config_files: list[tuple[str,
         if not variable.startswith(ENV_PREFIX) or variable.startswith(OWN_ENV_PREFIX):
             continue
         if variable in env_names:
-            if variable[len(ENV_PREFIX):].lower() in _ARGUMENT_ONLY:
-                warn_once(f"argument-only-env:{variable}",
-                          "environment variable %s is ignored: %s is only taken from an argument",
-                          variable, variable[len(ENV_PREFIX):].lower(), log=logger,
-                          category=category)
+            if variable[len(ENV_PREFIX) :].lower() in _ARGUMENT_ONLY:
+                warn_once(
+                    f"argument-only-env:{variable}",
+                    "environment variable %s is ignored: %s is only taken from an argument",
+                    variable,
+                    variable[len(ENV_PREFIX) :].lower(),
+                    log=logger,
+                    category=category,
+                )
             continue
-        warn_once(f"unknown-env:{variable}",
-                  "environment variable %s is not a codecarbon parameter and is ignored%s",
-                  variable, _did_you_mean(variable, env_names), log=logger, category=category)
+        warn_once(
+            f"unknown-env:{variable}",
+            "environment variable %s is not a codecarbon parameter and is ignored%s",
+            variable,
+            _did_you_mean(variable, env_names),
+            log=logger,
+            category=category,
+        )
     for path, section in config_files:
         for key in sorted(section):
             if key in _ARGUMENT_ONLY:
-                warn_once(f"argument-only-key:{path}:{key}",
-                          "%s [%s] %s is ignored: it is only taken from an argument",
-                          path, CONFIG_SECTION, key, log=logger, category=category)
+                warn_once(
+                    f"argument-only-key:{path}:{key}",
+                    "%s [%s] %s is ignored: it is only taken from an argument",
+                    path,
+                    CONFIG_SECTION,
+                    key,
+                    log=logger,
+                    category=category,
+                )
                 continue
             if key in KNOWN_PARAMETERS:
                 continue
-            warn_once(f"unknown-key:{path}:{key}",
-                      "%s [%s] %s is not a codecarbon parameter and is ignored%s",
-                      path, CONFIG_SECTION, key, _did_you_mean(key, KNOWN_PARAMETERS),
-                      log=logger, category=category)
+            warn_once(
+                f"unknown-key:{path}:{key}",
+                "%s [%s] %s is not a codecarbon parameter and is ignored%s",
+                path,
+                CONFIG_SECTION,
+                key,
+                _did_you_mean(key, KNOWN_PARAMETERS),
+                log=logger,
+                category=category,
+            )
 
 
-def read_config_files(cwd: Path | None = None, home: Path | None = None) -> list[tuple[str, dict[str, str]]]:
+def read_config_files(
+    cwd: Path | None = None, home: Path | None = None
+) -> list[tuple[str, dict[str, str]]]:
     """The ``[codecarbon]`` sections of ./.codecarbon.config then ~/.codecarbon.config."""
     found: list[tuple[str, dict[str, str]]] = []
     paths = [(cwd or Path.cwd()) / CONFIG_FILE_NAME, (home or Path.home()) / CONFIG_FILE_NAME]
@@ -587,10 +625,12 @@ def resolve_config(
     given = {k: v for k, v in arguments.items() if v is not _UNSET}
     unknown = sorted(set(given) - KNOWN_PARAMETERS)
     if unknown:
-        raise ConfigError("; ".join(
-            f"unknown parameter {name!r}{_did_you_mean(name, KNOWN_PARAMETERS)}"
-            for name in unknown
-        ))
+        raise ConfigError(
+            "; ".join(
+                f"unknown parameter {name!r}{_did_you_mean(name, KNOWN_PARAMETERS)}"
+                for name in unknown
+            )
+        )
     if user_warning is None:
         user_warning = _is_rank_zero(environ)
     warn_unknown_names(environ, config_files, user_warning=user_warning)
@@ -623,7 +663,9 @@ def resolve_config(
             DeprecationWarning,
             stacklevel=4,
         )
-        values.setdefault("electricitymaps_api_token", parse_str("co2_signal_api_token", raw, source))
+        values.setdefault(
+            "electricitymaps_api_token", parse_str("co2_signal_api_token", raw, source)
+        )
 
     # output methods: explicit output_methods win; otherwise the deprecated save_to_* flags
     flags: dict[str, bool] = {}
@@ -690,8 +732,9 @@ def validate(config: TrackerConfig, *, sources: Mapping[str, str] | None = None)
     for name in URL_PARAMETERS:
         value = getattr(config, name)
         if value is not None:
-            parse_url(name, value, sources.get(name, "argument"),
-                      host_port=name == "prometheus_url")
+            parse_url(
+                name, value, sources.get(name, "argument"), host_port=name == "prometheus_url"
+            )
     handlers = config.output_handlers
     if not isinstance(handlers, (list, tuple)):
         raise ConfigError("output_handlers must be a list of BaseOutput instances")
@@ -701,8 +744,9 @@ def validate(config: TrackerConfig, *, sources: Mapping[str, str] | None = None)
                 f"output_handlers: {handler!r} is not a BaseOutput (it needs an out(total, delta) method)"
             )
     if config.logging_logger is not None:
-        parse_logging_logger("logging_logger", config.logging_logger,
-                             sources.get("logging_logger", "argument"))
+        parse_logging_logger(
+            "logging_logger", config.logging_logger, sources.get("logging_logger", "argument")
+        )
     if OutputMethod.API in config.output_methods:
         import uuid
 
@@ -723,8 +767,9 @@ def validate(config: TrackerConfig, *, sources: Mapping[str, str] | None = None)
         )
     _validate_output_dir(config.output_dir, sources.get("output_dir", "argument"))
     if config.boamps_context_file is not None:
-        _validate_boamps_context_file(config.boamps_context_file,
-                                      sources.get("boamps_context_file", "argument"))
+        _validate_boamps_context_file(
+            config.boamps_context_file, sources.get("boamps_context_file", "argument")
+        )
 
 
 def _validate_output_dir(output_dir: str, source: str = "argument") -> None:
@@ -745,8 +790,11 @@ def _validate_output_dir(output_dir: str, source: str = "argument") -> None:
             f"{name} {output_dir!r} cannot be created: {str(existing)!r} is not a folder"
         )
     if not os.access(existing, os.W_OK | os.X_OK):
-        what = "is not writable" if existing == path.absolute() else (
-            f"cannot be created: {str(existing)!r} is not writable")
+        what = (
+            "is not writable"
+            if existing == path.absolute()
+            else (f"cannot be created: {str(existing)!r} is not writable")
+        )
         raise ConfigError(f"{name} {output_dir!r} {what}")
 
 
@@ -757,8 +805,10 @@ def _validate_boamps_context_file(context_file: str, source: str = "argument") -
     path = Path(context_file)
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "does not exist"
-        raise ConfigError(f"{name} {context_file!r} {what}: it must be a BoAmps context JSON "
-                          "file (see examples/boamps_context.json)")
+        raise ConfigError(
+            f"{name} {context_file!r} {what}: it must be a BoAmps context JSON "
+            "file (see examples/boamps_context.json)"
+        )
     try:
         with open(path, encoding="utf-8") as handle:
             context = json.load(handle)

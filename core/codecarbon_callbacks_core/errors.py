@@ -44,8 +44,9 @@ class UnknownLocationError(ConfigError):
         suggestions: close known values, possibly empty.
     """
 
-    def __init__(self, parameter: str, value: Any, message: str,
-                 suggestions: list[str] | None = None) -> None:
+    def __init__(
+        self, parameter: str, value: Any, message: str, suggestions: list[str] | None = None
+    ) -> None:
         self.parameter = parameter
         self.value = value
         self.suggestions = list(suggestions or [])

@@ -120,9 +120,7 @@ class Meter:
         self._running = True
         self._stop_event.clear()
         if any(c.sample_interval_s for c in self.components) or self.on_live:
-            self._thread = threading.Thread(
-                target=self._run, name=self.thread_name, daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
             self._thread.start()
         return self.snapshot(sync_cuda=False)
 
@@ -205,9 +203,7 @@ class Meter:
     def _run(self) -> None:
         start_cpu = time.thread_time()
         now = self.clock()
-        due = {
-            c.name: now + c.sample_interval_s for c in self.components if c.sample_interval_s
-        }
+        due = {c.name: now + c.sample_interval_s for c in self.components if c.sample_interval_s}
         by_name = {c.name: c for c in self.components}
         next_live = now + self.live_interval_s if self.live_interval_s and self.on_live else None
         try:

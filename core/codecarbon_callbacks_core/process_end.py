@@ -53,8 +53,13 @@ class _Run(Protocol):
     @property
     def is_running(self) -> bool: ...
 
-    def stop(self, *, status: str | None = ..., window_status: str | None = ...,
-             timeout_s: float | None = ...) -> float | None: ...
+    def stop(
+        self,
+        *,
+        status: str | None = ...,
+        window_status: str | None = ...,
+        timeout_s: float | None = ...,
+    ) -> float | None: ...
 
 
 #: every running tracker (for the exit hook), and the plain ones with the thread that started them
@@ -123,8 +128,11 @@ def _stop_open_runs() -> None:
 
 def _plain_runs(thread_id: int | None = None) -> list[Any]:
     with _lock:
-        return [run for run, started_on in list(_PLAIN.items())
-                if thread_id is None or started_on == thread_id]
+        return [
+            run
+            for run, started_on in list(_PLAIN.items())
+            if thread_id is None or started_on == thread_id
+        ]
 
 
 # -- SIGTERM ---------------------------------------------------------------------------------------
@@ -157,11 +165,13 @@ class _SysHook:
     def __init__(self, previous: Callable[..., Any]) -> None:
         self.previous = previous
 
-    def __call__(self, exc_type: type[BaseException], exc: BaseException,
-                 tb: TracebackType | None) -> None:
+    def __call__(
+        self, exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
         status = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
-        _stop_runs(_plain_runs(threading.main_thread().ident), status,
-                   f"uncaught {exc_type.__name__}")
+        _stop_runs(
+            _plain_runs(threading.main_thread().ident), status, f"uncaught {exc_type.__name__}"
+        )
         self.previous(exc_type, exc, tb)
 
 
@@ -174,8 +184,11 @@ class _ThreadHook:
     def __call__(self, args: Any) -> None:
         thread = args.thread
         if thread is not None and not issubclass(args.exc_type, SystemExit):
-            _stop_runs(_plain_runs(thread.ident), "failed",
-                       f"uncaught {args.exc_type.__name__} in thread {thread.name}")
+            _stop_runs(
+                _plain_runs(thread.ident),
+                "failed",
+                f"uncaught {args.exc_type.__name__} in thread {thread.name}",
+            )
         self.previous(args)
 
 

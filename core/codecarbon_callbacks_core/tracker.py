@@ -187,8 +187,9 @@ class BaseEmissionsTracker:
         arguments.update(extra)
         self._setup(
             # unknown CODECARBON_* names: warned on the writing rank only
-            resolve_config(arguments, offline=self._offline,
-                           user_warning=None if writes_outputs else False),
+            resolve_config(
+                arguments, offline=self._offline, user_warning=None if writes_outputs else False
+            ),
             components=components,
             record_combiner=record_combiner,
             writes_outputs=writes_outputs,
@@ -218,8 +219,12 @@ class BaseEmissionsTracker:
             ConfigError: the location is unknown, or missing for the offline tracker.
         """
         tracker = cls.__new__(cls)
-        tracker._setup(config, components=components, record_combiner=record_combiner,
-                       writes_outputs=writes_outputs)
+        tracker._setup(
+            config,
+            components=components,
+            record_combiner=record_combiner,
+            writes_outputs=writes_outputs,
+        )
         return tracker
 
     def _setup(
@@ -313,8 +318,9 @@ class BaseEmissionsTracker:
 
     def _init_location(self) -> None:
         """Resolve the offline location now (fast, no network), so a bad one fails here."""
-        self.intensity: Any = resolve_location(self.config, offline=self._offline,
-                                               user_warning=self._writes_outputs)
+        self.intensity: Any = resolve_location(
+            self.config, offline=self._offline, user_warning=self._writes_outputs
+        )
         self._location_known = self.intensity is not None and _has_location(self.config)
 
     def _current_intensity(self) -> Any:
@@ -380,12 +386,15 @@ class BaseEmissionsTracker:
         """
         with self._lock:
             if self.is_running:
-                self._log.warning("tracker already started; start() ignored (run_id %s)", self.run_id)
+                self._log.warning(
+                    "tracker already started; start() ignored (run_id %s)", self.run_id
+                )
                 return
             if not self.config.allow_multiple_runs and not self._acquire_single_run_lock():
                 self._log.error(
                     "another tracker with allow_multiple_runs=False is running on this machine "
-                    "(lock %s held); this one does not start", _single_run_lock_path()
+                    "(lock %s held); this one does not start",
+                    _single_run_lock_path(),
                 )
                 return
             if self._started_before and self._restored_run_id is None:
@@ -479,8 +488,13 @@ class BaseEmissionsTracker:
         budget_s = STOP_TIMEOUT_S if timeout_s is None else max(0.0, float(timeout_s))
         deadline = time.monotonic() + budget_s
         if not self._lock.acquire(timeout=budget_s):
-            warn_once("stop-lock-busy", "stop(): the tracker stayed busy for %.1f s; run %s is "
-                      "not stopped", budget_s, self.run_id, log=self._log)
+            warn_once(
+                "stop-lock-busy",
+                "stop(): the tracker stayed busy for %.1f s; run %s is not stopped",
+                budget_s,
+                self.run_id,
+                log=self._log,
+            )
             return self.final_emissions
         try:
             meter = self._meter
@@ -524,8 +538,10 @@ class BaseEmissionsTracker:
         windows = [self._windows.pop(window_id) for window_id in list(self._windows)]
         # combined here, on the caller's thread: a combiner's collectives belong to it
         records = [
-            cast(WindowRecord, self._combine(
-                self._window_record(window, end, status=window_status), collective))
+            cast(
+                WindowRecord,
+                self._combine(self._window_record(window, end, status=window_status), collective),
+            )
             for window in windows
         ]
         total = self._combine(self._run_record(end, status=status), collective=collective)
@@ -605,7 +621,9 @@ class BaseEmissionsTracker:
             assert self._last_flush is not None
             end = meter.snapshot()
             window = self._window_record(
-                _OpenWindow(self._new_window_id(), "flush", "flush", None, "other", self._last_flush, {}),
+                _OpenWindow(
+                    self._new_window_id(), "flush", "flush", None, "other", self._last_flush, {}
+                ),
                 end,
                 status="completed",
             )
@@ -682,13 +700,23 @@ class BaseEmissionsTracker:
             if meter is None or not meter.running:
                 raise RuntimeError("open_window() needs a started tracker: call start() first")
             window = _OpenWindow(
-                self._new_window_id(), kind, name, epoch, phase, meter.snapshot(), dict(metadata or {})
+                self._new_window_id(),
+                kind,
+                name,
+                epoch,
+                phase,
+                meter.snapshot(),
+                dict(metadata or {}),
             )
             self._windows[window.window_id] = window
             return window.window_id
 
     def close_window(
-        self, window_id: str, *, status: str = "completed", metadata: Mapping[str, Any] | None = None
+        self,
+        window_id: str,
+        *,
+        status: str = "completed",
+        metadata: Mapping[str, Any] | None = None,
     ) -> WindowRecord:
         """Close a window now: its record goes to every output's window_out and is returned."""
         return self._close(window_id, status, metadata, collective=True)
@@ -740,7 +768,9 @@ class BaseEmissionsTracker:
             assert self._meter is not None
             edge = self._meter.snapshot()
             record = self._window_record(window, edge, status=status)
-            new = _OpenWindow(self._new_window_id(), kind, name, epoch, phase, edge, dict(metadata or {}))
+            new = _OpenWindow(
+                self._new_window_id(), kind, name, epoch, phase, edge, dict(metadata or {})
+            )
             self._windows[new.window_id] = new
         return self._publish_window(record), new.window_id
 
@@ -808,14 +838,18 @@ class BaseEmissionsTracker:
             "cpu_count": logical_cpu_count(),
             "cpu_model": cpus[0].model if cpus else platform.processor(),
             "gpu_count": len(gpus),
-            "gpu_model": (f"{len(gpus)} x {gpu_models[0]}" if len(gpu_models) == 1 else ", ".join(gpu_models)),
+            "gpu_model": (
+                f"{len(gpus)} x {gpu_models[0]}" if len(gpu_models) == 1 else ", ".join(gpu_models)
+            ),
             "ram_total_size": round(total_ram_bytes() / 1024**3, 3),
             "cpu_method": methods(cpus),
             "gpu_method": methods(gpus),
             "ram_method": methods(rams),
         }
 
-    def _energy_kwh(self, start: Snapshot, end: Snapshot) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    def _energy_kwh(
+        self, start: Snapshot, end: Snapshot
+    ) -> tuple[dict[str, float], list[dict[str, Any]]]:
         per_kind = dict.fromkeys(KINDS, 0.0)
         breakdown = []
         for c in self.components:
@@ -845,7 +879,11 @@ class BaseEmissionsTracker:
         record.run_id = self.run_id
         record.experiment_id = cfg.experiment_id
         for kind in KINDS:
-            setattr(record, f"{kind}_power", per_kind[kind] * J_PER_KWH / duration if duration > 0 else 0.0)
+            setattr(
+                record,
+                f"{kind}_power",
+                per_kind[kind] * J_PER_KWH / duration if duration > 0 else 0.0,
+            )
             setattr(record, f"{kind}_energy", per_kind[kind] + getattr(base, f"{kind}_energy"))
         new_energy = sum(per_kind.values())
         record.energy_consumed = record.cpu_energy + record.gpu_energy + record.ram_energy
@@ -859,16 +897,33 @@ class BaseEmissionsTracker:
         record.cloud_provider = intensity.cloud_provider or ""
         record.cloud_region = intensity.cloud_region or ""
         record.on_cloud = "Y" if intensity.cloud_provider else "N"
-        for key in ("os", "python_version", "cpu_count", "cpu_model", "gpu_count", "gpu_model",
-                    "ram_total_size", "cpu_method", "gpu_method", "ram_method"):
+        for key in (
+            "os",
+            "python_version",
+            "cpu_count",
+            "cpu_model",
+            "gpu_count",
+            "gpu_model",
+            "ram_total_size",
+            "cpu_method",
+            "gpu_method",
+            "ram_method",
+        ):
             setattr(record, key, self._static.get(key, getattr(record, key)))
         record.codecarbon_version = __version__
         record.tracker_version = __version__
         record.tracking_mode = cfg.tracking_mode
         busy = end.cpu_times_s[0] - start.cpu_times_s[0]
         total_cpu = end.cpu_times_s[1] - start.cpu_times_s[1]
-        record.cpu_utilization_percent = round(100.0 * busy / total_cpu, 2) if total_cpu > 0 else 0.0
-        gpu_utils = [u for c in self.components if c.kind == "gpu" if (u := c.utilization_percent()) is not None]
+        record.cpu_utilization_percent = (
+            round(100.0 * busy / total_cpu, 2) if total_cpu > 0 else 0.0
+        )
+        gpu_utils = [
+            u
+            for c in self.components
+            if c.kind == "gpu"
+            if (u := c.utilization_percent()) is not None
+        ]
         record.gpu_utilization_percent = sum(gpu_utils) / len(gpu_utils) if gpu_utils else 0.0
         record.ram_utilization_percent, record.ram_used_gb = self._ram_usage(end.monotonic_s)
         record.pue = cfg.pue
@@ -893,7 +948,10 @@ class BaseEmissionsTracker:
         try:
             machine_used, total = memory_used_bytes()
             used = process_rss_bytes() if self.config.tracking_mode == "process" else machine_used
-            figures = (round(100.0 * machine_used / total, 1) if total else 0.0, round(used / 1024**3, 3))
+            figures = (
+                round(100.0 * machine_used / total, 1) if total else 0.0,
+                round(used / 1024**3, 3),
+            )
         except Exception:  # pragma: no cover - a failed reading is not worth a crash
             figures = (0.0, 0.0)
         self._ram_cache = (now_s, *figures)
@@ -929,7 +987,9 @@ class BaseEmissionsTracker:
         elif self.final_emissions_data is not None:
             total = self.final_emissions_data
         else:
-            total = self._resumed if self._resumed is not None else EmissionsData(run_id=self.run_id)
+            total = (
+                self._resumed if self._resumed is not None else EmissionsData(run_id=self.run_id)
+            )
         return {
             "version": STATE_VERSION,
             "run_id": self.run_id,
@@ -944,8 +1004,9 @@ class BaseEmissionsTracker:
         """
         try:
             run_id = str(state["run_id"])
-            resumed = totals_from_state({key: float(state.get(key, 0.0)) for key in STATE_KEYS},
-                                        run_id=run_id)
+            resumed = totals_from_state(
+                {key: float(state.get(key, 0.0)) for key in STATE_KEYS}, run_id=run_id
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"state: not a tracker state_dict ({e})") from None
         with self._lock:
@@ -1113,4 +1174,3 @@ __all__ = [
     "track_emissions",
     "ConfigError",
 ]
-

@@ -29,12 +29,19 @@ def _env(home: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], dict]:
+def quick_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], dict]:
     work = tmp_path_factory.mktemp("bench")
     out = work / "results.json"
     proc = subprocess.run(
         [sys.executable, str(RUN), "--quick", "--json", str(out)],
-        cwd=work, env=_env(work), check=False, capture_output=True, text=True, timeout=170,
+        cwd=work,
+        env=_env(work),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=170,
     )
     data = json.loads(out.read_text()) if out.exists() else {}
     return proc, data
@@ -57,7 +64,9 @@ def test_quick_run_measures_both_tools(quick_run) -> None:
     _, data = quick_run
     for tool in ("ours", "codecarbon"):
         runs = data["core"]["lifecycle"][tool]
-        assert runs and all(r["import_s"] > 0 and r["construct_start_s"] > 0 and r["stop_s"] >= 0 for r in runs)
+        assert runs and all(
+            r["import_s"] > 0 and r["construct_start_s"] > 0 and r["stop_s"] >= 0 for r in runs
+        )
         edges = data["core"]["edges"][tool]
         assert edges["edge_median_s"] > 0 and edges["n_memory"] > 0
         assert data["core"]["sampler"][tool]["wall_s"] > 1.0
@@ -67,7 +76,9 @@ def test_quick_run_measures_both_tools(quick_run) -> None:
     # each framework ran our callback and CodeCarbon's, alternating with no callback
     for framework in ("lightning", "transformers", "keras"):
         results = data["frameworks"][framework]["results"]
-        assert set(results) == {"none", "ours", "codecarbon"}, data["frameworks"][framework].get("unavailable")
+        assert set(results) == {"none", "ours", "codecarbon"}, data["frameworks"][framework].get(
+            "unavailable"
+        )
         ours = results["ours"][0]
         assert ours["hook_s"] > 0 and ours["wall_s"] > ours["hook_s"]
 
@@ -87,8 +98,13 @@ def test_gpu_validation_exits_cleanly_without_a_gpu(tmp_path: Path) -> None:
     env = _env(tmp_path)
     env["CUDA_VISIBLE_DEVICES"] = ""  # no GPU, even on a machine that has one
     proc = subprocess.run(
-        [sys.executable, str(GPU_VALIDATION)], cwd=tmp_path, env=env,
-        check=False, capture_output=True, text=True, timeout=120,
+        [sys.executable, str(GPU_VALIDATION)],
+        cwd=tmp_path,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "no GPU validation on this machine" in proc.stdout and "nothing measured" in proc.stdout
@@ -99,9 +115,25 @@ def test_gpu_validation_runs_end_to_end_on_the_fake_nvml(tmp_path: Path) -> None
     """The GPU script's whole path (Lightning run, trackers, analysis, table) on CPU."""
     out = tmp_path / "gpu.json"
     proc = subprocess.run(
-        [sys.executable, str(GPU_VALIDATION), "--fake-nvml", "--steady-epochs", "5", "--alt-epochs", "2",
-         "--epoch-s", "0.1", "--json", str(out)],
-        cwd=tmp_path, env=_env(tmp_path), check=False, capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            str(GPU_VALIDATION),
+            "--fake-nvml",
+            "--steady-epochs",
+            "5",
+            "--alt-epochs",
+            "2",
+            "--epoch-s",
+            "0.1",
+            "--json",
+            str(out),
+        ],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "FAKE NVML" in proc.stdout

@@ -75,7 +75,6 @@ def boamps_report(directory: Path, run_id: str) -> dict[str, Any]:
     return json.loads((directory / f"boamps_report_{run_id}.json").read_text())
 
 
-
 def check_closing_line(stdout: str, directory: Path, *, status: str = "completed") -> None:
     """The one line a fit ends with: the last run's energy and emissions, and its report files."""
     import os
@@ -139,8 +138,13 @@ def secret_tracker_kwargs(output_dir: Path) -> dict[str, Any]:
 
 def check_secrets_given(tracker: Any, kwargs: dict[str, Any]) -> None:
     """The tracker of a (resumed) run uses the secrets its callback was given."""
-    for name in ("api_key", "electricitymaps_api_token", "emissions_endpoint", "api_endpoint",
-                 "prometheus_url"):
+    for name in (
+        "api_key",
+        "electricitymaps_api_token",
+        "emissions_endpoint",
+        "api_endpoint",
+        "prometheus_url",
+    ):
         assert getattr(tracker.config, name) == kwargs[name], name
 
 

@@ -72,7 +72,7 @@ def test_keras_adapter_without_a_usable_backend_names_keras_backend(backend):
     assert "keras is installed, but its backend could not be imported" in message
     assert f"(KERAS_BACKEND={backend!r}" in message
     assert "KERAS_BACKEND=torch" in message
-    assert "could not be imported (" in message and "pip install \"codecarbon" not in message
+    assert "could not be imported (" in message and 'pip install "codecarbon' not in message
 
 
 def test_importing_the_package_and_session_loads_no_framework():
@@ -128,6 +128,7 @@ def test_every_install_command_in_the_docs_works_from_the_repository_root():
             else:
                 continue  # another package (torch, ...)
             declared = tomllib.loads((folder / "pyproject.toml").read_text())["project"].get(
-                "optional-dependencies", {})
+                "optional-dependencies", {}
+            )
             for extra in filter(None, (extras or "").split(",")):
                 assert extra in declared, f"{where}: {command}: no extra {extra!r}"

@@ -58,9 +58,7 @@ class FailAtEpoch(keras.callbacks.Callback):
             raise RuntimeError("boom")
 
 
-def test_fit_history_windows_metadata_and_eval_runs(
-    tracker_kwargs, tmp_path, capsys
-):
+def test_fit_history_windows_metadata_and_eval_runs(tracker_kwargs, tmp_path, capsys):
     from codecarbon_callbacks import BoAmpsOutput
 
     callback = EmissionsCallback(
@@ -201,14 +199,30 @@ def test_no_secret_reaches_the_state_file_a_file_or_a_log_and_resume_works(
         x, y = data(64)
         first = EmissionsCallback(state_path=state_file, **kwargs)
         with pytest.raises(RuntimeError, match="boom"):
-            tiny_model().fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[
-                keras.callbacks.BackupAndRestore(str(backup_dir)), first, FailAtEpoch(1)])
+            tiny_model().fit(
+                x,
+                y,
+                epochs=3,
+                batch_size=32,
+                verbose=0,
+                callbacks=[
+                    keras.callbacks.BackupAndRestore(str(backup_dir)),
+                    first,
+                    FailAtEpoch(1),
+                ],
+            )
         state_text = state_file.read_text()  # written at epoch 0's end, read at resume
         searched_before = check_no_secret([tmp_path])
         first.session.end_run(status="interrupted")  # what the process exit does
         second = EmissionsCallback(state_path=state_file, **kwargs)
-        tiny_model().fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[
-            keras.callbacks.BackupAndRestore(str(backup_dir)), second])
+        tiny_model().fit(
+            x,
+            y,
+            epochs=3,
+            batch_size=32,
+            verbose=0,
+            callbacks=[keras.callbacks.BackupAndRestore(str(backup_dir)), second],
+        )
     runs = read_runs(output)
     assert list(runs["run_id"]) == [json.loads(state_text)["tracker"]["run_id"]] * 2  # resumed
     assert list(runs["status"]) == ["interrupted", "completed"]
@@ -236,9 +250,16 @@ def test_two_callbacks_in_one_fit_each_write_and_resume_their_own_run(tracker_kw
         ]
         try:
             tiny_model().fit(
-                x, y, epochs=3, batch_size=32, verbose=0,
-                callbacks=[keras.callbacks.BackupAndRestore(str(backup_dir)), *callbacks,
-                           *([FailAtEpoch(2)] if fail else [])],
+                x,
+                y,
+                epochs=3,
+                batch_size=32,
+                verbose=0,
+                callbacks=[
+                    keras.callbacks.BackupAndRestore(str(backup_dir)),
+                    *callbacks,
+                    *([FailAtEpoch(2)] if fail else []),
+                ],
             )
         except RuntimeError:
             for callback in callbacks:  # what the process exit does to the runs left open

@@ -204,7 +204,8 @@ def test_fit_test_predict_windows_logs_metadata(tracker_kwargs, tmp_path):
 def test_fit_ends_with_one_line_unless_verbose_is_false(tracker_kwargs, tmp_path, capsys):
     train, val = loaders(64)
     trainer(tmp_path, EmissionsCallback(**tracker_kwargs), max_epochs=1).fit(
-        TinyRegressor(), train, val)
+        TinyRegressor(), train, val
+    )
     check_closing_line(capsys.readouterr().out, tmp_path)
     quiet = EmissionsCallback(verbose=False, **tracker_kwargs)
     trainer(tmp_path, quiet, max_epochs=1).fit(TinyRegressor(), train, val)
@@ -371,9 +372,7 @@ def test_pytorch_lightning_package_uses_the_same_implementation(tracker_kwargs, 
     assert list(read_windows(tmp_path).query("phase == 'train'")["epoch"]) == [0, 1]
 
 
-def test_no_secret_reaches_a_checkpoint_a_file_or_a_log_and_resume_works(
-    tmp_path, caplog, capsys
-):
+def test_no_secret_reaches_a_checkpoint_a_file_or_a_log_and_resume_works(tmp_path, caplog, capsys):
     """Every secret given as an argument, checkpoints saved, every sending output failing: no
     secret in the .ckpt files, any other file or any log line; the resumed callback takes its
     secrets from its own arguments."""
@@ -428,8 +427,10 @@ def two_callbacks_each_write_and_resume_their_own_run(
         ]
         package.Trainer(
             max_epochs=epochs,
-            callbacks=[*callbacks, package.callbacks.ModelCheckpoint(dirpath=checkpoints,
-                                                                     save_last=True)],
+            callbacks=[
+                *callbacks,
+                package.callbacks.ModelCheckpoint(dirpath=checkpoints, save_last=True),
+            ],
             logger=False,
             enable_progress_bar=False,
             enable_model_summary=False,
@@ -439,8 +440,10 @@ def two_callbacks_each_write_and_resume_their_own_run(
 
     first = fit(1)
     assert first[0].state_key != first[1].state_key
-    assert first[0].state_key == callback_class(**{**tracker_kwargs, "output_dir": str(folders[0])}
-                                                ).state_key  # the same in the resumed process
+    assert (
+        first[0].state_key
+        == callback_class(**{**tracker_kwargs, "output_dir": str(folders[0])}).state_key
+    )  # the same in the resumed process
     run_ids = [read_runs(folder).iloc[-1]["run_id"] for folder in folders]
     assert run_ids[0] != run_ids[1] and [c.summary()["run_id"] for c in first] == run_ids
     saved = torch.load(checkpoints / "last.ckpt", weights_only=False)["callbacks"]
@@ -467,9 +470,7 @@ class TinyModule(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def test_two_callbacks_in_one_trainer_each_write_and_resume_their_own_run(
-    tracker_kwargs, tmp_path
-):
+def test_two_callbacks_in_one_trainer_each_write_and_resume_their_own_run(tracker_kwargs, tmp_path):
     two_callbacks_each_write_and_resume_their_own_run(
         pl, EmissionsCallback, TinyModule, tracker_kwargs, tmp_path
     )

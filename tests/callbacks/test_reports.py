@@ -71,17 +71,18 @@ def test_run_and_epoch_summaries_add_up(two_runs: tuple[Path, list[str]]) -> Non
     final = reports.runs[reports.runs["status"] == "completed"].set_index("run_id")
     for _, run in runs.iterrows():
         assert run["energy_kwh"] == pytest.approx(final.loc[run["run_id"], "energy_consumed"])
-        assert run["energy_kwh"] * J_PER_KWH / run["duration_s"] == pytest.approx(TOTAL_W,
-                                                                                  rel=0.02)
+        assert run["energy_kwh"] * J_PER_KWH / run["duration_s"] == pytest.approx(TOTAL_W, rel=0.02)
 
     epochs = epoch_summary(select_run(reports.windows, run_ids[0][:8]))
     assert list(epochs["epoch"]) == [0, 1, 2] and set(epochs["run_id"]) == {run_ids[0]}
     for _, epoch in epochs.iterrows():
         assert epoch["mean_power_w"] == pytest.approx(TOTAL_W, rel=0.02)
-        assert epoch["gpu_energy_kwh"] / epoch["energy_kwh"] == pytest.approx(GPU_W / TOTAL_W,
-                                                                              rel=1e-3)
+        assert epoch["gpu_energy_kwh"] / epoch["energy_kwh"] == pytest.approx(
+            GPU_W / TOTAL_W, rel=1e-3
+        )
         assert epoch["train_energy_kwh"] + epoch["validation_energy_kwh"] == pytest.approx(
-            epoch["energy_kwh"])
+            epoch["energy_kwh"]
+        )
         assert epoch["status"] == "completed"
     tasks = task_summary(reports.windows)
     assert list(tasks["task"]) == ["evaluate"] and list(tasks["run_id"]) == [run_ids[1]]
@@ -128,8 +129,15 @@ def test_the_cli_names_still_reach_the_library() -> None:
     import codecarbon_callbacks.cli as cli
     from codecarbon_callbacks import reports
 
-    for name in ("load_reports", "run_summary", "epoch_summary", "task_summary", "format_table",
-                 "plot_epochs", "Reports"):
+    for name in (
+        "load_reports",
+        "run_summary",
+        "epoch_summary",
+        "task_summary",
+        "format_table",
+        "plot_epochs",
+        "Reports",
+    ):
         with pytest.warns(DeprecationWarning, match=f"codecarbon_callbacks.reports.{name}"):
             assert getattr(cli, name) is getattr(reports, name)
     with pytest.raises(AttributeError):

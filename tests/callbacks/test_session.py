@@ -257,8 +257,9 @@ def test_boamps_task_from_framework_info_validates(tracker_kwargs, tmp_path):
     assert metadata["boamps_task"]["algorithms"][0]["classPath"] == "pkg.Model"
 
 
-def test_session_boamps_report_matches_the_official_schema(tracker_kwargs, tmp_path,
-                                                          boamps_validator):
+def test_session_boamps_report_matches_the_official_schema(
+    tracker_kwargs, tmp_path, boamps_validator
+):
     """Reference: the report a session writes, against the official BoAmps 1.1 schemas."""
     _, report, _ = _session_boamps_run(tracker_kwargs, tmp_path)
     assert schema_errors(boamps_validator, report) == []
@@ -376,7 +377,8 @@ def test_no_gpu_no_rapl_no_network_still_measures_and_says_so_once(tracker_kwarg
 
 
 def test_each_run_builds_its_tracker_once_and_the_config_is_resolved_once(
-        tracker_kwargs, monkeypatch):
+    tracker_kwargs, monkeypatch
+):
     from codecarbon_callbacks_core import tracker as tracker_module
 
     built, resolved = [], []
@@ -407,12 +409,15 @@ def test_each_run_builds_its_tracker_once_and_the_config_is_resolved_once(
 
 # -- what the user sees without configuring anything ------------------------------------------
 
-CLOSING = re.compile(r"^codecarbon-callbacks: fit (?P<status>\w+): (?P<kwh>\S+) kWh, "
-                     r"(?P<kg>\S+) kg CO2eq; reports in (?P<dir>.+): (?P<files>.+)$")
+CLOSING = re.compile(
+    r"^codecarbon-callbacks: fit (?P<status>\w+): (?P<kwh>\S+) kWh, "
+    r"(?P<kg>\S+) kg CO2eq; reports in (?P<dir>.+): (?P<files>.+)$"
+)
 
 
 def test_a_fit_ends_with_one_line_energy_emissions_and_where_the_reports_are(
-        tracker_kwargs, tmp_path, capsys):
+    tracker_kwargs, tmp_path, capsys
+):
     session = EmissionsSession("custom", output_methods=["csv", "boamps"], **tracker_kwargs)
     session.begin_run("fit")
     run_epochs(session, 1)
@@ -428,17 +433,24 @@ def test_a_fit_ends_with_one_line_energy_emissions_and_where_the_reports_are(
     assert float(match["kg"]) == pytest.approx(run["emissions"], rel=1e-5)
     assert match["dir"] == os.path.abspath(tmp_path)
     assert match["files"].split(", ") == [
-        "emissions.csv", "emissions_windows.csv", f"boamps_report_{run['run_id']}.json"]
+        "emissions.csv",
+        "emissions_windows.csv",
+        f"boamps_report_{run['run_id']}.json",
+    ]
     assert all((tmp_path / name).is_file() for name in match["files"].split(", "))
 
 
-@pytest.mark.parametrize(("verbose", "rank", "stage"), [
-    (False, 0, "fit"),  # silenced
-    (True, 1, "fit"),  # a rank other than zero
-    (True, 0, "validate"),  # not a fit
-])
+@pytest.mark.parametrize(
+    ("verbose", "rank", "stage"),
+    [
+        (False, 0, "fit"),  # silenced
+        (True, 1, "fit"),  # a rank other than zero
+        (True, 0, "validate"),  # not a fit
+    ],
+)
 def test_no_closing_line_when_silenced_off_rank_zero_or_outside_fit(
-        tracker_kwargs, capsys, verbose, rank, stage):
+    tracker_kwargs, capsys, verbose, rank, stage
+):
     session = EmissionsSession("custom", verbose=verbose, **tracker_kwargs)
     session.begin_run(stage, rank=rank)
     run_epochs(session, 1)
@@ -462,8 +474,13 @@ def unknown_cpu(tmp_path, monkeypatch):
     real = hardware.detect_for_config
 
     def detect(config, **overrides):
-        return real(config, powercap_root=tmp_path / "none", cpuinfo_path=str(cpuinfo),
-                    nvml=False, **overrides)
+        return real(
+            config,
+            powercap_root=tmp_path / "none",
+            cpuinfo_path=str(cpuinfo),
+            nvml=False,
+            **overrides,
+        )
 
     monkeypatch.setattr(hardware, "detect_for_config", detect)
 
@@ -507,8 +524,9 @@ def test_gpu_ids_naming_no_visible_gpu_raise_before_the_first_step(tracker_kwarg
     from fakes.fake_nvml import FakeDevice, FakeNvml, RealClock
 
     uuid = "GPU-0000cccc-0000-0000-0000-000000000000"
-    monkeypatch.setitem(sys.modules, "pynvml",
-                        FakeNvml([FakeDevice(uuid=uuid, power_w=100.0)], clock=RealClock()))
+    monkeypatch.setitem(
+        sys.modules, "pynvml", FakeNvml([FakeDevice(uuid=uuid, power_w=100.0)], clock=RealClock())
+    )
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     session = EmissionsSession("custom", **dict(tracker_kwargs, gpu_ids=[5]))
     with pytest.raises(ConfigError, match="gpu_ids") as caught:
@@ -532,22 +550,36 @@ def test_checkpoint_arguments_keep_no_secret_and_the_key_names_the_configuration
         "api_endpoint": f"https://user:{secret}@api.example.com",
         "prometheus_url": f"user:{secret}@localhost:9091",
     }
-    assert checkpoint_arguments(given) == {"output_dir": "runs/a", "project_name": "p",
-                                           "verbose": True}
+    assert checkpoint_arguments(given) == {
+        "output_dir": "runs/a",
+        "project_name": "p",
+        "verbose": True,
+    }
     plain = {"api_endpoint": "https://api.example.com", "prometheus_url": "localhost:9091"}
     assert checkpoint_arguments(plain) == plain  # a URL without a secret is kept
     key = configuration_key(given)
     assert re.fullmatch(r"[0-9a-f]{12}", key)
     # no secret counts: other secrets, same key; another folder or host, another key
-    assert configuration_key({**given, "api_key": "other", "prometheus_url": "u:x@localhost:9091",
-                              "emissions_endpoint": "https://hooks.example.com/x?token=y"}) == key
+    assert (
+        configuration_key(
+            {
+                **given,
+                "api_key": "other",
+                "prometheus_url": "u:x@localhost:9091",
+                "emissions_endpoint": "https://hooks.example.com/x?token=y",
+            }
+        )
+        == key
+    )
     assert configuration_key({**given, "output_dir": "runs/b"}) != key
     assert configuration_key({**given, "api_endpoint": f"https://u:{secret}@other.example"}) != key
-    session = EmissionsSession("custom", country_iso_code="FRA", output_dir="runs/a",
-                               api_key=secret, verbose=False)
+    session = EmissionsSession(
+        "custom", country_iso_code="FRA", output_dir="runs/a", api_key=secret, verbose=False
+    )
     assert secret not in json.dumps(session.checkpoint_arguments())
     assert session.configuration_key() == configuration_key(
-        {"country_iso_code": "FRA", "output_dir": "runs/a", "verbose": False})
+        {"country_iso_code": "FRA", "output_dir": "runs/a", "verbose": False}
+    )
 
 
 def test_install_hint_quotes_the_extra_and_gives_the_clones_form():

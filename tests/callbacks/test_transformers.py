@@ -408,9 +408,7 @@ def test_step_windows_and_step_forecast_for_max_steps(tracker_kwargs, tmp_path):
     assert any("forecast_energy_kwh" in e for e in logged)
 
 
-def test_no_secret_reaches_a_checkpoint_a_file_or_a_log_and_resume_works(
-    tmp_path, caplog, capsys
-):
+def test_no_secret_reaches_a_checkpoint_a_file_or_a_log_and_resume_works(tmp_path, caplog, capsys):
     """Every secret given as an argument, checkpoints saved, every sending output failing: no
     secret in trainer_state.json (which push_to_hub uploads), any other file or any log line;
     the resumed callback takes its secrets from its own arguments."""
@@ -447,8 +445,13 @@ def test_no_secret_reaches_a_checkpoint_a_file_or_a_log_and_resume_works(
         "EmissionsCallback"
     ]
     assert saved["args"]["experiment_id"] == kwargs["experiment_id"]  # arguments are saved...
-    for name in ("api_key", "electricitymaps_api_token", "emissions_endpoint", "api_endpoint",
-                 "prometheus_url"):
+    for name in (
+        "api_key",
+        "electricitymaps_api_token",
+        "emissions_endpoint",
+        "api_endpoint",
+        "prometheus_url",
+    ):
         assert name not in saved["args"]  # ...but not these
     searched = check_no_secret([tmp_path], caplog.text, capsys.readouterr().out)
     names = {path.name for path in searched}
@@ -457,17 +460,14 @@ def test_no_secret_reaches_a_checkpoint_a_file_or_a_log_and_resume_works(
     assert any("127.0.0.1" in r.getMessage() for r in caplog.records)  # and said so
 
 
-def test_two_callbacks_in_one_trainer_each_write_and_resume_their_own_run(
-    tracker_kwargs, tmp_path
-):
+def test_two_callbacks_in_one_trainer_each_write_and_resume_their_own_run(tracker_kwargs, tmp_path):
     """Two callbacks writing to two folders: each folder gets its own run, before and after a
     resume (the Trainer rebuilds both; each rebuilt one takes over its own callback's session)."""
     folders = [tmp_path / "a", tmp_path / "b"]
 
     def train(epochs: int, attach: bool, resume: str | None = None) -> list[Any]:
         callbacks = [
-            EmissionsCallback(**{**tracker_kwargs, "output_dir": str(folder)})
-            for folder in folders
+            EmissionsCallback(**{**tracker_kwargs, "output_dir": str(folder)}) for folder in folders
         ]
         args = arguments(
             tmp_path,
@@ -492,7 +492,9 @@ def test_two_callbacks_in_one_trainer_each_write_and_resume_their_own_run(
     run_ids = [read_runs(folder).iloc[-1]["run_id"] for folder in folders]
     assert run_ids[0] != run_ids[1]
     assert [c.summary()["run_id"] for c in first] == run_ids
-    second = train(2, attach=True, resume=str(tmp_path / "trainer" / f"checkpoint-{STEPS_PER_EPOCH}"))
+    second = train(
+        2, attach=True, resume=str(tmp_path / "trainer" / f"checkpoint-{STEPS_PER_EPOCH}")
+    )
     for folder, run_id, callback in zip(folders, run_ids, second):
         runs = read_runs(folder)
         assert list(runs["run_id"]) == [run_id, run_id]  # its own run, resumed

@@ -15,12 +15,20 @@ from core.constant_power import components
 CPU_W, GPU_W, RAM_W = 50.0, 300.0, 5.0
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 60.0, env: dict[str, str] | None = None,
-            ) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str,
+    cwd: Path,
+    timeout: float = 60.0,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """``python -m codecarbon_callbacks ARGS`` (the entry point's module), captured."""
     return subprocess.run(
         [sys.executable, "-m", "codecarbon_callbacks", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
         env={**os.environ, **(env or {})},
     )
 
@@ -33,20 +41,27 @@ def write_run(output_dir: Path, *, epochs: int = 3, flush: bool = False, task: b
     from codecarbon_callbacks import OfflineEmissionsTracker
 
     tracker = OfflineEmissionsTracker(
-        country_iso_code="FRA", output_dir=str(output_dir), project_name="cli-test",
+        country_iso_code="FRA",
+        output_dir=str(output_dir),
+        project_name="cli-test",
         components=components(cpu_w=CPU_W, gpu_w=GPU_W, ram_w=RAM_W),
     )
     tracker.start()
     window = tracker.open_window("epoch", "epoch 0", epoch=0, phase="train")
     for epoch in range(epochs):
         time.sleep(0.03)
-        _, window = tracker.switch_window(window, "phase", f"validation {epoch}", epoch=epoch,
-                                          phase="validation")
+        _, window = tracker.switch_window(
+            window, "phase", f"validation {epoch}", epoch=epoch, phase="validation"
+        )
         time.sleep(0.01)
         last = epoch == epochs - 1
-        _, window = tracker.switch_window(window, "phase" if last else "epoch", "",
-                                          epoch=None if last else epoch + 1,
-                                          phase="other" if last else "train")
+        _, window = tracker.switch_window(
+            window,
+            "phase" if last else "epoch",
+            "",
+            epoch=None if last else epoch + 1,
+            phase="other" if last else "train",
+        )
         if flush and epoch == 0:
             tracker.flush()
     tracker.close_window(window)

@@ -19,7 +19,9 @@ from codecarbon_callbacks_core.output.file import read_emissions
 
 TOTAL_W = CPU_W + GPU_W + RAM_W
 NUMBER = r"[0-9.]+(?:e[+-]?[0-9]+)?"
-LIVE_LINE = re.compile(rf"codecarbon-callbacks: +{NUMBER} s \| {NUMBER} W.* \| (?P<wh>{NUMBER}) Wh \| {NUMBER} g CO2eq$")
+LIVE_LINE = re.compile(
+    rf"codecarbon-callbacks: +{NUMBER} s \| {NUMBER} W.* \| (?P<wh>{NUMBER}) Wh \| {NUMBER} g CO2eq$"
+)
 METHODS = {"rapl", "nvml_energy", "nvml_power", "tdp_estimate", "constant"}
 
 
@@ -46,12 +48,31 @@ def test_help_everywhere(tmp_path: Path, command: list[str]) -> None:
 
 def test_cli_module_imports_nothing_heavy(tmp_path: Path) -> None:
     """``--help`` and argument errors stay fast: pandas, torch & co. load only where used."""
-    heavy = ("torch", "lightning", "transformers", "keras", "pandas", "matplotlib", "rich",
-             "requests", "pynvml", "prometheus_client", "logfire")
-    code = ("import sys, codecarbon_callbacks.cli as cli; cli.build_parser(); "
-            f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                            cwd=tmp_path, check=False)
+    heavy = (
+        "torch",
+        "lightning",
+        "transformers",
+        "keras",
+        "pandas",
+        "matplotlib",
+        "rich",
+        "requests",
+        "pynvml",
+        "prometheus_client",
+        "logfire",
+    )
+    code = (
+        "import sys, codecarbon_callbacks.cli as cli; cli.build_parser(); "
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
 
@@ -68,7 +89,9 @@ def test_console_script_is_installed(tmp_path: Path) -> None:
     script = shutil.which("codecarbon-callbacks")
     if script is None:
         pytest.skip("the package is not installed with its entry point (pip install -e .)")
-    result = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    result = subprocess.run(
+        [script, "--version"], capture_output=True, text=True, timeout=30, check=False
+    )
     from codecarbon_callbacks import __version__
 
     assert result.returncode == 0 and __version__ in result.stdout
@@ -77,7 +100,9 @@ def test_console_script_is_installed(tmp_path: Path) -> None:
 # -- report --------------------------------------------------------------------------------------
 
 
-def test_report_json_per_run_and_per_epoch(reports_dir: tuple[Path, list[str]], tmp_path: Path) -> None:
+def test_report_json_per_run_and_per_epoch(
+    reports_dir: tuple[Path, list[str]], tmp_path: Path
+) -> None:
     output, run_ids = reports_dir
     result = run_cli("report", str(output), "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -101,23 +126,36 @@ def test_report_json_per_run_and_per_epoch(reports_dir: tuple[Path, list[str]], 
     for epoch in epochs:
         # constant powers: every epoch's mean power is their sum, whatever its duration
         assert epoch["mean_power_w"] == pytest.approx(TOTAL_W, rel=0.02)
-        assert epoch["cpu_energy_kwh"] / epoch["energy_kwh"] == pytest.approx(CPU_W / TOTAL_W, rel=1e-3)
-        assert epoch["train_energy_kwh"] + epoch["validation_energy_kwh"] == pytest.approx(epoch["energy_kwh"])
+        assert epoch["cpu_energy_kwh"] / epoch["energy_kwh"] == pytest.approx(
+            CPU_W / TOTAL_W, rel=1e-3
+        )
+        assert epoch["train_energy_kwh"] + epoch["validation_energy_kwh"] == pytest.approx(
+            epoch["energy_kwh"]
+        )
         assert epoch["train_energy_kwh"] > epoch["validation_energy_kwh"] > 0
-        mine = windows[(windows["run_id"] == epoch["run_id"]) & (windows["epoch"] == epoch["epoch"])
-                       & windows["kind"].isin(["epoch", "phase"])]
+        mine = windows[
+            (windows["run_id"] == epoch["run_id"])
+            & (windows["epoch"] == epoch["epoch"])
+            & windows["kind"].isin(["epoch", "phase"])
+        ]
         assert epoch["energy_kwh"] == pytest.approx(mine["energy_consumed"].sum())
     # the epochs plus the closing window tile the run from the first window's opening to the
     # last one's closing: nearly all of the run, never more
     for run_id, run in [(run_ids[0], runs[run_ids[0]])]:  # the second run has a task after them
         tiling = windows[(windows["run_id"] == run_id) & windows["kind"].isin(["epoch", "phase"])]
-        assert 0.9 * run["energy_kwh"] < tiling["energy_consumed"].sum() <= run["energy_kwh"] * (1 + 1e-9)
+        assert (
+            0.9 * run["energy_kwh"]
+            < tiling["energy_consumed"].sum()
+            <= run["energy_kwh"] * (1 + 1e-9)
+        )
 
     assert [t["task"] for t in payload["tasks"]] == ["evaluate"]
     assert payload["tasks"][0]["run_id"] == run_ids[1]
 
 
-def test_report_table_last_run_and_plot(reports_dir: tuple[Path, list[str]], tmp_path: Path) -> None:
+def test_report_table_last_run_and_plot(
+    reports_dir: tuple[Path, list[str]], tmp_path: Path
+) -> None:
     output, run_ids = reports_dir
     chart = tmp_path / "epochs.png"
     result = run_cli("report", str(output), "--last", "--plot", str(chart), cwd=tmp_path)
@@ -129,8 +167,14 @@ def test_report_table_last_run_and_plot(reports_dir: tuple[Path, list[str]], tmp
     data = chart.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
-    by_prefix = run_cli("report", str(output / "emissions_windows.csv"), "--run", run_ids[0][:8], "--json",
-                        cwd=tmp_path)
+    by_prefix = run_cli(
+        "report",
+        str(output / "emissions_windows.csv"),
+        "--run",
+        run_ids[0][:8],
+        "--json",
+        cwd=tmp_path,
+    )
     assert by_prefix.returncode == 0, by_prefix.stderr
     payload = json.loads(by_prefix.stdout)
     assert payload["runs"] == []  # only the windows file was given
@@ -167,11 +211,23 @@ def test_report_reads_a_codecarbon_file(tmp_path: Path) -> None:
     from codecarbon_callbacks_core.records import CODECARBON_COLUMNS
 
     row = {c: "" for c in CODECARBON_COLUMNS}
-    row.update(timestamp="2025-01-01T00:00:10", project_name="cc", run_id="cc-run", duration="10",
-               emissions="0.001", cpu_energy="0.002", gpu_energy="0.003", ram_energy="0.0005",
-               energy_consumed="0.0055", cpu_count="8", gpu_count="1")
+    row.update(
+        timestamp="2025-01-01T00:00:10",
+        project_name="cc",
+        run_id="cc-run",
+        duration="10",
+        emissions="0.001",
+        cpu_energy="0.002",
+        gpu_energy="0.003",
+        ram_energy="0.0005",
+        energy_consumed="0.0055",
+        cpu_count="8",
+        gpu_count="1",
+    )
     path = tmp_path / "emissions.csv"
-    path.write_text(",".join(CODECARBON_COLUMNS) + "\n" + ",".join(row[c] for c in CODECARBON_COLUMNS) + "\n")
+    path.write_text(
+        ",".join(CODECARBON_COLUMNS) + "\n" + ",".join(row[c] for c in CODECARBON_COLUMNS) + "\n"
+    )
     result = run_cli("report", str(path), "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (run,) = json.loads(result.stdout)["runs"]
@@ -188,14 +244,21 @@ def test_report_reads_codecarbon_local_time_beside_our_utc(tmp_path: Path) -> No
     cc_dir.mkdir()
     ours_dir.mkdir()
     row = {c: "" for c in CODECARBON_COLUMNS}
-    row.update(timestamp="2025-01-01T00:00:10", project_name="cc", run_id="cc-run", duration="10",
-               emissions="0.001", energy_consumed="0.0055")
+    row.update(
+        timestamp="2025-01-01T00:00:10",
+        project_name="cc",
+        run_id="cc-run",
+        duration="10",
+        emissions="0.001",
+        energy_consumed="0.0055",
+    )
     (cc_dir / "emissions.csv").write_text(
         ",".join(CODECARBON_COLUMNS) + "\n" + ",".join(row[c] for c in CODECARBON_COLUMNS) + "\n"
     )
     ours = write_run(ours_dir, epochs=1)
-    result = run_cli("report", str(cc_dir), str(ours_dir), "--json", cwd=tmp_path,
-                     env={"TZ": "America/New_York"})
+    result = run_cli(
+        "report", str(cc_dir), str(ours_dir), "--json", cwd=tmp_path, env={"TZ": "America/New_York"}
+    )
     assert result.returncode == 0, result.stderr
     runs = {r["run_id"]: r for r in json.loads(result.stdout)["runs"]}
     assert set(runs) == {"cc-run", ours}
@@ -218,7 +281,9 @@ def test_detect_json(tmp_path: Path) -> None:
     assert intensity["country_iso_code"] == "FRA"
     from codecarbon_callbacks_core.intensity import resolve_offline
 
-    assert intensity["g_per_kwh"] == pytest.approx(resolve_offline(country_iso_code="FRA").g_per_kwh)
+    assert intensity["g_per_kwh"] == pytest.approx(
+        resolve_offline(country_iso_code="FRA").g_per_kwh
+    )
     assert isinstance(payload["suggestions"], list) and isinstance(payload["notes"], list)
 
 
@@ -250,8 +315,20 @@ def test_detect_location_from_environment_and_bad_country(tmp_path: Path) -> Non
 def test_monitor_exit_code_live_lines_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "out"
     child = "import sys, time; print('child says hi', flush=True); time.sleep(1.2); sys.exit(3)"
-    result = run_cli("monitor", "--country-iso-code", "FRA", "--output-dir", str(out), "--interval", "0.3",
-                     "--", sys.executable, "-c", child, cwd=tmp_path)
+    result = run_cli(
+        "monitor",
+        "--country-iso-code",
+        "FRA",
+        "--output-dir",
+        str(out),
+        "--interval",
+        "0.3",
+        "--",
+        sys.executable,
+        "-c",
+        child,
+        cwd=tmp_path,
+    )
     assert result.returncode == 3, result.stderr
     assert "child says hi" in result.stdout
     live = [line for line in result.stderr.splitlines() if LIVE_LINE.match(line)]
@@ -274,14 +351,33 @@ def test_monitor_on_a_terminal_shows_a_live_line(tmp_path: Path) -> None:
     pytest.importorskip("rich")
     pty = pytest.importorskip("pty")
     out = tmp_path / "out"
-    child = ("import sys, time\nfor i in range(3): print('out', i); time.sleep(0.3)\n"
-             "for i in range(4): sys.stderr.write('\\rbar %d/3' % i); sys.stderr.flush(); time.sleep(0.1)\n"
-             "sys.stderr.write('\\n')\nsys.exit(4)")
+    child = (
+        "import sys, time\nfor i in range(3): print('out', i); time.sleep(0.3)\n"
+        "for i in range(4): sys.stderr.write('\\rbar %d/3' % i); sys.stderr.flush(); time.sleep(0.1)\n"
+        "sys.stderr.write('\\n')\nsys.exit(4)"
+    )
     master, slave = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "codecarbon_callbacks", "monitor", "--country-iso-code", "FRA",
-         "--output-dir", str(out), "--interval", "0.2", "--", sys.executable, "-c", child],
-        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
+        [
+            sys.executable,
+            "-m",
+            "codecarbon_callbacks",
+            "monitor",
+            "--country-iso-code",
+            "FRA",
+            "--output-dir",
+            str(out),
+            "--interval",
+            "0.2",
+            "--",
+            sys.executable,
+            "-c",
+            child,
+        ],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
         env={**os.environ, "TERM": "xterm", "COLUMNS": "120"},
     )
     os.close(slave)
@@ -308,7 +404,12 @@ def test_split_terminal_output_lines_and_progress_redraws() -> None:
     from codecarbon_callbacks.cli.monitor import split_terminal_output
 
     events, rest = split_terminal_output(b"a\nb\r\nloss 10%\rloss 20%\rloss 3")
-    assert events == [("line", b"a"), ("line", b"b"), ("partial", b"loss 10%"), ("partial", b"loss 20%")]
+    assert events == [
+        ("line", b"a"),
+        ("line", b"b"),
+        ("partial", b"loss 10%"),
+        ("partial", b"loss 20%"),
+    ]
     assert rest == b"loss 3"
     # a \r at the end may be half of \r\n: kept until more comes
     assert split_terminal_output(b"x\r") == ([], b"x\r")
@@ -317,8 +418,19 @@ def test_split_terminal_output_lines_and_progress_redraws() -> None:
 
 def test_monitor_success_and_errors(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    ok = run_cli("monitor", "--country-iso-code", "FRA", "--output-dir", str(out), "--",
-                 sys.executable, "-c", "pass", cwd=tmp_path, env={"CODECARBON_METADATA": '{"team": "vision"}'})
+    ok = run_cli(
+        "monitor",
+        "--country-iso-code",
+        "FRA",
+        "--output-dir",
+        str(out),
+        "--",
+        sys.executable,
+        "-c",
+        "pass",
+        cwd=tmp_path,
+        env={"CODECARBON_METADATA": '{"team": "vision"}'},
+    )
     assert ok.returncode == 0, ok.stderr
     row = read_emissions(out / "emissions.csv").iloc[-1]
     assert row["status"] == "completed"
@@ -330,13 +442,30 @@ def test_monitor_success_and_errors(tmp_path: Path) -> None:
     assert no_command.returncode == 1
     assert "monitor needs a command" in _one_error_line(no_command)
 
-    missing = run_cli("monitor", "--country-iso-code", "FRA", "--output-dir", str(out), "--",
-                      "no-such-program-xyz", cwd=tmp_path)
+    missing = run_cli(
+        "monitor",
+        "--country-iso-code",
+        "FRA",
+        "--output-dir",
+        str(out),
+        "--",
+        "no-such-program-xyz",
+        cwd=tmp_path,
+    )
     assert missing.returncode == 1
     assert "no-such-program-xyz" in _one_error_line(missing)
 
-    bad_config = run_cli("monitor", "--country-iso-code", "FRA", "--", sys.executable, "-c", "pass",
-                         cwd=tmp_path, env={"CODECARBON_PUE": "0.5"})
+    bad_config = run_cli(
+        "monitor",
+        "--country-iso-code",
+        "FRA",
+        "--",
+        sys.executable,
+        "-c",
+        "pass",
+        cwd=tmp_path,
+        env={"CODECARBON_PUE": "0.5"},
+    )
     assert bad_config.returncode == 1
     assert "pue" in _one_error_line(bad_config)
 
@@ -452,8 +581,9 @@ def test_resend_names_records_left_for_another_endpoint(tmp_path: Path, server) 
     output = tmp_path / "runs"
     old = f"http://user:{SECRET_PASSWORD}@127.0.0.1:{server.port}/old?token=tok-abcdef"
     _spool(output, "webhook", old, 1)
-    result = run_cli("resend", str(output), "--emissions-endpoint", server.url + "/new",
-                     cwd=tmp_path)
+    result = run_cli(
+        "resend", str(output), "--emissions-endpoint", server.url + "/new", cwd=tmp_path
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     named = f"webhook http://127.0.0.1:{server.port}/old?***"
     assert named in _one_error_line(result)
@@ -469,7 +599,8 @@ def test_resend_names_records_left_for_another_endpoint(tmp_path: Path, server) 
 
 
 def test_resend_401_keeps_the_records_and_credentials_are_never_stored(
-        tmp_path: Path, server) -> None:
+    tmp_path: Path, server
+) -> None:
     """A webhook spooled with user:password@ is stored without them; resend without them gets
     401 and keeps every record, saying how to give them; with them, all arrive."""
     import base64
@@ -495,8 +626,15 @@ def test_resend_401_keeps_the_records_and_credentials_are_never_stored(
     assert len(Spool(str(output)).entries()) == 4  # kept, not "rejected"
     assert len(server.requests) == 1  # the same credentials are not tried 4 times
 
-    delivered = run_cli("--verbose", "resend", str(output), "--json",
-                        "--emissions-endpoint", with_credentials, cwd=tmp_path)
+    delivered = run_cli(
+        "--verbose",
+        "resend",
+        str(output),
+        "--json",
+        "--emissions-endpoint",
+        with_credentials,
+        cwd=tmp_path,
+    )
     assert delivered.returncode == 0, delivered.stderr
     counts = json.loads(delivered.stdout)
     assert counts["delivered"] == 4 and counts["remaining"] == 0
@@ -504,8 +642,9 @@ def test_resend_401_keeps_the_records_and_credentials_are_never_stored(
     assert SECRET_PASSWORD not in refused.stderr + delivered.stdout + delivered.stderr
 
     _spool(output, "webhook", with_credentials, 1)  # the configuration's URL names the endpoint
-    configured = run_cli("resend", str(output), cwd=tmp_path,
-                         env={"CODECARBON_EMISSIONS_ENDPOINT": with_credentials})
+    configured = run_cli(
+        "resend", str(output), cwd=tmp_path, env={"CODECARBON_EMISSIONS_ENDPOINT": with_credentials}
+    )
     assert configured.returncode == 0, configured.stderr
     assert len(server.requests) == 6  # 1 refused, 4 with the flag, 1 with the configuration
     assert server.requests[-1]["headers"]["Authorization"] == expected
@@ -515,6 +654,7 @@ def test_resend_401_keeps_the_records_and_credentials_are_never_stored(
 def test_resend_api_key_from_the_environment_403_keeps(tmp_path: Path, server) -> None:
     """API records: without the key, 403 keeps them and names --api-key and CODECARBON_API_KEY;
     CODECARBON_API_KEY delivers them; the key is never stored or printed."""
+
     def token(path, headers, body):
         return None if headers.get("x-api-token") == SECRET_KEY else (403, {"detail": "token"})
 
@@ -528,8 +668,9 @@ def test_resend_api_key_from_the_environment_403_keeps(tmp_path: Path, server) -
     from codecarbon_callbacks_core.output.spool import Spool
 
     assert len(Spool(str(output)).entries("api")) == 2
-    delivered = run_cli("resend", str(output), "--json", cwd=tmp_path,
-                        env={"CODECARBON_API_KEY": SECRET_KEY})
+    delivered = run_cli(
+        "resend", str(output), "--json", cwd=tmp_path, env={"CODECARBON_API_KEY": SECRET_KEY}
+    )
     assert delivered.returncode == 0, delivered.stderr
     assert json.loads(delivered.stdout)["delivered"] == 2
     assert [r["path"] for r in server.requests[1:]] == ["/runs", "/emissions", "/emissions"]
@@ -561,9 +702,19 @@ def test_python_m_cli_runs_the_same_commands(tmp_path: Path, server) -> None:
     _spool(output, "webhook", server.url + "/hook", 2)
     result = subprocess.run(
         [sys.executable, "-m", "codecarbon_callbacks.cli", "resend", str(output), "--json"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["delivered"] == 2 and len(server.accepted()) == 2
-    version = subprocess.run([sys.executable, "-m", "codecarbon_callbacks.cli", "--version"],
-                             capture_output=True, text=True, timeout=60, check=False)
+    version = subprocess.run(
+        [sys.executable, "-m", "codecarbon_callbacks.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert version.stdout == run_cli("--version", cwd=tmp_path).stdout != ""

@@ -16,17 +16,22 @@ from codecarbon_callbacks.cli.detect import hardware_suggestions
 pytestmark = pytest.mark.skipif(platform.system() != "Linux", reason="Linux advice")
 
 
-def _machine(cpu: MeasurementMethod, gpu: MeasurementMethod | None = None,
-             ) -> list[ConstantPowerComponent]:
-    parts = [ConstantPowerComponent("cpu", "cpu:0", 50.0, method=cpu),
-             ConstantPowerComponent("ram", "ram", 5.0)]
+def _machine(
+    cpu: MeasurementMethod,
+    gpu: MeasurementMethod | None = None,
+) -> list[ConstantPowerComponent]:
+    parts = [
+        ConstantPowerComponent("cpu", "cpu:0", 50.0, method=cpu),
+        ConstantPowerComponent("ram", "ram", 5.0),
+    ]
     if gpu is not None:
         parts.append(ConstantPowerComponent("gpu", "gpu:0", 300.0, method=gpu))
     return parts
 
 
-def _presence(rapl: str = "readable", nvidia: bool = False, amd: bool = False,
-              container: bool = False) -> HardwarePresence:
+def _presence(
+    rapl: str = "readable", nvidia: bool = False, amd: bool = False, container: bool = False
+) -> HardwarePresence:
     return HardwarePresence(rapl=rapl, nvidia_driver=nvidia, amd_gpu=amd, in_container=container)
 
 
@@ -47,13 +52,18 @@ def test_gpu_fixes(monkeypatch: pytest.MonkeyPatch) -> None:
     rapl = MeasurementMethod.RAPL
     (tip,) = hardware_suggestions(_machine(rapl, MeasurementMethod.NVML_POWER), _presence())
     assert "pre-Volta" in tip
-    assert hardware_suggestions(_machine(rapl, MeasurementMethod.NVML_ENERGY),
-                                _presence(nvidia=True)) == []
+    assert (
+        hardware_suggestions(_machine(rapl, MeasurementMethod.NVML_ENERGY), _presence(nvidia=True))
+        == []
+    )
     (tip,) = hardware_suggestions(_machine(rapl), _presence(amd=True))
     assert "AMD GPUs are not measured" in tip
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "pynvml" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "pynvml" else real_find_spec(name, *a),
+    )
     (tip,) = hardware_suggestions(_machine(rapl), _presence(nvidia=True))
     assert "pip install nvidia-ml-py" in tip
     monkeypatch.undo()

@@ -21,8 +21,11 @@ def _run_with_folder_gone_at_stop(output_dir: Path) -> str:
     from codecarbon_callbacks import OfflineEmissionsTracker
 
     tracker = OfflineEmissionsTracker(
-        country_iso_code="FRA", output_dir=str(output_dir), project_name="fallback-test",
-        components=components(cpu_w=CPU_W, gpu_w=GPU_W, ram_w=RAM_W))
+        country_iso_code="FRA",
+        output_dir=str(output_dir),
+        project_name="fallback-test",
+        components=components(cpu_w=CPU_W, gpu_w=GPU_W, ram_w=RAM_W),
+    )
     tracker.start()
     window = tracker.open_window("epoch", "epoch 0", epoch=0, phase="train")
     time.sleep(0.03)
@@ -45,7 +48,8 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_report_shows_the_fallback_rows_and_resend_writes_them_back(
-        tmp_path: Path, cache: Path) -> None:
+    tmp_path: Path, cache: Path
+) -> None:
     output = tmp_path / "runs"
     first = write_run(output, epochs=1)
     second = _run_with_folder_gone_at_stop(output)
@@ -82,7 +86,8 @@ def test_report_shows_the_fallback_rows_and_resend_writes_them_back(
 
 
 def test_a_deleted_folder_is_reported_from_its_fallback_and_resend_recreates_it(
-        tmp_path: Path, cache: Path) -> None:
+    tmp_path: Path, cache: Path
+) -> None:
     output = tmp_path / "runs"
     output.mkdir()
     run_id = _run_with_folder_gone_at_stop(output)

@@ -10,8 +10,16 @@ from codecarbon_callbacks_core.hardware.base import Component, MeasurementMethod
 class ConstantPowerComponent(Component):
     """Draws ``power_w`` from start(); ``sample()`` counts its calls (sampler checks)."""
 
-    def __init__(self, kind: str, name: str, power_w: float, *, sample_interval_s: float | None = 0.05,
-                 method: MeasurementMethod = MeasurementMethod.CONSTANT, model: str = "test") -> None:
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        power_w: float,
+        *,
+        sample_interval_s: float | None = 0.05,
+        method: MeasurementMethod = MeasurementMethod.CONSTANT,
+        model: str = "test",
+    ) -> None:
         self.kind = kind
         self.name = name
         self.model = model

@@ -32,7 +32,9 @@ def test_precedence_argument_env_local_home(tmp_path: Path) -> None:
         home="[codecarbon]\nproject_name = home\nmeasure_power_secs = 4\npue = 1.3\nwue = 2\n",
     )
     env = {"CODECARBON_PROJECT_NAME": "env", "CODECARBON_MEASURE_POWER_SECS": "2"}
-    cfg = resolve_config({"project_name": "arg", "output_dir": str(tmp_path)}, environ=env, config_files=files)
+    cfg = resolve_config(
+        {"project_name": "arg", "output_dir": str(tmp_path)}, environ=env, config_files=files
+    )
     assert cfg.project_name == "arg"  # argument beats everything
     assert cfg.measure_power_secs == 2.0  # env beats files
     assert cfg.pue == 1.2  # local file beats home file
@@ -48,19 +50,30 @@ def test_config_file_output_methods_string(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "given",
-    [["csv", "logger"], [OutputMethod.CSV, OutputMethod.LOGGER], "csv,logger", ["CSV", "OutputMethod.LOGGER"]],
+    [
+        ["csv", "logger"],
+        [OutputMethod.CSV, OutputMethod.LOGGER],
+        "csv,logger",
+        ["CSV", "OutputMethod.LOGGER"],
+    ],
 )
 def test_output_methods_forms_resolve_alike(tmp_path: Path, given: object) -> None:
-    cfg = resolve_config({"output_methods": given, "output_dir": str(tmp_path)}, environ={}, config_files=[])
+    cfg = resolve_config(
+        {"output_methods": given, "output_dir": str(tmp_path)}, environ={}, config_files=[]
+    )
     assert cfg.output_methods == [OutputMethod.CSV, OutputMethod.LOGGER]
 
 
 def test_deprecated_save_flags_map_to_methods(tmp_path: Path) -> None:
     with pytest.warns(DeprecationWarning, match="save_to_logger"):
-        cfg = resolve_config({"save_to_logger": True, "output_dir": str(tmp_path)}, environ={}, config_files=[])
+        cfg = resolve_config(
+            {"save_to_logger": True, "output_dir": str(tmp_path)}, environ={}, config_files=[]
+        )
     assert cfg.output_methods == [OutputMethod.CSV, OutputMethod.LOGGER]
     with pytest.warns(DeprecationWarning, match="save_to_file"):
-        cfg = resolve_config({"save_to_file": False, "output_dir": str(tmp_path)}, environ={}, config_files=[])
+        cfg = resolve_config(
+            {"save_to_file": False, "output_dir": str(tmp_path)}, environ={}, config_files=[]
+        )
     assert cfg.output_methods == []
 
 
@@ -76,7 +89,11 @@ def test_deprecated_save_flags_ignored_when_output_methods_given(tmp_path: Path)
 
 def test_co2_signal_token_is_a_deprecated_alias(tmp_path: Path) -> None:
     with pytest.warns(DeprecationWarning, match="co2_signal_api_token"):
-        cfg = resolve_config({"co2_signal_api_token": "s3cr3t-xyz", "output_dir": str(tmp_path)}, environ={}, config_files=[])
+        cfg = resolve_config(
+            {"co2_signal_api_token": "s3cr3t-xyz", "output_dir": str(tmp_path)},
+            environ={},
+            config_files=[],
+        )
     assert cfg.electricitymaps_api_token == "s3cr3t-xyz"
     assert "s3cr3t-xyz" not in repr(cfg)
     assert "electricitymaps_api_token" not in cfg.public_dict()
@@ -93,8 +110,11 @@ def test_missing_output_dir_is_created_by_the_first_write_not_by_resolving(tmp_p
 
 
 def test_env_bool_and_numbers_typed(tmp_path: Path) -> None:
-    env = {"CODECARBON_FORCE_MODE_CPU_LOAD": "yes", "CODECARBON_API_CALL_INTERVAL": "4",
-           "CODECARBON_GPU_IDS": "0,GPU-abc"}
+    env = {
+        "CODECARBON_FORCE_MODE_CPU_LOAD": "yes",
+        "CODECARBON_API_CALL_INTERVAL": "4",
+        "CODECARBON_GPU_IDS": "0,GPU-abc",
+    }
     cfg = resolve_config({"output_dir": str(tmp_path)}, environ=env, config_files=[])
     assert cfg.force_mode_cpu_load is True
     assert cfg.api_call_interval == 4
@@ -139,13 +159,17 @@ BAD_ARGUMENTS = [
 ]
 
 
-@pytest.mark.parametrize(("arguments", "named"), BAD_ARGUMENTS, ids=[b[1] + str(i) for i, b in enumerate(BAD_ARGUMENTS)])
+@pytest.mark.parametrize(
+    ("arguments", "named"), BAD_ARGUMENTS, ids=[b[1] + str(i) for i, b in enumerate(BAD_ARGUMENTS)]
+)
 def test_bad_argument_names_the_parameter(tmp_path: Path, arguments: dict, named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path), **arguments)
 
 
-def test_bad_config_file_value_names_file_and_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_config_file_value_names_file_and_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".codecarbon.config").write_text("[codecarbon]\nmeasure_power_secs = soon\n")
     with pytest.raises(ConfigError, match=r"measure_power_secs \(from .*\.codecarbon\.config"):
@@ -183,11 +207,15 @@ def test_offline_location_errors(tmp_path: Path, arguments: dict, named: str) ->
 
 
 def test_log_level_is_the_trackers_own_never_process_wide(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    levels = {name: logging.getLogger(name).level
-              for name in ("", "codecarbon_callbacks", "codecarbon_callbacks_core")}
-    quiet = OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path),
-                                    log_level="error")
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    levels = {
+        name: logging.getLogger(name).level
+        for name in ("", "codecarbon_callbacks", "codecarbon_callbacks_core")
+    }
+    quiet = OfflineEmissionsTracker(
+        country_iso_code="FRA", output_dir=str(tmp_path), log_level="error"
+    )
     loud = OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path))
     assert {name: logging.getLogger(name).level for name in levels} == levels
     with caplog.at_level(logging.DEBUG):
@@ -208,7 +236,9 @@ def test_no_warning_for_defaults(tmp_path: Path) -> None:
 
 def test_endpoint_tokens_never_in_repr_or_public_dict(tmp_path: Path) -> None:
     url = "https://user:pw-s3cret@hooks.example/ingest?token=tk-s3cret"
-    cfg = resolve_config({"emissions_endpoint": url, "output_dir": str(tmp_path)}, environ={}, config_files=[])
+    cfg = resolve_config(
+        {"emissions_endpoint": url, "output_dir": str(tmp_path)}, environ={}, config_files=[]
+    )
     assert cfg.emissions_endpoint == url
     text = repr(cfg) + repr(cfg.public_dict())
     assert "s3cret" not in text
@@ -217,17 +247,24 @@ def test_endpoint_tokens_never_in_repr_or_public_dict(tmp_path: Path) -> None:
 
 def test_api_output_needs_a_uuid_experiment_at_construction(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="experiment_id"):
-        OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path), output_methods=["api"])
-    OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path), output_methods=["api"],
-                            experiment_id="5b0fa12a-3dd7-45bb-9766-cc326314d9f1")
+        OfflineEmissionsTracker(
+            country_iso_code="FRA", output_dir=str(tmp_path), output_methods=["api"]
+        )
+    OfflineEmissionsTracker(
+        country_iso_code="FRA",
+        output_dir=str(tmp_path),
+        output_methods=["api"],
+        experiment_id="5b0fa12a-3dd7-45bb-9766-cc326314d9f1",
+    )
 
 
 def test_an_output_dir_that_cannot_be_made_is_named_before_training(tmp_path: Path) -> None:
     """Caught at construction where the check can tell, else at start() (root may write /proc),
     always naming output_dir: never another parameter."""
     with pytest.raises(ConfigError, match="output_dir") as caught:
-        tracker = OfflineEmissionsTracker(country_iso_code="FRA",
-                                          output_dir="/proc/codecarbon-callbacks-test/runs")
+        tracker = OfflineEmissionsTracker(
+            country_iso_code="FRA", output_dir="/proc/codecarbon-callbacks-test/runs"
+        )
         tracker.start()
     assert "boamps" not in str(caught.value)
 
@@ -319,9 +356,13 @@ def _bad_value_paths(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "not.json").write_text("{not json")
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "folder").mkdir()
-    return {"file": str(tmp_path / "a_file"), "missing": str(tmp_path / "missing.json"),
-            "folder": str(tmp_path / "folder"), "not_json": str(tmp_path / "not.json"),
-            "json_list": str(tmp_path / "list.json")}
+    return {
+        "file": str(tmp_path / "a_file"),
+        "missing": str(tmp_path / "missing.json"),
+        "folder": str(tmp_path / "folder"),
+        "not_json": str(tmp_path / "not.json"),
+        "json_list": str(tmp_path / "list.json"),
+    }
 
 
 def _resolve_from(source: str, name: str, text: str, tmp_path: Path) -> str:
@@ -345,10 +386,10 @@ def test_the_bad_value_table_is_large() -> None:
 
 
 @pytest.mark.parametrize("source", SOURCES)
-@pytest.mark.parametrize(("name", "text"), BAD_VALUES,
-                         ids=[f"{n}={t!r}" for n, t in BAD_VALUES])
+@pytest.mark.parametrize(("name", "text"), BAD_VALUES, ids=[f"{n}={t!r}" for n, t in BAD_VALUES])
 def test_every_bad_value_names_the_parameter_and_its_source(
-        tmp_path: Path, source: str, name: str, text: str) -> None:
+    tmp_path: Path, source: str, name: str, text: str
+) -> None:
     text = text.format(**_bad_value_paths(tmp_path))
     message = _resolve_from(source, name, text, tmp_path)
     if source == "argument":
@@ -381,7 +422,8 @@ GOOD_VALUES = [
 @pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize(("name", "text"), GOOD_VALUES, ids=[f"{n}={t}" for n, t in GOOD_VALUES])
 def test_values_at_the_edge_of_their_domain_are_accepted(
-        tmp_path: Path, source: str, name: str, text: str) -> None:
+    tmp_path: Path, source: str, name: str, text: str
+) -> None:
     base = {"output_dir": str(tmp_path)}
     if source == "argument":
         cfg = resolve_config({**base, name: text}, environ={}, config_files=[])
@@ -393,52 +435,67 @@ def test_values_at_the_edge_of_their_domain_are_accepted(
     assert (str(value) == text) if isinstance(value, str) else (value == float(text))
 
 
-def test_logging_logger_by_name_receives_the_records(tmp_path: Path,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_logging_logger_by_name_receives_the_records(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """docs/configuration.md: a logger name is accepted (it was refused)."""
-    tracker = OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path),
-                                      output_methods=["logger"], logging_logger="energy.runs")
+    tracker = OfflineEmissionsTracker(
+        country_iso_code="FRA",
+        output_dir=str(tmp_path),
+        output_methods=["logger"],
+        logging_logger="energy.runs",
+    )
     with caplog.at_level(logging.INFO, logger="energy.runs"):
         tracker.start()
         tracker.stop()
-    assert any(r.name == "energy.runs" and "energy_consumed" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        r.name == "energy.runs" and "energy_consumed" in r.getMessage() for r in caplog.records
+    )
 
 
 def test_a_missing_boamps_context_file_fails_at_construction(tmp_path: Path) -> None:
     missing = tmp_path / "context.json"
     with pytest.raises(ConfigError, match="boamps_context_file") as caught:
-        OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path),
-                                output_methods=["boamps"], boamps_context_file=str(missing))
+        OfflineEmissionsTracker(
+            country_iso_code="FRA",
+            output_dir=str(tmp_path),
+            output_methods=["boamps"],
+            boamps_context_file=str(missing),
+        )
     assert str(missing) in str(caught.value)
     example = Path(__file__).resolve().parents[2] / "examples" / "boamps_context.json"
-    cfg = resolve_config({"output_dir": str(tmp_path), "boamps_context_file": example},
-                         environ={}, config_files=[])
+    cfg = resolve_config(
+        {"output_dir": str(tmp_path), "boamps_context_file": example}, environ={}, config_files=[]
+    )
     assert cfg.boamps_context_file == str(example)
 
 
 def test_the_longest_live_interval_runs_and_stops_cleanly(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """measure_power_secs=1e10 once killed the sampler thread (OverflowError); the documented
     maximum (86400 s) runs."""
     deaths: list[BaseException | None] = []
     monkeypatch.setattr("threading.excepthook", lambda args: deaths.append(args.exc_value))
-    tracker = OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path),
-                                      measure_power_secs=86400)
+    tracker = OfflineEmissionsTracker(
+        country_iso_code="FRA", output_dir=str(tmp_path), measure_power_secs=86400
+    )
     tracker.start()
     assert tracker.stop() is not None
     assert deaths == []
     with pytest.raises(ConfigError, match=r"measure_power_secs must be >= 0\.01 and <= 86400"):
-        OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path),
-                                measure_power_secs=1e10)
+        OfflineEmissionsTracker(
+            country_iso_code="FRA", output_dir=str(tmp_path), measure_power_secs=1e10
+        )
 
 
 # -- unknown names --------------------------------------------------------------------------------
 
 
 def test_a_misspelt_keyword_gets_did_you_mean(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError,
-                       match="unknown parameter 'output_dri'; did you mean output_dir"):
+    with pytest.raises(
+        ConfigError, match="unknown parameter 'output_dri'; did you mean output_dir"
+    ):
         OfflineEmissionsTracker(country_iso_code="FRA", output_dri=str(tmp_path))
     with pytest.raises(ConfigError, match="'zzz_qqq'") as caught:
         resolve_config({"zzz_qqq": 1}, environ={}, config_files=[])
@@ -448,8 +505,11 @@ def test_a_misspelt_keyword_gets_did_you_mean(tmp_path: Path) -> None:
 def test_unknown_variables_and_keys_warn_once_with_the_closest_name(tmp_path: Path) -> None:
     from codecarbon_callbacks_core import CodeCarbonCallbacksWarning
 
-    env = {"CODECARBON_MEASURE_POWER_SEC": "5", "CODECARBON_CALLBACKS_MACHINE_ID": "m1",
-           "CODECARBON_CALLBACKS_ANYTHING": "x"}
+    env = {
+        "CODECARBON_MEASURE_POWER_SEC": "5",
+        "CODECARBON_CALLBACKS_MACHINE_ID": "m1",
+        "CODECARBON_CALLBACKS_ANYTHING": "x",
+    }
     files = _files(tmp_path, local="[codecarbon]\nmeasure_power_sec = 4\n")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -466,11 +526,15 @@ def test_unknown_variables_and_keys_warn_once_with_the_closest_name(tmp_path: Pa
 
 
 def test_unknown_names_are_only_logged_on_other_ranks(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
         warnings.simplefilter("always")
-        resolve_config({"output_dir": str(tmp_path)},
-                       environ={"RANK": "1", "CODECARBON_PEU": "1.2"}, config_files=[])
+        resolve_config(
+            {"output_dir": str(tmp_path)},
+            environ={"RANK": "1", "CODECARBON_PEU": "1.2"},
+            config_files=[],
+        )
     assert [w for w in caught] == []
     assert "CODECARBON_PEU" in caplog.text and "did you mean CODECARBON_PUE" in caplog.text
 
@@ -480,26 +544,34 @@ def test_unknown_names_are_only_logged_on_other_ranks(
 
 def test_url_credentials_and_tokens_never_in_repr_public_dict_or_messages(tmp_path: Path) -> None:
     cfg = resolve_config(
-        {"output_dir": str(tmp_path),
-         "prometheus_url": "https://pusher:pw-s3cret@push.example:9091",
-         "api_endpoint": "https://user:api-s3cret@api.example/v1?token=tk-s3cret",
-         "emissions_endpoint": "https://hooks.example/in?key=hk-s3cret"},
-        environ={}, config_files=[])
+        {
+            "output_dir": str(tmp_path),
+            "prometheus_url": "https://pusher:pw-s3cret@push.example:9091",
+            "api_endpoint": "https://user:api-s3cret@api.example/v1?token=tk-s3cret",
+            "emissions_endpoint": "https://hooks.example/in?key=hk-s3cret",
+        },
+        environ={},
+        config_files=[],
+    )
     assert cfg.prometheus_url == "https://pusher:pw-s3cret@push.example:9091"  # used as given
     text = repr(cfg) + repr(cfg.public_dict())
     assert "s3cret" not in text and "pusher" not in text
     assert cfg.public_dict()["prometheus_url"] == "https://push.example:9091"
     assert "prometheus_url='https://push.example:9091'" in repr(cfg)
-    no_scheme = resolve_config({"output_dir": str(tmp_path),
-                                "prometheus_url": "pusher:pw-s3cret@push.example:9091"},
-                               environ={}, config_files=[])
+    no_scheme = resolve_config(
+        {"output_dir": str(tmp_path), "prometheus_url": "pusher:pw-s3cret@push.example:9091"},
+        environ={},
+        config_files=[],
+    )
     assert no_scheme.public_dict()["prometheus_url"] == "push.example:9091"
     assert "s3cret" not in repr(no_scheme)
-    for name, url in [("emissions_endpoint", "https://u:pw-s3cret@h:99999/x?token=tk-s3cret"),
-                      ("api_endpoint", "ftp://u:pw-s3cret@h/x?token=tk-s3cret"),
-                      ("api_endpoint", "https://u:pw-s3cret@exa mple/x?token=tk-s3cret"),
-                      ("prometheus_url", "u:pw-s3cret@h:notaport"),
-                      ("emissions_endpoint", "https://u:pw-s3cret@/x")]:
+    for name, url in [
+        ("emissions_endpoint", "https://u:pw-s3cret@h:99999/x?token=tk-s3cret"),
+        ("api_endpoint", "ftp://u:pw-s3cret@h/x?token=tk-s3cret"),
+        ("api_endpoint", "https://u:pw-s3cret@exa mple/x?token=tk-s3cret"),
+        ("prometheus_url", "u:pw-s3cret@h:notaport"),
+        ("emissions_endpoint", "https://u:pw-s3cret@/x"),
+    ]:
         for source in SOURCES:
             message = _resolve_from(source, name, url, tmp_path)
             assert name in message and "s3cret" not in message, message
@@ -517,13 +589,15 @@ def _fake_gpus(monkeypatch: pytest.MonkeyPatch, count: int) -> list[str]:
     return uuids
 
 
-def test_gpu_ids_naming_no_visible_gpu_fail_at_start(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gpu_ids_naming_no_visible_gpu_fail_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Once: a warning at start(), then no GPU at all in the run."""
     (uuid,) = _fake_gpus(monkeypatch, 1)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    tracker = OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path),
-                                      gpu_ids=[5], allow_multiple_runs=False)
+    tracker = OfflineEmissionsTracker(
+        country_iso_code="FRA", output_dir=str(tmp_path), gpu_ids=[5], allow_multiple_runs=False
+    )
     with pytest.raises(ConfigError, match="gpu_ids") as caught:
         tracker.start()
     message = str(caught.value)
@@ -531,8 +605,9 @@ def test_gpu_ids_naming_no_visible_gpu_fail_at_start(tmp_path: Path,
     assert "count within CUDA_VISIBLE_DEVICES" in message
     assert not tracker.is_running
     # nothing left held: another single-run tracker starts, and measures the GPU it names
-    fine = OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path),
-                                   gpu_ids=[0], allow_multiple_runs=False)
+    fine = OfflineEmissionsTracker(
+        country_iso_code="FRA", output_dir=str(tmp_path), gpu_ids=[0], allow_multiple_runs=False
+    )
     fine.start()
     try:
         assert [c.kind for c in fine.components].count("gpu") == 1
@@ -540,33 +615,40 @@ def test_gpu_ids_naming_no_visible_gpu_fail_at_start(tmp_path: Path,
         fine.stop()
 
 
-def test_gpu_ids_count_within_cuda_visible_devices(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gpu_ids_count_within_cuda_visible_devices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     uuids = _fake_gpus(monkeypatch, 4)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
-    tracker = OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path),
-                                      gpu_ids=[2])  # NVML index 2 is CUDA ordinal 0 here
+    tracker = OfflineEmissionsTracker(
+        country_iso_code="FRA", output_dir=str(tmp_path), gpu_ids=[2]
+    )  # NVML index 2 is CUDA ordinal 0 here
     with pytest.raises(ConfigError, match=r"CUDA_VISIBLE_DEVICES='2,3'") as caught:
         tracker.start()
     assert f"0: {uuids[2]} (NVML index 2); 1: {uuids[3]} (NVML index 3)" in str(caught.value)
-    by_uuid = OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path),
-                                      gpu_ids=[uuids[3]])
+    by_uuid = OfflineEmissionsTracker(
+        country_iso_code="FRA", output_dir=str(tmp_path), gpu_ids=[uuids[3]]
+    )
     by_uuid.start()
     try:
         assert [getattr(c, "uuid", None) for c in by_uuid.components if c.kind == "gpu"] == [
-            uuids[3]]
+            uuids[3]
+        ]
     finally:
         by_uuid.stop()
 
 
 def test_output_handlers_from_the_environment_or_a_file_are_ignored_with_a_warning(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     from codecarbon_callbacks_core import CodeCarbonCallbacksWarning
 
     with pytest.warns(CodeCarbonCallbacksWarning, match="only taken from an argument") as caught:
-        cfg = resolve_config({"output_dir": str(tmp_path)},
-                             environ={"CODECARBON_OUTPUT_HANDLERS": "x"},
-                             config_files=[("f", {"output_handlers": "y"})])
+        cfg = resolve_config(
+            {"output_dir": str(tmp_path)},
+            environ={"CODECARBON_OUTPUT_HANDLERS": "x"},
+            config_files=[("f", {"output_handlers": "y"})],
+        )
     assert len(caught) == 2 and cfg.output_handlers == []
 
 
@@ -574,8 +656,11 @@ def test_every_numeric_range_is_the_documented_one() -> None:
     from codecarbon_callbacks_core.config import NUMBER_RANGES
 
     docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
-    rows = {line.split("|")[1].strip().strip("`"): line for line in docs.splitlines()
-            if line.startswith("| `")}
+    rows = {
+        line.split("|")[1].strip().strip("`"): line
+        for line in docs.splitlines()
+        if line.startswith("| `")
+    }
     for name, (low, high, _included, _unit) in NUMBER_RANGES.items():
         row = rows[name]
         assert f"{low:g}" in row and str(int(high)) in row, (name, row)

@@ -73,8 +73,11 @@ def test_the_core_has_modules_to_check() -> None:
 
 def test_no_core_module_imports_codecarbon_callbacks() -> None:
     offenders = {
-        module: sorted(m for m in imported_modules(module)
-                       if m == "codecarbon_callbacks" or m.startswith("codecarbon_callbacks."))
+        module: sorted(
+            m
+            for m in imported_modules(module)
+            if m == "codecarbon_callbacks" or m.startswith("codecarbon_callbacks.")
+        )
         for module in MODULES
     }
     assert {m: found for m, found in offenders.items() if found} == {}
@@ -97,8 +100,9 @@ third_party = sorted(n for n in loaded
                      if n not in sys.stdlib_module_names and n != "codecarbon_callbacks_core")
 print(json.dumps({{"failed": failed, "third_party": third_party}}))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["failed"] == {}
     # importing a module loads at most the core's declared dependencies (each is imported where
@@ -109,8 +113,9 @@ print(json.dumps({{"failed": failed, "third_party": third_party}}))
 def test_no_output_module_imports_the_tracker() -> None:
     outputs = [m for m in MODULES if m.startswith(f"{CORE}.output.")]
     assert outputs
-    offenders = {m: sorted(i for i in imported_modules(m) if i == f"{CORE}.tracker")
-                 for m in outputs}
+    offenders = {
+        m: sorted(i for i in imported_modules(m) if i == f"{CORE}.tracker") for m in outputs
+    }
     assert {m: found for m, found in offenders.items() if found} == {}
 
 
@@ -130,7 +135,7 @@ def test_no_import_cycle_inside_the_core() -> None:
         path.append(module)
         for target in graph[module]:
             if state.get(target) == 1:
-                cycles.append(path[path.index(target):] + [target])
+                cycles.append(path[path.index(target) :] + [target])
             elif target not in state:
                 visit(target)
         path.pop()

@@ -14,20 +14,34 @@ LOG = logging.getLogger("codecarbon_callbacks_core.test_shared")
 
 
 def test_a_category_is_issued_once_per_process_whatever_the_seen_set(
-        caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG, logger=LOG.name), warnings.catch_warnings(record=True) as caught:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with (
+        caplog.at_level(logging.DEBUG, logger=LOG.name),
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("always")
         for _ in range(3):  # three objects, each with its own seen set: each logs at WARNING
-            warn_once("k", "CPU counted at %d W", 42, log=LOG, seen=set(),
-                      category=CodeCarbonCallbacksWarning)
+            warn_once(
+                "k",
+                "CPU counted at %d W",
+                42,
+                log=LOG,
+                seen=set(),
+                category=CodeCarbonCallbacksWarning,
+            )
     assert [(w.category, str(w.message)) for w in caught] == [
-        (CodeCarbonCallbacksWarning, "CPU counted at 42 W")]
+        (CodeCarbonCallbacksWarning, "CPU counted at 42 W")
+    ]
     assert caught[0].filename == __file__  # the first frame outside the package: this test
     assert [r.levelno for r in caplog.records] == [logging.WARNING] * 3
 
 
 def test_without_a_category_it_only_logs(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG, logger=LOG.name), warnings.catch_warnings(record=True) as caught:
+    with (
+        caplog.at_level(logging.DEBUG, logger=LOG.name),
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("always")
         warn_once("quiet", "rank 1: %s", "logged only", log=LOG)
         warn_once("quiet", "rank 1: %s", "logged only", log=LOG)

@@ -11,7 +11,9 @@ def test_cpu_times_agree_with_psutil() -> None:
     ours, theirs = cpu_times(), psutil.cpu_times()
     assert ours.user == pytest.approx(theirs.user, abs=1.0)
     assert ours.idle == pytest.approx(theirs.idle, abs=5.0)
-    assert ours.total_s == pytest.approx(sum(theirs) - getattr(theirs, "guest", 0) - getattr(theirs, "guest_nice", 0), abs=5.0)
+    assert ours.total_s == pytest.approx(
+        sum(theirs) - getattr(theirs, "guest", 0) - getattr(theirs, "guest_nice", 0), abs=5.0
+    )
     assert 0 < ours.busy_s < ours.total_s
     later = cpu_times()
     assert later.total_s >= ours.total_s  # fresh on each call (pread of a kept descriptor)

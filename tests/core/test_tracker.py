@@ -80,7 +80,9 @@ def test_run_energy_and_emissions_follow_the_model(tmp_path: Path) -> None:
     assert data.gpu_energy == pytest.approx(300 * data.duration / J_PER_KWH, rel=1e-6)
     assert data.ram_energy == pytest.approx(5 * data.duration / J_PER_KWH, rel=1e-6)
     assert data.cpu_power == pytest.approx(50) and data.gpu_power == pytest.approx(300)
-    assert data.energy_consumed == pytest.approx(data.cpu_energy + data.gpu_energy + data.ram_energy)
+    assert data.energy_consumed == pytest.approx(
+        data.cpu_energy + data.gpu_energy + data.ram_energy
+    )
     assert data.emissions == pytest.approx(data.energy_consumed * 1.5 * FORCED_G_PER_KWH / 1000)
     assert data.water_consumed == pytest.approx(data.energy_consumed * 2.0)
     assert data.duration >= 0.3
@@ -118,7 +120,9 @@ def test_windows_nest_and_tiled_windows_sum_to_the_run(tmp_path: Path) -> None:
         nested = tracker.open_window("phase", "validation", epoch=epoch, phase="validation")
         time.sleep(0.02)
         tracker.close_window(nested)
-        record, window = tracker.switch_window(window, "epoch", f"epoch {epoch + 1}", epoch=epoch + 1, phase="train")
+        record, window = tracker.switch_window(
+            window, "epoch", f"epoch {epoch + 1}", epoch=epoch + 1, phase="train"
+        )
         records.append(record)
     last = tracker.close_window(window)
     outer_record = tracker.close_window(outer)
@@ -127,10 +131,15 @@ def test_windows_nest_and_tiled_windows_sum_to_the_run(tmp_path: Path) -> None:
     # switched windows share their edges (one snapshot), so they tile time exactly...
     for before, after in zip(tiled, tiled[1:]):
         assert before.end_timestamp == after.start_timestamp
-    span = (datetime.fromisoformat(tiled[-1].end_timestamp) - datetime.fromisoformat(tiled[0].start_timestamp)).total_seconds()
+    span = (
+        datetime.fromisoformat(tiled[-1].end_timestamp)
+        - datetime.fromisoformat(tiled[0].start_timestamp)
+    ).total_seconds()
     assert sum(r.duration for r in tiled) == pytest.approx(span, abs=2e-3)
     # ...and their energies add up: 355 W over the tiled span, inside the outer window
-    assert sum(r.energy_consumed for r in tiled) == pytest.approx(355 * sum(r.duration for r in tiled) / J_PER_KWH, rel=1e-9)
+    assert sum(r.energy_consumed for r in tiled) == pytest.approx(
+        355 * sum(r.duration for r in tiled) / J_PER_KWH, rel=1e-9
+    )
     assert outer_record.energy_consumed > sum(r.energy_consumed for r in tiled)
     assert [r.epoch for r in tiled] == [0, 1, 2, 3]
     kinds = [w.kind for w in recorder.windows]
@@ -189,7 +198,9 @@ def test_update_mode_rewrites_the_runs_row(tmp_path: Path) -> None:
     assert len(frame) == 1 and frame.loc[0, "status"] == "completed"
 
 
-def test_failing_output_never_stops_training(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_failing_output_never_stops_training(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     class Broken(BaseOutput):
         def out(self, total, delta):
             raise OSError("disk full")
@@ -209,7 +220,9 @@ def test_failing_output_never_stops_training(tmp_path: Path, caplog: pytest.LogC
 
 def test_live_out_every_api_call_interval(tmp_path: Path) -> None:
     recorder = Recorder()
-    tracker = make_tracker(tmp_path, output_handlers=[recorder], measure_power_secs=0.05, api_call_interval=2)
+    tracker = make_tracker(
+        tmp_path, output_handlers=[recorder], measure_power_secs=0.05, api_call_interval=2
+    )
     tracker.start()
     time.sleep(0.5)
     tracker.stop()
@@ -237,11 +250,15 @@ def test_resume_keeps_run_id_and_adds_offsets(tmp_path: Path) -> None:
     assert b.energy_consumed > a.energy_consumed
     assert b.duration == pytest.approx(a.duration + (b.duration - a.duration))
     assert b.emissions > a.emissions
-    assert b.cpu_energy - a.cpu_energy == pytest.approx(50 * (b.duration - a.duration) / J_PER_KWH, rel=1e-6)
+    assert b.cpu_energy - a.cpu_energy == pytest.approx(
+        50 * (b.duration - a.duration) / J_PER_KWH, rel=1e-6
+    )
     # outputs get deltas of only what this process measured; nothing rides in the metadata
     deltas = [d for _, d in recorder.outs]
     assert len(deltas) == 2
-    assert sum(d.energy_consumed for d in deltas) == pytest.approx(b.energy_consumed - a.energy_consumed)
+    assert sum(d.energy_consumed for d in deltas) == pytest.approx(
+        b.energy_consumed - a.energy_consumed
+    )
     assert sum(d.emissions for d in deltas) == pytest.approx(b.emissions - a.emissions)
     assert sum(d.duration for d in deltas) == pytest.approx(b.duration - a.duration)
     assert "resumed_offsets" not in b.metadata
@@ -262,7 +279,9 @@ def test_context_manager_records_failure(tmp_path: Path) -> None:
 
 
 def test_track_emissions_decorator(tmp_path: Path) -> None:
-    @track_emissions(offline=True, country_iso_code="FRA", output_dir=str(tmp_path), components=components())
+    @track_emissions(
+        offline=True, country_iso_code="FRA", output_dir=str(tmp_path), components=components()
+    )
     def work(x: int) -> int:
         return x * 2
 
@@ -324,7 +343,9 @@ t.start()
 t.open_window("epoch", "e0", epoch=0, phase="train")
 raise SystemExit(3)
 """
-    result = subprocess.run([sys.executable, "-c", script], timeout=60, env={**os.environ, "HOME": str(tmp_path)})
+    result = subprocess.run(
+        [sys.executable, "-c", script], timeout=60, env={**os.environ, "HOME": str(tmp_path)}
+    )
     assert result.returncode == 3
     runs = read_emissions(tmp_path / "emissions.csv")
     assert list(runs["status"]) == ["incomplete"] and runs.loc[0, "gpu_energy"] > 0
@@ -340,7 +361,12 @@ t = OfflineEmissionsTracker(country_iso_code="FRA", output_dir={str(tmp_path)!r}
 t.start()
 t.open_window("epoch", "e0", epoch=0, phase="train")
 """
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=60, env={**os.environ, "HOME": str(tmp_path)})
+    subprocess.run(
+        [sys.executable, "-c", script],
+        check=True,
+        timeout=60,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
     runs = read_emissions(tmp_path / "emissions.csv")
     windows = read_emissions(tmp_path / "emissions_windows.csv")
     assert list(runs["status"]) == ["incomplete"]
@@ -391,10 +417,12 @@ def test_from_config_builds_without_resolving_again_and_hooks_are_public(tmp_pat
 
     config = resolve_tracker_config(
         {"country_iso_code": "FRA", "output_dir": str(tmp_path), "project_name": "once"},
-        offline=True)
+        offline=True,
+    )
     with pytest.raises(ConfigError, match="country_iso_code"):
-        resolve_tracker_config({"country_iso_code": "FRN", "output_dir": str(tmp_path)},
-                               offline=True)
+        resolve_tracker_config(
+            {"country_iso_code": "FRN", "output_dir": str(tmp_path)}, offline=True
+        )
     calls = []
 
     def combiner(record, collective):
@@ -402,7 +430,8 @@ def test_from_config_builds_without_resolving_again_and_hooks_are_public(tmp_pat
         return record
 
     tracker = OfflineEmissionsTracker.from_config(
-        config, components=components(), record_combiner=combiner, writes_outputs=False)
+        config, components=components(), record_combiner=combiner, writes_outputs=False
+    )
     assert tracker.config is config and tracker.record_combiner is combiner
     assert not tracker.writes_outputs
     tracker.start()
@@ -470,8 +499,13 @@ def test_dataloader_workers_fork_while_sampling(tmp_path: Path) -> None:
 def test_windows_left_open_close_at_the_runs_final_edge(tmp_path: Path) -> None:
     tracker = make_tracker(tmp_path)
     tracker.start()
-    first, window = tracker.switch_window(tracker.open_window("epoch", "e0", epoch=0, phase="train"),
-                                          "epoch", "e1", epoch=1, phase="train")
+    first, window = tracker.switch_window(
+        tracker.open_window("epoch", "e0", epoch=0, phase="train"),
+        "epoch",
+        "e1",
+        epoch=1,
+        phase="train",
+    )
     time.sleep(0.02)
     tracker.stop(window_status="completed")
     run = tracker.final_emissions_data
@@ -483,7 +517,9 @@ def test_windows_left_open_close_at_the_runs_final_edge(tmp_path: Path) -> None:
 def test_totals_at_last_edge_reads_no_hardware(tmp_path: Path) -> None:
     tracker = make_tracker(tmp_path, output_methods=[])
     tracker.start()
-    record, window = tracker.switch_window(tracker.open_window("epoch", "e0", epoch=0, phase="train"), "phase", "other")
+    record, window = tracker.switch_window(
+        tracker.open_window("epoch", "e0", epoch=0, phase="train"), "phase", "other"
+    )
     reads = []
     gpu = tracker.components[1]
     real = gpu.energy_j
@@ -518,7 +554,8 @@ def _user_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
 
 
 def test_a_world_average_location_warns_once_and_only_on_the_writing_rank(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     where = dict(country_iso_code="ATA", output_dir=str(tmp_path), output_methods=[])  # no data
     with caplog.at_level("WARNING"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -543,18 +580,29 @@ def unknown_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = hardware.detect_for_config
 
     def detect(config, **overrides):
-        return real(config, powercap_root=tmp_path / "none", cpuinfo_path=str(cpuinfo),
-                    nvml=False, **overrides)
+        return real(
+            config,
+            powercap_root=tmp_path / "none",
+            cpuinfo_path=str(cpuinfo),
+            nvml=False,
+            **overrides,
+        )
 
     monkeypatch.setattr(hardware, "detect_for_config", detect)
 
 
 @pytest.mark.usefixtures("unknown_cpu")
 def test_a_constant_cpu_warns_once_and_only_on_the_writing_rank(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     def run(**kwargs) -> OfflineEmissionsTracker:
-        tracker = OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(tmp_path),
-                                          output_methods=[], measure_power_secs=60, **kwargs)
+        tracker = OfflineEmissionsTracker(
+            country_iso_code="FRA",
+            output_dir=str(tmp_path),
+            output_methods=[],
+            measure_power_secs=60,
+            **kwargs,
+        )
         tracker.start()
         tracker.stop()
         return tracker
@@ -598,7 +646,9 @@ class HoldsTheLiveUpdate(ConstantPowerComponent):
         return super().energy_j(now_s)
 
 
-def test_stop_during_a_live_update_returns_at_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_stop_during_a_live_update_returns_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Before: stop() held the tracker's lock while joining the sampler, whose live callback
     waited for that lock: 5 s and "the sampler thread did not stop within 5 s"."""
     from codecarbon_callbacks_core.tracker import STOP_TIMEOUT_S
@@ -606,9 +656,14 @@ def test_stop_during_a_live_update_returns_at_once(tmp_path: Path, caplog: pytes
     for _ in range(5):
         component = HoldsTheLiveUpdate()
         recorder = Recorder()
-        tracker = make_tracker(tmp_path, components=[component], measure_power_secs=0.05,
-                               api_call_interval=1, output_methods=["csv"],
-                               output_handlers=[recorder])
+        tracker = make_tracker(
+            tmp_path,
+            components=[component],
+            measure_power_secs=0.05,
+            api_call_interval=1,
+            output_methods=["csv"],
+            output_handlers=[recorder],
+        )
         component.hold = True
         with caplog.at_level(logging.DEBUG, logger="codecarbon_callbacks_core"):
             tracker.start()
@@ -635,7 +690,9 @@ class BlocksOnExit(BaseOutput):
         self.release.wait(30)
 
 
-def test_stop_bound_wins_over_an_output_that_hangs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_stop_bound_wins_over_an_output_that_hangs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     hung = BlocksOnExit()
     tracker = make_tracker(tmp_path, output_methods=["csv"], output_handlers=[hung])
     tracker.start()
@@ -675,8 +732,13 @@ def tracker():
 
 
 def _run_script(tmp_path: Path, body: str, *, timeout_s: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", _preamble(tmp_path) + body], timeout=timeout_s,
-                          capture_output=True, text=True, env={**os.environ, "HOME": str(tmp_path)})
+    return subprocess.run(
+        [sys.executable, "-c", _preamble(tmp_path) + body],
+        timeout=timeout_s,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
 
 
 def _statuses(path: Path) -> list[str]:
@@ -684,14 +746,17 @@ def _statuses(path: Path) -> list[str]:
 
 
 def test_sigterm_writes_the_run_as_interrupted_and_ends_the_process(tmp_path: Path) -> None:
-    result = _run_script(tmp_path, """
+    result = _run_script(
+        tmp_path,
+        """
 t = tracker()
 t.start()
 t.open_window("epoch", "e0", epoch=0, phase="train")
 os.kill(os.getpid(), signal.SIGTERM)
 time.sleep(30)
 print("not reached")
-""")
+""",
+    )
     assert result.returncode == -15, result.stderr  # the signal's default action still follows
     assert "not reached" not in result.stdout
     assert _statuses(tmp_path / "emissions.csv") == ["interrupted"]
@@ -709,8 +774,10 @@ while True:
     time.sleep(0.01)
     t.close_window(w)
 """
-    child = subprocess.Popen([sys.executable, "-c", _preamble(tmp_path) + body],
-                             env={**os.environ, "HOME": str(tmp_path)})
+    child = subprocess.Popen(
+        [sys.executable, "-c", _preamble(tmp_path) + body],
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
     try:
         deadline = time.monotonic() + 60
         while not ready.exists() and time.monotonic() < deadline and child.poll() is None:
@@ -727,7 +794,9 @@ while True:
 
 
 def test_a_users_sigterm_handler_still_runs_and_is_given_back(tmp_path: Path) -> None:
-    result = _run_script(tmp_path, """
+    result = _run_script(
+        tmp_path,
+        """
 seen = []
 def mine(signum, frame):
     seen.append(signum)
@@ -743,7 +812,8 @@ t2 = tracker()
 t2.start()
 t2.stop()
 print("given back again:", signal.getsignal(signal.SIGTERM) is mine)
-""")
+""",
+    )
     assert result.returncode == 0, result.stderr
     assert "user handler ran: True" in result.stdout
     assert "ours was chained: True" in result.stdout
@@ -753,26 +823,32 @@ print("given back again:", signal.getsignal(signal.SIGTERM) is mine)
 
 
 def test_an_ignored_sigterm_is_left_alone(tmp_path: Path) -> None:
-    result = _run_script(tmp_path, """
+    result = _run_script(
+        tmp_path,
+        """
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 t = tracker()
 t.start()
 print("left alone:", signal.getsignal(signal.SIGTERM) is signal.SIG_IGN)
 os.kill(os.getpid(), signal.SIGTERM)
 t.stop()
-""")
+""",
+    )
     assert result.returncode == 0, result.stderr
     assert "left alone: True" in result.stdout
     assert _statuses(tmp_path / "emissions.csv") == ["completed"]
 
 
 def test_an_uncaught_exception_writes_the_run_as_failed(tmp_path: Path) -> None:
-    result = _run_script(tmp_path, """
+    result = _run_script(
+        tmp_path,
+        """
 t = tracker()
 t.start()
 t.open_window("epoch", "e0", epoch=0, phase="train")
 raise RuntimeError("boom")
-""")
+""",
+    )
     assert result.returncode == 1
     assert "RuntimeError: boom" in result.stderr  # the previous hook still prints it
     assert _statuses(tmp_path / "emissions.csv") == ["failed"]
@@ -780,7 +856,9 @@ raise RuntimeError("boom")
 
 
 def test_an_uncaught_exception_in_the_tracker_thread_writes_failed(tmp_path: Path) -> None:
-    result = _run_script(tmp_path, """
+    result = _run_script(
+        tmp_path,
+        """
 def train():
     t = tracker()
     t.start()
@@ -793,7 +871,8 @@ plain.start()   # started on the main thread: not ended by the worker's exceptio
 plain.stop()
 print("hooks given back:", sys.excepthook is sys.__excepthook__,
       threading.excepthook is threading.__excepthook__)
-""")
+""",
+    )
     assert result.returncode == 0, result.stderr
     assert "ValueError: bad batch" in result.stderr
     assert "hooks given back: True True" in result.stdout
@@ -802,7 +881,9 @@ print("hooks given back:", sys.excepthook is sys.__excepthook__,
 
 def test_a_tracker_driven_by_a_combiner_leaves_the_endings_to_its_framework(tmp_path: Path) -> None:
     """The session gives every tracker it drives a record_combiner: no handler of ours then."""
-    result = _run_script(tmp_path, """
+    result = _run_script(
+        tmp_path,
+        """
 t = tracker()
 t.start()
 print("plain:", t.is_plain, signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL)
@@ -810,7 +891,8 @@ t.set_distributed_hooks(lambda record, collective: record, True)
 print("driven:", t.is_plain, signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,
       sys.excepthook is sys.__excepthook__)
 raise RuntimeError("the framework reports this itself")
-""")
+""",
+    )
     assert result.returncode == 1
     assert "plain: True True" in result.stdout
     assert "driven: False True True" in result.stdout

@@ -92,8 +92,9 @@ def _combined_report(records: list[dict]) -> dict:
     from codecarbon_callbacks_core.output.boamps import build_report
 
     template = WindowRecord(**{k: v for k, v in records[0].items() if k not in ("rank", "machine")})
-    return build_report(combine_records(records, template),
-                        task={"taskStage": "training", "taskFamily": "chatbot"})
+    return build_report(
+        combine_records(records, template), task={"taskStage": "training", "taskFamily": "chatbot"}
+    )
 
 
 def test_combined_record_counts_machines_in_its_columns_and_boamps_components() -> None:
@@ -125,4 +126,6 @@ def test_combined_boamps_infrastructure_matches_the_official_schema(boamps_valid
     from boamps_checks import schema_errors
 
     report = _combined_report(_two_machine_host_records())
-    assert [e for e in schema_errors(boamps_validator, report) if e.startswith("infrastructure")] == []
+    assert [
+        e for e in schema_errors(boamps_validator, report) if e.startswith("infrastructure")
+    ] == []

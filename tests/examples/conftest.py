@@ -46,9 +46,16 @@ class ExampleRun:
 def example_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ExampleRun]:
     base = tmp_path_factory.mktemp("examples")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODECARBON_")}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", KERAS_BACKEND="torch",
-               HOME=str(base), PYTHONWARNINGS="ignore", TOKENIZERS_PARALLELISM="false",
-               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.update(
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        KERAS_BACKEND="torch",
+        HOME=str(base),
+        PYTHONWARNINGS="ignore",
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+    )
 
     def run(name: str) -> ExampleRun:
         output = base / name.removesuffix(".py") / "reports"
@@ -56,13 +63,29 @@ def example_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ExampleR
         t0 = time.monotonic()
         try:
             done = subprocess.run(
-                [sys.executable, str(EXAMPLES_DIR / name), "--epochs", str(EPOCHS), "--output-dir",
-                 str(output), "--country-iso-code", "FRA"],
-                cwd=output.parent, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
+                [
+                    sys.executable,
+                    str(EXAMPLES_DIR / name),
+                    "--epochs",
+                    str(EPOCHS),
+                    "--output-dir",
+                    str(output),
+                    "--country-iso-code",
+                    "FRA",
+                ],
+                cwd=output.parent,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT_S,
+                check=False,
             )
             code, stdout, stderr = done.returncode, done.stdout, done.stderr
         except subprocess.TimeoutExpired as e:
-            code, stdout = -9, (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+            code, stdout = (
+                -9,
+                (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""),
+            )
             stderr = f"[killed after {TIMEOUT_S} s]"
         return ExampleRun(name, output, code, stdout, stderr, time.monotonic() - t0)
 

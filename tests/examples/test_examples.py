@@ -13,13 +13,17 @@ from examples.conftest import EPOCHS, EXAMPLES, EXAMPLES_DIR, ExampleRun
 
 
 def _ok(run: ExampleRun) -> ExampleRun:
-    assert run.returncode == 0, f"{run.name} failed ({run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
+    assert run.returncode == 0, (
+        f"{run.name} failed ({run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
+    )
     assert "Traceback" not in run.stderr, run.stderr[-5000:]
     return run
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
-def test_example_writes_reports_and_prints_where(example_runs: dict[str, ExampleRun], name: str) -> None:
+def test_example_writes_reports_and_prints_where(
+    example_runs: dict[str, ExampleRun], name: str
+) -> None:
     run = _ok(example_runs[name])
     runs_csv = run.output_dir / "emissions.csv"
     windows_csv = run.output_dir / "emissions_windows.csv"
@@ -30,15 +34,15 @@ def test_example_writes_reports_and_prints_where(example_runs: dict[str, Example
     for _, row in final.iterrows():
         assert row["energy_consumed"] > 0 and row["duration"] > 0 and row["emissions"] > 0
         assert row["country_iso_code"] == "FRA"
-        assert row["energy_consumed"] == pytest.approx(row["cpu_energy"] + row["gpu_energy"] + row["ram_energy"])
+        assert row["energy_consumed"] == pytest.approx(
+            row["cpu_energy"] + row["gpu_energy"] + row["ram_energy"]
+        )
         assert row["cpu_method"]  # how the CPU was measured is always said
     # everything goes into --output-dir: nothing else in the folder the example ran in
     assert sorted(p.name for p in run.output_dir.parent.iterdir()) == [run.output_dir.name]
 
 
-@pytest.mark.parametrize(
-    "name", [n for n in EXAMPLES if n not in ("migrate_from_codecarbon.py",)]
-)
+@pytest.mark.parametrize("name", [n for n in EXAMPLES if n not in ("migrate_from_codecarbon.py",)])
 def test_example_measures_each_epoch(example_runs: dict[str, ExampleRun], name: str) -> None:
     run = _ok(example_runs[name])
     windows = read_emissions(run.output_dir / "emissions_windows.csv")
@@ -57,9 +61,18 @@ def test_example_measures_each_epoch(example_runs: dict[str, ExampleRun], name: 
         assert f"{run_id[:8]}      {epoch}" in table
 
 
-@pytest.mark.parametrize("name", ["lightning_example.py", "transformers_example.py", "keras_example.py",
-                                  "plain_loop_example.py"])
-def test_framework_examples_tile_the_run_with_validation(example_runs: dict[str, ExampleRun], name: str) -> None:
+@pytest.mark.parametrize(
+    "name",
+    [
+        "lightning_example.py",
+        "transformers_example.py",
+        "keras_example.py",
+        "plain_loop_example.py",
+    ],
+)
+def test_framework_examples_tile_the_run_with_validation(
+    example_runs: dict[str, ExampleRun], name: str
+) -> None:
     """Train and validation windows of every epoch; with the windows between, they sum to the run."""
     run = _ok(example_runs[name])
     windows = read_emissions(run.output_dir / "emissions_windows.csv")
@@ -74,7 +87,11 @@ def test_framework_examples_tile_the_run_with_validation(example_runs: dict[str,
 
 def test_framework_metrics_reach_the_framework(example_runs: dict[str, ExampleRun]) -> None:
     keras = _ok(example_runs["keras_example.py"])
-    line = next(line for line in keras.stdout.splitlines() if line.startswith("history.history['epoch_energy_kwh']"))
+    line = next(
+        line
+        for line in keras.stdout.splitlines()
+        if line.startswith("history.history['epoch_energy_kwh']")
+    )
     assert line.count("e-") + line.count("e+") == EPOCHS
     hf = _ok(example_runs["transformers_example.py"])
     assert hf.stdout.count("epoch_energy_kwh=") == EPOCHS
@@ -100,13 +117,16 @@ def test_boamps_example_report_validates(example_runs: dict[str, ExampleRun]) ->
     assert report["infrastructure"]["infraType"] == "onPremise"
     # ... and the measured ones
     rows = read_emissions(run.output_dir / "emissions.csv")
-    assert report["measures"][0]["powerConsumption"] == pytest.approx(rows.iloc[-1]["energy_consumed"])
+    assert report["measures"][0]["powerConsumption"] == pytest.approx(
+        rows.iloc[-1]["energy_consumed"]
+    )
     assert validate_report(report) == []
     assert "validates against the BoAmps 1.1 required fields: yes" in run.stdout
 
 
-def test_boamps_example_report_matches_the_official_schema(example_runs: dict[str, ExampleRun],
-                                                          boamps_validator) -> None:
+def test_boamps_example_report_matches_the_official_schema(
+    example_runs: dict[str, ExampleRun], boamps_validator
+) -> None:
     """Reference: the example's report, against the official BoAmps 1.1 schemas."""
     from boamps_checks import schema_errors
 
@@ -127,11 +147,15 @@ def test_prometheus_example_pushes_to_a_gateway(example_runs: dict[str, ExampleR
         if line.strip().startswith("codecarbon_") and " = " in line:
             name, value = line.strip().split(" = ")
             pushed[name] = float(value)
-    assert pushed["codecarbon_energy_consumed_kwh_total"] == pytest.approx(rows.iloc[-1]["energy_consumed"])
+    assert pushed["codecarbon_energy_consumed_kwh_total"] == pytest.approx(
+        rows.iloc[-1]["energy_consumed"]
+    )
     assert pushed["codecarbon_emissions_kg_total"] == pytest.approx(rows.iloc[-1]["emissions"])
 
 
-def test_migrate_example_keeps_codecarbon_columns_and_tasks(example_runs: dict[str, ExampleRun]) -> None:
+def test_migrate_example_keeps_codecarbon_columns_and_tasks(
+    example_runs: dict[str, ExampleRun],
+) -> None:
     run = _ok(example_runs["migrate_from_codecarbon.py"])
     from codecarbon_callbacks_core.records import CODECARBON_COLUMNS
 
@@ -156,8 +180,14 @@ def test_example_help_is_fast_and_names_the_options(name: str, tmp_path) -> None
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, str(EXAMPLES_DIR / name), "--help"], capture_output=True,
-                            text=True, timeout=60, cwd=tmp_path, check=False)
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES_DIR / name), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     for option in ("--output-dir", "--epochs", "--country-iso-code"):
         assert option in result.stdout

@@ -214,8 +214,9 @@ def detect_components(
     if nvml is not False:
         from codecarbon_callbacks_core.hardware.nvml import detect_nvml
 
-        gpus, gpu_notes = detect_nvml(nvml=nvml, gpu_ids=gpu_ids, environ=environ,
-                                      strict_gpu_ids=strict_gpu_ids)
+        gpus, gpu_notes = detect_nvml(
+            nvml=nvml, gpu_ids=gpu_ids, environ=environ, strict_gpu_ids=strict_gpu_ids
+        )
         components.extend(gpus)
         notes.extend(gpu_notes)
     from codecarbon_callbacks_core.hardware import ram
@@ -285,8 +286,14 @@ def report_notes(
     """
     for note in notes:
         warn = user_warning and not isinstance(note, DetectionHint)
-        warn_once(f"hardware: {note}", "%s", note, log=log or logger, seen=seen,
-                  category=CodeCarbonCallbacksWarning if warn else None)
+        warn_once(
+            f"hardware: {note}",
+            "%s",
+            note,
+            log=log or logger,
+            seen=seen,
+            category=CodeCarbonCallbacksWarning if warn else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -354,8 +361,9 @@ def probe_presence(
         A :class:`HardwarePresence`. Never raises: an unreadable folder counts as absent.
     """
     if not (platform or sys.platform).startswith("linux"):
-        return HardwarePresence(rapl="not_linux", nvidia_driver=False, amd_gpu=False,
-                                in_container=False)
+        return HardwarePresence(
+            rapl="not_linux", nvidia_driver=False, amd_gpu=False, in_container=False
+        )
     from codecarbon_callbacks_core.hardware.diagnose import (
         amd_gpu_present,
         in_container,

@@ -49,8 +49,6 @@ UNKNOWN_CPU_W_PER_THREAD = UNKNOWN_CPU_TDP_W_PER_THREAD / 2
 CPU_SAMPLE_INTERVAL_S = 0.5
 
 
-
-
 class ConstantPowerComponent(Component):
     """A component drawing a constant power: forced by the user, or a documented figure.
 

@@ -118,7 +118,9 @@ def open_nvml(nvml: Any = None) -> tuple[Any | None, Finding]:
             nvml = _import_nvml()
         except ImportError as error:
             return None, Finding(
-                "gpu", "nvml", "absent",
+                "gpu",
+                "nvml",
+                "absent",
                 f"an NVIDIA driver is present but NVML's Python binding is not ({error})",
                 "pip install nvidia-ml-py",
             )
@@ -126,7 +128,10 @@ def open_nvml(nvml: Any = None) -> tuple[Any | None, Finding]:
         nvml.nvmlInit()
     except Exception as error:  # noqa: BLE001 - NVMLError, or no libnvidia-ml.so (a CPU machine)
         return None, Finding(
-            "gpu", "nvml", "refused", f"nvmlInit failed: {error}",
+            "gpu",
+            "nvml",
+            "refused",
+            f"nvmlInit failed: {error}",
             "check that the NVIDIA driver is loaded and that `nvidia-smi` works for this user",
         )
     return nvml, Finding("gpu", "nvml", "ok", "NVML initialised")
@@ -188,8 +193,10 @@ def rapl_finding(error: HardwareError, *, container: bool | None = None) -> Find
     if in_container() if container is None else container:
         fix = "mount /sys/class/powercap from the host into the container, read-only"
     else:
-        fix = ("virtual machines and some CPUs do not expose RAPL: set force_cpu_power=<W> to "
-               "use a known figure")
+        fix = (
+            "virtual machines and some CPUs do not expose RAPL: set force_cpu_power=<W> to "
+            "use a known figure"
+        )
     return Finding("cpu", "rapl", "absent", reason, fix)
 
 
@@ -211,12 +218,17 @@ def diagnose_rapl(
     from codecarbon_callbacks_core.hardware import rapl
 
     if not (platform or sys.platform).startswith("linux"):
-        return Finding("cpu", "rapl", "unsupported", "RAPL is read through Linux's powercap "
-                       "only: CPU energy is estimated from TDP x load",
-                       "set force_cpu_power=<W> if you know better")
+        return Finding(
+            "cpu",
+            "rapl",
+            "unsupported",
+            "RAPL is read through Linux's powercap only: CPU energy is estimated from TDP x load",
+            "set force_cpu_power=<W> if you know better",
+        )
     try:
-        components, _ = rapl.detect_rapl(powercap_root=powercap_root,
-                                         opener=opener or rapl.read_sysfs)
+        components, _ = rapl.detect_rapl(
+            powercap_root=powercap_root, opener=opener or rapl.read_sysfs
+        )
     except HardwareError as error:
         return rapl_finding(error, container=container)
     for component in components:
@@ -247,12 +259,21 @@ def diagnose(
         Findings in the order CPU, GPU. Never raises; probes cost milliseconds (importing
         pynvml ~10 ms where a driver is present).
     """
-    findings = [diagnose_rapl(powercap_root=powercap_root, opener=rapl_opener,
-                              platform=platform, container=container)]
+    findings = [
+        diagnose_rapl(
+            powercap_root=powercap_root, opener=rapl_opener, platform=platform, container=container
+        )
+    ]
     if nvml is not False:
         findings.append(diagnose_nvml(nvml))
     if amd_gpu_present(drm_root):
-        findings.append(Finding("gpu", "amd", "unsupported",
-                                "an AMD GPU is present: AMD GPUs are not measured (their energy "
-                                "is not in the reports)"))
+        findings.append(
+            Finding(
+                "gpu",
+                "amd",
+                "unsupported",
+                "an AMD GPU is present: AMD GPUs are not measured (their energy "
+                "is not in the reports)",
+            )
+        )
     return findings

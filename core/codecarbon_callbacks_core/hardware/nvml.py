@@ -218,8 +218,9 @@ class NvmlGpu(CounterPhase, Component):
     def _fail(self, why: str) -> None:
         if self.failure is None:
             self.failure = why
-        warn_once("failure", "%s (%s): %s", self.name, self.model, why, log=logger,
-                  seen=self._reported)
+        warn_once(
+            "failure", "%s (%s): %s", self.name, self.model, why, log=logger, seen=self._reported
+        )
 
     # -- NVML reads ----------------------------------------------------------------------------
 
@@ -322,10 +323,15 @@ class NvmlGpu(CounterPhase, Component):
             return
         watcher.join(max(0.0, timeout_s))
         if watcher.is_alive():
-            warn_once("nvml-watcher-not-stopped",
-                      "%s: the counter-watcher thread %s did not stop within %.1f s (an NVML "
-                      "call that does not return?); leaving it behind (daemon)",
-                      self.name, watcher.name, timeout_s, log=logger)
+            warn_once(
+                "nvml-watcher-not-stopped",
+                "%s: the counter-watcher thread %s did not stop within %.1f s (an NVML "
+                "call that does not return?); leaving it behind (daemon)",
+                self.name,
+                watcher.name,
+                timeout_s,
+                log=logger,
+            )
             return
         self._watcher = None
 
@@ -355,7 +361,6 @@ class NvmlGpu(CounterPhase, Component):
         except self._nvml.NVMLError as error:
             with self._lock:
                 self._counter_broken(self._clock(), error)
-
 
     def energy_j(self, now_s: float) -> float:
         """Joules since start at ``now_s``. Reads the counter at most once. Never raises."""
@@ -446,7 +451,6 @@ class NvmlGpu(CounterPhase, Component):
         return info
 
 
-
 def detect_nvml(
     *,
     nvml: Any = None,
@@ -476,8 +480,9 @@ def detect_nvml(
     env = os.environ if environ is None else environ
     nvml, finding = open_nvml(nvml)
     if nvml is None:
-        logger.debug("no GPU measured: %s%s", finding.reason,
-                     f" ({finding.fix})" if finding.fix else "")
+        logger.debug(
+            "no GPU measured: %s%s", finding.reason, f" ({finding.fix})" if finding.fix else ""
+        )
         return [], []
     try:
         count = int(nvml.nvmlDeviceGetCount())

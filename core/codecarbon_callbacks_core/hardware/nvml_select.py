@@ -157,19 +157,30 @@ def select_devices(
             elif wanted_index not in chosen:
                 chosen.append(wanted_index)
         if strict and missing:
-            raise _no_such_gpu(missing, visible, uuids, cuda_visible_devices,
-                               from_torch=cuda_uuids is not None)
+            raise _no_such_gpu(
+                missing, visible, uuids, cuda_visible_devices, from_torch=cuda_uuids is not None
+            )
     return [(i, cuda_of.get(i)) for i in chosen], notes
 
 
-def _no_such_gpu(missing: Sequence[str], visible: Sequence[int], uuids: Sequence[str],
-                 cuda_visible_devices: str | None, *, from_torch: bool) -> Exception:
+def _no_such_gpu(
+    missing: Sequence[str],
+    visible: Sequence[int],
+    uuids: Sequence[str],
+    cuda_visible_devices: str | None,
+    *,
+    from_torch: bool,
+) -> Exception:
     """The ConfigError for ``gpu_ids`` entries that match no visible GPU."""
     from codecarbon_callbacks_core.errors import ConfigError
 
-    listed = "; ".join(
-        f"{ordinal}: {uuids[index]} (NVML index {index})" for ordinal, index in enumerate(visible)
-    ) or "none"
+    listed = (
+        "; ".join(
+            f"{ordinal}: {uuids[index]} (NVML index {index})"
+            for ordinal, index in enumerate(visible)
+        )
+        or "none"
+    )
     if cuda_visible_devices is not None:
         view = f"CUDA_VISIBLE_DEVICES={cuda_visible_devices!r}"
     elif from_torch:

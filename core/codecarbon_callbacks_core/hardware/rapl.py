@@ -244,8 +244,11 @@ def detect_rapl(
                 RaplDomain(path, kind="cpu", name=f"cpu:{name}", model=model, opener=opener)
             )
         if psys and not prefer_psys:
-            notes.append(DetectionHint(
-                "RAPL: a psys (platform) zone exists; rapl_prefer_psys=True would use it"))
+            notes.append(
+                DetectionHint(
+                    "RAPL: a psys (platform) zone exists; rapl_prefer_psys=True would use it"
+                )
+            )
     if include_dram:
         if drams:
             for index, path in drams:
@@ -257,9 +260,11 @@ def detect_rapl(
         else:
             notes.append("RAPL: rapl_include_dram=True but no dram zone: RAM is estimated")
     elif drams:
-        notes.append(DetectionHint(
-            f"RAPL: {len(drams)} DRAM zone(s) not used; rapl_include_dram=True would measure RAM"
-        ))
+        notes.append(
+            DetectionHint(
+                f"RAPL: {len(drams)} DRAM zone(s) not used; rapl_include_dram=True would measure RAM"
+            )
+        )
     return components, notes
 
 

@@ -28,8 +28,15 @@ from codecarbon_callbacks_core.intensity.lookup import (
     world_average,
 )
 
-_ONLINE = ("LocationLookup", "GeoLocation", "IntensityLookupError", "fetch_geo_location",
-           "fetch_electricitymaps_intensity", "GEO_JS_URL", "ELECTRICITYMAPS_URL")
+_ONLINE = (
+    "LocationLookup",
+    "GeoLocation",
+    "IntensityLookupError",
+    "fetch_geo_location",
+    "fetch_electricitymaps_intensity",
+    "GEO_JS_URL",
+    "ELECTRICITYMAPS_URL",
+)
 
 __all__ = [
     "ELECTRICITYMAPS_URL",

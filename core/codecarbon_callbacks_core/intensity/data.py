@@ -178,7 +178,8 @@ def load_tables(data_dir: Path = DATA_DIR) -> IntensityTables:
             dataset=row["dataset"],
         )
         tables.cloud_regions.setdefault(cloud.provider, {})[
-            cloud_region_key(cloud.provider, cloud.region)] = cloud
+            cloud_region_key(cloud.provider, cloud.region)
+        ] = cloud
     if WORLD not in tables.countries:
         raise RuntimeError(f"{data_dir / COUNTRIES_FILE} has no {WORLD} row")
     return tables

@@ -127,10 +127,16 @@ def _country_suggestions(text: str) -> list[str]:
     tables = intensity_tables()
     upper = text.strip().upper()
     codes = list(tables.codes_by_iso3) + list(tables.iso3_by_iso2)
-    iso3s = [tables.iso3_by_iso2.get(m, m) if len(m) == 2 else m
-             for m in difflib.get_close_matches(upper, codes, n=6, cutoff=0.6)]
-    iso3s += [tables.iso3_by_name[name] for name in
-              difflib.get_close_matches(fold(text), list(tables.iso3_by_name), n=3, cutoff=0.75)]
+    iso3s = [
+        tables.iso3_by_iso2.get(m, m) if len(m) == 2 else m
+        for m in difflib.get_close_matches(upper, codes, n=6, cutoff=0.6)
+    ]
+    iso3s += [
+        tables.iso3_by_name[name]
+        for name in difflib.get_close_matches(
+            fold(text), list(tables.iso3_by_name), n=3, cutoff=0.75
+        )
+    ]
     unique = list(dict.fromkeys(iso3s))[:5]
     return [f"{iso3} ({_country_name(iso3)})" for iso3 in unique]
 
@@ -145,8 +151,11 @@ def normalize_country_code(value: str, parameter: str = "country_iso_code") -> s
     """
     if not isinstance(value, str) or not value.strip():
         raise UnknownLocationError(
-            parameter, value, "expected an ISO 3166-1 alpha-3 code such as 'FRA' or an alpha-2 "
-            "code such as 'FR' (any case).")
+            parameter,
+            value,
+            "expected an ISO 3166-1 alpha-3 code such as 'FRA' or an alpha-2 "
+            "code such as 'FR' (any case).",
+        )
     tables = intensity_tables()
     text = value.strip()
     upper = text.upper()
@@ -160,8 +169,12 @@ def normalize_country_code(value: str, parameter: str = "country_iso_code") -> s
     if by_name is not None:
         return by_name
     raise UnknownLocationError(
-        parameter, value, "not a known country; give an ISO 3166-1 alpha-3 code (e.g. 'FRA') or "
-        "alpha-2 code (e.g. 'FR'), any case.", _country_suggestions(text))
+        parameter,
+        value,
+        "not a known country; give an ISO 3166-1 alpha-3 code (e.g. 'FRA') or "
+        "alpha-2 code (e.g. 'FR'), any case.",
+        _country_suggestions(text),
+    )
 
 
 def is_known_country(code: str) -> bool:
@@ -189,8 +202,10 @@ def normalize_cloud_provider(value: str, parameter: str = "cloud_provider") -> s
     provider = CLOUD_PROVIDER_ALIASES.get(fold(value)) if isinstance(value, str) else None
     if provider is None:
         raise UnknownLocationError(
-            parameter, value, f"not a known cloud provider; accepted: {', '.join(CLOUD_PROVIDERS)}"
-            " (any case).")
+            parameter,
+            value,
+            f"not a known cloud provider; accepted: {', '.join(CLOUD_PROVIDERS)} (any case).",
+        )
     return provider
 
 
@@ -198,8 +213,12 @@ def known_cloud_regions(provider: str) -> tuple[str, ...]:
     """The cloud regions of ``provider`` (``"aws"``, ``"azure"``, ``"gcp"``) in the bundled table,
     spelled as the table spells them, sorted."""
     key = normalize_cloud_provider(provider, parameter="provider")
-    return tuple(sorted((row.region for row in intensity_tables().cloud_regions.get(key, {})
-                         .values()), key=str.lower))
+    return tuple(
+        sorted(
+            (row.region for row in intensity_tables().cloud_regions.get(key, {}).values()),
+            key=str.lower,
+        )
+    )
 
 
 def known_regions(country_iso_code: str) -> tuple[str, ...]:
@@ -225,8 +244,9 @@ def _cloud_region_suggestions(provider: str | None, region: str) -> list[str]:
     out: list[str] = []
     for p in providers:
         table = tables.cloud_regions.get(p, {})
-        for key in difflib.get_close_matches(cloud_region_key(p, region), list(table), n=4,
-                                             cutoff=0.6):
+        for key in difflib.get_close_matches(
+            cloud_region_key(p, region), list(table), n=4, cutoff=0.6
+        ):
             out.append(table[key].region if provider else f"{p}:{table[key].region}")
     return out
 
@@ -258,8 +278,9 @@ def _find_region(iso3s: list[str], region: str) -> list[RegionIntensity]:
 def world_average(**location: Any) -> IntensityResult:
     """The OWID world average, carrying whatever location fields are given."""
     world = intensity_tables().world
-    return IntensityResult(g_per_kwh=world.g_per_kwh, source=SOURCE_WORLD_AVERAGE,
-                           year=world.year, **location)
+    return IntensityResult(
+        g_per_kwh=world.g_per_kwh, source=SOURCE_WORLD_AVERAGE, year=world.year, **location
+    )
 
 
 def _validate_forced(value: Any) -> float:
@@ -270,15 +291,21 @@ def _validate_forced(value: Any) -> float:
     if isinstance(value, bool) or not math.isfinite(number) or number < 0:
         raise ValueError(
             f"force_carbon_intensity_g_co2e_kwh={value!r}: expected a finite number >= 0 "
-            "(gCO2eq per kWh).")
+            "(gCO2eq per kWh)."
+        )
     return number
 
 
-def resolve_offline(*, force_carbon_intensity_g_co2e_kwh: float | None = None,
-                    country_iso_code: str | None = None, region: str | None = None,
-                    cloud_provider: str | None = None, cloud_region: str | None = None,
-                    country_2letter_iso_code: str | None = None,
-                    user_warning: bool = True) -> IntensityResult:
+def resolve_offline(
+    *,
+    force_carbon_intensity_g_co2e_kwh: float | None = None,
+    country_iso_code: str | None = None,
+    region: str | None = None,
+    cloud_provider: str | None = None,
+    cloud_region: str | None = None,
+    country_2letter_iso_code: str | None = None,
+    user_warning: bool = True,
+) -> IntensityResult:
     """The carbon intensity for a location from the bundled tables, without network.
 
     Precedence: forced value > cloud region > sub-national region (US state, Canadian province)
@@ -311,27 +338,43 @@ def resolve_offline(*, force_carbon_intensity_g_co2e_kwh: float | None = None,
             message names the parameter and suggests close matches.
         ValueError: a forced intensity that is not a finite number >= 0.
     """
-    return _resolve(force_carbon_intensity_g_co2e_kwh=force_carbon_intensity_g_co2e_kwh,
-                    country_iso_code=country_iso_code, region=region,
-                    cloud_provider=cloud_provider, cloud_region=cloud_region,
-                    country_2letter_iso_code=country_2letter_iso_code, strict=True,
-                    user_warning=user_warning)
+    return _resolve(
+        force_carbon_intensity_g_co2e_kwh=force_carbon_intensity_g_co2e_kwh,
+        country_iso_code=country_iso_code,
+        region=region,
+        cloud_provider=cloud_provider,
+        cloud_region=cloud_region,
+        country_2letter_iso_code=country_2letter_iso_code,
+        strict=True,
+        user_warning=user_warning,
+    )
 
 
-def _resolve(*, force_carbon_intensity_g_co2e_kwh: float | None = None,
-             country_iso_code: str | None = None, region: str | None = None,
-             cloud_provider: str | None = None, cloud_region: str | None = None,
-             country_2letter_iso_code: str | None = None, strict: bool = True,
-             latitude: float | None = None, longitude: float | None = None,
-             warn: bool = True, user_warning: bool = True) -> IntensityResult:
+def _resolve(
+    *,
+    force_carbon_intensity_g_co2e_kwh: float | None = None,
+    country_iso_code: str | None = None,
+    region: str | None = None,
+    cloud_provider: str | None = None,
+    cloud_region: str | None = None,
+    country_2letter_iso_code: str | None = None,
+    strict: bool = True,
+    latitude: float | None = None,
+    longitude: float | None = None,
+    warn: bool = True,
+    user_warning: bool = True,
+) -> IntensityResult:
     """resolve_offline, plus: ``strict=False`` (geo-IP input) logs and skips an unknown region or
     country instead of raising; ``warn=False`` silences the world-average warnings (for callers
     that warn themselves or only want the location fields); ``user_warning=False`` logs them
     without issuing a :class:`CodeCarbonCallbacksWarning`."""
     category = CodeCarbonCallbacksWarning if user_warning else None
     tables = intensity_tables()
-    forced = (None if force_carbon_intensity_g_co2e_kwh is None
-              else _validate_forced(force_carbon_intensity_g_co2e_kwh))
+    forced = (
+        None
+        if force_carbon_intensity_g_co2e_kwh is None
+        else _validate_forced(force_carbon_intensity_g_co2e_kwh)
+    )
 
     def soft(error: UnknownLocationError) -> None:
         if strict:
@@ -348,7 +391,8 @@ def _resolve(*, force_carbon_intensity_g_co2e_kwh: float | None = None,
     if not _blank(country_2letter_iso_code):
         try:
             iso3_from_2 = normalize_country_code(
-                country_2letter_iso_code, "country_2letter_iso_code")  # type: ignore[arg-type]
+                country_2letter_iso_code, "country_2letter_iso_code"
+            )  # type: ignore[arg-type]
         except UnknownLocationError as error:
             soft(error)
             iso3_from_2 = None
@@ -357,7 +401,11 @@ def _resolve(*, force_carbon_intensity_g_co2e_kwh: float | None = None,
         elif iso3_from_2 is not None and iso3_from_2 != iso3:
             logger.warning(
                 "country_iso_code=%r and country_2letter_iso_code=%r name different countries; "
-                "using country_iso_code (%s).", country_iso_code, country_2letter_iso_code, iso3)
+                "using country_iso_code (%s).",
+                country_iso_code,
+                country_2letter_iso_code,
+                iso3,
+            )
 
     # --- cloud
     provider: str | None = None
@@ -372,31 +420,49 @@ def _resolve(*, force_carbon_intensity_g_co2e_kwh: float | None = None,
         if provider is not None:
             cloud = _find_cloud_region(provider, region_text)
             if cloud is None:
-                soft(UnknownLocationError(
-                    "cloud_region", cloud_region,
-                    f"not a known {provider} region (see known_cloud_regions({provider!r})).",
-                    _cloud_region_suggestions(provider, region_text)))
+                soft(
+                    UnknownLocationError(
+                        "cloud_region",
+                        cloud_region,
+                        f"not a known {provider} region (see known_cloud_regions({provider!r})).",
+                        _cloud_region_suggestions(provider, region_text),
+                    )
+                )
         elif _blank(cloud_provider):
-            found = [row for p in CLOUD_PROVIDERS
-                     if (row := _find_cloud_region(p, region_text)) is not None]
+            found = [
+                row
+                for p in CLOUD_PROVIDERS
+                if (row := _find_cloud_region(p, region_text)) is not None
+            ]
             if len(found) == 1:
                 cloud, provider = found[0], found[0].provider
             elif len(found) > 1:
-                soft(UnknownLocationError(
-                    "cloud_provider", cloud_provider,
-                    f"cloud_region={cloud_region!r} exists for several providers; give "
-                    f"cloud_provider (one of {', '.join(r.provider for r in found)}).",
-                ))
+                soft(
+                    UnknownLocationError(
+                        "cloud_provider",
+                        cloud_provider,
+                        f"cloud_region={cloud_region!r} exists for several providers; give "
+                        f"cloud_provider (one of {', '.join(r.provider for r in found)}).",
+                    )
+                )
             else:
-                soft(UnknownLocationError(
-                    "cloud_region", cloud_region,
-                    "not a known region of aws, azure or gcp.",
-                    _cloud_region_suggestions(None, region_text)))
+                soft(
+                    UnknownLocationError(
+                        "cloud_region",
+                        cloud_region,
+                        "not a known region of aws, azure or gcp.",
+                        _cloud_region_suggestions(None, region_text),
+                    )
+                )
     elif provider is not None:
-        soft(UnknownLocationError(
-            "cloud_region", cloud_region,
-            f"cloud_provider={cloud_provider!r} needs a cloud_region (see "
-            f"known_cloud_regions({provider!r}))."))
+        soft(
+            UnknownLocationError(
+                "cloud_region",
+                cloud_region,
+                f"cloud_provider={cloud_provider!r} needs a cloud_region (see "
+                f"known_cloud_regions({provider!r})).",
+            )
+        )
         provider = None
 
     # --- sub-national region
@@ -410,10 +476,15 @@ def _resolve(*, force_carbon_intensity_g_co2e_kwh: float | None = None,
             if found_regions:
                 region_row = found_regions[0]
             else:
-                soft(UnknownLocationError(
-                    "region", region,
-                    f"not a known region of {iso3}; accepted: state/province code or name "
-                    f"(see known_regions({iso3!r})).", _region_suggestions([iso3], region_text)))
+                soft(
+                    UnknownLocationError(
+                        "region",
+                        region,
+                        f"not a known region of {iso3}; accepted: state/province code or name "
+                        f"(see known_regions({iso3!r})).",
+                        _region_suggestions([iso3], region_text),
+                    )
+                )
         elif iso3 is None:
             candidates = sorted(tables.regions)
             found_regions = _find_region(candidates, region_text)
@@ -421,28 +492,44 @@ def _resolve(*, force_carbon_intensity_g_co2e_kwh: float | None = None,
                 region_row = found_regions[0]
                 iso3 = region_row.country_iso3
             elif len(found_regions) > 1:
-                soft(UnknownLocationError(
-                    "region", region, "matches regions of several countries; give "
-                    "country_iso_code too.",
-                    [f"{r.country_iso3}-{r.region_code}" for r in found_regions]))
+                soft(
+                    UnknownLocationError(
+                        "region",
+                        region,
+                        "matches regions of several countries; give country_iso_code too.",
+                        [f"{r.country_iso3}-{r.region_code}" for r in found_regions],
+                    )
+                )
             else:
-                soft(UnknownLocationError(
-                    "region", region,
-                    "not a known US state or Canadian province (sub-national data exists only "
-                    "for USA and CAN; give country_iso_code for other countries).",
-                    _region_suggestions(candidates, region_text)))
+                soft(
+                    UnknownLocationError(
+                        "region",
+                        region,
+                        "not a known US state or Canadian province (sub-national data exists only "
+                        "for USA and CAN; give country_iso_code for other countries).",
+                        _region_suggestions(candidates, region_text),
+                    )
+                )
         else:
-            logger.debug("No sub-national data for %s; region %r is kept for the report only.",
-                         iso3, region_text)
+            logger.debug(
+                "No sub-national data for %s; region %r is kept for the report only.",
+                iso3,
+                region_text,
+            )
         if region_row is not None:
             region_label = region_row.region_name.lower()
 
     # --- where the run is, for the report
     if cloud is not None and cloud.country_iso3:
         if iso3 is not None and iso3 != cloud.country_iso3:
-            logger.warning("Cloud region %s:%s is in %s, not in country_iso_code=%s; using the "
-                           "cloud region's country.", provider, cloud.region, cloud.country_iso3,
-                           iso3)
+            logger.warning(
+                "Cloud region %s:%s is in %s, not in country_iso_code=%s; using the "
+                "cloud region's country.",
+                provider,
+                cloud.region,
+                cloud.country_iso3,
+                iso3,
+            )
         iso3 = cloud.country_iso3
     country_name: str | None = None
     if iso3 is not None and iso3 != WORLD:
@@ -468,29 +555,47 @@ def _resolve(*, force_carbon_intensity_g_co2e_kwh: float | None = None,
             label = "CCF grid factor"
         else:
             label = f"Google {cloud.year}" if cloud.year else "Google"
-        return IntensityResult(g_per_kwh=cloud.g_per_kwh,
-                               source=f"cloud:{cloud.provider}:{cloud.region} ({label})",
-                               year=cloud.year, **location)
+        return IntensityResult(
+            g_per_kwh=cloud.g_per_kwh,
+            source=f"cloud:{cloud.provider}:{cloud.region} ({label})",
+            year=cloud.year,
+            **location,
+        )
     if region_row is not None:
-        return IntensityResult(g_per_kwh=region_row.g_per_kwh,
-                               source=f"region:{region_row.country_iso3}-{region_row.region_code}",
-                               year=region_row.year, **location)
+        return IntensityResult(
+            g_per_kwh=region_row.g_per_kwh,
+            source=f"region:{region_row.country_iso3}-{region_row.region_code}",
+            year=region_row.year,
+            **location,
+        )
     if iso3 is not None and iso3 != WORLD:
         country = tables.countries.get(iso3)
         if country is not None:
-            return IntensityResult(g_per_kwh=country.g_per_kwh,
-                                   source=f"country:{iso3} (OWID {country.year})",
-                                   year=country.year, **location)
+            return IntensityResult(
+                g_per_kwh=country.g_per_kwh,
+                source=f"country:{iso3} (OWID {country.year})",
+                year=country.year,
+                **location,
+            )
         if warn:
-            warn_once(f"world-average:{iso3}",
-                      "No carbon intensity data for %s (%s); using the world average %.1f "
-                      "gCO2eq/kWh.", iso3, country_name, tables.world.g_per_kwh, log=logger,
-                      category=category)
+            warn_once(
+                f"world-average:{iso3}",
+                "No carbon intensity data for %s (%s); using the world average %.1f gCO2eq/kWh.",
+                iso3,
+                country_name,
+                tables.world.g_per_kwh,
+                log=logger,
+                category=category,
+            )
         return world_average(**location)
     if iso3 is None and warn:
-        warn_once("world-average:no-location",
-                  "No location known (no country, region or cloud region); using the world "
-                  "average carbon intensity %.1f gCO2eq/kWh. Give country_iso_code (or "
-                  "cloud_provider and cloud_region) to be exact.", tables.world.g_per_kwh,
-                  log=logger, category=category)
+        warn_once(
+            "world-average:no-location",
+            "No location known (no country, region or cloud region); using the world "
+            "average carbon intensity %.1f gCO2eq/kWh. Give country_iso_code (or "
+            "cloud_provider and cloud_region) to be exact.",
+            tables.world.g_per_kwh,
+            log=logger,
+            category=category,
+        )
     return world_average(**location)

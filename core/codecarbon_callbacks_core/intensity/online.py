@@ -74,9 +74,15 @@ class GeoLocation:
     longitude: float | None
 
 
-def _get_json(url: str, *, timeout_s: float, session: Any = None,
-              params: dict[str, Any] | None = None,
-              headers: dict[str, str] | None = None, what: str) -> Any:
+def _get_json(
+    url: str,
+    *,
+    timeout_s: float,
+    session: Any = None,
+    params: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    what: str,
+) -> Any:
     """GET ``url`` and decode JSON; any failure becomes IntensityLookupError naming ``what``."""
     import requests  # lazy: never imported by `import codecarbon_callbacks_core`
 
@@ -95,8 +101,9 @@ def _get_json(url: str, *, timeout_s: float, session: Any = None,
                 detail = str(body.get("error") or body.get("message") or "")
         except ValueError:
             detail = response.text[:200]
-        raise IntensityLookupError(f"{what}: HTTP {response.status_code} from {url}"
-                           + (f": {detail}" if detail else ""))
+        raise IntensityLookupError(
+            f"{what}: HTTP {response.status_code} from {url}" + (f": {detail}" if detail else "")
+        )
     try:
         return response.json()
     except ValueError as e:
@@ -111,8 +118,9 @@ def _float_or_none(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def fetch_geo_location(url: str = GEO_JS_URL, *, timeout_s: float = DEFAULT_TIMEOUT_S,
-                       session: Any = None) -> GeoLocation:
+def fetch_geo_location(
+    url: str = GEO_JS_URL, *, timeout_s: float = DEFAULT_TIMEOUT_S, session: Any = None
+) -> GeoLocation:
     """Ask the geo-IP service (GeoJS response shape) where this machine is.
 
     Raises:
@@ -131,9 +139,11 @@ def fetch_geo_location(url: str = GEO_JS_URL, *, timeout_s: float = DEFAULT_TIME
             except UnknownLocationError as e:
                 logger.debug("geo-IP lookup: %s", e)
     if iso3 is None:
-        raise IntensityLookupError(f"geo-IP lookup: {url} gave no known country code "
-                           f"(country_code3={body.get('country_code3')!r}, "
-                           f"country_code={body.get('country_code')!r})")
+        raise IntensityLookupError(
+            f"geo-IP lookup: {url} gave no known country code "
+            f"(country_code3={body.get('country_code3')!r}, "
+            f"country_code={body.get('country_code')!r})"
+        )
     code = intensity_tables().codes_by_iso3.get(iso3)
     region = body.get("region")
     return GeoLocation(
@@ -147,9 +157,14 @@ def fetch_geo_location(url: str = GEO_JS_URL, *, timeout_s: float = DEFAULT_TIME
 
 
 def fetch_electricitymaps_intensity(
-    token: str, *, url: str = ELECTRICITYMAPS_URL, latitude: float | None = None,
-    longitude: float | None = None, zone: str | None = None,
-    timeout_s: float = DEFAULT_TIMEOUT_S, session: Any = None,
+    token: str,
+    *,
+    url: str = ELECTRICITYMAPS_URL,
+    latitude: float | None = None,
+    longitude: float | None = None,
+    zone: str | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    session: Any = None,
 ) -> tuple[float, dict[str, Any]]:
     """The latest grid carbon intensity from Electricity Maps, gCO2eq/kWh, and the raw answer.
 
@@ -164,13 +179,20 @@ def fetch_electricitymaps_intensity(
         params = {"lat": latitude, "lon": longitude}
     elif zone:
         params = {"zone": zone}
-    body = _get_json(url, timeout_s=timeout_s, session=session, params=params,
-                     headers={"auth-token": token}, what="Electricity Maps")
+    body = _get_json(
+        url,
+        timeout_s=timeout_s,
+        session=session,
+        params=params,
+        headers={"auth-token": token},
+        what="Electricity Maps",
+    )
     value = body.get("carbonIntensity") if isinstance(body, dict) else None
     number = _float_or_none(value)
     if number is None or number < 0 or isinstance(value, bool):
-        raise IntensityLookupError(f"Electricity Maps: no valid carbonIntensity in the answer "
-                           f"(carbonIntensity={value!r})")
+        raise IntensityLookupError(
+            f"Electricity Maps: no valid carbonIntensity in the answer (carbonIntensity={value!r})"
+        )
     return number, body
 
 
@@ -207,15 +229,27 @@ class LocationLookup:
         'country:FRA (OWID 2024)'
     """
 
-    def __init__(self, *, electricitymaps_api_token: str | None = None,
-                 force_carbon_intensity_g_co2e_kwh: float | None = None,
-                 country_iso_code: str | None = None, region: str | None = None,
-                 cloud_provider: str | None = None, cloud_region: str | None = None,
-                 geo_url: str | None = None, electricitymaps_url: str | None = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, session: Any = None,
-                 user_warning: bool = True) -> None:
-        if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) \
-                or not math.isfinite(timeout_s) or timeout_s <= 0:
+    def __init__(
+        self,
+        *,
+        electricitymaps_api_token: str | None = None,
+        force_carbon_intensity_g_co2e_kwh: float | None = None,
+        country_iso_code: str | None = None,
+        region: str | None = None,
+        cloud_provider: str | None = None,
+        cloud_region: str | None = None,
+        geo_url: str | None = None,
+        electricitymaps_url: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        session: Any = None,
+        user_warning: bool = True,
+    ) -> None:
+        if (
+            not isinstance(timeout_s, (int, float))
+            or isinstance(timeout_s, bool)
+            or not math.isfinite(timeout_s)
+            or timeout_s <= 0
+        ):
             raise ValueError(f"timeout_s={timeout_s!r}: expected a number of seconds > 0")
         if force_carbon_intensity_g_co2e_kwh is not None:
             force_carbon_intensity_g_co2e_kwh = _validate_forced(force_carbon_intensity_g_co2e_kwh)
@@ -255,8 +289,7 @@ class LocationLookup:
                 # Everything is known: answer now, no thread.
                 self._finish(self._offline_result(None))
                 return self
-            self._thread = threading.Thread(target=self._run, name=THREAD_NAME,
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
         return self
 
@@ -289,10 +322,16 @@ class LocationLookup:
             return
         thread.join(max(0.0, timeout_s))
         if thread.is_alive():
-            warn_once("location-lookup-not-stopped",
-                      "the location lookup thread %s is still in a network call after %.1f s; "
-                      "leaving it behind (daemon; it ends within %.1f s of its start)",
-                      thread.name, timeout_s, self.timeout_s, log=logger, level=logging.INFO)
+            warn_once(
+                "location-lookup-not-stopped",
+                "the location lookup thread %s is still in a network call after %.1f s; "
+                "leaving it behind (daemon; it ends within %.1f s of its start)",
+                thread.name,
+                timeout_s,
+                self.timeout_s,
+                log=logger,
+                level=logging.INFO,
+            )
 
     # -- internals --------------------------------------------------------------------------
 
@@ -318,10 +357,15 @@ class LocationLookup:
             self._result = result
             if failure is not None:
                 self.failure = failure
-                warn_once(f"intensity-fallback:{result.source}",
-                          "Carbon intensity: %s; using %s (%.1f gCO2eq/kWh).", failure,
-                          result.source, result.g_per_kwh, log=logger,
-                          category=CodeCarbonCallbacksWarning if self.user_warning else None)
+                warn_once(
+                    f"intensity-fallback:{result.source}",
+                    "Carbon intensity: %s; using %s (%.1f gCO2eq/kWh).",
+                    failure,
+                    result.source,
+                    result.g_per_kwh,
+                    log=logger,
+                    category=CodeCarbonCallbacksWarning if self.user_warning else None,
+                )
             self._done.set()
             return True
 
@@ -333,8 +377,14 @@ class LocationLookup:
             if not (hints["country_iso_code"] or hints["cloud_region"]):
                 hints["country_iso_code"] = geo.country_iso_code
                 hints["region"] = hints["region"] or geo.region
-        return _resolve(strict=False, latitude=latitude, longitude=longitude,
-                        warn=warn, user_warning=self.user_warning, **hints)
+        return _resolve(
+            strict=False,
+            latitude=latitude,
+            longitude=longitude,
+            warn=warn,
+            user_warning=self.user_warning,
+            **hints,
+        )
 
     def _fail(self, reason: str, geo: GeoLocation | None) -> None:
         if self._done.is_set():
@@ -353,15 +403,19 @@ class LocationLookup:
             location_given = bool(hints["country_iso_code"] or hints["cloud_region"])
             if not location_given:
                 try:
-                    geo = fetch_geo_location(self.geo_url, timeout_s=self._remaining_s(),
-                                             session=self.session)
+                    geo = fetch_geo_location(
+                        self.geo_url, timeout_s=self._remaining_s(), session=self.session
+                    )
                     self.geo = geo
                 except IntensityLookupError as e:
                     if not self.token:
                         self._fail(f"{e}; location unknown", geo=None)
                         return
-                    logger.warning("Carbon intensity: %s; asking Electricity Maps to locate "
-                                   "this machine by IP.", e)
+                    logger.warning(
+                        "Carbon intensity: %s; asking Electricity Maps to locate "
+                        "this machine by IP.",
+                        e,
+                    )
             if self._stopped:
                 return
             if self.token and hints["force_carbon_intensity_g_co2e_kwh"] is None:
@@ -376,8 +430,11 @@ class LocationLookup:
         # Where: the user's country (or the cloud region's) > geo-IP coordinates > caller's IP.
         known = None
         try:
-            known = self._offline_result(None, warn=False) if (
-                self.hints["country_iso_code"] or self.hints["cloud_region"]) else None
+            known = (
+                self._offline_result(None, warn=False)
+                if (self.hints["country_iso_code"] or self.hints["cloud_region"])
+                else None
+            )
         except UnknownLocationError:
             known = None
         zone = None
@@ -390,9 +447,14 @@ class LocationLookup:
             zone = geo.country_2letter_iso_code
         try:
             g_per_kwh, body = fetch_electricitymaps_intensity(
-                self.token, url=self.electricitymaps_url, latitude=latitude,
-                longitude=longitude, zone=zone, timeout_s=self._remaining_s(),
-                session=self.session)
+                self.token,
+                url=self.electricitymaps_url,
+                latitude=latitude,
+                longitude=longitude,
+                zone=zone,
+                timeout_s=self._remaining_s(),
+                session=self.session,
+            )
         except IntensityLookupError as e:
             self._fail(str(e), geo)
             return
@@ -404,8 +466,7 @@ class LocationLookup:
                 if isinstance(answered, str) and answered:
                     try:
                         iso3 = normalize_country_code(answered.split("-")[0], "zone")
-                        base = _resolve(strict=False, country_iso_code=iso3,
-                                        warn=False)
+                        base = _resolve(strict=False, country_iso_code=iso3, warn=False)
                     except UnknownLocationError:
                         base = None
             else:

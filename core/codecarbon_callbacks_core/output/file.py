@@ -109,7 +109,9 @@ def guard_cell(value: str) -> str:
 
 def unguard_cell(value: str) -> str:
     """The text :func:`guard_cell` was given: one leading ``'`` removed before a guarded start."""
-    return value[1:] if value.startswith("'") and value[1:2] and value[1] in _FORMULA_START else value
+    return (
+        value[1:] if value.startswith("'") and value[1:2] and value[1] in _FORMULA_START else value
+    )
 
 
 @contextlib.contextmanager
@@ -148,7 +150,9 @@ def _format_row(columns: Sequence[str], row: dict[str, Any], *, guard: bool = Tr
     buffer = io.StringIO()
     # written with "\r\n" so that a cell holding a lone "\r" is quoted too (the csv module quotes
     # only the characters of its line terminator), then ended with our "\n"
-    csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\r\n").writerow(row)
+    csv.DictWriter(
+        buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\r\n"
+    ).writerow(row)
     return buffer.getvalue()[:-2] + "\n"
 
 
@@ -195,7 +199,9 @@ class CsvFile:
         accept_codecarbon: a file with CodeCarbon's exact header is appended to in its columns.
     """
 
-    def __init__(self, path: Path, columns: tuple[str, ...], *, accept_codecarbon: bool = False) -> None:
+    def __init__(
+        self, path: Path, columns: tuple[str, ...], *, accept_codecarbon: bool = False
+    ) -> None:
         self.path = path
         self.columns = columns
         self.accept_codecarbon = accept_codecarbon
@@ -217,7 +223,9 @@ class CsvFile:
         backup = self.path.with_name(f"{self.path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
         n = 1
         while backup.exists():
-            backup = self.path.with_name(f"{self.path.name}.{time.strftime('%Y%m%d-%H%M%S')}.{n}.bak")
+            backup = self.path.with_name(
+                f"{self.path.name}.{time.strftime('%Y%m%d-%H%M%S')}.{n}.bak"
+            )
             n += 1
         os.replace(self.path, backup)
         logger.warning(
@@ -388,7 +396,9 @@ class _RowWriter:
     the fallback file.
     """
 
-    def __init__(self, *, max_backlog_rows: int = DEFAULT_MAX_BACKLOG_ROWS, background: bool = True) -> None:
+    def __init__(
+        self, *, max_backlog_rows: int = DEFAULT_MAX_BACKLOG_ROWS, background: bool = True
+    ) -> None:
         if max_backlog_rows < 1:
             raise ValueError(f"max_backlog_rows must be at least 1, got {max_backlog_rows!r}")
         self.max_backlog_rows = max_backlog_rows
@@ -442,16 +452,24 @@ class _RowWriter:
                 f"csv-backlog-full:{id(self)}:{self._episodes}",
                 "%d CSV rows are waiting to be written (the most kept in memory): the oldest are "
                 "dropped from now on; the next row written to %s counts them in its metadata (%s)",
-                self.max_backlog_rows, dropped.target.path, ROWS_DROPPED_KEY,
-                log=logger, seen=self._seen, category=CodeCarbonCallbacksWarning,
+                self.max_backlog_rows,
+                dropped.target.path,
+                ROWS_DROPPED_KEY,
+                log=logger,
+                seen=self._seen,
+                category=CodeCarbonCallbacksWarning,
             )
-        if not self.background and (self._fault_since is None or time.monotonic() >= self._retry_at):
+        if not self.background and (
+            self._fault_since is None or time.monotonic() >= self._retry_at
+        ):
             self._write_until_done_or_failed()
 
     def _ensure_thread(self) -> None:
         thread = self._thread
         if thread is None or not thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="codecarbon-callbacks-csv", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name="codecarbon-callbacks-csv", daemon=True
+            )
             self._thread.start()
 
     def _after_fork(self) -> None:
@@ -485,7 +503,9 @@ class _RowWriter:
                     if self._thread is not me:
                         return  # replaced (after a fork) or closed
                     if self._pending and (
-                        self._fault_since is None or self._urgent or time.monotonic() >= self._retry_at
+                        self._fault_since is None
+                        or self._urgent
+                        or time.monotonic() >= self._retry_at
                     ):
                         break
                     idle = not self._pending and not self._in_flight
@@ -520,8 +540,12 @@ class _RowWriter:
                 first = self._pending.popleft()
                 batch = [first]
                 if not first.upsert:
-                    while (self._pending and len(batch) < BATCH_MAX_ROWS
-                           and self._pending[0].target is first.target and not self._pending[0].upsert):
+                    while (
+                        self._pending
+                        and len(batch) < BATCH_MAX_ROWS
+                        and self._pending[0].target is first.target
+                        and not self._pending[0].upsert
+                    ):
                         batch.append(self._pending.popleft())
                 self._in_flight = len(batch)
                 self._attempts += 1
@@ -557,7 +581,8 @@ class _RowWriter:
         if since is not None:
             logger.warning(
                 "%s can be written again after %.1f s: the rows held meanwhile are being written",
-                target.path, time.time() - since,
+                target.path,
+                time.time() - since,
             )
 
     def _failed(self, batch: list[_Job], attempt: int, exc: OSError) -> None:
@@ -581,9 +606,15 @@ class _RowWriter:
                 f"csv-fault:{id(self)}:{episode}",
                 "could not write %s (%s: %s) since %s: %d row(s) kept in memory (at most %d), "
                 "written in order once possible",
-                batch[0].target.path, type(exc).__name__, exc.strerror or exc,
-                time.strftime("%H:%M:%S", time.localtime(since)), held, self.max_backlog_rows,
-                log=logger, seen=self._seen, category=CodeCarbonCallbacksWarning,
+                batch[0].target.path,
+                type(exc).__name__,
+                exc.strerror or exc,
+                time.strftime("%H:%M:%S", time.localtime(since)),
+                held,
+                self.max_backlog_rows,
+                log=logger,
+                seen=self._seen,
+                category=CodeCarbonCallbacksWarning,
             )
         else:
             logger.debug("still cannot write %s: %s", batch[0].target.path, exc)
@@ -596,10 +627,18 @@ class _RowWriter:
             path = batch[0].target.path
             self._dropped[path] = self._dropped.get(path, 0) + len(batch)
             self._cond.notify_all()
-        warn_once(f"csv-unwritable:{id(self)}:{path}",
-                  "%d row(s) for %s cannot be formatted and are dropped (%s: %s)",
-                  len(batch), path, type(exc).__name__, exc, log=logger, seen=self._seen,
-                  level=logging.ERROR, category=CodeCarbonCallbacksWarning)
+        warn_once(
+            f"csv-unwritable:{id(self)}:{path}",
+            "%d row(s) for %s cannot be formatted and are dropped (%s: %s)",
+            len(batch),
+            path,
+            type(exc).__name__,
+            exc,
+            log=logger,
+            seen=self._seen,
+            level=logging.ERROR,
+            category=CodeCarbonCallbacksWarning,
+        )
 
     # -- waiting, closing ------------------------------------------------------------------------
 
@@ -663,18 +702,34 @@ class _RowWriter:
             try:
                 CsvFile(target, originals[path].columns).append_rows(records)
             except OSError as exc:
-                logger.error("%d row(s) for %s are lost: neither it nor the fallback %s can be "
-                             "written (%s)", len(records), path, target, exc)
-                warn_once(f"csv-lost:{id(self)}:{path}",
-                          "%d row(s) for %s are lost: neither it nor %s can be written",
-                          len(records), path, target, log=logger, seen=self._seen,
-                          category=CodeCarbonCallbacksWarning)
+                logger.error(
+                    "%d row(s) for %s are lost: neither it nor the fallback %s can be written (%s)",
+                    len(records),
+                    path,
+                    target,
+                    exc,
+                )
+                warn_once(
+                    f"csv-lost:{id(self)}:{path}",
+                    "%d row(s) for %s are lost: neither it nor %s can be written",
+                    len(records),
+                    path,
+                    target,
+                    log=logger,
+                    seen=self._seen,
+                    category=CodeCarbonCallbacksWarning,
+                )
                 continue
             warn_once(
                 f"csv-fallback:{id(self)}:{path}:{target}:{time.monotonic()}",
                 "%d row(s) could not be written to %s: they are in %s (same columns; read it "
-                "with read_emissions)", len(records), path, target,
-                log=logger, seen=self._seen, category=CodeCarbonCallbacksWarning,
+                "with read_emissions)",
+                len(records),
+                path,
+                target,
+                log=logger,
+                seen=self._seen,
+                category=CodeCarbonCallbacksWarning,
             )
         for path, count in dropped.items():
             if count:

@@ -139,8 +139,7 @@ def resend_endpoint(
         if result.auth_status:  # the same credentials would be refused again
             result.unauthorized += 1
             continue
-        job = job_from_entry(entry, spool, endpoint=endpoint, api_key=api_key,
-                             timeout_s=timeout_s)
+        job = job_from_entry(entry, spool, endpoint=endpoint, api_key=api_key, timeout_s=timeout_s)
         outcome = job.attempt(timeout_s)
         if job.last_error:
             result.last_error = job.last_error
@@ -161,9 +160,7 @@ def resend_endpoint(
     return result
 
 
-def left_by_endpoint(
-    spool: Spool, targets: list[tuple[str, str]]
-) -> dict[tuple[str, str], int]:
+def left_by_endpoint(spool: Spool, targets: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
     """Readable entries spooled for an endpoint not in ``targets`` ((kind, url) pairs), by
     (kind, endpoint without credentials)."""
     wanted = {(kind, sanitize_url(url)) for kind, url in targets}
@@ -219,25 +216,39 @@ def resend_spool(
     if api_endpoint:
         targets.append(("api", api_endpoint))
     for kind, endpoint in targets:
-        result = resend_endpoint(spool, kind, endpoint, api_key=api_key,
-                                 include_uncertain=include_uncertain, timeout_s=timeout_s)
+        result = resend_endpoint(
+            spool,
+            kind,
+            endpoint,
+            api_key=api_key,
+            include_uncertain=include_uncertain,
+            timeout_s=timeout_s,
+        )
         for key, value in result.counts().items():
             counts[key] += value
         if result.unauthorized:
-            how = ("the URL with its credentials as emissions_endpoint" if kind == "webhook"
-                   else "api_key")
+            how = (
+                "the URL with its credentials as emissions_endpoint"
+                if kind == "webhook"
+                else "api_key"
+            )
             logger.warning(
                 "%s %s refused the credentials (HTTP %d): %d record(s) kept in %s; pass %s "
                 "(used for the request, never stored)",
-                kind, result.endpoint, result.auth_status, result.unauthorized,
-                spool.directory, how,
+                kind,
+                result.endpoint,
+                result.auth_status,
+                result.unauthorized,
+                spool.directory,
+                how,
             )
     left = left_by_endpoint(spool, targets)
     counts["other_endpoints"] = sum(left.values())
     if left:
         logger.warning(
             "%d record(s) in %s are spooled for endpoints not given, left in place: %s",
-            counts["other_endpoints"], spool.directory,
+            counts["other_endpoints"],
+            spool.directory,
             ", ".join(f"{kind} {endpoint} ({n})" for (kind, endpoint), n in left.items()),
         )
     counts["unreadable"] = len(spool.unreadable())

@@ -180,8 +180,9 @@ class Spool:
     # ------------------------------------------------------------------ writing
 
     def _write(self, path: str, data: dict[str, Any]) -> None:
-        write_json_atomic(path, data, fsync=True, separators=(",", ":"), allow_nan=False,
-                          default=str)
+        write_json_atomic(
+            path, data, fsync=True, separators=(",", ":"), allow_nan=False, default=str
+        )
 
     def put(
         self,

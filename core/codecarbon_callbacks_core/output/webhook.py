@@ -142,22 +142,39 @@ class WebhookOutput(BaseOutput):
                 return
             self._started = True
         label = f"webhook {sanitize_url(self.endpoint_url)}"
-        self.sender.submit(CallJob(self._resend_spooled, queue_key=label,
-                                   label=f"{label}: reading the spool", owner=self))
+        self.sender.submit(
+            CallJob(
+                self._resend_spooled,
+                queue_key=label,
+                label=f"{label}: reading the spool",
+                owner=self,
+            )
+        )
 
     def _resend_spooled(self) -> None:
         try:
-            for entry in self.spool.claim("webhook", self.endpoint_url,
-                                          skip=self.sender.known_paths()):
+            for entry in self.spool.claim(
+                "webhook", self.endpoint_url, skip=self.sender.known_paths()
+            ):
                 self.sender.submit(self._job_for(entry))
         except Exception as exc:  # noqa: BLE001 - never raise into training
-            warn_once("webhook-spool-read", "webhook: could not read the spool %s: %s",
-                      self.spool.directory, describe_error(exc, url_secrets(self.endpoint_url)),
-                      log=logger)
+            warn_once(
+                "webhook-spool-read",
+                "webhook: could not read the spool %s: %s",
+                self.spool.directory,
+                describe_error(exc, url_secrets(self.endpoint_url)),
+                log=logger,
+            )
 
     def _job_for(self, entry: SpoolEntry) -> Job:
-        return WebhookJob(self.endpoint_url, entry.body, spool=self.spool, entry=entry, owner=self,
-                          timeout_s=self.timeout_s)
+        return WebhookJob(
+            self.endpoint_url,
+            entry.body,
+            spool=self.spool,
+            entry=entry,
+            owner=self,
+            timeout_s=self.timeout_s,
+        )
 
     def payload(self, record: EmissionsData, record_type: str) -> dict[str, Any]:
         """The JSON body: schema_version, record_id, record_type, then the record's fields."""

@@ -132,8 +132,14 @@ def test_build_script_reproduces_the_bundled_file(tmp_path, reference_dir):
     assert (DATA / "cpu_tdp.csv").read_text(encoding="utf-8") != source.read_text(encoding="utf-8")
     target = tmp_path / "cpu_tdp.csv"
     subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "build_cpu_tdp.py"), "--source", str(source),
-         "--target", str(target)],
+        [
+            sys.executable,
+            str(REPO / "scripts" / "build_cpu_tdp.py"),
+            "--source",
+            str(source),
+            "--target",
+            str(target),
+        ],
         check=True,
         capture_output=True,
     )
@@ -176,10 +182,13 @@ def test_unknown_model_is_a_documented_constant_with_a_warning(tmp_path):
     assert any("not in the TDP table" in n and "force_cpu_power" in n for n in notes)
 
 
-@pytest.mark.parametrize(("model", "words"), [
-    ("Mystery CPU", "counted at a constant"),  # not in the table
-    ("AMD EPYC 7763 64-Core Processor", "estimated from TDP x load"),  # no RAPL counter
-])
+@pytest.mark.parametrize(
+    ("model", "words"),
+    [
+        ("Mystery CPU", "counted at a constant"),  # not in the table
+        ("AMD EPYC 7763 64-Core Processor", "estimated from TDP x load"),  # no RAPL counter
+    ],
+)
 def test_an_estimated_or_constant_cpu_reaches_the_user_once_as_a_warning(tmp_path, model, words):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"model name\t: {model}\n")

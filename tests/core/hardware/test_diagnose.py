@@ -50,18 +50,21 @@ def test_detect_cpu_reports_the_refusal_diagnose_finds(powercap, tmp_path):
     fake.deny(package)
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz\n")
-    _, notes = detect_cpu(powercap_root=fake.root, rapl_opener=fake.opener,
-                          cpuinfo_path=str(cpuinfo))
+    _, notes = detect_cpu(
+        powercap_root=fake.root, rapl_opener=fake.opener, cpuinfo_path=str(cpuinfo)
+    )
     finding = diagnose_rapl(powercap_root=fake.root, opener=fake.opener, platform="linux")
     assert notes == [f"CPU: RAPL refused, so CPU power is estimated. {finding.reason}"]
 
 
-@pytest.mark.parametrize(("container", "hint"), [(True, "mount /sys/class/powercap"),
-                                                 (False, "force_cpu_power")])
+@pytest.mark.parametrize(
+    ("container", "hint"), [(True, "mount /sys/class/powercap"), (False, "force_cpu_power")]
+)
 def test_absent_rapl_says_where_to_look(tmp_path, container, hint):
     empty = FakePowercap(tmp_path)
-    finding = diagnose_rapl(powercap_root=empty.root, opener=empty.opener, platform="linux",
-                            container=container)
+    finding = diagnose_rapl(
+        powercap_root=empty.root, opener=empty.opener, platform="linux", container=container
+    )
     assert finding.state == "absent" and "no RAPL package zone" in finding.reason
     assert finding.fix is not None and hint in finding.fix
 
@@ -125,11 +128,22 @@ def test_diagnose_covers_each_backend_and_amd_gpus(powercap, tmp_path):
     drm = tmp_path / "drm"
     (drm / "card0" / "device").mkdir(parents=True)
     (drm / "card0" / "device" / "vendor").write_text("0x1002\n")
-    findings = diagnose(powercap_root=fake.root, rapl_opener=fake.opener, platform="linux",
-                        nvml=FakeNvml([]), drm_root=drm)
+    findings = diagnose(
+        powercap_root=fake.root,
+        rapl_opener=fake.opener,
+        platform="linux",
+        nvml=FakeNvml([]),
+        drm_root=drm,
+    )
     assert [(f.backend, f.state) for f in findings] == [
-        ("rapl", "ok"), ("nvml", "absent"), ("amd", "unsupported")
+        ("rapl", "ok"),
+        ("nvml", "absent"),
+        ("amd", "unsupported"),
     ]
     (drm / "card0" / "device" / "vendor").write_text("0x10de\n")  # NVIDIA's: not listed
-    assert [f.backend for f in diagnose(powercap_root=fake.root, rapl_opener=fake.opener,
-                                        nvml=False, drm_root=drm)] == ["rapl"]
+    assert [
+        f.backend
+        for f in diagnose(
+            powercap_root=fake.root, rapl_opener=fake.opener, nvml=False, drm_root=drm
+        )
+    ] == ["rapl"]

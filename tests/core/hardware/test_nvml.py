@@ -369,8 +369,9 @@ def test_strict_gpu_ids_name_the_visible_gpus_and_the_cuda_view():
     assert "'2' matches no visible GPU" in message
     assert f"0: {UUIDS[3]} (NVML index 3); 1: {UUIDS[1]} (NVML index 1)" in message
     assert "count within CUDA_VISIBLE_DEVICES" in message and "'3,1'" in message
-    assert select_devices(UUIDS, gpu_ids=[1, UUIDS[0]], cuda_visible_devices="3,1",
-                          strict=True) == ([(1, 1), (0, None)], [])
+    assert select_devices(
+        UUIDS, gpu_ids=[1, UUIDS[0]], cuda_visible_devices="3,1", strict=True
+    ) == ([(1, 1), (0, None)], [])
 
 
 def test_cuda_uuids_from_torch_define_the_cuda_view(monkeypatch):
@@ -573,8 +574,10 @@ def test_a_watcher_stuck_in_an_nvml_call_is_reported_once_and_left_as_a_daemon(m
             return super().nvmlDeviceGetTotalEnergyConsumption(handle)
 
     clock = RealClock()
-    nvml = StuckNvml([FakeDevice.from_h200_trace(uuid=u, time_offset_s=clock.now() - 4.0)
-                      for u in UUIDS[:2]], clock=clock)
+    nvml = StuckNvml(
+        [FakeDevice.from_h200_trace(uuid=u, time_offset_s=clock.now() - 4.0) for u in UUIDS[:2]],
+        clock=clock,
+    )
     gpus, _ = detect_nvml(nvml=nvml)
     monkeypatch.setattr(_shared, "_warned", set())
     caplog.set_level(logging.DEBUG, logger="codecarbon_callbacks_core")

@@ -41,23 +41,26 @@ def test_amd_gpu_by_pci_vendor(tmp_path: Path) -> None:
     fake = FakePowercap(tmp_path)
     nvidia_and_intel = _drm(tmp_path / "a", "0x10de", "0x8086")
     with_amd = _drm(tmp_path / "b", "0x8086", "0x1002")
-    assert not probe_presence(powercap_root=fake.root, drm_root=nvidia_and_intel,
-                              platform="linux").amd_gpu
+    assert not probe_presence(
+        powercap_root=fake.root, drm_root=nvidia_and_intel, platform="linux"
+    ).amd_gpu
     assert probe_presence(powercap_root=fake.root, drm_root=with_amd, platform="linux").amd_gpu
 
 
 def test_nothing_is_probed_off_linux(tmp_path: Path) -> None:
     fake = FakePowercap(tmp_path)
     fake.add_zone("intel-rapl:0", "package-0", energy_uj=1)
-    presence = probe_presence(powercap_root=fake.root, drm_root=_drm(tmp_path, "0x1002"),
-                              platform="darwin")
+    presence = probe_presence(
+        powercap_root=fake.root, drm_root=_drm(tmp_path, "0x1002"), platform="darwin"
+    )
     assert presence.rapl == "not_linux"
     assert not (presence.nvidia_driver or presence.amd_gpu or presence.in_container)
 
 
 @pytest.mark.parametrize("driver", [True, False])
-def test_nvidia_driver_is_nvml_own_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         driver: bool) -> None:
+def test_nvidia_driver_is_nvml_own_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, driver: bool
+) -> None:
     """The driver check is the one NVML detection uses (hardware.diagnose), not a second list."""
     from codecarbon_callbacks_core.hardware import diagnose
 

@@ -23,8 +23,13 @@ OWID_ATTRIBUTION = (
     "Our World in Data, Energy dataset (based on Ember and Energy Institute Statistical Review "
     "of World Energy)"
 )
-BUNDLED_FILES = ("country_codes.csv", "intensity_countries.csv", "intensity_regions.csv",
-                 "cloud_regions.csv", "intensity_data.md")
+BUNDLED_FILES = (
+    "country_codes.csv",
+    "intensity_countries.csv",
+    "intensity_regions.csv",
+    "cloud_regions.csv",
+    "intensity_data.md",
+)
 
 
 def read_bundled(name: str) -> list[dict[str, str]]:
@@ -45,13 +50,19 @@ def ref_data(reference_dir: Path) -> Path:
 # --- every row parses ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,numeric,required", [
-    ("intensity_countries.csv", ["g_per_kwh", "year"], ["iso3", "name", "year", "g_per_kwh"]),
-    ("intensity_regions.csv", ["g_per_kwh", "year"],
-     ["country_iso3", "region_code", "region_name", "g_per_kwh", "year", "method"]),
-    ("cloud_regions.csv", ["g_per_kwh"], ["provider", "region", "g_per_kwh", "dataset"]),
-    ("country_codes.csv", [], ["iso2", "iso3", "name"]),
-])
+@pytest.mark.parametrize(
+    "name,numeric,required",
+    [
+        ("intensity_countries.csv", ["g_per_kwh", "year"], ["iso3", "name", "year", "g_per_kwh"]),
+        (
+            "intensity_regions.csv",
+            ["g_per_kwh", "year"],
+            ["country_iso3", "region_code", "region_name", "g_per_kwh", "year", "method"],
+        ),
+        ("cloud_regions.csv", ["g_per_kwh"], ["provider", "region", "g_per_kwh", "dataset"]),
+        ("country_codes.csv", [], ["iso2", "iso3", "name"]),
+    ],
+)
 def test_every_row_parses(name: str, numeric: list[str], required: list[str]) -> None:
     rows = read_bundled(name)
     assert rows, name
@@ -76,8 +87,16 @@ def test_files_carry_provenance() -> None:
     countries_head = (DATA_DIR / "intensity_countries.csv").read_text("utf-8")[:1000]
     assert OWID_ATTRIBUTION in countries_head and "CC BY 4.0" in countries_head
     sidecar = (DATA_DIR / "intensity_data.md").read_text("utf-8")
-    for needle in (OWID_ATTRIBUTION, "CC BY 4.0", "Apache-2.0", "MIT", "0.453592",
-                   "region-carbon-info", "Cloud Carbon Footprint", "biomass"):
+    for needle in (
+        OWID_ATTRIBUTION,
+        "CC BY 4.0",
+        "Apache-2.0",
+        "MIT",
+        "0.453592",
+        "region-carbon-info",
+        "Cloud Carbon Footprint",
+        "biomass",
+    ):
         assert needle in sidecar, needle
 
 
@@ -96,11 +115,14 @@ def test_countries_match_reference(ref_data: Path) -> None:
         assert row["name"] == ref["country"]
         assert int(row["year"]) == int(ref["year"])
         assert float(row["g_per_kwh"]) == pytest.approx(
-            float(ref["carbon_intensity_elec_g_per_kwh"]), abs=5e-4)
-        for ours_col, ref_col in (("generation_twh", "electricity_generation_twh"),
-                                  ("fossil_pct", "fossil_share_elec_pct"),
-                                  ("renewables_pct", "renewables_share_elec_pct"),
-                                  ("nuclear_pct", "nuclear_share_elec_pct")):
+            float(ref["carbon_intensity_elec_g_per_kwh"]), abs=5e-4
+        )
+        for ours_col, ref_col in (
+            ("generation_twh", "electricity_generation_twh"),
+            ("fossil_pct", "fossil_share_elec_pct"),
+            ("renewables_pct", "renewables_share_elec_pct"),
+            ("nuclear_pct", "nuclear_share_elec_pct"),
+        ):
             if ref[ref_col].strip():
                 assert float(row[ours_col]) == pytest.approx(float(ref[ref_col]), abs=5e-3)
             else:
@@ -108,7 +130,8 @@ def test_countries_match_reference(ref_data: Path) -> None:
     tables = load_tables()
     world_ref = next(row for row in reference if row["iso_code"] == WORLD)
     assert tables.world.g_per_kwh == pytest.approx(
-        float(world_ref["carbon_intensity_elec_g_per_kwh"]))
+        float(world_ref["carbon_intensity_elec_g_per_kwh"])
+    )
 
 
 def test_alpha2_alpha3_mapping_covers_every_country() -> None:
@@ -141,8 +164,11 @@ def test_alpha2_mapping_agrees_with_pycountry() -> None:
 def test_us_states_are_lbs_per_mwh_converted(ref_data: Path) -> None:
     reference = json.loads((ref_data / "codecarbon" / "usa_emissions.json").read_text("utf-8"))
     states = {k: v for k, v in reference.items() if k not in ("_unit", "usa")}
-    ours = {row["region_code"]: row for row in read_bundled("intensity_regions.csv")
-            if row["country_iso3"] == "USA"}
+    ours = {
+        row["region_code"]: row
+        for row in read_bundled("intensity_regions.csv")
+        if row["country_iso3"] == "USA"
+    }
     assert len(ours) == len(states) == 51
     for name, entry in states.items():
         row = ours[entry["regionCode"]]
@@ -155,15 +181,27 @@ def test_us_states_are_lbs_per_mwh_converted(ref_data: Path) -> None:
 def test_canadian_provinces_use_per_source_factors(ref_data: Path) -> None:
     mixes = json.loads((ref_data / "codecarbon" / "canada_energy_mix.json").read_text("utf-8"))
     factors = json.loads(
-        (ref_data / "codecarbon" / "carbon_intensity_per_source.json").read_text("utf-8"))
+        (ref_data / "codecarbon" / "carbon_intensity_per_source.json").read_text("utf-8")
+    )
     # documented method: share-weighted factors of the per-source file; tidal as hydro;
     # biomass and other have no factor in the file and count 0
-    factor_of = {"coal": factors["coal"], "petroleum": factors["petroleum"],
-                 "naturalGas": factors["natural_gas"], "nuclear": factors["nuclear"],
-                 "hydro": factors["hydroelectricity"], "tidal": factors["hydroelectricity"],
-                 "solar": factors["solar"], "wind": factors["wind"], "biomass": 0, "other": 0}
-    ours = {row["region_name"].lower(): row for row in read_bundled("intensity_regions.csv")
-            if row["country_iso3"] == "CAN"}
+    factor_of = {
+        "coal": factors["coal"],
+        "petroleum": factors["petroleum"],
+        "naturalGas": factors["natural_gas"],
+        "nuclear": factors["nuclear"],
+        "hydro": factors["hydroelectricity"],
+        "tidal": factors["hydroelectricity"],
+        "solar": factors["solar"],
+        "wind": factors["wind"],
+        "biomass": 0,
+        "other": 0,
+    }
+    ours = {
+        row["region_name"].lower(): row
+        for row in read_bundled("intensity_regions.csv")
+        if row["country_iso3"] == "CAN"
+    }
     assert len(ours) == len(mixes) == 13
     for name, mix in mixes.items():
         assert set(mix) - {"total"} <= set(factor_of), mix
@@ -180,8 +218,13 @@ def test_aws_and_azure_are_ccf_grid_factors(ref_data: Path) -> None:
     reference = read_reference_csv(ref_data / "cloud_region_intensity.csv")
     ours = {(row["provider"], row["region"]): row for row in read_bundled("cloud_regions.csv")}
     for provider in ("aws", "azure"):
-        expected = [row for row in reference if row["provider"] == provider
-                    and row["dataset"] == "ccf_default_grid" and row["region"] != "Unknown"]
+        expected = [
+            row
+            for row in reference
+            if row["provider"] == provider
+            and row["dataset"] == "ccf_default_grid"
+            and row["region"] != "Unknown"
+        ]
         mine = [key for key in ours if key[0] == provider]
         assert len(mine) == len(expected) > 0
         for ref in expected:
@@ -194,14 +237,18 @@ def test_aws_and_azure_are_ccf_grid_factors(ref_data: Path) -> None:
 
 def test_gcp_is_google_latest_year(ref_data: Path) -> None:
     reference = read_reference_csv(ref_data / "cloud_region_intensity.csv")
-    google = [row for row in reference
-              if row["provider"] == "gcp" and row["dataset"] == "google_region_carbon_info"]
+    google = [
+        row
+        for row in reference
+        if row["provider"] == "gcp" and row["dataset"] == "google_region_carbon_info"
+    ]
     latest: dict[str, dict[str, str]] = {}
     for row in google:
         if row["region"] not in latest or int(row["year"]) > int(latest[row["region"]]["year"]):
             latest[row["region"]] = row
-    ours = {row["region"]: row for row in read_bundled("cloud_regions.csv")
-            if row["provider"] == "gcp"}
+    ours = {
+        row["region"]: row for row in read_bundled("cloud_regions.csv") if row["provider"] == "gcp"
+    }
     assert set(ours) == set(latest)
     for region, ref in latest.items():
         assert Decimal(ours[region]["g_per_kwh"]) == Decimal(ref["g_per_kwh"]), region
@@ -209,8 +256,11 @@ def test_gcp_is_google_latest_year(ref_data: Path) -> None:
         assert ours[region]["country_iso3"] == ref["country_iso3"]
         assert ours[region]["dataset"] == "google_region_carbon_info"
     # not the CFE-adjusted (or CCF) numbers
-    cfe = {row["region"]: row["g_per_kwh"] for row in reference
-           if row["dataset"] == "ccf_gcp_cfe_adjusted"}
+    cfe = {
+        row["region"]: row["g_per_kwh"]
+        for row in reference
+        if row["dataset"] == "ccf_gcp_cfe_adjusted"
+    }
     assert Decimal(ours["us-west1"]["g_per_kwh"]) != Decimal(cfe["us-west1"])
 
 
@@ -228,9 +278,19 @@ def test_cloud_region_countries_are_known() -> None:
 def test_build_script_reproduces_bundled_files(tmp_path: Path, ref_data: Path) -> None:
     pytest.importorskip("pycountry")
     proc = subprocess.run(
-        [sys.executable, str(BUILD_SCRIPT), "--reference-dir", str(ref_data),
-         "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=60,
-        check=False)
+        [
+            sys.executable,
+            str(BUILD_SCRIPT),
+            "--reference-dir",
+            str(ref_data),
+            "--out-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     for name in BUNDLED_FILES:
         assert (tmp_path / name).read_bytes() == (DATA_DIR / name).read_bytes(), name
@@ -268,8 +328,9 @@ def test_import_is_lazy_and_light() -> None:
         "m.LocationLookup\n"
         "assert 'requests' not in sys.modules, 'online imports requests eagerly'\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-        check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -287,8 +348,10 @@ def test_concurrent_first_load_gives_one_table(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(intensity_data, "load_tables", counting_load)
     seen: list[object] = []
-    threads = [threading.Thread(target=lambda: seen.append(intensity_data.intensity_tables()))
-               for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: seen.append(intensity_data.intensity_tables()))
+        for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -53,7 +53,8 @@ def test_country_any_form(code: str, bundled_countries: dict[str, dict[str, str]
 
 
 def test_every_bundled_country_resolves_by_alpha3_and_alpha2(
-        bundled_countries: dict[str, dict[str, str]]) -> None:
+    bundled_countries: dict[str, dict[str, str]],
+) -> None:
     assert len(bundled_countries) > 200
     for iso3, ref in bundled_countries.items():
         if iso3 == "WORLD":
@@ -78,15 +79,15 @@ def test_country_iso_code_wins_over_conflicting_2letter(caplog: pytest.LogCaptur
 
 
 def test_known_country_without_data_gets_world_average_with_warning(
-        caplog: pytest.LogCaptureFixture, bundled_countries: dict[str, dict[str, str]]) -> None:
+    caplog: pytest.LogCaptureFixture, bundled_countries: dict[str, dict[str, str]]
+) -> None:
     assert "ATA" not in bundled_countries and is_known_country("ATA")
     assert not has_country_data("ATA")
     with caplog.at_level(logging.WARNING):
         result = resolve_offline(country_iso_code="aq")  # Antarctica
     assert result.source == "world_average"
     assert result.country_iso_code == "ATA"
-    assert result.g_per_kwh == pytest.approx(
-        float(bundled_countries["WORLD"]["g_per_kwh"]))
+    assert result.g_per_kwh == pytest.approx(float(bundled_countries["WORLD"]["g_per_kwh"]))
     assert "ATA" in caplog.text and "world average" in caplog.text
 
 
@@ -112,7 +113,8 @@ def test_world_average_reaches_the_user_once_as_a_warning(location: dict[str, st
 
 
 def test_world_average_without_user_warning_is_logged_only(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         resolve_offline(user_warning=False)  # a distributed run's rank other than zero
@@ -130,8 +132,11 @@ def test_is_known_country() -> None:
 
 @pytest.mark.parametrize("region", ["CA", "ca", "California", "CALIFORNIA", " california "])
 def test_us_state(region: str) -> None:
-    (california,) = [row for row in bundled_rows("intensity_regions.csv")
-                     if row["country_iso3"] == "USA" and row["region_code"] == "CA"]
+    (california,) = [
+        row
+        for row in bundled_rows("intensity_regions.csv")
+        if row["country_iso3"] == "USA" and row["region_code"] == "CA"
+    ]
     result = resolve_offline(country_iso_code="USA", region=region)
     assert result.source == "region:USA-CA"
     assert result.region == "california"
@@ -175,12 +180,23 @@ def bundled_cloud() -> list[dict[str, str]]:
     return bundled_rows("cloud_regions.csv")
 
 
-@pytest.mark.parametrize("provider,region", [("aws", "eu-west-3"), ("aws", "us-east-1"),
-                                             ("azure", "westeurope"), ("azure", "francecentral")])
-def test_aws_azure_regions(provider: str, region: str,
-                           bundled_cloud: list[dict[str, str]]) -> None:
-    ref = next(r for r in bundled_cloud if r["provider"] == provider and r["region"] == region
-               and r["dataset"] == "ccf_default_grid")
+@pytest.mark.parametrize(
+    "provider,region",
+    [
+        ("aws", "eu-west-3"),
+        ("aws", "us-east-1"),
+        ("azure", "westeurope"),
+        ("azure", "francecentral"),
+    ],
+)
+def test_aws_azure_regions(provider: str, region: str, bundled_cloud: list[dict[str, str]]) -> None:
+    ref = next(
+        r
+        for r in bundled_cloud
+        if r["provider"] == provider
+        and r["region"] == region
+        and r["dataset"] == "ccf_default_grid"
+    )
     result = resolve_offline(cloud_provider=provider, cloud_region=region)
     assert result.on_cloud and result.cloud_provider == provider and result.cloud_region == region
     assert result.g_per_kwh == pytest.approx(float(ref["g_per_kwh"]))
@@ -189,7 +205,9 @@ def test_aws_azure_regions(provider: str, region: str,
 
 
 def test_gcp_region_is_google_latest(bundled_cloud: list[dict[str, str]]) -> None:
-    (latest,) = [r for r in bundled_cloud if r["provider"] == "gcp" and r["region"] == "europe-west9"]
+    (latest,) = [
+        r for r in bundled_cloud if r["provider"] == "gcp" and r["region"] == "europe-west9"
+    ]
     result = resolve_offline(cloud_provider="GCP", cloud_region="europe-west9")
     assert result.g_per_kwh == pytest.approx(float(latest["g_per_kwh"]))
     assert result.year == int(latest["year"])
@@ -198,15 +216,21 @@ def test_gcp_region_is_google_latest(bundled_cloud: list[dict[str, str]]) -> Non
 
 
 def test_cloud_region_spellings() -> None:
-    assert resolve_offline(cloud_provider="azure", cloud_region="West Europe").cloud_region == \
-        "westeurope"
+    assert (
+        resolve_offline(cloud_provider="azure", cloud_region="West Europe").cloud_region
+        == "westeurope"
+    )
     assert resolve_offline(cloud_provider="azure", cloud_region="eastus").cloud_region == "EastUS"
-    assert resolve_offline(cloud_provider="gcp", cloud_region="us-central1-b").cloud_region == \
-        "us-central1"
-    assert resolve_offline(cloud_provider="aws", cloud_region="US-EAST-1A").cloud_region == \
-        "us-east-1"
-    assert resolve_offline(cloud_provider="Amazon", cloud_region="us-east-1").cloud_provider == \
-        "aws"
+    assert (
+        resolve_offline(cloud_provider="gcp", cloud_region="us-central1-b").cloud_region
+        == "us-central1"
+    )
+    assert (
+        resolve_offline(cloud_provider="aws", cloud_region="US-EAST-1A").cloud_region == "us-east-1"
+    )
+    assert (
+        resolve_offline(cloud_provider="Amazon", cloud_region="us-east-1").cloud_provider == "aws"
+    )
     # a region name unique to one provider needs no provider
     assert resolve_offline(cloud_region="europe-west9").cloud_provider == "gcp"
 
@@ -224,16 +248,21 @@ def test_every_bundled_cloud_region_resolves() -> None:
 
 
 def test_forced_value_wins_and_keeps_location() -> None:
-    result = resolve_offline(force_carbon_intensity_g_co2e_kwh=123.4, country_iso_code="FRA",
-                             cloud_provider="aws", cloud_region="us-east-1")
+    result = resolve_offline(
+        force_carbon_intensity_g_co2e_kwh=123.4,
+        country_iso_code="FRA",
+        cloud_provider="aws",
+        cloud_region="us-east-1",
+    )
     assert result.g_per_kwh == 123.4 and result.source == "forced"
     assert result.on_cloud and result.country_iso_code == "USA"
     assert resolve_offline(force_carbon_intensity_g_co2e_kwh=0).g_per_kwh == 0.0
 
 
 def test_precedence_cloud_over_region_over_country() -> None:
-    cloud = resolve_offline(country_iso_code="USA", region="CA", cloud_provider="gcp",
-                            cloud_region="us-west1")
+    cloud = resolve_offline(
+        country_iso_code="USA", region="CA", cloud_provider="gcp", cloud_region="us-west1"
+    )
     assert cloud.source.startswith("cloud:gcp:us-west1")
     region = resolve_offline(country_iso_code="USA", region="CA")
     assert region.source == "region:USA-CA"
@@ -251,20 +280,24 @@ def test_emissions_helper() -> None:
 # --- errors name the parameter -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs,parameter,suggestion", [
-    ({"country_iso_code": "FRN"}, "country_iso_code", "FRA"),
-    ({"country_iso_code": "Germny"}, "country_iso_code", "DEU"),
-    ({"country_2letter_iso_code": "QQ"}, "country_2letter_iso_code", None),
-    ({"country_iso_code": "USA", "region": "Californa"}, "region", "CA"),
-    ({"country_iso_code": "CAN", "region": "Ontaro"}, "region", "ON"),
-    ({"region": "Bavaria"}, "region", None),
-    ({"cloud_provider": "aws", "cloud_region": "us-est-1"}, "cloud_region", "us-east-1"),
-    ({"cloud_provider": "gcp", "cloud_region": "europe-wst9"}, "cloud_region", "europe-west9"),
-    ({"cloud_provider": "ibm", "cloud_region": "x"}, "cloud_provider", None),
-    ({"cloud_provider": "aws"}, "cloud_region", None),
-])
-def test_unknown_inputs_name_the_parameter(kwargs: dict[str, str], parameter: str,
-                                           suggestion: str | None) -> None:
+@pytest.mark.parametrize(
+    "kwargs,parameter,suggestion",
+    [
+        ({"country_iso_code": "FRN"}, "country_iso_code", "FRA"),
+        ({"country_iso_code": "Germny"}, "country_iso_code", "DEU"),
+        ({"country_2letter_iso_code": "QQ"}, "country_2letter_iso_code", None),
+        ({"country_iso_code": "USA", "region": "Californa"}, "region", "CA"),
+        ({"country_iso_code": "CAN", "region": "Ontaro"}, "region", "ON"),
+        ({"region": "Bavaria"}, "region", None),
+        ({"cloud_provider": "aws", "cloud_region": "us-est-1"}, "cloud_region", "us-east-1"),
+        ({"cloud_provider": "gcp", "cloud_region": "europe-wst9"}, "cloud_region", "europe-west9"),
+        ({"cloud_provider": "ibm", "cloud_region": "x"}, "cloud_provider", None),
+        ({"cloud_provider": "aws"}, "cloud_region", None),
+    ],
+)
+def test_unknown_inputs_name_the_parameter(
+    kwargs: dict[str, str], parameter: str, suggestion: str | None
+) -> None:
     with pytest.raises(UnknownLocationError) as info:
         resolve_offline(**kwargs)
     error = info.value

@@ -29,17 +29,37 @@ from codecarbon_callbacks_core.intensity.online import (
 
 # GeoJS's documented shape (latitude/longitude are strings "for historic reasons")
 GEO_CALIFORNIA = {
-    "ip": "203.0.113.7", "country_code3": "USA", "country_code": "US",
-    "country": "United States", "region": "California", "city": "San Francisco",
-    "latitude": "37.7749", "longitude": "-122.4194", "timezone": "America/Los_Angeles",
-    "continent_code": "NA", "organization_name": "AS64496 Example", "accuracy": 5,
+    "ip": "203.0.113.7",
+    "country_code3": "USA",
+    "country_code": "US",
+    "country": "United States",
+    "region": "California",
+    "city": "San Francisco",
+    "latitude": "37.7749",
+    "longitude": "-122.4194",
+    "timezone": "America/Los_Angeles",
+    "continent_code": "NA",
+    "organization_name": "AS64496 Example",
+    "accuracy": 5,
 }
-GEO_FRANCE = {"country_code3": "FRA", "country_code": "FR", "country": "France",
-              "region": "Île-de-France", "latitude": "48.85", "longitude": "2.35"}
+GEO_FRANCE = {
+    "country_code3": "FRA",
+    "country_code": "FR",
+    "country": "France",
+    "region": "Île-de-France",
+    "latitude": "48.85",
+    "longitude": "2.35",
+}
 # Electricity Maps v3 carbon-intensity/latest documented fields
-EM_ANSWER = {"zone": "US-CAL-CISO", "carbonIntensity": 187, "datetime": "2026-11-28T20:00:00.000Z",
-             "updatedAt": "2026-11-28T19:55:00.000Z", "emissionFactorType": "lifecycle",
-             "isEstimated": True, "estimationMethod": "TIME_SLICER_AVERAGE"}
+EM_ANSWER = {
+    "zone": "US-CAL-CISO",
+    "carbonIntensity": 187,
+    "datetime": "2026-11-28T20:00:00.000Z",
+    "updatedAt": "2026-11-28T19:55:00.000Z",
+    "emissionFactorType": "lifecycle",
+    "isEstimated": True,
+    "estimationMethod": "TIME_SLICER_AVERAGE",
+}
 
 
 @dataclass
@@ -72,8 +92,13 @@ def loopback() -> Iterator[Loopback]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             parsed = urlparse(self.path)
-            state.requests.append({"path": parsed.path, "query": parse_qs(parsed.query),
-                                   "headers": dict(self.headers)})
+            state.requests.append(
+                {
+                    "path": parsed.path,
+                    "query": parse_qs(parsed.query),
+                    "headers": dict(self.headers),
+                }
+            )
             route = routes.get(parsed.path, Route(status=404, body={"error": "no route"}))
             if route.delay_s:
                 state.release.wait(route.delay_s)  # released at teardown
@@ -93,8 +118,9 @@ def loopback() -> Iterator[Loopback]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     server.block_on_close = False  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
     thread.start()
     state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
@@ -144,7 +170,8 @@ def test_geo_lookup_country_without_subnational_data(loopback: Loopback) -> None
 
 
 def test_geo_http_500_gives_world_average_with_warning(
-        loopback: Loopback, caplog: pytest.LogCaptureFixture) -> None:
+    loopback: Loopback, caplog: pytest.LogCaptureFixture
+) -> None:
     loopback.routes["/geo"] = Route(status=500, body={"message": "boom"})
     with caplog.at_level(logging.WARNING):
         lookup = make_lookup(loopback).start()
@@ -169,7 +196,8 @@ def test_failed_lookup_reaches_the_user_once_as_a_warning(loopback: Loopback) ->
 
 
 def test_failed_lookup_without_user_warning_is_logged_only(
-        loopback: Loopback, caplog: pytest.LogCaptureFixture) -> None:
+    loopback: Loopback, caplog: pytest.LogCaptureFixture
+) -> None:
     loopback.routes["/geo"] = Route(status=500, body={"message": "boom"})
     with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -178,12 +206,15 @@ def test_failed_lookup_without_user_warning_is_logged_only(
     assert caught == [] and "HTTP 500" in caplog.text
 
 
-@pytest.mark.parametrize("route", [
-    Route(raw=b"<html>not json</html>"),
-    Route(body={"country_code3": "", "country_code": "", "region": ""}),
-    Route(body={"country_code3": "ZZZ"}),
-    Route(body=["a", "list"]),
-])
+@pytest.mark.parametrize(
+    "route",
+    [
+        Route(raw=b"<html>not json</html>"),
+        Route(body={"country_code3": "", "country_code": "", "region": ""}),
+        Route(body={"country_code3": "ZZZ"}),
+        Route(body=["a", "list"]),
+    ],
+)
 def test_geo_bad_answers_give_world_average(loopback: Loopback, route: Route) -> None:
     loopback.routes["/geo"] = route
     result = make_lookup(loopback).start().result(timeout_s=5)
@@ -206,8 +237,9 @@ def test_fetch_geo_location_parses_documented_shape(loopback: Loopback) -> None:
 def test_electricitymaps_with_geo_coordinates(loopback: Loopback) -> None:
     loopback.routes["/geo"] = Route(body=GEO_CALIFORNIA)
     loopback.routes["/v3/carbon-intensity/latest"] = Route(body=EM_ANSWER)
-    result = make_lookup(loopback, electricitymaps_api_token="secret-token").start() \
-        .result(timeout_s=5)
+    result = (
+        make_lookup(loopback, electricitymaps_api_token="secret-token").start().result(timeout_s=5)
+    )
     assert result is not None
     assert result.source == "electricitymaps" and result.g_per_kwh == EM_ANSWER["carbonIntensity"]
     assert result.country_iso_code == "USA" and result.region == "california"
@@ -218,10 +250,14 @@ def test_electricitymaps_with_geo_coordinates(loopback: Loopback) -> None:
 
 
 def test_electricitymaps_zone_from_given_country(loopback: Loopback) -> None:
-    loopback.routes["/v3/carbon-intensity/latest"] = Route(body={**EM_ANSWER, "zone": "FR",
-                                                                 "carbonIntensity": 31.5})
-    result = make_lookup(loopback, electricitymaps_api_token="t", country_iso_code="FRA") \
-        .start().result(timeout_s=5)
+    loopback.routes["/v3/carbon-intensity/latest"] = Route(
+        body={**EM_ANSWER, "zone": "FR", "carbonIntensity": 31.5}
+    )
+    result = (
+        make_lookup(loopback, electricitymaps_api_token="t", country_iso_code="FRA")
+        .start()
+        .result(timeout_s=5)
+    )
     assert result is not None and result.source == "electricitymaps"
     assert result.g_per_kwh == 31.5 and result.country_iso_code == "FRA"
     assert not loopback.hits("/geo")  # the country was given: no geo-IP
@@ -231,8 +267,9 @@ def test_electricitymaps_zone_from_given_country(loopback: Loopback) -> None:
 
 def test_electricitymaps_locates_by_ip_when_geo_fails(loopback: Loopback) -> None:
     loopback.routes["/geo"] = Route(status=503, body={})
-    loopback.routes["/v3/carbon-intensity/latest"] = Route(body={**EM_ANSWER, "zone": "DE",
-                                                                 "carbonIntensity": 350})
+    loopback.routes["/v3/carbon-intensity/latest"] = Route(
+        body={**EM_ANSWER, "zone": "DE", "carbonIntensity": 350}
+    )
     result = make_lookup(loopback, electricitymaps_api_token="t").start().result(timeout_s=5)
     assert result is not None and result.source == "electricitymaps"
     assert result.g_per_kwh == 350 and result.country_iso_code == "DEU"
@@ -241,44 +278,55 @@ def test_electricitymaps_locates_by_ip_when_geo_fails(loopback: Loopback) -> Non
 
 
 def test_electricitymaps_http_500_falls_back_to_tables(
-        loopback: Loopback, caplog: pytest.LogCaptureFixture) -> None:
+    loopback: Loopback, caplog: pytest.LogCaptureFixture
+) -> None:
     loopback.routes["/geo"] = Route(body=GEO_FRANCE)
-    loopback.routes["/v3/carbon-intensity/latest"] = Route(status=500,
-                                                          body={"error": "internal"})
+    loopback.routes["/v3/carbon-intensity/latest"] = Route(status=500, body={"error": "internal"})
     with caplog.at_level(logging.WARNING):
-        result = make_lookup(loopback, electricitymaps_api_token="t").start() \
-            .result(timeout_s=5)
+        result = make_lookup(loopback, electricitymaps_api_token="t").start().result(timeout_s=5)
     assert result is not None and result.source.startswith("country:FRA")
     assert "Electricity Maps" in caplog.text and "HTTP 500" in caplog.text
 
 
 def test_electricitymaps_bad_token_and_geo_down_gives_world_average(
-        loopback: Loopback, caplog: pytest.LogCaptureFixture) -> None:
+    loopback: Loopback, caplog: pytest.LogCaptureFixture
+) -> None:
     loopback.routes["/geo"] = Route(status=500, body={})
-    loopback.routes["/v3/carbon-intensity/latest"] = Route(status=401,
-                                                          body={"message": "Invalid token"})
+    loopback.routes["/v3/carbon-intensity/latest"] = Route(
+        status=401, body={"message": "Invalid token"}
+    )
     with caplog.at_level(logging.WARNING):
-        result = make_lookup(loopback, electricitymaps_api_token="bad").start() \
-            .result(timeout_s=5)
+        result = make_lookup(loopback, electricitymaps_api_token="bad").start().result(timeout_s=5)
     assert result is not None and result.source == "world_average"
     assert result.country_iso_code is None
     assert "Invalid token" in caplog.text
 
 
-@pytest.mark.parametrize("body", [{"zone": "FR"}, {"carbonIntensity": None},
-                                  {"carbonIntensity": "high"}, {"carbonIntensity": -5}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"zone": "FR"},
+        {"carbonIntensity": None},
+        {"carbonIntensity": "high"},
+        {"carbonIntensity": -5},
+    ],
+)
 def test_electricitymaps_missing_value_is_a_failure(loopback: Loopback, body: Any) -> None:
     loopback.routes["/v3/carbon-intensity/latest"] = Route(body=body)
     with pytest.raises(IntensityLookupError, match="carbonIntensity"):
-        fetch_electricitymaps_intensity("t", url=loopback.url("/v3/carbon-intensity/latest"),
-                                        zone="FR", timeout_s=2)
+        fetch_electricitymaps_intensity(
+            "t", url=loopback.url("/v3/carbon-intensity/latest"), zone="FR", timeout_s=2
+        )
 
 
 def test_forced_value_skips_electricitymaps(loopback: Loopback) -> None:
     loopback.routes["/geo"] = Route(body=GEO_FRANCE)
     loopback.routes["/v3/carbon-intensity/latest"] = Route(body=EM_ANSWER)
-    result = make_lookup(loopback, electricitymaps_api_token="t",
-                         force_carbon_intensity_g_co2e_kwh=42).start().result(timeout_s=5)
+    result = (
+        make_lookup(loopback, electricitymaps_api_token="t", force_carbon_intensity_g_co2e_kwh=42)
+        .start()
+        .result(timeout_s=5)
+    )
     assert result is not None and result.source == "forced" and result.g_per_kwh == 42
     assert result.country_iso_code == "FRA"  # location still filled in for the report
     assert not loopback.hits("/v3/carbon-intensity/latest")
@@ -296,7 +344,8 @@ def test_known_location_without_token_needs_no_network(loopback: Loopback) -> No
 
 
 def test_hanging_geo_server_never_blocks_the_caller(
-        loopback: Loopback, caplog: pytest.LogCaptureFixture) -> None:
+    loopback: Loopback, caplog: pytest.LogCaptureFixture
+) -> None:
     loopback.routes["/geo"] = Route(body=GEO_FRANCE, delay_s=30)
     lookup = make_lookup(loopback, timeout_s=0.6)
     _, start_s = timed(lookup.start)
@@ -363,8 +412,12 @@ def test_bad_forced_value_is_rejected_at_construction() -> None:
 
 def test_forced_value_with_known_location_needs_no_network(loopback: Loopback) -> None:
     loopback.routes["/v3/carbon-intensity/latest"] = Route(body=EM_ANSWER)
-    lookup = make_lookup(loopback, electricitymaps_api_token="t", country_iso_code="DE",
-                         force_carbon_intensity_g_co2e_kwh=10.5).start()
+    lookup = make_lookup(
+        loopback,
+        electricitymaps_api_token="t",
+        country_iso_code="DE",
+        force_carbon_intensity_g_co2e_kwh=10.5,
+    ).start()
     assert lookup.done()
     result = lookup.result()
     assert result is not None and result.source == "forced" and result.g_per_kwh == 10.5
@@ -372,16 +425,23 @@ def test_forced_value_with_known_location_needs_no_network(loopback: Loopback) -
 
 
 def test_electricitymaps_value_is_not_reported_as_world_average(
-        loopback: Loopback, caplog: pytest.LogCaptureFixture) -> None:
+    loopback: Loopback, caplog: pytest.LogCaptureFixture
+) -> None:
     # Antarctica: a known country without OWID data; the live value must be used, quietly
-    loopback.routes["/geo"] = Route(body={"country_code3": "ATA", "country_code": "AQ",
-                                          "country": "Antarctica", "latitude": "-77.8",
-                                          "longitude": "166.7"})
-    loopback.routes["/v3/carbon-intensity/latest"] = Route(body={**EM_ANSWER, "zone": "AQ",
-                                                                 "carbonIntensity": 600})
+    loopback.routes["/geo"] = Route(
+        body={
+            "country_code3": "ATA",
+            "country_code": "AQ",
+            "country": "Antarctica",
+            "latitude": "-77.8",
+            "longitude": "166.7",
+        }
+    )
+    loopback.routes["/v3/carbon-intensity/latest"] = Route(
+        body={**EM_ANSWER, "zone": "AQ", "carbonIntensity": 600}
+    )
     with caplog.at_level(logging.WARNING):
-        result = make_lookup(loopback, electricitymaps_api_token="t").start() \
-            .result(timeout_s=5)
+        result = make_lookup(loopback, electricitymaps_api_token="t").start().result(timeout_s=5)
     assert result is not None and result.source == "electricitymaps"
     assert result.g_per_kwh == 600 and result.country_iso_code == "ATA"
     assert "world average" not in caplog.text
@@ -391,7 +451,8 @@ def test_electricitymaps_value_is_not_reported_as_world_average(
 
 
 def test_online_tracker_uses_the_background_location(
-        loopback: Loopback, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    loopback: Loopback, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
     from codecarbon_callbacks_core.intensity import online
     from core.constant_power import components
 
@@ -399,8 +460,9 @@ def test_online_tracker_uses_the_background_location(
 
     loopback.routes["/geo"] = Route(body=GEO_CALIFORNIA)
     monkeypatch.setattr(online, "GEO_JS_URL", loopback.url("/geo"))
-    tracker = EmissionsTracker(output_dir=str(tmp_path), output_methods=[],
-                               components=components(), measure_power_secs=60)
+    tracker = EmissionsTracker(
+        output_dir=str(tmp_path), output_methods=[], components=components(), measure_power_secs=60
+    )
     _, start_s = timed(tracker.start)
     try:
         assert start_s < 2.0  # the lookup runs in the background
@@ -417,7 +479,8 @@ def test_online_tracker_uses_the_background_location(
     assert data.carbon_intensity_g_per_kwh == expected.g_per_kwh
     assert data.country_iso_code == "USA" and data.region == "california"
     assert data.emissions == pytest.approx(
-        data.energy_consumed * data.pue * expected.g_per_kwh / 1000, rel=1e-9)
+        data.energy_consumed * data.pue * expected.g_per_kwh / 1000, rel=1e-9
+    )
 
 
 def _online_run(tmp_path: Any, **kwargs: Any) -> Any:
@@ -425,8 +488,9 @@ def _online_run(tmp_path: Any, **kwargs: Any) -> Any:
     from codecarbon_callbacks_core.tracker import EmissionsTracker, resolve_tracker_config
     from core.constant_power import components
 
-    config = resolve_tracker_config({"output_dir": str(tmp_path), "output_methods": [],
-                                     "measure_power_secs": 60}, offline=False)
+    config = resolve_tracker_config(
+        {"output_dir": str(tmp_path), "output_methods": [], "measure_power_secs": 60}, offline=False
+    )
     tracker = EmissionsTracker.from_config(config, components=components(), **kwargs)
     tracker.start()
     assert tracker._lookup is not None
@@ -437,8 +501,11 @@ def _online_run(tmp_path: Any, **kwargs: Any) -> Any:
 
 
 def test_online_tracker_world_average_warns_once_on_the_writing_rank_only(
-        loopback: Loopback, monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
-        caplog: pytest.LogCaptureFixture) -> None:
+    loopback: Loopback,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from codecarbon_callbacks_core.intensity import online
 
     loopback.routes["/geo"] = Route(status=500, body={"message": "boom"})
@@ -450,7 +517,8 @@ def test_online_tracker_world_average_warns_once_on_the_writing_rank_only(
         _online_run(tmp_path)  # rank zero, or a single process
         _online_run(tmp_path)  # a second tracker of the same process
     assert [(w.category, "world_average" in str(w.message)) for w in caught] == [
-        (CodeCarbonCallbacksWarning, True)]
+        (CodeCarbonCallbacksWarning, True)
+    ]
 
 
 def _lookup_threads() -> list[threading.Thread]:
@@ -467,12 +535,14 @@ def _tracker(loopback: Loopback, tmp_path: Any, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(online, "ELECTRICITYMAPS_URL", loopback.url("/em"))
     for name in ("CODECARBON_COUNTRY_ISO_CODE", "CODECARBON_ELECTRICITYMAPS_API_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    return EmissionsTracker(output_dir=str(tmp_path),
-                            components=components(), project_name="lookup-thread")
+    return EmissionsTracker(
+        output_dir=str(tmp_path), components=components(), project_name="lookup-thread"
+    )
 
 
 def test_the_trackers_stop_ends_a_slow_lookup_thread(
-        loopback: Loopback, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    loopback: Loopback, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     loopback.routes["/geo"] = Route(body=GEO_FRANCE, delay_s=0.2)  # within stop()'s bound
     tracker = _tracker(loopback, tmp_path, monkeypatch)
     with warnings.catch_warnings():
@@ -485,8 +555,11 @@ def test_the_trackers_stop_ends_a_slow_lookup_thread(
 
 
 def test_a_lookup_stuck_in_a_request_is_reported_once_and_left_as_a_daemon(
-        loopback: Loopback, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+    loopback: Loopback,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from codecarbon_callbacks_core import _shared
 
     loopback.routes["/geo"] = Route(body=GEO_FRANCE, delay_s=30)

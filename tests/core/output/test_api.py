@@ -24,14 +24,39 @@ EXPERIMENT = "5b0fa12a-3dd7-45bb-9766-cc326314d9f1"
 #: ``RunBase``/``EmissionBase``); checked against the reference copy of the request shapes below.
 API_BODY_FIELDS = {
     "/runs": {
-        "codecarbon_version", "cpu_count", "cpu_model", "experiment_id", "gpu_count", "gpu_model",
-        "latitude", "longitude", "os", "provider", "python_version", "ram_total_size", "region",
-        "timestamp", "tracking_mode",
+        "codecarbon_version",
+        "cpu_count",
+        "cpu_model",
+        "experiment_id",
+        "gpu_count",
+        "gpu_model",
+        "latitude",
+        "longitude",
+        "os",
+        "provider",
+        "python_version",
+        "ram_total_size",
+        "region",
+        "timestamp",
+        "tracking_mode",
     },
     "/emissions": {
-        "cpu_energy", "cpu_power", "cpu_utilization_percent", "duration", "emissions_rate",
-        "emissions_sum", "energy_consumed", "gpu_energy", "gpu_power", "gpu_utilization_percent",
-        "ram_energy", "ram_power", "ram_utilization_percent", "run_id", "timestamp", "wue",
+        "cpu_energy",
+        "cpu_power",
+        "cpu_utilization_percent",
+        "duration",
+        "emissions_rate",
+        "emissions_sum",
+        "energy_consumed",
+        "gpu_energy",
+        "gpu_power",
+        "gpu_utilization_percent",
+        "ram_energy",
+        "ram_power",
+        "ram_utilization_percent",
+        "run_id",
+        "timestamp",
+        "wue",
     },
 }
 
@@ -43,7 +68,9 @@ def shapes():
 
 def test_api_body_fields_match_the_reference_request_shapes(reference_dir: Path) -> None:
     """Reference: the fake API's field sets are the ones the CodeCarbon client really sends."""
-    data = json.loads((reference_dir / "codecarbon-api" / "client-payloads.example.json").read_text())
+    data = json.loads(
+        (reference_dir / "codecarbon-api" / "client-payloads.example.json").read_text()
+    )
     assert set(data["POST /runs"]["body"]) == API_BODY_FIELDS["/runs"]
     assert set(data["POST /emissions"]["body"]) == API_BODY_FIELDS["/emissions"]
 
@@ -391,8 +418,14 @@ def test_resend_spool_403_keeps_records_uncertain_mark_included(tmp_path, shapes
     """A wrong or missing API key gets 403: every record is kept (an uncertain one stays
     uncertain), the key is never logged; the right key then delivers them."""
     port = free_port()
-    out = CodeCarbonAPIOutput(f"http://127.0.0.1:{port}", EXPERIMENT, TOKEN, output_dir=tmp_path,
-                              sender=sender, exit_timeout_s=0.3)
+    out = CodeCarbonAPIOutput(
+        f"http://127.0.0.1:{port}",
+        EXPERIMENT,
+        TOKEN,
+        output_dir=tmp_path,
+        sender=sender,
+        exit_timeout_s=0.3,
+    )
     run_id = str(uuid.uuid4())
     feed = fed(out)
     for t in totals(run_id, [10.0, 20.0, 30.0]):
@@ -408,16 +441,16 @@ def test_resend_spool_403_keeps_records_uncertain_mark_included(tmp_path, shapes
     wrong = "cpt_wrong-resend-token-555"
     try:
         with caplog.at_level("DEBUG"):
-            counts = resend_spool(tmp_path, api_endpoint=api.url, api_key=wrong,
-                                  include_uncertain=True)
+            counts = resend_spool(
+                tmp_path, api_endpoint=api.url, api_key=wrong, include_uncertain=True
+            )
         kept = Spool(tmp_path).entries("api")
         assert len(kept) == 3 and [e.uncertain for e in kept] == [True, False, False]
         assert counts["unauthorized"] == 3 and counts["rejected"] == 0
         assert len(api.requests) == 1  # POST /runs refused: the others are not tried
         assert "HTTP 403" in caplog.text and "api_key" in caplog.text
         assert wrong not in caplog.text
-        counts = resend_spool(tmp_path, api_endpoint=api.url, api_key=TOKEN,
-                              include_uncertain=True)
+        counts = resend_spool(tmp_path, api_endpoint=api.url, api_key=TOKEN, include_uncertain=True)
         assert counts["delivered"] == 3 and api.problems == ["bad token on /runs"]
         assert sum(e["duration"] for e in api.emissions) == 30
         assert Spool(tmp_path).entries("api") == []
@@ -429,8 +462,14 @@ def test_deltas_left_in_the_spool_at_exit_reach_the_user_once(tmp_path, sender):
     port = free_port()  # nothing listens: every delta stays in the spool
 
     def run(folder):
-        out = CodeCarbonAPIOutput(f"http://127.0.0.1:{port}", EXPERIMENT, TOKEN,
-                                  output_dir=folder, sender=sender, exit_timeout_s=0.2)
+        out = CodeCarbonAPIOutput(
+            f"http://127.0.0.1:{port}",
+            EXPERIMENT,
+            TOKEN,
+            output_dir=folder,
+            sender=sender,
+            exit_timeout_s=0.2,
+        )
         fed(out).out(totals(str(uuid.uuid4()), [5.0])[0])
         out.exit()
         sender.forget(out)

@@ -36,9 +36,16 @@ class Taker(BaseOutput):
 
 def at(seconds: float, run_id: str = "r") -> EmissionsData:
     """Cumulative totals at ``seconds``: 1 mWh and 0.1 g per second."""
-    return make_total(run_id=run_id, duration=seconds, cpu_energy=seconds * 1e-6,
-                      gpu_energy=0.0, ram_energy=0.0, energy_consumed=seconds * 1e-6,
-                      emissions=seconds * 1e-7, water_consumed=0.0)
+    return make_total(
+        run_id=run_id,
+        duration=seconds,
+        cpu_energy=seconds * 1e-6,
+        gpu_energy=0.0,
+        ram_energy=0.0,
+        energy_consumed=seconds * 1e-6,
+        emissions=seconds * 1e-7,
+        water_consumed=0.0,
+    )
 
 
 def test_each_output_has_its_own_baseline_over_live_and_out() -> None:
@@ -62,7 +69,7 @@ def test_a_resumed_run_hands_only_the_new_part() -> None:
     state = {"cpu_energy_kwh": 10e-6, "emissions_kg": 10e-7, "duration_s": 10.0}
     fanout.begin_run("r", resumed_from=totals_from_state(state, run_id="r"))
     fanout.out(at(12.0))
-    (_, total, delta), = taker.calls
+    ((_, total, delta),) = taker.calls
     assert total.duration == 12.0 and delta.duration == pytest.approx(2.0)
     assert delta.energy_consumed == pytest.approx(2e-6) and delta.emissions == pytest.approx(2e-7)
     fanout.begin_run("next")  # a new run starts from zero again
@@ -71,7 +78,8 @@ def test_a_resumed_run_hands_only_the_new_part() -> None:
 
 
 def test_a_failing_output_is_reported_once_and_the_others_still_get_the_record(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     class Broken(BaseOutput):
         def out(self, total, delta):
             raise OSError("disk full")
@@ -116,9 +124,14 @@ def test_an_output_failing_on_a_rank_other_than_zero_warns_no_one(tmp_path: Path
 
     def run(**kwargs):
         tracker = OfflineEmissionsTracker(
-            country_iso_code="FRA", output_dir=str(tmp_path), output_methods=[],
-            output_handlers=[DiskFull()], components=components(), measure_power_secs=60,
-            **kwargs)
+            country_iso_code="FRA",
+            output_dir=str(tmp_path),
+            output_methods=[],
+            output_handlers=[DiskFull()],
+            components=components(),
+            measure_power_secs=60,
+            **kwargs,
+        )
         tracker.start()
         tracker.stop()
 
@@ -129,7 +142,8 @@ def test_an_output_failing_on_a_rank_other_than_zero_warns_no_one(tmp_path: Path
         run()
         run()
     assert [str(w.message) for w in caught if w.category is CodeCarbonCallbacksWarning] == [
-        "output DiskFull.out failed (training goes on): OSError: disk full"]
+        "output DiskFull.out failed (training goes on): OSError: disk full"
+    ]
 
 
 def test_the_delta_fields_are_the_additive_ones() -> None:

@@ -24,8 +24,13 @@ from codecarbon_callbacks import EmissionsData, WindowRecord, read_emissions
 
 def record(run_id: str = "r1", emissions: float = 1e-3, **kw) -> EmissionsData:
     kw.setdefault("project_name", "p")
-    return EmissionsData(run_id=run_id, emissions=emissions, energy_consumed=0.01,
-                         metadata={"task": {"family": "x"}, "n": 1}, **kw)
+    return EmissionsData(
+        run_id=run_id,
+        emissions=emissions,
+        energy_consumed=0.01,
+        metadata={"task": {"family": "x"}, "n": 1},
+        **kw,
+    )
 
 
 def header(path: Path) -> list[str]:
@@ -71,8 +76,17 @@ def test_other_header_is_backed_up_not_overwritten(tmp_path: Path) -> None:
 
 def test_windows_file(tmp_path: Path) -> None:
     out = FileOutput(tmp_path)
-    out.window_out(WindowRecord(run_id="r", kind="epoch", epoch=3, phase="train", name="epoch 3",
-                                start_timestamp="2026-01-01T00:00:00+00:00", end_timestamp="2026-01-01T00:00:01+00:00"))
+    out.window_out(
+        WindowRecord(
+            run_id="r",
+            kind="epoch",
+            epoch=3,
+            phase="train",
+            name="epoch 3",
+            start_timestamp="2026-01-01T00:00:00+00:00",
+            end_timestamp="2026-01-01T00:00:01+00:00",
+        )
+    )
     assert out.flush_windows()
     assert tuple(header(tmp_path / "emissions_windows.csv")) == WINDOW_CSV_COLUMNS
     frame = read_emissions(tmp_path / "emissions_windows.csv")
@@ -184,7 +198,9 @@ def test_concurrent_writers_never_interleave(tmp_path: Path) -> None:
     assert header(path) == list(RUN_CSV_COLUMNS)
 
 
-def test_rows_are_written_off_the_calling_thread_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rows_are_written_off_the_calling_thread_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Window rows and run rows take one path: the background writer, in the order given."""
     import threading
 
@@ -192,8 +208,14 @@ def test_rows_are_written_off_the_calling_thread_in_order(tmp_path: Path, monkey
 
     writes: list[tuple[str, str, int]] = []
     real = CsvFile.append_rows
-    monkeypatch.setattr(CsvFile, "append_rows", lambda self, rows: (
-        writes.append((threading.current_thread().name, self.path.name, len(rows))), real(self, rows)))
+    monkeypatch.setattr(
+        CsvFile,
+        "append_rows",
+        lambda self, rows: (
+            writes.append((threading.current_thread().name, self.path.name, len(rows))),
+            real(self, rows),
+        ),
+    )
     out = FileOutput(tmp_path)
     for epoch in range(5):
         out.window_out(WindowRecord(run_id="r", epoch=epoch, kind="epoch"))
@@ -227,8 +249,13 @@ def make_tracker(output_dir: Path, **kwargs):
     from codecarbon_callbacks_core.tracker import OfflineEmissionsTracker
     from core.constant_power import components
 
-    params = dict(country_iso_code="FRA", output_dir=str(output_dir), components=components(),
-                  force_carbon_intensity_g_co2e_kwh=100.0, measure_power_secs=60)
+    params = dict(
+        country_iso_code="FRA",
+        output_dir=str(output_dir),
+        components=components(),
+        force_carbon_intensity_g_co2e_kwh=100.0,
+        measure_power_secs=60,
+    )
     params.update(kwargs)
     return OfflineEmissionsTracker(**params)
 
@@ -285,7 +312,9 @@ def pd_na():
     return pd.NA
 
 
-def test_rows_are_kept_through_a_fault_and_written_in_order_with_one_warning(tmp_path: Path) -> None:
+def test_rows_are_kept_through_a_fault_and_written_in_order_with_one_warning(
+    tmp_path: Path,
+) -> None:
     out_dir = tmp_path / "out"
     tracker = make_tracker(out_dir)
     tracker.start()
@@ -296,12 +325,18 @@ def test_rows_are_kept_through_a_fault_and_written_in_order_with_one_warning(tmp
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for epoch in range(2, 22):  # 20 rows that cannot be written
-            _, win = tracker.switch_window(win, "epoch", f"epoch {epoch}", epoch=epoch, phase="train")
+            _, win = tracker.switch_window(
+                win, "epoch", f"epoch {epoch}", epoch=epoch, phase="train"
+            )
         tracker.flush()  # a run row too, and a flush window; flush() returns although the fault holds
         csv_output = next(o for o in tracker._outputs.outputs if isinstance(o, FileOutput))
         assert csv_output.backlog == 22
         messages = package_warnings(caught)
-        assert len(messages) == 1 and "could not write" in messages[0] and "kept in memory" in messages[0]
+        assert (
+            len(messages) == 1
+            and "could not write" in messages[0]
+            and "kept in memory" in messages[0]
+        )
         unblock_folder(out_dir)  # space freed, folder back: the next write catches up
         tracker.close_window(win)
         tracker.stop()
@@ -329,7 +364,9 @@ def test_read_only_folder_keeps_rows_until_writable(tmp_path: Path) -> None:
             pass
         else:  # root ignores permission bits; the other fault tests (a file in place of the
             probe.unlink()  # folder, a file size limit) hold for root too
-            pytest.skip("this user (root) writes through chmod: a read-only folder is no fault here")
+            pytest.skip(
+                "this user (root) writes through chmod: a read-only folder is no fault here"
+            )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for epoch in range(1, 6):
@@ -378,12 +415,21 @@ def test_a_write_cut_off_midway_leaves_no_fragment_and_no_duplicate(tmp_path: Pa
     import sys
 
     core = Path(__file__).resolve().parents[3] / "core"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(core), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", CUT_OFF_SNIPPET, str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(core), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", CUT_OFF_SNIPPET, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     assert line is not None, proc.stdout[-2000:] + proc.stderr[-2000:]
-    result = json.loads(line[len("RESULT "):])
+    result = json.loads(line[len("RESULT ") :])
     assert result["first"] is False and result["second"] is True
     # while the limit held, the file was truncated back to its last complete row
     assert len(result["during"].encode()) == result["size"] and result["during"].endswith("\n")
@@ -437,12 +483,16 @@ def test_a_fault_that_holds_at_stop_sends_the_rows_to_the_cache_folder(
     assert len(fallback) == 2  # the window file's rows and the run file's, each named
     runs_file = next(cache.glob("codecarbon-callbacks/unwritten/*/emissions.csv"))
     windows_file = runs_file.with_name("emissions_windows.csv")
-    assert any(str(runs_file) in m for m in fallback) and any(str(windows_file) in m for m in fallback)
+    assert any(str(runs_file) in m for m in fallback) and any(
+        str(windows_file) in m for m in fallback
+    )
     runs = read_emissions(runs_file)
     assert list(runs["run_id"]) == [tracker.run_id] and list(runs["project_name"]) == ["=cmd"]
     assert list(read_emissions(windows_file)["epoch"]) == [0, 1]
     assert stop_s < 2.0  # a fault gets one immediate retry at stop, not the whole timeout
-    assert {t for t in threading.enumerate() if t.name == "codecarbon-callbacks-csv"} <= threads_before
+    assert {
+        t for t in threading.enumerate() if t.name == "codecarbon-callbacks-csv"
+    } <= threads_before
 
 
 def test_appending_starts_on_a_fresh_line_whatever_the_file_ends_with(tmp_path: Path) -> None:
@@ -478,7 +528,9 @@ def _header(columns) -> str:
     return ",".join(columns) + "\n"
 
 
-def test_rows_are_written_in_batches_one_fsync_per_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rows_are_written_in_batches_one_fsync_per_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out_dir = tmp_path / "out"
     out = FileOutput(out_dir)
     out.window_out(window(0))
@@ -512,28 +564,59 @@ def test_ten_thousand_windows_are_all_on_disk_when_stop_returns(tmp_path: Path) 
     assert epochs == list(range(10_000))
     assert len(read_emissions(tmp_path / "emissions.csv")) == 1
     # the writer thread of this tracker's output ended with stop()
-    assert {t for t in threading.enumerate() if t.name == "codecarbon-callbacks-csv"} <= threads_before
+    assert {
+        t for t in threading.enumerate() if t.name == "codecarbon-callbacks-csv"
+    } <= threads_before
 
 
 # -- CSV injection (OWASP): a text cell that would start a formula gets a leading quote ------------
 
-HOSTILE_TEXTS = ['=HYPERLINK("http://x","y")', "+cmd|' /C calc'!A0", "@SUM(1+1)", "-1", "\tx",
-                 "\rx", "'already quoted", "'=both", "''", "plain", "", "a=b", " =spaced"]
+HOSTILE_TEXTS = [
+    '=HYPERLINK("http://x","y")',
+    "+cmd|' /C calc'!A0",
+    "@SUM(1+1)",
+    "-1",
+    "\tx",
+    "\rx",
+    "'already quoted",
+    "'=both",
+    "''",
+    "plain",
+    "",
+    "a=b",
+    " =spaced",
+]
 
 
 def test_text_columns_come_from_the_record_types() -> None:
     from codecarbon_callbacks_core.output.file import TEXT_COLUMNS
 
-    assert {"project_name", "run_id", "experiment_id", "country_name", "name", "phase", "status",
-            "timestamp", "on_cloud"} <= TEXT_COLUMNS
-    assert not {"emissions", "duration", "cpu_count", "epoch", "longitude", "pue", "metadata"} & TEXT_COLUMNS
+    assert {
+        "project_name",
+        "run_id",
+        "experiment_id",
+        "country_name",
+        "name",
+        "phase",
+        "status",
+        "timestamp",
+        "on_cloud",
+    } <= TEXT_COLUMNS
+    assert (
+        not {"emissions", "duration", "cpu_count", "epoch", "longitude", "pue", "metadata"}
+        & TEXT_COLUMNS
+    )
 
 
 @pytest.mark.parametrize("mode", ["append", "update"])
-def test_formula_text_is_guarded_numbers_untouched_and_everything_round_trips(tmp_path: Path, mode: str) -> None:
+def test_formula_text_is_guarded_numbers_untouched_and_everything_round_trips(
+    tmp_path: Path, mode: str
+) -> None:
     out = FileOutput(tmp_path, on_csv_write=mode)
     for i, text in enumerate(HOSTILE_TEXTS):
-        row = record(f"run-{i}", emissions=-1.5, project_name=text, experiment_id=text, longitude=-3.25)
+        row = record(
+            f"run-{i}", emissions=-1.5, project_name=text, experiment_id=text, longitude=-3.25
+        )
         out.out(row, row)
         out.window_out(window(i, run_id=f"run-{i}", name=text))
     if mode == "update":  # rewriting the file keeps every guard as it is (none added twice)
@@ -567,7 +650,9 @@ def test_codecarbon_file_gets_the_guard_too(tmp_path: Path) -> None:
     assert read_emissions(path)["project_name"][0] == "@SUM(1+1)"
 
 
-def test_an_idle_writer_thread_ends_and_starts_again_when_needed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_idle_writer_thread_ends_and_starts_again_when_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An output nobody closes leaves no thread behind for long."""
     from codecarbon_callbacks_core.output import file
 
@@ -592,7 +677,9 @@ def test_a_text_that_utf8_cannot_encode_does_not_lose_its_row(tmp_path: Path) ->
     assert list(read_emissions(tmp_path / "emissions.csv")["project_name"]) == ["bad?name"]
 
 
-def test_a_fault_that_holds_at_interpreter_exit_sends_the_rows_to_the_cache_folder(tmp_path: Path) -> None:
+def test_a_fault_that_holds_at_interpreter_exit_sends_the_rows_to_the_cache_folder(
+    tmp_path: Path,
+) -> None:
     import subprocess
     import sys
 
@@ -606,10 +693,21 @@ def test_a_fault_that_holds_at_interpreter_exit_sends_the_rows_to_the_cache_fold
         "for i in range(5): out.window_out(WindowRecord(run_id='r', epoch=i))\n"
     )  # no exit(): the interpreter's exit writes the backlog, or here its fallback
     core = Path(__file__).resolve().parents[3] / "core"
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"),
-           "PYTHONPATH": os.pathsep.join([str(core), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=60, check=True)
-    fallback = list((tmp_path / "cache").glob("codecarbon-callbacks/unwritten/*/emissions_windows.csv"))
+    env = {
+        **os.environ,
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "PYTHONPATH": os.pathsep.join([str(core), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    fallback = list(
+        (tmp_path / "cache").glob("codecarbon-callbacks/unwritten/*/emissions_windows.csv")
+    )
     assert len(fallback) == 1 and str(fallback[0]) in proc.stderr
     assert list(read_emissions(fallback[0])["epoch"]) == [0, 1, 2, 3, 4]

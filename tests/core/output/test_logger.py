@@ -98,8 +98,13 @@ def test_records_reach_their_handler_whatever_log_level_and_root_level(tmp_path)
     records_logger.addHandler(handler)
     try:
         tracker = OfflineEmissionsTracker(
-            country_iso_code="FRA", output_dir=str(tmp_path), output_methods=["logger"],
-            log_level="error", components=components(), measure_power_secs=60)
+            country_iso_code="FRA",
+            output_dir=str(tmp_path),
+            output_methods=["logger"],
+            log_level="error",
+            components=components(),
+            measure_power_secs=60,
+        )
         tracker.start()
         tracker.stop()
     finally:

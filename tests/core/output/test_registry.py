@@ -130,7 +130,9 @@ def test_missing_optional_package_is_a_clear_config_error(
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a)
     )
-    with pytest.raises(ConfigError, match=rf"pip install \"codecarbon-callbacks-core\[{extra}\]\"") as raised:
+    with pytest.raises(
+        ConfigError, match=rf"pip install \"codecarbon-callbacks-core\[{extra}\]\""
+    ) as raised:
         create_output(method, config(tmp_path))
     assert f'pip install -e "./core[{extra}]"' in str(raised.value)  # from a clone's root
 

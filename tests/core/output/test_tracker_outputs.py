@@ -318,8 +318,10 @@ def _threads_after_trackers(tmp_path, count, ignore=()):
             t.close_window(w)
             t.stop(timeout_s=5)
             alive = [
-                th for th in threading.enumerate()
-                if th not in before and th.is_alive()
+                th
+                for th in threading.enumerate()
+                if th not in before
+                and th.is_alive()
                 and "process_request_thread" not in th.name  # the loopback server's own
                 and not th.name.startswith(ignore or ("\0",))
             ]
@@ -347,6 +349,8 @@ def test_fifty_trackers_leave_no_thread_of_their_own(tmp_path):
 def test_trackers_leave_no_csv_writer_thread(tmp_path):
     """The CSV output's writer thread ends at exit() (it was one idle thread per tracker)."""
     left = _threads_after_trackers(tmp_path, 5)
-    csv_writers = [[th.name for th in alive if th.name.startswith("codecarbon-callbacks-csv")]
-                   for _run_id, alive in left]
+    csv_writers = [
+        [th.name for th in alive if th.name.startswith("codecarbon-callbacks-csv")]
+        for _run_id, alive in left
+    ]
     assert csv_writers == [[]] * 5

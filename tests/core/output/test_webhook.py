@@ -260,7 +260,8 @@ def test_sender_is_fresh_after_fork(tmp_path):
 
 
 def test_resend_spool_keeps_records_on_401_and_posts_with_the_url_credentials(
-        tmp_path, server, caplog):
+    tmp_path, server, caplog
+):
     """The spool stores the endpoint without user:password; resend_spool without them gets 401
     and keeps every record; with them in the URL (used, never stored or logged), all arrive."""
     import base64
@@ -268,7 +269,8 @@ def test_resend_spool_keeps_records_on_401_and_posts_with_the_url_credentials(
     password = "hook-pa55word-xyz"
     expected = "Basic " + base64.b64encode(f"me:{password}".encode()).decode()
     server.handler_hook = lambda path, headers, body: (
-        None if headers.get("Authorization") == expected else (401, {"detail": "auth"}))
+        None if headers.get("Authorization") == expected else (401, {"detail": "auth"})
+    )
     url = f"http://me:{password}@127.0.0.1:{server.port}/hook"
     spool = Spool(tmp_path)
     for i in range(4):
