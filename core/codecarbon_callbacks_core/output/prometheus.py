@@ -1,34 +1,24 @@
-"""PROMETHEUS output: the run's latest totals pushed to a Pushgateway.
+"""PROMETHEUS output: the run's series pushed to a Pushgateway and/or served for scraping.
 
 Pushed on every live update and on flush/stop, from the background sender (never the training
 thread), with a registry of our own (never prometheus_client's global one). Nothing is spooled
 (Prometheus metrics are state): a push that fails is tried again in the background with the
-run's latest totals (a newer push replaces the one waiting), and its warning says so.
+run's latest values (a newer push replaces the one waiting), and its warning says so.
 
-Metrics (units in the names; ``*_total`` are counters, the rest gauges):
+The series (see :mod:`.prometheus_metrics`): CodeCarbon 3.3.2's exactly (names, types, help,
+its 14 labels, filled, and its delta semantics: a gauge holds what was measured since the
+previous push the gateway accepted), and beside them ours, named by Prometheus's conventions
+(``codecarbon_*_energy_joules_total``, ``codecarbon_emissions_grams_total``, power in watts,
+``codecarbon_run_info``).
 
-========================================  ==========================================
-``codecarbon_energy_consumed_kwh_total``  energy of the run so far, all components (kWh)
-``codecarbon_component_energy_kwh_total`` the same per ``component`` (cpu, gpu, ram)
-``codecarbon_emissions_kg_total``         emissions of the run so far (kg CO2eq)
-``codecarbon_water_consumed_liters_total`` water of the run so far (L)
-``codecarbon_component_power_watts``      latest power per ``component`` (W)
-``codecarbon_emissions_rate_kg_per_second`` emissions / duration (kg/s)
-``codecarbon_run_duration_seconds``       duration of the run so far (s)
-``codecarbon_carbon_intensity_g_per_kwh`` carbon intensity used (gCO2eq/kWh)
-``codecarbon_last_push_timestamp_seconds`` when these values were pushed (Unix time)
-``codecarbon_run_info``                   1, with the run's descriptive labels
-========================================  ==========================================
+The Pushgateway group is ``job=<job>`` (default ``codecarbon``, as CodeCarbon) with grouping key
+``run_id=<run_id>`` (CodeCarbon groups by job only, so concurrent runs overwrite each other):
+every series carries ``run_id`` too. Trade-off: the number of series grows with the number of
+runs (delete them with ``prometheus_delete_on_exit=True`` once Prometheus has scraped them, or
+let the Pushgateway's admin API wipe old groups).
 
-Labels: ``project_name``, ``experiment_id`` and, from the run's metadata when present,
-``framework`` and ``task_family`` (low cardinality only). The Pushgateway group is
-``job=<job>`` (default ``codecarbon``) with grouping key ``run_id=<run_id>``, so every series
-carries ``run_id`` too: one group, hence one set of series, per run, as batch-job metrics are.
-Trade-off: the number of series grows with the number of runs (delete them with
-``prometheus_delete_on_exit=True`` once Prometheus has scraped them, or let the Pushgateway's
-admin API wipe old groups); in exchange runs never overwrite one another and a run's totals stay
-queryable after it ended. ``codecarbon_run_info`` adds ``status``, ``country_iso_code`` and the
-measurement methods.
+Scrape endpoint (``scrape_address``): prometheus_client's own HTTP server in this process, the
+same series with a ``run_id`` label (:mod:`.prometheus_scrape`).
 
 Basic auth: ``PROMETHEUS_USERNAME`` / ``PROMETHEUS_PASSWORD`` from the environment, read at push
 time, never stored or logged.
@@ -37,7 +27,6 @@ time, never stored or logged.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
@@ -51,9 +40,15 @@ from codecarbon_callbacks_core.output._util import (
     warn_once,
 )
 from codecarbon_callbacks_core.output.base import BaseOutput
+from codecarbon_callbacks_core.output.prometheus_metrics import (
+    BASE_LABELS,
+    CODECARBON_LABELS,
+    RunCollector,
+)
 from codecarbon_callbacks_core.output.sender import Job, Outcome, Sender, get_sender
 
 if TYPE_CHECKING:
+    from codecarbon_callbacks_core.output.prometheus_scrape import ScrapeEndpoint
     from codecarbon_callbacks_core.records import EmissionsData
 
 logger = logging.getLogger(__name__)
@@ -61,114 +56,23 @@ logger = logging.getLogger(__name__)
 DEFAULT_JOB = "codecarbon"
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_EXIT_TIMEOUT_S = 3.0
-BASE_LABELS = ("project_name", "experiment_id", "framework", "task_family")
-_METADATA_LABELS = ("framework", "task_family")
+
+__all__ = ["BASE_LABELS", "CODECARBON_LABELS", "PrometheusOutput", "RunCollector"]
 
 
-def _label_values(total: EmissionsData) -> dict[str, str]:
-    metadata = total.metadata if isinstance(total.metadata, dict) else {}
-    values = {"project_name": total.project_name or "", "experiment_id": total.experiment_id or ""}
-    raw_task = metadata.get("boamps_task")
-    task: dict[str, Any] = raw_task if isinstance(raw_task, dict) else {}
-    values["framework"] = str(metadata.get("framework") or "")
-    values["task_family"] = str(metadata.get("task_family") or task.get("taskFamily") or "")
-    return values
+def merge_deltas(deltas: list[EmissionsData]) -> EmissionsData | None:
+    """The sum of consecutive deltas (additive fields summed, the rest from the newest)."""
+    import dataclasses
 
+    from codecarbon_callbacks_core.records import ADDITIVE_FIELDS
 
-def _number(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return 0.0
-    return 0.0 if math.isnan(number) else number
-
-
-class RunCollector:
-    """A prometheus_client collector over one snapshot of the run's totals."""
-
-    def __init__(self, total: EmissionsData, pushed_at_s: float) -> None:
-        self.total = total
-        self.pushed_at_s = pushed_at_s
-
-    def collect(self):
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-        t = self.total
-        labels = _label_values(t)
-        names = list(labels)
-        values = [labels[n] for n in names]
-
-        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
-            family = CounterMetricFamily(name, doc, labels=names)
-            family.add_metric(values, max(0.0, _number(value)))
-            return family
-
-        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-            family = GaugeMetricFamily(name, doc, labels=names)
-            family.add_metric(values, _number(value))
-            return family
-
-        yield counter(
-            "codecarbon_energy_consumed_kwh",
-            "Energy used by the run so far, CPU + GPU + RAM (kWh)",
-            t.energy_consumed,
-        )
-        energy = CounterMetricFamily(
-            "codecarbon_component_energy_kwh",
-            "Energy used by the run so far, per component (kWh)",
-            labels=[*names, "component"],
-        )
-        power = GaugeMetricFamily(
-            "codecarbon_component_power_watts",
-            "Latest power per component (W)",
-            labels=[*names, "component"],
-        )
-        for component in ("cpu", "gpu", "ram"):
-            energy.add_metric(
-                [*values, component], max(0.0, _number(getattr(t, f"{component}_energy")))
-            )
-            power.add_metric([*values, component], _number(getattr(t, f"{component}_power")))
-        yield energy
-        yield power
-        yield counter(
-            "codecarbon_emissions_kg", "Emissions of the run so far (kg CO2eq)", t.emissions
-        )
-        yield counter(
-            "codecarbon_water_consumed_liters",
-            "Water consumed by the run so far (L)",
-            t.water_consumed,
-        )
-        yield gauge(
-            "codecarbon_emissions_rate_kg_per_second",
-            "Emissions divided by duration (kg CO2eq/s)",
-            t.emissions_rate,
-        )
-        yield gauge("codecarbon_run_duration_seconds", "Duration of the run so far (s)", t.duration)
-        yield gauge(
-            "codecarbon_carbon_intensity_g_per_kwh",
-            "Carbon intensity of the electricity used (gCO2eq/kWh)",
-            t.carbon_intensity_g_per_kwh,
-        )
-        yield gauge(
-            "codecarbon_last_push_timestamp_seconds",
-            "When these values were pushed (Unix time, s)",
-            self.pushed_at_s,
-        )
-        info_labels = {
-            "status": t.status or "",
-            "country_iso_code": t.country_iso_code or "",
-            "cpu_method": t.cpu_method or "",
-            "gpu_method": t.gpu_method or "",
-            "ram_method": t.ram_method or "",
-            "tracker_version": t.tracker_version or "",
-        }
-        info = GaugeMetricFamily(
-            "codecarbon_run_info",
-            "Descriptive labels of the run (value always 1)",
-            labels=[*names, *info_labels],
-        )
-        info.add_metric([*values, *info_labels.values()], 1.0)
-        yield info
+    if not deltas:
+        return None
+    merged = dataclasses.replace(deltas[-1])
+    for name in ADDITIVE_FIELDS:
+        setattr(merged, name, sum(getattr(d, name) or 0.0 for d in deltas))
+    merged.emissions_rate = merged.emissions / merged.duration if merged.duration > 0 else 0.0
+    return merged
 
 
 def _auth_handler(url: str, method: str, timeout: float | None, headers: list, data: bytes):
@@ -196,7 +100,11 @@ def _secrets(url: str = "") -> list[str | None]:
 
 
 class PushJob(Job):
-    """Push the latest totals (a state job: a newer push replaces a pending one)."""
+    """Push the run's latest values (a state job: a newer push replaces a pending one).
+
+    CodeCarbon's gauges hold the deltas not yet accepted by the gateway, summed: a push that
+    failed or was replaced before it went out loses nothing, the next one carries it.
+    """
 
     kind = "prometheus"
     state = True
@@ -212,11 +120,13 @@ class PushJob(Job):
         from prometheus_client import CollectorRegistry
         from prometheus_client.exposition import push_to_gateway
 
+        url = self.output.prometheus_url or ""
+        taken, delta = self.output.unpushed_delta()
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(RunCollector(self.total, time.time()))
+        registry.register(RunCollector(self.total, delta, time.time()))  # type: ignore[arg-type]
         try:
             push_to_gateway(
-                self.output.prometheus_url,
+                url,
                 job=self.output.job,
                 registry=registry,
                 grouping_key=self.output.grouping_key(self.total),
@@ -224,9 +134,9 @@ class PushJob(Job):
                 handler=_auth_handler,
             )
         except Exception as exc:  # noqa: BLE001 - classified, never raised
-            self.last_error = describe_error(exc, _secrets(self.output.prometheus_url))
+            self.last_error = describe_error(exc, _secrets(url))
             return _classify(exc)
-        self.output.pushes += 1
+        self.output.pushed(taken)
         return Outcome.DELIVERED
 
     def retry_note(self) -> str:
@@ -254,14 +164,14 @@ class DeleteJob(Job):
 
         try:
             delete_from_gateway(
-                self.output.prometheus_url,
+                self.output.prometheus_url or "",
                 job=self.output.job,
                 grouping_key=self.key,
                 timeout=timeout_s,
                 handler=_auth_handler,
             )
         except Exception as exc:  # noqa: BLE001 - classified, never raised
-            self.last_error = describe_error(exc, _secrets(self.output.prometheus_url))
+            self.last_error = describe_error(exc, _secrets(self.output.prometheus_url or ""))
             return _classify(exc)
         return Outcome.DELIVERED
 
@@ -270,15 +180,24 @@ class DeleteJob(Job):
 
 
 class PrometheusOutput(BaseOutput):
-    """Pushes the run's totals to a Prometheus Pushgateway.
+    """Pushes the run's series to a Prometheus Pushgateway and/or serves them for scraping.
 
     Args:
-        prometheus_url: the Pushgateway (``host:port`` or URL), e.g. ``localhost:9091``.
+        prometheus_url: the Pushgateway (``host:port`` or URL), e.g. ``localhost:9091``; None:
+            no push (with ``scrape_address``, for users without a Pushgateway).
         job_name: the Pushgateway job label (CodeCarbon's name for it).
-        delete_on_exit: delete the run's group at exit (after the final push).
-        timeout_s: timeout of each push.
-        exit_timeout_s: the most exit() waits for the final push (and delete).
+        delete_on_exit: delete the run's group at exit (after the final push), and remove the
+            run from the scrape endpoint.
+        timeout_s: timeout of each push (s).
+        exit_timeout_s: the most exit() waits for the final push (and delete) (s).
         sender: the background sender (default: the process-wide one).
+        scrape_address: serve the series on ``"host:port"`` (``":9464"`` or ``9464``: all
+            interfaces) through prometheus_client's HTTP server, at ``/metrics``; None: no
+            endpoint. A port that cannot be bound is warned about once, never raised.
+
+    Raises:
+        ValueError: an empty ``prometheus_url`` or ``job_name``, a bad ``scrape_address``, or
+            neither a Pushgateway nor a scrape address.
 
     Example:
         >>> out = PrometheusOutput("localhost:9091")
@@ -287,23 +206,34 @@ class PrometheusOutput(BaseOutput):
 
     def __init__(
         self,
-        prometheus_url: str = "localhost:9091",
+        prometheus_url: str | None = "localhost:9091",
         job_name: str = DEFAULT_JOB,
         *,
         delete_on_exit: bool = False,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         exit_timeout_s: float = DEFAULT_EXIT_TIMEOUT_S,
         sender: Sender | None = None,
+        scrape_address: str | int | None = None,
     ) -> None:
         require_module("prometheus_client", "prometheus", "the PROMETHEUS output")
-        if not isinstance(prometheus_url, str) or not prometheus_url.strip():
+        if prometheus_url is not None and (
+            not isinstance(prometheus_url, str) or not prometheus_url.strip()
+        ):
             raise ValueError(
                 f"prometheus_url must be a Pushgateway address such as "
                 f"'localhost:9091' or 'http://host:9091', got {prometheus_url!r}"
             )
         if not job_name:
             raise ValueError("job_name must be a non-empty Pushgateway job name")
-        self.prometheus_url = prometheus_url.strip()
+        self.scrape_host: str | None = None
+        self.scrape_port: int | None = None
+        if scrape_address is not None:
+            from codecarbon_callbacks_core.output.prometheus_scrape import parse_scrape_address
+
+            self.scrape_host, self.scrape_port = parse_scrape_address(scrape_address)
+        elif prometheus_url is None:
+            raise ValueError("prometheus_url is None and no scrape_address: nowhere to send to")
+        self.prometheus_url = prometheus_url.strip() if prometheus_url is not None else None
         self.job = job_name
         self.delete_on_exit = bool(delete_on_exit)
         self.timeout_s = float(timeout_s)
@@ -311,11 +241,14 @@ class PrometheusOutput(BaseOutput):
         self._sender = sender
         self._lock = threading.Lock()
         self._last_key: dict[str, str] | None = None
+        self._unpushed: list[EmissionsData] = []
+        self._endpoint: ScrapeEndpoint | None = None
+        self._served: set[str] = set()
         self.pushes = 0
 
     @property
     def gateway_label(self) -> str:
-        url = self.prometheus_url
+        url = self.prometheus_url or ""
         return sanitize_url(url if "://" in url else f"http://{url}")
 
     @property
@@ -323,22 +256,57 @@ class PrometheusOutput(BaseOutput):
         # Not cached: after a fork the child gets a fresh process-wide sender.
         return self._sender if self._sender is not None else get_sender()
 
+    @property
+    def endpoint(self) -> ScrapeEndpoint | None:
+        """The scrape endpoint serving this run (None: none asked for, or it could not start)."""
+        return self._endpoint
+
     def grouping_key(self, total: EmissionsData) -> dict[str, str]:
         """The Pushgateway grouping key of a run (besides ``job``)."""
         return {"run_id": total.run_id or "unknown"}
 
-    def _push(self, total: EmissionsData) -> None:
+    def unpushed_delta(self) -> tuple[int, EmissionsData | None]:
+        """(how many deltas, their sum): what the gateway has not accepted yet."""
+        with self._lock:
+            return len(self._unpushed), merge_deltas(self._unpushed)
+
+    def pushed(self, taken: int) -> None:
+        """The gateway accepted a push carrying the first ``taken`` deltas."""
+        with self._lock:
+            del self._unpushed[:taken]
+            self.pushes += 1
+
+    def _serve(self, total: EmissionsData, delta: EmissionsData | None) -> None:
+        if self.scrape_port is None or self.scrape_host is None:
+            return
+        if self._endpoint is None:
+            from codecarbon_callbacks_core.output.prometheus_scrape import get_endpoint
+
+            self._endpoint = get_endpoint(self.scrape_host, self.scrape_port)
+        if self._endpoint is not None:
+            run_id = total.run_id or "unknown"
+            self._served.add(run_id)
+            self._endpoint.set(run_id, RunCollector(total, delta, time.time(), run_id_label=True))
+
+    def _push(self, total: EmissionsData, delta: EmissionsData | None) -> None:
+        self._serve(total, delta)
+        if self.prometheus_url is None:
+            return
         with self._lock:
             self._last_key = self.grouping_key(total)
+            self._unpushed.append(delta if delta is not None else total)
         self.sender.replace_pending(PushJob(self, total))
 
     def out(self, total: EmissionsData, delta: EmissionsData) -> None:
-        self._push(total)
+        self._push(total, delta)
 
     def live_out(self, total: EmissionsData, delta: EmissionsData) -> None:
-        self._push(total)
+        self._push(total, delta)
 
     def exit(self) -> None:
+        if self._endpoint is not None and self.delete_on_exit:
+            for run_id in self._served:
+                self._endpoint.remove(run_id)
         if self._last_key is None:
             return
         deadline = time.monotonic() + self.exit_timeout_s

@@ -117,32 +117,35 @@ def test_push_latest_totals_with_labels_units_and_help(tmp_path, sender):
             },
         )
         out.live_out(first, first)
+        sender.drain(out, 5)  # the first push went out: the second carries only its own delta
         second = make_total(**{**first.to_dict(), "energy_consumed": 0.75, "duration": 90.0})
         out.out(second, second)
         out.exit()
         [group] = gateway.groups()
         assert group["labels"] == {"job": "codecarbon", "run_id": run_id}
-        [(labels, value)] = series(group, "codecarbon_energy_consumed_kwh_total")
-        assert value == pytest.approx(0.75)  # the latest totals, not a sum of pushes
+        [(labels, value)] = series(group, "codecarbon_energy_joules_total")
+        assert value == pytest.approx(0.75 * 3.6e6)  # the latest totals, not a sum of pushes
         assert labels["project_name"] == "proj" and labels["run_id"] == run_id
         assert labels["experiment_id"] == first.experiment_id
-        assert labels["framework"] == "lightning" and labels["task_family"] == "nlp"
-        assert group["codecarbon_energy_consumed_kwh_total"]["type"] == "COUNTER"
-        assert "kWh" in group["codecarbon_energy_consumed_kwh_total"]["help"]
+        assert "framework" not in labels  # descriptive labels live on codecarbon_run_info
+        assert group["codecarbon_energy_joules_total"]["type"] == "COUNTER"
+        assert "(J)" in group["codecarbon_energy_joules_total"]["help"]
         per_component = {
-            lab["component"]: v for lab, v in series(group, "codecarbon_component_energy_kwh_total")
+            c: series(group, f"codecarbon_{c}_energy_joules_total")[0][1]
+            for c in ("cpu", "gpu", "ram")
         }
-        assert per_component == pytest.approx({"cpu": 0.1, "gpu": 0.35, "ram": 0.05})
-        power = {
-            lab["component"]: v for lab, v in series(group, "codecarbon_component_power_watts")
-        }
-        assert (
-            power["gpu"] == 300.0 and group["codecarbon_component_power_watts"]["type"] == "GAUGE"
-        )
+        assert per_component == pytest.approx({"cpu": 3.6e5, "gpu": 1.26e6, "ram": 1.8e5})
+        assert series(group, "codecarbon_gpu_power_watts")[0][1] == 300.0
+        assert group["codecarbon_gpu_power_watts"]["type"] == "GAUGE"
         assert series(group, "codecarbon_run_duration_seconds")[0][1] == 90.0
-        assert series(group, "codecarbon_emissions_kg_total")[0][1] == pytest.approx(0.02)
+        assert series(group, "codecarbon_emissions_grams_total")[0][1] == pytest.approx(20.0)
         [(info, one)] = series(group, "codecarbon_run_info")
         assert one == 1 and info["cpu_method"] == "rapl" and info["status"] == "completed"
+        assert info["framework"] == "lightning" and info["task_family"] == "nlp"
+        # CodeCarbon's counter holds the run's total in kWh, its gauges the delta
+        [(cc_labels, cc_total)] = series(group, "codecarbon_energy_total")
+        assert cc_total == pytest.approx(0.75) and cc_labels["cpu_model"].startswith("AMD")
+        assert series(group, "codecarbon_duration")[0][1] == 90.0  # the second delta given
         # one group per run: a second run does not overwrite the first
         other = make_total()
         out2 = PrometheusOutput(gateway.url, sender=sender)
@@ -223,7 +226,7 @@ def test_gateway_back_gets_the_latest_totals_again(tmp_path, sender):
     try:
         out.exit()
         [group] = gateway.groups()
-        assert series(group, "codecarbon_energy_consumed_kwh_total")[0][1] == 2.0
+        assert series(group, "codecarbon_energy_total")[0][1] == 2.0
     finally:
         gateway.stop()
 
@@ -257,9 +260,247 @@ def test_two_runs_to_one_gateway_do_not_replace_each_other(tmp_path, sender):
         a.exit()
         b.exit()
         values = {
-            g["labels"]["run_id"]: series(g, "codecarbon_energy_consumed_kwh_total")[0][1]
+            g["labels"]["run_id"]: series(g, "codecarbon_energy_total")[0][1]
             for g in gateway.groups()
         }
         assert values == {ta.run_id: 1.0, tb.run_id: 2.0}
     finally:
         gateway.stop()
+
+
+def test_gauges_hold_every_delta_the_gateway_has_not_accepted(tmp_path, sender):
+    """CodeCarbon's delta gauges: two updates pushed while the gateway is down are not lost."""
+    gateway = Gateway(tmp_path)
+    port = gateway.port
+    gateway.stop()
+    out = PrometheusOutput(f"127.0.0.1:{port}", sender=sender, exit_timeout_s=5)
+    run_id = str(uuid.uuid4())
+    t1 = make_total(run_id=run_id, energy_consumed=1.0, duration=10.0, emissions=0.1)
+    t2 = make_total(run_id=run_id, energy_consumed=1.5, duration=15.0, emissions=0.15)
+    out.live_out(t1, t1)
+    time.sleep(0.2)
+    out.live_out(t2, t2.compute_delta_emission(t1))
+    gateway = Gateway(tmp_path, port=port)
+    try:
+        out.exit()
+        [group] = gateway.groups()
+        assert series(group, "codecarbon_energy_consumed")[0][1] == pytest.approx(1.5)
+        assert series(group, "codecarbon_duration")[0][1] == pytest.approx(15.0)
+        assert series(group, "codecarbon_emissions_rate")[0][1] == pytest.approx(0.01)
+        t3 = make_total(run_id=run_id, energy_consumed=1.75, duration=20.0)
+        out.out(t3, t3.compute_delta_emission(t2))
+        sender.drain(out, 5)
+        [group] = gateway.groups()  # accepted deltas are not pushed again
+        assert series(group, "codecarbon_energy_consumed")[0][1] == pytest.approx(0.25)
+        assert series(group, "codecarbon_energy_total")[0][1] == pytest.approx(1.75)
+    finally:
+        gateway.stop()
+
+
+PROMETHEUS = shutil.which("prometheus")
+PROMTOOL = shutil.which("promtool")
+
+
+class PrometheusServer:
+    """A real Prometheus server on loopback scraping ``targets`` every second."""
+
+    def __init__(self, tmp_path, targets: list[str]) -> None:
+        if PROMETHEUS is None:
+            pytest.skip("prometheus binary not installed (apt-get install prometheus)")
+        self.port = free_port()
+        config = tmp_path / "prometheus.yml"
+        config.write_text(
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            "scrape_configs:\n"
+            "  - job_name: targets\n"
+            "    honor_labels: true\n"
+            f"    static_configs: [{{targets: {json.dumps(targets)}}}]\n"
+        )
+        self.log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2)
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("prometheus did not start")
+
+    def query(self, promql: str) -> list[dict]:
+        from urllib.parse import quote
+
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?query={quote(promql)}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.loads(response.read())["data"]["result"]
+
+    def wait_for(self, promql: str, count: int, timeout_s: float = 15) -> list[dict]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            result = self.query(promql)
+            if len(result) >= count or time.monotonic() > deadline:
+                return result
+            time.sleep(0.25)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def _codecarbon_record(ours):
+    from codecarbon.output_methods.emissions_data import EmissionsData as CodeCarbonData
+
+    names = CodeCarbonData.__dataclass_fields__
+    return CodeCarbonData(**{k: v for k, v in ours.to_dict().items() if k in names})
+
+
+def _by_name(result: list[dict]) -> dict[str, tuple[dict, float]]:
+    by_name = {}
+    for item in result:
+        labels = dict(item["metric"])
+        by_name[labels.pop("__name__")] = (labels, float(item["value"][1]))
+    return by_name
+
+
+def test_codecarbon_332_series_carry_over_through_a_real_prometheus(tmp_path, sender):
+    """CodeCarbon 3.3.2 and this output push the same two updates; Prometheus scrapes both."""
+    pytest.importorskip("codecarbon.output_methods.metrics.prometheus")
+    from codecarbon import __version__ as codecarbon_version
+    from codecarbon.output_methods.metrics.prometheus import PrometheusOutput as CodeCarbonOutput
+    from codecarbon_callbacks_core.output.prometheus_metrics import CODECARBON_LABELS
+    from codecarbon_callbacks_core.output.prometheus_scrape import close_endpoints
+
+    assert codecarbon_version == "3.3.2"
+    gateway = Gateway(tmp_path)
+    project = f"parity-{uuid.uuid4().hex[:8]}"
+    first = make_total(project_name=project, energy_consumed=0.5, duration=30.0, emissions=0.01)
+    second = make_total(
+        **{**first.to_dict(), "energy_consumed": 0.8, "duration": 50.0, "emissions": 0.018}
+    )
+    delta = second.compute_delta_emission(first)
+    ours = PrometheusOutput(gateway.url, sender=sender, scrape_address="127.0.0.1:0")
+    theirs = CodeCarbonOutput(f"http://{gateway.url}", job_name="codecarbon_332")
+    for total, d in ((first, first), (second, delta)):
+        ours.out(total, d)
+        theirs.out(_codecarbon_record(total), _codecarbon_record(d))
+    sender.drain(ours, 5)
+    assert ours.endpoint is not None
+    scrape = f"127.0.0.1:{ours.endpoint.port}"
+    server = PrometheusServer(tmp_path, [gateway.url, scrape])
+    try:
+        # types and help texts as the Pushgateway received them
+        groups = {g["labels"]["job"]: g for g in gateway.groups()}
+        cc_group, our_group = groups["codecarbon_332"], groups["codecarbon"]
+        cc_names = {n for n in cc_group if n.startswith("codecarbon_")} - {
+            "codecarbon_energy_created"
+        }
+        assert len(cc_names) == 11
+        for name in cc_names:
+            assert our_group[name]["type"] == cc_group[name]["type"], name
+            assert our_group[name]["help"] == cc_group[name]["help"], name
+        # and as Prometheus stores them: same names, CodeCarbon's labels filled, same values
+        theirs_q = f'{{__name__=~"codecarbon_.*",job="codecarbon_332",project_name="{project}"}}'
+        ours_q = f'{{__name__=~"codecarbon_.*",job="codecarbon",run_id="{first.run_id}"}}'
+        our_names = {n for n in our_group if n.startswith("codecarbon_")}
+        cc = _by_name(server.wait_for(theirs_q, len(cc_names) + 1))  # + codecarbon_energy_created
+        pushed = _by_name(server.wait_for(ours_q, len(our_names)))
+        assert set(pushed) == our_names
+        for name in cc_names:
+            cc_labels, cc_value = cc[name]
+            labels, value = pushed[name]
+            assert value == pytest.approx(cc_value), name
+            assert labels["project_name"] == cc_labels["project_name"] == project
+            assert set(labels) == {*CODECARBON_LABELS, "job", "run_id"} - {
+                "region",
+                "cloud_provider",
+                "cloud_region",
+            }  # Prometheus drops empty labels; CodeCarbon 3.3.2 fills project_name only
+            assert labels["country_iso_code"] == "FRA" and labels["gpu_count"] == "1"
+        assert pushed["codecarbon_energy_consumed"][1] == pytest.approx(0.3)  # the delta
+        assert pushed["codecarbon_energy_total"][1] == pytest.approx(0.8)  # the run's total
+        assert pushed["codecarbon_energy_joules_total"][1] == pytest.approx(0.8 * 3.6e6)
+        # the scrape endpoint serves the same series, with run_id as a label of its own
+        scraped = _by_name(
+            server.wait_for(f'{{__name__=~"codecarbon_.*",instance="{scrape}"}}', len(pushed))
+        )
+        skip = {"codecarbon_last_push_timestamp_seconds"}
+        assert {n: v for n, (_, v) in scraped.items() if n not in skip} == pytest.approx(
+            {n: v for n, (_, v) in pushed.items() if n not in skip and n in scraped}
+        )
+        assert set(pushed) == set(scraped)
+        assert {labels["run_id"] for labels, _ in scraped.values()} == {first.run_id}
+        # promtool's lint accepts the exposition as served
+        if PROMTOOL is not None:
+            exposition = urllib.request.urlopen(f"http://{scrape}/metrics", timeout=5).read()
+            lint = subprocess.run(
+                [PROMTOOL, "check", "metrics"], input=exposition, capture_output=True
+            )
+            assert lint.returncode == 0, lint.stdout + lint.stderr
+    finally:
+        server.stop()
+        gateway.stop()
+        close_endpoints()
+
+
+def test_scrape_endpoint_without_pushgateway(sender):
+    from codecarbon_callbacks_core.output.prometheus_scrape import close_endpoints
+
+    out = PrometheusOutput(None, scrape_address="127.0.0.1:0", sender=sender, delete_on_exit=True)
+    try:
+        a, b = make_total(energy_consumed=1.0), make_total(energy_consumed=2.0)
+        out.out(a, a)
+        other = PrometheusOutput(None, scrape_address=f"127.0.0.1:{out.endpoint.port}")
+        other.out(b, b)
+        assert other.endpoint is out.endpoint  # one server per address in a process
+        text = (
+            urllib.request.urlopen(f"http://127.0.0.1:{out.endpoint.port}/metrics", timeout=5)
+            .read()
+            .decode()
+        )
+        lines = [line for line in text.splitlines() if line.startswith("codecarbon_energy_total{")]
+        assert len(lines) == 2 and f'run_id="{a.run_id}"' in text and f'run_id="{b.run_id}"' in text
+        assert text.count("# TYPE codecarbon_energy_total counter") == 1
+        assert sender.pending(out) == 0  # nothing pushed
+        out.exit()  # delete_on_exit: the run leaves the endpoint, the other one stays
+        text = (
+            urllib.request.urlopen(f"http://127.0.0.1:{out.endpoint.port}/metrics", timeout=5)
+            .read()
+            .decode()
+        )
+        assert a.run_id not in text and b.run_id in text
+    finally:
+        close_endpoints()
+
+
+def test_scrape_port_taken_warns_and_never_raises(caplog):
+    import socket
+
+    from codecarbon_callbacks_core.output.prometheus_scrape import close_endpoints
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        out = PrometheusOutput(None, scrape_address=f"127.0.0.1:{port}")
+        with caplog.at_level(logging.WARNING):
+            out.out(make_total(), make_total())
+        assert out.endpoint is None and "scrape endpoint" in caplog.text
+    close_endpoints()
+    with pytest.raises(ValueError, match="prometheus_scrape_address"):
+        PrometheusOutput(None, scrape_address="localhost:http")
+    with pytest.raises(ValueError, match="scrape_address"):
+        PrometheusOutput(None)
