@@ -4,8 +4,9 @@ With ``--prometheus-url`` the example pushes to your Pushgateway. Without it, it
 throw-away ``prometheus-pushgateway`` on a free loopback port (Debian/Ubuntu: ``apt install
 prometheus-pushgateway``), pushes to it, and prints what the gateway holds at the end.
 
-Prometheus then scrapes the Pushgateway; e.g. ``codecarbon_energy_consumed_kwh_total`` per
-``run_id``, ``codecarbon_component_power_watts{component="cpu"}``.
+Prometheus then scrapes the Pushgateway: CodeCarbon's series (``codecarbon_energy_total`` in
+kWh, ``codecarbon_cpu_power``, ...) and ours in base units (``codecarbon_energy_joules_total``,
+``codecarbon_cpu_power_watts``, ...), each per ``run_id``.
 
 Run:
     python examples/prometheus_example.py --epochs 3

@@ -147,10 +147,12 @@ def test_prometheus_example_pushes_to_a_gateway(example_runs: dict[str, ExampleR
         if line.strip().startswith("codecarbon_") and " = " in line:
             name, value = line.strip().split(" = ")
             pushed[name] = float(value)
-    assert pushed["codecarbon_energy_consumed_kwh_total"] == pytest.approx(
-        rows.iloc[-1]["energy_consumed"]
+    energy_kwh = rows.iloc[-1]["energy_consumed"]
+    assert pushed["codecarbon_energy_total"] == pytest.approx(energy_kwh)  # CodeCarbon's, kWh
+    assert pushed["codecarbon_energy_joules_total"] == pytest.approx(energy_kwh * 3.6e6)
+    assert pushed["codecarbon_emissions_grams_total"] == pytest.approx(
+        rows.iloc[-1]["emissions"] * 1000
     )
-    assert pushed["codecarbon_emissions_kg_total"] == pytest.approx(rows.iloc[-1]["emissions"])
 
 
 def test_migrate_example_keeps_codecarbon_columns_and_tasks(
