@@ -15,11 +15,22 @@ run's metadata has them, ``framework`` and ``task_family``):
 ``codecarbon_emissions``            kg         counter: kg CO2eq
 ``codecarbon_duration``             s          counter: measured time
 ``codecarbon_component_power``      W          gauge, attribute ``component``
-``codecarbon_emissions_rate``       kg/s       gauge
+``codecarbon_emissions_rate``       kg/s       gauge: emissions / duration of the update
+``codecarbon_{cpu,gpu,ram}_power``  W          gauge (CodeCarbon 3.3.2's Logfire names)
+``codecarbon_{cpu,gpu,ram}_energy`` kWh        gauge: energy of the update (CodeCarbon's)
 ``codecarbon_carbon_intensity``     g/kWh      gauge: gCO2eq/kWh
 ``codecarbon_window_energy``        kWh        histogram of closed windows, attributes
                                                ``kind`` and ``phase``
+``hw.energy``                       J          counter per component, ``hw.type`` (``cpu``,
+                                               ``gpu``, ``memory``), ``hw.id`` (the same:
+                                               one aggregate per kind), ``hw.name`` (model)
+``hw.power``                        W          gauge, the same attributes
+``hw.host.energy``                  J          counter, CPU + GPU + RAM, ``hw.id="host"``
+``hw.host.power``                   W          gauge, the same
 ==================================  =========  =========================================
+
+The ``hw.*`` series follow OpenTelemetry's hardware semantic conventions: the host's total is
+only in ``hw.host.*``, never in ``hw.energy``, so summing ``hw.energy`` never counts it twice.
 
 Counters add the delta the tracker hands this output (the change since the totals this output
 last took), so live and flush/stop updates never count twice, and a resumed run does not add
@@ -50,6 +61,9 @@ logger = logging.getLogger(__name__)
 #: the additive fields with a counter (water has none)
 _COUNTED = tuple(name for name in ADDITIVE_FIELDS if name != "water_consumed")
 DEFAULT_EXIT_TIMEOUT_S = 2.0
+J_PER_KWH = 3.6e6
+#: our component -> the OpenTelemetry ``hw.type`` (and ``hw.id``: one aggregate per kind)
+_HW_TYPES = {"cpu": "cpu", "gpu": "gpu", "ram": "memory"}
 
 
 def logfire_is_configured(instance: Any) -> bool:
@@ -136,6 +150,34 @@ class LogfireOutput(BaseOutput):
                 unit="g/kWh",
                 description="Carbon intensity of the electricity used, gCO2eq/kWh",
             )
+            # CodeCarbon 3.3.2's Logfire names: per-component gauges (power; energy of the delta)
+            for component, upper in (("cpu", "CPU"), ("gpu", "GPU"), ("ram", "RAM")):
+                m[f"{component}_power"] = instance.metric_gauge(
+                    f"codecarbon_{component}_power", unit="W", description=f"{upper} power"
+                )
+                m[f"{component}_energy"] = instance.metric_gauge(
+                    f"codecarbon_{component}_energy",
+                    unit="kWh",
+                    description=f"Energy used per {upper} since the previous update",
+                )
+            # OpenTelemetry hardware semantic conventions: components and the host apart, so
+            # that they are never summed together
+            m["hw_energy"] = instance.metric_counter(
+                "hw.energy", unit="J", description="Energy consumed by the component"
+            )
+            m["hw_power"] = instance.metric_gauge(
+                "hw.power", unit="W", description="Instantaneous power consumed by the component"
+            )
+            m["hw_host_energy"] = instance.metric_counter(
+                "hw.host.energy",
+                unit="J",
+                description="Energy consumed by the host's measured components (CPU + GPU + RAM)",
+            )
+            m["hw_host_power"] = instance.metric_gauge(
+                "hw.host.power",
+                unit="W",
+                description="Power of the host's measured components (CPU + GPU + RAM)",
+            )
             m["window_energy"] = instance.metric_histogram(
                 "codecarbon_window_energy",
                 unit="kWh",
@@ -190,11 +232,14 @@ class LogfireOutput(BaseOutput):
                     float(getattr(total, f"{component}_power") or 0.0),
                     {**attrs, "component": component},
                 )
+            self._record_codecarbon_and_hw(total, delta, change, attrs)
             if change["emissions"] > 0:
                 m["emissions"].add(change["emissions"], attrs)
             if change["duration"] > 0:
                 m["duration"].add(change["duration"], attrs)
-            m["emissions_rate"].set(float(total.emissions_rate or 0.0), attrs)
+            # CodeCarbon's: the rate of this update's delta
+            rate = change["emissions"] / change["duration"] if change["duration"] > 0 else 0.0
+            m["emissions_rate"].set(rate, attrs)
             if total.carbon_intensity_g_per_kwh:
                 m["carbon_intensity"].set(float(total.carbon_intensity_g_per_kwh), attrs)
         except Exception as exc:  # noqa: BLE001 - never raise into training
@@ -204,6 +249,33 @@ class LogfireOutput(BaseOutput):
                 describe_error(exc),
                 log=logger,
             )
+
+    def _record_codecarbon_and_hw(
+        self,
+        total: EmissionsData,
+        delta: EmissionsData,
+        change: dict[str, float],
+        attrs: dict[str, str],
+    ) -> None:
+        m = self._metrics
+        host_power = 0.0
+        for component, hw_type in _HW_TYPES.items():
+            power = float(getattr(total, f"{component}_power") or 0.0)
+            host_power += power
+            m[f"{component}_power"].set(power, attrs)
+            m[f"{component}_energy"].set(change[f"{component}_energy"], attrs)
+            hw = {**attrs, "hw.id": hw_type, "hw.type": hw_type}
+            model = getattr(total, f"{component}_model", "") if component != "ram" else ""
+            if model:
+                hw["hw.name"] = str(model)
+            joules = change[f"{component}_energy"] * J_PER_KWH
+            if joules > 0:
+                m["hw_energy"].add(joules, hw)
+            m["hw_power"].set(power, hw)
+        host = {**attrs, "hw.id": "host"}
+        if change["energy_consumed"] > 0:
+            m["hw_host_energy"].add(change["energy_consumed"] * J_PER_KWH, host)
+        m["hw_host_power"].set(host_power, host)
 
     def out(self, total: EmissionsData, delta: EmissionsData) -> None:
         self._record_totals(total, delta)

@@ -154,3 +154,56 @@ print(json.dumps({{"initialized": cfg._initialized, "send": cfg.send_to_logfire,
     assert state == {"initialized": True, "send": "if-token-present", "token": None}
     assert "login" not in result.stderr.lower()
     assert not (tmp_path / ".logfire").exists()
+
+
+def test_codecarbon_logfire_names_and_opentelemetry_hardware_conventions(capfire):
+    """CodeCarbon 3.3.2's Logfire names beside OpenTelemetry's hw.energy / hw.host.energy."""
+    out = LogfireOutput()
+    fanout = OutputFanout([out])
+    run_id = str(uuid.uuid4())
+    fanout.begin_run(run_id)
+    first = make_total(
+        run_id=run_id,
+        energy_consumed=0.5,
+        cpu_energy=0.1,
+        gpu_energy=0.35,
+        ram_energy=0.05,
+        emissions=0.02,
+        duration=60.0,
+    )
+    fanout.live_out(first)
+    second = make_total(
+        **{
+            **first.to_dict(),
+            "energy_consumed": 0.8,
+            "cpu_energy": 0.2,
+            "gpu_energy": 0.55,
+            "emissions": 0.03,
+            "duration": 100.0,
+        }
+    )
+    fanout.out(second)
+    metrics = collected(capfire)
+    # CodeCarbon's per-component gauges: latest power, the last update's energy (kWh)
+    assert points(metrics["codecarbon_gpu_power"])[0]["value"] == 250.0
+    assert points(metrics["codecarbon_gpu_energy"])[0]["value"] == pytest.approx(0.2)
+    assert points(metrics["codecarbon_ram_energy"])[0]["value"] == pytest.approx(0.0)
+    assert metrics["codecarbon_cpu_energy"]["unit"] == "kWh"
+    rate = points(metrics["codecarbon_emissions_rate"])[0]["value"]
+    assert rate == pytest.approx(0.01 / 40.0)  # the update's emissions / its duration
+    # OpenTelemetry hardware conventions, in joules
+    energy = metrics["hw.energy"]
+    assert energy["unit"] == "J"
+    by_type = {p["attributes"]["hw.type"]: p for p in points(energy)}
+    assert {k: p["value"] for k, p in by_type.items()} == pytest.approx(
+        {"cpu": 0.2 * 3.6e6, "gpu": 0.55 * 3.6e6, "memory": 0.05 * 3.6e6}
+    )
+    assert all(p["attributes"]["hw.id"] == t for t, p in by_type.items())
+    assert by_type["gpu"]["attributes"]["hw.name"] == first.gpu_model
+    assert by_type["cpu"]["attributes"]["run_id"] == run_id
+    [host] = points(metrics["hw.host.energy"])
+    assert metrics["hw.host.energy"]["unit"] == "J" and host["attributes"]["hw.id"] == "host"
+    assert host["value"] == pytest.approx(0.8 * 3.6e6)
+    assert "hw.type" not in host["attributes"]  # never summed with the components
+    [host_power] = points(metrics["hw.host.power"])
+    assert host_power["value"] == pytest.approx(40.0 + 250.0 + 5.0)
