@@ -26,6 +26,7 @@ time, never stored or logged.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -46,6 +47,7 @@ from codecarbon_callbacks_core.output.prometheus_metrics import (
     RunCollector,
 )
 from codecarbon_callbacks_core.output.sender import Job, Outcome, Sender, get_sender
+from codecarbon_callbacks_core.records import ADDITIVE_FIELDS
 
 if TYPE_CHECKING:
     from codecarbon_callbacks_core.output.prometheus_scrape import ScrapeEndpoint
@@ -60,17 +62,11 @@ DEFAULT_EXIT_TIMEOUT_S = 3.0
 __all__ = ["BASE_LABELS", "CODECARBON_LABELS", "PrometheusOutput", "RunCollector"]
 
 
-def merge_deltas(deltas: list[EmissionsData]) -> EmissionsData | None:
-    """The sum of consecutive deltas (additive fields summed, the rest from the newest)."""
-    import dataclasses
-
-    from codecarbon_callbacks_core.records import ADDITIVE_FIELDS
-
-    if not deltas:
-        return None
-    merged = dataclasses.replace(deltas[-1])
+def add_deltas(first: EmissionsData, second: EmissionsData) -> EmissionsData:
+    """Two consecutive deltas as one: additive fields summed, the rest from ``second``."""
+    merged = dataclasses.replace(second, metadata=dict(second.metadata))
     for name in ADDITIVE_FIELDS:
-        setattr(merged, name, sum(getattr(d, name) or 0.0 for d in deltas))
+        setattr(merged, name, (getattr(first, name) or 0.0) + (getattr(second, name) or 0.0))
     merged.emissions_rate = merged.emissions / merged.duration if merged.duration > 0 else 0.0
     return merged
 
@@ -121,7 +117,7 @@ class PushJob(Job):
         from prometheus_client.exposition import push_to_gateway
 
         url = self.output.prometheus_url or ""
-        taken, delta = self.output.unpushed_delta()
+        version, delta = self.output.unpushed_delta()
         registry = CollectorRegistry(auto_describe=False)
         registry.register(RunCollector(self.total, delta, time.time()))  # type: ignore[arg-type]
         try:
@@ -136,7 +132,7 @@ class PushJob(Job):
         except Exception as exc:  # noqa: BLE001 - classified, never raised
             self.last_error = describe_error(exc, _secrets(url))
             return _classify(exc)
-        self.output.pushed(taken)
+        self.output.pushed(version, delta)
         return Outcome.DELIVERED
 
     def retry_note(self) -> str:
@@ -241,7 +237,9 @@ class PrometheusOutput(BaseOutput):
         self._sender = sender
         self._lock = threading.Lock()
         self._last_key: dict[str, str] | None = None
-        self._unpushed: list[EmissionsData] = []
+        # the deltas the gateway has not accepted yet, summed (O(1) however long it is down)
+        self._unpushed: EmissionsData | None = None
+        self._unpushed_version = 0
         self._endpoint: ScrapeEndpoint | None = None
         self._served: set[str] = set()
         self.pushes = 0
@@ -266,15 +264,19 @@ class PrometheusOutput(BaseOutput):
         return {"run_id": total.run_id or "unknown"}
 
     def unpushed_delta(self) -> tuple[int, EmissionsData | None]:
-        """(how many deltas, their sum): what the gateway has not accepted yet."""
+        """(a version, the sum of the deltas the gateway has not accepted yet)."""
         with self._lock:
-            return len(self._unpushed), merge_deltas(self._unpushed)
+            return self._unpushed_version, self._unpushed
 
-    def pushed(self, taken: int) -> None:
-        """The gateway accepted a push carrying the first ``taken`` deltas."""
+    def pushed(self, version: int, sent: EmissionsData | None) -> None:
+        """The gateway accepted a push carrying ``sent``, :meth:`unpushed_delta` at ``version``."""
         with self._lock:
-            del self._unpushed[:taken]
             self.pushes += 1
+            if version == self._unpushed_version:
+                self._unpushed = None
+            elif sent is not None and self._unpushed is not None:
+                # deltas came in while the push was in flight: keep only those
+                self._unpushed = self._unpushed.compute_delta_emission(sent)
 
     def _serve(self, total: EmissionsData, delta: EmissionsData | None) -> None:
         if self.scrape_port is None or self.scrape_host is None:
@@ -294,7 +296,9 @@ class PrometheusOutput(BaseOutput):
             return
         with self._lock:
             self._last_key = self.grouping_key(total)
-            self._unpushed.append(delta if delta is not None else total)
+            new = delta if delta is not None else total
+            self._unpushed = new if self._unpushed is None else add_deltas(self._unpushed, new)
+            self._unpushed_version += 1
         self.sender.replace_pending(PushJob(self, total))
 
     def out(self, total: EmissionsData, delta: EmissionsData) -> None:

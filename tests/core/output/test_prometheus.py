@@ -504,3 +504,24 @@ def test_scrape_port_taken_warns_and_never_raises(caplog):
         PrometheusOutput(None, scrape_address="localhost:http")
     with pytest.raises(ValueError, match="scrape_address"):
         PrometheusOutput(None)
+
+
+def test_a_delta_arriving_while_a_push_is_in_flight_goes_with_the_next_push(sender):
+    out = PrometheusOutput(f"127.0.0.1:{free_port()}", sender=sender, exit_timeout_s=0.2)
+    t1 = make_total(energy_consumed=1.0, duration=10.0)
+    t2 = make_total(run_id=t1.run_id, energy_consumed=1.5, duration=15.0, gpu_power=123.0)
+    t3 = make_total(run_id=t1.run_id, energy_consumed=1.6, duration=16.0)
+    out.live_out(t1, t1)
+    version, in_flight = out.unpushed_delta()  # what a push took
+    out.live_out(t2, t2.compute_delta_emission(t1))
+    out.pushed(version, in_flight)  # ... and the gateway accepted
+    _, left = out.unpushed_delta()
+    assert left is not None
+    assert (left.energy_consumed, left.duration) == pytest.approx((0.5, 5.0))
+    assert left.gpu_power == 123.0  # the newest power, not a sum
+    out.live_out(t3, t3.compute_delta_emission(t2))
+    version, both = out.unpushed_delta()
+    assert both is not None and both.energy_consumed == pytest.approx(0.6)
+    out.pushed(version, both)
+    assert out.unpushed_delta()[1] is None
+    out.exit()
