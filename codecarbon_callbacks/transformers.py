@@ -16,7 +16,7 @@ are called, and an exception in ``train()`` is recorded with its status. Passing
 windows are derived from the Trainer's events, and a crash is written as ``incomplete`` at exit.
 See docs/callbacks.md for every limit.
 
-Supported transformers versions: ``SUPPORTED_TRANSFORMERS`` (``>=4.41,<6``); with another one the
+Supported transformers versions: ``SUPPORTED_TRANSFORMERS`` (``>=4.40,<6``); with another one the
 callback warns once (``CodeCarbonCallbacksWarning``) and carries on.
 """
 
@@ -49,13 +49,13 @@ if importlib.util.find_spec("accelerate") is None:  # the Trainer needs it; foun
 
 logger = logging.getLogger(__name__)
 
-#: the transformers versions this adapter supports (a PEP 440 specifier). From 4.41 the Trainer
-#: saves and restores stateful callbacks (``ExportableState``,
-#: ``restore_callback_states_from_checkpoint``), which resuming a run needs; the suite runs on
-#: 5.x. A next major release may change what ``_TrainerWrapper`` relies on (the methods it wraps,
-#: ``callback_handler``, ``stateful_callbacks``, ``DefaultFlowCallback``): outside this range the
-#: adapter warns once and carries on.
-SUPPORTED_TRANSFORMERS = ">=4.41,<6"
+#: the transformers versions this adapter supports (a PEP 440 specifier): from the minimum the
+#: ``transformers`` extra installs (pyproject.toml; stateful callbacks, ``ExportableState``, which
+#: resuming a run needs) up to the current major, 5.x, on which the suite runs. A next major may
+#: change what ``_TrainerWrapper`` relies on (the methods it wraps, ``callback_handler``,
+#: ``stateful_callbacks``, ``DefaultFlowCallback``): outside this range the adapter warns once
+#: and carries on.
+SUPPORTED_TRANSFORMERS = ">=4.40,<6"
 
 #: what this adapter has warned about once (warn_once's keys), per process
 _WARNED: set[tuple[str, str]] = set()

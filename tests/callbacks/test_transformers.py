@@ -505,7 +505,8 @@ def test_two_callbacks_in_one_trainer_each_write_and_resume_their_own_run(tracke
 
 
 @pytest.mark.parametrize(
-    ("version", "supported"), [("4.30.0", False), ("6.0.0", False), ("4.41.0", True)]
+    ("version", "supported"),
+    [("4.39.3", False), ("6.0.0", False), ("4.40.0", True), ("5.24.0", True)],
 )
 def test_warns_once_outside_the_supported_transformers_versions(
     tracker_kwargs, monkeypatch, version, supported
