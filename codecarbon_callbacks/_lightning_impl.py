@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from codecarbon_callbacks.introspect import dataset_info, torch_model_info
+from codecarbon_callbacks.options import CallbackOptions, end_eval_run
 from codecarbon_callbacks.session import EmissionsSession
 
 logger = logging.getLogger(__name__)
@@ -68,9 +69,8 @@ class LightningEmissionsMixin:
         **tracker_kwargs: Any,
     ) -> None:
         super().__init__()
-        self.session = EmissionsSession(
-            self._framework_name,
-            tracker,
+        options = CallbackOptions(
+            tracker=tracker,
             task_family=task_family,
             task_stage=task_stage,
             task=task,
@@ -80,8 +80,9 @@ class LightningEmissionsMixin:
             window_every_n_steps=window_every_n_steps,
             window_every_seconds=window_every_seconds,
             verbose=verbose,
-            **tracker_kwargs,
+            tracker_kwargs=tracker_kwargs,
         )
+        self.session = EmissionsSession(self._framework_name, options=options)
         self._last_logged_step = -1
 
     # -- public -----------------------------------------------------------------------------
@@ -252,21 +253,9 @@ class LightningEmissionsMixin:
     # -- test, predict ------------------------------------------------------------------------
 
     def _end_eval_run(self, trainer: Any, prefix: str) -> None:
-        summary_before = self.session.running
-        self.session.end_run()
-        if not summary_before:
-            return
-        totals = self.session.summary().get("totals", {})
-        if totals:
-            self._log(
-                trainer,
-                {
-                    f"{prefix}_energy_kwh": totals["energy_kwh"],
-                    f"{prefix}_emissions_kg": totals["emissions_kg"],
-                    f"{prefix}_duration_s": totals["duration_s"],
-                },
-                step=int(getattr(trainer, "global_step", 0)),
-            )
+        metrics = end_eval_run(self.session, prefix)
+        if metrics:
+            self._log(trainer, metrics, step=int(getattr(trainer, "global_step", 0)))
 
     def on_test_start(self, trainer: Any, pl_module: Any) -> None:
         info = {

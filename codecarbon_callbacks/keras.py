@@ -24,6 +24,7 @@ from typing import Any
 from codecarbon_callbacks_core._shared import write_json_atomic
 
 from codecarbon_callbacks.introspect import TORCH_QUANTIZATION, guess_data_type
+from codecarbon_callbacks.options import CallbackOptions, end_eval_run
 from codecarbon_callbacks.session import EmissionsSession, missing_framework_error
 
 try:
@@ -87,9 +88,8 @@ class EmissionsCallback(_keras.callbacks.Callback):
                     "disable Keras' asynchronous dispatch. Pass steps_per_epoch to fit() for "
                     "shorter epochs instead."
                 )
-        self.session = EmissionsSession(
-            "keras",
-            tracker,
+        options = CallbackOptions(
+            tracker=tracker,
             task_family=task_family,
             task_stage=task_stage,
             task=task,
@@ -97,8 +97,9 @@ class EmissionsCallback(_keras.callbacks.Callback):
             max_energy_kwh=max_energy_kwh,
             max_emissions_kg=max_emissions_kg,
             verbose=verbose,
-            **tracker_kwargs,
+            tracker_kwargs=tracker_kwargs,
         )
+        self.session = EmissionsSession("keras", options=options)
         self.state_path = os.fspath(state_path) if state_path is not None else None
         self._in_fit = False
 
@@ -254,19 +255,9 @@ class EmissionsCallback(_keras.callbacks.Callback):
             self._end_eval_run("predict", logs)
 
     def _end_eval_run(self, prefix: str, logs: dict[str, Any] | None) -> None:
-        was_running = self.session.running
-        self.session.end_run()
-        if not was_running or logs is None:
-            return
-        totals = self.session.summary().get("totals", {})
-        if totals:
-            logs.update(
-                {
-                    f"{prefix}_energy_kwh": totals["energy_kwh"],
-                    f"{prefix}_emissions_kg": totals["emissions_kg"],
-                    f"{prefix}_duration_s": totals["duration_s"],
-                }
-            )
+        metrics = end_eval_run(self.session, prefix)
+        if logs is not None:
+            logs.update(metrics)
 
 
 __all__ = ["EmissionsCallback"]

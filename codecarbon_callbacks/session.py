@@ -45,7 +45,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -69,6 +68,7 @@ from codecarbon_callbacks.introspect import (  # noqa: F401
     shape_string,
     torch_model_info,
 )
+from codecarbon_callbacks.options import CallbackOptions
 
 logger = logging.getLogger(__name__)
 
@@ -277,19 +277,6 @@ def configuration_key(arguments: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _check_positive(name: str, value: Any, *, integer: bool = False) -> Any:
-    if value is None:
-        return None
-    kind = "a positive integer" if integer else "a positive number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be {kind} or None, got {value!r}")
-    if integer and not isinstance(value, int):
-        raise ValueError(f"{name} must be {kind} or None, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be {kind} or None, got {value!r}")
-    return value
-
-
 def _as_dict(value: Any, name: str) -> dict[str, Any]:
     """A user-given task or dataset as a plain dict (dict, dataclass or object with to_dict())."""
     if isinstance(value, Mapping):
@@ -430,23 +417,14 @@ class EmissionsSession:
     Args:
         framework: the framework's name, e.g. ``"lightning"``, ``"transformers"``, ``"keras"``.
         tracker: an existing ``EmissionsTracker`` to use; the session starts it when it is not
-            running and stops only what it started. Mutually exclusive with ``tracker_kwargs``.
-        task_family: BoAmps ``taskFamily`` (e.g. ``"text classification"``); with it the BoAmps
-            report validates without more input.
-        task_stage: BoAmps ``taskStage``; by default ``training`` (``finetuning`` when a
-            pretrained model is detected, ``inference`` for test/predict runs).
-        task: BoAmps task fields (camelCase dict or a BoAmps object) that override the automatic
-            ones.
-        dataset: a BoAmps dataset dict (or list of them) that overrides the automatic one.
-        max_energy_kwh: stop training when the run's energy plus the next window's would exceed it.
-        max_emissions_kg: the same for emissions (kg CO2eq).
-        window_every_n_steps: also record a ``step`` window every n optimizer steps.
-        window_every_seconds: also record a ``time`` window every so many seconds.
-        verbose: print one line when a fit ends (on rank zero only): the run's energy (kWh),
-            emissions (kg CO2eq) and where its reports are (``output_dir`` and file names).
-            False prints nothing.
-        **tracker_kwargs: the tracker's own parameters (``country_iso_code="FRA"`` makes it an
-            ``OfflineEmissionsTracker``).
+            running and stops only what it started. Mutually exclusive with tracker parameters.
+        options: the callback's options (:class:`~codecarbon_callbacks.options.CallbackOptions`,
+            whose docstring gives each one's meaning and unit), as the adapters pass them.
+            Without it, the same options are read from ``tracker`` and ``**arguments``.
+        **arguments: the options by name (``task_family``, ``task_stage``, ``task``,
+            ``dataset``, ``max_energy_kwh``, ``max_emissions_kg``, ``window_every_n_steps``,
+            ``window_every_seconds``, ``verbose``); any other name is a tracker parameter
+            (``country_iso_code="FRA"`` makes it an ``OfflineEmissionsTracker``).
 
     Raises:
         ValueError: a bad argument (``ConfigError`` for bad tracker parameters), naming it.
@@ -457,40 +435,17 @@ class EmissionsSession:
         framework: str,
         tracker: Any = None,
         *,
-        task_family: str | None = None,
-        task_stage: str | None = None,
-        task: Any = None,
-        dataset: Any = None,
-        max_energy_kwh: float | None = None,
-        max_emissions_kg: float | None = None,
-        window_every_n_steps: int | None = None,
-        window_every_seconds: float | None = None,
-        verbose: bool = True,
-        **tracker_kwargs: Any,
+        options: CallbackOptions | None = None,
+        **arguments: Any,
     ) -> None:
-        if not isinstance(verbose, bool):
-            raise ValueError(f"verbose must be True or False, got {verbose!r}")
-        if tracker is not None and tracker_kwargs:
-            raise ValueError(
-                "tracker: give either an existing tracker or the tracker's parameters "
-                f"({', '.join(sorted(tracker_kwargs))}), not both"
-            )
-        if tracker is not None and not all(
-            hasattr(tracker, a) for a in ("start", "stop", "open_window")
-        ):
-            raise ValueError(f"tracker must be an EmissionsTracker (or None), got {tracker!r}")
-        if task_family is not None and not isinstance(task_family, str):
-            raise ValueError(
-                f"task_family must be a string such as 'image classification', got {task_family!r}"
-            )
-        if task_stage is not None and not isinstance(task_stage, str):
-            raise ValueError(
-                "task_stage must be a string such as 'training' or 'finetuning', "
-                f"got {task_stage!r}"
-            )
+        if options is None:
+            options = CallbackOptions.from_arguments(tracker, **arguments)
+        elif tracker is not None or arguments:
+            raise ValueError("options: give the options object or the arguments, not both")
         self.framework = framework
-        self.task_family = task_family
-        self.task_stage = task_stage
+        self.task_family = options.task_family
+        self.task_stage = options.task_stage
+        task, dataset = options.task, options.dataset
         self.task = _camel_keys(_as_dict(task, "task")) if task is not None else None
         if dataset is None:
             self.dataset: list[dict[str, Any]] | None = None
@@ -498,33 +453,20 @@ class EmissionsSession:
             self.dataset = [_camel_keys(_as_dict(d, "dataset")) for d in dataset]
         else:
             self.dataset = [_camel_keys(_as_dict(dataset, "dataset"))]
-        self.max_energy_kwh = _check_positive("max_energy_kwh", max_energy_kwh)
-        self.max_emissions_kg = _check_positive("max_emissions_kg", max_emissions_kg)
-        self.window_every_n_steps = _check_positive(
-            "window_every_n_steps", window_every_n_steps, integer=True
-        )
-        self.window_every_seconds = _check_positive("window_every_seconds", window_every_seconds)
-        self.verbose = verbose
-        self.tracker_kwargs = dict(tracker_kwargs)
+        self.max_energy_kwh = options.max_energy_kwh
+        self.max_emissions_kg = options.max_emissions_kg
+        self.window_every_n_steps = options.window_every_n_steps
+        self.window_every_seconds = options.window_every_seconds
+        self.verbose = options.verbose
+        self.tracker_kwargs = dict(options.tracker_kwargs)
         #: the arguments as given (secrets included: kept in memory only, see
         #: checkpoint_arguments())
-        self._arguments: dict[str, Any] = {
-            "task_family": task_family,
-            "task_stage": task_stage,
-            "task": task,
-            "dataset": dataset,
-            "max_energy_kwh": max_energy_kwh,
-            "max_emissions_kg": max_emissions_kg,
-            "window_every_n_steps": window_every_n_steps,
-            "window_every_seconds": window_every_seconds,
-            "verbose": verbose,
-            **tracker_kwargs,
-        }
-        self._given_tracker = tracker
+        self._arguments: dict[str, Any] = options.arguments()
+        self._given_tracker = options.tracker
         #: the trackers' resolved configuration: resolved and checked once per process (here, so
         #: that bad parameters fail now), each run's tracker built from it once
         self._tracker_config: Any = None
-        if tracker is None:
+        if options.tracker is None:
             self._config()
         self._run: _Run | None = None
         self._resume_state: dict[str, Any] | None = None

@@ -15,6 +15,9 @@ are called, and an exception in ``train()`` is recorded with its status. Passing
 ``Trainer(callbacks=[...])`` also works: the figures then go to ``log_history`` only, evaluation
 windows are derived from the Trainer's events, and a crash is written as ``incomplete`` at exit.
 See docs/callbacks.md for every limit.
+
+Supported transformers versions: ``SUPPORTED_TRANSFORMERS`` (``>=4.40,<6``); with another one the
+callback warns once (``CodeCarbonCallbacksWarning``) and carries on.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ import importlib.util
 import logging
 import math
 import weakref
-from typing import Any
+from typing import Any, ClassVar
 
 from codecarbon_callbacks_core._shared import warn_once
+from codecarbon_callbacks_core.errors import CodeCarbonCallbacksWarning
 
 from codecarbon_callbacks.introspect import dataset_info, torch_model_info
+from codecarbon_callbacks.options import CallbackOptions, end_eval_run
 from codecarbon_callbacks.session import EmissionsSession, missing_framework_error
 
 try:
@@ -44,32 +49,147 @@ if importlib.util.find_spec("accelerate") is None:  # the Trainer needs it; foun
 
 logger = logging.getLogger(__name__)
 
-#: per model, the sessions of the callbacks that the latest Trainer built for it was given, in
-#: order, with that Trainer's initial ``TrainerState`` (a new one means a new Trainer). When it
-#: resumes, the Trainer rebuilds stateful callbacks from their saved arguments; a rebuilt one takes
-#: over the session of the callback with its configuration, never another callback's.
-_SESSIONS_BY_MODEL: weakref.WeakKeyDictionary[Any, tuple[Any, list[EmissionsSession]]] = (
-    weakref.WeakKeyDictionary()
-)
-#: the Trainer a session was attached to
-_TRAINER_BY_SESSION: weakref.WeakKeyDictionary[EmissionsSession, Any] = weakref.WeakKeyDictionary()
+#: the transformers versions this adapter supports (a PEP 440 specifier): from the minimum the
+#: ``transformers`` extra installs (pyproject.toml; stateful callbacks, ``ExportableState``, which
+#: resuming a run needs) up to the current major, 5.x, on which the suite runs. A next major may
+#: change what ``_TrainerWrapper`` relies on (the methods it wraps, ``callback_handler``,
+#: ``stateful_callbacks``, ``DefaultFlowCallback``): outside this range the adapter warns once
+#: and carries on.
+SUPPORTED_TRANSFORMERS = ">=4.40,<6"
+
 #: what this adapter has warned about once (warn_once's keys), per process
 _WARNED: set[tuple[str, str]] = set()
 
 
-def _register(model: Any, trainer_state: Any, session: EmissionsSession) -> None:
-    """``session`` belongs to a callback of the Trainer whose initial state is ``trainer_state``."""
-    if model is None:
-        return
-    try:
-        owner, sessions = _SESSIONS_BY_MODEL.get(model, (None, []))
-        if owner is not trainer_state:  # a new Trainer for this model: the latest one wins
-            owner, sessions = trainer_state, []
-        if not any(known is session for known in sessions):
-            sessions.append(session)
-        _SESSIONS_BY_MODEL[model] = (owner, sessions)
-    except TypeError:  # a model that cannot be weakly referenced
-        pass
+class _TrainerWrapper:
+    """Everything this adapter does to the Hugging Face ``Trainer`` from outside its callback
+    interface, and the state that needs: one instance, held by ``EmissionsCallback``.
+
+    - ``attach``: put a callback first in a Trainer's callback list and wrap that Trainer's
+      ``train``, ``evaluate`` and ``predict`` (on the instance, once for every attached callback)
+      so that evaluation windows open when they are called and an exception is recorded with its
+      status;
+    - the Trainer each session was attached to (``trainer_of``), for ``Trainer.log``;
+    - per model, the sessions of the callbacks that the latest Trainer built for it was given,
+      in order, with that Trainer's initial ``TrainerState`` (a new one means a new Trainer).
+      When it resumes, the Trainer rebuilds stateful callbacks from their saved arguments; a
+      rebuilt one takes over the session of the callback with its configuration
+      (``sessions_of``), never another callback's;
+    - ``check_version``: a warning, once, outside ``SUPPORTED_TRANSFORMERS``.
+
+    Only weak references are kept: a Trainer, a model or a session that nothing else holds goes.
+    """
+
+    def __init__(self) -> None:
+        self._sessions_by_model: weakref.WeakKeyDictionary[
+            Any, tuple[Any, list[EmissionsSession]]
+        ] = weakref.WeakKeyDictionary()
+        self._trainer_by_session: weakref.WeakKeyDictionary[EmissionsSession, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @staticmethod
+    def check_version(version: str | None = None) -> bool:
+        """Whether ``version`` (default: the installed transformers') is supported; warns once
+        (``CodeCarbonCallbacksWarning``) when it is not."""
+        from packaging.specifiers import SpecifierSet  # a dependency of transformers
+        from packaging.version import InvalidVersion, Version
+
+        version = str(_transformers.__version__ if version is None else version)
+        try:
+            supported = SpecifierSet(SUPPORTED_TRANSFORMERS).contains(
+                Version(version), prereleases=True
+            )
+        except InvalidVersion:
+            supported = False
+        if not supported:
+            warn_once(
+                f"transformers-version-{version}",
+                "transformers %s is outside the versions codecarbon_callbacks.transformers "
+                "supports (%s): attach(), evaluation windows and resuming from a checkpoint "
+                "may not work. Install a supported version, or report the problem.",
+                version,
+                SUPPORTED_TRANSFORMERS,
+                log=logger,
+                category=CodeCarbonCallbacksWarning,
+            )
+        return supported
+
+    def register(self, model: Any, trainer_state: Any, session: EmissionsSession) -> None:
+        """``session`` belongs to a callback of the Trainer whose initial state is
+        ``trainer_state``, built for ``model``."""
+        if model is None:
+            return
+        try:
+            owner, sessions = self._sessions_by_model.get(model, (None, []))
+            if owner is not trainer_state:  # a new Trainer for this model: the latest one wins
+                owner, sessions = trainer_state, []
+            if not any(known is session for known in sessions):
+                sessions.append(session)
+            self._sessions_by_model[model] = (owner, sessions)
+        except TypeError:  # a model that cannot be weakly referenced
+            pass
+
+    def sessions_of(self, model: Any) -> list[EmissionsSession]:
+        """The sessions registered for ``model`` by the latest Trainer built for it."""
+        try:
+            return self._sessions_by_model.get(model, (None, []))[1]
+        except TypeError:
+            return []
+
+    def trainer_of(self, session: EmissionsSession) -> Any:
+        """The Trainer ``session``'s callback was attached to (None without ``attach``)."""
+        return self._trainer_by_session.get(session)
+
+    def attach(self, trainer: Any, callback: EmissionsCallback) -> None:
+        """Put ``callback`` first in ``trainer``'s callbacks and wrap the Trainer (once)."""
+        handler = trainer.callback_handler
+        if callback in handler.callbacks:
+            handler.callbacks.remove(callback)
+        handler.callbacks.insert(0, callback)
+        self._trainer_by_session[callback.session] = trainer
+        self.register(
+            getattr(trainer, "model", None), getattr(trainer, "state", None), callback.session
+        )
+        attached = getattr(trainer, "_codecarbon_callbacks_attached", None)
+        if attached is None:
+            attached = []
+            trainer._codecarbon_callbacks_attached = attached
+            self._wrap(trainer, attached)
+        if not any(ref() is callback for ref in attached):
+            attached.append(weakref.ref(callback))
+
+    @staticmethod
+    def _wrap(trainer: Any, attached: list[weakref.ref[EmissionsCallback]]) -> None:
+        """Wrap ``trainer.train``, ``evaluate`` and ``predict`` once for every attached callback."""
+
+        def wrap(name: str, stage: str | None) -> None:
+            original = getattr(trainer, name)
+
+            @functools.wraps(original)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                callbacks = [c for c in (ref() for ref in attached) if c is not None]
+                if stage is not None:
+                    # evaluate(eval_dataset=None, ...) / predict(test_dataset, ...)
+                    data = (
+                        args[0] if args else kwargs.get("eval_dataset", kwargs.get("test_dataset"))
+                    )
+                    for callback in callbacks:
+                        callback._eval_called(trainer, stage, data)
+                try:
+                    return original(*args, **kwargs)
+                except BaseException as error:
+                    for callback in callbacks:
+                        session = callback.session
+                        if session.running and (stage is None or session.stage != "fit"):
+                            session.fail(error)
+                    raise
+
+            setattr(trainer, name, wrapper)
+
+        wrap("train", None)
+        wrap("evaluate", "validate")
+        wrap("predict", "predict")
 
 
 def _report_to(args: Any) -> list[str]:
@@ -111,6 +231,9 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
     callback's own arguments or environment.
     """
 
+    #: the Trainer wrapping and its state, shared by every callback of this class
+    _trainers: ClassVar[_TrainerWrapper] = _TrainerWrapper()
+
     def __init__(
         self,
         tracker: Any = None,
@@ -126,9 +249,8 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
         verbose: bool = True,
         **tracker_kwargs: Any,
     ) -> None:
-        self.session = EmissionsSession(
-            "transformers",
-            tracker,
+        options = CallbackOptions(
+            tracker=tracker,
             task_family=task_family,
             task_stage=task_stage,
             task=task,
@@ -138,8 +260,10 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
             window_every_n_steps=window_every_n_steps,
             window_every_seconds=window_every_seconds,
             verbose=verbose,
-            **tracker_kwargs,
+            tracker_kwargs=tracker_kwargs,
         )
+        self.session = EmissionsSession("transformers", options=options)
+        self._trainers.check_version()
         #: the configuration this callback stands for (the saved one, when the Trainer rebuilt
         #: it): a rebuilt callback takes over the session of the callback with this key
         self.configuration_key = self.session.configuration_key()
@@ -171,20 +295,8 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
         Returns:
             self, for chaining.
         """
-        handler = trainer.callback_handler
-        if self in handler.callbacks:
-            handler.callbacks.remove(self)
-        handler.callbacks.insert(0, self)
-        _TRAINER_BY_SESSION[self.session] = trainer
-        _register(getattr(trainer, "model", None), getattr(trainer, "state", None), self.session)
+        self._trainers.attach(trainer, self)
         self._check_report_to(trainer.args)
-        attached = getattr(trainer, "_codecarbon_callbacks_attached", None)
-        if attached is None:
-            attached = []
-            trainer._codecarbon_callbacks_attached = attached
-            self._wrap(trainer, attached)
-        if not any(ref() is self for ref in attached):
-            attached.append(weakref.ref(self))
         return self
 
     # -- ExportableState: JSON state in trainer_state.json ------------------------------------
@@ -215,39 +327,7 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
     # -- helpers ----------------------------------------------------------------------------
 
     def _trainer(self) -> Any:
-        return _TRAINER_BY_SESSION.get(self.session)
-
-    @staticmethod
-    def _wrap(trainer: Any, attached: list[weakref.ref[EmissionsCallback]]) -> None:
-        """Wrap ``trainer.train``, ``evaluate`` and ``predict`` once for every attached callback."""
-
-        def wrap(name: str, stage: str | None) -> None:
-            original = getattr(trainer, name)
-
-            @functools.wraps(original)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                callbacks = [c for c in (ref() for ref in attached) if c is not None]
-                if stage is not None:
-                    # evaluate(eval_dataset=None, ...) / predict(test_dataset, ...)
-                    data = (
-                        args[0] if args else kwargs.get("eval_dataset", kwargs.get("test_dataset"))
-                    )
-                    for callback in callbacks:
-                        callback._eval_called(trainer, stage, data)
-                try:
-                    return original(*args, **kwargs)
-                except BaseException as error:
-                    for callback in callbacks:
-                        session = callback.session
-                        if session.running and (stage is None or session.stage != "fit"):
-                            session.fail(error)
-                    raise
-
-            setattr(trainer, name, wrapper)
-
-        wrap("train", None)
-        wrap("evaluate", "validate")
-        wrap("predict", "predict")
+        return self._trainers.trainer_of(self.session)
 
     def _eval_called(self, trainer: Any, stage: str, data: Any = None) -> None:
         """trainer.evaluate()/predict() was called (attach() only): open its window now."""
@@ -356,10 +436,7 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
         """The session of the callback a rebuilt one replaces: of the latest Trainer built for
         this model, the first one not running with our configuration (or its only one), never a
         running one (another callback's run)."""
-        try:
-            _, sessions = _SESSIONS_BY_MODEL.get(model, (None, []))
-        except TypeError:
-            return None
+        sessions = self._trainers.sessions_of(model)
         if any(known is self.session for known in sessions):
             return None
         free = [known for known in sessions if not known.running]
@@ -409,7 +486,7 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
     def on_init_end(
         self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any
     ) -> None:
-        _register(model, state, self.session)
+        self._trainers.register(model, state, self.session)
         self._check_report_to(args)
 
     def on_train_begin(
@@ -538,18 +615,7 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
                 state, control, {k.replace("val_", "eval_", 1): v for k, v in metrics.items()}
             )
             return
-        session.end_run()
-        totals = session.summary().get("totals", {})
-        if totals:
-            self._log(
-                state,
-                control,
-                {
-                    f"{prefix}_energy_kwh": totals["energy_kwh"],
-                    f"{prefix}_emissions_kg": totals["emissions_kg"],
-                    f"{prefix}_duration_s": totals["duration_s"],
-                },
-            )
+        self._log(state, control, end_eval_run(session, prefix))
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         session = self.session

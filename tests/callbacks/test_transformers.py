@@ -502,3 +502,31 @@ def test_two_callbacks_in_one_trainer_each_write_and_resume_their_own_run(tracke
         assert runs.iloc[1]["energy_consumed"] > runs.iloc[0]["energy_consumed"]
         assert callback.summary()["run_id"] == run_id
         assert list(read_windows(folder).query("phase == 'train'")["epoch"]) == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("version", "supported"),
+    [("4.39.3", False), ("6.0.0", False), ("4.40.0", True), ("5.24.0", True)],
+)
+def test_warns_once_outside_the_supported_transformers_versions(
+    tracker_kwargs, monkeypatch, version, supported
+):
+    import warnings
+
+    from codecarbon_callbacks_core.errors import CodeCarbonCallbacksWarning
+
+    from codecarbon_callbacks import transformers as adapter
+
+    # the transformers module the adapter reads its version from
+    monkeypatch.setattr(adapter._transformers, "__version__", version)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        EmissionsCallback(**tracker_kwargs)
+        EmissionsCallback(**tracker_kwargs)  # once per process, not once per callback
+    ours = [w for w in caught if issubclass(w.category, CodeCarbonCallbacksWarning)]
+    about_version = [w for w in ours if adapter.SUPPORTED_TRANSFORMERS in str(w.message)]
+    if supported:
+        assert about_version == []
+    else:
+        assert len(about_version) == 1
+        assert f"transformers {version} is outside" in str(about_version[0].message)
