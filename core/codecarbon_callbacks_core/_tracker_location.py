@@ -75,12 +75,14 @@ def resolve_tracker_config(arguments: Mapping[str, Any], *, offline: bool) -> Tr
 def start_location_lookup(
     config: TrackerConfig,
     *,
+    thread_name: str,
     user_warning: bool,
     log: logging.Logger | logging.LoggerAdapter,  # type: ignore[type-arg]
     category: type[CodeCarbonCallbacksWarning] | None,
 ) -> LocationLookup | None:
-    """Start the online tracker's background location lookup; None (with a warning once, of
-    ``category``) when it cannot start: the world average is used then."""
+    """Start the online tracker's background location lookup on a thread named
+    ``thread_name``; None (with a warning once, of ``category``) when it cannot start: the
+    world average is used then."""
     try:
         from codecarbon_callbacks_core.intensity.online import LocationLookup
 
@@ -88,6 +90,7 @@ def start_location_lookup(
             electricitymaps_api_token=config.electricitymaps_api_token,
             force_carbon_intensity_g_co2e_kwh=config.force_carbon_intensity_g_co2e_kwh,
             user_warning=user_warning,
+            thread_name=thread_name,
         )
         lookup.start()
     except Exception as e:

@@ -329,6 +329,7 @@ class BaseEmissionsTracker(WindowsMixin):
             return
         self._lookup = start_location_lookup(
             self.config,
+            thread_name=self.thread_name("location-lookup"),
             user_warning=self._writes_outputs,
             log=self._log,
             category=self._user_warning,
@@ -434,7 +435,8 @@ class BaseEmissionsTracker(WindowsMixin):
         the hardware and the outputs do: this bound wins over every output's own timeout. The
         outputs' final calls (the last windows, the run row, ``task_out``, ``exit``) run on a
         helper thread named ``codecarbon-callbacks-stop-<run>`` that stop() waits for; the
-        sampler is joined with what is left. No lock is held while waiting. A thread still
+        sampler, then the online tracker's location lookup
+        (``codecarbon-callbacks-location-lookup-<run>``), are joined with what is left. No lock is held while waiting. A thread still
         busy at the bound (stuck in a hardware or network call, which Python cannot interrupt)
         is reported once and left behind as a daemon, finishing its writes if it can. The
         returned figure and ``final_emissions_data`` are computed before the outputs run, so
@@ -486,10 +488,8 @@ class BaseEmissionsTracker(WindowsMixin):
                 log=self._log,
                 category=self._user_warning,
             )
-            if self._lookup is not None:
-                stop_lookup = getattr(self._lookup, "stop", None)
-                if stop_lookup:
-                    stop_lookup()
+            if self._lookup is not None:  # its thread ends, within what is left of the bound
+                self._lookup.stop(timeout_s=left(deadline))
             process_end.unregister(self)
             self._release_single_run_lock()
             return emissions
