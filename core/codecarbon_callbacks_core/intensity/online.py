@@ -222,7 +222,7 @@ class LocationLookup:
         user_warning: a failed lookup (and a fallback to the world average) is logged and, the
             first time in this process, issued as a ``CodeCarbonCallbacksWarning``; False logs
             it only (a distributed run's ranks other than zero).
-        thread_name: the background thread's name (default :data:`THREAD_NAME`; a tracker's
+        thread_name: the background thread's name; None: :data:`THREAD_NAME` (a tracker's
             ends with its run id).
 
     Example:
@@ -245,7 +245,7 @@ class LocationLookup:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         session: Any = None,
         user_warning: bool = True,
-        thread_name: str = THREAD_NAME,
+        thread_name: str | None = None,
     ) -> None:
         if (
             not isinstance(timeout_s, (int, float))
@@ -271,7 +271,7 @@ class LocationLookup:
         self.session = session
         self.user_warning = bool(user_warning)
         #: the background thread's name (a tracker's includes its run id)
-        self.thread_name = str(thread_name)
+        self.thread_name = thread_name or THREAD_NAME
         self._done = threading.Event()
         self._lock = threading.RLock()
         self._result: IntensityResult | None = None
