@@ -18,19 +18,39 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import platform
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from codecarbon_callbacks_core import process_end
 from codecarbon_callbacks_core._shared import warn_once
-from codecarbon_callbacks_core._version import __version__
+from codecarbon_callbacks_core._tracker_lifecycle import (
+    COLLECTIVE_STOP_STATUSES,
+    TrackerLog,
+    acquire_single_run_lock,
+    left,
+    release_single_run_lock,
+    run_bounded,
+    single_run_lock_path,
+)
+from codecarbon_callbacks_core._tracker_location import (
+    has_location,
+    resolve_location,
+    resolve_tracker_config,
+    start_location_lookup,
+)
+from codecarbon_callbacks_core._tracker_records import (
+    OpenWindow,
+    RamUsage,
+    fill_record,
+    iso,
+    parse_tracker_state,
+    static_info,
+    tracker_state,
+)
+from codecarbon_callbacks_core._tracker_windows import WindowsMixin
 from codecarbon_callbacks_core.config import _UNSET, TrackerConfig, resolve_config
 from codecarbon_callbacks_core.errors import CodeCarbonCallbacksWarning, ConfigError
 from codecarbon_callbacks_core.hardware.base import Component
@@ -38,55 +58,26 @@ from codecarbon_callbacks_core.meter import SAMPLER_JOIN_TIMEOUT_S, Meter, Snaps
 from codecarbon_callbacks_core.output.base import BaseOutput, OutputMethod
 from codecarbon_callbacks_core.output.fanout import OutputFanout
 from codecarbon_callbacks_core.records import (
-    PHASES,
-    STATE_KEYS,
-    WINDOW_KINDS,
     EmissionsData,
     WindowRecord,
-    totals_from_state,
 )
+
+if TYPE_CHECKING:
+    from codecarbon_callbacks_core.intensity.lookup import IntensityResult
+    from codecarbon_callbacks_core.intensity.online import LocationLookup
 
 logger = logging.getLogger(__name__)
 
-J_PER_KWH = 3.6e6
-_ZERO = EmissionsData()
-KINDS = ("cpu", "gpu", "ram")
-STATE_VERSION = 1
 #: the most stop() takes by default, in seconds, whatever the hardware and the outputs do
 STOP_TIMEOUT_S = 15.0
 
 F = TypeVar("F", bound=Callable[..., Any])
+
 #: combines a rank's record with the other ranks' (record, collective) -> combined record
 RecordCombiner = Callable[[EmissionsData, bool], EmissionsData]
 
 
-@dataclass
-class _OpenWindow:
-    window_id: str
-    kind: str
-    name: str
-    epoch: int | None
-    phase: str
-    start: Snapshot
-    metadata: dict[str, Any]
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="microseconds")
-
-
-class _TrackerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """This tracker's diagnostics at its own ``log_level``; the logger's level is left alone."""
-
-    def __init__(self, target: logging.Logger, level: int) -> None:
-        super().__init__(target, {})
-        self.level = level
-
-    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
-        return level >= self.level and self.logger.isEnabledFor(level)
-
-
-class BaseEmissionsTracker:
+class BaseEmissionsTracker(WindowsMixin):
     """Measures energy and emissions between start() and stop(), with windows in between.
 
     The parameters are CodeCarbon 3.3.2's, with its defaults (see the README's table); values not
@@ -146,44 +137,29 @@ class BaseEmissionsTracker:
         **extra: Any,
     ) -> None:
         # by name, so a reader (or a tool) can follow each parameter into resolve_config
+        # fmt: off
         arguments: dict[str, Any] = {
-            "project_name": project_name,
-            "measure_power_secs": measure_power_secs,
-            "api_call_interval": api_call_interval,
-            "api_endpoint": api_endpoint,
-            "api_key": api_key,
-            "output_dir": output_dir,
-            "output_file": output_file,
-            "output_methods": output_methods,
-            "save_to_file": save_to_file,
-            "save_to_api": save_to_api,
-            "save_to_logger": save_to_logger,
-            "logging_logger": logging_logger,
-            "save_to_prometheus": save_to_prometheus,
-            "save_to_logfire": save_to_logfire,
-            "prometheus_url": prometheus_url,
-            "output_handlers": output_handlers,
-            "gpu_ids": gpu_ids,
-            "emissions_endpoint": emissions_endpoint,
-            "experiment_id": experiment_id,
+            "project_name": project_name, "measure_power_secs": measure_power_secs,
+            "api_call_interval": api_call_interval, "api_endpoint": api_endpoint,
+            "api_key": api_key, "output_dir": output_dir, "output_file": output_file,
+            "output_methods": output_methods, "save_to_file": save_to_file,
+            "save_to_api": save_to_api, "save_to_logger": save_to_logger,
+            "logging_logger": logging_logger, "save_to_prometheus": save_to_prometheus,
+            "save_to_logfire": save_to_logfire, "prometheus_url": prometheus_url,
+            "output_handlers": output_handlers, "gpu_ids": gpu_ids,
+            "emissions_endpoint": emissions_endpoint, "experiment_id": experiment_id,
             "experiment_name": experiment_name,
             "electricitymaps_api_token": electricitymaps_api_token,
-            "co2_signal_api_token": co2_signal_api_token,
-            "tracking_mode": tracking_mode,
-            "log_level": log_level,
-            "on_csv_write": on_csv_write,
-            "logger_preamble": logger_preamble,
-            "force_cpu_power": force_cpu_power,
-            "force_ram_power": force_ram_power,
-            "pue": pue,
-            "wue": wue,
+            "co2_signal_api_token": co2_signal_api_token, "tracking_mode": tracking_mode,
+            "log_level": log_level, "on_csv_write": on_csv_write,
+            "logger_preamble": logger_preamble, "force_cpu_power": force_cpu_power,
+            "force_ram_power": force_ram_power, "pue": pue, "wue": wue,
             "force_carbon_intensity_g_co2e_kwh": force_carbon_intensity_g_co2e_kwh,
-            "force_mode_cpu_load": force_mode_cpu_load,
-            "allow_multiple_runs": allow_multiple_runs,
-            "rapl_include_dram": rapl_include_dram,
-            "rapl_prefer_psys": rapl_prefer_psys,
+            "force_mode_cpu_load": force_mode_cpu_load, "allow_multiple_runs": allow_multiple_runs,
+            "rapl_include_dram": rapl_include_dram, "rapl_prefer_psys": rapl_prefer_psys,
             "metadata": metadata,
         }
+        # fmt: on
         arguments.update(extra)
         self._setup(
             # unknown CODECARBON_* names: warned on the writing rank only
@@ -238,7 +214,7 @@ class BaseEmissionsTracker:
         self.config: TrackerConfig = config
         self._record_combiner = record_combiner
         self._writes_outputs = bool(writes_outputs)
-        self._log = _TrackerLog(logger, logging.getLevelName(self.config.log_level.upper()))
+        self._log = TrackerLog(logger, logging.getLevelName(self.config.log_level.upper()))
         self._init_location()
         self._injected_components = list(components) if components is not None else None
         self.metadata: dict[str, Any] = dict(self.config.metadata)
@@ -255,7 +231,7 @@ class BaseEmissionsTracker:
         self._run_start: Snapshot | None = None
         self._last_flush: Snapshot | None = None
         self._live_ticks = 0
-        self._windows: dict[str, _OpenWindow] = {}
+        self._windows: dict[str, OpenWindow] = {}
         self._window_count = 0
         self._tasks: dict[str, EmissionsData] = {}
         self._active_task: str | None = None
@@ -263,10 +239,10 @@ class BaseEmissionsTracker:
         self._resumed: EmissionsData | None = None
         self._restored_run_id: str | None = None
         self._static: dict[str, Any] = {}
-        self._lookup: Any = None
+        self._lookup: LocationLookup | None = None
         self._started_before = False
         self._single_run_fd: int | None = None
-        self._ram_cache: tuple[float, float, float] | None = None
+        self._ram_usage = RamUsage(self.config.tracking_mode)
 
     # -- distributed runs ------------------------------------------------------------------
 
@@ -318,12 +294,12 @@ class BaseEmissionsTracker:
 
     def _init_location(self) -> None:
         """Resolve the offline location now (fast, no network), so a bad one fails here."""
-        self.intensity: Any = resolve_location(
+        self.intensity: IntensityResult | None = resolve_location(
             self.config, offline=self._offline, user_warning=self._writes_outputs
         )
-        self._location_known = self.intensity is not None and _has_location(self.config)
+        self._location_known = self.intensity is not None and has_location(self.config)
 
-    def _current_intensity(self) -> Any:
+    def _current_intensity(self) -> IntensityResult:
         """The intensity to use now: known location, else the background lookup, else world."""
         from codecarbon_callbacks_core.intensity.lookup import resolve_offline
 
@@ -351,25 +327,13 @@ class BaseEmissionsTracker:
     def _start_location_lookup(self) -> None:
         if self._offline or self._location_known or self._lookup is not None:
             return
-        try:
-            from codecarbon_callbacks_core.intensity.online import LocationLookup
-
-            self._lookup = LocationLookup(
-                electricitymaps_api_token=self.config.electricitymaps_api_token,
-                force_carbon_intensity_g_co2e_kwh=self.config.force_carbon_intensity_g_co2e_kwh,
-                user_warning=self._writes_outputs,
-            )
-            self._lookup.start()
-        except Exception as e:
-            warn_once(
-                "location-lookup-not-started",
-                "could not look the location up (%s); using the world average carbon intensity. "
-                "Give country_iso_code to be exact.",
-                e,
-                log=self._log,
-                category=self._user_warning,
-            )
-            self._lookup = None
+        self._lookup = start_location_lookup(
+            self.config,
+            thread_name=self.thread_name("location-lookup"),
+            user_warning=self._writes_outputs,
+            log=self._log,
+            category=self._user_warning,
+        )
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -394,7 +358,7 @@ class BaseEmissionsTracker:
                 self._log.error(
                     "another tracker with allow_multiple_runs=False is running on this machine "
                     "(lock %s held); this one does not start",
-                    _single_run_lock_path(),
+                    single_run_lock_path(),
                 )
                 return
             if self._started_before and self._restored_run_id is None:
@@ -415,7 +379,7 @@ class BaseEmissionsTracker:
             except BaseException:
                 self._release_single_run_lock()
                 raise
-            self._static = self._static_info()
+            self._static = static_info(self.components)
             self._start_location_lookup()
             # A tracker that writes nothing (a distributed run's ranks other than zero) builds
             # no outputs: no exit-time cleanup, no spool re-sends, no connections from N ranks.
@@ -471,7 +435,8 @@ class BaseEmissionsTracker:
         the hardware and the outputs do: this bound wins over every output's own timeout. The
         outputs' final calls (the last windows, the run row, ``task_out``, ``exit``) run on a
         helper thread named ``codecarbon-callbacks-stop-<run>`` that stop() waits for; the
-        sampler is joined with what is left. No lock is held while waiting. A thread still
+        sampler, then the online tracker's location lookup
+        (``codecarbon-callbacks-location-lookup-<run>``), are joined with what is left. No lock is held while waiting. A thread still
         busy at the bound (stuck in a hardware or network call, which Python cannot interrupt)
         is reported once and left behind as a daemon, finishing its writes if it can. The
         returned figure and ``final_emissions_data`` are computed before the outputs run, so
@@ -508,18 +473,23 @@ class BaseEmissionsTracker:
         try:
             # No lock is held while joining: the sampler's live update may be waiting for the
             # lock (it then steps aside), and a stuck thread must not hold up the others.
-            end = meter.stop(timeout_s=min(SAMPLER_JOIN_TIMEOUT_S, _left(deadline)))
-            locked = self._lock.acquire(timeout=_left(deadline))
+            end = meter.stop(timeout_s=min(SAMPLER_JOIN_TIMEOUT_S, left(deadline)))
+            locked = self._lock.acquire(timeout=left(deadline))
             try:  # past the bound without the lock: a stuck live output holds it, go on
                 write, emissions = self._final_records(end, status or "completed", window_status)
             finally:
                 if locked:
                     self._lock.release()
-            self._run_bounded(write, deadline)
-            if self._lookup is not None:
-                stop_lookup = getattr(self._lookup, "stop", None)
-                if stop_lookup:
-                    stop_lookup()
+            run_bounded(
+                write,
+                deadline,
+                thread_name=self.thread_name("stop"),
+                run_id=self.run_id,
+                log=self._log,
+                category=self._user_warning,
+            )
+            if self._lookup is not None:  # its thread ends, within what is left of the bound
+                self._lookup.stop(timeout_s=left(deadline))
             process_end.unregister(self)
             self._release_single_run_lock()
             return emissions
@@ -534,7 +504,7 @@ class BaseEmissionsTracker:
             window_status = "incomplete" if status == "completed" else status
         # A budget stop is a normal end every rank reaches (the decision is taken on combined
         # figures); failures, interrupts and exit-time stops must not wait for other ranks.
-        collective = status in _COLLECTIVE_STOP_STATUSES
+        collective = status in COLLECTIVE_STOP_STATUSES
         windows = [self._windows.pop(window_id) for window_id in list(self._windows)]
         # combined here, on the caller's thread: a combiner's collectives belong to it
         records = [
@@ -562,54 +532,14 @@ class BaseEmissionsTracker:
 
         return write, total.emissions
 
-    def _run_bounded(self, work: Callable[[], None], deadline: float) -> None:
-        """Run ``work`` on a helper thread of this tracker; wait for it until ``deadline``."""
-
-        def guarded() -> None:
-            try:
-                work()
-            except Exception as e:  # the fan-out guards each output; this guards the rest
-                self._log.warning("writing the run's final records failed: %s", e)
-
-        thread = threading.Thread(target=guarded, name=self.thread_name("stop"), daemon=True)
-        try:
-            thread.start()
-        except RuntimeError:  # interpreter shutdown: no new thread, write here
-            guarded()
-            return
-        thread.join(_left(deadline))
-        if thread.is_alive():
-            warn_once(
-                "stop-bound-reached",
-                "stop() reached its time bound: run %s's final records are still being written "
-                "by thread %s, left behind as a daemon (an output stuck in a network or disk "
-                "call?)",
-                self.run_id,
-                thread.name,
-                log=self._log,
-                category=self._user_warning,
-            )
-
     def _acquire_single_run_lock(self) -> bool:
         """CodeCarbon's allow_multiple_runs=False: one such tracker per machine at a time."""
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - no cross-process lock on Windows
-            return True
-        fd = os.open(_single_run_lock_path(), os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self._single_run_fd = fd
-        return True
+        acquired, self._single_run_fd = acquire_single_run_lock()
+        return acquired
 
     def _release_single_run_lock(self) -> None:
-        fd = self._single_run_fd
-        if fd is not None:
-            self._single_run_fd = None
-            os.close(fd)  # closing the descriptor releases the flock
+        fd, self._single_run_fd = self._single_run_fd, None
+        release_single_run_lock(fd)
 
     def flush(self) -> float | None:
         """Write the run's totals so far to every output (a flush window too); keep measuring."""
@@ -621,7 +551,7 @@ class BaseEmissionsTracker:
             assert self._last_flush is not None
             end = meter.snapshot()
             window = self._window_record(
-                _OpenWindow(
+                OpenWindow(
                     self._new_window_id(), "flush", "flush", None, "other", self._last_flush, {}
                 ),
                 end,
@@ -676,127 +606,6 @@ class BaseEmissionsTracker:
             status = "failed"
         self.stop(status=status)
 
-    # -- windows -----------------------------------------------------------------------------
-
-    def _new_window_id(self) -> str:
-        return str(uuid.uuid4())
-
-    def open_window(
-        self,
-        kind: str,
-        name: str = "",
-        *,
-        epoch: int | None = None,
-        phase: str = "other",
-        metadata: Mapping[str, Any] | None = None,
-    ) -> str:
-        """Open a window (an epoch, phase, task...) now; returns its id for close_window()."""
-        if kind not in WINDOW_KINDS:
-            raise ValueError(f"kind must be one of {', '.join(WINDOW_KINDS)}, got {kind!r}")
-        if phase not in PHASES:
-            raise ValueError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")
-        with self._lock:
-            meter = self._meter
-            if meter is None or not meter.running:
-                raise RuntimeError("open_window() needs a started tracker: call start() first")
-            window = _OpenWindow(
-                self._new_window_id(),
-                kind,
-                name,
-                epoch,
-                phase,
-                meter.snapshot(),
-                dict(metadata or {}),
-            )
-            self._windows[window.window_id] = window
-            return window.window_id
-
-    def close_window(
-        self,
-        window_id: str,
-        *,
-        status: str = "completed",
-        metadata: Mapping[str, Any] | None = None,
-    ) -> WindowRecord:
-        """Close a window now: its record goes to every output's window_out and is returned."""
-        return self._close(window_id, status, metadata, collective=True)
-
-    def _close(
-        self,
-        window_id: str,
-        status: str,
-        metadata: Mapping[str, Any] | None,
-        *,
-        collective: bool,
-        at: Snapshot | None = None,
-    ) -> WindowRecord:
-        with self._lock:
-            window = self._windows.pop(window_id, None)
-            if window is None:
-                raise KeyError(f"no open window with id {window_id!r}")
-            assert self._meter is not None
-            end = at if at is not None else self._meter.snapshot()
-            if metadata:
-                window.metadata.update(metadata)
-            record = self._window_record(window, end, status=status)
-            return self._publish_window(record, collective)
-
-    def switch_window(
-        self,
-        window_id: str,
-        kind: str,
-        name: str = "",
-        *,
-        epoch: int | None = None,
-        phase: str = "other",
-        status: str = "completed",
-        metadata: Mapping[str, Any] | None = None,
-    ) -> tuple[WindowRecord, str]:
-        """Close ``window_id`` and open the next window at the same instant (one meter read).
-
-        Windows switched this way tile time exactly: their energies sum to the span's energy.
-        Returns the closed window's record and the new window's id.
-        """
-        if kind not in WINDOW_KINDS:
-            raise ValueError(f"kind must be one of {', '.join(WINDOW_KINDS)}, got {kind!r}")
-        if phase not in PHASES:
-            raise ValueError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")
-        with self._lock:
-            window = self._windows.pop(window_id, None)
-            if window is None:
-                raise KeyError(f"no open window with id {window_id!r}")
-            assert self._meter is not None
-            edge = self._meter.snapshot()
-            record = self._window_record(window, edge, status=status)
-            new = _OpenWindow(
-                self._new_window_id(), kind, name, epoch, phase, edge, dict(metadata or {})
-            )
-            self._windows[new.window_id] = new
-        return self._publish_window(record), new.window_id
-
-    @property
-    def open_windows(self) -> list[str]:
-        return list(self._windows)
-
-    def start_task(self, task_name: str | None = None) -> None:
-        """CodeCarbon's tasks: a named window. Measuring goes on around it."""
-        if not self.is_running:
-            self.start()
-        name = task_name or str(uuid.uuid4())
-        if self._active_task is not None:
-            self._log.warning("task %r is still running; stopping it first", self._active_task)
-            self.stop_task()
-        self._active_task = self.open_window("task", name)
-
-    def stop_task(self, task_name: str | None = None) -> EmissionsData:
-        """Stop the current task; returns its record (a WindowRecord, an EmissionsData)."""
-        if self._active_task is None:
-            raise RuntimeError("stop_task() without a running task: call start_task() first")
-        window_id, self._active_task = self._active_task, None
-        record = self.close_window(window_id)
-        self._tasks[record.name] = record
-        return record
-
     # -- records -----------------------------------------------------------------------------
 
     def totals(self, *, at_last_edge: bool = False) -> EmissionsData:
@@ -821,45 +630,6 @@ class BaseEmissionsTracker:
         """Merge ``mapping`` into the metadata every record carries."""
         self.metadata.update(mapping)
 
-    def _static_info(self) -> dict[str, Any]:
-        from codecarbon_callbacks_core.system import logical_cpu_count, total_ram_bytes
-
-        cpus = [c for c in self.components if c.kind == "cpu"]
-        gpus = [c for c in self.components if c.kind == "gpu"]
-        rams = [c for c in self.components if c.kind == "ram"]
-
-        def methods(items: list[Component]) -> str:
-            return ",".join(sorted({c.method.value for c in items}))
-
-        gpu_models = sorted({c.model for c in gpus})
-        return {
-            "os": platform.platform(),
-            "python_version": platform.python_version(),
-            "cpu_count": logical_cpu_count(),
-            "cpu_model": cpus[0].model if cpus else platform.processor(),
-            "gpu_count": len(gpus),
-            "gpu_model": (
-                f"{len(gpus)} x {gpu_models[0]}" if len(gpu_models) == 1 else ", ".join(gpu_models)
-            ),
-            "ram_total_size": round(total_ram_bytes() / 1024**3, 3),
-            "cpu_method": methods(cpus),
-            "gpu_method": methods(gpus),
-            "ram_method": methods(rams),
-        }
-
-    def _energy_kwh(
-        self, start: Snapshot, end: Snapshot
-    ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-        per_kind = dict.fromkeys(KINDS, 0.0)
-        breakdown = []
-        for c in self.components:
-            joules = max(0.0, end.energy_j.get(c.name, 0.0) - start.energy_j.get(c.name, 0.0))
-            per_kind[c.kind] = per_kind.get(c.kind, 0.0) + joules / J_PER_KWH
-            item = c.describe()
-            item["energy_kwh"] = joules / J_PER_KWH
-            breakdown.append(item)
-        return per_kind, breakdown
-
     def _fill(
         self,
         record: EmissionsData,
@@ -869,93 +639,22 @@ class BaseEmissionsTracker:
         resumed: EmissionsData | None = None,
         extra_metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        cfg = self.config
-        intensity = self._current_intensity()
-        per_kind, breakdown = self._energy_kwh(start, end)
-        duration = max(0.0, end.monotonic_s - start.monotonic_s)
-        base = resumed if resumed is not None else _ZERO
-        record.timestamp = _iso(end.wall_time)
-        record.project_name = cfg.project_name
-        record.run_id = self.run_id
-        record.experiment_id = cfg.experiment_id
-        for kind in KINDS:
-            setattr(
-                record,
-                f"{kind}_power",
-                per_kind[kind] * J_PER_KWH / duration if duration > 0 else 0.0,
-            )
-            setattr(record, f"{kind}_energy", per_kind[kind] + getattr(base, f"{kind}_energy"))
-        new_energy = sum(per_kind.values())
-        record.energy_consumed = record.cpu_energy + record.gpu_energy + record.ram_energy
-        record.duration = duration + base.duration
-        record.emissions = new_energy * cfg.pue * intensity.g_per_kwh / 1000.0 + base.emissions
-        record.emissions_rate = record.emissions / record.duration if record.duration > 0 else 0.0
-        record.water_consumed = new_energy * cfg.wue + base.water_consumed
-        record.country_name = intensity.country_name or ""
-        record.country_iso_code = intensity.country_iso_code or ""
-        record.region = intensity.region or ""
-        record.cloud_provider = intensity.cloud_provider or ""
-        record.cloud_region = intensity.cloud_region or ""
-        record.on_cloud = "Y" if intensity.cloud_provider else "N"
-        for key in (
-            "os",
-            "python_version",
-            "cpu_count",
-            "cpu_model",
-            "gpu_count",
-            "gpu_model",
-            "ram_total_size",
-            "cpu_method",
-            "gpu_method",
-            "ram_method",
-        ):
-            setattr(record, key, self._static.get(key, getattr(record, key)))
-        record.codecarbon_version = __version__
-        record.tracker_version = __version__
-        record.tracking_mode = cfg.tracking_mode
-        busy = end.cpu_times_s[0] - start.cpu_times_s[0]
-        total_cpu = end.cpu_times_s[1] - start.cpu_times_s[1]
-        record.cpu_utilization_percent = (
-            round(100.0 * busy / total_cpu, 2) if total_cpu > 0 else 0.0
+        fill_record(
+            record,
+            start,
+            end,
+            config=self.config,
+            run_id=self.run_id,
+            intensity=self._current_intensity(),
+            components=self.components,
+            static=self._static,
+            ram_usage=self._ram_usage,
+            metadata=self.metadata,
+            run_start=self._run_start,
+            window_count=self._window_count,
+            resumed=resumed,
+            extra_metadata=extra_metadata,
         )
-        gpu_utils = [
-            u
-            for c in self.components
-            if c.kind == "gpu"
-            if (u := c.utilization_percent()) is not None
-        ]
-        record.gpu_utilization_percent = sum(gpu_utils) / len(gpu_utils) if gpu_utils else 0.0
-        record.ram_utilization_percent, record.ram_used_gb = self._ram_usage(end.monotonic_s)
-        record.pue = cfg.pue
-        record.wue = cfg.wue
-        record.carbon_intensity_g_per_kwh = intensity.g_per_kwh
-        record.carbon_intensity_source = intensity.source
-        metadata = dict(self.metadata)
-        metadata["components"] = breakdown
-        metadata["run_start_timestamp"] = _iso(self._run_start.wall_time) if self._run_start else ""
-        metadata["window_count"] = self._window_count
-        if extra_metadata:
-            metadata.update(extra_metadata)
-        record.metadata = metadata
-
-    def _ram_usage(self, now_s: float) -> tuple[float, float]:
-        """(utilisation %, used GB), read at most once a second: epochs can be milliseconds."""
-        cached = self._ram_cache
-        if cached is not None and now_s - cached[0] < 1.0:
-            return cached[1], cached[2]
-        from codecarbon_callbacks_core.system import memory_used_bytes, process_rss_bytes
-
-        try:
-            machine_used, total = memory_used_bytes()
-            used = process_rss_bytes() if self.config.tracking_mode == "process" else machine_used
-            figures = (
-                round(100.0 * machine_used / total, 1) if total else 0.0,
-                round(used / 1024**3, 3),
-            )
-        except Exception:  # pragma: no cover - a failed reading is not worth a crash
-            figures = (0.0, 0.0)
-        self._ram_cache = (now_s, *figures)
-        return figures
 
     def _run_record(self, end: Snapshot, *, status: str) -> EmissionsData:
         assert self._run_start is not None
@@ -963,7 +662,7 @@ class BaseEmissionsTracker:
         self._fill(record, self._run_start, end, resumed=self._resumed)
         return record
 
-    def _window_record(self, window: _OpenWindow, end: Snapshot, *, status: str) -> WindowRecord:
+    def _window_record(self, window: OpenWindow, end: Snapshot, *, status: str) -> WindowRecord:
         self._window_count += 1
         record = WindowRecord(
             status=status,
@@ -972,8 +671,8 @@ class BaseEmissionsTracker:
             name=window.name,
             epoch=window.epoch,
             phase=window.phase,
-            start_timestamp=_iso(window.start.wall_time),
-            end_timestamp=_iso(end.wall_time),
+            start_timestamp=iso(window.start.wall_time),
+            end_timestamp=iso(end.wall_time),
         )
         self._fill(record, window.start, end, extra_metadata=window.metadata)
         return record
@@ -990,25 +689,17 @@ class BaseEmissionsTracker:
             total = (
                 self._resumed if self._resumed is not None else EmissionsData(run_id=self.run_id)
             )
-        return {
-            "version": STATE_VERSION,
-            "run_id": self.run_id,
-            **{key: getattr(total, name) for key, name in STATE_KEYS.items()},
-            "window_count": int(total.metadata.get("window_count", 0)) if total.metadata else 0,
-        }
+        return tracker_state(self.run_id, total)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue a run saved by state_dict(): same run_id, its totals added to ours.
 
         Call it before start(), or right after start() before any window closes.
+
+        Raises:
+            ValueError: ``state`` is not a tracker state_dict.
         """
-        try:
-            run_id = str(state["run_id"])
-            resumed = totals_from_state(
-                {key: float(state.get(key, 0.0)) for key in STATE_KEYS}, run_id=run_id
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"state: not a tracker state_dict ({e})") from None
+        run_id, resumed = parse_tracker_state(state)
         with self._lock:
             self.run_id = run_id
             self._resumed = resumed
@@ -1057,60 +748,6 @@ class OfflineEmissionsTracker(BaseEmissionsTracker):
         )
 
 
-def _has_location(config: TrackerConfig) -> bool:
-    """Whether the configuration names a location (a country or a cloud provider)."""
-    return bool(config.country_iso_code or config.country_2letter_iso_code or config.cloud_provider)
-
-
-def resolve_location(config: TrackerConfig, *, offline: bool, user_warning: bool = True) -> Any:
-    """The carbon intensity of the configured location, from the bundled tables (no network).
-
-    Returns an ``IntensityResult``, or None when no location is given and the online tracker
-    will look it up. A country without a figure gets the world average, with a warning
-    (``user_warning=False``: logged only, not issued as a ``CodeCarbonCallbacksWarning``).
-
-    Raises:
-        ConfigError: the location is unknown (with suggestions), or the offline tracker has none.
-    """
-    from codecarbon_callbacks_core.intensity.lookup import UnknownLocationError, resolve_offline
-
-    has_location = _has_location(config)
-    if offline and not has_location:
-        raise ConfigError(
-            "OfflineEmissionsTracker needs country_iso_code (ISO 3166 alpha-3, e.g. 'FRA') "
-            "or cloud_provider + cloud_region"
-        )
-    if not (has_location or config.force_carbon_intensity_g_co2e_kwh is not None or offline):
-        return None
-    try:
-        return resolve_offline(
-            force_carbon_intensity_g_co2e_kwh=config.force_carbon_intensity_g_co2e_kwh,
-            country_iso_code=config.country_iso_code,
-            region=config.region,
-            cloud_provider=config.cloud_provider,
-            cloud_region=config.cloud_region,
-            country_2letter_iso_code=config.country_2letter_iso_code,
-            user_warning=user_warning,
-        )
-    except UnknownLocationError as e:
-        raise ConfigError(str(e)) from None
-
-
-def resolve_tracker_config(arguments: Mapping[str, Any], *, offline: bool) -> TrackerConfig:
-    """Resolve and check a tracker's parameters once, without building a tracker.
-
-    The same checks as the constructor (arguments, ``CODECARBON_*`` variables, config files, the
-    location); build trackers from the result with :meth:`BaseEmissionsTracker.from_config`.
-
-    Raises:
-        ConfigError: a bad value, named with its source.
-    """
-    config = resolve_config(arguments, offline=offline)
-    # a check: the trackers built from it resolve again, and warn on the writing rank only
-    resolve_location(config, offline=offline, user_warning=False)
-    return config
-
-
 def track_emissions(
     fn: F | None = None,
     *,
@@ -1147,21 +784,6 @@ def track_emissions(
     if fn is not None:
         return decorate(fn)
     return decorate
-
-
-#: stop() statuses at which every rank stops together: the record_combiner may use collectives
-_COLLECTIVE_STOP_STATUSES = ("completed", "budget_stop")
-
-
-def _left(deadline: float) -> float:
-    """Seconds left until ``deadline`` (monotonic), never negative."""
-    return max(0.0, deadline - time.monotonic())
-
-
-def _single_run_lock_path() -> str:
-    import tempfile
-
-    return os.path.join(tempfile.gettempdir(), ".codecarbon_callbacks.lock")
 
 
 __all__ = [

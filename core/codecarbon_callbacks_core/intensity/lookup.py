@@ -368,158 +368,14 @@ def _resolve(
     country instead of raising; ``warn=False`` silences the world-average warnings (for callers
     that warn themselves or only want the location fields); ``user_warning=False`` logs them
     without issuing a :class:`CodeCarbonCallbacksWarning`."""
-    category = CodeCarbonCallbacksWarning if user_warning else None
-    tables = intensity_tables()
     forced = (
         None
         if force_carbon_intensity_g_co2e_kwh is None
         else _validate_forced(force_carbon_intensity_g_co2e_kwh)
     )
-
-    def soft(error: UnknownLocationError) -> None:
-        if strict:
-            raise error
-        logger.warning("Carbon intensity lookup: ignoring %s", error)
-
-    # --- country
-    iso3: str | None = None
-    if not _blank(country_iso_code):
-        try:
-            iso3 = normalize_country_code(country_iso_code, "country_iso_code")  # type: ignore[arg-type]
-        except UnknownLocationError as error:
-            soft(error)
-    if not _blank(country_2letter_iso_code):
-        try:
-            iso3_from_2 = normalize_country_code(
-                country_2letter_iso_code, "country_2letter_iso_code"
-            )  # type: ignore[arg-type]
-        except UnknownLocationError as error:
-            soft(error)
-            iso3_from_2 = None
-        if iso3 is None:
-            iso3 = iso3_from_2
-        elif iso3_from_2 is not None and iso3_from_2 != iso3:
-            logger.warning(
-                "country_iso_code=%r and country_2letter_iso_code=%r name different countries; "
-                "using country_iso_code (%s).",
-                country_iso_code,
-                country_2letter_iso_code,
-                iso3,
-            )
-
-    # --- cloud
-    provider: str | None = None
-    cloud: CloudRegionIntensity | None = None
-    if not _blank(cloud_provider):
-        try:
-            provider = normalize_cloud_provider(cloud_provider)  # type: ignore[arg-type]
-        except UnknownLocationError as error:
-            soft(error)
-    if not _blank(cloud_region):
-        region_text = str(cloud_region)
-        if provider is not None:
-            cloud = _find_cloud_region(provider, region_text)
-            if cloud is None:
-                soft(
-                    UnknownLocationError(
-                        "cloud_region",
-                        cloud_region,
-                        f"not a known {provider} region (see known_cloud_regions({provider!r})).",
-                        _cloud_region_suggestions(provider, region_text),
-                    )
-                )
-        elif _blank(cloud_provider):
-            found = [
-                row
-                for p in CLOUD_PROVIDERS
-                if (row := _find_cloud_region(p, region_text)) is not None
-            ]
-            if len(found) == 1:
-                cloud, provider = found[0], found[0].provider
-            elif len(found) > 1:
-                soft(
-                    UnknownLocationError(
-                        "cloud_provider",
-                        cloud_provider,
-                        f"cloud_region={cloud_region!r} exists for several providers; give "
-                        f"cloud_provider (one of {', '.join(r.provider for r in found)}).",
-                    )
-                )
-            else:
-                soft(
-                    UnknownLocationError(
-                        "cloud_region",
-                        cloud_region,
-                        "not a known region of aws, azure or gcp.",
-                        _cloud_region_suggestions(None, region_text),
-                    )
-                )
-    elif provider is not None:
-        soft(
-            UnknownLocationError(
-                "cloud_region",
-                cloud_region,
-                f"cloud_provider={cloud_provider!r} needs a cloud_region (see "
-                f"known_cloud_regions({provider!r})).",
-            )
-        )
-        provider = None
-
-    # --- sub-national region
-    region_row: RegionIntensity | None = None
-    region_label: str | None = None
-    if not _blank(region):
-        region_text = str(region).strip()
-        region_label = region_text.lower()
-        if iso3 is not None and iso3 in tables.regions:
-            found_regions = _find_region([iso3], region_text)
-            if found_regions:
-                region_row = found_regions[0]
-            else:
-                soft(
-                    UnknownLocationError(
-                        "region",
-                        region,
-                        f"not a known region of {iso3}; accepted: state/province code or name "
-                        f"(see known_regions({iso3!r})).",
-                        _region_suggestions([iso3], region_text),
-                    )
-                )
-        elif iso3 is None:
-            candidates = sorted(tables.regions)
-            found_regions = _find_region(candidates, region_text)
-            if len(found_regions) == 1:
-                region_row = found_regions[0]
-                iso3 = region_row.country_iso3
-            elif len(found_regions) > 1:
-                soft(
-                    UnknownLocationError(
-                        "region",
-                        region,
-                        "matches regions of several countries; give country_iso_code too.",
-                        [f"{r.country_iso3}-{r.region_code}" for r in found_regions],
-                    )
-                )
-            else:
-                soft(
-                    UnknownLocationError(
-                        "region",
-                        region,
-                        "not a known US state or Canadian province (sub-national data exists only "
-                        "for USA and CAN; give country_iso_code for other countries).",
-                        _region_suggestions(candidates, region_text),
-                    )
-                )
-        else:
-            logger.debug(
-                "No sub-national data for %s; region %r is kept for the report only.",
-                iso3,
-                region_text,
-            )
-        if region_row is not None:
-            region_label = region_row.region_name.lower()
-
-    # --- where the run is, for the report
+    iso3 = _resolve_country(country_iso_code, country_2letter_iso_code, strict=strict)
+    provider, cloud = _resolve_cloud(cloud_provider, cloud_region, strict=strict)
+    region_row, region_label, iso3 = _resolve_region(region, iso3, strict=strict)
     if cloud is not None and cloud.country_iso3:
         if iso3 is not None and iso3 != cloud.country_iso3:
             logger.warning(
@@ -531,9 +387,7 @@ def _resolve(
                 iso3,
             )
         iso3 = cloud.country_iso3
-    country_name: str | None = None
-    if iso3 is not None and iso3 != WORLD:
-        country_name = _country_name(iso3)
+    country_name = _country_name(iso3) if iso3 is not None and iso3 != WORLD else None
     location: dict[str, Any] = {
         "country_iso_code": iso3 if iso3 != WORLD else None,
         "country_name": country_name,
@@ -546,21 +400,10 @@ def _resolve(
     }
     if cloud is not None and location["region"] is None and cloud.dataset != "ccf_default_grid":
         location["region"] = cloud.location or None
-
-    # --- precedence
     if forced is not None:
         return IntensityResult(g_per_kwh=forced, source=SOURCE_FORCED, **location)
     if cloud is not None:
-        if cloud.dataset == "ccf_default_grid":
-            label = "CCF grid factor"
-        else:
-            label = f"Google {cloud.year}" if cloud.year else "Google"
-        return IntensityResult(
-            g_per_kwh=cloud.g_per_kwh,
-            source=f"cloud:{cloud.provider}:{cloud.region} ({label})",
-            year=cloud.year,
-            **location,
-        )
+        return _cloud_result(cloud, location)
     if region_row is not None:
         return IntensityResult(
             g_per_kwh=region_row.g_per_kwh,
@@ -568,6 +411,215 @@ def _resolve(
             year=region_row.year,
             **location,
         )
+    return _country_result(
+        iso3, location, warn=warn, category=CodeCarbonCallbacksWarning if user_warning else None
+    )
+
+
+def _soft(error: UnknownLocationError, *, strict: bool) -> None:
+    """Raise ``error`` when ``strict``; else log it (geo-IP input: the value is skipped)."""
+    if strict:
+        raise error
+    logger.warning("Carbon intensity lookup: ignoring %s", error)
+
+
+def _resolve_country(
+    country_iso_code: str | None, country_2letter_iso_code: str | None, *, strict: bool
+) -> str | None:
+    """The ISO alpha-3 code of the given country codes (country_iso_code wins), or None."""
+    iso3: str | None = None
+    if country_iso_code is not None and not _blank(country_iso_code):
+        try:
+            iso3 = normalize_country_code(country_iso_code, "country_iso_code")
+        except UnknownLocationError as error:
+            _soft(error, strict=strict)
+    if country_2letter_iso_code is None or _blank(country_2letter_iso_code):
+        return iso3
+    iso3_from_2: str | None = None
+    try:
+        iso3_from_2 = normalize_country_code(country_2letter_iso_code, "country_2letter_iso_code")
+    except UnknownLocationError as error:
+        _soft(error, strict=strict)
+    if iso3 is None:
+        return iso3_from_2
+    if iso3_from_2 is not None and iso3_from_2 != iso3:
+        logger.warning(
+            "country_iso_code=%r and country_2letter_iso_code=%r name different countries; "
+            "using country_iso_code (%s).",
+            country_iso_code,
+            country_2letter_iso_code,
+            iso3,
+        )
+    return iso3
+
+
+def _resolve_cloud(
+    cloud_provider: str | None, cloud_region: str | None, *, strict: bool
+) -> tuple[str | None, CloudRegionIntensity | None]:
+    """(provider, the cloud region's row) of the given cloud location; (None, None) if none."""
+    provider: str | None = None
+    if cloud_provider is not None and not _blank(cloud_provider):
+        try:
+            provider = normalize_cloud_provider(cloud_provider)
+        except UnknownLocationError as error:
+            _soft(error, strict=strict)
+    if cloud_region is None or _blank(cloud_region):
+        if provider is not None:
+            _soft(
+                UnknownLocationError(
+                    "cloud_region",
+                    cloud_region,
+                    f"cloud_provider={cloud_provider!r} needs a cloud_region (see "
+                    f"known_cloud_regions({provider!r})).",
+                ),
+                strict=strict,
+            )
+        return None, None
+    region_text = str(cloud_region)
+    if provider is not None:
+        cloud = _find_cloud_region(provider, region_text)
+        if cloud is None:
+            _soft(
+                UnknownLocationError(
+                    "cloud_region",
+                    cloud_region,
+                    f"not a known {provider} region (see known_cloud_regions({provider!r})).",
+                    _cloud_region_suggestions(provider, region_text),
+                ),
+                strict=strict,
+            )
+        return provider, cloud
+    if not _blank(cloud_provider):  # a provider was given but is unknown (skipped)
+        return None, None
+    return _cloud_of_any_provider(cloud_provider, cloud_region, strict=strict)
+
+
+def _cloud_of_any_provider(
+    cloud_provider: str | None, cloud_region: str, *, strict: bool
+) -> tuple[str | None, CloudRegionIntensity | None]:
+    """A cloud region given without its provider: the one provider that has it."""
+    region_text = str(cloud_region)
+    found = [
+        row for p in CLOUD_PROVIDERS if (row := _find_cloud_region(p, region_text)) is not None
+    ]
+    if len(found) == 1:
+        return found[0].provider, found[0]
+    if len(found) > 1:
+        _soft(
+            UnknownLocationError(
+                "cloud_provider",
+                cloud_provider,
+                f"cloud_region={cloud_region!r} exists for several providers; give "
+                f"cloud_provider (one of {', '.join(r.provider for r in found)}).",
+            ),
+            strict=strict,
+        )
+    else:
+        _soft(
+            UnknownLocationError(
+                "cloud_region",
+                cloud_region,
+                "not a known region of aws, azure or gcp.",
+                _cloud_region_suggestions(None, region_text),
+            ),
+            strict=strict,
+        )
+    return None, None
+
+
+def _resolve_region(
+    region: str | None, iso3: str | None, *, strict: bool
+) -> tuple[RegionIntensity | None, str | None, str | None]:
+    """(the sub-national region's row, its label for the report, the country's alpha-3 code:
+    ``iso3``, or the region's country when ``iso3`` is None)."""
+    if region is None or _blank(region):
+        return None, None, iso3
+    tables = intensity_tables()
+    region_text = str(region).strip()
+    region_row: RegionIntensity | None = None
+    if iso3 is not None and iso3 in tables.regions:
+        found_regions = _find_region([iso3], region_text)
+        if found_regions:
+            region_row = found_regions[0]
+        else:
+            _soft(
+                UnknownLocationError(
+                    "region",
+                    region,
+                    f"not a known region of {iso3}; accepted: state/province code or name "
+                    f"(see known_regions({iso3!r})).",
+                    _region_suggestions([iso3], region_text),
+                ),
+                strict=strict,
+            )
+    elif iso3 is None:
+        region_row = _region_of_any_country(region, region_text, strict=strict)
+        if region_row is not None:
+            iso3 = region_row.country_iso3
+    else:
+        logger.debug(
+            "No sub-national data for %s; region %r is kept for the report only.",
+            iso3,
+            region_text,
+        )
+    label = region_row.region_name.lower() if region_row is not None else region_text.lower()
+    return region_row, label, iso3
+
+
+def _region_of_any_country(
+    region: str, region_text: str, *, strict: bool
+) -> RegionIntensity | None:
+    """A region given without its country: the one country's region that matches it."""
+    candidates = sorted(intensity_tables().regions)
+    found_regions = _find_region(candidates, region_text)
+    if len(found_regions) == 1:
+        return found_regions[0]
+    if len(found_regions) > 1:
+        _soft(
+            UnknownLocationError(
+                "region",
+                region,
+                "matches regions of several countries; give country_iso_code too.",
+                [f"{r.country_iso3}-{r.region_code}" for r in found_regions],
+            ),
+            strict=strict,
+        )
+    else:
+        _soft(
+            UnknownLocationError(
+                "region",
+                region,
+                "not a known US state or Canadian province (sub-national data exists only "
+                "for USA and CAN; give country_iso_code for other countries).",
+                _region_suggestions(candidates, region_text),
+            ),
+            strict=strict,
+        )
+    return None
+
+
+def _cloud_result(cloud: CloudRegionIntensity, location: dict[str, Any]) -> IntensityResult:
+    if cloud.dataset == "ccf_default_grid":
+        label = "CCF grid factor"
+    else:
+        label = f"Google {cloud.year}" if cloud.year else "Google"
+    return IntensityResult(
+        g_per_kwh=cloud.g_per_kwh,
+        source=f"cloud:{cloud.provider}:{cloud.region} ({label})",
+        year=cloud.year,
+        **location,
+    )
+
+
+def _country_result(
+    iso3: str | None,
+    location: dict[str, Any],
+    *,
+    warn: bool,
+    category: type[CodeCarbonCallbacksWarning] | None,
+) -> IntensityResult:
+    """The country's figure, else the world average (with a warning once when ``warn``)."""
+    tables = intensity_tables()
     if iso3 is not None and iso3 != WORLD:
         country = tables.countries.get(iso3)
         if country is not None:
@@ -582,7 +634,7 @@ def _resolve(
                 f"world-average:{iso3}",
                 "No carbon intensity data for %s (%s); using the world average %.1f gCO2eq/kWh.",
                 iso3,
-                country_name,
+                location["country_name"],
                 tables.world.g_per_kwh,
                 log=logger,
                 category=category,

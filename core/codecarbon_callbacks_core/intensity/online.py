@@ -58,7 +58,7 @@ DEFAULT_TIMEOUT_S = 3.0
 #: not interrupted: past this the thread is reported once and left, a daemon that ends by
 #: itself within the lookup's own bound)
 STOP_JOIN_TIMEOUT_S = 0.5
-#: the name of the lookup's thread
+#: the default name of the lookup's thread (a tracker's adds its run id: see ``thread_name``)
 THREAD_NAME = "codecarbon-callbacks-location-lookup"
 
 
@@ -222,6 +222,8 @@ class LocationLookup:
         user_warning: a failed lookup (and a fallback to the world average) is logged and, the
             first time in this process, issued as a ``CodeCarbonCallbacksWarning``; False logs
             it only (a distributed run's ranks other than zero).
+        thread_name: the background thread's name; None: :data:`THREAD_NAME` (a tracker's
+            ends with its run id).
 
     Example:
         >>> lookup = LocationLookup(country_iso_code="FRA")  # no token: no network needed
@@ -243,6 +245,7 @@ class LocationLookup:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         session: Any = None,
         user_warning: bool = True,
+        thread_name: str | None = None,
     ) -> None:
         if (
             not isinstance(timeout_s, (int, float))
@@ -267,6 +270,8 @@ class LocationLookup:
         self.timeout_s = float(timeout_s)
         self.session = session
         self.user_warning = bool(user_warning)
+        #: the background thread's name (a tracker's includes its run id)
+        self.thread_name = thread_name or THREAD_NAME
         self._done = threading.Event()
         self._lock = threading.RLock()
         self._result: IntensityResult | None = None
@@ -289,7 +294,7 @@ class LocationLookup:
                 # Everything is known: answer now, no thread.
                 self._finish(self._offline_result(None))
                 return self
-            self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
+            self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._thread.start()
         return self
 

@@ -39,42 +39,35 @@ thread per output in batches (one write and one ``fsync`` per file per batch):
 from __future__ import annotations
 
 import atexit
-import contextlib
-import csv
 import dataclasses
-import datetime
-import hashlib
-import io
 import logging
 import os
-import re
 import threading
 import time
-import typing
 import weakref
 from collections import deque
-from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from codecarbon_callbacks_core._shared import warn_once
 from codecarbon_callbacks_core.errors import CodeCarbonCallbacksWarning
 from codecarbon_callbacks_core.output.base import BaseOutput
+from codecarbon_callbacks_core.output.csv_file import (
+    TEXT_COLUMNS,
+    CsvFile,
+    cache_dir,
+    fallback_files,
+    fallback_path,
+    guard_cell,
+    restore_fallback,
+    unguard_cell,
+)
+from codecarbon_callbacks_core.output.csv_read import read_emissions
 from codecarbon_callbacks_core.records import (
-    CODECARBON_COLUMNS,
     RUN_CSV_COLUMNS,
     WINDOW_CSV_COLUMNS,
     EmissionsData,
     WindowRecord,
 )
-
-if TYPE_CHECKING:
-    import pandas
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no cross-process lock, still fsync'd
-    fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
@@ -89,220 +82,6 @@ IDLE_THREAD_S = 10.0
 #: the key of the metadata entry that counts the rows dropped before a row (backlog full)
 ROWS_DROPPED_KEY = "csv_rows_dropped"
 
-# -- cells ---------------------------------------------------------------------------------------
-
-#: the columns whose type in the records is text: the only ones a formula guard touches
-TEXT_COLUMNS: frozenset[str] = frozenset(
-    name for name, hint in typing.get_type_hints(WindowRecord).items() if hint is str
-)
-#: first characters a spreadsheet runs as a formula (OWASP), and ``'``, so that the guard itself
-#: round-trips
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
-_GUARD_PREFIX = re.compile(r"^'(?=[=+\-@\t\r'])")
-
-
-def guard_cell(value: str) -> str:
-    """``value`` with a leading ``'`` when a spreadsheet would read it as a formula (or when it
-    already begins with ``'``); :func:`unguard_cell` undoes it."""
-    return "'" + value if value.startswith(_FORMULA_START) else value
-
-
-def unguard_cell(value: str) -> str:
-    """The text :func:`guard_cell` was given: one leading ``'`` removed before a guarded start."""
-    return (
-        value[1:] if value.startswith("'") and value[1:2] and value[1] in _FORMULA_START else value
-    )
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock shared by every process writing ``path``."""
-    lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-def _read_header(path: Path) -> tuple[str, ...] | None:
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            first = f.readline()
-    except FileNotFoundError:
-        return None
-    if not first.strip():
-        return None
-    return tuple(next(csv.reader([first])))
-
-
-def _format_row(columns: Sequence[str], row: dict[str, Any], *, guard: bool = True) -> str:
-    """One CSV line; with ``guard``, text cells that would start a formula get a leading ``'``."""
-    if guard:
-        row = {
-            name: guard_cell(value) if name in TEXT_COLUMNS and isinstance(value, str) else value
-            for name, value in row.items()
-        }
-    buffer = io.StringIO()
-    # written with "\r\n" so that a cell holding a lone "\r" is quoted too (the csv module quotes
-    # only the characters of its line terminator), then ended with our "\n"
-    csv.DictWriter(
-        buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\r\n"
-    ).writerow(row)
-    return buffer.getvalue()[:-2] + "\n"
-
-
-def _header_line(columns: Sequence[str]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(columns)
-    return buffer.getvalue()
-
-
-def _write_all(fd: int, payload: bytes) -> None:
-    view = memoryview(payload)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _encode(text: str) -> bytes:
-    # a lone surrogate (a name decoded from odd bytes) becomes "?" rather than losing the row
-    return text.encode("utf-8", errors="replace")
-
-
-def _write_durably(fd: int, data: str) -> None:
-    _write_all(fd, _encode(data))
-    os.fsync(fd)
-
-
-#: os.open flags: binary on Windows too (no newline translation)
-_BINARY = getattr(os, "O_BINARY", 0)
-
-
-def _ends_with_newline(fd: int, size: int) -> bool:
-    if size == 0:
-        return True
-    os.lseek(fd, size - 1, os.SEEK_SET)  # appends still go to the end (O_APPEND)
-    return os.read(fd, 1) == b"\n"
-
-
-class CsvFile:
-    """One CSV file with a fixed header, appended to in batches under a lock, fsync'd per batch.
-
-    Args:
-        path: the file; its folder is created when missing (again, if it was deleted).
-        columns: our header.
-        accept_codecarbon: a file with CodeCarbon's exact header is appended to in its columns.
-    """
-
-    def __init__(
-        self, path: Path, columns: tuple[str, ...], *, accept_codecarbon: bool = False
-    ) -> None:
-        self.path = path
-        self.columns = columns
-        self.accept_codecarbon = accept_codecarbon
-
-    def _columns_for_file(self) -> tuple[str, ...]:
-        """The header to write with: ours, or CodeCarbon's for its own file; backs up others."""
-        header = _read_header(self.path)
-        if header is None:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _BINARY, 0o644)
-            try:
-                _write_durably(fd, _header_line(self.columns))
-            finally:
-                os.close(fd)
-            return self.columns
-        if header == self.columns:
-            return self.columns
-        if self.accept_codecarbon and header == CODECARBON_COLUMNS:
-            return CODECARBON_COLUMNS
-        backup = self.path.with_name(f"{self.path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
-        n = 1
-        while backup.exists():
-            backup = self.path.with_name(
-                f"{self.path.name}.{time.strftime('%Y%m%d-%H%M%S')}.{n}.bak"
-            )
-            n += 1
-        os.replace(self.path, backup)
-        logger.warning(
-            "%s has another header: kept as %s, starting a new file", self.path, backup.name
-        )
-        return self._columns_for_file()
-
-    def append(self, record: EmissionsData) -> None:
-        """Append one row (see :meth:`append_rows`)."""
-        self.append_rows([record])
-
-    def append_rows(self, records: Sequence[EmissionsData]) -> None:
-        """Append ``records`` in order with one write and one fsync: all of them or none.
-
-        The folder is created when missing, the header written when the file is new or empty,
-        and the rows start on a fresh line. A write cut off midway (disk full, file size limit)
-        is truncated back to where it started before the error is raised.
-
-        Raises:
-            OSError: the rows could not be written (none of them is left in the file).
-        """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(self.path):
-            columns = self._columns_for_file()
-            data = "".join(_format_row(columns, r.to_row(columns)) for r in records)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | _BINARY)
-            try:
-                start = os.fstat(fd).st_size
-                if not _ends_with_newline(fd, start):
-                    data = "\n" + data  # a last line without its newline stays whole, ours apart
-                try:
-                    _write_all(fd, _encode(data))
-                    os.fsync(fd)
-                    if os.stat(self.path).st_ino != os.fstat(fd).st_ino:
-                        # the file was deleted or replaced while we wrote: the rows are not in it
-                        raise FileNotFoundError(f"{self.path} was removed while being written")
-                except BaseException:
-                    with contextlib.suppress(OSError):
-                        os.ftruncate(fd, start)
-                        os.fsync(fd)
-                    raise
-            finally:
-                os.close(fd)
-
-    def upsert(self, record: EmissionsData, key: str = "run_id") -> None:
-        """Replace the row whose ``key`` matches, else append; atomic replace of the file.
-
-        Raises:
-            OSError: the file could not be written (it is left as it was).
-        """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(self.path):
-            columns = self._columns_for_file()
-            with open(self.path, newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f))
-            new_line = _format_row(columns, record.to_row(columns))
-            new_row = next(csv.DictReader(io.StringIO(_header_line(columns) + new_line)))
-            lines = []
-            replaced = False
-            for row in rows:
-                if not replaced and row.get(key) == new_row[key]:
-                    lines.append(new_line)
-                    replaced = True
-                else:  # rows already in the file are written back as they are (guards kept)
-                    lines.append(_format_row(columns, row, guard=False))
-            if not replaced:
-                lines.append(new_line)
-            text = _header_line(columns) + "".join(lines)
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _BINARY, 0o644)
-            try:
-                _write_durably(fd, text)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-
-
 # -- the backlog and its writer ------------------------------------------------------------------
 
 
@@ -311,80 +90,6 @@ class _Job:
     target: CsvFile
     record: EmissionsData
     upsert: bool = False
-
-
-def cache_dir() -> Path:
-    """The package's folder in the user's cache: ``$XDG_CACHE_HOME/codecarbon-callbacks``, else
-    ``~/.cache/codecarbon-callbacks`` (the XDG rule: a relative XDG_CACHE_HOME is ignored)."""
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
-    return root / "codecarbon-callbacks"
-
-
-def fallback_path(path: Path) -> Path:
-    """Where rows that could not be written to ``path`` go at exit: a folder of the cache named
-    after ``path``'s folder (readable, plus a short hash), and the same file name."""
-    folder = os.path.abspath(path.parent)
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", folder).strip("_")[-80:] or "root"
-    digest = hashlib.sha256(folder.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    return cache_dir() / "unwritten" / f"{slug}-{digest}" / path.name
-
-
-def fallback_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """The fallback files (``*.csv``, in name order) holding rows that could not be written to
-    files of ``folder`` (see :func:`fallback_path`); empty when there are none. ``folder`` need
-    not exist any more."""
-    where = fallback_path(Path(folder) / "emissions.csv").parent
-    try:
-        return sorted(p for p in where.glob("*.csv") if p.is_file())
-    except OSError:
-        return []
-
-
-def restore_fallback(fallback: Path, folder: str | os.PathLike[str]) -> int:
-    """Append the rows of the fallback file ``fallback`` to the file of the same name in
-    ``folder`` (created, with the folder, when missing), in the fallback's order and as they
-    were written, then delete the fallback file.
-
-    The rows go in one write and one fsync under the file's lock, on a fresh line; a file with
-    another header is kept as a ``.bak`` first, as when a tracker appends to it.
-
-    Returns:
-        The number of rows written back.
-
-    Raises:
-        OSError: the folder or its file cannot be written (the fallback file is left whole); or
-            the rows were written but the fallback file cannot be deleted.
-    """
-    with open(fallback, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        columns = tuple(reader.fieldnames or ())
-        rows = list(reader)
-    if rows and columns:
-        target = CsvFile(Path(folder) / fallback.name, columns, accept_codecarbon=True)
-        target.path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(target.path):
-            written_columns = target._columns_for_file()
-            data = "".join(_format_row(written_columns, row, guard=False) for row in rows)
-            fd = os.open(target.path, os.O_RDWR | os.O_APPEND | _BINARY)
-            try:
-                start = os.fstat(fd).st_size
-                if not _ends_with_newline(fd, start):
-                    data = "\n" + data
-                try:
-                    _write_durably(fd, data)
-                except BaseException:
-                    with contextlib.suppress(OSError):
-                        os.ftruncate(fd, start)
-                    raise
-            finally:
-                os.close(fd)
-    fallback.unlink()
-    with contextlib.suppress(OSError):
-        fallback.with_name(fallback.name + ".lock").unlink()
-    with contextlib.suppress(OSError):
-        fallback.parent.rmdir()  # only when empty
-    return len(rows)
 
 
 class _RowWriter:
@@ -841,125 +546,17 @@ class FileOutput(BaseOutput):
         self._writer.close(EXIT_TIMEOUT_S)
 
 
-# -- reading -------------------------------------------------------------------------------------
-
-#: columns read as text (the metadata JSON is parsed)
-_TEXT_COLUMNS = TEXT_COLUMNS | {"metadata"}
-_INT_COLUMNS = {"cpu_count", "gpu_count", "epoch"}
-_TIME_COLUMNS = {"timestamp", "start_timestamp", "end_timestamp"}
-
-
-#: an ISO 8601 timestamp that ends with its zone: ``Z``, ``+00:00``, ``-0500``, ``+05``
-_ZONE_SUFFIX = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
-
-
-def read_emissions(
-    path: str | os.PathLike[str], *, tz: str | datetime.tzinfo | None = None
-) -> pandas.DataFrame:
-    """Read ``emissions.csv`` or ``emissions_windows.csv`` into a DataFrame with typed columns.
-
-    Numbers are floats (counts and epochs nullable integers), ``metadata`` is parsed from JSON
-    into dicts, and the time columns (``timestamp``, ``start_timestamp``, ``end_timestamp``)
-    become datetimes:
-
-    - Timestamps that carry a zone (ours are written in UTC, ``...+00:00``) keep their instant:
-      without ``tz`` such a column is UTC (``datetime64[..., UTC]``).
-    - Zone-less timestamps (CodeCarbon writes the local time of the machine that ran, with no
-      zone) are left naive: no zone is guessed. A column that mixes both (a CodeCarbon file we
-      appended to) is then of ``object`` dtype, naive and UTC ``Timestamp`` values side by side.
-    - With ``tz`` (a zone name such as ``"Europe/Paris"``, a ``tzinfo``, or ``"local"`` for this
-      machine's zone), zone-less timestamps are read as local times in that zone and zoned ones
-      are converted to it, so every time column is one ``datetime64[..., tz]`` column. A local
-      time that does not exist or is ambiguous in that zone (at a daylight-saving change)
-      becomes ``NaT``.
-
-    Empty cells are ``NaT``.
-
-    Text cells that were written with a formula guard (a leading ``'`` before ``=``, ``+``,
-    ``-``, ``@``, a tab, a carriage return or ``'``) lose exactly that ``'``, so every text reads
-    back as it was given; numeric columns are parsed as they are.
-
-    Args:
-        path: the CSV file (ours, or one CodeCarbon wrote).
-        tz: the zone of the zone-less timestamps, and the zone of the result (default: none).
-
-    Raises:
-        OSError: the file cannot be read.
-        ValueError: a cell of a typed column cannot be parsed (a time or an integer column), or
-            ``tz`` is not a time zone.
-
-    Example:
-        >>> runs = read_emissions("emissions.csv")  # doctest: +SKIP
-        >>> runs = read_emissions("codecarbon/emissions.csv", tz="Europe/Paris")  # doctest: +SKIP
-    """
-    import json
-
-    import pandas as pd
-
-    zone = _resolve_tz(tz)
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    for column in frame.columns:
-        values = frame[column]
-        if column in TEXT_COLUMNS:  # the formula guard we write (see guard_cell) comes off
-            values = values.map(unguard_cell)
-            frame[column] = values
-        if column in _TIME_COLUMNS:
-            frame[column] = _read_times(values, zone)
-        elif column == "metadata":
-            frame[column] = values.map(lambda s: json.loads(s) if s else {})
-        elif column in _INT_COLUMNS:
-            frame[column] = pd.to_numeric(values.replace("", None)).astype("Int64")
-        elif column not in _TEXT_COLUMNS:
-            frame[column] = pd.to_numeric(values.replace("", None), errors="coerce").astype(float)
-    return frame
-
-
-def _resolve_tz(tz: str | datetime.tzinfo | None) -> str | datetime.tzinfo | None:
-    """``"local"`` -> this machine's zone (daylight saving included); a zone name or tzinfo is
-    checked as given.
-
-    Raises:
-        ValueError: ``tz`` is not a time zone.
-    """
-    import pandas as pd
-
-    if tz is None:
-        return None
-    if isinstance(tz, str) and tz.lower() == "local":
-        from dateutil.tz import tzlocal  # a pandas dependency
-
-        return tzlocal()
-    try:
-        pd.Timestamp("2000-01-01").tz_localize(tz)
-    except Exception as exc:  # noqa: BLE001 - KeyError, TypeError, pytz errors: all one answer
-        raise ValueError(
-            f"tz must be a time zone name (e.g. 'Europe/Paris', 'UTC'), 'local' or a tzinfo, "
-            f"got {tz!r}"
-        ) from exc
-    return tz
-
-
-def _read_times(values: pandas.Series, tz: str | datetime.tzinfo | None) -> pandas.Series:
-    """A time column: zoned cells keep their instant, zone-less ones stay naive unless ``tz``."""
-    import pandas as pd
-
-    text = values.str.strip()
-    present = text != ""
-    zoned = present & text.str.contains(_ZONE_SUFFIX, regex=True)
-    naive = present & ~zoned
-    aware_times = pd.to_datetime(text[zoned], utc=True, format="ISO8601")
-    naive_times = pd.to_datetime(text[naive], format="ISO8601")
-    if tz is not None:
-        localized = naive_times.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
-        parts = [aware_times.dt.tz_convert(tz), localized]
-    elif not naive.any():
-        parts = [aware_times]
-    elif not zoned.any():
-        parts = [naive_times]
-    else:  # both kinds and no zone to reconcile them: each cell keeps its own kind
-        result = pd.Series(pd.NaT, index=values.index, dtype=object)
-        result[zoned] = list(aware_times)
-        result[naive] = list(naive_times)
-        return result
-    combined = pd.concat([part for part in parts if len(part)] or parts[:1])
-    return combined.reindex(values.index)
+__all__ = [
+    "DEFAULT_MAX_BACKLOG_ROWS",
+    "ROWS_DROPPED_KEY",
+    "TEXT_COLUMNS",
+    "CsvFile",
+    "FileOutput",
+    "cache_dir",
+    "fallback_files",
+    "fallback_path",
+    "guard_cell",
+    "read_emissions",
+    "restore_fallback",
+    "unguard_cell",
+]

@@ -227,21 +227,7 @@ def resend_spool(
         for key, value in result.counts().items():
             counts[key] += value
         if result.unauthorized:
-            how = (
-                "the URL with its credentials as emissions_endpoint"
-                if kind == "webhook"
-                else "api_key"
-            )
-            logger.warning(
-                "%s %s refused the credentials (HTTP %d): %d record(s) kept in %s; pass %s "
-                "(used for the request, never stored)",
-                kind,
-                result.endpoint,
-                result.auth_status,
-                result.unauthorized,
-                spool.directory,
-                how,
-            )
+            _warn_unauthorized(kind, result, spool)
     left = left_by_endpoint(spool, targets)
     counts["other_endpoints"] = sum(left.values())
     if left:
@@ -253,6 +239,21 @@ def resend_spool(
         )
     counts["unreadable"] = len(spool.unreadable())
     return counts
+
+
+def _warn_unauthorized(kind: str, result: ResendResult, spool: Spool) -> None:
+    """Say that ``kind``'s endpoint refused the credentials, and how to pass them."""
+    how = "the URL with its credentials as emissions_endpoint" if kind == "webhook" else "api_key"
+    logger.warning(
+        "%s %s refused the credentials (HTTP %d): %d record(s) kept in %s; pass %s "
+        "(used for the request, never stored)",
+        kind,
+        result.endpoint,
+        result.auth_status,
+        result.unauthorized,
+        spool.directory,
+        how,
+    )
 
 
 __all__ = [

@@ -522,7 +522,8 @@ def test_online_tracker_world_average_warns_once_on_the_writing_rank_only(
 
 
 def _lookup_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == THREAD_NAME and t.is_alive()]
+    """Live lookup threads: a bare lookup's (THREAD_NAME) and trackers' (THREAD_NAME-<run>)."""
+    return [t for t in threading.enumerate() if t.name.startswith(THREAD_NAME) and t.is_alive()]
 
 
 def _tracker(loopback: Loopback, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
@@ -543,12 +544,17 @@ def _tracker(loopback: Loopback, tmp_path: Any, monkeypatch: pytest.MonkeyPatch)
 def test_the_trackers_stop_ends_a_slow_lookup_thread(
     loopback: Loopback, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    loopback.routes["/geo"] = Route(body=GEO_FRANCE, delay_s=0.2)  # within stop()'s bound
+    # longer than the lookup's own STOP_JOIN_TIMEOUT_S, within the lookup's bound (3 s) and
+    # stop()'s: stop() waits for the thread with what is left of its own deadline
+    loopback.routes["/geo"] = Route(body=GEO_FRANCE, delay_s=STOP_JOIN_TIMEOUT_S + 0.7)
     tracker = _tracker(loopback, tmp_path, monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tracker.start()
-        assert _lookup_threads()
+        threads = _lookup_threads()
+        # named after its run, like the tracker's other threads
+        assert [t.name for t in threads] == [tracker.thread_name("location-lookup")]
+        assert tracker.run_id[:8] in threads[0].name
         tracker.stop()
     assert _lookup_threads() == []
     assert loopback.hits("/geo")
@@ -565,15 +571,17 @@ def test_a_lookup_stuck_in_a_request_is_reported_once_and_left_as_a_daemon(
     loopback.routes["/geo"] = Route(body=GEO_FRANCE, delay_s=30)
     monkeypatch.setattr(_shared, "_warned", set())
     caplog.set_level(logging.DEBUG, logger="codecarbon_callbacks_core")
+    trackers = []
     for _ in range(2):
         tracker = _tracker(loopback, tmp_path, monkeypatch)
+        trackers.append(tracker)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tracker.start()
-            _, stop_s = timed(tracker.stop)
-        assert stop_s < STOP_JOIN_TIMEOUT_S + 2.0
+            _, stop_s = timed(lambda: tracker.stop(timeout_s=0.5))
+        assert stop_s < 0.5 + 1.0  # stop()'s bound wins over the lookup's (3 s)
     left = _lookup_threads()
     assert left and all(t.daemon for t in left)
     reports = [r for r in caplog.records if "location lookup thread" in r.getMessage()]
     assert [r.levelno for r in reports] == [logging.INFO, logging.DEBUG]  # once, then quiet
-    assert THREAD_NAME in reports[0].getMessage()
+    assert trackers[0].thread_name("location-lookup") in reports[0].getMessage()

@@ -99,6 +99,14 @@ def validate_report(report: dict[str, Any]) -> list[str]:
         list when none. Nothing is raised for a bad report. (Not a full JSON-Schema validator:
         types are checked only where we fill them.)
     """
+    return [
+        *_missing_fields(report),
+        *_values_outside_enums(report),
+        *_values_of_wrong_type(report),
+    ]
+
+
+def _missing_fields(report: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     for parent, required in _REQUIRED.items():
         for where, node in _resolve(report, parent):
@@ -109,6 +117,11 @@ def validate_report(report: dict[str, Any]) -> list[str]:
                 if value is None or (isinstance(value, list) and not value):
                     full = f"{where}.{key}" if where else key
                     problems.append(f"missing required field {full}")
+    return problems
+
+
+def _values_outside_enums(report: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
     for path, allowed in _ENUMS.items():
         for where, value in _resolve(report, path):
             if value is not None and value not in allowed:
@@ -121,6 +134,11 @@ def validate_report(report: dict[str, Any]) -> list[str]:
                     )
                 )
                 problems.append(f"{where}={value!r} is not one of {listed}")
+    return problems
+
+
+def _values_of_wrong_type(report: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
     for path in _RANGES_0_1:
         for where, value in _resolve(report, path):
             if not isinstance(value, (int, float)) or not 0 <= value <= 1:

@@ -1,0 +1,106 @@
+"""Where a tracker is: the offline location from its configuration (bundled tables, no network),
+and the one-time check of a tracker's parameters."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from codecarbon_callbacks_core._shared import warn_once
+from codecarbon_callbacks_core.config import TrackerConfig, resolve_config
+from codecarbon_callbacks_core.errors import CodeCarbonCallbacksWarning, ConfigError
+
+if TYPE_CHECKING:
+    from codecarbon_callbacks_core.intensity.lookup import IntensityResult
+    from codecarbon_callbacks_core.intensity.online import LocationLookup
+
+
+def has_location(config: TrackerConfig) -> bool:
+    """Whether the configuration names a location (a country or a cloud provider)."""
+    return bool(config.country_iso_code or config.country_2letter_iso_code or config.cloud_provider)
+
+
+def resolve_location(
+    config: TrackerConfig, *, offline: bool, user_warning: bool = True
+) -> IntensityResult | None:
+    """The carbon intensity of the configured location, from the bundled tables (no network).
+
+    Returns an ``IntensityResult``, or None when no location is given and the online tracker
+    will look it up. A country without a figure gets the world average, with a warning
+    (``user_warning=False``: logged only, not issued as a ``CodeCarbonCallbacksWarning``).
+
+    Raises:
+        ConfigError: the location is unknown (with suggestions), or the offline tracker has none.
+    """
+    from codecarbon_callbacks_core.intensity.lookup import UnknownLocationError, resolve_offline
+
+    located = has_location(config)
+    if offline and not located:
+        raise ConfigError(
+            "OfflineEmissionsTracker needs country_iso_code (ISO 3166 alpha-3, e.g. 'FRA') "
+            "or cloud_provider + cloud_region"
+        )
+    if not (located or config.force_carbon_intensity_g_co2e_kwh is not None or offline):
+        return None
+    try:
+        return resolve_offline(
+            force_carbon_intensity_g_co2e_kwh=config.force_carbon_intensity_g_co2e_kwh,
+            country_iso_code=config.country_iso_code,
+            region=config.region,
+            cloud_provider=config.cloud_provider,
+            cloud_region=config.cloud_region,
+            country_2letter_iso_code=config.country_2letter_iso_code,
+            user_warning=user_warning,
+        )
+    except UnknownLocationError as e:
+        raise ConfigError(str(e)) from None
+
+
+def resolve_tracker_config(arguments: Mapping[str, Any], *, offline: bool) -> TrackerConfig:
+    """Resolve and check a tracker's parameters once, without building a tracker.
+
+    The same checks as the constructor (arguments, ``CODECARBON_*`` variables, config files, the
+    location); build trackers from the result with :meth:`BaseEmissionsTracker.from_config`.
+
+    Raises:
+        ConfigError: a bad value, named with its source.
+    """
+    config = resolve_config(arguments, offline=offline)
+    # a check: the trackers built from it resolve again, and warn on the writing rank only
+    resolve_location(config, offline=offline, user_warning=False)
+    return config
+
+
+def start_location_lookup(
+    config: TrackerConfig,
+    *,
+    thread_name: str,
+    user_warning: bool,
+    log: logging.Logger | logging.LoggerAdapter,  # type: ignore[type-arg]
+    category: type[CodeCarbonCallbacksWarning] | None,
+) -> LocationLookup | None:
+    """Start the online tracker's background location lookup on a thread named
+    ``thread_name``; None (with a warning once, of ``category``) when it cannot start: the
+    world average is used then."""
+    try:
+        from codecarbon_callbacks_core.intensity.online import LocationLookup
+
+        lookup = LocationLookup(
+            electricitymaps_api_token=config.electricitymaps_api_token,
+            force_carbon_intensity_g_co2e_kwh=config.force_carbon_intensity_g_co2e_kwh,
+            user_warning=user_warning,
+            thread_name=thread_name,
+        )
+        lookup.start()
+    except Exception as e:
+        warn_once(
+            "location-lookup-not-started",
+            "could not look the location up (%s); using the world average carbon intensity. "
+            "Give country_iso_code to be exact.",
+            e,
+            log=log,
+            category=category,
+        )
+        return None
+    return lookup

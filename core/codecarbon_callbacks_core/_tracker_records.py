@@ -1,0 +1,269 @@
+"""The tracker's record building: one record from two meter snapshots, and what fills it.
+
+Plain functions over explicit arguments (the components, the resolved config, the intensity), so
+the tracker keeps its life cycle and this module the arithmetic of a row.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from codecarbon_callbacks_core._version import __version__
+from codecarbon_callbacks_core.meter import Snapshot
+from codecarbon_callbacks_core.records import STATE_KEYS, EmissionsData, totals_from_state
+
+if TYPE_CHECKING:
+    from codecarbon_callbacks_core.config import TrackerConfig
+    from codecarbon_callbacks_core.hardware.base import Component
+    from codecarbon_callbacks_core.intensity.lookup import IntensityResult
+
+J_PER_KWH = 3.6e6
+_ZERO = EmissionsData()
+KINDS = ("cpu", "gpu", "ram")
+#: the version of the tracker's state_dict
+STATE_VERSION = 1
+#: the machine's facts every record carries, read once per run (see static_info)
+STATIC_KEYS = (
+    "os",
+    "python_version",
+    "cpu_count",
+    "cpu_model",
+    "gpu_count",
+    "gpu_model",
+    "ram_total_size",
+    "cpu_method",
+    "gpu_method",
+    "ram_method",
+)
+
+
+@dataclass
+class OpenWindow:
+    """A window opened and not yet closed: its identity and its start snapshot."""
+
+    window_id: str
+    kind: str
+    name: str
+    epoch: int | None
+    phase: str
+    start: Snapshot
+    metadata: dict[str, Any]
+
+
+def iso(moment: datetime) -> str:
+    """``moment`` as ISO 8601 with microseconds (the records' timestamps)."""
+    return moment.isoformat(timespec="microseconds")
+
+
+def static_info(components: Sequence[Component]) -> dict[str, Any]:
+    """The machine's facts (:data:`STATIC_KEYS`) for the measured ``components``."""
+    from codecarbon_callbacks_core.system import logical_cpu_count, total_ram_bytes
+
+    cpus = [c for c in components if c.kind == "cpu"]
+    gpus = [c for c in components if c.kind == "gpu"]
+    rams = [c for c in components if c.kind == "ram"]
+
+    def methods(items: list[Component]) -> str:
+        return ",".join(sorted({c.method.value for c in items}))
+
+    gpu_models = sorted({c.model for c in gpus})
+    return {
+        "os": platform.platform(),
+        "python_version": platform.python_version(),
+        "cpu_count": logical_cpu_count(),
+        "cpu_model": cpus[0].model if cpus else platform.processor(),
+        "gpu_count": len(gpus),
+        "gpu_model": (
+            f"{len(gpus)} x {gpu_models[0]}" if len(gpu_models) == 1 else ", ".join(gpu_models)
+        ),
+        "ram_total_size": round(total_ram_bytes() / 1024**3, 3),
+        "cpu_method": methods(cpus),
+        "gpu_method": methods(gpus),
+        "ram_method": methods(rams),
+    }
+
+
+def energy_kwh(
+    components: Sequence[Component], start: Snapshot, end: Snapshot
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Energy between two snapshots: kWh per kind (cpu, gpu, ram), and each component's
+    description with its ``energy_kwh``."""
+    per_kind = dict.fromkeys(KINDS, 0.0)
+    breakdown = []
+    for c in components:
+        joules = max(0.0, end.energy_j.get(c.name, 0.0) - start.energy_j.get(c.name, 0.0))
+        per_kind[c.kind] = per_kind.get(c.kind, 0.0) + joules / J_PER_KWH
+        item = c.describe()
+        item["energy_kwh"] = joules / J_PER_KWH
+        breakdown.append(item)
+    return per_kind, breakdown
+
+
+class RamUsage:
+    """(utilisation %, used GB) of RAM, read at most once a second: epochs can be milliseconds.
+
+    Args:
+        tracking_mode: "process" (the process's RSS) or "machine" (all used memory).
+    """
+
+    def __init__(self, tracking_mode: str) -> None:
+        self.tracking_mode = tracking_mode
+        self._cache: tuple[float, float, float] | None = None
+
+    def read(self, now_s: float) -> tuple[float, float]:
+        """The figures at monotonic ``now_s`` (seconds), cached for one second."""
+        cached = self._cache
+        if cached is not None and now_s - cached[0] < 1.0:
+            return cached[1], cached[2]
+        from codecarbon_callbacks_core.system import memory_used_bytes, process_rss_bytes
+
+        try:
+            machine_used, total = memory_used_bytes()
+            used = process_rss_bytes() if self.tracking_mode == "process" else machine_used
+            figures = (
+                round(100.0 * machine_used / total, 1) if total else 0.0,
+                round(used / 1024**3, 3),
+            )
+        except Exception:  # pragma: no cover - a failed reading is not worth a crash
+            figures = (0.0, 0.0)
+        self._cache = (now_s, *figures)
+        return figures
+
+
+def _fill_energy(
+    record: EmissionsData,
+    per_kind: Mapping[str, float],
+    duration_s: float,
+    *,
+    config: TrackerConfig,
+    intensity: IntensityResult,
+    base: EmissionsData,
+) -> None:
+    for kind in KINDS:
+        setattr(
+            record,
+            f"{kind}_power",
+            per_kind[kind] * J_PER_KWH / duration_s if duration_s > 0 else 0.0,
+        )
+        setattr(record, f"{kind}_energy", per_kind[kind] + getattr(base, f"{kind}_energy"))
+    new_energy = sum(per_kind.values())
+    record.energy_consumed = record.cpu_energy + record.gpu_energy + record.ram_energy
+    record.duration = duration_s + base.duration
+    record.emissions = new_energy * config.pue * intensity.g_per_kwh / 1000.0 + base.emissions
+    record.emissions_rate = record.emissions / record.duration if record.duration > 0 else 0.0
+    record.water_consumed = new_energy * config.wue + base.water_consumed
+
+
+def _fill_location(record: EmissionsData, intensity: IntensityResult) -> None:
+    record.country_name = intensity.country_name or ""
+    record.country_iso_code = intensity.country_iso_code or ""
+    record.region = intensity.region or ""
+    record.cloud_provider = intensity.cloud_provider or ""
+    record.cloud_region = intensity.cloud_region or ""
+    record.on_cloud = "Y" if intensity.cloud_provider else "N"
+
+
+def _fill_utilization(
+    record: EmissionsData,
+    start: Snapshot,
+    end: Snapshot,
+    *,
+    components: Sequence[Component],
+    ram_usage: RamUsage,
+) -> None:
+    busy = end.cpu_times_s[0] - start.cpu_times_s[0]
+    total_cpu = end.cpu_times_s[1] - start.cpu_times_s[1]
+    record.cpu_utilization_percent = round(100.0 * busy / total_cpu, 2) if total_cpu > 0 else 0.0
+    gpu_utils = [
+        u for c in components if c.kind == "gpu" if (u := c.utilization_percent()) is not None
+    ]
+    record.gpu_utilization_percent = sum(gpu_utils) / len(gpu_utils) if gpu_utils else 0.0
+    record.ram_utilization_percent, record.ram_used_gb = ram_usage.read(end.monotonic_s)
+
+
+def fill_record(
+    record: EmissionsData,
+    start: Snapshot,
+    end: Snapshot,
+    *,
+    config: TrackerConfig,
+    run_id: str,
+    intensity: IntensityResult,
+    components: Sequence[Component],
+    static: Mapping[str, Any],
+    ram_usage: RamUsage,
+    metadata: Mapping[str, Any],
+    run_start: Snapshot | None,
+    window_count: int,
+    resumed: EmissionsData | None = None,
+    extra_metadata: Mapping[str, Any] | None = None,
+) -> None:
+    """Fill ``record`` with the figures between ``start`` and ``end`` (plus ``resumed``'s totals:
+    a resumed run's figures so far), and the run's facts.
+
+    Energies in kWh, powers in W, emissions in kg CO2eq, water in L, durations in s, as the
+    ``emissions.csv`` columns define.
+    """
+    per_kind, breakdown = energy_kwh(components, start, end)
+    duration_s = max(0.0, end.monotonic_s - start.monotonic_s)
+    record.timestamp = iso(end.wall_time)
+    record.project_name = config.project_name
+    record.run_id = run_id
+    record.experiment_id = config.experiment_id
+    _fill_energy(
+        record,
+        per_kind,
+        duration_s,
+        config=config,
+        intensity=intensity,
+        base=resumed if resumed is not None else _ZERO,
+    )
+    _fill_location(record, intensity)
+    for key in STATIC_KEYS:
+        setattr(record, key, static.get(key, getattr(record, key)))
+    record.codecarbon_version = __version__
+    record.tracker_version = __version__
+    record.tracking_mode = config.tracking_mode
+    _fill_utilization(record, start, end, components=components, ram_usage=ram_usage)
+    record.pue = config.pue
+    record.wue = config.wue
+    record.carbon_intensity_g_per_kwh = intensity.g_per_kwh
+    record.carbon_intensity_source = intensity.source
+    all_metadata = dict(metadata)
+    all_metadata["components"] = breakdown
+    all_metadata["run_start_timestamp"] = iso(run_start.wall_time) if run_start else ""
+    all_metadata["window_count"] = window_count
+    if extra_metadata:
+        all_metadata.update(extra_metadata)
+    record.metadata = all_metadata
+
+
+def tracker_state(run_id: str, total: EmissionsData) -> dict[str, Any]:
+    """A tracker's state_dict: the run's identity and ``total``'s cumulative figures, as plain
+    JSON-able numbers and ids."""
+    return {
+        "version": STATE_VERSION,
+        "run_id": run_id,
+        **{key: getattr(total, name) for key, name in STATE_KEYS.items()},
+        "window_count": int(total.metadata.get("window_count", 0)) if total.metadata else 0,
+    }
+
+
+def parse_tracker_state(state: Mapping[str, Any]) -> tuple[str, EmissionsData]:
+    """(run_id, the resumed totals) of a state saved by :func:`tracker_state`.
+
+    Raises:
+        ValueError: ``state`` is not a tracker state_dict.
+    """
+    try:
+        run_id = str(state["run_id"])
+        resumed = totals_from_state(
+            {key: float(state.get(key, 0.0)) for key in STATE_KEYS}, run_id=run_id
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"state: not a tracker state_dict ({e})") from None
+    return run_id, resumed
