@@ -50,25 +50,35 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from codecarbon_callbacks_core._shared import warn_once
 from codecarbon_callbacks_core.errors import ConfigError
-from codecarbon_callbacks_core.output.boamps.model import DATA_TYPES as BOAMPS_DATA_TYPES
 from codecarbon_callbacks_core.output.boamps.model import camel_keys as _camel_keys
-from codecarbon_callbacks_core.records import RANK_SUMMED_FIELDS, STATE_KEYS
+from codecarbon_callbacks_core.output.boamps.task import build_task
+
+from codecarbon_callbacks.forecast import Budget, Progress, judge
 
 # model and data facts live in introspect.py; imported here too, where adapters and tests
 # have always found them
-from codecarbon_callbacks.forecast import Progress, outlook, over_budget
 from codecarbon_callbacks.introspect import (  # noqa: F401
     TORCH_QUANTIZATION,
     dataset_info,
     guess_data_type,
     pretrained_name,
     shape_string,
+    task_facts,
     torch_model_info,
 )
+
+if TYPE_CHECKING:  # imported when a run begins, not with the session
+    from codecarbon_callbacks_core.config import TrackerConfig
+    from codecarbon_callbacks_core.hardware.base import Component
+    from codecarbon_callbacks_core.records import EmissionsData
+    from codecarbon_callbacks_core.tracker import BaseEmissionsTracker
+    from codecarbon_callbacks_core.tracker import RecordCombiner as RecordCombinerFn
+
+    from codecarbon_callbacks.distributed import RankPlan, SessionCombiner, SignalHandler
 
 logger = logging.getLogger(__name__)
 
@@ -309,48 +319,6 @@ def _as_dict(value: Any, name: str) -> dict[str, Any]:
     )
 
 
-# -- distributed helpers ------------------------------------------------------------------------
-
-
-def _gpu_uuid(component: Any) -> str:
-    return str(getattr(component, "uuid", None) or component.name)
-
-
-def _close_quietly(component: Any) -> None:
-    try:
-        component.close()
-    except Exception as e:
-        logger.debug("could not close %s: %s", getattr(component, "name", component), e)
-
-
-#: the state_dict figures summed over ranks (records.py owns both lists)
-_STATE_FIGURES = tuple(
-    (key, name) for key, name in STATE_KEYS.items() if name in RANK_SUMMED_FIELDS
-)
-
-
-def _zeroed_state(state: Any) -> Any:
-    """A tracker state with its run_id and no figures (the other ranks of a resumed run)."""
-    if not isinstance(state, Mapping):
-        return state
-    out = dict(state)
-    for key, _ in _STATE_FIGURES:
-        if key in out:
-            out[key] = 0.0
-    return out
-
-
-def _combined_state(state: dict[str, Any], combined: Any, local: Any) -> dict[str, Any]:
-    """``state`` (this rank's) with the combined figures at the last sync plus this rank's since."""
-    out = dict(state)
-    for key, attr in _STATE_FIGURES:
-        if key in out:
-            out[key] = float(getattr(combined, attr)) + (
-                float(out[key]) - float(getattr(local, attr))
-            )
-    return out
-
-
 # -- the session -----------------------------------------------------------------------------
 
 
@@ -366,7 +334,7 @@ class _Open:
 @dataclass
 class _Run:
     stage: str
-    tracker: Any
+    tracker: BaseEmissionsTracker
     started_here: bool
     framework_info: dict[str, Any]
     unit: str = "epoch"
@@ -381,47 +349,32 @@ class _Run:
     forecast_warned: bool = False
     status: str = "running"
     #: the distributed plan (None: a single process)
-    plan: Any = None
-    #: the session's record_combiner installed on the tracker (see _SessionCombiner)
-    combiner: Any = None
+    plan: RankPlan | None = None
+    #: the session's record_combiner installed on the tracker (distributed.SessionCombiner)
+    combiner: SessionCombiner | None = None
     #: the tracker's record_combiner and writes_outputs before the run (a given tracker's)
-    previous_combiner: Any = None
+    previous_combiner: RecordCombinerFn | None = None
     previous_writes: bool = True
     #: (combined totals, this rank's totals) at the last collective point: resume state
-    last_sync: tuple[Any, Any] | None = None
+    last_sync: tuple[EmissionsData, EmissionsData] | None = None
     #: the SIGTERM handler the session installed for this run (distributed runs), if any
-    sigterm_handler: Any = None
+    sigterm_handler: SignalHandler | None = None
     #: index in the session's records where the current epoch's begin (end_epoch scans from it)
     epoch_first_record: int = 0
 
 
-class _SessionCombiner:
-    """The tracker's ``record_combiner`` during a session's run.
+@dataclass
+class _Start:
+    """How a run's tracker was obtained and started (begin_run's steps fill it in turn)."""
 
-    Combines ranks' records in a distributed run (``distributed.RecordCombiner``) and keeps the
-    window records the tracker closes itself at stop(), so that the session sees every window.
-    """
-
-    def __init__(self, inner: Any = None) -> None:
-        self.inner = inner
-        self.capture: list[Any] | None = None
-
-    @property
-    def distributed(self) -> bool:
-        return self.inner is not None and bool(getattr(self.inner.plan, "distributed", False))
-
-    def __call__(self, record: Any, collective: bool) -> Any:
-        try:
-            out = self.inner(record, collective) if self.inner is not None else record
-        except Exception:
-            self._keep(record)
-            raise
-        self._keep(out)
-        return out
-
-    def _keep(self, record: Any) -> None:
-        if self.capture is not None and getattr(record, "window_id", None):
-            self.capture.append(record)
+    combiner: SessionCombiner
+    resume: dict[str, Any] | None = None
+    tracker: BaseEmissionsTracker | None = None
+    plan: RankPlan | None = None
+    started_here: bool = False
+    previous_combiner: RecordCombinerFn | None = None
+    previous_writes: bool = True
+    failure: BaseException | None = None
 
 
 class EmissionsSession:
@@ -559,7 +512,7 @@ class EmissionsSession:
     def _offline(self) -> bool:
         return any(self.tracker_kwargs.get(k) for k in _OFFLINE_KEYS)
 
-    def _config(self) -> Any:
+    def _config(self) -> TrackerConfig:
         """The trackers' configuration, resolved and checked once (raises ConfigError)."""
         if self._tracker_config is None:
             from codecarbon_callbacks_core.tracker import resolve_tracker_config
@@ -571,12 +524,12 @@ class EmissionsSession:
 
     def _new_tracker(
         self,
-        components: Sequence[Any] | None = None,
+        components: Sequence[Component] | None = None,
         *,
         shares_machine: bool = False,
-        record_combiner: Any = None,
+        record_combiner: RecordCombinerFn | None = None,
         writes_outputs: bool = True,
-    ) -> Any:
+    ) -> BaseEmissionsTracker:
         """This run's tracker, built once from the resolved configuration with its hooks."""
         from codecarbon_callbacks_core.tracker import EmissionsTracker, OfflineEmissionsTracker
 
@@ -593,127 +546,7 @@ class EmissionsSession:
             writes_outputs=writes_outputs,
         )
 
-    def _distributed_tracker(
-        self, rank: int
-    ) -> tuple[Any, Any, _SessionCombiner, BaseException | None]:
-        """Every rank of a distributed run: plan who measures what, build this rank's tracker.
-
-        A point every rank reaches (one all_gather). Returns ``(tracker, plan, combiner,
-        error)``: it never raises, so that a rank whose tracker cannot be built still reaches the
-        collectives that follow (``error`` says why; ``tracker`` may then be None). The tracker
-        is built once, after the plan, with what this rank measures and its record combiner.
-        """
-        from codecarbon_callbacks import distributed
-
-        tracker: Any = self._given_tracker
-        components: list[Any] | None = None
-        offers: list[str] | None = None
-        mode = "machine"
-        error: BaseException | None = None
-        try:
-            config = tracker.config if tracker is not None else self._config()
-            mode = str(getattr(config, "tracking_mode", "machine") or "machine")
-            if tracker is None:
-                components = self._detect(config, user_warning=rank == 0)
-                offers = [_gpu_uuid(c) for c in components if c.kind == "gpu"]
-        except Exception as e:  # still take part in the collective below
-            error = e
-        try:
-            plan = distributed.plan_ranks(mode, gpu_uuids=offers)
-        except Exception as e:
-            logger.warning(
-                "could not plan the distributed measurement (%s): rank %s measures alone and "
-                "only rank 0 writes",
-                e,
-                rank,
-            )
-            plan = None
-        combiner = _SessionCombiner(
-            distributed.RecordCombiner(plan) if plan is not None and plan.distributed else None
-        )
-        if error is not None:
-            for c in components or ():
-                _close_quietly(c)
-            return tracker, plan, combiner, error
-        if plan is None and components is not None:
-            try:  # no plan: this rank measures what it found, rank zero writes
-                tracker = self._new_tracker(
-                    components=components, record_combiner=combiner, writes_outputs=rank == 0
-                )
-            except Exception as e:
-                for c in components:
-                    _close_quietly(c)
-                return None, plan, combiner, e
-        if plan is not None and components is not None:
-            wanted = {u.lower().removeprefix("gpu-") for u in plan.gpu_uuids or ()}
-            kept = []
-            for c in components:
-                if c.kind == "gpu":
-                    keep = _gpu_uuid(c).lower().removeprefix("gpu-") in wanted
-                else:
-                    keep = plan.measures_host
-                if keep:
-                    kept.append(c)
-                else:
-                    _close_quietly(c)
-            try:
-                tracker = self._new_tracker(
-                    components=kept,
-                    shares_machine=not plan.first_on_machine,
-                    record_combiner=combiner,
-                    writes_outputs=plan.writes,
-                )
-            except Exception as e:
-                for c in kept:
-                    _close_quietly(c)
-                return None, plan, combiner, e
-            gpus = [c.name for c in kept if c.kind == "gpu"]
-            logger.info(
-                "codecarbon_callbacks: rank %d of %d on %s measures %s%s",
-                plan.rank,
-                plan.world_size,
-                plan.machine,
-                "its machine's CPU and RAM"
-                if plan.measures_host and mode == "machine"
-                else "its process's CPU and RAM"
-                if plan.measures_host
-                else "no CPU or RAM",
-                f" and {', '.join(gpus)}" if gpus else "",
-            )
-        elif plan is not None and self._given_tracker is not None:
-            warn_once(
-                "given-tracker-distributed",
-                "a distributed run with a tracker you built: each rank's tracker measures what it "
-                "was configured with (CPU and RAM may be counted once per rank). Pass the "
-                "tracker's parameters to the callback instead so that each machine's CPU and RAM "
-                "are measured once and each rank measures only its own GPU.",
-                log=logger,
-                level=logging.WARNING,
-                seen=_INFO_ONCE,
-            )
-        return tracker, plan, combiner, None
-
-    @staticmethod
-    def _every_rank_ok(ok: bool) -> bool:
-        """True when the run could begin on every rank (one all_gather every rank reaches).
-
-        A rank without a running tracker would not close the windows the others combine, and
-        they would wait for it forever: then no rank measures this run.
-        """
-        from codecarbon_callbacks import distributed
-
-        dist = distributed._dist()
-        if dist is None:
-            return ok
-        try:
-            gathered: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, bool(ok))
-        except Exception as e:
-            logger.warning("could not check that every rank's tracker started: %s", e)
-            return False
-        return all(bool(g) for g in gathered)
-
-    def _detect(self, config: Any, *, user_warning: bool) -> list[Any]:
+    def _detect(self, config: TrackerConfig, *, user_warning: bool) -> list[Component]:
         """This rank's hardware: the configured GPUs, else its CUDA device, else what it sees.
 
         ``gpu_ids`` given: those (a rank driving several GPUs says so); a GPU that several ranks
@@ -778,7 +611,7 @@ class EmissionsSession:
         # Rank handling, in one place: every rank measures (so that windows stay in step across
         # ranks for the distributed combiner), only global rank zero writes and logs. With a
         # torch.distributed process group, the plan (one all_gather) says who measures what.
-        from codecarbon_callbacks import distributed
+        from codecarbon_callbacks.distributed import SessionCombiner
 
         self.is_writer = rank == 0
         self.active = True
@@ -793,81 +626,131 @@ class EmissionsSession:
         resume = self._resume_state if stage == "fit" else None
         if stage != "fit":
             self._resume_state = None
-        started_here = False
-        plan = None
-        tracker: Any = None
-        failure: BaseException | None = None
-        previous_combiner: Any = None
-        previous_writes = True
-        combiner = _SessionCombiner(None)
+        start = _Start(combiner=SessionCombiner(None), resume=resume)
         try:  # a tracker that cannot start must not stop training
-            if distributed.is_distributed():
-                tracker, plan, combiner, failure = self._distributed_tracker(rank)
-                if failure is not None:
-                    raise failure
-            elif self._given_tracker is None:
-                tracker = self._new_tracker(record_combiner=combiner, writes_outputs=self.is_writer)
-            else:
-                tracker = self._given_tracker
-            if plan is not None:
-                self.is_writer = plan.writes
-            if tracker is self._given_tracker:
-                # a tracker the user built joins the run through its public hooks, and gets
-                # its own back at the end of the run
-                previous_combiner, previous_writes = tracker.record_combiner, tracker.writes_outputs
-                tracker.set_distributed_hooks(combiner, previous_writes and self.is_writer)
-            if resume is not None and plan is not None and plan.distributed and not plan.writes:
-                # The saved totals are the combined run's: rank zero carries them, the other
-                # ranks only continue the run_id (else they would be counted once per rank).
-                resume = dict(resume)
-                resume["tracker"] = _zeroed_state(resume.get("tracker"))
-            if resume is not None and resume.get("tracker"):
-                if tracker.is_running:
-                    logger.warning(
-                        "resuming into a tracker that is already running: the saved totals are "
-                        "added, but its run_id is kept only if no window closed yet"
-                    )
-                try:
-                    tracker.load_state_dict(resume["tracker"])
-                except (ValueError, TypeError) as e:
-                    logger.warning(
-                        "could not resume the saved emissions run (%s): a new run starts", e
-                    )
-                    resume = self._resume_state = None
-            if not tracker.is_running:
-                tracker.start()
-                started_here = True
+            self._start_tracker(start, rank)
         except Exception as e:
-            failure = e
+            start.failure = e
+        if not self._every_rank_running(start, stage):
+            return False
+        self._open_run(stage, start, unit=unit, planned=planned, done=done, info=info)
+        return True
+
+    def _start_tracker(self, start: _Start, rank: int) -> None:
+        """Get this run's tracker (planned over the ranks when distributed), join it to the
+        session, apply a pending resume and start it (raises what went wrong)."""
+        from codecarbon_callbacks import distributed
+
+        if distributed.is_distributed():
+            start.tracker, start.plan, start.combiner, failure = distributed.rank_tracker(
+                rank,
+                given_tracker=self._given_tracker,
+                config=self._config,
+                detect=lambda config, warn: self._detect(config, user_warning=warn),
+                new_tracker=self._new_tracker,
+            )
+            if failure is not None:
+                raise failure
+        elif self._given_tracker is None:
+            start.tracker = self._new_tracker(
+                record_combiner=start.combiner, writes_outputs=self.is_writer
+            )
+        else:
+            start.tracker = self._given_tracker
+        tracker = start.tracker
+        assert tracker is not None  # rank_tracker gives one whenever it reports no failure
+        if start.plan is not None:
+            self.is_writer = start.plan.writes
+        if tracker is self._given_tracker:
+            # a tracker the user built joins the run through its public hooks, and gets
+            # its own back at the end of the run
+            start.previous_combiner = tracker.record_combiner
+            start.previous_writes = tracker.writes_outputs
+            tracker.set_distributed_hooks(start.combiner, start.previous_writes and self.is_writer)
+        self._load_resume(start, tracker)
+        if not tracker.is_running:
+            tracker.start()
+            start.started_here = True
+
+    def _load_resume(self, start: _Start, tracker: BaseEmissionsTracker) -> None:
+        """Give the tracker the saved state of a resumed run (``start.resume``), if any."""
+        from codecarbon_callbacks.distributed import zeroed_state
+
+        resume, plan = start.resume, start.plan
+        if resume is not None and plan is not None and plan.distributed and not plan.writes:
+            # The saved totals are the combined run's: rank zero carries them, the other
+            # ranks only continue the run_id (else they would be counted once per rank).
+            resume = dict(resume)
+            resume["tracker"] = zeroed_state(resume.get("tracker"))
+        if resume is not None and resume.get("tracker"):
+            if tracker.is_running:
+                logger.warning(
+                    "resuming into a tracker that is already running: the saved totals are "
+                    "added, but its run_id is kept only if no window closed yet"
+                )
+            try:
+                tracker.load_state_dict(resume["tracker"])
+            except (ValueError, TypeError) as e:
+                logger.warning("could not resume the saved emissions run (%s): a new run starts", e)
+                resume = self._resume_state = None
+        start.resume = resume
+
+    def _every_rank_running(self, start: _Start, stage: str) -> bool:
+        """True when the tracker runs here and (distributed) on every rank: one all_gather.
+
+        Otherwise no rank measures the run: the tracker is put back as it was and False is
+        returned, or a ConfigError raised (after the collective) when that was the cause.
+        """
+        from codecarbon_callbacks import distributed
+
+        tracker, failure = start.tracker, start.failure
         running = failure is None and tracker is not None and bool(tracker.is_running)
-        if plan is not None and plan.distributed:
-            every_rank = self._every_rank_ok(running)
+        if start.plan is not None and start.plan.distributed:
+            every_rank = distributed.every_rank_ok(running)
         else:
             every_rank = running
-        if not every_rank:
-            if failure is not None:
-                logger.warning(
-                    "the emissions tracker could not start (%s): this %s run is not measured",
-                    failure,
-                    stage,
-                )
-            elif running:
-                logger.warning(
-                    "the emissions tracker of another rank could not start: this %s run is not "
-                    "measured on any rank (the ranks' windows must stay in step)",
-                    stage,
-                )
-            else:
-                logger.warning(
-                    "the emissions tracker did not start: this %s run is not measured", stage
-                )
-            self._abandon(tracker, started_here, previous_combiner, previous_writes)
-            self.active = False
-            if isinstance(failure, ConfigError):
-                # a configuration the hardware refuses (gpu_ids naming no visible GPU): the
-                # user's mistake, raised before any training step (after the collectives)
-                raise failure
-            return False
+        if every_rank:
+            return True
+        if failure is not None:
+            logger.warning(
+                "the emissions tracker could not start (%s): this %s run is not measured",
+                failure,
+                stage,
+            )
+        elif running:
+            logger.warning(
+                "the emissions tracker of another rank could not start: this %s run is not "
+                "measured on any rank (the ranks' windows must stay in step)",
+                stage,
+            )
+        else:
+            logger.warning(
+                "the emissions tracker did not start: this %s run is not measured", stage
+            )
+        distributed.abandon_tracker(
+            tracker, start.started_here, start.previous_combiner, start.previous_writes
+        )
+        self.active = False
+        if isinstance(failure, ConfigError):
+            # a configuration the hardware refuses (gpu_ids naming no visible GPU): the
+            # user's mistake, raised before any training step (after the collectives)
+            raise failure
+        return False
+
+    def _open_run(
+        self,
+        stage: str,
+        start: _Start,
+        *,
+        unit: str,
+        planned: float | None,
+        done: float,
+        info: Mapping[str, Any] | None,
+    ) -> None:
+        """The run's state, its first tiling window and its first point of progress."""
+        tracker = start.tracker
+        assert tracker is not None
+        resume = start.resume
         if resume is not None:
             self._epochs = list(resume.get("epochs", []))
             done = max(done, float(resume.get("done", 0.0)))
@@ -878,17 +761,17 @@ class EmissionsSession:
         self.stop_reason = None
         self.last_forecast = None
         self._records = []
-        self._run = _Run(
+        self._run = run = _Run(
             stage=stage,
             tracker=tracker,
-            started_here=started_here,
+            started_here=start.started_here,
             framework_info={},
             unit=unit,
             planned=planned,
-            plan=plan,
-            combiner=combiner,
-            previous_combiner=previous_combiner,
-            previous_writes=previous_writes,
+            plan=start.plan,
+            combiner=start.combiner,
+            previous_combiner=start.previous_combiner,
+            previous_writes=start.previous_writes,
         )
         self._last_tracker = tracker
         # The first tiling window opens right away, so that the windows cover the whole run.
@@ -898,97 +781,51 @@ class EmissionsSession:
             self._switch("phase", STAGE_PHASES[stage], stage, None)
         self.update_info(info or {})
         self._say_how_measured(tracker)
-        start = self._totals(self._run)
-        if start is None:
-            start = tracker.totals()
-        self._run.points.append(Progress(done, start.energy_consumed, start.emissions))
+        first = self._totals(run)
+        if first is None:
+            first = tracker.totals()
+        run.points.append(Progress(done, first.energy_consumed, first.emissions))
         if stage == "fit":
-            self._run.time_window_start_s = time.monotonic()
-            if self.window_every_n_steps:
-                self._run.step_window = self._open(
-                    "step", "other", f"steps from {int(done) if unit == 'step' else 0}", None
-                )
-            if self.window_every_seconds and combiner.distributed:
-                # Each rank's clock would close its time windows at different steps, and the
-                # combining collectives pair windows up by order: no time windows under DDP.
-                warn_once(
-                    "time-windows-ddp",
-                    "window_every_seconds is ignored in a distributed run (ranks would close "
-                    "time windows at different steps); use window_every_n_steps instead",
-                    log=logger,
-                    level=logging.WARNING,
-                    seen=_INFO_ONCE,
-                )
-            elif self.window_every_seconds:
-                self._run.time_window = self._open("time", "other", "time window 0", None)
-        if combiner.distributed:
-            self._install_sigterm_handler(self._run)
-        return True
+            self._open_overlapping_windows(run, done, unit)
+        if start.combiner.distributed:
+            self._install_sigterm_handler(run)
 
-    @staticmethod
-    def _abandon(
-        tracker: Any, started_here: bool, previous_combiner: Any, previous_writes: bool
-    ) -> None:
-        """A run that could not begin on every rank: leave no tracker running, write nothing."""
-        if tracker is None:
-            return
-        try:
-            if started_here and tracker.is_running:
-                tracker.set_distributed_hooks(None, False)
-                tracker.stop(status="incomplete")
-            else:
-                tracker.set_distributed_hooks(previous_combiner, previous_writes)
-        except Exception as e:
-            logger.debug("could not put the tracker back: %s", e)
+    def _open_overlapping_windows(self, run: _Run, done: float, unit: str) -> None:
+        """A fit's first step and time windows, when asked for."""
+        run.time_window_start_s = time.monotonic()
+        if self.window_every_n_steps:
+            run.step_window = self._open(
+                "step", "other", f"steps from {int(done) if unit == 'step' else 0}", None
+            )
+        if self.window_every_seconds and run.combiner is not None and run.combiner.distributed:
+            # Each rank's clock would close its time windows at different steps, and the
+            # combining collectives pair windows up by order: no time windows under DDP.
+            warn_once(
+                "time-windows-ddp",
+                "window_every_seconds is ignored in a distributed run (ranks would close "
+                "time windows at different steps); use window_every_n_steps instead",
+                log=logger,
+                level=logging.WARNING,
+                seen=_INFO_ONCE,
+            )
+        elif self.window_every_seconds:
+            run.time_window = self._open("time", "other", "time window 0", None)
 
     def _install_sigterm_handler(self, run: _Run) -> None:
-        """Write what this rank has when its launcher terminates it.
+        """Write what this rank has when its launcher terminates it (see
+        :func:`distributed.install_sigterm_handler`): the run ends as interrupted."""
+        from codecarbon_callbacks.distributed import install_sigterm_handler
 
-        When one rank dies, ``torchrun`` (and SLURM) send SIGTERM to the others, whose default
-        action ends the process without ``atexit``: rank zero would write nothing. Installed only
-        where nobody handles SIGTERM already (Lightning does, through on_exception), on the main
-        thread; the handler ends the run as interrupted (no collective), then lets the signal do
-        what it would have done.
-        """
-        import signal
-        import threading
+        def on_sigterm(signum: int) -> None:
+            if self._run is run:
+                logger.warning(
+                    "terminated by signal %d (did another rank fail?): "
+                    "writing what this rank measured",
+                    signum,
+                )
+                self.fail(SystemExit(128 + signum))
 
-        if threading.current_thread() is not threading.main_thread():
-            return
-        try:
-            if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-                return
-
-            def on_sigterm(signum: int, frame: Any) -> None:
-                try:
-                    signal.signal(signum, signal.SIG_DFL)
-                    if self._run is run:
-                        logger.warning(
-                            "terminated by signal %d (did another rank fail?): "
-                            "writing what this rank measured",
-                            signum,
-                        )
-                        self.fail(SystemExit(128 + signum))
-                finally:
-                    os.kill(os.getpid(), signum)
-
-            signal.signal(signal.SIGTERM, on_sigterm)
-            run.sigterm_handler = on_sigterm
-        except (ValueError, OSError) as e:  # not the main interpreter, or no signals here
-            logger.debug("no SIGTERM handler: %s", e)
-
-    @staticmethod
-    def _remove_sigterm_handler(run: _Run) -> None:
-        if run.sigterm_handler is None:
-            return
-        import signal
-
-        try:
-            if signal.getsignal(signal.SIGTERM) is run.sigterm_handler:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        except (ValueError, OSError):
-            pass
-        run.sigterm_handler = None
+        run.sigterm_handler = install_sigterm_handler(on_sigterm)
 
     def end_run(self, status: str | None = None) -> float | None:
         """The run ends: close its windows, stop the tracker if the session started it.
@@ -1010,7 +847,11 @@ class EmissionsSession:
         # figures); anything else is a failure path, where no collective may be started.
         normal_end = status in ("completed", "budget_stop")
         self._run = None  # re-entrancy: a failing output must not end the run twice
-        self._remove_sigterm_handler(run)
+        if run.sigterm_handler is not None:
+            from codecarbon_callbacks.distributed import remove_sigterm_handler
+
+            remove_sigterm_handler(run.sigterm_handler)
+            run.sigterm_handler = None
         open_windows = [w for w in (run.step_window, run.time_window, run.current) if w is not None]
         run.step_window = run.time_window = run.current = None
         run.status = status
@@ -1115,70 +956,23 @@ class EmissionsSession:
     # -- metadata --------------------------------------------------------------------------
 
     def boamps_task(self) -> dict[str, Any]:
-        """The BoAmps ``task`` (camelCase) built from the framework's information and the user's."""
+        """The BoAmps ``task`` (camelCase) built from the framework's information and the user's
+        (see :func:`~codecarbon_callbacks_core.output.boamps.task.build_task`)."""
         run = self._run
-        info = dict(run.framework_info) if run is not None else {}
         stage = run.stage if run is not None else "fit"
-        if self.task_stage:
-            task_stage = self.task_stage
-        elif stage == "fit" and info.get("pretrained"):
-            task_stage = "finetuning"
-        else:
-            task_stage = RUN_STAGES.get(stage, "training")
-        algorithm: dict[str, Any] = {"framework": self.framework}
-        if info.get("framework_version"):
-            algorithm["frameworkVersion"] = str(info["framework_version"])
-        if info.get("class_path"):
-            algorithm["classPath"] = str(info["class_path"])
-        if isinstance(info.get("parameters"), (int, float)):
-            algorithm["parametersNumber"] = float(info["parameters"]) / 1e9
-        if isinstance(info.get("layers"), (int, float)):
-            algorithm["layersNumber"] = info["layers"]
-        if stage == "fit" and isinstance(info.get("epochs"), (int, float)) and info["epochs"] > 0:
-            algorithm["epochsNumber"] = info["epochs"]
-        if info.get("optimizer"):
-            algorithm["optimizer"] = str(info["optimizer"])
-        if info.get("foundation_model"):
-            algorithm["foundationModelName"] = str(info["foundation_model"])
-        if info.get("quantization"):
-            algorithm["quantization"] = str(info["quantization"])
-        if info.get("training_type") and stage == "fit":
-            algorithm["trainingType"] = str(info["training_type"])
-        algorithm["algorithmType"] = str(info.get("algorithm_type", "neural network"))
-        dataset: dict[str, Any] = {"dataUsage": "input"}
-        data_type = info.get("data_type")
-        dataset["dataType"] = data_type if data_type in BOAMPS_DATA_TYPES else "other"
-        if isinstance(info.get("n_samples"), int):
-            dataset["dataQuantity"] = info["n_samples"]
-        if info.get("input_shape"):
-            dataset["shape"] = str(info["input_shape"])
-        task: dict[str, Any] = {
-            "taskStage": task_stage,
-            "algorithms": [algorithm],
-            "dataset": [dataset],
-        }
-        if self.task_family:
-            task["taskFamily"] = self.task_family
-        if stage != "fit" and isinstance(info.get("nb_request"), (int, float)):
-            task["nbRequest"] = info["nb_request"]
-        if self.dataset is not None:
-            task["dataset"] = [dict(d) for d in self.dataset]
-        if self.task:
-            for key, value in self.task.items():
-                if (
-                    key == "algorithms"
-                    and isinstance(value, list)
-                    and value
-                    and isinstance(value[0], Mapping)
-                ):
-                    merged = dict(algorithm)
-                    merged.update(value[0])
-                    task["algorithms"] = [merged, *value[1:]]
-                elif key == "dataset" and isinstance(value, list) and self.dataset is None:
-                    task["dataset"] = [dict(v) for v in value]
-                else:
-                    task[key] = value
-        return task
+        facts = task_facts(
+            self.framework,
+            run.framework_info if run is not None else {},
+            task_stage=RUN_STAGES.get(stage, "training"),
+            training=stage == "fit",
+        )
+        return build_task(
+            facts,
+            task_stage=self.task_stage,
+            task_family=self.task_family,
+            task=self.task,
+            dataset=self.dataset,
+        )
 
     def metadata(self) -> dict[str, Any]:
         """What the session adds to ``tracker.metadata`` (low-cardinality keys at the top)."""
@@ -1382,27 +1176,17 @@ class EmissionsSession:
             f"{prefix}duration_s": sum(r.duration for r in records),
         }
 
-    def _totals(self, run: _Run) -> Any:
+    def _totals(self, run: _Run) -> EmissionsData | None:
         """The run's totals so far: combined over ranks (a collective) in a distributed run.
 
         Call it only at points every rank reaches (run begin, epoch end, step-window close).
         """
-        try:
-            # as of the edge just taken (epoch end, step-window close): no second hardware read
-            local = run.tracker.totals(at_last_edge=True)
-        except Exception as e:
-            logger.debug("totals() failed: %s", e)
-            return None
-        combiner = run.combiner
-        if combiner is None or not combiner.distributed:
-            return local
-        try:
-            combined = combiner.inner.combine(local)
-        except Exception as e:
-            logger.warning("could not combine the ranks' totals: %s", e)
-            return local
-        run.last_sync = (combined, local)
-        return combined
+        from codecarbon_callbacks.distributed import run_totals
+
+        total, sync = run_totals(run.tracker, run.combiner)
+        if sync is not None:
+            run.last_sync = sync
+        return total
 
     def _totals_metrics(self, run: _Run) -> dict[str, float]:
         total = self._totals(run)
@@ -1468,10 +1252,17 @@ class EmissionsSession:
         if "total_energy_kwh" not in metrics:
             return
         energy, emissions = metrics["total_energy_kwh"], metrics["total_emissions_kg"]
-        ahead = outlook(run.points, Progress(done, energy, emissions), run.planned)
-        if ahead is None:
+        budget = Budget(self.max_energy_kwh, self.max_emissions_kg)
+        verdict = judge(
+            run.points,
+            Progress(done, energy, emissions),
+            planned=run.planned,
+            unit=run.unit,
+            budget=budget,
+        )
+        if verdict is None:
             return
-        forecast = ahead.forecast
+        forecast = verdict.forecast
         if forecast is not None:
             metrics.update(forecast)
             self.last_forecast = dict(forecast)
@@ -1483,34 +1274,19 @@ class EmissionsSession:
                 forecast["forecast_emissions_kg"],
                 energy,
             )
-            over = self._over_budget(
-                forecast["forecast_energy_kwh"], forecast["forecast_emissions_kg"]
-            )
-            if over and not run.forecast_warned:
+            if verdict.forecast_over and not run.forecast_warned:
                 run.forecast_warned = True
-                logger.warning("the run is forecast to exceed its budget: %s", over)
-        over = self._over_budget(ahead.next_energy_kwh, ahead.next_emissions_kg)
-        if over and not self.stop_requested:
+                logger.warning(
+                    "the run is forecast to exceed its budget: %s", verdict.forecast_over
+                )
+        if verdict.stop_reason and not self.stop_requested:
             self.stop_requested = True
-            self.stop_reason = (
-                f"budget: after {done:g} {run.unit}s the run has used {energy:.6g} kWh, "
-                f"{emissions:.6g} kg CO2eq; the next {ahead.window_units:g} {run.unit}(s) would "
-                f"bring it to {ahead.next_energy_kwh:.6g} kWh, {ahead.next_emissions_kg:.6g} kg "
-                f"CO2eq: {over}. Asking the trainer to stop."
-            )
+            self.stop_reason = verdict.stop_reason
             logger.warning("%s", self.stop_reason)
             try:
                 run.tracker.update_metadata({"budget_stop_reason": self.stop_reason})
             except Exception:
                 pass
-
-    def _over_budget(self, energy_kwh: float, emissions_kg: float) -> str | None:
-        return over_budget(
-            energy_kwh,
-            emissions_kg,
-            max_energy_kwh=self.max_energy_kwh,
-            max_emissions_kg=self.max_emissions_kg,
-        )
 
     # -- resume ----------------------------------------------------------------------------
 
@@ -1544,7 +1320,9 @@ class EmissionsSession:
             # A distributed run: the combined totals at the last point every rank reached, plus
             # what this rank measured since (no collective here: checkpoints are not always
             # saved on every rank).
-            tracker_state = _combined_state(tracker_state, *self._run.last_sync)
+            from codecarbon_callbacks.distributed import combined_state
+
+            tracker_state = combined_state(tracker_state, *self._run.last_sync)
         if tracker_state is None and self._resume_state is not None:
             return dict(self._resume_state)
         done = self._run.points[-1].done if self._run is not None and self._run.points else 0.0
