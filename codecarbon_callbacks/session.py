@@ -42,11 +42,8 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import math
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +54,15 @@ from codecarbon_callbacks_core.errors import ConfigError
 from codecarbon_callbacks_core.output.boamps.model import camel_keys as _camel_keys
 from codecarbon_callbacks_core.output.boamps.task import build_task
 
+from codecarbon_callbacks import run_tracker
+from codecarbon_callbacks.arguments import as_dict as _as_dict
+from codecarbon_callbacks.arguments import check_positive as _check_positive
+from codecarbon_callbacks.arguments import checkpoint_arguments, configuration_key
+from codecarbon_callbacks.extras import (  # noqa: F401  (their home before extras.py)
+    FRAMEWORK_EXTRAS,
+    install_hint,
+    missing_framework_error,
+)
 from codecarbon_callbacks.forecast import Budget, Progress, judge
 
 # model and data facts live in introspect.py; imported here too, where adapters and tests
@@ -81,18 +87,6 @@ if TYPE_CHECKING:  # imported when a run begins, not with the session
     from codecarbon_callbacks.distributed import RankPlan, SessionCombiner, SignalHandler
 
 logger = logging.getLogger(__name__)
-
-#: framework module -> extra of this distribution that installs it
-FRAMEWORK_EXTRAS: dict[str, str] = {
-    "lightning": "lightning",
-    "pytorch_lightning": "pytorch-lightning",
-    "transformers": "transformers",
-    "keras": "keras",
-    "accelerate": "transformers",  # the Hugging Face Trainer runs on it
-}
-
-#: what needs a module that is not a framework itself (named in the error)
-_NEEDED_BY: dict[str, str] = {"accelerate": "the Hugging Face Trainer"}
 
 #: run stages a session knows, and the BoAmps taskStage each maps to by default
 RUN_STAGES: dict[str, str] = {
@@ -125,198 +119,6 @@ EPOCH_METRIC_KEYS = (
 _OFFLINE_KEYS = ("country_iso_code", "country_2letter_iso_code", "cloud_provider")
 #: what this module has reported once (warn_once's keys), per process
 _INFO_ONCE: set[tuple[str, str]] = set()
-
-
-def install_hint(extra: str) -> str:
-    """How to install this distribution with an extra, from a release and from a clone.
-
-    Args:
-        extra: the extra's name, e.g. ``"keras"``.
-
-    Returns:
-        ``pip install "codecarbon-callbacks[keras]"``, and for a clone, run from its root,
-        ``pip install -e ./core -e ".[keras]"`` (the extra quoted, so that zsh does not expand
-        the brackets).
-    """
-    return (
-        f'pip install "codecarbon-callbacks[{extra}]" '
-        f'(from a clone, at its root: pip install -e ./core -e ".[{extra}]")'
-    )
-
-
-#: the modules Keras 3 backends import (the numpy backend imports jax)
-_KERAS_BACKEND_MODULES = frozenset({"tensorflow", "jax", "torch", "openvino"})
-
-
-def _keras_backend_cause(error: BaseException) -> str | None:
-    """Why keras, installed, could not be imported when its backend is the cause, else None.
-
-    Keras 3 imports its backend when it is imported: the one ``KERAS_BACKEND`` names, else the one
-    in ``~/.keras/keras.json``, else tensorflow. A backend that is not installed (or a name that
-    is not a backend) fails ``import keras`` although keras is installed.
-    """
-    import importlib.util
-
-    missing = str(getattr(error, "name", None) or "").split(".")[0]
-    # a backend module that is not installed, or a KERAS_BACKEND that names no backend
-    if missing not in _KERAS_BACKEND_MODULES and not isinstance(error, ValueError):
-        return None
-    try:
-        if importlib.util.find_spec("keras") is None:
-            return None
-    except (ImportError, ValueError):
-        return None
-    backend = os.environ.get("KERAS_BACKEND", "").strip()
-    which = (
-        f"KERAS_BACKEND={backend!r}"
-        if backend
-        else "KERAS_BACKEND is not set, so keras uses the backend of ~/.keras/keras.json, "
-        "by default tensorflow"
-    )
-    return (
-        f"keras is installed, but its backend could not be imported ({which}: "
-        f"{type(error).__name__}: {error}). Keras 3 needs a backend: install torch, jax or "
-        "tensorflow and name it in KERAS_BACKEND before keras is imported, e.g. "
-        "pip install torch and KERAS_BACKEND=torch."
-    )
-
-
-def missing_framework_error(
-    module: str, adapter: str, error: BaseException | None = None
-) -> ImportError:
-    """The ImportError an adapter raises when its framework cannot be imported.
-
-    The message names the real cause: the framework itself or a piece it needs (``accelerate``
-    for the Hugging Face Trainer) missing, with the install command (its extra quoted), or, for
-    keras, a backend that could not be imported (``KERAS_BACKEND``).
-
-    Args:
-        module: the framework's import name, e.g. ``"lightning"``.
-        adapter: the adapter module, e.g. ``"codecarbon_callbacks.lightning"``.
-        error: the original import error, for the message.
-    """
-    extra = FRAMEWORK_EXTRAS.get(module, module)
-    if module == "keras" and error is not None:
-        cause = _keras_backend_cause(error)
-        if cause is not None:
-            return ImportError(f"{adapter}: {cause}")
-    why = f" ({error})" if error is not None else ""
-    needed_by = f" ({_NEEDED_BY[module]} needs it)" if module in _NEEDED_BY else ""
-    return ImportError(
-        f"{adapter} needs the {module!r} package{needed_by}, which could not be imported{why}. "
-        f"Install it with: {install_hint(extra)}"
-    )
-
-
-#: tracker parameters holding a URL, which may carry a user:password or a token in its query
-URL_PARAMETERS = ("emissions_endpoint", "api_endpoint", "prometheus_url")
-
-
-def _json_able(value: Any) -> bool:
-    try:
-        json.dumps(value)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
-def _url_carries_secret(url: str) -> bool:
-    """Whether a URL may hold a secret: credentials (``user:password@``), a query, a fragment."""
-    return any(mark in url for mark in ("@", "?", "#"))
-
-
-def _url_without_secrets(url: str) -> str:
-    """``url`` without ``user:password@``, query and fragment: scheme, host, port and path."""
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        scheme, rest = "", url
-    rest = rest.split("#", 1)[0].split("?", 1)[0]
-    authority, slash, path = rest.partition("/")
-    return f"{scheme}{separator}{authority.rpartition('@')[2]}{slash}{path}"
-
-
-def checkpoint_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """The callback arguments a checkpoint may keep, to rebuild the callback on resume.
-
-    Only given (not None), JSON-able arguments, and never a secret: the secret parameters
-    (``api_key``, ``electricitymaps_api_token``, ``co2_signal_api_token``) are left out, and so
-    is a URL parameter (``emissions_endpoint``, ``api_endpoint``, ``prometheus_url``) that carries
-    credentials, a query or a fragment. A callback rebuilt from these takes those from its own
-    environment (``CODECARBON_*``, ``.codecarbon.config``).
-
-    Args:
-        arguments: the callback's arguments by name.
-
-    Returns:
-        A new dict, JSON-able.
-    """
-    from codecarbon_callbacks_core.config import SECRET_PARAMETERS
-
-    kept: dict[str, Any] = {}
-    for name, value in arguments.items():
-        if value is None or name in SECRET_PARAMETERS or not _json_able(value):
-            continue
-        if name in URL_PARAMETERS and isinstance(value, str) and _url_carries_secret(value):
-            continue
-        kept[name] = value
-    return json.loads(json.dumps(kept))
-
-
-def configuration_key(arguments: Mapping[str, Any]) -> str:
-    """A short digest that names a callback's configuration, the same in every process.
-
-    Computed from :func:`checkpoint_arguments` plus, for a URL parameter left out because it
-    carries a secret, that URL without its credentials, query and fragment (so two callbacks that
-    differ only in the host they report to differ). No secret goes into it. Arguments that are
-    not JSON-able (``output_handlers``, a logger object) do not count.
-
-    Args:
-        arguments: the callback's arguments by name.
-
-    Returns:
-        12 hexadecimal digits.
-    """
-    import hashlib
-
-    named = checkpoint_arguments(arguments)
-    for name in URL_PARAMETERS:
-        value = arguments.get(name)
-        if name not in named and isinstance(value, str):
-            named[name] = _url_without_secrets(value)
-    text = json.dumps(named, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _check_positive(name: str, value: Any, *, integer: bool = False) -> Any:
-    if value is None:
-        return None
-    kind = "a positive integer" if integer else "a positive number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be {kind} or None, got {value!r}")
-    if integer and not isinstance(value, int):
-        raise ValueError(f"{name} must be {kind} or None, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be {kind} or None, got {value!r}")
-    return value
-
-
-def _as_dict(value: Any, name: str) -> dict[str, Any]:
-    """A user-given task or dataset as a plain dict (dict, dataclass or object with to_dict())."""
-    if isinstance(value, Mapping):
-        return dict(value)
-    for method in ("to_dict", "model_dump", "dict"):
-        fn = getattr(value, method, None)
-        if callable(fn):
-            out = fn()
-            if isinstance(out, Mapping):
-                return {k: v for k, v in out.items() if v is not None}
-    import dataclasses
-
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
-    raise ValueError(
-        f"{name} must be a dict (BoAmps camelCase keys) or a BoAmps object, got {value!r}"
-    )
 
 
 # -- the session -----------------------------------------------------------------------------
@@ -361,20 +163,6 @@ class _Run:
     sigterm_handler: SignalHandler | None = None
     #: index in the session's records where the current epoch's begin (end_epoch scans from it)
     epoch_first_record: int = 0
-
-
-@dataclass
-class _Start:
-    """How a run's tracker was obtained and started (begin_run's steps fill it in turn)."""
-
-    combiner: SessionCombiner
-    resume: dict[str, Any] | None = None
-    tracker: BaseEmissionsTracker | None = None
-    plan: RankPlan | None = None
-    started_here: bool = False
-    previous_combiner: RecordCombinerFn | None = None
-    previous_writes: bool = True
-    failure: BaseException | None = None
 
 
 class EmissionsSession:
@@ -531,38 +319,18 @@ class EmissionsSession:
         writes_outputs: bool = True,
     ) -> BaseEmissionsTracker:
         """This run's tracker, built once from the resolved configuration with its hooks."""
-        from codecarbon_callbacks_core.tracker import EmissionsTracker, OfflineEmissionsTracker
-
-        cls = OfflineEmissionsTracker if self._offline() else EmissionsTracker
-        config = self._config()
-        if shares_machine:
-            # allow_multiple_runs=False means one run per machine: the job's other ranks on the
-            # machine are that same run, only its local rank zero takes the machine's lock.
-            config = dataclasses.replace(config, allow_multiple_runs=True)
-        return cls.from_config(
-            config,
-            components=list(components) if components is not None else None,
+        return run_tracker.new_tracker(
+            self._config(),
+            offline=self._offline(),
+            components=components,
+            shares_machine=shares_machine,
             record_combiner=record_combiner,
             writes_outputs=writes_outputs,
         )
 
     def _detect(self, config: TrackerConfig, *, user_warning: bool) -> list[Component]:
-        """This rank's hardware: the configured GPUs, else its CUDA device, else what it sees.
-
-        ``gpu_ids`` given: those (a rank driving several GPUs says so); a GPU that several ranks
-        offer is still measured once (:func:`distributed.assign_ranks`). The notes are logged on
-        every rank, issued as warnings only where ``user_warning`` (global rank zero).
-        """
-        from codecarbon_callbacks_core.hardware import detect_for_config, report_notes
-
-        from codecarbon_callbacks import distributed
-
-        gpu_ids = getattr(config, "gpu_ids", None)
-        if gpu_ids is None:
-            gpu_ids = distributed.local_gpu_ids()
-        components, notes = detect_for_config(config, gpu_ids=gpu_ids)
-        report_notes(notes, log=logger, seen=_INFO_ONCE, user_warning=user_warning)
-        return list(components)
+        """This rank's hardware (:func:`run_tracker.detect`), its notes logged here."""
+        return run_tracker.detect(config, user_warning=user_warning, log=logger, seen=_INFO_ONCE)
 
     @property
     def tracker(self) -> Any:
@@ -626,121 +394,36 @@ class EmissionsSession:
         resume = self._resume_state if stage == "fit" else None
         if stage != "fit":
             self._resume_state = None
-        start = _Start(combiner=SessionCombiner(None), resume=resume)
+        start = run_tracker.RunStart(combiner=SessionCombiner(None), resume=resume)
         try:  # a tracker that cannot start must not stop training
-            self._start_tracker(start, rank)
+            run_tracker.start_tracker(
+                start,
+                rank,
+                given_tracker=self._given_tracker,
+                build=self._new_tracker,
+                config=self._config,
+                detect=lambda config, warn: self._detect(config, user_warning=warn),
+                log=logger,
+            )
         except Exception as e:
             start.failure = e
-        if not self._every_rank_running(start, stage):
+        self.is_writer = start.writer
+        if start.resume_refused:
+            self._resume_state = None
+        if not run_tracker.every_rank_running(start, stage, logger):
+            self.active = False
+            if isinstance(start.failure, ConfigError):
+                # a configuration the hardware refuses (gpu_ids naming no visible GPU): the
+                # user's mistake, raised before any training step (after the collectives)
+                raise start.failure
             return False
         self._open_run(stage, start, unit=unit, planned=planned, done=done, info=info)
         return True
 
-    def _start_tracker(self, start: _Start, rank: int) -> None:
-        """Get this run's tracker (planned over the ranks when distributed), join it to the
-        session, apply a pending resume and start it (raises what went wrong)."""
-        from codecarbon_callbacks import distributed
-
-        if distributed.is_distributed():
-            start.tracker, start.plan, start.combiner, failure = distributed.rank_tracker(
-                rank,
-                given_tracker=self._given_tracker,
-                config=self._config,
-                detect=lambda config, warn: self._detect(config, user_warning=warn),
-                new_tracker=self._new_tracker,
-            )
-            if failure is not None:
-                raise failure
-        elif self._given_tracker is None:
-            start.tracker = self._new_tracker(
-                record_combiner=start.combiner, writes_outputs=self.is_writer
-            )
-        else:
-            start.tracker = self._given_tracker
-        tracker = start.tracker
-        assert tracker is not None  # rank_tracker gives one whenever it reports no failure
-        if start.plan is not None:
-            self.is_writer = start.plan.writes
-        if tracker is self._given_tracker:
-            # a tracker the user built joins the run through its public hooks, and gets
-            # its own back at the end of the run
-            start.previous_combiner = tracker.record_combiner
-            start.previous_writes = tracker.writes_outputs
-            tracker.set_distributed_hooks(start.combiner, start.previous_writes and self.is_writer)
-        self._load_resume(start, tracker)
-        if not tracker.is_running:
-            tracker.start()
-            start.started_here = True
-
-    def _load_resume(self, start: _Start, tracker: BaseEmissionsTracker) -> None:
-        """Give the tracker the saved state of a resumed run (``start.resume``), if any."""
-        from codecarbon_callbacks.distributed import zeroed_state
-
-        resume, plan = start.resume, start.plan
-        if resume is not None and plan is not None and plan.distributed and not plan.writes:
-            # The saved totals are the combined run's: rank zero carries them, the other
-            # ranks only continue the run_id (else they would be counted once per rank).
-            resume = dict(resume)
-            resume["tracker"] = zeroed_state(resume.get("tracker"))
-        if resume is not None and resume.get("tracker"):
-            if tracker.is_running:
-                logger.warning(
-                    "resuming into a tracker that is already running: the saved totals are "
-                    "added, but its run_id is kept only if no window closed yet"
-                )
-            try:
-                tracker.load_state_dict(resume["tracker"])
-            except (ValueError, TypeError) as e:
-                logger.warning("could not resume the saved emissions run (%s): a new run starts", e)
-                resume = self._resume_state = None
-        start.resume = resume
-
-    def _every_rank_running(self, start: _Start, stage: str) -> bool:
-        """True when the tracker runs here and (distributed) on every rank: one all_gather.
-
-        Otherwise no rank measures the run: the tracker is put back as it was and False is
-        returned, or a ConfigError raised (after the collective) when that was the cause.
-        """
-        from codecarbon_callbacks import distributed
-
-        tracker, failure = start.tracker, start.failure
-        running = failure is None and tracker is not None and bool(tracker.is_running)
-        if start.plan is not None and start.plan.distributed:
-            every_rank = distributed.every_rank_ok(running)
-        else:
-            every_rank = running
-        if every_rank:
-            return True
-        if failure is not None:
-            logger.warning(
-                "the emissions tracker could not start (%s): this %s run is not measured",
-                failure,
-                stage,
-            )
-        elif running:
-            logger.warning(
-                "the emissions tracker of another rank could not start: this %s run is not "
-                "measured on any rank (the ranks' windows must stay in step)",
-                stage,
-            )
-        else:
-            logger.warning(
-                "the emissions tracker did not start: this %s run is not measured", stage
-            )
-        distributed.abandon_tracker(
-            tracker, start.started_here, start.previous_combiner, start.previous_writes
-        )
-        self.active = False
-        if isinstance(failure, ConfigError):
-            # a configuration the hardware refuses (gpu_ids naming no visible GPU): the
-            # user's mistake, raised before any training step (after the collectives)
-            raise failure
-        return False
-
     def _open_run(
         self,
         stage: str,
-        start: _Start,
+        start: run_tracker.RunStart,
         *,
         unit: str,
         planned: float | None,
@@ -780,7 +463,7 @@ class EmissionsSession:
         else:
             self._switch("phase", STAGE_PHASES[stage], stage, None)
         self.update_info(info or {})
-        self._say_how_measured(tracker)
+        run_tracker.say_how_measured(tracker, log=logger, seen=_INFO_ONCE)
         first = self._totals(run)
         if first is None:
             first = tracker.totals()
@@ -885,36 +568,10 @@ class EmissionsSession:
                 pass
         if run.stage == "fit" and self.verbose and self.is_writer:
             try:
-                print(self._closing_line(run), flush=True)
+                print(run_tracker.closing_line(run.stage, run.status, run.tracker), flush=True)
             except Exception as e:  # a summary line is never worth a failure
                 logger.debug("no closing line: %s", e)
         return result
-
-    @staticmethod
-    def _closing_line(run: _Run) -> str:
-        """The line that ends a fit: its energy, emissions and where its reports are."""
-        tracker = run.tracker
-        data = None if tracker.is_running else tracker.final_emissions_data
-        if data is None:
-            data = tracker.totals(at_last_edge=True)
-        config = tracker.config
-        output_dir = os.path.abspath(config.output_dir)
-        methods = {getattr(m, "value", m) for m in config.output_methods}
-        names = []
-        if "csv" in methods:
-            names += [config.output_file, config.windows_output_file]
-        if "boamps" in methods:
-            names.append(f"boamps_report_{data.run_id}.json")
-        files = [n for n in names if os.path.isfile(os.path.join(output_dir, n))]
-        where = (
-            f"reports in {output_dir}: {', '.join(files)}"
-            if files
-            else f"no report file in {output_dir}"
-        )
-        return (
-            f"codecarbon-callbacks: {run.stage} {run.status}: "
-            f"{data.energy_consumed:.6g} kWh, {data.emissions:.6g} kg CO2eq; {where}"
-        )
 
     def fail(self, error: BaseException | None) -> None:
         """Training raised: write the partial run and the open windows with a status."""
@@ -1409,40 +1066,6 @@ class EmissionsSession:
             "forecast": dict(self.last_forecast) if self.last_forecast else None,
             "stop_reason": self.stop_reason,
         }
-
-    def _say_how_measured(self, tracker: Any) -> None:
-        try:
-            parts = [
-                f"{c.name} ({getattr(c.method, 'value', c.method)})" for c in tracker.components
-            ]
-            intensity = getattr(tracker, "intensity", None)
-            where = ""
-            if intensity is not None:
-                where = (
-                    f"; carbon intensity {intensity.g_per_kwh:.4g} g/kWh from {intensity.source}"
-                )
-            estimated = [
-                c.name
-                for c in tracker.components
-                if getattr(c.method, "value", c.method) in ("tdp_estimate", "constant")
-            ]
-            note = (
-                " (estimated, no hardware energy counter)"
-                if estimated and len(estimated) == len(parts)
-                else ""
-            )
-            warn_once(
-                "measured:" + ",".join(parts) + where,
-                "codecarbon_callbacks: measuring %s%s%s",
-                ", ".join(parts) or "nothing",
-                note,
-                where,
-                log=logger,
-                level=logging.INFO,
-                seen=_INFO_ONCE,
-            )
-        except Exception:
-            pass
 
 
 __all__ = [
