@@ -23,6 +23,7 @@ from codecarbon_callbacks_core._shared import warn_once
 if TYPE_CHECKING:  # the tracker and distributed modules are imported when a run begins
     from codecarbon_callbacks_core.config import TrackerConfig
     from codecarbon_callbacks_core.hardware.base import Component
+    from codecarbon_callbacks_core.records import EmissionsData, WindowRecord
     from codecarbon_callbacks_core.tracker import BaseEmissionsTracker
     from codecarbon_callbacks_core.tracker import RecordCombiner as RecordCombinerFn
 
@@ -293,6 +294,52 @@ def say_how_measured(
         pass
 
 
+def totals_summary(tracker: BaseEmissionsTracker) -> tuple[dict[str, Any], str | None]:
+    """The tracker's totals now (its final record once stopped) as the session's summary gives
+    them (kWh, kg CO2eq, s, g/kWh), and the run's status; ``({}, None)`` when it has none."""
+    data: EmissionsData | None = None
+    try:
+        data = tracker.totals()
+    except Exception:
+        data = getattr(tracker, "final_emissions_data", None)
+    if data is None:
+        return {}, None
+    totals = {
+        "run_id": data.run_id,
+        "energy_kwh": data.energy_consumed,
+        "cpu_energy_kwh": data.cpu_energy,
+        "gpu_energy_kwh": data.gpu_energy,
+        "ram_energy_kwh": data.ram_energy,
+        "emissions_kg": data.emissions,
+        "duration_s": data.duration,
+        "carbon_intensity_g_per_kwh": data.carbon_intensity_g_per_kwh,
+    }
+    return totals, data.status
+
+
+def windows_summary(records: Sequence[WindowRecord]) -> list[dict[str, Any]]:
+    """The window records as the session's summary gives them (kWh, kg CO2eq, s)."""
+    return [
+        {
+            "window_id": r.window_id,
+            "kind": r.kind,
+            "name": r.name,
+            "epoch": r.epoch,
+            "phase": r.phase,
+            "status": r.status,
+            "energy_kwh": r.energy_consumed,
+            "cpu_energy_kwh": r.cpu_energy,
+            "gpu_energy_kwh": r.gpu_energy,
+            "ram_energy_kwh": r.ram_energy,
+            "emissions_kg": r.emissions,
+            "duration_s": r.duration,
+            "start_timestamp": r.start_timestamp,
+            "end_timestamp": r.end_timestamp,
+        }
+        for r in records
+    ]
+
+
 __all__ = [
     "RunStart",
     "closing_line",
@@ -301,4 +348,6 @@ __all__ = [
     "new_tracker",
     "say_how_measured",
     "start_tracker",
+    "totals_summary",
+    "windows_summary",
 ]

@@ -19,14 +19,12 @@ the sum of its tiling windows:
 Optional step or time windows (``kind="step"`` / ``"time"``) overlap the tiling ones and are not
 part of that sum.
 
-Rank handling lives here, in :meth:`EmissionsSession.begin_run`: with a ``torch.distributed``
-process group, one all_gather decides who measures what (``distributed.plan_ranks``): each rank
-its own GPU, each machine's CPU and RAM once (process mode: each rank its process); every rank
-measures with its own tracker and closes the same windows, whose records are combined over the
-ranks at each close (``tracker.record_combiner``); only global rank zero's tracker writes outputs
-(``tracker.writes_outputs``), and adapters log only where :attr:`EmissionsSession.is_writer` is
-true. Budgets are decided on the combined figures, so every rank stops together; failure paths
-start no collective. See docs/distributed.md.
+Rank handling: every rank measures with its own tracker and closes the same windows; with a
+``torch.distributed`` process group one all_gather plans who measures what, records are combined
+over the ranks at each close and only global rank zero writes (``distributed.py``; adapters log
+only where :attr:`EmissionsSession.is_writer` is true). Budgets are decided on the combined
+figures, so every rank stops together; failure paths start no collective. See
+docs/distributed.md.
 
 The session is picklable until a run begins (Lightning's ``ddp_spawn`` pickles callbacks): the
 tracker is created in :meth:`begin_run`, and pickling a session drops what it created at run time.
@@ -1016,52 +1014,14 @@ class EmissionsSession:
     def summary(self) -> dict[str, Any]:
         """The run's totals and per-window and per-epoch figures, from memory (no file read)."""
         tracker = self.tracker
-        totals: dict[str, Any] = {}
-        status = None
-        if tracker is not None:
-            data = None
-            try:
-                data = tracker.totals()
-            except Exception:
-                data = getattr(tracker, "final_emissions_data", None)
-            if data is not None:
-                totals = {
-                    "run_id": data.run_id,
-                    "energy_kwh": data.energy_consumed,
-                    "cpu_energy_kwh": data.cpu_energy,
-                    "gpu_energy_kwh": data.gpu_energy,
-                    "ram_energy_kwh": data.ram_energy,
-                    "emissions_kg": data.emissions,
-                    "duration_s": data.duration,
-                    "carbon_intensity_g_per_kwh": data.carbon_intensity_g_per_kwh,
-                }
-                status = data.status
-        windows = [
-            {
-                "window_id": r.window_id,
-                "kind": r.kind,
-                "name": r.name,
-                "epoch": r.epoch,
-                "phase": r.phase,
-                "status": r.status,
-                "energy_kwh": r.energy_consumed,
-                "cpu_energy_kwh": r.cpu_energy,
-                "gpu_energy_kwh": r.gpu_energy,
-                "ram_energy_kwh": r.ram_energy,
-                "emissions_kg": r.emissions,
-                "duration_s": r.duration,
-                "start_timestamp": r.start_timestamp,
-                "end_timestamp": r.end_timestamp,
-            }
-            for r in self._records
-        ]
+        totals, status = run_tracker.totals_summary(tracker) if tracker is not None else ({}, None)
         return {
             "framework": self.framework,
             "run_id": totals.get("run_id"),
             "status": status,
             "stage": self._run.stage if self._run is not None else None,
             "totals": totals,
-            "windows": windows,
+            "windows": run_tracker.windows_summary(self._records),
             "epochs": [dict(e) for e in self._epochs],
             "forecast": dict(self.last_forecast) if self.last_forecast else None,
             "stop_reason": self.stop_reason,
