@@ -6,7 +6,9 @@ tracker from the resolved configuration (:func:`new_tracker`), find this rank's 
 (:func:`detect`), get and start the run's tracker, planned over the ranks when distributed
 (:func:`start_tracker`), check that it runs on every rank (:func:`every_rank_running`), say how
 it measures (:func:`say_how_measured`) and, when a fit ends, where its reports are
-(:func:`closing_line`). Messages go to the logger the caller passes (the session's).
+(:func:`closing_line`), and its totals and windows as the session's summary gives them
+(:func:`totals_summary`, :func:`windows_summary`). Messages go to the logger the caller
+passes (the session's).
 """
 
 from __future__ import annotations
