@@ -9,6 +9,7 @@ logs, and asks the trainer to stop.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 
@@ -134,9 +135,15 @@ def judge(
     planned: float | None,
     unit: str,
     budget: Budget,
+    forecast_warned: bool = False,
+    log: logging.Logger | None = None,
 ) -> Verdict | None:
     """Append ``point`` to ``points`` (as :func:`outlook`) and weigh the outlook against the
-    budget; None when no unit (``unit``: ``epoch`` or ``step``) was done since the last point."""
+    budget; None when no unit (``unit``: ``epoch`` or ``step``) was done since the last point.
+
+    With ``log``, the forecast is logged there (INFO), and that it exceeds the budget (WARNING)
+    unless ``forecast_warned`` (the run was told already).
+    """
     ahead = outlook(points, point, planned)
     if ahead is None:
         return None
@@ -146,6 +153,17 @@ def judge(
         forecast_over = budget.over(
             forecast["forecast_energy_kwh"], forecast["forecast_emissions_kg"]
         )
+        if log is not None:
+            log.info(
+                "forecast for %g %ss: %.6g kWh, %.6g kg CO2eq (%.6g kWh so far)",
+                planned,
+                unit,
+                forecast["forecast_energy_kwh"],
+                forecast["forecast_emissions_kg"],
+                point.energy_kwh,
+            )
+            if forecast_over and not forecast_warned:
+                log.warning("the run is forecast to exceed its budget: %s", forecast_over)
     over = budget.over(ahead.next_energy_kwh, ahead.next_emissions_kg)
     reason = None
     if over:

@@ -904,36 +904,25 @@ class EmissionsSession:
     # -- forecast and budget ---------------------------------------------------------------
 
     def _progress(self, run: _Run, done: float, metrics: dict[str, float]) -> None:
+        """A new point of progress: forecast into ``metrics``, and a stop when over budget."""
         if "total_energy_kwh" not in metrics:
             return
-        energy, emissions = metrics["total_energy_kwh"], metrics["total_emissions_kg"]
-        budget = Budget(self.max_energy_kwh, self.max_emissions_kg)
+        point = Progress(done, metrics["total_energy_kwh"], metrics["total_emissions_kg"])
         verdict = judge(
             run.points,
-            Progress(done, energy, emissions),
+            point,
             planned=run.planned,
             unit=run.unit,
-            budget=budget,
+            budget=Budget(self.max_energy_kwh, self.max_emissions_kg),
+            forecast_warned=run.forecast_warned,
+            log=logger,
         )
         if verdict is None:
             return
-        forecast = verdict.forecast
-        if forecast is not None:
-            metrics.update(forecast)
-            self.last_forecast = dict(forecast)
-            logger.info(
-                "forecast for %g %ss: %.6g kWh, %.6g kg CO2eq (%.6g kWh so far)",
-                run.planned,
-                run.unit,
-                forecast["forecast_energy_kwh"],
-                forecast["forecast_emissions_kg"],
-                energy,
-            )
-            if verdict.forecast_over and not run.forecast_warned:
-                run.forecast_warned = True
-                logger.warning(
-                    "the run is forecast to exceed its budget: %s", verdict.forecast_over
-                )
+        if verdict.forecast is not None:
+            metrics.update(verdict.forecast)
+            self.last_forecast = dict(verdict.forecast)
+        run.forecast_warned = run.forecast_warned or bool(verdict.forecast_over)
         if verdict.stop_reason and not self.stop_requested:
             self.stop_requested = True
             self.stop_reason = verdict.stop_reason
