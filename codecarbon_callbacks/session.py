@@ -78,7 +78,7 @@ from codecarbon_callbacks.introspect import (  # noqa: F401
 if TYPE_CHECKING:  # imported when a run begins, not with the session
     from codecarbon_callbacks_core.config import TrackerConfig
     from codecarbon_callbacks_core.hardware.base import Component
-    from codecarbon_callbacks_core.records import EmissionsData
+    from codecarbon_callbacks_core.records import EmissionsData, WindowRecord
     from codecarbon_callbacks_core.tracker import BaseEmissionsTracker
     from codecarbon_callbacks_core.tracker import RecordCombiner as RecordCombinerFn
 
@@ -331,7 +331,7 @@ class EmissionsSession:
         return run_tracker.detect(config, user_warning=user_warning, log=logger, seen=_INFO_ONCE)
 
     @property
-    def tracker(self) -> Any:
+    def tracker(self) -> BaseEmissionsTracker | None:
         """The tracker of the current (or last) run, or the one given; None before any run."""
         if self._run is not None:
             return self._run.tracker
@@ -540,7 +540,7 @@ class EmissionsSession:
         if run.started_here:
             # The tracker closes the open windows at its own final snapshot, so the windows tile
             # the run to its very end; the session's combiner keeps their records.
-            capture: list[Any] = []
+            capture: list[EmissionsData] = []
             if run.combiner is not None:
                 run.combiner.capture = capture
             try:
@@ -655,7 +655,7 @@ class EmissionsSession:
         window_id = run.tracker.open_window(kind, name, epoch=epoch, phase=phase)
         return _Open(window_id, kind, phase, name, epoch)
 
-    def _close(self, run: _Run, window: _Open, *, status: str = "completed") -> Any:
+    def _close(self, run: _Run, window: _Open, *, status: str = "completed") -> WindowRecord:
         record = run.tracker.close_window(window.window_id, status=status)
         self._records.append(record)
         return record
@@ -821,7 +821,7 @@ class EmissionsSession:
         self._epochs.append(row)
         return metrics
 
-    def _sum_records(self, records: Sequence[Any], prefix: str) -> dict[str, float]:
+    def _sum_records(self, records: Sequence[WindowRecord], prefix: str) -> dict[str, float]:
         return {
             f"{prefix}energy_kwh": sum(r.energy_consumed for r in records),
             f"{prefix}cpu_energy_kwh": sum(r.cpu_energy for r in records),
@@ -894,7 +894,7 @@ class EmissionsSession:
         return out
 
     @staticmethod
-    def _window_metrics(record: Any) -> dict[str, float]:
+    def _window_metrics(record: WindowRecord) -> dict[str, float]:
         return {
             "window_energy_kwh": record.energy_consumed,
             "window_emissions_kg": record.emissions,
