@@ -23,12 +23,24 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from codecarbon_callbacks_core._shared import imported_torch
-from codecarbon_callbacks_core.records import RANK_SUMMED_FIELDS, EmissionsData, WindowRecord
+from codecarbon_callbacks_core._shared import imported_torch, warn_once
+from codecarbon_callbacks_core.records import (
+    RANK_SUMMED_FIELDS,
+    STATE_KEYS,
+    EmissionsData,
+    WindowRecord,
+)
+
+if TYPE_CHECKING:  # the tracker module is imported when the first run begins
+    from codecarbon_callbacks_core.config import TrackerConfig
+    from codecarbon_callbacks_core.hardware.base import Component
+    from codecarbon_callbacks_core.tracker import BaseEmissionsTracker
+    from codecarbon_callbacks_core.tracker import RecordCombiner as RecordCombinerFn
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +213,36 @@ def _machine_entry(r: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _per_machine(
+    ordered: Sequence[Mapping[str, Any]],
+) -> tuple[
+    dict[str, dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[Mapping[str, Any]]
+]:
+    """The ranks' records (by rank) grouped by machine: ``(machines, gpus, components,
+    host_records)``, the last being the records of the ranks that measured a CPU or RAM."""
+    machines: dict[str, dict[str, Any]] = {}
+    gpus: list[dict[str, Any]] = []
+    components: list[dict[str, Any]] = []
+    host_records: list[Mapping[str, Any]] = []
+    for r in ordered:
+        m = machines.setdefault(str(r["machine"]), _machine_entry(r))
+        m["ranks"].append(int(r["rank"]))
+        for kind in ("cpu", "gpu", "ram"):
+            m[f"{kind}_energy_kwh"] += float(r.get(f"{kind}_energy") or 0.0)
+        m["energy_kwh"] += float(r.get("energy_consumed") or 0.0)
+        m["gpu_count"] += int(r.get("gpu_count") or 0)
+        rank_components = (r.get("metadata") or {}).get("components", [])
+        if any(c.get("kind") in ("cpu", "ram") for c in rank_components):
+            m["host_measured_by"].append(int(r["rank"]))
+            host_records.append(r)
+        for c in rank_components:
+            item = dict(c, rank=int(r["rank"]), machine=r["machine"])
+            components.append(item)
+            if c.get("kind") == "gpu":
+                gpus.append(item)
+    return machines, gpus, components, host_records
+
+
 def combine_records(records: Sequence[Mapping[str, Any]], template: EmissionsData) -> EmissionsData:
     """One record from the ranks' records (dicts with ``rank`` and ``machine`` added).
 
@@ -238,26 +280,7 @@ def combine_records(records: Sequence[Mapping[str, Any]], template: EmissionsDat
     if len(statuses) > 1:
         combined.status = "incomplete" if "incomplete" in statuses else min(statuses)
 
-    machines: dict[str, dict[str, Any]] = {}
-    gpus: list[dict[str, Any]] = []
-    components: list[dict[str, Any]] = []
-    host_records: list[Mapping[str, Any]] = []
-    for r in ordered:
-        m = machines.setdefault(str(r["machine"]), _machine_entry(r))
-        m["ranks"].append(int(r["rank"]))
-        for kind in ("cpu", "gpu", "ram"):
-            m[f"{kind}_energy_kwh"] += float(r.get(f"{kind}_energy") or 0.0)
-        m["energy_kwh"] += float(r.get("energy_consumed") or 0.0)
-        m["gpu_count"] += int(r.get("gpu_count") or 0)
-        rank_components = (r.get("metadata") or {}).get("components", [])
-        if any(c.get("kind") in ("cpu", "ram") for c in rank_components):
-            m["host_measured_by"].append(int(r["rank"]))
-            host_records.append(r)
-        for c in rank_components:
-            item = dict(c, rank=int(r["rank"]), machine=r["machine"])
-            components.append(item)
-            if c.get("kind") == "gpu":
-                gpus.append(item)
+    machines, gpus, components, host_records = _per_machine(ordered)
     combined.cpu_count = int(sum(m["cpu_count"] for m in machines.values()))
     combined.ram_total_size = float(sum(m["ram_total_size"] for m in machines.values()))
     cpu_models = sorted({m["cpu_model"] for m in machines.values() if m["cpu_model"]})
@@ -340,15 +363,380 @@ class RecordCombiner:
         return self(record, True)
 
 
+# -- a session's run on the ranks: plan, build, agree, stop together, signals -----------------
+
+#: the state_dict figures summed over ranks (records.py owns both lists)
+_STATE_FIGURES = tuple(
+    (key, name) for key, name in STATE_KEYS.items() if name in RANK_SUMMED_FIELDS
+)
+#: what this module has reported once (warn_once's keys), per process
+_INFO_ONCE: set[tuple[str, str]] = set()
+
+
+def zeroed_state(state: Any) -> Any:
+    """A tracker state with its run_id and no figures (the other ranks of a resumed run)."""
+    if not isinstance(state, Mapping):
+        return state
+    out = dict(state)
+    for key, _ in _STATE_FIGURES:
+        if key in out:
+            out[key] = 0.0
+    return out
+
+
+def combined_state(
+    state: dict[str, Any], combined: EmissionsData, local: EmissionsData
+) -> dict[str, Any]:
+    """``state`` (this rank's) with the combined figures at the last sync plus this rank's since."""
+    out = dict(state)
+    for key, attr in _STATE_FIGURES:
+        if key in out:
+            out[key] = float(getattr(combined, attr)) + (
+                float(out[key]) - float(getattr(local, attr))
+            )
+    return out
+
+
+class SessionCombiner:
+    """The tracker's ``record_combiner`` during a session's run.
+
+    Combines ranks' records in a distributed run (:class:`RecordCombiner`) and keeps the
+    window records the tracker closes itself at stop(), so that the session sees every window.
+
+    Args:
+        inner: the distributed run's combiner; None: records pass through.
+    """
+
+    def __init__(self, inner: RecordCombiner | None = None) -> None:
+        self.inner = inner
+        #: while a list, every window record passing through is appended to it
+        self.capture: list[EmissionsData] | None = None
+
+    @property
+    def distributed(self) -> bool:
+        return self.inner is not None and bool(getattr(self.inner.plan, "distributed", False))
+
+    def __call__(self, record: EmissionsData, collective: bool) -> EmissionsData:
+        try:
+            out = self.inner(record, collective) if self.inner is not None else record
+        except Exception:
+            self._keep(record)
+            raise
+        self._keep(out)
+        return out
+
+    def _keep(self, record: EmissionsData) -> None:
+        if self.capture is not None and getattr(record, "window_id", None):
+            self.capture.append(record)
+
+
+def run_totals(
+    tracker: BaseEmissionsTracker, combiner: SessionCombiner | None
+) -> tuple[EmissionsData | None, tuple[EmissionsData, EmissionsData] | None]:
+    """A run's totals as of its last edge, combined over ranks (a collective) when distributed.
+
+    Call it only at points every rank reaches (run begin, epoch end, step-window close).
+
+    Returns:
+        ``(totals, sync)``: ``totals`` None when the tracker could not give them; ``sync`` the
+        ``(combined, local)`` pair when the ranks' totals were combined, else None.
+    """
+    try:
+        # as of the edge just taken (epoch end, step-window close): no second hardware read
+        local = tracker.totals(at_last_edge=True)
+    except Exception as e:
+        logger.debug("totals() failed: %s", e)
+        return None, None
+    if combiner is None or combiner.inner is None or not combiner.distributed:
+        return local, None
+    try:
+        combined = combiner.inner.combine(local)
+    except Exception as e:
+        logger.warning("could not combine the ranks' totals: %s", e)
+        return local, None
+    return combined, (combined, local)
+
+
+class TrackerFactory(Protocol):
+    """Builds a run's tracker from the session's resolved configuration."""
+
+    def __call__(
+        self,
+        components: Sequence[Component] | None = None,
+        *,
+        shares_machine: bool = False,
+        record_combiner: RecordCombinerFn | None = None,
+        writes_outputs: bool = True,
+    ) -> BaseEmissionsTracker: ...
+
+
+class RankTracker(NamedTuple):
+    """What :func:`rank_tracker` gives a rank: its tracker (None or the given one after an
+    error), its plan (None: planning failed), the session's combiner, and why it failed."""
+
+    tracker: BaseEmissionsTracker | None
+    plan: RankPlan | None
+    combiner: SessionCombiner
+    error: BaseException | None
+
+
+def _gpu_uuid(component: Component) -> str:
+    return str(getattr(component, "uuid", None) or component.name)
+
+
+def _close_quietly(components: Sequence[Component]) -> None:
+    for component in components:
+        try:
+            component.close()
+        except Exception as e:
+            logger.debug("could not close %s: %s", getattr(component, "name", component), e)
+
+
+def _offer(
+    rank: int,
+    given_tracker: BaseEmissionsTracker | None,
+    config: Callable[[], TrackerConfig],
+    detect: Callable[[TrackerConfig, bool], list[Component]],
+) -> tuple[str, list[Component] | None, list[str] | None, BaseException | None]:
+    """This rank's tracking mode, components found, GPUs offered and error, never raising."""
+    components: list[Component] | None = None
+    offers: list[str] | None = None
+    mode = "machine"
+    try:
+        resolved = given_tracker.config if given_tracker is not None else config()
+        mode = str(getattr(resolved, "tracking_mode", "machine") or "machine")
+        if given_tracker is None:
+            components = detect(resolved, rank == 0)
+            offers = [_gpu_uuid(c) for c in components if c.kind == "gpu"]
+    except Exception as e:  # still take part in the collective that follows
+        return mode, components, offers, e
+    return mode, components, offers, None
+
+
+def _plan_or_none(mode: str, offers: list[str] | None, rank: int) -> RankPlan | None:
+    try:
+        return plan_ranks(mode, gpu_uuids=offers)
+    except Exception as e:
+        logger.warning(
+            "could not plan the distributed measurement (%s): rank %s measures alone and "
+            "only rank 0 writes",
+            e,
+            rank,
+        )
+        return None
+
+
+def _planned_components(plan: RankPlan, components: list[Component]) -> list[Component]:
+    """The components the plan gives this rank; the others are closed."""
+    wanted = {_uuid_key(u) for u in plan.gpu_uuids or ()}
+    kept = []
+    for c in components:
+        if c.kind == "gpu":
+            keep = _uuid_key(_gpu_uuid(c)) in wanted
+        else:
+            keep = plan.measures_host
+        if keep:
+            kept.append(c)
+        else:
+            _close_quietly([c])
+    return kept
+
+
+def _log_plan(plan: RankPlan, kept: Sequence[Component], mode: str) -> None:
+    gpus = [c.name for c in kept if c.kind == "gpu"]
+    logger.info(
+        "codecarbon_callbacks: rank %d of %d on %s measures %s%s",
+        plan.rank,
+        plan.world_size,
+        plan.machine,
+        "its machine's CPU and RAM"
+        if plan.measures_host and mode == "machine"
+        else "its process's CPU and RAM"
+        if plan.measures_host
+        else "no CPU or RAM",
+        f" and {', '.join(gpus)}" if gpus else "",
+    )
+
+
+def _warn_given_tracker() -> None:
+    warn_once(
+        "given-tracker-distributed",
+        "a distributed run with a tracker you built: each rank's tracker measures what it "
+        "was configured with (CPU and RAM may be counted once per rank). Pass the "
+        "tracker's parameters to the callback instead so that each machine's CPU and RAM "
+        "are measured once and each rank measures only its own GPU.",
+        log=logger,
+        level=logging.WARNING,
+        seen=_INFO_ONCE,
+    )
+
+
+def rank_tracker(
+    rank: int,
+    *,
+    given_tracker: BaseEmissionsTracker | None,
+    config: Callable[[], TrackerConfig],
+    detect: Callable[[TrackerConfig, bool], list[Component]],
+    new_tracker: TrackerFactory,
+) -> RankTracker:
+    """Every rank of a distributed run: plan who measures what, build this rank's tracker.
+
+    A point every rank reaches (one all_gather). It never raises, so that a rank whose tracker
+    cannot be built still reaches the collectives that follow (``error`` says why; ``tracker``
+    may then be None). The tracker is built once, after the plan, with what this rank measures
+    and its record combiner.
+
+    Args:
+        rank: the process's global rank (rank zero writes when planning fails).
+        given_tracker: a tracker the user built (measures what it was configured with), or None.
+        config: the session's resolved tracker configuration (raises ``ConfigError``).
+        detect: this rank's hardware for a configuration; its second argument is True where
+            notes are issued as user warnings (global rank zero).
+        new_tracker: builds the tracker from the components this rank measures.
+    """
+    mode, components, offers, error = _offer(rank, given_tracker, config, detect)
+    plan = _plan_or_none(mode, offers, rank)
+    combiner = SessionCombiner(
+        RecordCombiner(plan) if plan is not None and plan.distributed else None
+    )
+    if error is not None:
+        _close_quietly(components or ())
+        return RankTracker(given_tracker, plan, combiner, error)
+    if components is None:  # a tracker the user built
+        if plan is not None and given_tracker is not None:
+            _warn_given_tracker()
+        return RankTracker(given_tracker, plan, combiner, None)
+    # no plan: this rank measures what it found, rank zero writes
+    kept = components if plan is None else _planned_components(plan, components)
+    try:
+        tracker = new_tracker(
+            components=kept,
+            shares_machine=plan is not None and not plan.first_on_machine,
+            record_combiner=combiner,
+            writes_outputs=plan.writes if plan is not None else rank == 0,
+        )
+    except Exception as e:
+        _close_quietly(kept)
+        return RankTracker(None, plan, combiner, e)
+    if plan is not None:
+        _log_plan(plan, kept, mode)
+    return RankTracker(tracker, plan, combiner, None)
+
+
+def every_rank_ok(ok: bool) -> bool:
+    """True when the run could begin on every rank (one all_gather every rank reaches).
+
+    A rank without a running tracker would not close the windows the others combine, and
+    they would wait for it forever: then no rank measures this run.
+    """
+    dist = _dist()
+    if dist is None:
+        return ok
+    try:
+        gathered: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, bool(ok))
+    except Exception as e:
+        logger.warning("could not check that every rank's tracker started: %s", e)
+        return False
+    return all(bool(g) for g in gathered)
+
+
+def abandon_tracker(
+    tracker: BaseEmissionsTracker | None,
+    started_here: bool,
+    previous_combiner: RecordCombinerFn | None,
+    previous_writes: bool,
+) -> None:
+    """A run that could not begin on every rank: leave no tracker running, write nothing.
+
+    A tracker started for the run is stopped as ``incomplete`` without outputs; a tracker the
+    user built gets its own ``record_combiner`` and ``writes_outputs`` back.
+    """
+    if tracker is None:
+        return
+    try:
+        if started_here and tracker.is_running:
+            tracker.set_distributed_hooks(None, False)
+            tracker.stop(status="incomplete")
+        else:
+            tracker.set_distributed_hooks(previous_combiner, previous_writes)
+    except Exception as e:
+        logger.debug("could not put the tracker back: %s", e)
+
+
+SignalHandler = Callable[[int, FrameType | None], None]
+
+
+def install_sigterm_handler(on_sigterm: Callable[[int], None]) -> SignalHandler | None:
+    """Let a rank write what it has when its launcher terminates it.
+
+    When one rank dies, ``torchrun`` (and SLURM) send SIGTERM to the others, whose default
+    action ends the process without ``atexit``: rank zero would write nothing. Installed only
+    where nobody handles SIGTERM already (Lightning does, through on_exception), on the main
+    thread; the handler puts the default action back, calls ``on_sigterm(signum)`` (which ends
+    the run as interrupted, without any collective), then lets the signal do what it would have
+    done.
+
+    Returns:
+        The handler installed (for :func:`remove_sigterm_handler`), or None when none was.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return None
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            try:
+                signal.signal(signum, signal.SIG_DFL)
+                on_sigterm(signum)
+            finally:
+                os.kill(os.getpid(), signum)
+
+        signal.signal(signal.SIGTERM, handler)
+        return handler
+    except (ValueError, OSError) as e:  # not the main interpreter, or no signals here
+        logger.debug("no SIGTERM handler: %s", e)
+        return None
+
+
+def remove_sigterm_handler(handler: SignalHandler | None) -> None:
+    """Put SIGTERM's default action back if ``handler`` (from :func:`install_sigterm_handler`)
+    is still the one installed."""
+    if handler is None:
+        return
+    import signal
+
+    try:
+        if signal.getsignal(signal.SIGTERM) is handler:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except (ValueError, OSError):
+        pass
+
+
 __all__ = [
     "MACHINE_ID_ENV",
     "RankPlan",
+    "RankTracker",
     "RecordCombiner",
+    "SessionCombiner",
+    "TrackerFactory",
     "WindowRecord",
+    "abandon_tracker",
     "assign_ranks",
     "combine_records",
+    "combined_state",
+    "every_rank_ok",
+    "install_sigterm_handler",
     "is_distributed",
     "local_gpu_ids",
     "machine_id",
     "plan_ranks",
+    "rank_tracker",
+    "remove_sigterm_handler",
+    "run_totals",
+    "zeroed_state",
 ]

@@ -9,6 +9,7 @@ logs, and asks the trainer to stop.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 
@@ -94,4 +95,85 @@ def over_budget(
     return "; ".join(reasons) or None
 
 
-__all__ = ["Outlook", "Progress", "outlook", "over_budget"]
+@dataclass(frozen=True)
+class Budget:
+    """A run's limits, each None when not set: energy (kWh) and emissions (kg CO2eq)."""
+
+    max_energy_kwh: float | None = None
+    max_emissions_kg: float | None = None
+
+    def over(self, energy_kwh: float, emissions_kg: float) -> str | None:
+        """Why these figures exceed the limits, or None (see :func:`over_budget`)."""
+        return over_budget(
+            energy_kwh,
+            emissions_kg,
+            max_energy_kwh=self.max_energy_kwh,
+            max_emissions_kg=self.max_emissions_kg,
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a new point of progress means for the run.
+
+    Attributes:
+        forecast: as :attr:`Outlook.forecast`.
+        forecast_over: why the forecast exceeds the budget, or None.
+        stop_reason: why training should stop now (the next window would exceed the budget),
+            a sentence for the user, or None.
+    """
+
+    forecast: dict[str, float] | None
+    forecast_over: str | None
+    stop_reason: str | None
+
+
+def judge(
+    points: list[Progress],
+    point: Progress,
+    *,
+    planned: float | None,
+    unit: str,
+    budget: Budget,
+    forecast_warned: bool = False,
+    log: logging.Logger | None = None,
+) -> Verdict | None:
+    """Append ``point`` to ``points`` (as :func:`outlook`) and weigh the outlook against the
+    budget; None when no unit (``unit``: ``epoch`` or ``step``) was done since the last point.
+
+    With ``log``, the forecast is logged there (INFO), and that it exceeds the budget (WARNING)
+    unless ``forecast_warned`` (the run was told already).
+    """
+    ahead = outlook(points, point, planned)
+    if ahead is None:
+        return None
+    forecast = ahead.forecast
+    forecast_over = None
+    if forecast is not None:
+        forecast_over = budget.over(
+            forecast["forecast_energy_kwh"], forecast["forecast_emissions_kg"]
+        )
+        if log is not None:
+            log.info(
+                "forecast for %g %ss: %.6g kWh, %.6g kg CO2eq (%.6g kWh so far)",
+                planned,
+                unit,
+                forecast["forecast_energy_kwh"],
+                forecast["forecast_emissions_kg"],
+                point.energy_kwh,
+            )
+            if forecast_over and not forecast_warned:
+                log.warning("the run is forecast to exceed its budget: %s", forecast_over)
+    over = budget.over(ahead.next_energy_kwh, ahead.next_emissions_kg)
+    reason = None
+    if over:
+        reason = (
+            f"budget: after {point.done:g} {unit}s the run has used {point.energy_kwh:.6g} kWh, "
+            f"{point.emissions_kg:.6g} kg CO2eq; the next {ahead.window_units:g} {unit}(s) would "
+            f"bring it to {ahead.next_energy_kwh:.6g} kWh, {ahead.next_emissions_kg:.6g} kg "
+            f"CO2eq: {over}. Asking the trainer to stop."
+        )
+    return Verdict(forecast, forecast_over, reason)
+
+
+__all__ = ["Budget", "Outlook", "Progress", "Verdict", "judge", "outlook", "over_budget"]

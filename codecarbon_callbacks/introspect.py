@@ -11,6 +11,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from codecarbon_callbacks_core.output.boamps.task import TaskFacts
+
 logger = logging.getLogger(__name__)
 
 #: BoAmps ``quantization`` of a model's weight dtype
@@ -33,25 +35,35 @@ def guess_data_type(sample: Any) -> str:
     are ``image``; 4-D arrays are ``video``; booleans are ``boolean``.
     """
     if isinstance(sample, Mapping):
-        if "input_ids" in sample:
-            return "token"
-        for key in ("pixel_values", "image", "images"):
-            if key in sample:
-                return "image"
-        for key in ("input_values", "input_features", "audio"):
-            if key in sample:
-                return "audio"
-        return "other"
+        return _mapping_data_type(sample)
     if isinstance(sample, (tuple, list)) and sample and not isinstance(sample[0], (int, float)):
         return guess_data_type(sample[0])
     if isinstance(sample, str):
         return "text"
     shape = _shape_of(sample)
-    dtype = str(getattr(sample, "dtype", "")).lower()
     if shape is None:
-        if isinstance(sample, (list, tuple)):
-            return "tabular"
-        return "other"
+        return "tabular" if isinstance(sample, (list, tuple)) else "other"
+    return _array_data_type(shape, str(getattr(sample, "dtype", "")).lower())
+
+
+#: keys of a mapping sample (Hugging Face style) -> the BoAmps ``dataType`` they mean, in order
+_MAPPING_KEYS = (
+    (("input_ids",), "token"),
+    (("pixel_values", "image", "images"), "image"),
+    (("input_values", "input_features", "audio"), "audio"),
+)
+
+
+def _mapping_data_type(sample: Mapping[str, Any]) -> str:
+    """The ``dataType`` of a mapping sample, from its keys."""
+    for keys, data_type in _MAPPING_KEYS:
+        if any(key in sample for key in keys):
+            return data_type
+    return "other"
+
+
+def _array_data_type(shape: tuple[int, ...], dtype: str) -> str:
+    """The ``dataType`` of an array sample of this shape and (lower-case) dtype name."""
     if "bool" in dtype:
         return "boolean"
     integer = "int" in dtype or "long" in dtype
@@ -176,11 +188,59 @@ def dataset_info(dataset: Any, *, batch_size: int | None = None) -> dict[str, An
     return info
 
 
+def _number(info: Mapping[str, Any], key: str) -> float | None:
+    value = info.get(key)
+    return value if isinstance(value, (int, float)) else None
+
+
+def _text(info: Mapping[str, Any], key: str) -> str | None:
+    value = info.get(key)
+    return str(value) if value else None
+
+
+def task_facts(
+    framework: str, info: Mapping[str, Any], *, task_stage: str, training: bool
+) -> TaskFacts:
+    """The facts a BoAmps task is built from (:func:`~codecarbon_callbacks_core.output.boamps.
+    task.build_task`), read off what the framework reported.
+
+    Args:
+        framework: the framework's name.
+        info: what the framework knows (``EmissionsSession.update_info``'s keys); values of the
+            wrong type are left out.
+        task_stage: the ``taskStage`` of the run's stage.
+        training: the run is a fit.
+    """
+    n_samples = info.get("n_samples")
+    data_type = info.get("data_type")
+    return TaskFacts(
+        framework=framework,
+        task_stage=task_stage,
+        training=training,
+        pretrained=bool(info.get("pretrained")),
+        framework_version=_text(info, "framework_version"),
+        class_path=_text(info, "class_path"),
+        parameters=_number(info, "parameters"),
+        layers=_number(info, "layers"),
+        epochs=_number(info, "epochs"),
+        optimizer=_text(info, "optimizer"),
+        foundation_model=_text(info, "foundation_model"),
+        quantization=_text(info, "quantization"),
+        training_type=_text(info, "training_type"),
+        algorithm_type=str(info.get("algorithm_type", "neural network")),
+        data_type=data_type if isinstance(data_type, str) else None,
+        n_samples=n_samples if isinstance(n_samples, int) else None,
+        input_shape=_text(info, "input_shape"),
+        nb_request=_number(info, "nb_request"),
+    )
+
+
 __all__ = [
     "TORCH_QUANTIZATION",
     "dataset_info",
     "guess_data_type",
     "pretrained_name",
     "shape_string",
+    "task_facts",
     "torch_model_info",
 ]

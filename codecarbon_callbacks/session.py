@@ -19,14 +19,12 @@ the sum of its tiling windows:
 Optional step or time windows (``kind="step"`` / ``"time"``) overlap the tiling ones and are not
 part of that sum.
 
-Rank handling lives here, in :meth:`EmissionsSession.begin_run`: with a ``torch.distributed``
-process group, one all_gather decides who measures what (``distributed.plan_ranks``): each rank
-its own GPU, each machine's CPU and RAM once (process mode: each rank its process); every rank
-measures with its own tracker and closes the same windows, whose records are combined over the
-ranks at each close (``tracker.record_combiner``); only global rank zero's tracker writes outputs
-(``tracker.writes_outputs``), and adapters log only where :attr:`EmissionsSession.is_writer` is
-true. Budgets are decided on the combined figures, so every rank stops together; failure paths
-start no collective. See docs/distributed.md.
+Rank handling: every rank measures with its own tracker and closes the same windows; with a
+``torch.distributed`` process group one all_gather plans who measures what, records are combined
+over the ranks at each close and only global rank zero writes (``distributed.py``; adapters log
+only where :attr:`EmissionsSession.is_writer` is true). Budgets are decided on the combined
+figures, so every rank stops together; failure paths start no collective. See
+docs/distributed.md.
 
 The session is picklable until a run begins (Lightning's ``ddp_spawn`` pickles callbacks): the
 tracker is created in :meth:`begin_run`, and pickling a session drops what it created at run time.
@@ -42,47 +40,51 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from codecarbon_callbacks_core._shared import warn_once
 from codecarbon_callbacks_core.errors import ConfigError
-from codecarbon_callbacks_core.output.boamps.model import DATA_TYPES as BOAMPS_DATA_TYPES
 from codecarbon_callbacks_core.output.boamps.model import camel_keys as _camel_keys
-from codecarbon_callbacks_core.records import RANK_SUMMED_FIELDS, STATE_KEYS
+from codecarbon_callbacks_core.output.boamps.task import build_task
+
+from codecarbon_callbacks import run_tracker
+from codecarbon_callbacks.arguments import as_dict as _as_dict
+from codecarbon_callbacks.arguments import checkpoint_arguments, configuration_key
+from codecarbon_callbacks.extras import (  # noqa: F401  (their home before extras.py)
+    FRAMEWORK_EXTRAS,
+    install_hint,
+    missing_framework_error,
+)
+from codecarbon_callbacks.forecast import Budget, Progress, judge
 
 # model and data facts live in introspect.py; imported here too, where adapters and tests
 # have always found them
-from codecarbon_callbacks.forecast import Progress, outlook, over_budget
 from codecarbon_callbacks.introspect import (  # noqa: F401
     TORCH_QUANTIZATION,
     dataset_info,
     guess_data_type,
     pretrained_name,
     shape_string,
+    task_facts,
     torch_model_info,
 )
 from codecarbon_callbacks.options import CallbackOptions
 
+if TYPE_CHECKING:  # imported when a run begins, not with the session
+    from codecarbon_callbacks_core.config import TrackerConfig
+    from codecarbon_callbacks_core.hardware.base import Component
+    from codecarbon_callbacks_core.records import EmissionsData, WindowRecord
+    from codecarbon_callbacks_core.tracker import BaseEmissionsTracker
+    from codecarbon_callbacks_core.tracker import RecordCombiner as RecordCombinerFn
+
+    from codecarbon_callbacks.distributed import RankPlan, SessionCombiner, SignalHandler
+
 logger = logging.getLogger(__name__)
-
-#: framework module -> extra of this distribution that installs it
-FRAMEWORK_EXTRAS: dict[str, str] = {
-    "lightning": "lightning",
-    "pytorch_lightning": "pytorch-lightning",
-    "transformers": "transformers",
-    "keras": "keras",
-    "accelerate": "transformers",  # the Hugging Face Trainer runs on it
-}
-
-#: what needs a module that is not a framework itself (named in the error)
-_NEEDED_BY: dict[str, str] = {"accelerate": "the Hugging Face Trainer"}
 
 #: run stages a session knows, and the BoAmps taskStage each maps to by default
 RUN_STAGES: dict[str, str] = {
@@ -117,227 +119,6 @@ _OFFLINE_KEYS = ("country_iso_code", "country_2letter_iso_code", "cloud_provider
 _INFO_ONCE: set[tuple[str, str]] = set()
 
 
-def install_hint(extra: str) -> str:
-    """How to install this distribution with an extra, from a release and from a clone.
-
-    Args:
-        extra: the extra's name, e.g. ``"keras"``.
-
-    Returns:
-        ``pip install "codecarbon-callbacks[keras]"``, and for a clone, run from its root,
-        ``pip install -e ./core -e ".[keras]"`` (the extra quoted, so that zsh does not expand
-        the brackets).
-    """
-    return (
-        f'pip install "codecarbon-callbacks[{extra}]" '
-        f'(from a clone, at its root: pip install -e ./core -e ".[{extra}]")'
-    )
-
-
-#: the modules Keras 3 backends import (the numpy backend imports jax)
-_KERAS_BACKEND_MODULES = frozenset({"tensorflow", "jax", "torch", "openvino"})
-
-
-def _keras_backend_cause(error: BaseException) -> str | None:
-    """Why keras, installed, could not be imported when its backend is the cause, else None.
-
-    Keras 3 imports its backend when it is imported: the one ``KERAS_BACKEND`` names, else the one
-    in ``~/.keras/keras.json``, else tensorflow. A backend that is not installed (or a name that
-    is not a backend) fails ``import keras`` although keras is installed.
-    """
-    import importlib.util
-
-    missing = str(getattr(error, "name", None) or "").split(".")[0]
-    # a backend module that is not installed, or a KERAS_BACKEND that names no backend
-    if missing not in _KERAS_BACKEND_MODULES and not isinstance(error, ValueError):
-        return None
-    try:
-        if importlib.util.find_spec("keras") is None:
-            return None
-    except (ImportError, ValueError):
-        return None
-    backend = os.environ.get("KERAS_BACKEND", "").strip()
-    which = (
-        f"KERAS_BACKEND={backend!r}"
-        if backend
-        else "KERAS_BACKEND is not set, so keras uses the backend of ~/.keras/keras.json, "
-        "by default tensorflow"
-    )
-    return (
-        f"keras is installed, but its backend could not be imported ({which}: "
-        f"{type(error).__name__}: {error}). Keras 3 needs a backend: install torch, jax or "
-        "tensorflow and name it in KERAS_BACKEND before keras is imported, e.g. "
-        "pip install torch and KERAS_BACKEND=torch."
-    )
-
-
-def missing_framework_error(
-    module: str, adapter: str, error: BaseException | None = None
-) -> ImportError:
-    """The ImportError an adapter raises when its framework cannot be imported.
-
-    The message names the real cause: the framework itself or a piece it needs (``accelerate``
-    for the Hugging Face Trainer) missing, with the install command (its extra quoted), or, for
-    keras, a backend that could not be imported (``KERAS_BACKEND``).
-
-    Args:
-        module: the framework's import name, e.g. ``"lightning"``.
-        adapter: the adapter module, e.g. ``"codecarbon_callbacks.lightning"``.
-        error: the original import error, for the message.
-    """
-    extra = FRAMEWORK_EXTRAS.get(module, module)
-    if module == "keras" and error is not None:
-        cause = _keras_backend_cause(error)
-        if cause is not None:
-            return ImportError(f"{adapter}: {cause}")
-    why = f" ({error})" if error is not None else ""
-    needed_by = f" ({_NEEDED_BY[module]} needs it)" if module in _NEEDED_BY else ""
-    return ImportError(
-        f"{adapter} needs the {module!r} package{needed_by}, which could not be imported{why}. "
-        f"Install it with: {install_hint(extra)}"
-    )
-
-
-#: tracker parameters holding a URL, which may carry a user:password or a token in its query
-URL_PARAMETERS = ("emissions_endpoint", "api_endpoint", "prometheus_url")
-
-
-def _json_able(value: Any) -> bool:
-    try:
-        json.dumps(value)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
-def _url_carries_secret(url: str) -> bool:
-    """Whether a URL may hold a secret: credentials (``user:password@``), a query, a fragment."""
-    return any(mark in url for mark in ("@", "?", "#"))
-
-
-def _url_without_secrets(url: str) -> str:
-    """``url`` without ``user:password@``, query and fragment: scheme, host, port and path."""
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        scheme, rest = "", url
-    rest = rest.split("#", 1)[0].split("?", 1)[0]
-    authority, slash, path = rest.partition("/")
-    return f"{scheme}{separator}{authority.rpartition('@')[2]}{slash}{path}"
-
-
-def checkpoint_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """The callback arguments a checkpoint may keep, to rebuild the callback on resume.
-
-    Only given (not None), JSON-able arguments, and never a secret: the secret parameters
-    (``api_key``, ``electricitymaps_api_token``, ``co2_signal_api_token``) are left out, and so
-    is a URL parameter (``emissions_endpoint``, ``api_endpoint``, ``prometheus_url``) that carries
-    credentials, a query or a fragment. A callback rebuilt from these takes those from its own
-    environment (``CODECARBON_*``, ``.codecarbon.config``).
-
-    Args:
-        arguments: the callback's arguments by name.
-
-    Returns:
-        A new dict, JSON-able.
-    """
-    from codecarbon_callbacks_core.config import SECRET_PARAMETERS
-
-    kept: dict[str, Any] = {}
-    for name, value in arguments.items():
-        if value is None or name in SECRET_PARAMETERS or not _json_able(value):
-            continue
-        if name in URL_PARAMETERS and isinstance(value, str) and _url_carries_secret(value):
-            continue
-        kept[name] = value
-    return json.loads(json.dumps(kept))
-
-
-def configuration_key(arguments: Mapping[str, Any]) -> str:
-    """A short digest that names a callback's configuration, the same in every process.
-
-    Computed from :func:`checkpoint_arguments` plus, for a URL parameter left out because it
-    carries a secret, that URL without its credentials, query and fragment (so two callbacks that
-    differ only in the host they report to differ). No secret goes into it. Arguments that are
-    not JSON-able (``output_handlers``, a logger object) do not count.
-
-    Args:
-        arguments: the callback's arguments by name.
-
-    Returns:
-        12 hexadecimal digits.
-    """
-    import hashlib
-
-    named = checkpoint_arguments(arguments)
-    for name in URL_PARAMETERS:
-        value = arguments.get(name)
-        if name not in named and isinstance(value, str):
-            named[name] = _url_without_secrets(value)
-    text = json.dumps(named, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _as_dict(value: Any, name: str) -> dict[str, Any]:
-    """A user-given task or dataset as a plain dict (dict, dataclass or object with to_dict())."""
-    if isinstance(value, Mapping):
-        return dict(value)
-    for method in ("to_dict", "model_dump", "dict"):
-        fn = getattr(value, method, None)
-        if callable(fn):
-            out = fn()
-            if isinstance(out, Mapping):
-                return {k: v for k, v in out.items() if v is not None}
-    import dataclasses
-
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
-    raise ValueError(
-        f"{name} must be a dict (BoAmps camelCase keys) or a BoAmps object, got {value!r}"
-    )
-
-
-# -- distributed helpers ------------------------------------------------------------------------
-
-
-def _gpu_uuid(component: Any) -> str:
-    return str(getattr(component, "uuid", None) or component.name)
-
-
-def _close_quietly(component: Any) -> None:
-    try:
-        component.close()
-    except Exception as e:
-        logger.debug("could not close %s: %s", getattr(component, "name", component), e)
-
-
-#: the state_dict figures summed over ranks (records.py owns both lists)
-_STATE_FIGURES = tuple(
-    (key, name) for key, name in STATE_KEYS.items() if name in RANK_SUMMED_FIELDS
-)
-
-
-def _zeroed_state(state: Any) -> Any:
-    """A tracker state with its run_id and no figures (the other ranks of a resumed run)."""
-    if not isinstance(state, Mapping):
-        return state
-    out = dict(state)
-    for key, _ in _STATE_FIGURES:
-        if key in out:
-            out[key] = 0.0
-    return out
-
-
-def _combined_state(state: dict[str, Any], combined: Any, local: Any) -> dict[str, Any]:
-    """``state`` (this rank's) with the combined figures at the last sync plus this rank's since."""
-    out = dict(state)
-    for key, attr in _STATE_FIGURES:
-        if key in out:
-            out[key] = float(getattr(combined, attr)) + (
-                float(out[key]) - float(getattr(local, attr))
-            )
-    return out
-
-
 # -- the session -----------------------------------------------------------------------------
 
 
@@ -353,7 +134,7 @@ class _Open:
 @dataclass
 class _Run:
     stage: str
-    tracker: Any
+    tracker: BaseEmissionsTracker
     started_here: bool
     framework_info: dict[str, Any]
     unit: str = "epoch"
@@ -368,47 +149,18 @@ class _Run:
     forecast_warned: bool = False
     status: str = "running"
     #: the distributed plan (None: a single process)
-    plan: Any = None
-    #: the session's record_combiner installed on the tracker (see _SessionCombiner)
-    combiner: Any = None
+    plan: RankPlan | None = None
+    #: the session's record_combiner installed on the tracker (distributed.SessionCombiner)
+    combiner: SessionCombiner | None = None
     #: the tracker's record_combiner and writes_outputs before the run (a given tracker's)
-    previous_combiner: Any = None
+    previous_combiner: RecordCombinerFn | None = None
     previous_writes: bool = True
     #: (combined totals, this rank's totals) at the last collective point: resume state
-    last_sync: tuple[Any, Any] | None = None
+    last_sync: tuple[EmissionsData, EmissionsData] | None = None
     #: the SIGTERM handler the session installed for this run (distributed runs), if any
-    sigterm_handler: Any = None
+    sigterm_handler: SignalHandler | None = None
     #: index in the session's records where the current epoch's begin (end_epoch scans from it)
     epoch_first_record: int = 0
-
-
-class _SessionCombiner:
-    """The tracker's ``record_combiner`` during a session's run.
-
-    Combines ranks' records in a distributed run (``distributed.RecordCombiner``) and keeps the
-    window records the tracker closes itself at stop(), so that the session sees every window.
-    """
-
-    def __init__(self, inner: Any = None) -> None:
-        self.inner = inner
-        self.capture: list[Any] | None = None
-
-    @property
-    def distributed(self) -> bool:
-        return self.inner is not None and bool(getattr(self.inner.plan, "distributed", False))
-
-    def __call__(self, record: Any, collective: bool) -> Any:
-        try:
-            out = self.inner(record, collective) if self.inner is not None else record
-        except Exception:
-            self._keep(record)
-            raise
-        self._keep(out)
-        return out
-
-    def _keep(self, record: Any) -> None:
-        if self.capture is not None and getattr(record, "window_id", None):
-            self.capture.append(record)
 
 
 class EmissionsSession:
@@ -501,7 +253,7 @@ class EmissionsSession:
     def _offline(self) -> bool:
         return any(self.tracker_kwargs.get(k) for k in _OFFLINE_KEYS)
 
-    def _config(self) -> Any:
+    def _config(self) -> TrackerConfig:
         """The trackers' configuration, resolved and checked once (raises ConfigError)."""
         if self._tracker_config is None:
             from codecarbon_callbacks_core.tracker import resolve_tracker_config
@@ -513,168 +265,28 @@ class EmissionsSession:
 
     def _new_tracker(
         self,
-        components: Sequence[Any] | None = None,
+        components: Sequence[Component] | None = None,
         *,
         shares_machine: bool = False,
-        record_combiner: Any = None,
+        record_combiner: RecordCombinerFn | None = None,
         writes_outputs: bool = True,
-    ) -> Any:
+    ) -> BaseEmissionsTracker:
         """This run's tracker, built once from the resolved configuration with its hooks."""
-        from codecarbon_callbacks_core.tracker import EmissionsTracker, OfflineEmissionsTracker
-
-        cls = OfflineEmissionsTracker if self._offline() else EmissionsTracker
-        config = self._config()
-        if shares_machine:
-            # allow_multiple_runs=False means one run per machine: the job's other ranks on the
-            # machine are that same run, only its local rank zero takes the machine's lock.
-            config = dataclasses.replace(config, allow_multiple_runs=True)
-        return cls.from_config(
-            config,
-            components=list(components) if components is not None else None,
+        return run_tracker.new_tracker(
+            self._config(),
+            offline=self._offline(),
+            components=components,
+            shares_machine=shares_machine,
             record_combiner=record_combiner,
             writes_outputs=writes_outputs,
         )
 
-    def _distributed_tracker(
-        self, rank: int
-    ) -> tuple[Any, Any, _SessionCombiner, BaseException | None]:
-        """Every rank of a distributed run: plan who measures what, build this rank's tracker.
-
-        A point every rank reaches (one all_gather). Returns ``(tracker, plan, combiner,
-        error)``: it never raises, so that a rank whose tracker cannot be built still reaches the
-        collectives that follow (``error`` says why; ``tracker`` may then be None). The tracker
-        is built once, after the plan, with what this rank measures and its record combiner.
-        """
-        from codecarbon_callbacks import distributed
-
-        tracker: Any = self._given_tracker
-        components: list[Any] | None = None
-        offers: list[str] | None = None
-        mode = "machine"
-        error: BaseException | None = None
-        try:
-            config = tracker.config if tracker is not None else self._config()
-            mode = str(getattr(config, "tracking_mode", "machine") or "machine")
-            if tracker is None:
-                components = self._detect(config, user_warning=rank == 0)
-                offers = [_gpu_uuid(c) for c in components if c.kind == "gpu"]
-        except Exception as e:  # still take part in the collective below
-            error = e
-        try:
-            plan = distributed.plan_ranks(mode, gpu_uuids=offers)
-        except Exception as e:
-            logger.warning(
-                "could not plan the distributed measurement (%s): rank %s measures alone and "
-                "only rank 0 writes",
-                e,
-                rank,
-            )
-            plan = None
-        combiner = _SessionCombiner(
-            distributed.RecordCombiner(plan) if plan is not None and plan.distributed else None
-        )
-        if error is not None:
-            for c in components or ():
-                _close_quietly(c)
-            return tracker, plan, combiner, error
-        if plan is None and components is not None:
-            try:  # no plan: this rank measures what it found, rank zero writes
-                tracker = self._new_tracker(
-                    components=components, record_combiner=combiner, writes_outputs=rank == 0
-                )
-            except Exception as e:
-                for c in components:
-                    _close_quietly(c)
-                return None, plan, combiner, e
-        if plan is not None and components is not None:
-            wanted = {u.lower().removeprefix("gpu-") for u in plan.gpu_uuids or ()}
-            kept = []
-            for c in components:
-                if c.kind == "gpu":
-                    keep = _gpu_uuid(c).lower().removeprefix("gpu-") in wanted
-                else:
-                    keep = plan.measures_host
-                if keep:
-                    kept.append(c)
-                else:
-                    _close_quietly(c)
-            try:
-                tracker = self._new_tracker(
-                    components=kept,
-                    shares_machine=not plan.first_on_machine,
-                    record_combiner=combiner,
-                    writes_outputs=plan.writes,
-                )
-            except Exception as e:
-                for c in kept:
-                    _close_quietly(c)
-                return None, plan, combiner, e
-            gpus = [c.name for c in kept if c.kind == "gpu"]
-            logger.info(
-                "codecarbon_callbacks: rank %d of %d on %s measures %s%s",
-                plan.rank,
-                plan.world_size,
-                plan.machine,
-                "its machine's CPU and RAM"
-                if plan.measures_host and mode == "machine"
-                else "its process's CPU and RAM"
-                if plan.measures_host
-                else "no CPU or RAM",
-                f" and {', '.join(gpus)}" if gpus else "",
-            )
-        elif plan is not None and self._given_tracker is not None:
-            warn_once(
-                "given-tracker-distributed",
-                "a distributed run with a tracker you built: each rank's tracker measures what it "
-                "was configured with (CPU and RAM may be counted once per rank). Pass the "
-                "tracker's parameters to the callback instead so that each machine's CPU and RAM "
-                "are measured once and each rank measures only its own GPU.",
-                log=logger,
-                level=logging.WARNING,
-                seen=_INFO_ONCE,
-            )
-        return tracker, plan, combiner, None
-
-    @staticmethod
-    def _every_rank_ok(ok: bool) -> bool:
-        """True when the run could begin on every rank (one all_gather every rank reaches).
-
-        A rank without a running tracker would not close the windows the others combine, and
-        they would wait for it forever: then no rank measures this run.
-        """
-        from codecarbon_callbacks import distributed
-
-        dist = distributed._dist()
-        if dist is None:
-            return ok
-        try:
-            gathered: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, bool(ok))
-        except Exception as e:
-            logger.warning("could not check that every rank's tracker started: %s", e)
-            return False
-        return all(bool(g) for g in gathered)
-
-    def _detect(self, config: Any, *, user_warning: bool) -> list[Any]:
-        """This rank's hardware: the configured GPUs, else its CUDA device, else what it sees.
-
-        ``gpu_ids`` given: those (a rank driving several GPUs says so); a GPU that several ranks
-        offer is still measured once (:func:`distributed.assign_ranks`). The notes are logged on
-        every rank, issued as warnings only where ``user_warning`` (global rank zero).
-        """
-        from codecarbon_callbacks_core.hardware import detect_for_config, report_notes
-
-        from codecarbon_callbacks import distributed
-
-        gpu_ids = getattr(config, "gpu_ids", None)
-        if gpu_ids is None:
-            gpu_ids = distributed.local_gpu_ids()
-        components, notes = detect_for_config(config, gpu_ids=gpu_ids)
-        report_notes(notes, log=logger, seen=_INFO_ONCE, user_warning=user_warning)
-        return list(components)
+    def _detect(self, config: TrackerConfig, *, user_warning: bool) -> list[Component]:
+        """This rank's hardware (:func:`run_tracker.detect`), its notes logged here."""
+        return run_tracker.detect(config, user_warning=user_warning, log=logger, seen=_INFO_ONCE)
 
     @property
-    def tracker(self) -> Any:
+    def tracker(self) -> BaseEmissionsTracker | None:
         """The tracker of the current (or last) run, or the one given; None before any run."""
         if self._run is not None:
             return self._run.tracker
@@ -720,7 +332,7 @@ class EmissionsSession:
         # Rank handling, in one place: every rank measures (so that windows stay in step across
         # ranks for the distributed combiner), only global rank zero writes and logs. With a
         # torch.distributed process group, the plan (one all_gather) says who measures what.
-        from codecarbon_callbacks import distributed
+        from codecarbon_callbacks.distributed import SessionCombiner
 
         self.is_writer = rank == 0
         self.active = True
@@ -735,81 +347,46 @@ class EmissionsSession:
         resume = self._resume_state if stage == "fit" else None
         if stage != "fit":
             self._resume_state = None
-        started_here = False
-        plan = None
-        tracker: Any = None
-        failure: BaseException | None = None
-        previous_combiner: Any = None
-        previous_writes = True
-        combiner = _SessionCombiner(None)
+        start = run_tracker.RunStart(combiner=SessionCombiner(None), resume=resume)
         try:  # a tracker that cannot start must not stop training
-            if distributed.is_distributed():
-                tracker, plan, combiner, failure = self._distributed_tracker(rank)
-                if failure is not None:
-                    raise failure
-            elif self._given_tracker is None:
-                tracker = self._new_tracker(record_combiner=combiner, writes_outputs=self.is_writer)
-            else:
-                tracker = self._given_tracker
-            if plan is not None:
-                self.is_writer = plan.writes
-            if tracker is self._given_tracker:
-                # a tracker the user built joins the run through its public hooks, and gets
-                # its own back at the end of the run
-                previous_combiner, previous_writes = tracker.record_combiner, tracker.writes_outputs
-                tracker.set_distributed_hooks(combiner, previous_writes and self.is_writer)
-            if resume is not None and plan is not None and plan.distributed and not plan.writes:
-                # The saved totals are the combined run's: rank zero carries them, the other
-                # ranks only continue the run_id (else they would be counted once per rank).
-                resume = dict(resume)
-                resume["tracker"] = _zeroed_state(resume.get("tracker"))
-            if resume is not None and resume.get("tracker"):
-                if tracker.is_running:
-                    logger.warning(
-                        "resuming into a tracker that is already running: the saved totals are "
-                        "added, but its run_id is kept only if no window closed yet"
-                    )
-                try:
-                    tracker.load_state_dict(resume["tracker"])
-                except (ValueError, TypeError) as e:
-                    logger.warning(
-                        "could not resume the saved emissions run (%s): a new run starts", e
-                    )
-                    resume = self._resume_state = None
-            if not tracker.is_running:
-                tracker.start()
-                started_here = True
+            run_tracker.start_tracker(
+                start,
+                rank,
+                given_tracker=self._given_tracker,
+                build=self._new_tracker,
+                config=self._config,
+                detect=lambda config, warn: self._detect(config, user_warning=warn),
+                log=logger,
+            )
         except Exception as e:
-            failure = e
-        running = failure is None and tracker is not None and bool(tracker.is_running)
-        if plan is not None and plan.distributed:
-            every_rank = self._every_rank_ok(running)
-        else:
-            every_rank = running
-        if not every_rank:
-            if failure is not None:
-                logger.warning(
-                    "the emissions tracker could not start (%s): this %s run is not measured",
-                    failure,
-                    stage,
-                )
-            elif running:
-                logger.warning(
-                    "the emissions tracker of another rank could not start: this %s run is not "
-                    "measured on any rank (the ranks' windows must stay in step)",
-                    stage,
-                )
-            else:
-                logger.warning(
-                    "the emissions tracker did not start: this %s run is not measured", stage
-                )
-            self._abandon(tracker, started_here, previous_combiner, previous_writes)
+            start.failure = e
+        self.is_writer = start.writer
+        if start.resume_refused:
+            self._resume_state = None
+        if not run_tracker.every_rank_running(start, stage, logger):
             self.active = False
-            if isinstance(failure, ConfigError):
+            if isinstance(start.failure, ConfigError):
                 # a configuration the hardware refuses (gpu_ids naming no visible GPU): the
                 # user's mistake, raised before any training step (after the collectives)
-                raise failure
+                raise start.failure
             return False
+        self._open_run(stage, start, unit=unit, planned=planned, done=done, info=info)
+        return True
+
+    def _open_run(
+        self,
+        stage: str,
+        start: run_tracker.RunStart,
+        *,
+        unit: str,
+        planned: float | None,
+        done: float,
+        info: Mapping[str, Any] | None,
+    ) -> None:
+        """The run's state, its first tiling window and its first point of progress."""
+        tracker = start.tracker
+        assert tracker is not None
+        resume = start.resume
         if resume is not None:
             self._epochs = list(resume.get("epochs", []))
             done = max(done, float(resume.get("done", 0.0)))
@@ -820,17 +397,17 @@ class EmissionsSession:
         self.stop_reason = None
         self.last_forecast = None
         self._records = []
-        self._run = _Run(
+        self._run = run = _Run(
             stage=stage,
             tracker=tracker,
-            started_here=started_here,
+            started_here=start.started_here,
             framework_info={},
             unit=unit,
             planned=planned,
-            plan=plan,
-            combiner=combiner,
-            previous_combiner=previous_combiner,
-            previous_writes=previous_writes,
+            plan=start.plan,
+            combiner=start.combiner,
+            previous_combiner=start.previous_combiner,
+            previous_writes=start.previous_writes,
         )
         self._last_tracker = tracker
         # The first tiling window opens right away, so that the windows cover the whole run.
@@ -839,98 +416,52 @@ class EmissionsSession:
         else:
             self._switch("phase", STAGE_PHASES[stage], stage, None)
         self.update_info(info or {})
-        self._say_how_measured(tracker)
-        start = self._totals(self._run)
-        if start is None:
-            start = tracker.totals()
-        self._run.points.append(Progress(done, start.energy_consumed, start.emissions))
+        run_tracker.say_how_measured(tracker, log=logger, seen=_INFO_ONCE)
+        first = self._totals(run)
+        if first is None:
+            first = tracker.totals()
+        run.points.append(Progress(done, first.energy_consumed, first.emissions))
         if stage == "fit":
-            self._run.time_window_start_s = time.monotonic()
-            if self.window_every_n_steps:
-                self._run.step_window = self._open(
-                    "step", "other", f"steps from {int(done) if unit == 'step' else 0}", None
-                )
-            if self.window_every_seconds and combiner.distributed:
-                # Each rank's clock would close its time windows at different steps, and the
-                # combining collectives pair windows up by order: no time windows under DDP.
-                warn_once(
-                    "time-windows-ddp",
-                    "window_every_seconds is ignored in a distributed run (ranks would close "
-                    "time windows at different steps); use window_every_n_steps instead",
-                    log=logger,
-                    level=logging.WARNING,
-                    seen=_INFO_ONCE,
-                )
-            elif self.window_every_seconds:
-                self._run.time_window = self._open("time", "other", "time window 0", None)
-        if combiner.distributed:
-            self._install_sigterm_handler(self._run)
-        return True
+            self._open_overlapping_windows(run, done, unit)
+        if start.combiner.distributed:
+            self._install_sigterm_handler(run)
 
-    @staticmethod
-    def _abandon(
-        tracker: Any, started_here: bool, previous_combiner: Any, previous_writes: bool
-    ) -> None:
-        """A run that could not begin on every rank: leave no tracker running, write nothing."""
-        if tracker is None:
-            return
-        try:
-            if started_here and tracker.is_running:
-                tracker.set_distributed_hooks(None, False)
-                tracker.stop(status="incomplete")
-            else:
-                tracker.set_distributed_hooks(previous_combiner, previous_writes)
-        except Exception as e:
-            logger.debug("could not put the tracker back: %s", e)
+    def _open_overlapping_windows(self, run: _Run, done: float, unit: str) -> None:
+        """A fit's first step and time windows, when asked for."""
+        run.time_window_start_s = time.monotonic()
+        if self.window_every_n_steps:
+            run.step_window = self._open(
+                "step", "other", f"steps from {int(done) if unit == 'step' else 0}", None
+            )
+        if self.window_every_seconds and run.combiner is not None and run.combiner.distributed:
+            # Each rank's clock would close its time windows at different steps, and the
+            # combining collectives pair windows up by order: no time windows under DDP.
+            warn_once(
+                "time-windows-ddp",
+                "window_every_seconds is ignored in a distributed run (ranks would close "
+                "time windows at different steps); use window_every_n_steps instead",
+                log=logger,
+                level=logging.WARNING,
+                seen=_INFO_ONCE,
+            )
+        elif self.window_every_seconds:
+            run.time_window = self._open("time", "other", "time window 0", None)
 
     def _install_sigterm_handler(self, run: _Run) -> None:
-        """Write what this rank has when its launcher terminates it.
+        """Write what this rank has when its launcher terminates it (see
+        :func:`distributed.install_sigterm_handler`): the run ends as interrupted."""
+        from codecarbon_callbacks.distributed import install_sigterm_handler
 
-        When one rank dies, ``torchrun`` (and SLURM) send SIGTERM to the others, whose default
-        action ends the process without ``atexit``: rank zero would write nothing. Installed only
-        where nobody handles SIGTERM already (Lightning does, through on_exception), on the main
-        thread; the handler ends the run as interrupted (no collective), then lets the signal do
-        what it would have done.
-        """
-        import signal
-        import threading
+        def on_sigterm(signum: int) -> None:
+            if self._run is run:
+                logger.warning(
+                    "terminated by signal %d (did another rank fail?): "
+                    "writing what this rank measured",
+                    signum,
+                )
+                self.fail(SystemExit(128 + signum))
 
-        if threading.current_thread() is not threading.main_thread():
-            return
-        try:
-            if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-                return
-
-            def on_sigterm(signum: int, frame: Any) -> None:
-                try:
-                    signal.signal(signum, signal.SIG_DFL)
-                    if self._run is run:
-                        logger.warning(
-                            "terminated by signal %d (did another rank fail?): "
-                            "writing what this rank measured",
-                            signum,
-                        )
-                        self.fail(SystemExit(128 + signum))
-                finally:
-                    os.kill(os.getpid(), signum)
-
-            signal.signal(signal.SIGTERM, on_sigterm)
-            run.sigterm_handler = on_sigterm
-        except (ValueError, OSError) as e:  # not the main interpreter, or no signals here
-            logger.debug("no SIGTERM handler: %s", e)
-
-    @staticmethod
-    def _remove_sigterm_handler(run: _Run) -> None:
-        if run.sigterm_handler is None:
-            return
-        import signal
-
-        try:
-            if signal.getsignal(signal.SIGTERM) is run.sigterm_handler:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        except (ValueError, OSError):
-            pass
-        run.sigterm_handler = None
+        run.sigterm_handler = install_sigterm_handler(on_sigterm)
 
     def end_run(self, status: str | None = None) -> float | None:
         """The run ends: close its windows, stop the tracker if the session started it.
@@ -952,7 +483,11 @@ class EmissionsSession:
         # figures); anything else is a failure path, where no collective may be started.
         normal_end = status in ("completed", "budget_stop")
         self._run = None  # re-entrancy: a failing output must not end the run twice
-        self._remove_sigterm_handler(run)
+        if run.sigterm_handler is not None:
+            from codecarbon_callbacks.distributed import remove_sigterm_handler
+
+            remove_sigterm_handler(run.sigterm_handler)
+            run.sigterm_handler = None
         open_windows = [w for w in (run.step_window, run.time_window, run.current) if w is not None]
         run.step_window = run.time_window = run.current = None
         run.status = status
@@ -960,7 +495,7 @@ class EmissionsSession:
         if run.started_here:
             # The tracker closes the open windows at its own final snapshot, so the windows tile
             # the run to its very end; the session's combiner keeps their records.
-            capture: list[Any] = []
+            capture: list[EmissionsData] = []
             if run.combiner is not None:
                 run.combiner.capture = capture
             try:
@@ -986,36 +521,10 @@ class EmissionsSession:
                 pass
         if run.stage == "fit" and self.verbose and self.is_writer:
             try:
-                print(self._closing_line(run), flush=True)
+                print(run_tracker.closing_line(run.stage, run.status, run.tracker), flush=True)
             except Exception as e:  # a summary line is never worth a failure
                 logger.debug("no closing line: %s", e)
         return result
-
-    @staticmethod
-    def _closing_line(run: _Run) -> str:
-        """The line that ends a fit: its energy, emissions and where its reports are."""
-        tracker = run.tracker
-        data = None if tracker.is_running else tracker.final_emissions_data
-        if data is None:
-            data = tracker.totals(at_last_edge=True)
-        config = tracker.config
-        output_dir = os.path.abspath(config.output_dir)
-        methods = {getattr(m, "value", m) for m in config.output_methods}
-        names = []
-        if "csv" in methods:
-            names += [config.output_file, config.windows_output_file]
-        if "boamps" in methods:
-            names.append(f"boamps_report_{data.run_id}.json")
-        files = [n for n in names if os.path.isfile(os.path.join(output_dir, n))]
-        where = (
-            f"reports in {output_dir}: {', '.join(files)}"
-            if files
-            else f"no report file in {output_dir}"
-        )
-        return (
-            f"codecarbon-callbacks: {run.stage} {run.status}: "
-            f"{data.energy_consumed:.6g} kWh, {data.emissions:.6g} kg CO2eq; {where}"
-        )
 
     def fail(self, error: BaseException | None) -> None:
         """Training raised: write the partial run and the open windows with a status."""
@@ -1057,70 +566,23 @@ class EmissionsSession:
     # -- metadata --------------------------------------------------------------------------
 
     def boamps_task(self) -> dict[str, Any]:
-        """The BoAmps ``task`` (camelCase) built from the framework's information and the user's."""
+        """The BoAmps ``task`` (camelCase) built from the framework's information and the user's
+        (see :func:`~codecarbon_callbacks_core.output.boamps.task.build_task`)."""
         run = self._run
-        info = dict(run.framework_info) if run is not None else {}
         stage = run.stage if run is not None else "fit"
-        if self.task_stage:
-            task_stage = self.task_stage
-        elif stage == "fit" and info.get("pretrained"):
-            task_stage = "finetuning"
-        else:
-            task_stage = RUN_STAGES.get(stage, "training")
-        algorithm: dict[str, Any] = {"framework": self.framework}
-        if info.get("framework_version"):
-            algorithm["frameworkVersion"] = str(info["framework_version"])
-        if info.get("class_path"):
-            algorithm["classPath"] = str(info["class_path"])
-        if isinstance(info.get("parameters"), (int, float)):
-            algorithm["parametersNumber"] = float(info["parameters"]) / 1e9
-        if isinstance(info.get("layers"), (int, float)):
-            algorithm["layersNumber"] = info["layers"]
-        if stage == "fit" and isinstance(info.get("epochs"), (int, float)) and info["epochs"] > 0:
-            algorithm["epochsNumber"] = info["epochs"]
-        if info.get("optimizer"):
-            algorithm["optimizer"] = str(info["optimizer"])
-        if info.get("foundation_model"):
-            algorithm["foundationModelName"] = str(info["foundation_model"])
-        if info.get("quantization"):
-            algorithm["quantization"] = str(info["quantization"])
-        if info.get("training_type") and stage == "fit":
-            algorithm["trainingType"] = str(info["training_type"])
-        algorithm["algorithmType"] = str(info.get("algorithm_type", "neural network"))
-        dataset: dict[str, Any] = {"dataUsage": "input"}
-        data_type = info.get("data_type")
-        dataset["dataType"] = data_type if data_type in BOAMPS_DATA_TYPES else "other"
-        if isinstance(info.get("n_samples"), int):
-            dataset["dataQuantity"] = info["n_samples"]
-        if info.get("input_shape"):
-            dataset["shape"] = str(info["input_shape"])
-        task: dict[str, Any] = {
-            "taskStage": task_stage,
-            "algorithms": [algorithm],
-            "dataset": [dataset],
-        }
-        if self.task_family:
-            task["taskFamily"] = self.task_family
-        if stage != "fit" and isinstance(info.get("nb_request"), (int, float)):
-            task["nbRequest"] = info["nb_request"]
-        if self.dataset is not None:
-            task["dataset"] = [dict(d) for d in self.dataset]
-        if self.task:
-            for key, value in self.task.items():
-                if (
-                    key == "algorithms"
-                    and isinstance(value, list)
-                    and value
-                    and isinstance(value[0], Mapping)
-                ):
-                    merged = dict(algorithm)
-                    merged.update(value[0])
-                    task["algorithms"] = [merged, *value[1:]]
-                elif key == "dataset" and isinstance(value, list) and self.dataset is None:
-                    task["dataset"] = [dict(v) for v in value]
-                else:
-                    task[key] = value
-        return task
+        facts = task_facts(
+            self.framework,
+            run.framework_info if run is not None else {},
+            task_stage=RUN_STAGES.get(stage, "training"),
+            training=stage == "fit",
+        )
+        return build_task(
+            facts,
+            task_stage=self.task_stage,
+            task_family=self.task_family,
+            task=self.task,
+            dataset=self.dataset,
+        )
 
     def metadata(self) -> dict[str, Any]:
         """What the session adds to ``tracker.metadata`` (low-cardinality keys at the top)."""
@@ -1148,7 +610,7 @@ class EmissionsSession:
         window_id = run.tracker.open_window(kind, name, epoch=epoch, phase=phase)
         return _Open(window_id, kind, phase, name, epoch)
 
-    def _close(self, run: _Run, window: _Open, *, status: str = "completed") -> Any:
+    def _close(self, run: _Run, window: _Open, *, status: str = "completed") -> WindowRecord:
         record = run.tracker.close_window(window.window_id, status=status)
         self._records.append(record)
         return record
@@ -1314,7 +776,7 @@ class EmissionsSession:
         self._epochs.append(row)
         return metrics
 
-    def _sum_records(self, records: Sequence[Any], prefix: str) -> dict[str, float]:
+    def _sum_records(self, records: Sequence[WindowRecord], prefix: str) -> dict[str, float]:
         return {
             f"{prefix}energy_kwh": sum(r.energy_consumed for r in records),
             f"{prefix}cpu_energy_kwh": sum(r.cpu_energy for r in records),
@@ -1324,27 +786,17 @@ class EmissionsSession:
             f"{prefix}duration_s": sum(r.duration for r in records),
         }
 
-    def _totals(self, run: _Run) -> Any:
+    def _totals(self, run: _Run) -> EmissionsData | None:
         """The run's totals so far: combined over ranks (a collective) in a distributed run.
 
         Call it only at points every rank reaches (run begin, epoch end, step-window close).
         """
-        try:
-            # as of the edge just taken (epoch end, step-window close): no second hardware read
-            local = run.tracker.totals(at_last_edge=True)
-        except Exception as e:
-            logger.debug("totals() failed: %s", e)
-            return None
-        combiner = run.combiner
-        if combiner is None or not combiner.distributed:
-            return local
-        try:
-            combined = combiner.inner.combine(local)
-        except Exception as e:
-            logger.warning("could not combine the ranks' totals: %s", e)
-            return local
-        run.last_sync = (combined, local)
-        return combined
+        from codecarbon_callbacks.distributed import run_totals
+
+        total, sync = run_totals(run.tracker, run.combiner)
+        if sync is not None:
+            run.last_sync = sync
+        return total
 
     def _totals_metrics(self, run: _Run) -> dict[str, float]:
         total = self._totals(run)
@@ -1397,7 +849,7 @@ class EmissionsSession:
         return out
 
     @staticmethod
-    def _window_metrics(record: Any) -> dict[str, float]:
+    def _window_metrics(record: WindowRecord) -> dict[str, float]:
         return {
             "window_energy_kwh": record.energy_consumed,
             "window_emissions_kg": record.emissions,
@@ -1407,52 +859,33 @@ class EmissionsSession:
     # -- forecast and budget ---------------------------------------------------------------
 
     def _progress(self, run: _Run, done: float, metrics: dict[str, float]) -> None:
+        """A new point of progress: forecast into ``metrics``, and a stop when over budget."""
         if "total_energy_kwh" not in metrics:
             return
-        energy, emissions = metrics["total_energy_kwh"], metrics["total_emissions_kg"]
-        ahead = outlook(run.points, Progress(done, energy, emissions), run.planned)
-        if ahead is None:
+        point = Progress(done, metrics["total_energy_kwh"], metrics["total_emissions_kg"])
+        verdict = judge(
+            run.points,
+            point,
+            planned=run.planned,
+            unit=run.unit,
+            budget=Budget(self.max_energy_kwh, self.max_emissions_kg),
+            forecast_warned=run.forecast_warned,
+            log=logger,
+        )
+        if verdict is None:
             return
-        forecast = ahead.forecast
-        if forecast is not None:
-            metrics.update(forecast)
-            self.last_forecast = dict(forecast)
-            logger.info(
-                "forecast for %g %ss: %.6g kWh, %.6g kg CO2eq (%.6g kWh so far)",
-                run.planned,
-                run.unit,
-                forecast["forecast_energy_kwh"],
-                forecast["forecast_emissions_kg"],
-                energy,
-            )
-            over = self._over_budget(
-                forecast["forecast_energy_kwh"], forecast["forecast_emissions_kg"]
-            )
-            if over and not run.forecast_warned:
-                run.forecast_warned = True
-                logger.warning("the run is forecast to exceed its budget: %s", over)
-        over = self._over_budget(ahead.next_energy_kwh, ahead.next_emissions_kg)
-        if over and not self.stop_requested:
+        if verdict.forecast is not None:
+            metrics.update(verdict.forecast)
+            self.last_forecast = dict(verdict.forecast)
+        run.forecast_warned = run.forecast_warned or bool(verdict.forecast_over)
+        if verdict.stop_reason and not self.stop_requested:
             self.stop_requested = True
-            self.stop_reason = (
-                f"budget: after {done:g} {run.unit}s the run has used {energy:.6g} kWh, "
-                f"{emissions:.6g} kg CO2eq; the next {ahead.window_units:g} {run.unit}(s) would "
-                f"bring it to {ahead.next_energy_kwh:.6g} kWh, {ahead.next_emissions_kg:.6g} kg "
-                f"CO2eq: {over}. Asking the trainer to stop."
-            )
+            self.stop_reason = verdict.stop_reason
             logger.warning("%s", self.stop_reason)
             try:
                 run.tracker.update_metadata({"budget_stop_reason": self.stop_reason})
             except Exception:
                 pass
-
-    def _over_budget(self, energy_kwh: float, emissions_kg: float) -> str | None:
-        return over_budget(
-            energy_kwh,
-            emissions_kg,
-            max_energy_kwh=self.max_energy_kwh,
-            max_emissions_kg=self.max_emissions_kg,
-        )
 
     # -- resume ----------------------------------------------------------------------------
 
@@ -1486,7 +919,9 @@ class EmissionsSession:
             # A distributed run: the combined totals at the last point every rank reached, plus
             # what this rank measured since (no collective here: checkpoints are not always
             # saved on every rank).
-            tracker_state = _combined_state(tracker_state, *self._run.last_sync)
+            from codecarbon_callbacks.distributed import combined_state
+
+            tracker_state = combined_state(tracker_state, *self._run.last_sync)
         if tracker_state is None and self._resume_state is not None:
             return dict(self._resume_state)
         done = self._run.points[-1].done if self._run is not None and self._run.points else 0.0
@@ -1523,90 +958,18 @@ class EmissionsSession:
     def summary(self) -> dict[str, Any]:
         """The run's totals and per-window and per-epoch figures, from memory (no file read)."""
         tracker = self.tracker
-        totals: dict[str, Any] = {}
-        status = None
-        if tracker is not None:
-            data = None
-            try:
-                data = tracker.totals()
-            except Exception:
-                data = getattr(tracker, "final_emissions_data", None)
-            if data is not None:
-                totals = {
-                    "run_id": data.run_id,
-                    "energy_kwh": data.energy_consumed,
-                    "cpu_energy_kwh": data.cpu_energy,
-                    "gpu_energy_kwh": data.gpu_energy,
-                    "ram_energy_kwh": data.ram_energy,
-                    "emissions_kg": data.emissions,
-                    "duration_s": data.duration,
-                    "carbon_intensity_g_per_kwh": data.carbon_intensity_g_per_kwh,
-                }
-                status = data.status
-        windows = [
-            {
-                "window_id": r.window_id,
-                "kind": r.kind,
-                "name": r.name,
-                "epoch": r.epoch,
-                "phase": r.phase,
-                "status": r.status,
-                "energy_kwh": r.energy_consumed,
-                "cpu_energy_kwh": r.cpu_energy,
-                "gpu_energy_kwh": r.gpu_energy,
-                "ram_energy_kwh": r.ram_energy,
-                "emissions_kg": r.emissions,
-                "duration_s": r.duration,
-                "start_timestamp": r.start_timestamp,
-                "end_timestamp": r.end_timestamp,
-            }
-            for r in self._records
-        ]
+        totals, status = run_tracker.totals_summary(tracker) if tracker is not None else ({}, None)
         return {
             "framework": self.framework,
             "run_id": totals.get("run_id"),
             "status": status,
             "stage": self._run.stage if self._run is not None else None,
             "totals": totals,
-            "windows": windows,
+            "windows": run_tracker.windows_summary(self._records),
             "epochs": [dict(e) for e in self._epochs],
             "forecast": dict(self.last_forecast) if self.last_forecast else None,
             "stop_reason": self.stop_reason,
         }
-
-    def _say_how_measured(self, tracker: Any) -> None:
-        try:
-            parts = [
-                f"{c.name} ({getattr(c.method, 'value', c.method)})" for c in tracker.components
-            ]
-            intensity = getattr(tracker, "intensity", None)
-            where = ""
-            if intensity is not None:
-                where = (
-                    f"; carbon intensity {intensity.g_per_kwh:.4g} g/kWh from {intensity.source}"
-                )
-            estimated = [
-                c.name
-                for c in tracker.components
-                if getattr(c.method, "value", c.method) in ("tdp_estimate", "constant")
-            ]
-            note = (
-                " (estimated, no hardware energy counter)"
-                if estimated and len(estimated) == len(parts)
-                else ""
-            )
-            warn_once(
-                "measured:" + ",".join(parts) + where,
-                "codecarbon_callbacks: measuring %s%s%s",
-                ", ".join(parts) or "nothing",
-                note,
-                where,
-                log=logger,
-                level=logging.INFO,
-                seen=_INFO_ONCE,
-            )
-        except Exception:
-            pass
 
 
 __all__ = [

@@ -15,8 +15,8 @@ code (no jsonschema dependency); a report that lacks required fields is still wr
 warning naming them.
 
 Modules, after CodeCarbon's ``output_methods/boamps/{models,mapper,output}.py``:
-:mod:`.model` (the objects, value sets and camelCase keys), :mod:`.report` (a record -> a
-report), :mod:`.schema` (the checks) and :mod:`.output` (``BoAmpsOutput``, which writes it).
+:mod:`.model` (the objects, value sets and camelCase keys), :mod:`.task` (the task from plain
+facts the framework layer gives), :mod:`.report` (a record -> a report), :mod:`.schema` (the checks) and :mod:`.output` (``BoAmpsOutput``, which writes it).
 """
 
 from __future__ import annotations
