@@ -290,15 +290,16 @@ class NvmlGpu(CounterPhase, Component):
     def start(self, now_s: float) -> None:
         """Set the origin. Reads no counter (the sampler's first watch or the first edge does)."""
         with self._lock:
-            probe = self._probe
             self._reset_state()
             self._started = True
             self._start_s = now_s
             power_w = self._read_power_w()
             self._start_power_w = power_w or 0.0
             self._integrate_to(now_s, power_w)
-            if probe is not None and 0.0 <= now_s - probe[1] < 0.05:
-                self._origin_read = probe  # read just before start: good enough as the origin
+            # The origin is the first edge's own read (the meter's start snapshot), never the
+            # detection probe: with the phase still unknown, two different reads are each
+            # placed half a period back, and a probe just before a step and a start read just
+            # after it would differ by a whole step (a run one step short).
             self._probe = None
             self._next_watch_s = now_s
         if self.watch_thread and self.has_energy_counter:
