@@ -3,9 +3,10 @@
 The counter (``nvmlDeviceGetTotalEnergyConsumption``) moves in steps on a clock of its own, so a
 read at a window edge is stale by up to one period. :class:`_PhaseModel` fits the step times
 (period and phase, by least squares); :class:`CounterPhase`, half of
-:class:`~codecarbon_callbacks_core.hardware.nvml.NvmlGpu`, watches steps with a few counter reads
-a second (on a watcher thread, or inside ``sample()`` with a virtual clock), keeps an anchor (a
-counter value at a known step), decides which step an edge read belongs to, and returns
+:class:`~codecarbon_callbacks_core.hardware.nvml.NvmlGpu`, finds the steps with a short burst of
+counter reads after the first edge and watches one step again every ``watch_interval_s`` (as
+jobs on the edge-read pool, or inside ``sample()`` with a virtual clock), keeps an anchor (a
+counter value at a known step, refreshed by every edge and live update), decides which step an edge read belongs to, and returns
 ``counter + instant power x time since that step`` (instant power shifted by
 ``INSTANT_POWER_LAG_S``). Energies in J, times in s on the meter's monotonic clock.
 
@@ -47,7 +48,7 @@ MAX_STEP_RESOLUTION_S = 0.006
 STEP_JITTER_S = 0.0025
 
 #: how far the counter's period may be from NOMINAL_COUNTER_PERIOD_S before steps say so, s
-PERIOD_PRIOR_SIGMA_S = 0.0002
+PERIOD_PRIOR_SIGMA_S = 0.00003
 
 #: one counter read: (read start s, read end s, counter J)
 CounterRead = tuple[float, float, float]
@@ -84,6 +85,14 @@ class _PhaseModel:
     def step_time(self, k: int) -> float:
         assert self.period_s is not None and self.phase_s is not None
         return self.phase_s + k * self.period_s
+
+    def uncertainty_at(self, t: float) -> float:
+        """How far a step near ``t`` may fall from its prediction, s: the steps' own scatter,
+        plus the period's uncertainty carried over the steps since the last one observed."""
+        if not self.locked or not self._steps:
+            return max(self.uncertainty_s, STEP_JITTER_S)
+        periods = abs(self.step_index(t) - self._steps[-1][0])
+        return math.hypot(max(self.uncertainty_s, STEP_JITTER_S), periods * self.period_sigma_s)
 
     def observe_run(self, steps: Sequence[tuple[int, float]]) -> None:
         """Steps seen by one back-to-back burst, as (ordinal in the burst, time).
@@ -181,7 +190,10 @@ class _PhaseModel:
         residuals = [t - (phase + k * slope) for k, t in steps]
         spread = math.sqrt(sum(r * r for r in residuals) / (n - 2)) if n > 2 else 0.002
         self.uncertainty_s = min(0.015, max(0.001, spread))
-        self.period_sigma_s = max(spread, 0.001) / math.sqrt(var_k)
+        # the period's own error: the steps' scatter over their span, bounded by the prior's
+        self.period_sigma_s = 1.0 / math.sqrt(
+            var_k / max(spread, STEP_JITTER_S) ** 2 + 1.0 / PERIOD_PRIOR_SIGMA_S**2
+        )
 
     @property
     def observations(self) -> int:
@@ -198,6 +210,7 @@ class CounterPhase:
     """
 
     _nvml: Any
+    _started: bool
     name: str
     power_source: str | None
     sample_interval_s: float | None
@@ -208,6 +221,9 @@ class CounterPhase:
     _lock: threading.Lock
     _phase: _PhaseModel
     _anchor: tuple[int, float] | None
+    _power_w: float
+    _power_lo: float
+    _power_hi: float
     _next_watch_s: float
     _next_anchor_s: float
     _watch_skips: int
@@ -288,57 +304,12 @@ class CounterPhase:
             min(0.3, self.watch_interval_s) if self._phase.locked else 4 * self.watch_interval_s
         )
 
-    def _watch_loop(self, stop: threading.Event) -> None:
-        """The watcher thread (``watch_thread``): all counter reads but the edges' own."""
-        try:
-            while not stop.is_set() and self._counter_failed_at is None:
-                phase = self._phase
-                if not phase.locked:
-                    self._first_watch()
-                    if not phase.locked:
-                        stop.wait(4 * self.watch_interval_s)
-                    continue
-                period = phase.period_s or NOMINAL_COUNTER_PERIOD_S
-                now = self._clock()
-                if now >= self._next_watch_s:
-                    # sleep until just before the next step, then read until it shows
-                    margin = 0.003 + 3 * phase.uncertainty_s
-                    target = phase.step_time(phase.step_index(now + margin) + 1)
-                    if stop.wait(max(0.0, target - margin - self._clock())):
-                        return
-                    self._burst(until_changes=1, limit_s=target + period + margin)
-                    young = phase.observations < 8
-                    self._next_watch_s = self._clock() + (
-                        min(0.3, self.watch_interval_s) if young else self.watch_interval_s
-                    )
-                elif self.anchor_interval_s is not None and now >= self._next_anchor_s:
-                    # one read in the middle of a step: unambiguous, a fresh anchor
-                    middle = phase.step_time(phase.step_index(now)) + 0.45 * period
-                    if middle < now:
-                        middle += period
-                    if stop.wait(max(0.0, middle - self._clock())):
-                        return
-                    read = self._read_counter()
-                    with self._lock:
-                        self._step_of_read(read, update=True)
-                    self._next_anchor_s = self._clock() + self.anchor_interval_s
-                else:
-                    wake = self._next_watch_s
-                    if self.anchor_interval_s is not None:
-                        wake = min(wake, self._next_anchor_s)
-                    stop.wait(max(0.001, wake - now))
-        except self._nvml.NVMLError as error:
-            with self._lock:
-                self._counter_broken(self._clock(), error)
-        except Exception as error:  # noqa: BLE001 - a background thread must not die loudly
-            logger.debug("%s: counter watcher stopped: %s", self.name, error)
-
     def _burst(self, *, until_changes: int, limit_s: float) -> None:
         """Back-to-back counter reads until ``until_changes`` steps are seen or ``limit_s``."""
         previous = self._read_counter()
         first = previous
         changes: list[CounterRead] = []  # (step time, resolution, value J)
-        while len(changes) < until_changes and previous[1] < limit_s:
+        while len(changes) < until_changes and previous[1] < limit_s and self._started:
             current = self._read_counter()
             # keep the power integral going meanwhile (microseconds a read): it decides which
             # side of a step an edge reading is on, and a burst can last 0.35 s
@@ -398,7 +369,7 @@ class CounterPhase:
         mid = (t_a + t_b) / 2
         k = phase.step_index(mid)
         half_read = (t_b - t_a) / 2
-        scatter_s = max(phase.uncertainty_s, STEP_JITTER_S)
+        scatter_s = phase.uncertainty_at(mid)
         guard = half_read + 3 * scatter_s + 0.001
         candidates = [k]
         if mid - phase.step_time(k) < guard:
@@ -429,6 +400,7 @@ class CounterPhase:
                     k = candidates[errors.index(min(errors))]
         if update and (self._anchor is None or k >= self._anchor[0]):
             self._anchor = (k, value_j)
+            self._power_lo = self._power_hi = self._power_w  # the power varies from here on
         return phase.step_time(k)
 
     def _estimate_at(self, read: CounterRead, t: float, power_w: float) -> float:
