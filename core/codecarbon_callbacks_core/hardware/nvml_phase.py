@@ -50,6 +50,12 @@ STEP_JITTER_S = 0.0025
 #: how far the counter's period may be from NOMINAL_COUNTER_PERIOD_S before steps say so, s
 PERIOD_PRIOR_SIGMA_S = 0.00003
 
+#: the instant-power integral since an anchor matches the counter to about this fraction of it
+#: (tuned on the H200 replay: 0.06 helps varying loads a little but breaks a steady window)
+ENERGY_SIGMA_FRACTION = 0.03
+#: a read is anchored on only where its step is at least this likely
+CONFIDENT_STEP_PROBABILITY = 0.9
+
 #: one counter read: (read start s, read end s, counter J)
 CounterRead = tuple[float, float, float]
 
@@ -221,6 +227,7 @@ class CounterPhase:
     _lock: threading.Lock
     _phase: _PhaseModel
     _anchor: tuple[int, float] | None
+    _blend: tuple[float, float] | None = None
     _power_w: float
     _power_lo: float
     _power_hi: float
@@ -391,24 +398,55 @@ class CounterPhase:
                 # clearly on one side of the predicted step: the timing decides
                 k = candidates[1] if mid > predicted_step else candidates[0]
             else:
-                # too close to call by timing: the energy since the anchor decides
-                errors = []
-                for candidate in candidates:
-                    expected = self._expected_counter_j(candidate)
-                    errors.append(math.inf if expected is None else abs(value_j - expected))
-                if not all(math.isinf(e) for e in errors):
-                    k = candidates[errors.index(min(errors))]
+                # too close to call by timing: timing and the energy since the anchor weigh
+                # the two steps; an edge too close to call is placed between them
+                k, confident = self._weigh_candidates(candidates, mid, scatter_s, value_j)
+                update = update and confident
         if update and (self._anchor is None or k >= self._anchor[0]):
             self._anchor = (k, value_j)
             self._power_lo = self._power_hi = self._power_w  # the power varies from here on
         return phase.step_time(k)
 
+    def _weigh_candidates(
+        self, candidates: list[int], mid: float, scatter_s: float, value_j: float
+    ) -> tuple[int, bool]:
+        """The likelier of two steps for a read, and whether it is certain enough to anchor on;
+        sets ``_blend`` (the other step's time and its probability) for ``_estimate_at``."""
+        phase = self._phase
+        boundary = phase.step_time(candidates[1])
+        # timing: the probability that the step at ``boundary`` came before the read's middle
+        later = 0.5 * (1.0 + math.erf((mid - boundary) / (scatter_s * math.sqrt(2.0))))
+        weights = [max(1e-9, 1.0 - later), max(1e-9, later)]
+        expected = [self._expected_counter_j(c) for c in candidates]
+        if expected[0] is not None and expected[1] is not None:
+            # the power integral since the anchor is good to a few % of the energy it spans
+            sigma_j = 2.0 + ENERGY_SIGMA_FRACTION * abs(expected[1] - (self._anchor or (0, 0.0))[1])
+            for i, e in enumerate(expected):
+                weights[i] *= math.exp(-0.5 * ((value_j - e) / sigma_j) ** 2)  # type: ignore[operator]
+        total = sum(weights)
+        probabilities = [w / total for w in weights] if total > 0 else [0.5, 0.5]
+        best = 0 if probabilities[0] >= probabilities[1] else 1
+        other = 1 - best
+        self._blend = (phase.step_time(candidates[other]), probabilities[other])
+        return candidates[best], probabilities[best] >= CONFIDENT_STEP_PROBABILITY
+
     def _estimate_at(self, read: CounterRead, t: float, power_w: float) -> float:
         """Counter-scale energy at ``t`` from one counter read (lock held), J."""
+        self._blend = None
         step_s = self._step_of_read(read, update=True)
         if step_s is None:  # no phase: the read is on average half a period stale
             period = self._phase.period_s or NOMINAL_COUNTER_PERIOD_S
             step_s = (read[0] + read[1]) / 2 - period / 2
+        blend, self._blend = self._blend, None
+        estimate = self._placed(read, step_s, t, power_w)
+        if blend is None:
+            return estimate
+        other_step_s, other_probability = blend
+        other = self._placed(read, other_step_s, t, power_w)
+        return estimate + other_probability * (other - estimate)
+
+    def _placed(self, read: CounterRead, step_s: float, t: float, power_w: float) -> float:
+        """Counter-scale energy at ``t`` from a read of the step at ``step_s``, J."""
         age_s = t - step_s
         lag_s = INSTANT_POWER_LAG_S if self.power_source == "instant" else 0.0
         if age_s <= lag_s:
