@@ -774,3 +774,31 @@ def test_runs_replaying_the_h200_trace_come_out_within_2_percent():
         errors.append(energy_j / true_j - 1)
     bad = [(round(s, 3), round(100 * e, 2)) for (s, _), e in zip(starts, errors) if abs(e) > 0.015]
     assert max(abs(e) for e in errors) < 0.02, bad
+
+
+def test_eight_idle_gpus_read_no_counter_in_the_background_in_real_time():
+    """The meter over 8 idle fake H200s, real threads and clock: once the bursts are done, no
+    counter read until the next watch (30 s); no thread of a GPU's own. Before issue 16 the
+    same measurement (benchmarks/gpu_background_reads.py) gave 6.4 reads/s per GPU."""
+    from codecarbon_callbacks_core.meter import Meter
+
+    clock = RealClock()
+    devices = [FakeDevice(uuid=f"GPU-idle-{i}", power_w=75.0) for i in range(8)]
+    nvml = FakeNvml(devices, clock=clock)
+    gpus, _ = detect_nvml(nvml=nvml)
+    meter = Meter(gpus)
+    meter.start()
+    try:
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and not all(g._phase.observations >= 8 for g in gpus):
+            time.sleep(0.1)
+        time.sleep(0.3)  # the last young watch's job ends
+        before = nvml.calls["nvmlDeviceGetTotalEnergyConsumption"]
+        time.sleep(1.5)
+        background = nvml.calls["nvmlDeviceGetTotalEnergyConsumption"] - before
+        names = [t.name for t in threading.enumerate()]
+    finally:
+        meter.stop()
+    assert all(g.counter_period_s for g in gpus)
+    assert background / 1.5 / len(gpus) < 0.2, background
+    assert not any(n.startswith("codecarbon-callbacks-gpu") and "edge" not in n for n in names)
