@@ -22,6 +22,12 @@ from typing import Any
 class ReplayResult:
     edge_times_s: list[float]
     energies_j: list[float]
+    #: what the meter's origin snapshot read at start (``read_at_start``), J
+    start_energy_j: float = 0.0
+
+    def run_j(self) -> float:
+        """The run's energy as the meter gives it: the last edge minus the start snapshot, J."""
+        return self.energies_j[-1] - self.start_energy_j
 
     def windows_j(self) -> list[float]:
         return [b - a for a, b in zip(self.energies_j, self.energies_j[1:])]
@@ -41,8 +47,9 @@ def replay(
     rng = random.Random(seed)
     clock.jump(start_s)
     component.start(start_s)
+    start_energy_j = 0.0
     if read_at_start:  # the meter's origin snapshot, before the sampler has run at all
-        component.energy_j(start_s)
+        start_energy_j = component.energy_j(start_s)
         clock.jump(start_s)
     next_tick = start_s + sampler_interval_s
     sampler_free_at = start_s  # the sampler thread is busy (a counter watch) until then
@@ -63,7 +70,7 @@ def replay(
         clock.jump(edge)
         times.append(edge)
         energies.append(component.energy_j(edge))
-    return ReplayResult(times, energies)
+    return ReplayResult(times, energies, start_energy_j)
 
 
 def plain_counter_windows_j(

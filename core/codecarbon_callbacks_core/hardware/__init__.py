@@ -66,7 +66,96 @@ def detect_cpu(
     pid: int | None = None,
     rapl_opener: Any = None,
 ) -> tuple[list[Component], list[str]]:
-    """The CPU components (and RAPL DRAM ones, kind "ram", when asked), with notes."""
+    """The CPU components (and RAPL DRAM ones, kind "ram", when asked), with notes.
+
+    In order: ``force_cpu_power`` (a constant), RAPL (unless ``force_mode_cpu_load``), the
+    TDP x load estimate for a model in the TDP table, a constant per logical CPU.
+    """
+    from codecarbon_callbacks_core.hardware.cpu_estimate import ConstantPowerComponent
+    from codecarbon_callbacks_core.hardware.cpu_model import read_cpu_info
+
+    notes: list[str] = []
+    model, sockets = read_cpu_info(cpuinfo_path)
+    if force_cpu_power is not None:
+        forced = ConstantPowerComponent(
+            kind="cpu",
+            name="cpu:forced",
+            model=model,
+            power_w=force_cpu_power,
+            reason="force_cpu_power",
+        )
+        return [forced], notes
+    if not force_mode_cpu_load:
+        found = _rapl_cpu(
+            tracking_mode=tracking_mode,
+            include_dram=rapl_include_dram,
+            prefer_psys=rapl_prefer_psys,
+            powercap_root=powercap_root,
+            model=model,
+            pid=pid,
+            opener=rapl_opener,
+            notes=notes,
+        )
+        if found is not None:
+            return found
+    return _estimated_cpu(
+        model,
+        sockets,
+        tracking_mode=tracking_mode,
+        forced_load=force_mode_cpu_load,
+        pid=pid,
+        notes=notes,
+    )
+
+
+def _rapl_cpu(
+    *,
+    tracking_mode: str,
+    include_dram: bool,
+    prefer_psys: bool,
+    powercap_root: str | os.PathLike[str],
+    model: str,
+    pid: int | None,
+    opener: Any,
+    notes: list[str],
+) -> tuple[list[Component], list[str]] | None:
+    """RAPL's components and notes, or None (a refusal noted in ``notes``) when it cannot."""
+    from codecarbon_callbacks_core.hardware import rapl
+
+    try:
+        components, rapl_notes = rapl.detect_rapl(
+            powercap_root=powercap_root,
+            include_dram=include_dram and tracking_mode == "machine",
+            prefer_psys=prefer_psys,
+            model=model,
+            opener=opener or rapl.read_sysfs,
+        )
+    except HardwareError as error:
+        from codecarbon_callbacks_core.hardware.diagnose import rapl_finding
+
+        finding = rapl_finding(error)
+        if finding.state == "refused":
+            notes.append(f"CPU: RAPL refused, so CPU power is estimated. {finding.reason}")
+        else:
+            logger.debug("no RAPL: %s (%s)", finding.reason, finding.fix)
+        return None
+    if tracking_mode == "process":
+        # the packages' energy, split by this process tree's share of busy CPU time
+        packages = [c for c in components if c.kind == "cpu"]
+        return [rapl.ProcessShareComponent(packages, pid)], rapl_notes
+    return list(components), rapl_notes
+
+
+def _estimated_cpu(
+    model: str,
+    sockets: int,
+    *,
+    tracking_mode: str,
+    forced_load: bool,
+    pid: int | None,
+    notes: list[str],
+) -> tuple[list[Component], list[str]]:
+    """No RAPL: TDP x load for a known model (or with ``force_mode_cpu_load``), else a constant."""
     from codecarbon_callbacks_core.hardware.cpu_estimate import (
         UNKNOWN_CPU_TDP_W_PER_THREAD,
         UNKNOWN_CPU_W_PER_THREAD,
@@ -74,59 +163,23 @@ def detect_cpu(
         CpuLoadComponent,
         unknown_cpu_power_w,
     )
-    from codecarbon_callbacks_core.hardware.cpu_model import lookup_tdp_w, read_cpu_info
+    from codecarbon_callbacks_core.hardware.cpu_model import lookup_tdp_w
     from codecarbon_callbacks_core.system import logical_cpu_count
 
-    notes: list[str] = []
-    model, sockets = read_cpu_info(cpuinfo_path)
-    if force_cpu_power is not None:
-        return [
-            ConstantPowerComponent(
-                kind="cpu",
-                name="cpu:forced",
-                model=model,
-                power_w=force_cpu_power,
-                reason="force_cpu_power",
-            )
-        ], notes
-    if not force_mode_cpu_load:
-        from codecarbon_callbacks_core.hardware import rapl
-
-        try:
-            components, rapl_notes = rapl.detect_rapl(
-                powercap_root=powercap_root,
-                include_dram=rapl_include_dram and tracking_mode == "machine",
-                prefer_psys=rapl_prefer_psys,
-                model=model,
-                opener=rapl_opener or rapl.read_sysfs,
-            )
-            if tracking_mode == "process":
-                # the packages' energy, split by this process tree's share of busy CPU time
-                packages = [c for c in components if c.kind == "cpu"]
-                return [rapl.ProcessShareComponent(packages, pid)], rapl_notes
-            return list(components), rapl_notes
-        except HardwareError as error:
-            from codecarbon_callbacks_core.hardware.diagnose import rapl_finding
-
-            finding = rapl_finding(error)
-            if finding.state == "refused":
-                notes.append(f"CPU: RAPL refused, so CPU power is estimated. {finding.reason}")
-            else:
-                logger.debug("no RAPL: %s (%s)", finding.reason, finding.fix)
     cpu_count = logical_cpu_count()
     match = lookup_tdp_w(model) if model else None
     if match is not None:
         table_model, tdp_w = match
-        component: Component = CpuLoadComponent(
-            tdp_w=tdp_w * sockets, model=model, tracking_mode=tracking_mode, pid=pid
-        )
-        if not notes and not force_mode_cpu_load:
+        if not notes and not forced_load:
             notes.append(
                 f"CPU: no RAPL counter; power estimated from TDP x load ({model!r} -> "
                 f"{table_model!r}, {tdp_w:g} W x {sockets} socket(s))"
             )
-        return [component], notes
-    if force_mode_cpu_load:
+        load = CpuLoadComponent(
+            tdp_w=tdp_w * sockets, model=model, tracking_mode=tracking_mode, pid=pid
+        )
+        return [load], notes
+    if forced_load:
         tdp_w = UNKNOWN_CPU_TDP_W_PER_THREAD * cpu_count
         notes.append(
             f"CPU: model {model or 'unknown'!r} is not in the TDP table; force_mode_cpu_load "
@@ -141,15 +194,14 @@ def detect_cpu(
         f"at a constant {UNKNOWN_CPU_W_PER_THREAD:g} W x {cpu_count} threads = {power_w:g} W. "
         "Set force_cpu_power=<W> if you know better."
     )
-    return [
-        ConstantPowerComponent(
-            kind="cpu",
-            name="cpu:constant",
-            model=model,
-            power_w=power_w,
-            reason=f"unknown model: {UNKNOWN_CPU_W_PER_THREAD:g} W per logical CPU",
-        )
-    ], notes
+    constant = ConstantPowerComponent(
+        kind="cpu",
+        name="cpu:constant",
+        model=model,
+        power_w=power_w,
+        reason=f"unknown model: {UNKNOWN_CPU_W_PER_THREAD:g} W per logical CPU",
+    )
+    return [constant], notes
 
 
 def detect_components(

@@ -2,25 +2,49 @@
 
 One process-wide pool (at most 8 threads, started on first use) serves every tracker: a counter
 read takes milliseconds (2.4-3.6 ms on an H200, up to 26 ms), and reading 8 GPUs one after the
-other would hold an edge for 20-200 ms.
+other would hold an edge for 20-200 ms. The same pool runs the short bursts of counter reads with
+which a GPU finds its counter's step (:func:`submit_counter_job`): no thread of its own per GPU.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from codecarbon_callbacks_core.hardware.base import Component, MeasurementMethod
 
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 logger = logging.getLogger(__name__)
 
 _edge_pool: ThreadPoolExecutor | None = None
 _edge_pool_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The process-wide pool, started on first use."""
+    global _edge_pool
+    with _edge_pool_lock:
+        if _edge_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _edge_pool = ThreadPoolExecutor(
+                max_workers=8, thread_name_prefix="codecarbon-callbacks-gpu-edge"
+            )
+        return _edge_pool
+
+
+def submit_counter_job(job: Callable[[], None]) -> Future[None] | None:
+    """Run a short burst of counter reads (a GPU finding its step) on the same pool, off the
+    sampler thread; None when the pool takes no work (interpreter shutdown)."""
+    try:
+        return _pool().submit(job)
+    except RuntimeError as error:
+        logger.debug("counter job not run: %s", error)
+        return None
 
 
 def read_energy_concurrently(components: Sequence[Component], now_s: float) -> list[float]:
@@ -30,7 +54,6 @@ def read_energy_concurrently(components: Sequence[Component], now_s: float) -> l
     after the other would hold an edge for 20-200 ms. Components without a slow counter are read
     on the calling thread. Never raises: a component that raises (ours never do) gives NaN.
     """
-    global _edge_pool
 
     def read(component: Component) -> float:
         try:
@@ -43,14 +66,7 @@ def read_energy_concurrently(components: Sequence[Component], now_s: float) -> l
     results = [0.0] * len(components)
     futures = {}
     if len(slow) > 1:
-        with _edge_pool_lock:
-            if _edge_pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                _edge_pool = ThreadPoolExecutor(
-                    max_workers=8, thread_name_prefix="codecarbon-callbacks-gpu-edge"
-                )
-            pool = _edge_pool
+        pool = _pool()
         try:
             for i in slow:
                 futures[i] = pool.submit(read, components[i])

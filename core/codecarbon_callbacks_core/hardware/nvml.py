@@ -25,7 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from codecarbon_callbacks_core._shared import warn_once
 from codecarbon_callbacks_core.hardware import _forksafe
@@ -35,14 +35,21 @@ from codecarbon_callbacks_core.hardware.diagnose import (
     nvidia_driver_present,
     open_nvml,
 )
-from codecarbon_callbacks_core.hardware.edge_reads import read_energy_concurrently
+from codecarbon_callbacks_core.hardware.edge_reads import (
+    read_energy_concurrently,
+    submit_counter_job,
+)
 from codecarbon_callbacks_core.hardware.nvml_phase import (
+    FIRST_WATCH_LIMIT_S,
     INSTANT_POWER_LAG_S,
     NOMINAL_COUNTER_PERIOD_S,
     CounterPhase,
     _PhaseModel,
 )
 from codecarbon_callbacks_core.hardware.nvml_select import cuda_device_uuids, select_devices
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 logger = logging.getLogger(__name__)
 
@@ -68,19 +75,22 @@ __all__ = [
 FIELD_POWER_INSTANT = 186
 #: how often the sampler reads instant power, s
 GPU_SAMPLE_INTERVAL_S = 0.025
-#: how often the sampler re-watches one counter step, s
-WATCH_INTERVAL_S = 1.0
-#: how often the sampler reads the counter once mid-step for a fresh anchor, s (None: never)
-ANCHOR_INTERVAL_S = 0.2
+#: how often one counter step is watched again once the phase is known, s: a handful of reads
+#: (the period is stable; edges and live updates keep the anchor fresh), well under 1 read/s
+WATCH_INTERVAL_S = 30.0
+#: how often, at most, the counter is read once mid-step for a fresh anchor while the power
+#: varies, s (None: never). An edge read right at a step is told apart from its neighbour by the
+#: energy since the anchor; over a varying load the power integral since an old anchor can be
+#: half a step off. At steady power (an idle GPU, steady training) no such read is made: the
+#: reads edges and live updates make are the anchors.
+ANCHOR_INTERVAL_S: float | None = 1.0
+#: the power varies when its range since the last anchor exceeds this fraction of its maximum
+VARYING_POWER_FRACTION = 0.1
 
 #: nvmlDeviceGetPowerUsage is a trailing 1-s average on recent GPUs: half of it is lag. On the
 #: H200 trace, windows of 0.5-3 s integrated from it: rms error 32 % uncorrected, 12.6 % with
 #: 0.5 s (0.4 s: 12.6 %, 0.6 s: 15.7 %)
 POWER_USAGE_LAG_S = 0.5
-
-#: how long ``NvmlGpu.close()`` waits for its counter-watcher thread, seconds (a read in
-#: progress ends within one counter period; a thread stuck in an NVML call is left, a daemon)
-WATCHER_JOIN_TIMEOUT_S = 0.5
 
 
 def _text(value: Any) -> str:
@@ -112,11 +122,12 @@ class NvmlGpu(CounterPhase, Component):
         sample_interval_s: how often the sampler reads instant power.
         watch_interval_s: how often the sampler re-watches a counter step.
         anchor_interval_s: how often the sampler reads the counter once mid-step (None: never).
-        watch_thread: do the counter reads (first watch, watches, anchors) on a thread of this
-            GPU's own, which sleeps until just before the step it watches, so that the sampler
-            only reads instant power (microseconds) and several GPUs lock on at once. Default:
-            when ``clock`` is ``time.monotonic``; with a virtual clock (tests) the sampler's
-            ``sample()`` calls do them, on the sampler's timeline, deterministically.
+        bursts_off_sampler: run the short bursts of counter reads that find the counter's step
+            (after the first edge, then one step every ``watch_interval_s``) as jobs on the
+            process-wide edge-read pool, so that the sampler only reads instant power
+            (microseconds) and several GPUs lock on at once; no thread of this GPU's own.
+            Default: when ``clock`` is ``time.monotonic``; with a virtual clock (tests) the
+            sampler's ``sample()`` calls do them, on the sampler's timeline, deterministically.
 
     Attributes:
         uuid, index, cuda_index, model (the GPU name), memory_total_bytes, power_source
@@ -135,7 +146,7 @@ class NvmlGpu(CounterPhase, Component):
         sample_interval_s: float = GPU_SAMPLE_INTERVAL_S,
         watch_interval_s: float = WATCH_INTERVAL_S,
         anchor_interval_s: float | None = ANCHOR_INTERVAL_S,
-        watch_thread: bool | None = None,
+        bursts_off_sampler: bool | None = None,
     ) -> None:
         self._nvml = nvml
         self.index = index
@@ -156,9 +167,11 @@ class NvmlGpu(CounterPhase, Component):
         self.sample_interval_s = sample_interval_s
         self.watch_interval_s = watch_interval_s
         self.anchor_interval_s = anchor_interval_s
-        self.watch_thread = clock is time.monotonic if watch_thread is None else watch_thread
-        self._watcher: threading.Thread | None = None
-        self._watcher_stop = threading.Event()
+        self.bursts_off_sampler = (
+            clock is time.monotonic if bursts_off_sampler is None else bursts_off_sampler
+        )
+        self._job: Future[None] | None = None  # the burst in flight on the pool
+        self._job_stop = threading.Event()
         self._lock = threading.Lock()
         _forksafe.track(self)
         # power source
@@ -206,6 +219,7 @@ class NvmlGpu(CounterPhase, Component):
         self._integral_history: deque[tuple[float, float]] = deque(maxlen=1024)
         # counter knowledge: the counter value (J) at a known step index
         self._anchor: tuple[int, float] | None = None
+        self._power_lo = self._power_hi = 0.0  # the power's range since the last anchor, W
         self._next_watch_s = 0.0
         self._next_anchor_s = 0.0
         self._watch_skips = 0
@@ -290,50 +304,76 @@ class NvmlGpu(CounterPhase, Component):
     def start(self, now_s: float) -> None:
         """Set the origin. Reads no counter (the sampler's first watch or the first edge does)."""
         with self._lock:
-            probe = self._probe
             self._reset_state()
             self._started = True
             self._start_s = now_s
             power_w = self._read_power_w()
             self._start_power_w = power_w or 0.0
             self._integrate_to(now_s, power_w)
-            if probe is not None and 0.0 <= now_s - probe[1] < 0.05:
-                self._origin_read = probe  # read just before start: good enough as the origin
+            # The origin is the first edge's own read (the meter's start snapshot), never the
+            # detection probe: with the phase still unknown, two different reads are each
+            # placed half a period back, and a probe just before a step and a start read just
+            # after it would differ by a whole step (a run one step short).
             self._probe = None
             self._next_watch_s = now_s
-        if self.watch_thread and self.has_energy_counter:
-            self._watcher_stop.set()  # a previous run's watcher, if any
-            self._watcher_stop = threading.Event()
-            self._watcher = threading.Thread(
-                target=self._watch_loop,
-                args=(self._watcher_stop,),
-                name=f"codecarbon-callbacks-gpu{self.index}-counter",
-                daemon=True,
-            )
-            self._watcher.start()
+        self._job_stop.set()  # a previous run's burst, if any, ends at its next read
+        self._job_stop = threading.Event()
+        self._job = None
 
-    def close(self, timeout_s: float = WATCHER_JOIN_TIMEOUT_S) -> None:
-        """Stop reading; end the counter-watcher thread, waiting at most ``timeout_s`` seconds
-        for it (no lock held). A watcher still in an NVML call after that is reported once (a
-        log line) and left behind, a daemon that ends when the call returns. Never raises."""
+    def close(self) -> None:
+        """Stop reading: a burst in flight on the pool ends at its next read (one NVML call at
+        most; the pool's thread is process-wide, not this GPU's). Returns at once; never
+        raises."""
         self._started = False
-        self._watcher_stop.set()
-        watcher = self._watcher
-        if watcher is None or watcher is threading.current_thread():
-            return
-        watcher.join(max(0.0, timeout_s))
-        if watcher.is_alive():
-            warn_once(
-                "nvml-watcher-not-stopped",
-                "%s: the counter-watcher thread %s did not stop within %.1f s (an NVML "
-                "call that does not return?); leaving it behind (daemon)",
-                self.name,
-                watcher.name,
-                timeout_s,
-                log=logger,
+        self._job_stop.set()
+        job = self._job
+        if job is not None:
+            job.cancel()  # not started yet: never runs
+
+    def _background_anchor(self, stop: threading.Event) -> None:
+        """A job on the edge-read pool: one counter read in the middle of a step."""
+        try:
+            phase = self._phase
+            if not phase.locked:
+                return
+            period = phase.period_s or NOMINAL_COUNTER_PERIOD_S
+            now = self._clock()
+            middle = phase.step_time(phase.step_index(now)) + 0.45 * period
+            if middle < now:
+                middle += period
+            if stop.wait(max(0.0, middle - self._clock())):
+                return
+            read = self._read_counter()
+            with self._lock:
+                self._step_of_read(read, update=True)
+        except self._nvml.NVMLError as error:
+            with self._lock:
+                self._counter_broken(self._clock(), error)
+        except Exception as error:  # noqa: BLE001 - a pool job must not fail loudly
+            logger.debug("%s: anchor read failed: %s", self.name, error)
+
+    def _background_watch(self, stop: threading.Event) -> None:
+        """A job on the edge-read pool: the first burst, or one step watched again."""
+        try:
+            phase = self._phase
+            if not phase.locked:
+                self._first_watch()
+                return
+            margin = 0.003 + 3 * phase.uncertainty_s
+            now = self._clock()
+            target = phase.step_time(phase.step_index(now + margin) + 1)
+            if stop.wait(max(0.0, target - margin - self._clock())):
+                return
+            self._burst(until_changes=1, limit_s=target + (phase.period_s or 0.1) + margin)
+            young = phase.observations < 8
+            self._next_watch_s = self._clock() + (
+                min(0.3, self.watch_interval_s) if young else self.watch_interval_s
             )
-            return
-        self._watcher = None
+        except self._nvml.NVMLError as error:
+            with self._lock:
+                self._counter_broken(self._clock(), error)
+        except Exception as error:  # noqa: BLE001 - a pool job must not fail loudly
+            logger.debug("%s: counter burst stopped: %s", self.name, error)
 
     # -- sampler -------------------------------------------------------------------------------
 
@@ -351,12 +391,31 @@ class NvmlGpu(CounterPhase, Component):
             )
         if power_w is None and self.power_source is not None:
             self._fail("NVML power read failed; power integration paused")
-        if self.watch_thread or not (self.has_energy_counter and self._counter_failed_at is None):
-            return  # the watcher thread does the counter reads
+        if not (self.has_energy_counter and self._counter_failed_at is None):
+            return
+        if power_w is not None:
+            self._power_lo = min(self._power_lo, power_w)
+            self._power_hi = max(self._power_hi, power_w)
+        anchor_due = (
+            self.anchor_interval_s is not None
+            and now_s >= self._next_anchor_s
+            and self._phase.locked
+            and self._power_hi - self._power_lo > VARYING_POWER_FRACTION * self._power_hi
+        )
+        if self.bursts_off_sampler:
+            if (watch_due or anchor_due) and (self._job is None or self._job.done()):
+                stop = self._job_stop
+                if watch_due:
+                    self._next_watch_s = now_s + FIRST_WATCH_LIMIT_S  # the job sets the next
+                    self._job = submit_counter_job(lambda: self._background_watch(stop))
+                else:
+                    self._next_anchor_s = now_s + self.anchor_interval_s  # type: ignore[operator]
+                    self._job = submit_counter_job(lambda: self._background_anchor(stop))
+            return
         try:
             if watch_due:
                 self._watch(now_s)
-            elif self.anchor_interval_s is not None and now_s >= self._next_anchor_s:
+            elif anchor_due:
                 self._refresh_anchor(now_s)
         except self._nvml.NVMLError as error:
             with self._lock:

@@ -3,9 +3,10 @@
 The counter (``nvmlDeviceGetTotalEnergyConsumption``) moves in steps on a clock of its own, so a
 read at a window edge is stale by up to one period. :class:`_PhaseModel` fits the step times
 (period and phase, by least squares); :class:`CounterPhase`, half of
-:class:`~codecarbon_callbacks_core.hardware.nvml.NvmlGpu`, watches steps with a few counter reads
-a second (on a watcher thread, or inside ``sample()`` with a virtual clock), keeps an anchor (a
-counter value at a known step), decides which step an edge read belongs to, and returns
+:class:`~codecarbon_callbacks_core.hardware.nvml.NvmlGpu`, finds the steps with a short burst of
+counter reads after the first edge and watches one step again every ``watch_interval_s`` (as
+jobs on the edge-read pool, or inside ``sample()`` with a virtual clock), keeps an anchor (a
+counter value at a known step, refreshed by every edge and live update), decides which step an edge read belongs to, and returns
 ``counter + instant power x time since that step`` (instant power shifted by
 ``INSTANT_POWER_LAG_S``). Energies in J, times in s on the meter's monotonic clock.
 
@@ -42,6 +43,19 @@ FIRST_WATCH_STEPS = 4
 #: a step located less precisely than this (a slow read) is not used for the phase, s
 MAX_STEP_RESOLUTION_S = 0.006
 
+#: how far one step falls from the fitted line at most, whatever a short fit says, s (the H200
+#: trace: steps scatter 1.5 ms rms around a 10-step local fit, 6.5 ms at worst)
+STEP_JITTER_S = 0.0025
+
+#: how far the counter's period may be from NOMINAL_COUNTER_PERIOD_S before steps say so, s
+PERIOD_PRIOR_SIGMA_S = 0.00003
+
+#: the instant-power integral since an anchor matches the counter to about this fraction of it
+#: (tuned on the H200 replay: 0.06 helps varying loads a little but breaks a steady window)
+ENERGY_SIGMA_FRACTION = 0.03
+#: a read is anchored on only where its step is at least this likely
+CONFIDENT_STEP_PROBABILITY = 0.9
+
 #: one counter read: (read start s, read end s, counter J)
 CounterRead = tuple[float, float, float]
 
@@ -77,6 +91,14 @@ class _PhaseModel:
     def step_time(self, k: int) -> float:
         assert self.period_s is not None and self.phase_s is not None
         return self.phase_s + k * self.period_s
+
+    def uncertainty_at(self, t: float) -> float:
+        """How far a step near ``t`` may fall from its prediction, s: the steps' own scatter,
+        plus the period's uncertainty carried over the steps since the last one observed."""
+        if not self.locked or not self._steps:
+            return max(self.uncertainty_s, STEP_JITTER_S)
+        periods = abs(self.step_index(t) - self._steps[-1][0])
+        return math.hypot(max(self.uncertainty_s, STEP_JITTER_S), periods * self.period_sigma_s)
 
     def observe_run(self, steps: Sequence[tuple[int, float]]) -> None:
         """Steps seen by one back-to-back burst, as (ordinal in the burst, time).
@@ -132,6 +154,16 @@ class _PhaseModel:
         if var_k <= 0:
             return None
         slope = sum((k - mean_k) * (t - mean_t) for k, t in steps) / var_k
+        # The counter's period is stable at its nominal 100.0 ms (the H200 trace: 100.008 ms),
+        # while steps scatter by ~1.5 ms: a burst of 4 steps alone gives the period to ~1 %,
+        # which drifts a step's place by 10 ms within a second. Weigh the prior against the
+        # steps (inverse variances); a long span of steps outweighs it.
+        data_weight = var_k / STEP_JITTER_S**2
+        prior_weight = 1.0 / PERIOD_PRIOR_SIGMA_S**2
+        if abs(slope - NOMINAL_COUNTER_PERIOD_S) < 0.2 * NOMINAL_COUNTER_PERIOD_S:
+            slope = (slope * data_weight + NOMINAL_COUNTER_PERIOD_S * prior_weight) / (
+                data_weight + prior_weight
+            )
         return slope, mean_t - mean_k * slope, var_k
 
     def _fit(self) -> None:
@@ -164,7 +196,10 @@ class _PhaseModel:
         residuals = [t - (phase + k * slope) for k, t in steps]
         spread = math.sqrt(sum(r * r for r in residuals) / (n - 2)) if n > 2 else 0.002
         self.uncertainty_s = min(0.015, max(0.001, spread))
-        self.period_sigma_s = max(spread, 0.001) / math.sqrt(var_k)
+        # the period's own error: the steps' scatter over their span, bounded by the prior's
+        self.period_sigma_s = 1.0 / math.sqrt(
+            var_k / max(spread, STEP_JITTER_S) ** 2 + 1.0 / PERIOD_PRIOR_SIGMA_S**2
+        )
 
     @property
     def observations(self) -> int:
@@ -181,6 +216,7 @@ class CounterPhase:
     """
 
     _nvml: Any
+    _started: bool
     name: str
     power_source: str | None
     sample_interval_s: float | None
@@ -191,6 +227,10 @@ class CounterPhase:
     _lock: threading.Lock
     _phase: _PhaseModel
     _anchor: tuple[int, float] | None
+    _blend: tuple[float, float] | None = None
+    _power_w: float
+    _power_lo: float
+    _power_hi: float
     _next_watch_s: float
     _next_anchor_s: float
     _watch_skips: int
@@ -271,57 +311,12 @@ class CounterPhase:
             min(0.3, self.watch_interval_s) if self._phase.locked else 4 * self.watch_interval_s
         )
 
-    def _watch_loop(self, stop: threading.Event) -> None:
-        """The watcher thread (``watch_thread``): all counter reads but the edges' own."""
-        try:
-            while not stop.is_set() and self._counter_failed_at is None:
-                phase = self._phase
-                if not phase.locked:
-                    self._first_watch()
-                    if not phase.locked:
-                        stop.wait(4 * self.watch_interval_s)
-                    continue
-                period = phase.period_s or NOMINAL_COUNTER_PERIOD_S
-                now = self._clock()
-                if now >= self._next_watch_s:
-                    # sleep until just before the next step, then read until it shows
-                    margin = 0.003 + 3 * phase.uncertainty_s
-                    target = phase.step_time(phase.step_index(now + margin) + 1)
-                    if stop.wait(max(0.0, target - margin - self._clock())):
-                        return
-                    self._burst(until_changes=1, limit_s=target + period + margin)
-                    young = phase.observations < 8
-                    self._next_watch_s = self._clock() + (
-                        min(0.3, self.watch_interval_s) if young else self.watch_interval_s
-                    )
-                elif self.anchor_interval_s is not None and now >= self._next_anchor_s:
-                    # one read in the middle of a step: unambiguous, a fresh anchor
-                    middle = phase.step_time(phase.step_index(now)) + 0.45 * period
-                    if middle < now:
-                        middle += period
-                    if stop.wait(max(0.0, middle - self._clock())):
-                        return
-                    read = self._read_counter()
-                    with self._lock:
-                        self._step_of_read(read, update=True)
-                    self._next_anchor_s = self._clock() + self.anchor_interval_s
-                else:
-                    wake = self._next_watch_s
-                    if self.anchor_interval_s is not None:
-                        wake = min(wake, self._next_anchor_s)
-                    stop.wait(max(0.001, wake - now))
-        except self._nvml.NVMLError as error:
-            with self._lock:
-                self._counter_broken(self._clock(), error)
-        except Exception as error:  # noqa: BLE001 - a background thread must not die loudly
-            logger.debug("%s: counter watcher stopped: %s", self.name, error)
-
     def _burst(self, *, until_changes: int, limit_s: float) -> None:
         """Back-to-back counter reads until ``until_changes`` steps are seen or ``limit_s``."""
         previous = self._read_counter()
         first = previous
         changes: list[CounterRead] = []  # (step time, resolution, value J)
-        while len(changes) < until_changes and previous[1] < limit_s:
+        while len(changes) < until_changes and previous[1] < limit_s and self._started:
             current = self._read_counter()
             # keep the power integral going meanwhile (microseconds a read): it decides which
             # side of a step an edge reading is on, and a burst can last 0.35 s
@@ -381,7 +376,8 @@ class CounterPhase:
         mid = (t_a + t_b) / 2
         k = phase.step_index(mid)
         half_read = (t_b - t_a) / 2
-        guard = half_read + 3 * phase.uncertainty_s + 0.001
+        scatter_s = phase.uncertainty_at(mid)
+        guard = half_read + 3 * scatter_s + 0.001
         candidates = [k]
         if mid - phase.step_time(k) < guard:
             candidates = [k - 1, k]
@@ -398,27 +394,59 @@ class CounterPhase:
                 k = candidates[1] if value_j == anchor[1] else candidates[0]
             elif anchor is not None and anchor[0] == candidates[0] - 1 and value_j == anchor[1]:
                 k = anchor[0]  # the counter is later than predicted
-            elif abs(mid - predicted_step) > half_read + phase.uncertainty_s:
+            elif abs(mid - predicted_step) > half_read + 2 * scatter_s:
                 # clearly on one side of the predicted step: the timing decides
                 k = candidates[1] if mid > predicted_step else candidates[0]
             else:
-                # too close to call by timing: the energy since the anchor decides
-                errors = []
-                for candidate in candidates:
-                    expected = self._expected_counter_j(candidate)
-                    errors.append(math.inf if expected is None else abs(value_j - expected))
-                if not all(math.isinf(e) for e in errors):
-                    k = candidates[errors.index(min(errors))]
+                # too close to call by timing: timing and the energy since the anchor weigh
+                # the two steps; an edge too close to call is placed between them
+                k, confident = self._weigh_candidates(candidates, mid, scatter_s, value_j)
+                update = update and confident
         if update and (self._anchor is None or k >= self._anchor[0]):
             self._anchor = (k, value_j)
+            self._power_lo = self._power_hi = self._power_w  # the power varies from here on
         return phase.step_time(k)
+
+    def _weigh_candidates(
+        self, candidates: list[int], mid: float, scatter_s: float, value_j: float
+    ) -> tuple[int, bool]:
+        """The likelier of two steps for a read, and whether it is certain enough to anchor on;
+        sets ``_blend`` (the other step's time and its probability) for ``_estimate_at``."""
+        phase = self._phase
+        boundary = phase.step_time(candidates[1])
+        # timing: the probability that the step at ``boundary`` came before the read's middle
+        later = 0.5 * (1.0 + math.erf((mid - boundary) / (scatter_s * math.sqrt(2.0))))
+        weights = [max(1e-9, 1.0 - later), max(1e-9, later)]
+        expected = [self._expected_counter_j(c) for c in candidates]
+        if expected[0] is not None and expected[1] is not None:
+            # the power integral since the anchor is good to a few % of the energy it spans
+            sigma_j = 2.0 + ENERGY_SIGMA_FRACTION * abs(expected[1] - (self._anchor or (0, 0.0))[1])
+            for i, e in enumerate(expected):
+                weights[i] *= math.exp(-0.5 * ((value_j - e) / sigma_j) ** 2)  # type: ignore[operator]
+        total = sum(weights)
+        probabilities = [w / total for w in weights] if total > 0 else [0.5, 0.5]
+        best = 0 if probabilities[0] >= probabilities[1] else 1
+        other = 1 - best
+        self._blend = (phase.step_time(candidates[other]), probabilities[other])
+        return candidates[best], probabilities[best] >= CONFIDENT_STEP_PROBABILITY
 
     def _estimate_at(self, read: CounterRead, t: float, power_w: float) -> float:
         """Counter-scale energy at ``t`` from one counter read (lock held), J."""
+        self._blend = None
         step_s = self._step_of_read(read, update=True)
         if step_s is None:  # no phase: the read is on average half a period stale
             period = self._phase.period_s or NOMINAL_COUNTER_PERIOD_S
             step_s = (read[0] + read[1]) / 2 - period / 2
+        blend, self._blend = self._blend, None
+        estimate = self._placed(read, step_s, t, power_w)
+        if blend is None:
+            return estimate
+        other_step_s, other_probability = blend
+        other = self._placed(read, other_step_s, t, power_w)
+        return estimate + other_probability * (other - estimate)
+
+    def _placed(self, read: CounterRead, step_s: float, t: float, power_w: float) -> float:
+        """Counter-scale energy at ``t`` from a read of the step at ``step_s``, J."""
         age_s = t - step_s
         lag_s = INSTANT_POWER_LAG_S if self.power_source == "instant" else 0.0
         if age_s <= lag_s:

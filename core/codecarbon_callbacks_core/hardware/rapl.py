@@ -8,6 +8,14 @@ Layout read (``powercap_root``, default ``/sys/class/powercap``)::
 
 AMD CPUs appear under the same ``intel-rapl`` control type on current kernels; an ``amd-rapl``
 prefix is accepted too. ``intel-rapl-mmio:*`` zones duplicate the package zone and are skipped.
+Multi-die parts list one package zone per die::
+
+    intel-rapl:0/            name = "package-0-die-0"
+    intel-rapl:1/            name = "package-0-die-1"
+
+On AMD (Threadripper, EPYC, Zen 1/2) every die mirrors the socket's counter; on Intel (Cascade
+Lake-AP, ...) each die has its own. :mod:`~codecarbon_callbacks_core.hardware.rapl_mirrors`
+tells them apart from the counters' movement while measuring and counts a mirror once.
 
 - one component per package zone (``cpu:package-N``, method ``rapl``);
 - ``prefer_psys=True`` and a psys zone present: one ``cpu:psys`` component instead of the packages
@@ -35,6 +43,7 @@ from pathlib import Path
 from codecarbon_callbacks_core.errors import HardwareError
 from codecarbon_callbacks_core.hardware import _forksafe
 from codecarbon_callbacks_core.hardware.base import Component, DetectionHint, MeasurementMethod
+from codecarbon_callbacks_core.hardware.rapl_mirrors import DISTINCT, MirrorJudge, judge_packages
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +121,31 @@ class RaplDomain(Component):
         self._total_uj = 0
         self._last_s: float | None = None
         self._power_w = 0.0
+        #: set by a MirrorJudge when several package zones may mirror one counter
+        self.mirror_judge: MirrorJudge | None = None
+        self.mirror_state = DISTINCT
+        self.mirror_of: str | None = None
+        self.mirror_reported = False
+
+    @property
+    def last_raw_uj(self) -> int:
+        """The raw counter at the latest read, µJ."""
+        return self._last_raw_uj
+
+    @property
+    def total_uj(self) -> int:
+        """µJ counted by this zone's counter since ``start()``, mirrored or not."""
+        return self._total_uj
+
+    @property
+    def counted(self) -> bool:
+        """Whether this zone's energy counts (not a mirror, not still being judged)."""
+        return self.mirror_state == DISTINCT
+
+    def advance_locked(self, now_s: float) -> None:
+        """Read the counter now and add the increment (takes the lock)."""
+        with self._lock:
+            self._advance(now_s)
 
     def read_uj(self) -> int:
         """The raw counter, µJ. Raises HardwareError (with how to fix a refusal)."""
@@ -151,22 +185,31 @@ class RaplDomain(Component):
                 logger.warning("%s: %s", self.name, error)
             self._total_uj = 0
             self._last_s = now_s
+        judge = self.mirror_judge
+        if judge is not None and judge.domains[-1] is self:  # every zone has its origin now
+            judge.start()
 
     def sample(self, now_s: float) -> None:
+        judge = self.mirror_judge
+        if judge is not None and judge.domains[0] is self and judge.pending:
+            judge.judge(now_s)  # reads every zone back to back
+            return
         with self._lock:
             self._advance(now_s)
 
     def energy_j(self, now_s: float) -> float:
         with self._lock:
             self._advance(now_s)
-            return self._total_uj / 1e6
+            return self._total_uj / 1e6 if self.counted else 0.0
 
     def power_w(self) -> float:
-        return self._power_w
+        return self._power_w if self.counted else 0.0
 
     def describe(self) -> dict[str, object]:
         info = super().describe()
         info.update(path=str(self.path), max_energy_range_uj=self.max_energy_range_uj)
+        if self.mirror_judge is not None:
+            info.update(mirror_state=self.mirror_state, mirror_of=self.mirror_of)
         return info
 
 
@@ -175,6 +218,95 @@ def _zone_name(path: Path, opener: Opener) -> str:
         return opener(path / "name").strip()
     except OSError:
         return ""
+
+
+#: what a powercap folder holds: (package index, path, name) per package zone, psys zones, and
+#: (package index, path) per DRAM sub-zone
+_Zones = tuple[list[tuple[int, Path, str]], list[Path], list[tuple[int, Path]]]
+
+
+def _scan_zones(root: Path, opener: Opener) -> _Zones:
+    """The package, psys and DRAM zones under ``root``. Raises HardwareError when there is none."""
+    try:
+        entries = sorted(os.listdir(root))
+    except OSError as error:
+        raise HardwareError(f"no RAPL: {root} is not readable ({error.strerror})") from error
+    packages: list[tuple[int, Path, str]] = []
+    psys: list[Path] = []
+    drams: list[tuple[int, Path]] = []
+    for entry in entries:
+        zone = _ZONE.match(entry)
+        sub = _SUBZONE.match(entry)
+        name = _zone_name(root / entry, opener) if zone or sub else ""
+        if zone and name == "psys":
+            psys.append(root / entry)
+        elif zone and name.startswith("package"):
+            packages.append((int(zone.group(2)), root / entry, name))
+        elif sub and name == "dram":
+            drams.append((int(sub.group(2)), root / entry))
+    if not packages and not psys:
+        raise HardwareError(f"no RAPL package zone under {root}")
+    return packages, psys, drams or _nested_drams(packages, opener)
+
+
+def _nested_drams(packages: list[tuple[int, Path, str]], opener: Opener) -> list[tuple[int, Path]]:
+    """DRAM sub-zones inside their package folders (where real sysfs also nests them)."""
+    drams: list[tuple[int, Path]] = []
+    for index, path, _ in packages:
+        try:
+            children = sorted(os.listdir(path))
+        except OSError:
+            continue
+        drams.extend(
+            (index, path / child)
+            for child in children
+            if _SUBZONE.match(child) and _zone_name(path / child, opener) == "dram"
+        )
+    return drams
+
+
+def _cpu_domains(
+    zones: _Zones, *, prefer_psys: bool, model: str, opener: Opener, notes: list[str]
+) -> list[RaplDomain]:
+    """The CPU components: psys when preferred and present, else every package zone."""
+    packages, psys, _ = zones
+    if prefer_psys and psys:
+        if packages:
+            notes.append("RAPL: psys used instead of the package zones (rapl_prefer_psys=True)")
+        return [RaplDomain(psys[0], kind="cpu", name="cpu:psys", model=model, opener=opener)]
+    if prefer_psys:
+        notes.append("RAPL: rapl_prefer_psys=True but no psys zone: package zones used")
+    elif psys:
+        notes.append(
+            DetectionHint("RAPL: a psys (platform) zone exists; rapl_prefer_psys=True would use it")
+        )
+    domains = [
+        RaplDomain(path, kind="cpu", name=f"cpu:{name}", model=model, opener=opener)
+        for _index, path, name in packages
+    ]
+    judge_packages(domains)  # multi-die parts: mirrored counters are counted once
+    return domains
+
+
+def _dram_domains(
+    zones: _Zones, *, include_dram: bool, opener: Opener, notes: list[str]
+) -> list[RaplDomain]:
+    """The DRAM components (kind "ram") when asked; a note on what was found otherwise."""
+    drams = zones[2]
+    if include_dram and not drams:
+        notes.append("RAPL: rapl_include_dram=True but no dram zone: RAM is estimated")
+    elif drams and not include_dram:
+        notes.append(
+            DetectionHint(
+                f"RAPL: {len(drams)} DRAM zone(s) not used; rapl_include_dram=True would measure RAM"
+            )
+        )
+    if not include_dram:
+        return []
+    return [
+        RaplDomain(path, kind="ram", name=f"ram:dram-{index}", model="DRAM", opener=opener)
+        for index, path in drams
+    ]
 
 
 def detect_rapl(
@@ -187,6 +319,9 @@ def detect_rapl(
 ) -> tuple[list[RaplDomain], list[str]]:
     """Find RAPL zones and open them.
 
+    Several package zones get one :class:`~codecarbon_callbacks_core.hardware.rapl_mirrors.
+    MirrorJudge`: zones that mirror one counter (multi-die AMD) are counted once.
+
     Returns:
         ``(components, notes)``: CPU components (and DRAM as kind "ram" when asked), and notes on
         what was found but not used.
@@ -195,76 +330,12 @@ def detect_rapl(
         HardwareError: no RAPL zone (the message says why), or the counters are refused (the
             message says how to grant read access).
     """
-    root = Path(powercap_root)
-    try:
-        entries = sorted(os.listdir(root))
-    except OSError as error:
-        raise HardwareError(f"no RAPL: {root} is not readable ({error.strerror})") from error
-    packages: list[tuple[int, Path, str]] = []
-    psys: list[Path] = []
-    drams: list[tuple[int, Path]] = []
-    for entry in entries:
-        zone = _ZONE.match(entry)
-        if zone:
-            path = root / entry
-            name = _zone_name(path, opener)
-            if name == "psys":
-                psys.append(path)
-            elif name.startswith("package"):
-                packages.append((int(zone.group(2)), path, name))
-            continue
-        sub = _SUBZONE.match(entry)
-        if sub and _zone_name(root / entry, opener) == "dram":
-            drams.append((int(sub.group(2)), root / entry))
-    if not packages and not psys:
-        raise HardwareError(f"no RAPL package zone under {root}")
-    # sub-zones also appear nested inside their package directory on real sysfs
-    if not drams:
-        for index, path, _ in packages:
-            try:
-                children = sorted(os.listdir(path))
-            except OSError:
-                continue
-            for child in children:
-                if _SUBZONE.match(child) and _zone_name(path / child, opener) == "dram":
-                    drams.append((index, path / child))
+    zones = _scan_zones(Path(powercap_root), opener)
     notes: list[str] = []
-    components: list[RaplDomain] = []
-    if prefer_psys and psys:
-        components.append(
-            RaplDomain(psys[0], kind="cpu", name="cpu:psys", model=model, opener=opener)
-        )
-        if packages:
-            notes.append("RAPL: psys used instead of the package zones (rapl_prefer_psys=True)")
-    else:
-        if prefer_psys:
-            notes.append("RAPL: rapl_prefer_psys=True but no psys zone: package zones used")
-        for _index, path, name in packages:
-            components.append(
-                RaplDomain(path, kind="cpu", name=f"cpu:{name}", model=model, opener=opener)
-            )
-        if psys and not prefer_psys:
-            notes.append(
-                DetectionHint(
-                    "RAPL: a psys (platform) zone exists; rapl_prefer_psys=True would use it"
-                )
-            )
-    if include_dram:
-        if drams:
-            for index, path in drams:
-                components.append(
-                    RaplDomain(
-                        path, kind="ram", name=f"ram:dram-{index}", model="DRAM", opener=opener
-                    )
-                )
-        else:
-            notes.append("RAPL: rapl_include_dram=True but no dram zone: RAM is estimated")
-    elif drams:
-        notes.append(
-            DetectionHint(
-                f"RAPL: {len(drams)} DRAM zone(s) not used; rapl_include_dram=True would measure RAM"
-            )
-        )
+    components = _cpu_domains(
+        zones, prefer_psys=prefer_psys, model=model, opener=opener, notes=notes
+    )
+    components += _dram_domains(zones, include_dram=include_dram, opener=opener, notes=notes)
     return components, notes
 
 
@@ -294,6 +365,9 @@ class ProcessShareComponent(Component):
         self.method = MeasurementMethod.RAPL
         self.sample_interval_s = min([0.5, *(d.sample_interval_s or 1.0 for d in domains)])
         self._tree = ProcessTree(pid)
+        self._judges = list(
+            {id(d.mirror_judge): d.mirror_judge for d in domains if d.mirror_judge}.values()
+        )
         self._lock = threading.Lock()
         _forksafe.track(self)
         self._energy_j = 0.0
@@ -328,6 +402,8 @@ class ProcessShareComponent(Component):
         with self._lock:
             if self._last_s is None:
                 return
+            for judge in self._judges:  # mirrored package zones: decided on the sampler
+                judge.judge(now_s)
             total_j = self._total_j(now_s)
             machine_s = self._machine_busy_s()
             process_s = self._tree.cpu_seconds()

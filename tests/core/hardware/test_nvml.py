@@ -188,13 +188,41 @@ def test_counter_phase_is_measured():
     assert gpu.counter_period_s == pytest.approx(0.1, abs=0.0005)
 
 
-def test_sampler_cost_is_a_few_counter_reads_per_second():
-    gpu, clock, nvml = _one_trace_gpu()
-    replay(gpu, clock, start_s=3.0, edges_s=[23.0], sampler_interval_s=0.025)
-    reads = nvml.calls["nvmlDeviceGetTotalEnergyConsumption"]
-    # first watch ~130 reads, then a few per watch_interval (1 s)
-    assert reads < 130 + 20 * 8
-    assert nvml.calls["nvmlDeviceGetFieldValues"] >= 20 / 0.025 * 0.9
+def _counter_read_times(nvml, clock):
+    """Record the clock time of every counter read ``nvml`` serves."""
+    times = []
+    read = nvml.nvmlDeviceGetTotalEnergyConsumption
+
+    def timed(handle):
+        times.append(clock.now())
+        return read(handle)
+
+    nvml.nvmlDeviceGetTotalEnergyConsumption = timed
+    return times
+
+
+@pytest.mark.parametrize("load", ["idle", "h200-trace"])
+def test_after_the_first_burst_the_background_reads_under_one_counter_read_a_second(load):
+    """No watcher reading ~9 times a second: a burst after the first edge finds the step; then
+    one step is watched again every WATCH_INTERVAL_S, and an anchor is read (at most every
+    ANCHOR_INTERVAL_S) only while the power varies. Measured: idle 0.15 reads/s, the H200
+    trace's alternating phases 0.9 reads/s (before: 9.25 reads/s whatever the load)."""
+    if load == "idle":
+        device = FakeDevice(uuid=UUIDS[0], power_w=75.0)
+        span = (3.0, 63.0)
+    else:
+        device = FakeDevice.from_h200_trace(uuid=UUIDS[0])
+        span = (3.0, 33.0)
+    gpus, _, clock, nvml = _gpus([device])
+    times = _counter_read_times(nvml, clock)
+    edge = span[1]
+    result = replay(gpus[0], clock, start_s=span[0], edges_s=[edge], sampler_interval_s=0.025)
+    assert gpus[0].counter_period_s is not None  # the burst found the step
+    settle_s = span[0] + 2.5  # the first burst and the young watches
+    background = [t for t in times if settle_s <= t < edge]
+    rate = len(background) / (edge - settle_s)
+    assert rate < (0.3 if load == "idle" else 1.0), rate
+    assert result.energies_j[-1] > 0
 
 
 # -- degraded paths --------------------------------------------------------------------------------
@@ -529,14 +557,16 @@ def test_phase_model_fit_is_robust_and_relocks():
     assert not model.locked
 
 
-def test_counter_reads_run_beside_the_sampler_in_real_time():
+def test_counter_bursts_run_on_the_shared_pool_beside_the_sampler_in_real_time():
+    """No thread per GPU: the burst that finds each counter's step is a job on the process-wide
+    edge-read pool, submitted by the sampler's first sample(), which only reads instant power."""
     clock = RealClock()
     devices = [
         FakeDevice.from_h200_trace(uuid=u, time_offset_s=clock.now() - 4.0) for u in UUIDS[:3]
     ]
     nvml = FakeNvml(devices, clock=clock)
     gpus, _ = detect_nvml(nvml=nvml)
-    assert all(g.watch_thread for g in gpus)
+    assert all(g.bursts_off_sampler for g in gpus)
     now = time.monotonic()
     for gpu in gpus:
         gpu.start(now)
@@ -544,24 +574,23 @@ def test_counter_reads_run_beside_the_sampler_in_real_time():
     start = time.perf_counter()
     for _ in range(10):
         for gpu in gpus:
-            gpu.sample(time.monotonic())  # instant power only
+            gpu.sample(time.monotonic())  # instant power, and the first burst handed off
     assert time.perf_counter() - start < 0.05
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline and not all(g.counter_period_s for g in gpus):
         time.sleep(0.05)
-    # three GPUs locked on together, by their own threads
+    # three GPUs locked on together, on the pool's threads
     assert all(g.counter_period_s == pytest.approx(0.1, abs=0.003) for g in gpus)
     assert nvml.calls["nvmlDeviceGetTotalEnergyConsumption"] > reads_before
-    watchers = [g._watcher for g in gpus]
-    assert all(w is not None and w.is_alive() for w in watchers)
+    names = [t.name for t in threading.enumerate()]
+    assert not any(n.startswith("codecarbon-callbacks-gpu") and "edge" not in n for n in names)
     for gpu in gpus:
-        gpu.close()  # joins its watcher (bounded): gone when close() returns
-    assert not any(w.is_alive() for w in watchers if w is not None)
+        start = time.perf_counter()
+        gpu.close()  # returns at once; a burst in flight ends at its next read
+        assert time.perf_counter() - start < 0.01
 
 
-def test_a_watcher_stuck_in_an_nvml_call_is_reported_once_and_left_as_a_daemon(monkeypatch, caplog):
-    from codecarbon_callbacks_core import _shared
-
+def test_a_burst_stuck_in_an_nvml_call_never_delays_close(monkeypatch):
     class StuckNvml(FakeNvml):
         hold = False
         entered = threading.Event()
@@ -579,28 +608,21 @@ def test_a_watcher_stuck_in_an_nvml_call_is_reported_once_and_left_as_a_daemon(m
         clock=clock,
     )
     gpus, _ = detect_nvml(nvml=nvml)
-    monkeypatch.setattr(_shared, "_warned", set())
-    caplog.set_level(logging.DEBUG, logger="codecarbon_callbacks_core")
     try:
         StuckNvml.hold = True
         for gpu in gpus:
             gpu.start(time.monotonic())
+            gpu.sample(time.monotonic())
         assert StuckNvml.entered.wait(5.0)
-        watchers = [g._watcher for g in gpus]
         for gpu in gpus:
             start = time.perf_counter()
-            gpu.close(timeout_s=0.1)
-            assert time.perf_counter() - start < 0.5
-        assert any(w is not None and w.is_alive() and w.daemon for w in watchers)
-        reports = [r for r in caplog.records if "counter-watcher thread" in r.getMessage()]
-        assert reports and reports[0].levelno == logging.WARNING
-        assert all(r.levelno == logging.DEBUG for r in reports[1:])  # once, then quiet
+            gpu.close()
+            assert time.perf_counter() - start < 0.05
     finally:
         StuckNvml.gate.set()
-    for watcher in watchers:
-        assert watcher is not None
-        watcher.join(5.0)
-        assert not watcher.is_alive()
+    for gpu in gpus:
+        if gpu._job is not None and not gpu._job.cancelled():
+            gpu._job.result(timeout=5.0)  # ended after one more read at most
 
 
 def test_instant_power_lags_the_counter_by_about_70ms():
@@ -693,3 +715,90 @@ def test_edge_reads_still_work_when_the_pool_refuses_work(monkeypatch):
     assert len(readings) == 2 and all(r == r and r >= 0 for r in readings)  # no NaN
     for gpu in gpus:
         gpu.close()
+
+
+# -- the run's own edges (issue 16) -----------------------------------------------------------------
+
+
+def _run_j(devices, start_s, duration_s, *, environ=None, seed=0):
+    """One run as the tracker does it: detect (a probe read) just before start(), the meter's
+    origin snapshot, the sampler, the stop edge. Returns (the run's energy J, the GPU)."""
+    clock = VirtualClock()
+    clock.jump(start_s - 0.02)
+    gpus, _ = detect_nvml(
+        nvml=FakeNvml(devices, clock=clock), clock=clock.now, sleep=clock.sleep, environ=environ
+    )
+    (gpu,) = gpus
+    result = replay(
+        gpu, clock, start_s=start_s, edges_s=[start_s + duration_s], jitter_s=0.002, seed=seed
+    )
+    return result.run_j(), gpu
+
+
+@pytest.mark.parametrize("visible", ["index", "uuid"])
+def test_runs_of_a_300w_gpu_are_never_a_step_short(visible):
+    """Before the fix, the origin was the detection probe's read while the start snapshot made
+    its own: both placed half a period back, a probe just before a step and a start read just
+    after it differed by a step, and about one 1-s run in 8 came out 30 J (10 %) short."""
+    devices = [FakeDevice(uuid=u, power_w=300.0) for u in UUIDS[:3]]
+    environ = {"CUDA_VISIBLE_DEVICES": "1" if visible == "index" else UUIDS[1]}
+    errors = []
+    for i in range(25):  # start offsets spread across the 100-ms step
+        start_s, duration_s = 2.0 + 0.0041 * i, 1.0 + 0.5 * (i % 2)
+        energy_j, gpu = _run_j(devices, start_s, duration_s, environ=environ, seed=i)
+        assert gpu.uuid == UUIDS[1]
+        errors.append(energy_j / (300.0 * duration_s) - 1)
+    assert max(abs(e) for e in errors) < 0.02, errors
+
+
+def test_runs_replaying_the_h200_trace_come_out_within_2_percent():
+    """50 runs of about 1 s, start offsets spread across the counter's step, over the trace's
+    idle, full-load and 0.5-s alternating phases (edges at least 0.3 s from a load change:
+    within a step nothing tells where a change fell; the fast 0.15-s alternation is left to
+    the alternating-load test)."""
+    trace = h200_trace()
+    changes = [t for t, _ in trace.phases]
+    starts = []
+    t = 1.0
+    while len(starts) < 50 and t < 32.0:
+        edges = (t, t + 1.0 + 0.003 * (len(starts) % 5))
+        if not 10.3 < t < 16.8 and all(min(abs(e - c) for c in changes) > 0.3 for e in edges):
+            starts.append(edges)
+        t += 0.1737  # walks across the step: every offset within it is visited
+    assert len(starts) == 50
+    errors = []
+    for i, (start_s, stop_s) in enumerate(starts):
+        device = FakeDevice.from_h200_trace(uuid=UUIDS[0])
+        energy_j, _ = _run_j([device], start_s, stop_s - start_s, seed=i)
+        true_j = (trace.true_energy_mj(stop_s) - trace.true_energy_mj(start_s)) / 1000
+        errors.append(energy_j / true_j - 1)
+    bad = [(round(s, 3), round(100 * e, 2)) for (s, _), e in zip(starts, errors) if abs(e) > 0.015]
+    assert max(abs(e) for e in errors) < 0.02, bad
+
+
+def test_eight_idle_gpus_read_no_counter_in_the_background_in_real_time():
+    """The meter over 8 idle fake H200s, real threads and clock: once the bursts are done, no
+    counter read until the next watch (30 s); no thread of a GPU's own. Before issue 16 the
+    same measurement (benchmarks/gpu_background_reads.py) gave 6.4 reads/s per GPU."""
+    from codecarbon_callbacks_core.meter import Meter
+
+    clock = RealClock()
+    devices = [FakeDevice(uuid=f"GPU-idle-{i}", power_w=75.0) for i in range(8)]
+    nvml = FakeNvml(devices, clock=clock)
+    gpus, _ = detect_nvml(nvml=nvml)
+    meter = Meter(gpus)
+    meter.start()
+    try:
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and not all(g._phase.observations >= 8 for g in gpus):
+            time.sleep(0.1)
+        time.sleep(0.3)  # the last young watch's job ends
+        before = nvml.calls["nvmlDeviceGetTotalEnergyConsumption"]
+        time.sleep(1.5)
+        background = nvml.calls["nvmlDeviceGetTotalEnergyConsumption"] - before
+        names = [t.name for t in threading.enumerate()]
+    finally:
+        meter.stop()
+    assert all(g.counter_period_s for g in gpus)
+    assert background / 1.5 / len(gpus) < 0.2, background
+    assert not any(n.startswith("codecarbon-callbacks-gpu") and "edge" not in n for n in names)

@@ -223,3 +223,142 @@ def test_a_hint_about_an_unused_zone_is_logged_not_warned(two_sockets, caplog):
         warnings.simplefilter("always")
         report_notes(notes)
     assert caught == [] and "DRAM zone(s) not used" in caplog.text
+
+
+# -- mirrored package counters (multi-die parts) ------------------------------------------------
+
+
+def _dies(tmp_path, raw_uj=(123_456_789, 123_456_789), dram=False):
+    """One socket, two dies as the powercap tree lists them (``package-0-die-N``)."""
+    fake = FakePowercap(tmp_path)
+    zones = [
+        fake.add_zone(f"intel-rapl:{i}", f"package-0-die-{i}", energy_uj=raw)
+        for i, raw in enumerate(raw_uj)
+    ]
+    if dram:
+        fake.add_zone("intel-rapl:0:0", "dram", energy_uj=10, parent=zones[0])
+    return fake, zones
+
+
+def _interval(fake, zones, domains, t, increments_uj):
+    for zone, increment in zip(zones, increments_uj):
+        fake.advance(zone, increment)
+    for domain in domains:
+        domain.sample(t)
+
+
+def test_amd_mirrored_dies_are_confirmed_while_measuring_and_counted_once(tmp_path, caplog):
+    fake, zones = _dies(tmp_path)
+    domains, _ = detect_rapl(powercap_root=fake.root, opener=fake.opener)
+    for domain in domains:
+        domain.start(0.0)
+    assert [d.mirror_state for d in domains] == ["distinct", "pending"]  # start() read nothing more
+    with caplog.at_level(logging.INFO, logger="codecarbon_callbacks_core.hardware.rapl_mirrors"):
+        for step in range(1, 6):  # a 60 W socket, both dies showing the same counter
+            _interval(fake, zones, domains, float(step), (60_000_000, 60_000_000))
+    assert [d.mirror_state for d in domains] == ["distinct", "mirror"]
+    total_j = sum(d.energy_j(5.0) for d in domains)
+    assert total_j == pytest.approx(300.0)  # 60 W x 5 s, not 120 W x 5 s
+    assert sum(d.power_w() for d in domains) == pytest.approx(60.0)
+    assert domains[1].describe()["mirror_of"] == "cpu:package-0-die-0"
+    assert "cpu:package-0-die-1 mirrors cpu:package-0-die-0" in caplog.text
+
+
+def test_intel_dies_with_distinct_counters_are_summed_from_start(tmp_path):
+    fake, zones = _dies(tmp_path, raw_uj=(5_000_000_000, 91_000_000_000))
+    domains, _ = detect_rapl(powercap_root=fake.root, opener=fake.opener)
+    for domain in domains:
+        domain.start(0.0)
+    assert [d.mirror_state for d in domains] == ["distinct", "distinct"]  # raw values apart
+    _interval(fake, zones, domains, 1.0, (60_000_000, 60_000_000))  # same power: still summed
+    assert sum(d.energy_j(1.0) for d in domains) == pytest.approx(120.0)
+
+
+def test_distinct_counters_equal_at_start_are_summed_once_they_move_apart(tmp_path):
+    fake, zones = _dies(tmp_path)  # equal raw values by coincidence
+    domains, _ = detect_rapl(powercap_root=fake.root, opener=fake.opener)
+    for domain in domains:
+        domain.start(0.0)
+    _interval(fake, zones, domains, 1.0, (60_000_000, 40_000_000))
+    assert [d.mirror_state for d in domains] == ["distinct", "distinct"]
+    assert sum(d.energy_j(1.0) for d in domains) == pytest.approx(100.0)  # nothing lost
+
+
+def test_a_pending_die_is_not_counted_and_a_late_decision_keeps_energy_non_decreasing(tmp_path):
+    fake, zones = _dies(tmp_path)
+    domains, _ = detect_rapl(powercap_root=fake.root, opener=fake.opener)
+    for domain in domains:
+        domain.start(0.0)
+    readings = []
+    for step, second in enumerate((50_000_000, 50_000_000, 20_000_000), start=1):
+        _interval(fake, zones, domains, float(step), (50_000_000, second))
+        readings.append(sum(d.energy_j(float(step)) for d in domains))
+    assert readings[:2] == pytest.approx([50.0, 100.0])  # the pending die waits
+    assert readings[2] == pytest.approx(150.0 + 120.0)  # distinct: all of it since start
+    assert domains[1].mirror_state == "distinct"
+
+
+def test_a_counter_reading_zero_is_never_a_mirror(tmp_path):
+    fake, zones = _dies(tmp_path, raw_uj=(0, 0))
+    domains, _ = detect_rapl(powercap_root=fake.root, opener=fake.opener)
+    for domain in domains:
+        domain.start(0.0)
+    assert [d.mirror_state for d in domains] == ["distinct", "distinct"]
+    fake2, zones2 = _dies(tmp_path / "stuck")  # equal raw values, one counter never moves
+    stuck, _ = detect_rapl(powercap_root=fake2.root, opener=fake2.opener)
+    for domain in stuck:
+        domain.start(0.0)
+    for step in range(1, 6):
+        _interval(fake2, zones2, stuck, float(step), (30_000_000, 0))
+    assert stuck[1].mirror_state != "mirror"
+
+
+def test_two_sockets_of_mirrored_dies_count_one_counter_per_socket(tmp_path):
+    fake = FakePowercap(tmp_path)
+    raws = (1_000_000_000, 1_000_000_000, 77_000_000_000, 77_000_000_000)
+    names = ("package-0-die-0", "package-0-die-1", "package-1-die-0", "package-1-die-1")
+    zones = [
+        fake.add_zone(f"intel-rapl:{i}", name, energy_uj=raw)
+        for i, (name, raw) in enumerate(zip(names, raws))
+    ]
+    domains, _ = detect_rapl(powercap_root=fake.root, opener=fake.opener)
+    for domain in domains:
+        domain.start(0.0)
+    for step in range(1, 5):
+        _interval(fake, zones, domains, float(step), (10**7, 10**7, 3 * 10**7, 3 * 10**7))
+    assert [d.mirror_state for d in domains] == ["distinct", "mirror", "distinct", "mirror"]
+    assert [d.mirror_of for d in domains] == [
+        None,
+        "cpu:package-0-die-0",
+        None,
+        "cpu:package-1-die-0",
+    ]
+    assert sum(d.energy_j(4.0) for d in domains) == pytest.approx(40.0 + 120.0)
+
+
+def test_dram_stays_governed_by_include_dram_with_mirrored_dies(tmp_path):
+    fake, zones = _dies(tmp_path, dram=True)
+    domains, _ = detect_rapl(powercap_root=fake.root, opener=fake.opener, include_dram=True)
+    assert [d.name for d in domains] == [
+        "cpu:package-0-die-0",
+        "cpu:package-0-die-1",
+        "ram:dram-0",
+    ]
+    assert domains[2].mirror_judge is None
+    without, _ = detect_rapl(powercap_root=fake.root, opener=fake.opener)
+    assert [d.kind for d in without] == ["cpu", "cpu"]
+
+
+def test_process_mode_judges_mirrors_too(tmp_path, monkeypatch):
+    from codecarbon_callbacks_core.hardware import rapl
+
+    fake, zones = _dies(tmp_path)
+    domains, _ = detect_rapl(powercap_root=fake.root, opener=fake.opener)
+    share = rapl.ProcessShareComponent(domains)
+    monkeypatch.setattr(share, "_machine_busy_s", lambda: 0.0)  # no busy time: share stays 0
+    share.start(0.0)
+    for step in range(1, 5):
+        for zone in zones:
+            fake.advance(zone, 10_000_000)
+        share.sample(float(step))
+    assert [d.mirror_state for d in domains] == ["distinct", "mirror"]
