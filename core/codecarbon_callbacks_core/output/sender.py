@@ -382,7 +382,9 @@ class Sender:
             self._thread.start()
 
     def _backoff(self, failures: int) -> float:
-        base = min(self.backoff_max_s, self.backoff_initial_s * (2 ** max(0, failures - 1)))
+        # doublings capped: 2 ** failures overflows a float after ~1,000 failures (a long outage)
+        doublings = min(max(0, failures - 1), 64)
+        base = min(self.backoff_max_s, self.backoff_initial_s * (2**doublings))
         return base * random.uniform(0.8, 1.2)
 
     def _next_job(self) -> Job | None:

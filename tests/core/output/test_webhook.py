@@ -320,3 +320,12 @@ def test_records_left_in_the_spool_at_exit_reach_the_user_once(tmp_path, sender)
         warnings.simplefilter("always")
         run(tmp_path / "b")
     assert later == [] and len(spool_files(tmp_path / "b")) == 1
+
+
+def test_the_retry_delay_stays_bounded_after_any_number_of_failures():
+    # a long outage: 2 ** failures once overflowed a float and killed the sender thread
+    sender = Sender(backoff_initial_s=0.05, backoff_max_s=0.2)
+    for failures in (1, 2, 10, 1_100, 10**6):
+        delay = sender._backoff(failures)
+        assert 0.0 < delay <= 0.2 * 1.2, (failures, delay)
+    assert sender._backoff(1) <= 0.05 * 1.2
