@@ -127,6 +127,10 @@ def test_task_file_with_experiment_name(tmp_path: Path) -> None:
     assert tuple(task_rows[0]) == TASK_CSV_COLUMNS
     assert {r["run_id"] for r in task_rows} == {t.run_id}
     assert len(rows(tmp_path / "emissions_windows.csv")) == 2  # ours, as before
+    from codecarbon_callbacks.reports import load_reports
+
+    reports = load_reports([tmp_path])  # the task file is not read as a run file
+    assert reports.run_files == [str(tmp_path / "emissions.csv")]
 
 
 def test_task_emissions_data_is_codecarbons_record() -> None:
