@@ -204,6 +204,32 @@ def test_start_and_stop_count_towards_api_call_interval(
         assert handler.totals[0].emissions == emissions
 
 
+def test_flush_counts_too_and_minus_one_turns_live_updates_off(tmp_path: Path) -> None:
+    handler = LiveOnly()
+    t = tracker(tmp_path, output_handlers=[handler], api_call_interval=2)
+    t.start()  # 1
+    flushed = t.flush()  # 2: a live update
+    t.stop()  # 3
+    assert [total.emissions for total in handler.totals] == [flushed]
+    never = LiveOnly()
+    t = tracker(tmp_path, output_handlers=[never], api_call_interval=-1)  # CodeCarbon's "off"
+    assert t.api_call_interval == -1
+    t.start()
+    t.flush()
+    t.stop()
+    assert never.totals == []
+
+
+def test_flush_rewrites_the_task_file(tmp_path: Path) -> None:
+    t = tracker(tmp_path, experiment_name="e", output_methods=[OutputMethod.CSV])
+    t.start()
+    t.start_task("first")
+    t.stop_task()
+    t.flush()
+    assert [r["task_name"] for r in rows(tmp_path / f"emissions_e_{t.run_id}.csv")] == ["first"]
+    t.stop()
+
+
 def test_a_run_without_location_uses_the_world_average(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.warns(CodeCarbonCallbacksWarning, match="world average"):

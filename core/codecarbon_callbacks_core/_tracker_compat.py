@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from types import FrameType
 
     from codecarbon_callbacks_core.hardware.base import Component
+    from codecarbon_callbacks_core.output.fanout import OutputFanout
+    from codecarbon_callbacks_core.records import EmissionsData
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +38,22 @@ def _physical_cpu_count() -> int | None:
         return None
 
 
+def live_due(measurements: int, api_call_interval: int) -> bool:
+    """Whether the ``measurements``-th measurement of a run (start() is the first, each sampler
+    tick, flush() and stop() are one more) sends the live outputs an update: every
+    ``api_call_interval`` measurements, never with CodeCarbon's ``-1``."""
+    return api_call_interval > 0 and measurements % api_call_interval == 0
+
+
 class CompatMixin:
-    """CodeCarbon's ``get_detected_hardware()`` and parameter attributes."""
+    """CodeCarbon's ``get_detected_hardware()``, ``service_shutdown()``, parameter attributes
+    and flush() outputs."""
 
     config: TrackerConfig
     components: list[Component]
+    _live_ticks: int
+    _tasks: dict[str, EmissionsData]
+    _outputs: OutputFanout
 
     def _detect(self) -> list[Component]:  # the tracker's
         raise NotImplementedError
@@ -59,6 +72,17 @@ class CompatMixin:
         """
         logger.warning("service_shutdown: caught signal %d, stopping the tracker", signum)
         self.stop()
+
+    def _flush_outputs(self, total: EmissionsData) -> None:
+        """flush()'s calls, as CodeCarbon's: flush() is a measurement towards
+        ``api_call_interval`` (``live_out`` when it completes one), then ``out``, then
+        ``task_out`` with the tasks so far (the task file is rewritten)."""
+        self._live_ticks += 1
+        if live_due(self._live_ticks, self.config.api_call_interval):
+            self._outputs.live_out(total)
+        self._outputs.out(total)
+        if self._tasks:
+            self._outputs.task_out(list(self._tasks.values()), self.config.experiment_name)
 
     def get_detected_hardware(self) -> dict[str, Any]:
         """The hardware this tracker measures (CodeCarbon's ``get_detected_hardware()``).
@@ -94,4 +118,4 @@ class CompatMixin:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
-__all__ = ["CONFIG_ATTRIBUTES", "CompatMixin"]
+__all__ = ["CONFIG_ATTRIBUTES", "CompatMixin", "live_due"]

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from codecarbon_callbacks_core import process_end
 from codecarbon_callbacks_core._shared import warn_once
-from codecarbon_callbacks_core._tracker_compat import CompatMixin
+from codecarbon_callbacks_core._tracker_compat import CompatMixin, live_due
 from codecarbon_callbacks_core._tracker_lifecycle import (
     COLLECTIVE_STOP_STATUSES,
     TrackerLog,
@@ -518,7 +518,7 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
         tasks = list(self._tasks.values())
         outputs, writes = self._outputs, self._writes_outputs
         experiment_name = self.config.experiment_name
-        live = (self._live_ticks + 1) % self.config.api_call_interval == 0  # stop() counts too
+        live = live_due(self._live_ticks + 1, self.config.api_call_interval)  # stop() counts
 
         def write() -> None:
             if writes:
@@ -562,7 +562,7 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
             self._publish_window(window)
             total = self._combine(self._run_record(end, status="running"))
             if self._writes_outputs:
-                self._outputs.out(total)
+                self._flush_outputs(total)
             return total.emissions
 
     def _combine(self, record: EmissionsData, collective: bool = True) -> EmissionsData:
@@ -585,7 +585,7 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
     def _on_live(self, snapshot: Snapshot) -> None:
         """Sampler thread, every measure_power_secs: live deltas every api_call_interval ticks."""
         self._live_ticks += 1
-        if self._live_ticks % self.config.api_call_interval != 0:
+        if not live_due(self._live_ticks, self.config.api_call_interval):
             return
         with self._lock:
             if self._stopping or not self.is_running:
