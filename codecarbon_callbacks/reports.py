@@ -123,7 +123,9 @@ def load_reports(paths: Iterable[str | os.PathLike[str]]) -> Reports:
 
     A file is recognised by its header: a ``window_id`` column makes it a window file
     (``emissions_windows.csv``), ``run_id`` + ``energy_consumed`` a run file (``emissions.csv``,
-    ours or CodeCarbon's). Other CSV files in a folder are skipped.
+    ours or CodeCarbon's). Other CSV files in a folder are skipped, and so are CodeCarbon's task
+    files (``emissions_<experiment>_<run_id>.csv``, a ``task_name`` column): the tasks they hold
+    are in the window file.
 
     Rows that a tracker could not write to a folder at stop or exit went to a fallback file in
     the user's cache folder: they are read too, for each folder given (even one that no longer
@@ -156,6 +158,8 @@ def load_reports(paths: Iterable[str | os.PathLike[str]]) -> Reports:
         header = _csv_header(path)
         if "window_id" in header:
             kind = "windows"
+        elif "task_name" in header:
+            continue  # CodeCarbon's task file: its tasks are in the window file too
         elif "run_id" in header and "energy_consumed" in header:
             kind = "runs"
         else:

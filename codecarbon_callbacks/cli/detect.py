@@ -195,8 +195,8 @@ def _intensity_report(config: TrackerConfig, online: bool, timeout_s: float) -> 
         if not has_location and forced is None:
             note = (
                 "no location given: EmissionsTracker looks it up online at start (geo-IP), "
-                "using this world average until it knows; OfflineEmissionsTracker needs "
-                "country_iso_code. Give --country-iso-code (or CODECARBON_COUNTRY_ISO_CODE) "
+                "using this world average until it knows; OfflineEmissionsTracker uses it "
+                "throughout. Give --country-iso-code (or CODECARBON_COUNTRY_ISO_CODE) "
                 "to be exact and offline, or --online to try the lookup now."
             )
     if result is None:

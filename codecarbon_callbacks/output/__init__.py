@@ -1,7 +1,9 @@
 """Output methods, by the names CodeCarbon's ``codecarbon.output`` module exports.
 
 ``from codecarbon_callbacks.output import LoggerOutput, PrometheusOutput, HTTPOutput`` works as
-``from codecarbon.output import ...`` does. Names are resolved lazily (PEP 562): importing this
+``from codecarbon.output import ...`` does: every name ``codecarbon.output`` exports is here
+(``GoogleCloudLoggerOutput`` imports ``google-cloud-logging`` only when it builds its own
+client). Names are resolved lazily (PEP 562): importing this
 package loads no network or metrics library.
 """
 
@@ -15,6 +17,11 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "OutputMethod": ("codecarbon_callbacks_core.output.base", "OutputMethod"),
     "EmissionsData": ("codecarbon_callbacks_core.records", "EmissionsData"),
     "WindowRecord": ("codecarbon_callbacks_core.records", "WindowRecord"),
+    "TaskEmissionsData": ("codecarbon_callbacks_core.records", "TaskEmissionsData"),
+    "GoogleCloudLoggerOutput": (
+        "codecarbon_callbacks_core.output.logger",
+        "GoogleCloudLoggerOutput",
+    ),
     "FileOutput": ("codecarbon_callbacks_core.output.file", "FileOutput"),
     "LoggerOutput": ("codecarbon_callbacks_core.output.logger", "LoggerOutput"),
     "PrometheusOutput": ("codecarbon_callbacks_core.output.prometheus", "PrometheusOutput"),
@@ -34,11 +41,13 @@ __all__ = [
     "CodeCarbonAPIOutput",
     "EmissionsData",
     "FileOutput",
+    "GoogleCloudLoggerOutput",
     "HTTPOutput",
     "LogfireOutput",
     "LoggerOutput",
     "OutputMethod",
     "PrometheusOutput",
+    "TaskEmissionsData",
     "WebhookOutput",
     "WindowRecord",
     "create_output",
@@ -51,13 +60,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from codecarbon_callbacks_core.output.boamps import BoAmpsOutput
     from codecarbon_callbacks_core.output.file import FileOutput
     from codecarbon_callbacks_core.output.logfire_output import LogfireOutput
-    from codecarbon_callbacks_core.output.logger import LoggerOutput
+    from codecarbon_callbacks_core.output.logger import GoogleCloudLoggerOutput, LoggerOutput
     from codecarbon_callbacks_core.output.prometheus import PrometheusOutput
     from codecarbon_callbacks_core.output.registry import create_output
     from codecarbon_callbacks_core.output.resend import resend_spool
     from codecarbon_callbacks_core.output.webhook import WebhookOutput
     from codecarbon_callbacks_core.output.webhook import WebhookOutput as HTTPOutput
-    from codecarbon_callbacks_core.records import EmissionsData, WindowRecord
+    from codecarbon_callbacks_core.records import EmissionsData, TaskEmissionsData, WindowRecord
 
 
 def __getattr__(name: str) -> Any:

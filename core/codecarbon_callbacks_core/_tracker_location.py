@@ -27,20 +27,18 @@ def resolve_location(
     """The carbon intensity of the configured location, from the bundled tables (no network).
 
     Returns an ``IntensityResult``, or None when no location is given and the online tracker
-    will look it up. A country without a figure gets the world average, with a warning
-    (``user_warning=False``: logged only, not issued as a ``CodeCarbonCallbacksWarning``).
+    will look it up. No location (offline) or a country without a figure gets the world
+    average, with a warning once (``user_warning=False``: logged only, not issued as a
+    ``CodeCarbonCallbacksWarning``).
 
     Raises:
-        ConfigError: the location is unknown (with suggestions), or the offline tracker has none.
+        ConfigError: the location is unknown (with suggestions).
     """
     from codecarbon_callbacks_core.intensity.lookup import UnknownLocationError, resolve_offline
 
     located = has_location(config)
-    if offline and not located:
-        raise ConfigError(
-            "OfflineEmissionsTracker needs country_iso_code (ISO 3166 alpha-3, e.g. 'FRA') "
-            "or cloud_provider + cloud_region"
-        )
+    # The offline tracker without a location runs on the world average (carbon intensity
+    # source "world_average"), with a warning once, as CodeCarbon runs with no country.
     if not (located or config.force_carbon_intensity_g_co2e_kwh is not None or offline):
         return None
     try:

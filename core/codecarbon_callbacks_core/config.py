@@ -486,13 +486,19 @@ def _validate_texts(config: TrackerConfig, sources: Mapping[str, str]) -> None:
     """project_name, the file names, the paths and the URLs."""
     if not config.project_name.strip():
         raise ConfigError(f"project_name{_where(sources, 'project_name')} must not be empty")
-    for name in ("output_file", "windows_output_file"):
-        value = getattr(config, name)
-        if not value or os.path.basename(value) != value or value in (".", ".."):
-            raise ConfigError(
-                f"{name}{_where(sources, name)} must be a plain file name (no folders), "
-                f"got {value!r}"
-            )
+    # output_file may hold folders, as CodeCarbon's: joined to output_dir (an absolute path is
+    # used as it is) and created when missing
+    if os.path.basename(config.output_file) in ("", ".", ".."):
+        raise ConfigError(
+            f"output_file{_where(sources, 'output_file')} must name a file (a name, or a path "
+            f"ending in one), got {config.output_file!r}"
+        )
+    value = config.windows_output_file
+    if not value or os.path.basename(value) != value or value in (".", ".."):
+        raise ConfigError(
+            f"windows_output_file{_where(sources, 'windows_output_file')} must be a plain file "
+            f"name (no folders), got {value!r}"
+        )
     for name in PATH_PARAMETERS:
         value = getattr(config, name)
         if isinstance(value, str) and "\x00" in value:

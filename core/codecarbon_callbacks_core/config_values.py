@@ -109,8 +109,15 @@ def parse_path(name: str, value: Any, source: str = "argument") -> str:
     return parse_str(name, value, source)
 
 
+#: values outside the range with a meaning of their own: CodeCarbon's api_call_interval=-1,
+#: "live outputs never; only flush() and stop()"
+SPECIAL_VALUES: dict[str, tuple[float, ...]] = {"api_call_interval": (-1,)}
+
+
 def in_range(name: str, number: float, source: str) -> None:
     low, high, low_included, unit = NUMBER_RANGES[name]
+    if number in SPECIAL_VALUES.get(name, ()):
+        return
     if (number < low if low_included else number <= low) or number > high:
         lower = ">=" if low_included else ">"
         raise ConfigError(

@@ -179,6 +179,10 @@ class EmissionsData:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
+    def toJSON(self) -> str:  # noqa: N802 - CodeCarbon's name
+        """The record as indented JSON with sorted keys (CodeCarbon's ``toJSON``)."""
+        return json.dumps(self.to_dict(), default=str, sort_keys=True, indent=4)
+
     def to_row(self, columns: tuple[str, ...]) -> dict[str, Any]:
         """The record as a CSV row over ``columns`` (metadata as JSON, None as empty)."""
         out: dict[str, Any] = {}
@@ -191,11 +195,12 @@ class EmissionsData:
             out[name] = value
         return out
 
-    def compute_delta_emission(self, previous: EmissionsData) -> EmissionsData:
-        """The difference ``self - previous`` for the additive fields (CodeCarbon's name)."""
+    def compute_delta_emission(self, previous_emission: EmissionsData) -> EmissionsData:
+        """The difference ``self - previous_emission`` for the additive fields, as a new record
+        (CodeCarbon's name; CodeCarbon changes ``self`` instead and returns None)."""
         delta = dataclasses.replace(self, metadata=dict(self.metadata))
         for name in ADDITIVE_FIELDS:
-            setattr(delta, name, getattr(self, name) - getattr(previous, name))
+            setattr(delta, name, getattr(self, name) - getattr(previous_emission, name))
         delta.emissions_rate = delta.emissions / delta.duration if delta.duration > 0 else 0.0
         return delta
 
@@ -215,6 +220,67 @@ class WindowRecord(EmissionsData):
     phase: str = "other"
     start_timestamp: str = ""
     end_timestamp: str = ""
+
+
+@dataclass
+class TaskEmissionsData:
+    """CodeCarbon's record of one task (``codecarbon.output.TaskEmissionsData``): the run's
+    fields without ``experiment_id``, ``pue`` and ``wue``, after ``task_name``; the rows of the
+    task file ``emissions_<experiment_name>_<run_id>.csv``. Units as :class:`EmissionsData`."""
+
+    task_name: str
+    timestamp: str
+    project_name: str
+    run_id: str
+    duration: float
+    emissions: float
+    emissions_rate: float
+    cpu_power: float
+    gpu_power: float
+    ram_power: float
+    cpu_energy: float
+    gpu_energy: float
+    ram_energy: float
+    energy_consumed: float
+    water_consumed: float
+    country_name: str
+    country_iso_code: str
+    region: str
+    cloud_provider: str
+    cloud_region: str
+    os: str
+    python_version: str
+    codecarbon_version: str
+    cpu_count: float
+    cpu_model: str
+    gpu_count: float
+    gpu_model: str
+    longitude: float
+    latitude: float
+    ram_total_size: float
+    tracking_mode: str
+    cpu_utilization_percent: float = 0.0
+    gpu_utilization_percent: float = 0.0
+    ram_utilization_percent: float = 0.0
+    ram_used_gb: float = 0.0
+    on_cloud: str = "N"
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """The fields as an ordered dict (CodeCarbon's ``values``)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_record(cls, record: EmissionsData) -> TaskEmissionsData:
+        """A task's record (a :class:`WindowRecord`: its ``name`` is the task's) in
+        CodeCarbon's form."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "task_name"]
+        task_name = getattr(record, "name", "") or ""
+        return cls(task_name, *(getattr(record, name) for name in names))
+
+
+#: The task file's columns (CodeCarbon's TaskEmissionsData fields, in order).
+TASK_CSV_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TaskEmissionsData))
 
 
 def totals_from_state(state: dict[str, float], run_id: str = "") -> EmissionsData:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from codecarbon_callbacks_core import process_end
 from codecarbon_callbacks_core._shared import warn_once
+from codecarbon_callbacks_core._tracker_compat import CompatMixin, live_due
 from codecarbon_callbacks_core._tracker_lifecycle import (
     COLLECTIVE_STOP_STATUSES,
     TrackerLog,
@@ -57,10 +58,7 @@ from codecarbon_callbacks_core.hardware.base import Component
 from codecarbon_callbacks_core.meter import SAMPLER_JOIN_TIMEOUT_S, Meter, Snapshot
 from codecarbon_callbacks_core.output.base import BaseOutput, OutputMethod
 from codecarbon_callbacks_core.output.fanout import OutputFanout
-from codecarbon_callbacks_core.records import (
-    EmissionsData,
-    WindowRecord,
-)
+from codecarbon_callbacks_core.records import EmissionsData, WindowRecord
 
 if TYPE_CHECKING:
     from codecarbon_callbacks_core.intensity.lookup import IntensityResult
@@ -77,7 +75,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 RecordCombiner = Callable[[EmissionsData, bool], EmissionsData]
 
 
-class BaseEmissionsTracker(WindowsMixin):
+class BaseEmissionsTracker(WindowsMixin, CompatMixin):
     """Measures energy and emissions between start() and stop(), with windows in between.
 
     The parameters are CodeCarbon 3.3.2's, with its defaults (see the README's table); values not
@@ -372,7 +370,7 @@ class BaseEmissionsTracker(WindowsMixin):
             self._tasks.clear()
             self._active_task = None
             self._window_count = 0
-            self._live_ticks = 0
+            self._live_ticks = 1  # start() is a measurement towards api_call_interval (CodeCarbon)
             try:
                 # raises ConfigError for gpu_ids that match no visible GPU: before any step
                 self.components = self._detect()
@@ -520,11 +518,14 @@ class BaseEmissionsTracker(WindowsMixin):
         tasks = list(self._tasks.values())
         outputs, writes = self._outputs, self._writes_outputs
         experiment_name = self.config.experiment_name
+        live = live_due(self._live_ticks + 1, self.config.api_call_interval)  # stop() counts
 
         def write() -> None:
             if writes:
                 for record in records:
                     outputs.window_out(record)
+                if live:
+                    outputs.live_out(total)
                 outputs.out(total)
                 if tasks:
                     outputs.task_out(tasks, experiment_name)
@@ -561,7 +562,7 @@ class BaseEmissionsTracker(WindowsMixin):
             self._publish_window(window)
             total = self._combine(self._run_record(end, status="running"))
             if self._writes_outputs:
-                self._outputs.out(total)
+                self._flush_outputs(total)
             return total.emissions
 
     def _combine(self, record: EmissionsData, collective: bool = True) -> EmissionsData:
@@ -584,7 +585,7 @@ class BaseEmissionsTracker(WindowsMixin):
     def _on_live(self, snapshot: Snapshot) -> None:
         """Sampler thread, every measure_power_secs: live deltas every api_call_interval ticks."""
         self._live_ticks += 1
-        if self._live_ticks % self.config.api_call_interval != 0:
+        if not live_due(self._live_ticks, self.config.api_call_interval):
             return
         with self._lock:
             if self._stopping or not self.is_running:
@@ -597,7 +598,7 @@ class BaseEmissionsTracker(WindowsMixin):
         self.start()
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(self, exc_type: Any, exc_value: Any, tb: Any) -> None:
         if exc_type is None:
             status = "completed"
         elif issubclass(exc_type, KeyboardInterrupt):

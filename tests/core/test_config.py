@@ -145,7 +145,7 @@ BAD_ARGUMENTS = [
     ({"gpu_ids": [-1]}, "gpu_ids"),
     ({"metadata": "not json"}, "metadata"),
     ({"metadata": 3}, "metadata"),
-    ({"output_file": "sub/emissions.csv"}, "output_file"),
+    ({"output_file": "sub/"}, "output_file"),
     ({"project_name": ""}, "project_name"),
     ({"project_name": 7}, "project_name"),
     ({"emissions_endpoint": "ftp://example"}, "emissions_endpoint"),
@@ -194,7 +194,6 @@ def test_output_dir_that_is_a_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("arguments", "named"),
     [
-        ({}, "country_iso_code"),
         ({"country_iso_code": "XYZ"}, "country_iso_code"),
         ({"country_iso_code": "France!"}, "country_iso_code"),
         ({"cloud_provider": "aws", "cloud_region": "moon-1"}, "cloud_region"),
@@ -330,7 +329,7 @@ BAD_VALUES = [
     ("api_endpoint", "https://api.codecarbon.io:65536"),
     ("api_endpoint", "mailto:someone@example.com"),
     ("api_endpoint", "https://exa$mple.com"),
-    ("output_file", "sub/emissions.csv"),
+    ("output_file", "sub/.."),
     ("output_file", "e\x00.csv"),  # once accepted; the write failed at stop and the row was lost
     ("windows_output_file", "a/b.csv"),
     ("windows_output_file", "w\x00.csv"),

@@ -281,10 +281,11 @@ class CodeCarbonAPIOutput(BaseOutput):
     comes from the records).
 
     Args:
-        api_endpoint: the API's base URL (default ``https://api.codecarbon.io``).
+        endpoint_url: the API's base URL (CodeCarbon's default ``https://api.codecarbon.io``,
+            :data:`DEFAULT_API_ENDPOINT`); kept as ``api_endpoint`` and ``endpoint_url``.
         experiment_id: the API experiment (UUID) the run belongs to.
         api_key: the project token, sent as ``x-api-token``; never stored.
-        conf: ignored (CodeCarbon compatibility).
+        conf: ignored (CodeCarbon compatibility; None by default, where CodeCarbon requires it).
         output_dir: where the spool lives.
         timeout_s: timeout of each request (CodeCarbon's client uses 2 s).
         exit_timeout_s: the most exit() waits for the last deliveries.
@@ -299,9 +300,9 @@ class CodeCarbonAPIOutput(BaseOutput):
 
     def __init__(
         self,
-        api_endpoint: str = DEFAULT_API_ENDPOINT,
-        experiment_id: str = "",
-        api_key: str | None = None,
+        endpoint_url: str,
+        experiment_id: str,
+        api_key: str | None,
         conf: Any = None,
         *,
         output_dir: str | os.PathLike[str] = ".",
@@ -311,11 +312,11 @@ class CodeCarbonAPIOutput(BaseOutput):
         spool_max_age_s: float = DEFAULT_MAX_AGE_S,
         sender: Sender | None = None,
     ) -> None:
-        if not isinstance(api_endpoint, str) or not api_endpoint.startswith(
+        if not isinstance(endpoint_url, str) or not endpoint_url.startswith(
             ("http://", "https://")
         ):
             raise ValueError(
-                f"api_endpoint must be an http(s) URL, got {sanitize_url(str(api_endpoint))!r}"
+                f"endpoint_url must be an http(s) URL, got {sanitize_url(str(endpoint_url))!r}"
             )
         if not experiment_id:
             raise ValueError(
@@ -335,7 +336,8 @@ class CodeCarbonAPIOutput(BaseOutput):
                 "the run (403 Missing project token)",
                 log=logger,
             )
-        self.api_endpoint = api_endpoint.rstrip("/")
+        self.api_endpoint = endpoint_url.rstrip("/")
+        self.endpoint_url = self.api_endpoint  # CodeCarbon's attribute name
         self.__api_key = api_key  # name-mangled: not in vars() dumps
         self.experiment_id = str(experiment_id)
         self.timeout_s = float(timeout_s)

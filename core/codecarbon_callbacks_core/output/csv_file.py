@@ -174,8 +174,8 @@ class CsvFile:
             return self.columns
         if header == self.columns:
             return self.columns
-        if self.accept_codecarbon and header == CODECARBON_COLUMNS:
-            return CODECARBON_COLUMNS
+        if self.accept_codecarbon and sorted(header) == sorted(CODECARBON_COLUMNS):
+            return header  # CodeCarbon's columns, in the file's order (CodeCarbon's rule)
         backup = self.path.with_name(f"{self.path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
         n = 1
         while backup.exists():
@@ -227,7 +227,8 @@ class CsvFile:
                 os.close(fd)
 
     def upsert(self, record: EmissionsData, key: str = "run_id") -> None:
-        """Replace the row whose ``key`` matches, else append; atomic replace of the file.
+        """Drop the row whose ``key`` matches and append the new one (all rows kept when several
+        match, as CodeCarbon does); atomic replace of the file.
 
         Raises:
             OSError: the file could not be written (it is left as it was).
@@ -239,16 +240,24 @@ class CsvFile:
                 rows = list(csv.DictReader(f))
             new_line = _format_row(columns, record.to_row(columns))
             new_row = next(csv.DictReader(io.StringIO(_header_line(columns) + new_line)))
-            lines = []
-            replaced = False
-            for row in rows:
-                if not replaced and row.get(key) == new_row[key]:
-                    lines.append(new_line)
-                    replaced = True
-                else:  # rows already in the file are written back as they are (guards kept)
-                    lines.append(_format_row(columns, row, guard=False))
-            if not replaced:
-                lines.append(new_line)
+            # CodeCarbon's rule: the run's row is dropped and the new one appended; when the
+            # file already holds several rows of the run, they are kept and the new one appended
+            matches = sum(1 for row in rows if row.get(key) == new_row[key])
+            if matches > 1:
+                logger.warning(
+                    "%s holds %d rows with %s %s: appending instead of updating",
+                    self.path,
+                    matches,
+                    key,
+                    new_row[key],
+                )
+            # rows already in the file are written back as they are (guards kept)
+            lines = [
+                _format_row(columns, row, guard=False)
+                for row in rows
+                if matches > 1 or row.get(key) != new_row[key]
+            ]
+            lines.append(new_line)
             text = _header_line(columns) + "".join(lines)
             tmp = self.path.with_name(self.path.name + ".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _BINARY, 0o644)

@@ -62,6 +62,7 @@ from codecarbon_callbacks_core.output.csv_file import (
     unguard_cell,
 )
 from codecarbon_callbacks_core.output.csv_read import read_emissions
+from codecarbon_callbacks_core.output.csv_tasks import has_valid_headers, write_task_file
 from codecarbon_callbacks_core.records import (
     RUN_CSV_COLUMNS,
     WINDOW_CSV_COLUMNS,
@@ -474,17 +475,22 @@ if hasattr(os, "register_at_fork"):
 
 
 class FileOutput(BaseOutput):
-    """Writes run rows to ``output_file`` and window rows to ``windows_file`` in ``output_dir``.
+    """Writes run rows to ``output_file_name`` and window rows to ``windows_file`` in
+    ``output_dir``; CodeCarbon's ``FileOutput(output_file_name, output_dir, on_csv_write)``.
 
     Both go through one in-memory backlog written by a background thread in batches, each
     batch fsync'd, so a training loop's window edges never wait on the disk. ``out`` (flush and
     stop) waits until the run row and the windows before it are on disk, or a write fails.
     A file that cannot be written keeps its rows in the backlog (see the module's notes).
+    ``task_out`` writes CodeCarbon's task file ``emissions_<experiment_name>_<run_id>.csv``.
 
     Args:
-        output_dir: the folder (created, and created again if deleted during the run).
-        output_file: the run file's name.
-        on_csv_write: ``"append"`` a row per flush/stop, or ``"update"`` the run's own row.
+        output_file_name: the run file's name (a plain name, no folders).
+        output_dir: the folder (created if missing, and created again if deleted during the
+            run, where CodeCarbon raises OSError).
+        on_csv_write: ``"append"`` a row per flush/stop, or ``"update"`` the run's own row
+            (CodeCarbon's rule: the run's row is replaced and moved to the end; when the file
+            already holds several rows of the run, the new one is appended).
         windows_file: the window file's name.
         background_windows: False writes every row on the calling thread.
         max_backlog_rows: rows held in memory at most while the files cannot be written.
@@ -494,15 +500,15 @@ class FileOutput(BaseOutput):
         OSError: ``output_dir`` cannot be created.
 
     Example:
-        >>> out = FileOutput("runs", "emissions.csv")  # doctest: +SKIP
+        >>> out = FileOutput("emissions.csv", "runs")  # doctest: +SKIP
     """
 
     def __init__(
         self,
-        output_dir: str | os.PathLike[str] = ".",
-        output_file: str = "emissions.csv",
-        *,
+        output_file_name: str,
+        output_dir: str | os.PathLike[str],
         on_csv_write: str = "append",
+        *,
         windows_file: str = "emissions_windows.csv",
         background_windows: bool = True,
         max_backlog_rows: int = DEFAULT_MAX_BACKLOG_ROWS,
@@ -511,10 +517,24 @@ class FileOutput(BaseOutput):
             raise ValueError(f"on_csv_write must be 'append' or 'update', got {on_csv_write!r}")
         directory = Path(output_dir)
         directory.mkdir(parents=True, exist_ok=True)
+        #: CodeCarbon's attributes
+        self.output_file_name = os.fspath(output_file_name)
+        self.output_dir = os.fspath(output_dir)
         self.on_csv_write = on_csv_write
-        self.runs = CsvFile(directory / output_file, RUN_CSV_COLUMNS, accept_codecarbon=True)
+        self.runs = CsvFile(
+            directory / self.output_file_name, RUN_CSV_COLUMNS, accept_codecarbon=True
+        )
         self.windows = CsvFile(directory / windows_file, WINDOW_CSV_COLUMNS)
         self._writer = _RowWriter(max_backlog_rows=max_backlog_rows, background=background_windows)
+
+    def has_valid_headers(self, data: EmissionsData, headers: list[str] | None = None) -> bool:
+        """Whether the run file's header (or ``headers``) can take ``data``'s rows as they are.
+
+        True for a missing or empty file, for our header and for CodeCarbon 3.3's exact header
+        (in any order); any other header is backed up by the next write. ``data`` is accepted
+        for CodeCarbon's signature: our records always have the same columns.
+        """
+        return has_valid_headers(self.runs, headers)
 
     @property
     def save_file_path(self) -> str:
@@ -534,6 +554,12 @@ class FileOutput(BaseOutput):
 
     def window_out(self, record: WindowRecord) -> None:
         self._writer.put(self.windows, record)
+
+    def task_out(self, data: list[EmissionsData], experiment_name: str) -> None:
+        """CodeCarbon's task file: ``emissions_<experiment_name>_<run_id>.csv`` in
+        ``output_dir``, one row per task in CodeCarbon's ``TaskEmissionsData`` columns,
+        rewritten each time (as CodeCarbon does)."""
+        write_task_file(self.output_dir, data, experiment_name)
 
     def flush_windows(self, timeout_s: float = 10.0) -> bool:
         """Write every queued row now; True when all are on disk, False on a fault or timeout."""

@@ -42,7 +42,8 @@ class LoggerOutput(BaseOutput):
     ``"window"`` (an epoch, phase, task or flush window).
 
     Args:
-        logger: the logger to write to; default the package's
+        logger: the logger to write to (a ``logging.Logger``, a ``LoggerAdapter`` or any object
+            with a ``log(level, msg)`` method, as CodeCarbon accepts); default the package's
             ``logging.getLogger("codecarbon_callbacks.emissions")``, which then passes every
             record to its handlers (its level, when unset, becomes DEBUG: the root logger's
             level and a tracker's ``log_level`` never filter records).
@@ -57,14 +58,15 @@ class LoggerOutput(BaseOutput):
 
     def __init__(
         self,
-        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        logger: Any = None,
         severity: int | str = logging.INFO,
         *,
         live: bool = True,
     ) -> None:
-        if logger is not None and not isinstance(logger, (logging.Logger, logging.LoggerAdapter)):
+        if logger is not None and not callable(getattr(logger, "log", None)):
             raise ValueError(
-                f"logger must be a logging.Logger (or LoggerAdapter), got {type(logger).__name__}"
+                "logger must be a logging.Logger or any object with a log(level, msg) method, "
+                f"got {type(logger).__name__}"
             )
         if logger is None:
             logger = logging.getLogger(DEFAULT_RECORD_LOGGER_NAME)
@@ -89,17 +91,21 @@ class LoggerOutput(BaseOutput):
         if isinstance(value, str):
             return cls(logging.getLogger(value))
         inner = getattr(value, "logger", None)
-        if isinstance(inner, (logging.Logger, logging.LoggerAdapter)):  # CodeCarbon's LoggerOutput
+        if callable(getattr(inner, "log", None)):  # CodeCarbon's LoggerOutput
             return cls(inner, getattr(value, "logging_severity", logging.INFO))
+        if callable(getattr(value, "log", None)):
+            return cls(value)
         raise ValueError(
-            "logging_logger must be a logging.Logger, a LoggerOutput(logger, severity) or a "
-            f"logger name; got {type(value).__name__}"
+            "logging_logger must be a logging.Logger, an object with a log(level, msg) method, "
+            f"a LoggerOutput(logger, severity) or a logger name; got {type(value).__name__}"
         )
+
+    def _send(self, payload: dict[str, Any]) -> None:
+        self.logger.log(self.logging_severity, dumps(payload))
 
     def _emit(self, record: EmissionsData, record_type: str) -> None:
         try:
-            payload = {"record_type": record_type, **record_to_dict(record)}
-            self.logger.log(self.logging_severity, dumps(payload))
+            self._send({"record_type": record_type, **record_to_dict(record)})
         except Exception as exc:  # noqa: BLE001 - never raise into training
             warn_once(
                 "logger-output-failed",
@@ -118,3 +124,53 @@ class LoggerOutput(BaseOutput):
 
     def window_out(self, record: WindowRecord) -> None:
         self._emit(record, "window")
+
+
+class GoogleCloudLoggerOutput(LoggerOutput):
+    """Writes every record as a structured entry to Google Cloud Logging
+    (CodeCarbon's ``GoogleCloudLoggerOutput``): ``logger.log_struct(payload, severity=...)``.
+
+    Args:
+        logger: a ``google.cloud.logging`` Logger (any object with ``log_struct``); default
+            ``google.cloud.logging.Client().logger("codecarbon")``, which needs the
+            ``google-cloud-logging`` package and Google Cloud credentials.
+        severity: the entries' severity (int or level name), default ``logging.INFO``.
+        live: also send the live totals.
+
+    Raises:
+        ImportError: no logger is given and ``google-cloud-logging`` is not installed (the
+            message names the package to install).
+        ValueError: ``logger`` has no ``log_struct`` method.
+
+    Example:
+        >>> from google.cloud import logging as gcl  # doctest: +SKIP
+        >>> out = GoogleCloudLoggerOutput(gcl.Client().logger("energy"))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, logger: Any = None, severity: int | str = logging.INFO, *, live: bool = True
+    ) -> None:
+        if logger is None:
+            logger = _default_cloud_logger()
+        if not callable(getattr(logger, "log_struct", None)):
+            raise ValueError(
+                "logger must be a google.cloud.logging Logger (an object with log_struct), "
+                f"got {type(logger).__name__}"
+            )
+        self.logger = logger
+        self.logging_severity = _resolve_level(severity)
+        self.live = live
+
+    def _send(self, payload: dict[str, Any]) -> None:
+        self.logger.log_struct(payload, severity=self.logging_severity)
+
+
+def _default_cloud_logger() -> Any:
+    try:
+        from google.cloud import logging as cloud_logging  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise ImportError(
+            "GoogleCloudLoggerOutput without a logger needs google-cloud-logging: "
+            'pip install "google-cloud-logging" (or pass a google.cloud.logging Logger)'
+        ) from exc
+    return cloud_logging.Client().logger("codecarbon")

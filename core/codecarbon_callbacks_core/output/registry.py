@@ -87,8 +87,8 @@ def create_output(method: OutputMethod | str, config: TrackerConfig) -> BaseOutp
             from codecarbon_callbacks_core.output.file import FileOutput
 
             return FileOutput(
-                output_dir,
                 config.output_file,
+                output_dir,
                 on_csv_write=config.on_csv_write,
                 windows_file=config.windows_output_file,
             )

@@ -371,7 +371,7 @@ def test_bad_arguments_are_clear(tmp_path):
         CodeCarbonAPIOutput("http://x", "", TOKEN, output_dir=tmp_path)
     with pytest.raises(ValueError, match="experiment_id must be a UUID"):
         CodeCarbonAPIOutput("http://x", "exp-1", TOKEN, output_dir=tmp_path)
-    with pytest.raises(ValueError, match="api_endpoint"):
+    with pytest.raises(ValueError, match="endpoint_url"):
         CodeCarbonAPIOutput("api.codecarbon.io", EXPERIMENT, TOKEN, output_dir=tmp_path)
 
 

@@ -43,7 +43,7 @@ def test_codecarbon_columns_first_then_ours(tmp_path: Path) -> None:
 
     # the CodeCarbon 3.3.2 EmissionsData fields are exactly our first columns, in order
     assert tuple(cc.EmissionsData.__dataclass_fields__) == CODECARBON_COLUMNS
-    out = FileOutput(tmp_path)
+    out = FileOutput("emissions.csv", tmp_path)
     out.out(record(), record())
     assert tuple(header(tmp_path / "emissions.csv")) == RUN_CSV_COLUMNS
     frame = read_emissions(tmp_path / "emissions.csv")
@@ -57,7 +57,7 @@ def test_appends_to_a_codecarbon_file_in_its_columns(tmp_path: Path) -> None:
         writer = csv.writer(f)
         writer.writerow(CODECARBON_COLUMNS)
         writer.writerow(["2024-01-01T00:00:00"] + ["x"] * (len(CODECARBON_COLUMNS) - 1))
-    FileOutput(tmp_path).out(record("ours"), record("ours"))
+    FileOutput("emissions.csv", tmp_path).out(record("ours"), record("ours"))
     assert tuple(header(path)) == CODECARBON_COLUMNS
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -68,14 +68,14 @@ def test_appends_to_a_codecarbon_file_in_its_columns(tmp_path: Path) -> None:
 def test_other_header_is_backed_up_not_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "emissions.csv"
     path.write_text("a,b\n1,2\n")
-    FileOutput(tmp_path).out(record(), record())
+    FileOutput("emissions.csv", tmp_path).out(record(), record())
     backups = list(tmp_path.glob("emissions.csv.*.bak"))
     assert len(backups) == 1 and backups[0].read_text() == "a,b\n1,2\n"
     assert tuple(header(path)) == RUN_CSV_COLUMNS
 
 
 def test_windows_file(tmp_path: Path) -> None:
-    out = FileOutput(tmp_path)
+    out = FileOutput("emissions.csv", tmp_path)
     out.window_out(
         WindowRecord(
             run_id="r",
@@ -104,7 +104,7 @@ def _codecarbon_file_with_our_row(tmp_path: Path) -> Path:
         writer.writeheader()
         writer.writerow(row)
     ours = record("ours", timestamp="2025-07-01T12:00:00.250000+00:00")
-    FileOutput(tmp_path).out(ours, ours)
+    FileOutput("emissions.csv", tmp_path).out(ours, ours)
     return path
 
 
@@ -145,14 +145,14 @@ def test_read_emissions_tz_localizes_naive_and_converts_zoned(tmp_path: Path) ->
 def test_our_own_timestamps_read_back_in_utc(tmp_path: Path) -> None:
     import pandas as pd
 
-    out = FileOutput(tmp_path)
+    out = FileOutput("emissions.csv", tmp_path)
     out.out(record(timestamp="2025-07-01T12:00:00+00:00"), record())
     times = read_emissions(tmp_path / "emissions.csv")["timestamp"]
     assert str(times.dt.tz) == "UTC" and times[0] == pd.Timestamp("2025-07-01 12:00", tz="UTC")
 
 
 def test_update_mode_replaces_row(tmp_path: Path) -> None:
-    out = FileOutput(tmp_path, on_csv_write="update")
+    out = FileOutput("emissions.csv", tmp_path, on_csv_write="update")
     out.out(record("a", 1.0), record())
     out.out(record("b", 2.0), record())
     out.out(record("a", 3.0), record())
@@ -164,7 +164,7 @@ def test_every_row_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     calls = []
     real = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd)))
-    out = FileOutput(tmp_path)
+    out = FileOutput("emissions.csv", tmp_path)
     out.out(record(), record())
     out.out(record(), record())
     out.window_out(WindowRecord(run_id="r"))
@@ -173,7 +173,7 @@ def test_every_row_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def _writer(directory: str, worker: int, rows: int) -> None:
-    out = FileOutput(directory)
+    out = FileOutput("emissions.csv", directory)
     for i in range(rows):
         # a long metadata value makes interleaving likely if writes were not locked
         big = record(f"w{worker}-{i}")
@@ -216,7 +216,7 @@ def test_rows_are_written_off_the_calling_thread_in_order(
             real(self, rows),
         ),
     )
-    out = FileOutput(tmp_path)
+    out = FileOutput("emissions.csv", tmp_path)
     for epoch in range(5):
         out.window_out(WindowRecord(run_id="r", epoch=epoch, kind="epoch"))
     out.out(record("r"), record("r"))  # returns once the run row, after its windows, is on disk
@@ -235,7 +235,7 @@ def test_queued_window_rows_survive_process_exit(tmp_path: Path) -> None:
     code = (
         "from codecarbon_callbacks_core.output.file import FileOutput\n"
         "from codecarbon_callbacks import WindowRecord\n"
-        f"out = FileOutput({str(tmp_path)!r})\n"
+        f"out = FileOutput('emissions.csv', {str(tmp_path)!r})\n"
         "for i in range(50): out.window_out(WindowRecord(run_id='r', epoch=i))\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
@@ -351,7 +351,7 @@ def test_rows_are_kept_through_a_fault_and_written_in_order_with_one_warning(
 
 def test_read_only_folder_keeps_rows_until_writable(tmp_path: Path) -> None:
     out_dir = tmp_path / "out"
-    out = FileOutput(out_dir)
+    out = FileOutput("emissions.csv", out_dir)
     out.window_out(window(0))
     assert out.flush_windows()
     os.chmod(out_dir / "emissions_windows.csv", 0o444)
@@ -387,7 +387,7 @@ from codecarbon_callbacks_core.output.file import FileOutput
 from codecarbon_callbacks_core.records import WindowRecord
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
-out = FileOutput(sys.argv[1])
+out = FileOutput("emissions.csv", sys.argv[1])
 path = out.windows.path
 for i in range(3):
     out.window_out(WindowRecord(run_id="r", epoch=i))
@@ -441,7 +441,7 @@ def test_a_write_cut_off_midway_leaves_no_fragment_and_no_duplicate(tmp_path: Pa
 def test_backlog_bound_drops_the_oldest_says_so_once_and_counts_them(tmp_path: Path) -> None:
     out_dir = tmp_path / "out"
     # rows written on the calling thread: which rows are in the backlog is deterministic
-    out = FileOutput(out_dir, max_backlog_rows=5, background_windows=False)
+    out = FileOutput("emissions.csv", out_dir, max_backlog_rows=5, background_windows=False)
     block_folder(out_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -503,7 +503,7 @@ def test_appending_starts_on_a_fresh_line_whatever_the_file_ends_with(tmp_path: 
     runs.write_text(_header(CODECARBON_COLUMNS) + ",".join(hand[c] for c in CODECARBON_COLUMNS))
     windows = tmp_path / "emissions_windows.csv"
     windows.write_text(_header(WINDOW_CSV_COLUMNS).rstrip("\n"))  # a header, not even its newline
-    out = FileOutput(tmp_path)
+    out = FileOutput("emissions.csv", tmp_path)
     out.window_out(window(7))
     out.out(record("ours"), record("ours"))
     out.exit()
@@ -515,7 +515,7 @@ def test_appending_starts_on_a_fresh_line_whatever_the_file_ends_with(tmp_path: 
     assert list(read_emissions(windows)["epoch"]) == [7]
     # our own file without its last newline (another tool appended a row)
     path = tmp_path / "own"
-    out = FileOutput(path)
+    out = FileOutput("emissions.csv", path)
     out.out(record("a"), record("a"))
     own = path / "emissions.csv"
     own.write_text(own.read_text().rstrip("\n"))
@@ -532,7 +532,7 @@ def test_rows_are_written_in_batches_one_fsync_per_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out_dir = tmp_path / "out"
-    out = FileOutput(out_dir)
+    out = FileOutput("emissions.csv", out_dir)
     out.window_out(window(0))
     assert out.flush_windows()
     block_folder(out_dir)
@@ -612,7 +612,7 @@ def test_text_columns_come_from_the_record_types() -> None:
 def test_formula_text_is_guarded_numbers_untouched_and_everything_round_trips(
     tmp_path: Path, mode: str
 ) -> None:
-    out = FileOutput(tmp_path, on_csv_write=mode)
+    out = FileOutput("emissions.csv", tmp_path, on_csv_write=mode)
     for i, text in enumerate(HOSTILE_TEXTS):
         row = record(
             f"run-{i}", emissions=-1.5, project_name=text, experiment_id=text, longitude=-3.25
@@ -625,6 +625,11 @@ def test_formula_text_is_guarded_numbers_untouched_and_everything_round_trips(
     out.exit()
     with open(tmp_path / "emissions.csv", newline="") as f:
         raw = list(csv.DictReader(f))
+    order = [f"run-{i}" for i in range(len(HOSTILE_TEXTS))]
+    if mode == "update":  # CodeCarbon's rule: the updated row moves to the end
+        order = order[1:] + order[:1]
+    assert [cells["run_id"] for cells in raw] == order
+    raw.sort(key=lambda cells: int(cells["run_id"].split("-")[1]))
     dangerous = ("=", "+", "-", "@", "\t", "\r")
     for cells in raw:  # what a spreadsheet opens: no cell of a text column starts a formula
         for column in ("project_name", "run_id", "experiment_id"):
@@ -632,7 +637,9 @@ def test_formula_text_is_guarded_numbers_untouched_and_everything_round_trips(
         assert cells["emissions"] == "-1.5" and cells["longitude"] == "-3.25"  # numbers as they are
     assert raw[0]["project_name"] == "'" + HOSTILE_TEXTS[0] and raw[3]["project_name"] == "'-1"
     assert raw[6]["project_name"] == "''already quoted"
-    runs = read_emissions(tmp_path / "emissions.csv")
+    runs = read_emissions(tmp_path / "emissions.csv").sort_values(
+        "run_id", key=lambda ids: ids.str.split("-").str[1].astype(int)
+    )
     assert list(runs["project_name"]) == HOSTILE_TEXTS
     assert list(runs["emissions"]) == [-1.5] * len(HOSTILE_TEXTS)
     windows = read_emissions(tmp_path / "emissions_windows.csv")
@@ -642,7 +649,7 @@ def test_formula_text_is_guarded_numbers_untouched_and_everything_round_trips(
 def test_codecarbon_file_gets_the_guard_too(tmp_path: Path) -> None:
     path = tmp_path / "emissions.csv"
     path.write_text(_header(CODECARBON_COLUMNS))
-    out = FileOutput(tmp_path)
+    out = FileOutput("emissions.csv", tmp_path)
     out.out(record("cc", project_name="@SUM(1+1)"), record())
     out.exit()
     with open(path, newline="") as f:
@@ -657,7 +664,7 @@ def test_an_idle_writer_thread_ends_and_starts_again_when_needed(
     from codecarbon_callbacks_core.output import file
 
     monkeypatch.setattr(file, "IDLE_THREAD_S", 0.2)
-    out = FileOutput(tmp_path)
+    out = FileOutput("emissions.csv", tmp_path)
     out.window_out(window(0))
     assert out.flush_windows()
     thread = out._writer._thread
@@ -671,7 +678,7 @@ def test_an_idle_writer_thread_ends_and_starts_again_when_needed(
 
 
 def test_a_text_that_utf8_cannot_encode_does_not_lose_its_row(tmp_path: Path) -> None:
-    out = FileOutput(tmp_path)
+    out = FileOutput("emissions.csv", tmp_path)
     out.out(record("a", project_name="bad\udcffname"), record())
     out.exit()
     assert list(read_emissions(tmp_path / "emissions.csv")["project_name"]) == ["bad?name"]
@@ -688,7 +695,7 @@ def test_a_fault_that_holds_at_interpreter_exit_sends_the_rows_to_the_cache_fold
         "import pathlib, shutil\n"
         "from codecarbon_callbacks_core.output.file import FileOutput\n"
         "from codecarbon_callbacks_core.records import WindowRecord\n"
-        f"out = FileOutput({str(out_dir)!r})\n"
+        f"out = FileOutput('emissions.csv', {str(out_dir)!r})\n"
         f"shutil.rmtree({str(out_dir)!r}); pathlib.Path({str(out_dir)!r}).write_text('x')\n"
         "for i in range(5): out.window_out(WindowRecord(run_id='r', epoch=i))\n"
     )  # no exit(): the interpreter's exit writes the backlog, or here its fallback

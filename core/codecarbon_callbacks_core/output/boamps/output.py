@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from codecarbon_callbacks_core._shared import write_json_atomic
+from codecarbon_callbacks_core.errors import CodeCarbonCallbacksWarning
 from codecarbon_callbacks_core.output._util import describe_error, warn_once
 from codecarbon_callbacks_core.output.base import BaseOutput
 from codecarbon_callbacks_core.output.boamps.model import QUALITIES, BoAmpsHeader, BoAmpsTask
@@ -36,9 +37,10 @@ class BoAmpsOutput(BaseOutput):
 
     Args:
         output_dir: where the report is written (created if needed).
-        task: what was measured (BoAmpsTask or camelCase dict); merged over
+        task: what was measured (BoAmpsTask, camelCase dict, or any object with a camelCase
+            ``to_dict()`` such as CodeCarbon's BoAmpsTask); merged over
             ``record.metadata["boamps_task"]``.
-        header: header fields to set (publisher, licensing...).
+        header: header fields to set (publisher, licensing...), in the same forms.
         quality: ``high``, ``medium`` or ``low``.
         infra_overrides: infrastructure fields (cloudInstance, cloudService, infraType,
             components: extra details merged into the detected components by componentType).
@@ -66,10 +68,8 @@ class BoAmpsOutput(BaseOutput):
                 f"quality must be one of {', '.join(QUALITIES)} or None, got {quality!r}"
             )
         self.output_dir = os.fspath(output_dir)
-        self.task = BoAmpsTask.from_dict(task) if isinstance(task, dict) else task
-        if self.task is not None and not isinstance(self.task, BoAmpsTask):
-            raise ValueError(f"task must be a BoAmpsTask or a dict, got {type(task).__name__}")
-        self.header = BoAmpsHeader.from_dict(header) if isinstance(header, dict) else header
+        self.task = _as_model(task, BoAmpsTask, "task")
+        self.header = _as_model(header, BoAmpsHeader, "header")
         self.quality = quality
         self.infra_overrides = dict(infra_overrides) if infra_overrides else None
         self.environment_overrides = dict(environment_overrides) if environment_overrides else None
@@ -101,17 +101,25 @@ class BoAmpsOutput(BaseOutput):
 
     @classmethod
     def from_file(
-        cls, context_file: str | os.PathLike[str], output_dir: str | os.PathLike[str] = "."
+        cls, context_file_path: str | os.PathLike[str], output_dir: str | os.PathLike[str] = "."
     ) -> BoAmpsOutput:
-        """Build from a JSON context file (a partial BoAmps report, see ``from_dict``)."""
-        path = os.fspath(context_file)
+        """Build from a JSON context file (a partial BoAmps report, see ``from_dict``).
+
+        Raises:
+            FileNotFoundError: no such file.
+            json.JSONDecodeError: the file is not valid JSON (a ValueError; the message names
+                the file), as CodeCarbon raises.
+        """
+        path = os.fspath(context_file_path)
         try:
             with open(path, encoding="utf-8") as handle:
                 context = json.load(handle)
         except FileNotFoundError:
             raise FileNotFoundError(f"BoAmps context file not found: {path}") from None
         except json.JSONDecodeError as exc:
-            raise ValueError(f"BoAmps context file {path} is not valid JSON: {exc}") from exc
+            raise json.JSONDecodeError(
+                f"BoAmps context file {path} is not valid JSON: {exc.msg}", exc.doc, exc.pos
+            ) from exc
         return cls.from_dict(context, output_dir=output_dir)
 
     def build(self, total: EmissionsData) -> dict[str, Any]:
@@ -138,6 +146,7 @@ class BoAmpsOutput(BaseOutput):
                     total.run_id,
                     "; ".join(self.last_problems),
                     log=logger,
+                    category=CodeCarbonCallbacksWarning,  # a UserWarning, as CodeCarbon's
                 )
             name = f"boamps_report_{total.run_id or 'unknown'}.json"
             path = os.path.join(self.output_dir, name)
@@ -152,6 +161,25 @@ class BoAmpsOutput(BaseOutput):
                 describe_error(exc),
                 log=logger,
             )
+
+
+_Model = TypeVar("_Model", BoAmpsTask, BoAmpsHeader)
+
+
+def _as_model(value: Any, model: type[_Model], name: str) -> _Model | None:
+    """``value`` as ``model``: given as one, as a camelCase dict, or as an object with a
+    camelCase ``to_dict()`` (CodeCarbon's BoAmps models)."""
+    if value is None or isinstance(value, model):
+        return value
+    to_dict = getattr(value, "to_dict", None)
+    if not isinstance(value, dict) and callable(to_dict):
+        value = to_dict()
+    if isinstance(value, dict):
+        return model.from_dict(value)
+    raise ValueError(
+        f"{name} must be a {model.__name__}, a dict or an object with to_dict(), "
+        f"got {type(value).__name__}"
+    )
 
 
 __all__ = ["BoAmpsOutput"]

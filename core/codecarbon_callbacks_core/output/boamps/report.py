@@ -336,7 +336,9 @@ def _report_header(
         "formatVersion": BOAMPS_FORMAT_VERSION,
         "formatVersionSpecificationUri": BOAMPS_FORMAT_SPEC_URI,
         "reportId": record.run_id or None,
-        "reportDatetime": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        # the record's time, as CodeCarbon's (now, for a record without one)
+        "reportDatetime": _boamps_datetime(record.timestamp)
+        or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
     }
     if header is not None:
         user_header = (
