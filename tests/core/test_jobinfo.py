@@ -145,7 +145,7 @@ def test_records_carry_the_job_and_the_container(
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "elastic-9")
     fake = cgroup_tree(tmp_path / "root", {"cgroup.controllers": "cpu", "cpu.max": "300000 100000"})
     real = container.container_limits
-    monkeypatch.setattr(container, "container_limits", lambda: real(fake))
+    monkeypatch.setattr(container, "container_limits", lambda root="/": real(fake))
     tracker = OfflineEmissionsTracker(
         country_iso_code="FRA",
         output_dir=str(tmp_path),
@@ -165,3 +165,30 @@ def test_records_carry_the_job_and_the_container(
     assert run_row["job"]["slurm_job_id"] == "1001"
     windows = read_emissions(tmp_path / "emissions_windows.csv")
     assert windows.loc[0, "metadata"]["job"]["slurm_step_id"] == "0"
+
+
+def test_detect_says_the_limits_and_what_machine_mode_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import json
+
+    from codecarbon_callbacks.cli.app import build_parser
+    from codecarbon_callbacks.cli.detect import run
+
+    fake = cgroup_tree(tmp_path, {"memory/memory.limit_in_bytes": "2147483648"})
+    real = container.container_limits
+    monkeypatch.setattr(container, "container_limits", lambda root="/": real(fake))
+    monkeypatch.chdir(tmp_path)
+    parser = build_parser()
+    text = io.StringIO()
+    assert run(parser.parse_args(["detect", "--country-iso-code", "FRA"]), text) == 0
+    line = next(x for x in text.getvalue().splitlines() if x.startswith("Container limits:"))
+    assert "memory limit of 2.0 GiB" in line and "whole node's CPU and RAM" in line
+    as_json = io.StringIO()
+    run(parser.parse_args(["detect", "--json", "--country-iso-code", "FRA"]), as_json)
+    assert "cgroup v1" in json.loads(as_json.getvalue())["container"]
+    monkeypatch.setattr(container, "container_limits", lambda root="/": None)
+    none = io.StringIO()
+    run(parser.parse_args(["detect", "--country-iso-code", "FRA"]), none)
+    assert "Container limits: none" in none.getvalue()
