@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = ["component_label", "energy_unit", "epoch_figure", "mass_unit"]
@@ -117,8 +118,8 @@ def _title(run_id: str, project: str | None) -> str:
     return f"{project} · {run}" if project else run
 
 
-def _headroom(ax: object, peak: float) -> None:
-    ax.set_ylim(0.0, peak * (1.0 + HEADROOM) if peak > 0 else 1.0)  # type: ignore[attr-defined]
+def _headroom(ax: Axes, peak: float) -> None:
+    ax.set_ylim(0.0, peak * (1.0 + HEADROOM) if peak > 0 else 1.0)
 
 
 def epoch_figure(
