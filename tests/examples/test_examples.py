@@ -181,7 +181,7 @@ def test_migrate_example_keeps_codecarbon_columns_and_tasks(
     argv = shlex.split(suggested)
     assert argv[:2] == ["codecarbon-callbacks", "report"]
     result = subprocess.run(
-        [sys.executable, "-m", "codecarbon_callbacks.cli", *argv[2:]],
+        [sys.executable, "-m", "codecarbon_callbacks.cli", *argv[1:]],
         capture_output=True,
         text=True,
         timeout=60,
