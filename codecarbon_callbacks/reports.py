@@ -10,7 +10,8 @@ the CSV files the trackers write (``emissions.csv``: one row per run and flush; 
 - :func:`run_summary`, :func:`epoch_summary`, :func:`task_summary`: one row per run, per
   (run, epoch), per task, in the files' units (kWh, kg CO2eq, s, W);
 - :func:`format_table`: a fixed-width text table (Wh and g CO2eq);
-- :func:`plot_epochs`: a PNG chart of per-epoch energy per component and emissions.
+- :func:`plot_epochs`: a PNG chart of per-epoch energy per component and emissions
+  (:mod:`codecarbon_callbacks.report_plots` draws it); :func:`project_names`: each run's project.
 
 pandas is imported when a function needs it (matplotlib only by :func:`plot_epochs`); importing
 this module costs neither.
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,7 @@ __all__ = [
     "last_run_id",
     "load_reports",
     "plot_epochs",
+    "project_names",
     "run_summary",
     "select_run",
     "task_summary",
@@ -451,18 +453,37 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def plot_epochs(
-    epochs: pandas.DataFrame | None, path: str | os.PathLike[str], *, title: str | None = None
-) -> str:
-    """Save a chart of per-epoch energy per component (stacked bars, Wh) and emissions (g CO2eq).
+def project_names(reports: Reports) -> dict[str, str]:
+    """Each run's project name, by run id, from the run and window rows of ``reports`` (the
+    last non-empty name a run's rows carry); runs without one are left out."""
+    names: dict[str, str] = {}
+    for frame in (reports.windows, reports.runs):
+        if frame is None or not len(frame) or "project_name" not in frame.columns:
+            continue
+        for run_id, project in zip(frame["run_id"], frame["project_name"]):
+            if isinstance(project, str) and project:
+                names[str(run_id)] = project
+    return names
 
-    One panel per run (the six latest), with the emissions on a second axis. Needs matplotlib
-    (its non-interactive ``Agg`` backend is selected).
+
+def plot_epochs(
+    epochs: pandas.DataFrame | None,
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    projects: Mapping[str, str] | None = None,
+) -> str:
+    """Save a chart of per-epoch energy per component and emissions, two panels per run (the
+    six latest): energy as stacked bars, emissions on their own axis below, in units scaled to
+    the figures (mWh, mg, ...), legends outside the data, the project and run in each title
+    (see :func:`codecarbon_callbacks.report_plots.epoch_figure`). Needs matplotlib (its
+    non-interactive ``Agg`` backend is selected).
 
     Args:
         epochs: the output of :func:`epoch_summary`.
         path: the image file to write; its suffix picks the format (``.png``, ``.svg``, ...).
-        title: every panel's title (default: ``run`` and the run id's first 8 characters).
+        title: the figure's title (default: the project when all runs share one).
+        projects: each run's project, by run id (:func:`project_names`).
 
     Returns:
         ``path``, as a string.
@@ -480,37 +501,9 @@ def plot_epochs(
         raise ReportError("--plot needs matplotlib: pip install matplotlib") from None
     if epochs is None or not len(epochs):
         raise ReportError("nothing to plot: no per-epoch windows in these reports")
-    run_ids = list(dict.fromkeys(epochs["run_id"]))[-6:]
-    fig, axes = plt.subplots(len(run_ids), 1, figsize=(8, 3.2 * len(run_ids)), squeeze=False)
-    for ax, run_id in zip(axes[:, 0], run_ids):
-        rows = epochs[epochs["run_id"] == run_id]
-        labels = [str(e) for e in rows["epoch"]]
-        x = list(range(len(rows)))
-        bottom = [0.0] * len(rows)
-        for kind, color in (("cpu", "#4C72B0"), ("gpu", "#55A868"), ("ram", "#C44E52")):
-            values = [v * 1000.0 for v in rows[f"{kind}_energy_kwh"]]
-            if not any(values):
-                continue
-            ax.bar(x, values, bottom=bottom, color=color, label=f"{kind.upper()} energy")
-            bottom = [b + v for b, v in zip(bottom, values)]
-        ax.set_xticks(x, labels)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("energy (Wh)")
-        ax.set_title(title or f"run {str(run_id)[:8]}")
-        twin = ax.twinx()
-        twin.plot(
-            x,
-            [v * 1000.0 for v in rows["emissions_kg"]],
-            color="black",
-            marker="o",
-            label="emissions",
-        )
-        twin.set_ylabel("emissions (g CO2eq)")
-        twin.set_ylim(bottom=0)
-        handles, names = ax.get_legend_handles_labels()
-        more, more_names = twin.get_legend_handles_labels()
-        ax.legend(handles + more, names + more_names, loc="upper right", fontsize="small")
-    fig.tight_layout()
+    from codecarbon_callbacks.report_plots import epoch_figure
+
+    fig = epoch_figure(epochs, title=title, projects=projects)
     try:
         fig.savefig(path, dpi=100)
     except OSError as e:

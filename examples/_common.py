@@ -89,7 +89,8 @@ def print_report(output_dir: str | os.PathLike[str], run_id: str | None) -> None
         print(f"  {Path(name).resolve()}")
     for extra in sorted(Path(output_dir).glob(f"*{run_id or ''}*.json")):
         print(f"  {extra.resolve()}")
-    print(
-        f"\nSummarise them again with: codecarbon-callbacks report {output_dir} --last "
-        f"--plot {Path(output_dir) / 'epochs.png'}"
-    )
+    # the run just printed (by id: an example may end with other runs), and a chart when it
+    # has epochs to draw
+    which = f"--run {run_id[:8]}" if run_id else "--last"
+    plot = f" --plot {Path(output_dir) / 'epochs.png'}" if len(epochs) else ""
+    print(f"\nSummarise them again with: codecarbon-callbacks report {output_dir} {which}{plot}")

@@ -270,6 +270,8 @@ def _write_text(out: TextIO, payload: dict[str, Any]) -> None:
     )
     if ci["note"]:
         out.write(f"  {ci['note']}\n")
+    limits = payload["container"] or "none (no cgroup CPU quota or memory limit)"
+    out.write(f"\nContainer limits: {limits}\n")
     if payload["suggestions"]:
         out.write("\nTo measure better:\n")
         out.writelines(f"  - {tip}\n" for tip in payload["suggestions"])
@@ -287,6 +289,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     components, notes = detect_for_config(config)
     described, suggestions = _describe(components)
     intensity = _intensity_report(config, args.online, args.timeout)
+    from codecarbon_callbacks_core.hardware.diagnose import container_note
+
     payload = {
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -295,6 +299,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         "suggestions": suggestions,
         "carbon_intensity": intensity,
         "pue": config.pue,
+        # a cgroup CPU quota or memory limit, and what the tracking mode then counts; None
+        "container": container_note(config.tracking_mode),
     }
     if args.json:
         out.write(json.dumps(payload, indent=2, default=str) + "\n")

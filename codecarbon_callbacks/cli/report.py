@@ -16,6 +16,14 @@ if TYPE_CHECKING:
     from codecarbon_callbacks.reports import Reports
 
 
+#: what ``--plot`` says when the reports hold no epoch to draw (the tables are printed anyway)
+_NO_CHART_NOTE = (
+    "No chart written to {path}: these reports hold no per-epoch windows (a run tracked without "
+    "a training callback, or stopped before its first epoch ended). The chart shows epochs; "
+    "the tables above are the whole report.\n"
+)
+
+
 def add_parser(commands: Any) -> None:
     """Add the ``report`` command to the subparsers ``commands``."""
     report = commands.add_parser(
@@ -86,6 +94,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         last_run_id,
         load_reports,
         plot_epochs,
+        project_names,
         run_summary,
         select_run,
         task_summary,
@@ -104,8 +113,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     run_table = run_summary(runs) if runs is not None else None
     epoch_table = epoch_summary(windows) if windows is not None else None
     task_table = task_summary(windows) if windows is not None else None
-    if args.plot:
-        plot_epochs(epoch_table, args.plot)
+    plotted = False
+    if args.plot and epoch_table is not None and len(epoch_table):
+        plot_epochs(epoch_table, args.plot, projects=project_names(reports))
+        plotted = True
     if args.json:
         payload: dict[str, Any] = {
             "files": reports.run_files + reports.window_files,
@@ -115,10 +126,14 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             "tasks": _records(task_table),
         }
         if args.plot:
-            payload["plot"] = str(args.plot)
+            payload["plot"] = str(args.plot) if plotted else None
+            if not plotted:
+                payload["plot_note"] = _NO_CHART_NOTE.format(path=args.plot).strip()
         out.write(json.dumps(payload, indent=2) + "\n")
         return 0
     _write_tables(out, reports, run_table, epoch_table, task_table)
-    if args.plot:
+    if plotted:
         out.write(f"Chart written to {args.plot}\n")
+    elif args.plot:
+        out.write(_NO_CHART_NOTE.format(path=args.plot))
     return 0

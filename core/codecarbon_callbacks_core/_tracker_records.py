@@ -60,7 +60,10 @@ def iso(moment: datetime) -> str:
 
 
 def static_info(components: Sequence[Component]) -> dict[str, Any]:
-    """The machine's facts (:data:`STATIC_KEYS`) for the measured ``components``."""
+    """The machine's facts (:data:`STATIC_KEYS`) for the measured ``components``, and the
+    job's identity (``"job"``) and cgroup limits (``"container"``), read once per run."""
+    from codecarbon_callbacks_core.container import container_limits
+    from codecarbon_callbacks_core.jobinfo import job_identity
     from codecarbon_callbacks_core.system import logical_cpu_count, total_ram_bytes
 
     cpus = [c for c in components if c.kind == "cpu"]
@@ -84,6 +87,8 @@ def static_info(components: Sequence[Component]) -> dict[str, Any]:
         "cpu_method": methods(cpus),
         "gpu_method": methods(gpus),
         "ram_method": methods(rams),
+        "job": job_identity(),  # metadata["job"] and ["container"], see fill_record
+        "container": container_limits(),
     }
 
 
@@ -237,6 +242,10 @@ def fill_record(
     all_metadata["components"] = breakdown
     all_metadata["run_start_timestamp"] = iso(run_start.wall_time) if run_start else ""
     all_metadata["window_count"] = window_count
+    if static.get("job"):
+        all_metadata["job"] = dict(static["job"])
+    if static.get("container") is not None:
+        all_metadata["container"] = static["container"].as_metadata(config.tracking_mode)
     if extra_metadata:
         all_metadata.update(extra_metadata)
     record.metadata = all_metadata

@@ -123,6 +123,82 @@ def test_plot_epochs(two_runs: tuple[Path, list[str]], tmp_path: Path) -> None:
         plot_epochs(epoch_summary(load_reports([output]).windows), tmp_path / "no" / "x.png")
 
 
+def test_the_chart_reads_at_a_glance(two_runs: tuple[Path, list[str]]) -> None:
+    """Units scaled to the figures, legends outside the data, headroom, emissions on their own
+    axis, plain legend entries, project and run in the titles: asserted on the figure."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from codecarbon_callbacks.report_plots import energy_unit, epoch_figure, mass_unit
+    from codecarbon_callbacks.reports import project_names
+
+    output, run_ids = two_runs
+    reports = load_reports([output])
+    epochs = epoch_summary(reports.windows)
+    assert project_names(reports) == {run_ids[0]: "cli-test", run_ids[1]: "cli-test"}
+    fig = epoch_figure(epochs, projects=project_names(reports))
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+        axes = fig.axes
+        assert len(axes) == 4  # two runs, an energy and an emissions panel each
+        # the runs' epochs last tens of ms at 355 W: a few mWh, far below a g
+        peak_kwh, peak_kg = epochs["energy_kwh"].max(), epochs["emissions_kg"].max()
+        e_unit, e_factor = energy_unit(epochs["energy_kwh"])
+        m_unit, m_factor = mass_unit(epochs["emissions_kg"])
+        assert e_unit == "mWh" and m_unit in ("mg", "µg")
+        assert 1 <= peak_kwh * e_factor < 1000 and 1 <= peak_kg * m_factor < 1000
+        for run_index, run_id in enumerate(run_ids):
+            energy_ax, emissions_ax = axes[2 * run_index], axes[2 * run_index + 1]
+            assert energy_ax.get_ylabel() == "energy (mWh)"
+            assert emissions_ax.get_ylabel() == f"emissions ({m_unit} CO2eq)"
+            assert emissions_ax.get_xlabel() == "epoch"
+            title = energy_ax.get_title()
+            assert "cli-test" in title and run_id[:8] in title
+            # no offset such as 1e-5 on either axis
+            assert energy_ax.yaxis.get_offset_text().get_text() == ""
+            assert emissions_ax.yaxis.get_offset_text().get_text() == ""
+            # plain words in the legend, and the legend right of the data, inside the figure
+            legend = energy_ax.get_legend()
+            assert [t.get_text() for t in legend.get_texts()] == ["CPU", "GPU", "RAM"]
+            box, data = legend.get_window_extent(renderer), energy_ax.get_window_extent(renderer)
+            assert box.x0 >= data.x1 and box.x1 <= fig.bbox.x1
+            # headroom above the highest bar and the highest point
+            rows = epochs[epochs["run_id"] == run_id]
+            top = rows["energy_kwh"].max() * e_factor
+            assert energy_ax.get_ylim()[1] >= 1.1 * top
+            assert energy_ax.get_ylim()[1] < 1.5 * top
+            [line] = emissions_ax.get_lines()
+            assert list(line.get_ydata()) == pytest.approx(list(rows["emissions_kg"] * m_factor))
+            assert emissions_ax.get_ylim()[1] >= 1.1 * max(line.get_ydata())
+            # the emissions are drawn on their own axes, not over the energy bars
+            assert line.axes is emissions_ax and not energy_ax.get_lines()
+            assert emissions_ax.bbox.y1 <= energy_ax.bbox.y0
+        assert fig.get_suptitle() == "cli-test"
+    finally:
+        plt.close(fig)
+
+
+def test_units_follow_the_figures_and_component_names_read_plainly() -> None:
+    from codecarbon_callbacks.report_plots import component_label, energy_unit, mass_unit
+
+    assert energy_unit([2.0, 3.0]) == ("kWh", 1.0)
+    assert energy_unit([0.002, 0.004]) == ("Wh", 1000.0)
+    assert energy_unit([3e-6]) == ("mWh", 1e6)
+    assert energy_unit([]) == ("Wh", 1000.0)
+    assert mass_unit([4e-6, 1e-7]) == ("mg", 1e6)
+    assert mass_unit([0.5]) == ("g", 1000.0)
+    assert component_label("cpu:constant") == "CPU (fixed power)"
+    assert component_label("cpu:constant", "constant") == "CPU (fixed power, estimated)"
+    assert component_label("cpu:package-1", "rapl") == "CPU package 1 (measured, RAPL)"
+    assert component_label("gpu:0", "nvml_energy") == "GPU 0 (measured, NVML counter)"
+    assert component_label("ram:dram-0") == "RAM DRAM 0"
+    assert component_label("ram") == "RAM"
+
+
 def test_the_cli_names_still_reach_the_library() -> None:
     """The helpers lived in codecarbon_callbacks.cli: the old names still work, and say where
     they moved."""

@@ -168,6 +168,28 @@ def test_migrate_example_keeps_codecarbon_columns_and_tasks(
     windows = read_emissions(run.output_dir / "emissions_windows.csv")
     tasks = windows[windows["kind"] == "task"]
     assert list(tasks["name"]) == [f"epoch {n}" for n in range(EPOCHS)]
+    # the command it suggests works: the run it printed, its tables (it has tasks, no epochs)
+    [suggested] = [
+        line.split("Summarise them again with: ", 1)[1]
+        for line in run.stdout.splitlines()
+        if "Summarise them again with: " in line
+    ]
+    import shlex
+    import subprocess
+    import sys
+
+    argv = shlex.split(suggested)
+    assert argv[:2] == ["codecarbon-callbacks", "report"]
+    result = subprocess.run(
+        [sys.executable, "-m", "codecarbon_callbacks.cli", *argv[1:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=run.output_dir.parent,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Tasks:" in result.stdout and "Runs (" in result.stdout
 
 
 def test_examples_are_fast_enough(example_runs: dict[str, ExampleRun]) -> None:

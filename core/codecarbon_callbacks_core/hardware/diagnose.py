@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "Finding",
     "amd_gpu_present",
+    "container_note",
     "diagnose",
     "diagnose_nvml",
     "diagnose_rapl",
@@ -234,6 +235,27 @@ def diagnose_rapl(
     for component in components:
         component.close()
     return Finding("cpu", "rapl", "ok", f"{len(components)} RAPL zone(s) readable")
+
+
+# -- cgroup limits ---------------------------------------------------------------------------
+
+
+def container_note(
+    tracking_mode: str = "machine", *, root: str | os.PathLike[str] = "/"
+) -> str | None:
+    """One sentence when this process runs under a cgroup CPU quota or memory limit: the limits
+    and what ``tracking_mode`` then counts (machine mode: the whole node's CPU and RAM); None
+    without limits. See :mod:`codecarbon_callbacks_core.container` (``root``: a fake tree in
+    tests). Never raises."""
+    from codecarbon_callbacks_core import container
+
+    limits = container.container_limits(root)
+    if limits is None:
+        return None
+    return (
+        f"this process runs under {limits.describe_limits()} (cgroup v{limits.cgroup_version}): "
+        f"{limits.counts(tracking_mode)}"
+    )
 
 
 # -- everything ------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ written (the fallback files under the user's cache folder).
   appended to in its own columns; a file with any other header is renamed to
   ``<name>.<timestamp>.bak`` and a new one started: never overwritten.
 - Appending always starts on a fresh line, whatever the file ends with.
-- Writers lock the file (``fcntl.flock`` on a side lock file), so several processes appending to
-  one file never interleave rows.
+- Writers lock the data file itself (``fcntl.flock`` on POSIX, a byte-range lock through
+  ``msvcrt`` on Windows), so several processes appending to one file never interleave rows and
+  the folder holds the reports only: no side ``*.lock`` file.
 - A text cell that a spreadsheet would run as a formula is written with a leading ``'`` (OWASP's
   advice against CSV injection); :func:`unguard_cell` removes exactly that prefix.
 
@@ -23,6 +24,7 @@ import io
 import logging
 import os
 import re
+import shutil
 import time
 import typing
 from collections.abc import Iterator, Sequence
@@ -40,8 +42,12 @@ if TYPE_CHECKING:
 
 try:
     import fcntl
-except ImportError:  # pragma: no cover - Windows: no cross-process lock, still fsync'd
+except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
+try:
+    import msvcrt
+except ImportError:  # POSIX
+    msvcrt = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
@@ -70,19 +76,61 @@ def unguard_cell(value: str) -> str:
     )
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock shared by every process writing ``path``."""
-    lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+#: where the Windows lock sits: one byte far past any CSV's end, so that the lock (mandatory on
+#: Windows) never blocks the writes it guards, which go through other descriptors
+_WINDOWS_LOCK_OFFSET = 0x7FFFFFFE
+
+
+def _lock_fd(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    elif msvcrt is not None:  # pragma: no cover - Windows
+        os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # type: ignore[attr-defined]
+                return
+            except OSError:  # LK_LOCK gives up after 10 s: another writer still holds it
+                continue
+
+
+def _unlock_fd(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    elif msvcrt is not None:  # pragma: no cover - Windows
+        os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
+
+
+def _same_file(fd: int, path: Path) -> bool:
     try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[int]:
+    """An exclusive lock on ``path`` itself, shared by every process writing it; yields the
+    locked descriptor (open read-write, at no particular position).
+
+    The file is created empty when missing (the caller then writes its header). A writer that
+    waited while another replaced or removed the file (an upsert, a header backup) locks the file
+    now at ``path`` instead, so that no two writers ever hold locks on different files. Nothing
+    but ``path`` is created.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _BINARY, 0o644)
+        try:
+            _lock_fd(fd)
+            try:
+                if _same_file(fd, path):
+                    yield fd
+                    return
+            finally:
+                _unlock_fd(fd)
+        finally:
+            os.close(fd)
 
 
 def _read_header(path: Path) -> tuple[str, ...] | None:
@@ -146,6 +194,24 @@ def _ends_with_newline(fd: int, size: int) -> bool:
     return os.read(fd, 1) == b"\n"
 
 
+def _start_file(fd: int, columns: Sequence[str]) -> None:
+    """Empty the file open at ``fd`` and write ``columns`` as its header, durably."""
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    _write_durably(fd, _header_line(columns))
+
+
+def _copy_durably(source: Path, target: Path) -> None:
+    """Copy ``source`` to the new file ``target`` and fsync it (the backup exists whole before
+    ``source`` is started again)."""
+    shutil.copyfile(source, target)
+    fd = os.open(target, os.O_RDONLY | _BINARY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class CsvFile:
     """One CSV file with a fixed header, appended to in batches under a lock, fsync'd per batch.
 
@@ -162,15 +228,16 @@ class CsvFile:
         self.columns = columns
         self.accept_codecarbon = accept_codecarbon
 
-    def _columns_for_file(self) -> tuple[str, ...]:
-        """The header to write with: ours, or CodeCarbon's for its own file; backs up others."""
+    def _columns_for_file(self, fd: int) -> tuple[str, ...]:
+        """The header to write with: ours, or CodeCarbon's for its own file; backs up others.
+
+        ``fd`` is the locked descriptor of :attr:`path` (see :func:`_locked`): a new or empty
+        file gets our header through it, and a file with another header is copied to a
+        ``.bak`` and started again in place, so that the lock stays on the file at ``path``.
+        """
         header = _read_header(self.path)
         if header is None:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _BINARY, 0o644)
-            try:
-                _write_durably(fd, _header_line(self.columns))
-            finally:
-                os.close(fd)
+            _start_file(fd, self.columns)
             return self.columns
         if header == self.columns:
             return self.columns
@@ -183,11 +250,12 @@ class CsvFile:
                 f"{self.path.name}.{time.strftime('%Y%m%d-%H%M%S')}.{n}.bak"
             )
             n += 1
-        os.replace(self.path, backup)
+        _copy_durably(self.path, backup)
+        _start_file(fd, self.columns)
         logger.warning(
             "%s has another header: kept as %s, starting a new file", self.path, backup.name
         )
-        return self._columns_for_file()
+        return self.columns
 
     def append(self, record: EmissionsData) -> None:
         """Append one row (see :meth:`append_rows`)."""
@@ -204,8 +272,8 @@ class CsvFile:
             OSError: the rows could not be written (none of them is left in the file).
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(self.path):
-            columns = self._columns_for_file()
+        with _locked(self.path) as lock_fd:
+            columns = self._columns_for_file(lock_fd)
             data = "".join(_format_row(columns, r.to_row(columns)) for r in records)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | _BINARY)
             try:
@@ -234,8 +302,8 @@ class CsvFile:
             OSError: the file could not be written (it is left as it was).
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(self.path):
-            columns = self._columns_for_file()
+        with _locked(self.path) as lock_fd:
+            columns = self._columns_for_file(lock_fd)
             with open(self.path, newline="", encoding="utf-8") as f:
                 rows = list(csv.DictReader(f))
             new_line = _format_row(columns, record.to_row(columns))
@@ -259,6 +327,11 @@ class CsvFile:
             ]
             lines.append(new_line)
             text = _header_line(columns) + "".join(lines)
+            if fcntl is None:  # pragma: no cover - Windows cannot replace a file held open
+                os.ftruncate(lock_fd, 0)
+                os.lseek(lock_fd, 0, os.SEEK_SET)
+                _write_durably(lock_fd, text)
+                return
             tmp = self.path.with_name(self.path.name + ".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _BINARY, 0o644)
             try:
@@ -321,8 +394,8 @@ def restore_fallback(fallback: Path, folder: str | os.PathLike[str]) -> int:
     if rows and columns:
         target = CsvFile(Path(folder) / fallback.name, columns, accept_codecarbon=True)
         target.path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(target.path):
-            written_columns = target._columns_for_file()
+        with _locked(target.path) as lock_fd:
+            written_columns = target._columns_for_file(lock_fd)
             data = "".join(_format_row(written_columns, row, guard=False) for row in rows)
             fd = os.open(target.path, os.O_RDWR | os.O_APPEND | _BINARY)
             try:
@@ -338,8 +411,6 @@ def restore_fallback(fallback: Path, folder: str | os.PathLike[str]) -> int:
             finally:
                 os.close(fd)
     fallback.unlink()
-    with contextlib.suppress(OSError):
-        fallback.with_name(fallback.name + ".lock").unlink()
     with contextlib.suppress(OSError):
         fallback.parent.rmdir()  # only when empty
     return len(rows)

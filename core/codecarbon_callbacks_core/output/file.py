@@ -10,7 +10,7 @@ The run file has CodeCarbon 3.3's columns in its order, then a fixed set of ours
   never overwritten.
 - Appending always starts on a fresh line, whatever the file ends with (a file edited by hand or
   written by another tool may lack its last newline).
-- Writers lock the file (``fcntl.flock`` on a side lock file), so several processes appending to
+- Writers lock the data file itself (no side ``*.lock`` file), so several processes appending to
   one file never interleave rows.
 - ``on_csv_write="update"`` replaces the run's row (same run_id) instead of appending.
 - A text cell that a spreadsheet would run as a formula (it begins with ``=``, ``+``, ``-``,

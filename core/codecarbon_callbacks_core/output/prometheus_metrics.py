@@ -116,7 +116,11 @@ def codecarbon_labels(total: EmissionsData) -> dict[str, str]:
 
 
 def run_info_labels(total: EmissionsData) -> dict[str, str]:
-    """The run's descriptive labels, carried once by ``codecarbon_run_info``."""
+    """The run's descriptive labels, carried once by ``codecarbon_run_info``: CodeCarbon's
+    (but ``project_name``), ours, and the job's identity (:data:`~codecarbon_callbacks_core.
+    jobinfo.JOB_KEYS`, from ``metadata["job"]``; empty strings where absent)."""
+    from codecarbon_callbacks_core.jobinfo import JOB_KEYS
+
     metadata = total.metadata if isinstance(total.metadata, dict) else {}
     raw_task = metadata.get("boamps_task")
     task: dict[str, Any] = raw_task if isinstance(raw_task, dict) else {}
@@ -132,6 +136,9 @@ def run_info_labels(total: EmissionsData) -> dict[str, str]:
         carbon_intensity_source=_text(total.carbon_intensity_source),
         tracker_version=_text(total.tracker_version),
     )
+    raw_job = metadata.get("job")
+    job: dict[str, Any] = raw_job if isinstance(raw_job, dict) else {}
+    labels.update({key: _text(job.get(key) or "") for key in JOB_KEYS})
     return labels
 
 

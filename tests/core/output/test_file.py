@@ -198,6 +198,73 @@ def test_concurrent_writers_never_interleave(tmp_path: Path) -> None:
     assert header(path) == list(RUN_CSV_COLUMNS)
 
 
+def test_the_lock_is_on_the_data_file_and_no_lock_file_is_left(tmp_path: Path) -> None:
+    """Appends, an update, a header backup and window rows leave reports only in the folder;
+    a writer waits while another process's lock on the data file itself is held."""
+    import fcntl
+
+    (tmp_path / "emissions.csv").write_text("other,header\n1,2\n")  # backed up on first write
+    out = FileOutput(tmp_path, on_csv_write="update")
+    out.out(record("a"), record("a"))
+    out.out(record("a", emissions=2.0), record("a"))
+    out.window_out(WindowRecord(run_id="a"))
+    out.exit()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert not [n for n in names if n.endswith(".lock") or n.endswith(".tmp")], names
+    assert "emissions.csv" in names and "emissions_windows.csv" in names
+    assert any(n.endswith(".bak") for n in names)
+
+    path = tmp_path / "emissions.csv"
+    held = os.open(path, os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    appender = FileOutput(tmp_path)
+    done = threading.Event()
+
+    def write() -> None:
+        appender.out(record("b"), record("b"))
+        appender.exit()
+        done.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        assert not done.wait(0.5)  # blocked on the lock of emissions.csv itself
+        assert [r["run_id"] for r in csv.DictReader(open(path, newline=""))] == ["a"]
+    finally:
+        fcntl.flock(held, fcntl.LOCK_UN)
+        os.close(held)
+    thread.join(timeout=30)
+    assert done.is_set()
+    assert [r["run_id"] for r in csv.DictReader(open(path, newline=""))] == ["a", "b"]
+    assert not list(tmp_path.glob("*.lock"))
+
+
+def test_a_writer_that_waited_while_the_file_was_replaced_writes_to_the_new_file(
+    tmp_path: Path,
+) -> None:
+    import fcntl
+
+    from codecarbon_callbacks_core.output.csv_file import CsvFile
+
+    path = tmp_path / "emissions.csv"
+    FileOutput(tmp_path).out(record("a"), record("a"))
+    FileOutput(tmp_path).exit()
+    held = os.open(path, os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    target = CsvFile(path, RUN_CSV_COLUMNS)
+    thread = threading.Thread(target=target.append_rows, args=([record("b")],))
+    thread.start()
+    time.sleep(0.3)
+    # the holder replaces the file (as an update does) before letting go of the old one's lock
+    tmp = tmp_path / "emissions.csv.new"
+    shutil.copyfile(path, tmp)
+    os.replace(tmp, path)
+    fcntl.flock(held, fcntl.LOCK_UN)
+    os.close(held)
+    thread.join(timeout=30)
+    assert [r["run_id"] for r in csv.DictReader(open(path, newline=""))] == ["a", "b"]
+
+
 def test_rows_are_written_off_the_calling_thread_in_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -114,6 +114,7 @@ def test_push_latest_totals_with_labels_units_and_help(tmp_path, sender):
                 "framework": "lightning",
                 "boamps_task": {"taskFamily": "nlp"},
                 "components": [],
+                "job": {"slurm_job_id": "4242", "slurm_array_task_id": "3", "k8s_pod": "t-0"},
             },
         )
         out.live_out(first, first)
@@ -142,6 +143,9 @@ def test_push_latest_totals_with_labels_units_and_help(tmp_path, sender):
         [(info, one)] = series(group, "codecarbon_run_info")
         assert one == 1 and info["cpu_method"] == "rapl" and info["status"] == "completed"
         assert info["framework"] == "lightning" and info["task_family"] == "nlp"
+        # the job's identity, from metadata["job"]; the labels are there, empty, when absent
+        assert (info["slurm_job_id"], info["slurm_array_task_id"]) == ("4242", "3")
+        assert info["k8s_pod"] == "t-0" and info.get("torchelastic_run_id", "") == ""
         # CodeCarbon's counter holds the run's total in kWh, its gauges the delta
         [(cc_labels, cc_total)] = series(group, "codecarbon_energy_total")
         assert cc_total == pytest.approx(0.75) and cc_labels["cpu_model"].startswith("AMD")
