@@ -40,15 +40,15 @@ if TYPE_CHECKING:
     from codecarbon_callbacks_core.hardware.base import EdgeReading
     from codecarbon_callbacks_core.hardware.nvml import NvmlGpu
 
-#: fitted on the replayed H200 traces (docs/measurement.md, "Uncertainty"; the test
+#: fitted on the replayed H200 traces (docs/measurement.md, "Uncertainty"; checked by
 #: tests/core/hardware/test_uncertainty.py checks coverage on the whole trace)
-EXTRAPOLATION_FRACTION = 0.03
-STEP_FRACTION = 0.005
+EXTRAPOLATION_FRACTION = 0.02
+STEP_FRACTION = 0.0035
 VARYING_SHARE = 0.08
 VARYING_LOOKBACK_S = 0.5
 #: instant power's ripple at a steady load (the H200 at full load: ~12 % of its level)
 STEADY_RIPPLE = 0.15
-NEAR_STEP_SHARE = 0.1
+NEAR_STEP_SHARE = 0.05
 #: the smallest edge half-width, J
 FLOOR_J = 0.1
 #: NVML's stated power accuracy: "On Fermi and Kepler GPUs the reading is accurate to within
