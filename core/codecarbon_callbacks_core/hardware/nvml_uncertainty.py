@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from codecarbon_callbacks_core.hardware.base import EdgeReading
     from codecarbon_callbacks_core.hardware.nvml import NvmlGpu
 
-#: fitted on the replayed H200 traces (docs/measurement.md, "Uncertainty"; checked by
-#: tests/core/hardware/test_uncertainty.py checks coverage on the whole trace)
+#: fitted on the replayed H200 traces (docs/measurement.md, "Uncertainty"); the coverage and the
+#: ratio to the observed error are checked by tests/core/hardware/test_uncertainty.py
 EXTRAPOLATION_FRACTION = 0.02
 STEP_FRACTION = 0.0035
 VARYING_SHARE = 0.08
