@@ -117,6 +117,8 @@ RANK_SUMMED_FIELDS: tuple[str, ...] = (
     "gpu_power",
     "ram_power",
 )
+#: The fields combined over ranks in quadrature (independent 95 % half-widths).
+RANK_QUADRATURE_FIELDS: tuple[str, ...] = UNCERTAINTY_COLUMNS
 #: A tracker's ``state_dict()`` keys (unit in the name) and the record fields they hold.
 STATE_KEYS: dict[str, str] = {
     "cpu_energy_kwh": "cpu_energy",
