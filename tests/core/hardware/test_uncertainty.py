@@ -257,3 +257,18 @@ def test_nvml_power_only_gpu_has_a_power_sampling_term():
     edge = gpu.edge_uncertainty_j(5.0)
     term = gpu.method_term(EdgeReading(4.0, 0.0, edge), EdgeReading(5.0, 700.0, edge))
     assert term.name == "power_sampling" and term.half_width_j > 0
+
+
+@pytest.mark.parametrize(
+    ("relative", "expected"), [(0.05, "high"), (0.1, "high"), (0.2, "medium"), (0.9, "low")]
+)
+def test_boamps_quality_follows_the_energy_uncertainty(relative, expected):
+    from codecarbon_callbacks_core.output.boamps.report import build_report
+    from codecarbon_callbacks_core.records import EmissionsData
+
+    record = EmissionsData(
+        run_id="r", energy_consumed=2.0, energy_consumed_uncertainty_kwh=2.0 * relative
+    )
+    assert build_report(record)["quality"] == expected
+    assert build_report(record, quality="low")["quality"] == "low"  # the user's value wins
+    assert "quality" not in build_report(EmissionsData(run_id="r"))  # no energy: no claim

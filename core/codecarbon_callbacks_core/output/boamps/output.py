@@ -39,7 +39,8 @@ class BoAmpsOutput(BaseOutput):
         task: what was measured (BoAmpsTask or camelCase dict); merged over
             ``record.metadata["boamps_task"]``.
         header: header fields to set (publisher, licensing...).
-        quality: ``high``, ``medium`` or ``low``.
+        quality: ``high``, ``medium`` or ``low``; None (default): from the run's energy
+            uncertainty (within 10 %: high, 30 %: medium, else low).
         infra_overrides: infrastructure fields (cloudInstance, cloudService, infraType,
             components: extra details merged into the detected components by componentType).
         environment_overrides: environment fields (location, powerSupplierType, powerSource...).
