@@ -272,3 +272,39 @@ def test_boamps_quality_follows_the_energy_uncertainty(relative, expected):
     assert build_report(record)["quality"] == expected
     assert build_report(record, quality="low")["quality"] == "low"  # the user's value wins
     assert "quality" not in build_report(EmissionsData(run_id="r"))  # no energy: no claim
+
+
+@pytest.mark.parametrize(
+    ("model", "fraction"),
+    [
+        ("Intel(R) Xeon(R) Gold 6248", accuracy.RAPL_PACKAGE_ACCURACY),
+        ("AMD EPYC 7763 64-Core Processor", accuracy.RAPL_PACKAGE_ACCURACY_AMD),
+    ],
+)
+def test_rapl_terms_are_the_counter_edges_and_the_stated_bound(tmp_path, model, fraction):
+    from codecarbon_callbacks_core.hardware.rapl import detect_rapl
+    from fakes.sysfs import FakePowercap
+
+    fake = FakePowercap(tmp_path)
+    zone = fake.add_zone("intel-rapl:0", "package-0", energy_uj=1_000_000)
+    dram = fake.add_zone("intel-rapl:0:2", "dram", energy_uj=50, parent=zone)
+    domains, _ = detect_rapl(
+        powercap_root=fake.root, opener=fake.opener, model=model, include_dram=True
+    )
+    package = next(d for d in domains if d.kind == "cpu")
+    ram = next(d for d in domains if d.kind == "ram")
+    for d in domains:
+        d.start(0.0)
+    fake.advance(zone, 100_000_000)  # 100 J in 1 s: 100 W
+    fake.advance(dram, 10_000_000)
+    start = EdgeReading(0.0, 0.0, 0.0)
+    end = EdgeReading(1.0, package.energy_j(1.0), package.edge_uncertainty_j(1.0))
+    method, sensor = package.uncertainty_terms(start, end)
+    assert method.name == "counter_edges"
+    assert method.half_width_j == pytest.approx(100.0 * accuracy.RAPL_UPDATE_PERIOD_S)
+    assert sensor.half_width_j == pytest.approx(fraction * 100.0)
+    assert "our bound" in sensor.source
+    ram_end = EdgeReading(1.0, ram.energy_j(1.0), 0.0)
+    assert ram.uncertainty_terms(start, ram_end)[1].half_width_j == pytest.approx(
+        accuracy.RAPL_DRAM_ACCURACY * 10.0
+    )
