@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from codecarbon_callbacks_core._shared import imported_torch, warn_once
 from codecarbon_callbacks_core.records import (
+    RANK_QUADRATURE_FIELDS,
     RANK_SUMMED_FIELDS,
     STATE_KEYS,
     EmissionsData,
@@ -258,6 +259,8 @@ def combine_records(records: Sequence[Mapping[str, Any]], template: EmissionsDat
     ordered = sorted(records, key=lambda r: int(r["rank"]))
     for name in RANK_SUMMED_FIELDS:
         setattr(combined, name, sum(float(r.get(name) or 0.0) for r in ordered))
+    for name in RANK_QUADRATURE_FIELDS:
+        setattr(combined, name, sum(float(r.get(name) or 0.0) ** 2 for r in ordered) ** 0.5)
     combined.emissions_rate = (
         combined.emissions / combined.duration if combined.duration > 0 else 0.0
     )

@@ -103,13 +103,19 @@ STATE_VERSION = 1
 #: keys of the per-epoch figures logged to the framework
 EPOCH_METRIC_KEYS = (
     "epoch_energy_kwh",
+    "epoch_energy_uncertainty_kwh",
     "epoch_cpu_energy_kwh",
+    "epoch_cpu_energy_uncertainty_kwh",
     "epoch_gpu_energy_kwh",
+    "epoch_gpu_energy_uncertainty_kwh",
     "epoch_ram_energy_kwh",
+    "epoch_ram_energy_uncertainty_kwh",
     "epoch_emissions_kg",
+    "epoch_emissions_uncertainty_kg",
     "epoch_duration_s",
     "epoch_power_w",
     "total_energy_kwh",
+    "total_energy_uncertainty_kwh",
     "total_emissions_kg",
     "total_duration_s",
 )
@@ -721,6 +727,7 @@ class EmissionsSession:
         )
         return {
             f"{prefix}_energy_kwh": record.energy_consumed,
+            f"{prefix}_energy_uncertainty_kwh": record.energy_consumed_uncertainty_kwh,
             f"{prefix}_emissions_kg": record.emissions,
             f"{prefix}_duration_s": record.duration,
         }
@@ -764,7 +771,12 @@ class EmissionsSession:
             metrics.update(
                 {
                     k: val_figures[k]
-                    for k in ("val_energy_kwh", "val_emissions_kg", "val_duration_s")
+                    for k in (
+                        "val_energy_kwh",
+                        "val_energy_uncertainty_kwh",
+                        "val_emissions_kg",
+                        "val_duration_s",
+                    )
                 }
             )
         metrics.update(self._totals_metrics(run))
@@ -777,12 +789,27 @@ class EmissionsSession:
         return metrics
 
     def _sum_records(self, records: Sequence[WindowRecord], prefix: str) -> dict[str, float]:
+        # an uncertainty next to each energy: summed over the windows (a bound: the sensor's
+        # share of it is common to them)
         return {
             f"{prefix}energy_kwh": sum(r.energy_consumed for r in records),
+            f"{prefix}energy_uncertainty_kwh": sum(
+                r.energy_consumed_uncertainty_kwh for r in records
+            ),
             f"{prefix}cpu_energy_kwh": sum(r.cpu_energy for r in records),
+            f"{prefix}cpu_energy_uncertainty_kwh": sum(
+                r.cpu_energy_uncertainty_kwh for r in records
+            ),
             f"{prefix}gpu_energy_kwh": sum(r.gpu_energy for r in records),
+            f"{prefix}gpu_energy_uncertainty_kwh": sum(
+                r.gpu_energy_uncertainty_kwh for r in records
+            ),
             f"{prefix}ram_energy_kwh": sum(r.ram_energy for r in records),
+            f"{prefix}ram_energy_uncertainty_kwh": sum(
+                r.ram_energy_uncertainty_kwh for r in records
+            ),
             f"{prefix}emissions_kg": sum(r.emissions for r in records),
+            f"{prefix}emissions_uncertainty_kg": sum(r.emissions_uncertainty_kg for r in records),
             f"{prefix}duration_s": sum(r.duration for r in records),
         }
 
@@ -804,6 +831,7 @@ class EmissionsSession:
             return {}
         return {
             "total_energy_kwh": total.energy_consumed,
+            "total_energy_uncertainty_kwh": total.energy_consumed_uncertainty_kwh,
             "total_emissions_kg": total.emissions,
             "total_duration_s": total.duration,
         }
@@ -852,6 +880,7 @@ class EmissionsSession:
     def _window_metrics(record: WindowRecord) -> dict[str, float]:
         return {
             "window_energy_kwh": record.energy_consumed,
+            "window_energy_uncertainty_kwh": record.energy_consumed_uncertainty_kwh,
             "window_emissions_kg": record.emissions,
             "window_duration_s": record.duration,
         }

@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from codecarbon_callbacks_core._version import __version__
-from codecarbon_callbacks_core.meter import Snapshot
+from codecarbon_callbacks_core.hardware.base import combine
+from codecarbon_callbacks_core.meter import Snapshot, window_uncertainty
 from codecarbon_callbacks_core.records import STATE_KEYS, EmissionsData, totals_from_state
 
 if TYPE_CHECKING:
@@ -96,16 +97,72 @@ def energy_kwh(
     components: Sequence[Component], start: Snapshot, end: Snapshot
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Energy between two snapshots: kWh per kind (cpu, gpu, ram), and each component's
-    description with its ``energy_kwh``."""
+    description with its ``energy_kwh``, its ``energy_uncertainty_kwh`` (95 % half-width) and
+    the ``uncertainty_terms`` behind it (``term``, ``half_width_kwh``, ``source``)."""
     per_kind = dict.fromkeys(KINDS, 0.0)
     breakdown = []
+    terms = window_uncertainty(components, start, end)
     for c in components:
         joules = max(0.0, end.energy_j.get(c.name, 0.0) - start.energy_j.get(c.name, 0.0))
         per_kind[c.kind] = per_kind.get(c.kind, 0.0) + joules / J_PER_KWH
         item = c.describe()
         item["energy_kwh"] = joules / J_PER_KWH
+        own = terms.get(c.name, [])
+        item["energy_uncertainty_kwh"] = combine(t.half_width_j for t in own) / J_PER_KWH
+        item["uncertainty_terms"] = [
+            {"term": t.name, "half_width_kwh": t.half_width_j / J_PER_KWH, "source": t.source}
+            for t in own
+        ]
         breakdown.append(item)
     return per_kind, breakdown
+
+
+#: what the records say where the carbon intensity's source states no uncertainty
+INTENSITY_UNSTATED = "not stated by the source; not included in emissions_uncertainty_kg"
+
+
+def fill_uncertainty(
+    record: EmissionsData,
+    breakdown: Sequence[Mapping[str, Any]],
+    new_energy_kwh: float,
+    *,
+    pue: float,
+    intensity: IntensityResult,
+    resumed: bool,
+) -> dict[str, Any]:
+    """Set the record's uncertainty columns (95 % half-widths, kWh and kg) from the components'
+    ``energy_uncertainty_kwh`` in ``breakdown``: components in quadrature per kind and into the
+    total; emissions = the total's uncertainty x PUE x intensity, in quadrature with the
+    intensity's own where its source states one (none of the bundled or live sources does).
+    Returns the summary for ``metadata["uncertainty"]``."""
+    per_kind: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for item in breakdown:
+        per_kind.setdefault(str(item["kind"]), []).append(float(item["energy_uncertainty_kwh"]))
+    for kind in KINDS:
+        setattr(record, f"{kind}_energy_uncertainty_kwh", combine(per_kind[kind]))
+    total_kwh = combine(h for values in per_kind.values() for h in values)
+    record.energy_consumed_uncertainty_kwh = total_kwh
+    intensity_half_width = intensity.uncertainty_g_per_kwh
+    relative = (
+        intensity_half_width / intensity.g_per_kwh
+        if intensity_half_width is not None and intensity.g_per_kwh > 0
+        else 0.0
+    )
+    record.emissions_uncertainty_kg = (
+        pue * intensity.g_per_kwh / 1000.0 * combine([total_kwh, relative * new_energy_kwh])
+    )
+    summary: dict[str, Any] = {
+        "interval": "95% half-width; components in quadrature",
+        "carbon_intensity_uncertainty_g_per_kwh": intensity_half_width,
+        "carbon_intensity_uncertainty": (
+            f"stated by {intensity.source}"
+            if intensity_half_width is not None
+            else f"{intensity.source}: {INTENSITY_UNSTATED}"
+        ),
+    }
+    if resumed:
+        summary["scope"] = "this process's measured part only (a resumed run's earlier part: none)"
+    return summary
 
 
 class RamUsage:
@@ -240,6 +297,14 @@ def fill_record(
     record.carbon_intensity_source = intensity.source
     all_metadata = dict(metadata)
     all_metadata["components"] = breakdown
+    all_metadata["uncertainty"] = fill_uncertainty(
+        record,
+        breakdown,
+        sum(per_kind.values()),
+        pue=config.pue,
+        intensity=intensity,
+        resumed=resumed is not None,
+    )
     all_metadata["run_start_timestamp"] = iso(run_start.wall_time) if run_start else ""
     all_metadata["window_count"] = window_count
     if static.get("job"):

@@ -24,7 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from codecarbon_callbacks_core._shared import imported_torch, warn_once
-from codecarbon_callbacks_core.hardware.base import Component, MeasurementMethod
+from codecarbon_callbacks_core.hardware.base import (
+    Component,
+    EdgeReading,
+    MeasurementMethod,
+    UncertaintyTerm,
+)
 from codecarbon_callbacks_core.system import cpu_times
 
 logger = logging.getLogger(__name__)
@@ -43,6 +48,40 @@ class Snapshot:
     energy_j: dict[str, float] = field(default_factory=dict)
     #: (busy, total) CPU seconds of the machine, for utilisation between two snapshots
     cpu_times_s: tuple[float, float] = (0.0, 0.0)
+    #: per component, the 95 % half-width of its reading's placement error, J
+    edge_half_width_j: dict[str, float] = field(default_factory=dict)
+    #: per component, its power estimate at the reading, W
+    power_w: dict[str, float] = field(default_factory=dict)
+
+    def reading(self, name: str) -> EdgeReading:
+        """Component ``name``'s reading in this snapshot (zeros where it has none)."""
+        return EdgeReading(
+            self.monotonic_s,
+            self.energy_j.get(name, 0.0),
+            self.edge_half_width_j.get(name, 0.0),
+            self.power_w.get(name, 0.0),
+        )
+
+
+def window_uncertainty(
+    components: Sequence[Component], start: Snapshot, end: Snapshot
+) -> dict[str, list[UncertaintyTerm]]:
+    """Each component's uncertainty terms for the window ``start``..``end`` (95 % half-widths,
+    J), by component name. A backend that raises gets a single ``constant_bound`` term of its
+    whole window energy, logged at debug level."""
+    out: dict[str, list[UncertaintyTerm]] = {}
+    for c in components:
+        a, b = start.reading(c.name), end.reading(c.name)
+        try:
+            out[c.name] = list(c.uncertainty_terms(a, b))
+        except Exception as e:  # a backend's bug must not cost the record
+            logger.debug("%s: uncertainty_terms raised %s", c.name, e)
+            out[c.name] = [
+                UncertaintyTerm(
+                    "constant_bound", max(0.0, b.energy_j - a.energy_j), f"no terms: {e}"
+                )
+            ]
+    return out
 
 
 def synchronize_cuda() -> None:
@@ -174,8 +213,10 @@ class Meter:
         else:
             readings = [self._read(c, now) for c in self.components]
         energies = {c.name: self._checked(c, value) for c, value in zip(self.components, readings)}
+        half_widths = {c.name: self._edge_half_width(c, now) for c in self.components}
+        powers = {c.name: self._power(c) for c in self.components}
         times = cpu_times()
-        snapshot = Snapshot(now, wall, energies, (times.busy_s, times.total_s))
+        snapshot = Snapshot(now, wall, energies, (times.busy_s, times.total_s), half_widths, powers)
         if sync_cuda:  # a window edge on the training thread (live snapshots do not count)
             self.last_edge = snapshot
         return snapshot
@@ -187,6 +228,22 @@ class Meter:
         except Exception as e:  # backends must not raise; _checked freezes this one's energy
             logger.debug("%s: energy_j raised %s", component.name, e)
             return float("nan")
+
+    @staticmethod
+    def _edge_half_width(component: Component, now: float) -> float:
+        try:
+            value = float(component.edge_uncertainty_j(now))
+        except Exception as e:  # never raise at an edge
+            logger.debug("%s: edge_uncertainty_j raised %s", component.name, e)
+            return 0.0
+        return value if value >= 0.0 else 0.0  # NaN and negatives: nothing known
+
+    @staticmethod
+    def _power(component: Component) -> float:
+        try:
+            return float(component.power_w())
+        except Exception:
+            return 0.0
 
     def _checked(self, component: Component, value: float) -> float:
         """A reading, or the component's last good one if this read failed (energy frozen)."""

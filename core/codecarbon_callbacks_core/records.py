@@ -77,8 +77,21 @@ WINDOW_COLUMNS: tuple[str, ...] = (
     "end_timestamp",
 )
 
-RUN_CSV_COLUMNS: tuple[str, ...] = CODECARBON_COLUMNS + EXTRA_COLUMNS
-WINDOW_CSV_COLUMNS: tuple[str, ...] = CODECARBON_COLUMNS + WINDOW_COLUMNS + EXTRA_COLUMNS
+#: How far each figure can be off: the half-width of a 95 % interval, in the figure's unit
+#: (kWh, kg CO2eq). Appended last (issue 16): a file with the earlier header is backed up and a
+#: new one started. The terms behind them are in ``metadata["uncertainty"]``.
+UNCERTAINTY_COLUMNS: tuple[str, ...] = (
+    "cpu_energy_uncertainty_kwh",
+    "gpu_energy_uncertainty_kwh",
+    "ram_energy_uncertainty_kwh",
+    "energy_consumed_uncertainty_kwh",
+    "emissions_uncertainty_kg",
+)
+
+RUN_CSV_COLUMNS: tuple[str, ...] = CODECARBON_COLUMNS + EXTRA_COLUMNS + UNCERTAINTY_COLUMNS
+WINDOW_CSV_COLUMNS: tuple[str, ...] = (
+    CODECARBON_COLUMNS + WINDOW_COLUMNS + EXTRA_COLUMNS + UNCERTAINTY_COLUMNS
+)
 
 #: The fields that add up over time: a run's totals are their sum over its windows, a delta is
 #: their difference between two totals, a resumed run starts from saved values of them.
@@ -104,6 +117,8 @@ RANK_SUMMED_FIELDS: tuple[str, ...] = (
     "gpu_power",
     "ram_power",
 )
+#: The fields combined over ranks in quadrature (independent 95 % half-widths).
+RANK_QUADRATURE_FIELDS: tuple[str, ...] = UNCERTAINTY_COLUMNS
 #: A tracker's ``state_dict()`` keys (unit in the name) and the record fields they hold.
 STATE_KEYS: dict[str, str] = {
     "cpu_energy_kwh": "cpu_energy",
@@ -170,6 +185,12 @@ class EmissionsData:
     carbon_intensity_source: str = ""
     tracker_version: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    # 95 % half-widths (UNCERTAINTY_COLUMNS); not additive: a delta keeps its total's
+    cpu_energy_uncertainty_kwh: float = 0.0
+    gpu_energy_uncertainty_kwh: float = 0.0
+    ram_energy_uncertainty_kwh: float = 0.0
+    energy_consumed_uncertainty_kwh: float = 0.0
+    emissions_uncertainty_kg: float = 0.0
 
     @property
     def values(self) -> dict[str, Any]:

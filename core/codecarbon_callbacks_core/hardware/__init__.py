@@ -156,6 +156,7 @@ def _estimated_cpu(
     notes: list[str],
 ) -> tuple[list[Component], list[str]]:
     """No RAPL: TDP x load for a known model (or with ``force_mode_cpu_load``), else a constant."""
+    from codecarbon_callbacks_core.hardware import accuracy
     from codecarbon_callbacks_core.hardware.cpu_estimate import (
         UNKNOWN_CPU_TDP_W_PER_THREAD,
         UNKNOWN_CPU_W_PER_THREAD,
@@ -200,6 +201,8 @@ def _estimated_cpu(
         model=model,
         power_w=power_w,
         reason=f"unknown model: {UNKNOWN_CPU_W_PER_THREAD:g} W per logical CPU",
+        bound_fraction=accuracy.UNKNOWN_CPU_BOUND,
+        bound_source=accuracy.UNKNOWN_CPU_SOURCE,
     )
     return [constant], notes
 

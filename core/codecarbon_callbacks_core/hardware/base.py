@@ -10,13 +10,32 @@ Rules for implementations:
   error keep the last good value, record the reason in ``failure`` and log one warning;
 - ``energy_j`` is monotonic non-decreasing;
 - ``energy_j`` and ``sample`` may be called from different threads: guard shared state.
+
+Uncertainty (every window's energy says how far it can be off). The meter calls
+``edge_uncertainty_j(now_s)`` right after each ``energy_j(now_s)`` read and keeps the value in its
+snapshot with the energy, as an :class:`EdgeReading`. For a window between two snapshots it calls
+``uncertainty_terms(start, end)``, which returns the component's :class:`UncertaintyTerm` list:
+
+- the method's term, one of ``counter_edges`` (where each edge falls inside a counter's step),
+  ``power_sampling`` (integrating sampled power), ``tdp_model`` (the TDP x load model's error) or
+  ``constant_bound`` (a wide bound for a constant power);
+- ``sensor_accuracy``: the sensor's stated accuracy, a fraction of the window's energy.
+
+Each term is the half-width of a 95 % interval in joules, with its source in words (a document
+or a measurement). The terms are independent and combine in quadrature (:func:`combine`); so do
+components into a total. A backend sets ``sensor_accuracy_fraction`` and
+``sensor_accuracy_source`` and, where its edges carry a placement error, overrides
+``edge_uncertainty_j``; it overrides ``uncertainty_terms`` only for another method term.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +51,53 @@ class MeasurementMethod(str, enum.Enum):
 
     def __str__(self) -> str:  # pragma: no cover - trivial
         return self.value
+
+
+#: term names, in the order reports list them
+METHOD_TERMS = ("counter_edges", "power_sampling", "tdp_model", "constant_bound")
+SENSOR_TERM = "sensor_accuracy"
+
+
+@dataclass(frozen=True)
+class UncertaintyTerm:
+    """One independent contribution to a window's energy uncertainty.
+
+    Attributes:
+        name: one of :data:`METHOD_TERMS` or :data:`SENSOR_TERM`.
+        half_width_j: the half-width of a 95 % interval, J (>= 0).
+        source: where the figure comes from (a document, a paper, a measurement), in words.
+    """
+
+    name: str
+    half_width_j: float
+    source: str
+
+
+@dataclass(frozen=True)
+class EdgeReading:
+    """One component's reading at one window edge, as the meter's snapshot holds it.
+
+    Attributes:
+        monotonic_s: when the reading was taken, s (the meter's clock).
+        energy_j: the component's energy since start, J.
+        edge_half_width_j: the 95 % half-width of this reading's own placement error, J (what
+            ``edge_uncertainty_j`` returned; 0 where a reading is exact up to the sensor).
+        power_w: the component's power estimate at the reading, W.
+    """
+
+    monotonic_s: float
+    energy_j: float
+    edge_half_width_j: float = 0.0
+    power_w: float = 0.0
+
+
+def combine(half_widths_j: Iterable[float]) -> float:
+    """Independent 95 % half-widths in quadrature: sqrt(sum of squares), in their unit.
+
+    >>> combine([3.0, 4.0])
+    5.0
+    """
+    return math.sqrt(sum(h * h for h in half_widths_j))
 
 
 class DetectionHint(str):
@@ -54,6 +120,10 @@ class Component(ABC):
     sample_interval_s: float | None = None
     #: why the component stopped measuring properly, or None
     failure: str | None = None
+    #: the sensor's stated accuracy, as a fraction of energy (95 % half-width); 0: none applies
+    sensor_accuracy_fraction: float = 0.0
+    #: where ``sensor_accuracy_fraction`` comes from (document, paper), in words
+    sensor_accuracy_source: str = ""
 
     def start(self, now_s: float) -> None:
         """Set the origin: ``energy_j`` counts from here. ``now_s`` is a monotonic time."""
@@ -75,6 +145,36 @@ class Component(ABC):
 
     def close(self) -> None:
         """Release handles; called once by the meter when the tracker stops."""
+
+    def edge_uncertainty_j(self, now_s: float) -> float:
+        """The 95 % half-width of the placement error of the ``energy_j(now_s)`` just returned,
+        J. Called by the meter right after that read, on the same thread. Default: 0 (a
+        counter read at once, like RAPL's, or a model integrated exactly)."""
+        return 0.0
+
+    def method_term(self, start: EdgeReading, end: EdgeReading) -> UncertaintyTerm:
+        """The method's term for the window ``start``..``end``. Default: both edges' placement
+        errors in quadrature (``counter_edges``). Power-integrating and model-based backends
+        override it."""
+        return UncertaintyTerm(
+            "counter_edges",
+            combine([start.edge_half_width_j, end.edge_half_width_j]),
+            "edge placement within the counter's update step (docs/measurement.md)",
+        )
+
+    def uncertainty_terms(self, start: EdgeReading, end: EdgeReading) -> list[UncertaintyTerm]:
+        """The independent terms of the window ``start``..``end``: the method's term, then the
+        sensor's stated accuracy on the window's energy. Each a 95 % half-width in J; their
+        quadrature (:func:`combine`) is the component's uncertainty. Never raises."""
+        energy_j = max(0.0, end.energy_j - start.energy_j)
+        return [
+            self.method_term(start, end),
+            UncertaintyTerm(
+                SENSOR_TERM,
+                self.sensor_accuracy_fraction * energy_j,
+                self.sensor_accuracy_source or "no stated accuracy applies",
+            ),
+        ]
 
     def describe(self) -> dict[str, object]:
         """What a report says about this component."""

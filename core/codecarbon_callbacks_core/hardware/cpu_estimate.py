@@ -33,8 +33,14 @@ from __future__ import annotations
 import logging
 import threading
 
-from codecarbon_callbacks_core.hardware import _forksafe
-from codecarbon_callbacks_core.hardware.base import Component, MeasurementMethod
+from codecarbon_callbacks_core.hardware import _forksafe, accuracy
+from codecarbon_callbacks_core.hardware.base import (
+    Component,
+    EdgeReading,
+    MeasurementMethod,
+    UncertaintyTerm,
+    combine,
+)
 from codecarbon_callbacks_core.system import cpu_times, logical_cpu_count
 
 logger = logging.getLogger(__name__)
@@ -67,6 +73,8 @@ class ConstantPowerComponent(Component):
         model: str = "",
         method: MeasurementMethod = MeasurementMethod.CONSTANT,
         reason: str = "",
+        bound_fraction: float = 0.0,
+        bound_source: str = accuracy.FORCED_SOURCE,
     ) -> None:
         if not power_w >= 0.0:
             raise ValueError(f"power_w must be a number of watts >= 0, got {power_w!r}")
@@ -75,8 +83,15 @@ class ConstantPowerComponent(Component):
         self.model = model
         self.method = method
         self.reason = reason
+        #: the constant's 95 % half-width as a fraction of its energy (0 for a forced power)
+        self.bound_fraction = bound_fraction
+        self.bound_source = bound_source
         self._power_w = float(power_w)
         self._start_s: float | None = None
+
+    def method_term(self, start: EdgeReading, end: EdgeReading) -> UncertaintyTerm:
+        energy_j = max(0.0, end.energy_j - start.energy_j)
+        return UncertaintyTerm("constant_bound", self.bound_fraction * energy_j, self.bound_source)
 
     def start(self, now_s: float) -> None:
         self._start_s = now_s
@@ -148,6 +163,18 @@ class IntegratedPowerComponent(Component):
             return self._energy_j + self._last_power_w * max(0.0, now_s - self._last_s)
 
     def power_w(self) -> float:
+        return self._last_power_w
+
+    def edge_uncertainty_j(self, now_s: float) -> float:
+        """Since the last sample the latest mean power is extrapolated: the power may have been
+        anywhere in the model's range meanwhile, J (subclasses set ``_power_range_w``)."""
+        with self._lock:
+            if self._last_s is None:
+                return 0.0
+            return self._power_range_w() * max(0.0, now_s - self._last_s)
+
+    def _power_range_w(self) -> float:
+        """How far the power can move between two samples, W."""
         return self._last_power_w
 
 
@@ -234,6 +261,23 @@ class CpuLoadComponent(IntegratedPowerComponent):
 
     def utilization_percent(self) -> float | None:
         return 100.0 * self._last_load
+
+    def _power_range_w(self) -> float:
+        return self.tdp_w * (1.0 - self.idle_fraction)
+
+    def method_term(self, start: EdgeReading, end: EdgeReading) -> UncertaintyTerm:
+        energy_j = max(0.0, end.energy_j - start.energy_j)
+        return UncertaintyTerm(
+            "tdp_model",
+            combine(
+                [
+                    accuracy.TDP_MODEL_ACCURACY * energy_j,
+                    start.edge_half_width_j,
+                    end.edge_half_width_j,
+                ]
+            ),
+            accuracy.TDP_MODEL_SOURCE,
+        )
 
     def describe(self) -> dict[str, object]:
         info = super().describe()

@@ -28,8 +28,13 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from codecarbon_callbacks_core._shared import warn_once
-from codecarbon_callbacks_core.hardware import _forksafe
-from codecarbon_callbacks_core.hardware.base import Component, MeasurementMethod
+from codecarbon_callbacks_core.hardware import _forksafe, nvml_uncertainty
+from codecarbon_callbacks_core.hardware.base import (
+    Component,
+    EdgeReading,
+    MeasurementMethod,
+    UncertaintyTerm,
+)
 from codecarbon_callbacks_core.hardware.diagnose import (
     _import_nvml,
     nvidia_driver_present,
@@ -491,6 +496,16 @@ class NvmlGpu(CounterPhase, Component):
             return float(self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu)
         except (self._nvml.NVMLError, AttributeError):
             return None
+
+    sensor_accuracy_fraction = nvml_uncertainty.NVML_SENSOR_ACCURACY
+    sensor_accuracy_source = nvml_uncertainty.NVML_SENSOR_SOURCE
+
+    def edge_uncertainty_j(self, now_s: float) -> float:
+        """See :func:`.nvml_uncertainty.edge_half_width_j`."""
+        return nvml_uncertainty.edge_half_width_j(self, now_s)
+
+    def method_term(self, start: EdgeReading, end: EdgeReading) -> UncertaintyTerm:
+        return nvml_uncertainty.method_term(self, start, end)
 
     @property
     def counter_period_s(self) -> float | None:

@@ -21,7 +21,13 @@ from __future__ import annotations
 
 import logging
 
-from codecarbon_callbacks_core.hardware.base import MeasurementMethod
+from codecarbon_callbacks_core.hardware import accuracy
+from codecarbon_callbacks_core.hardware.base import (
+    EdgeReading,
+    MeasurementMethod,
+    UncertaintyTerm,
+    combine,
+)
 from codecarbon_callbacks_core.hardware.cpu_estimate import (
     ConstantPowerComponent,
     IntegratedPowerComponent,
@@ -51,6 +57,8 @@ def machine_ram_component() -> ConstantPowerComponent:
         model=f"{total_bytes / 1e9:.1f} GB",
         power_w=ram_power_w(total_bytes),
         reason=f"{RAM_W_PER_GB} W/GB x installed RAM",
+        bound_fraction=accuracy.RAM_MODEL_BOUND,
+        bound_source=accuracy.RAM_MODEL_SOURCE,
     )
 
 
@@ -94,6 +102,20 @@ class ProcessRamComponent(IntegratedPowerComponent):
         previous_w = ram_power_w(self.rss_bytes)
         self.rss_bytes = self._tree.rss_bytes()
         return (previous_w + ram_power_w(self.rss_bytes)) / 2
+
+    def method_term(self, start: EdgeReading, end: EdgeReading) -> UncertaintyTerm:
+        energy_j = max(0.0, end.energy_j - start.energy_j)
+        return UncertaintyTerm(
+            "constant_bound",
+            combine(
+                [
+                    accuracy.RAM_MODEL_BOUND * energy_j,
+                    start.edge_half_width_j,
+                    end.edge_half_width_j,
+                ]
+            ),
+            accuracy.RAM_MODEL_SOURCE,
+        )
 
     def describe(self) -> dict[str, object]:
         info = super().describe()

@@ -41,8 +41,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from codecarbon_callbacks_core.errors import HardwareError
-from codecarbon_callbacks_core.hardware import _forksafe
-from codecarbon_callbacks_core.hardware.base import Component, DetectionHint, MeasurementMethod
+from codecarbon_callbacks_core.hardware import _forksafe, accuracy
+from codecarbon_callbacks_core.hardware.base import (
+    Component,
+    DetectionHint,
+    EdgeReading,
+    MeasurementMethod,
+    UncertaintyTerm,
+    combine,
+)
 from codecarbon_callbacks_core.hardware.rapl_mirrors import DISTINCT, MirrorJudge, judge_packages
 
 logger = logging.getLogger(__name__)
@@ -126,6 +133,7 @@ class RaplDomain(Component):
         self.mirror_state = DISTINCT
         self.mirror_of: str | None = None
         self.mirror_reported = False
+        self.sensor_accuracy_fraction, self.sensor_accuracy_source = _rapl_accuracy(kind, model)
 
     @property
     def last_raw_uj(self) -> int:
@@ -205,12 +213,25 @@ class RaplDomain(Component):
     def power_w(self) -> float:
         return self._power_w if self.counted else 0.0
 
+    def edge_uncertainty_j(self, now_s: float) -> float:
+        """A read sees the counter up to one update (about 1 ms) stale, J."""
+        return self.power_w() * accuracy.RAPL_UPDATE_PERIOD_S
+
     def describe(self) -> dict[str, object]:
         info = super().describe()
         info.update(path=str(self.path), max_energy_range_uj=self.max_energy_range_uj)
         if self.mirror_judge is not None:
             info.update(mirror_state=self.mirror_state, mirror_of=self.mirror_of)
         return info
+
+
+def _rapl_accuracy(kind: str, model: str) -> tuple[float, str]:
+    """The sensor accuracy (fraction, source) of a RAPL zone of ``kind`` on CPU ``model``."""
+    if kind == "ram":
+        return accuracy.RAPL_DRAM_ACCURACY, accuracy.RAPL_DRAM_SOURCE
+    if "amd" in model.lower():
+        return accuracy.RAPL_PACKAGE_ACCURACY_AMD, accuracy.RAPL_PACKAGE_SOURCE_AMD
+    return accuracy.RAPL_PACKAGE_ACCURACY, accuracy.RAPL_PACKAGE_SOURCE
 
 
 def _zone_name(path: Path, opener: Opener) -> str:
@@ -377,6 +398,9 @@ class ProcessShareComponent(Component):
         self._last_process_s = 0.0
         self._power_w = 0.0
         self._last_s: float | None = None
+        self.sensor_accuracy_fraction, self.sensor_accuracy_source = _rapl_accuracy(
+            "cpu", self.model
+        )
 
     def _machine_busy_s(self) -> float:
         times = self._psutil.cpu_times()
@@ -435,6 +459,23 @@ class ProcessShareComponent(Component):
 
     def utilization_percent(self) -> float | None:
         return 100.0 * self._share
+
+    def edge_uncertainty_j(self, now_s: float) -> float:
+        """Since the last sample the share is the last one measured: it may be anywhere in
+        [0, 1] for the packages' energy since then, J."""
+        with self._lock:
+            if self._last_s is None:
+                return 0.0
+            since_j = max(0.0, self._total_j(now_s) - self._last_total_j)
+        return max(since_j * max(self._share, 1.0 - self._share), 0.0)
+
+    def method_term(self, start: EdgeReading, end: EdgeReading) -> UncertaintyTerm:
+        return UncertaintyTerm(
+            "power_sampling",
+            combine([start.edge_half_width_j, end.edge_half_width_j]),
+            "RAPL split by the process tree's share of busy CPU time, sampled every "
+            f"{self.sample_interval_s:g} s; the share is a model of attribution",
+        )
 
     def describe(self) -> dict[str, object]:
         info = super().describe()

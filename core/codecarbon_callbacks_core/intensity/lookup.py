@@ -77,6 +77,8 @@ class IntensityResult:
         on_cloud: whether a cloud region was given.
         year: the year the figure refers to, when known.
         latitude, longitude: from a geo-IP lookup, when one was made.
+        uncertainty_g_per_kwh: the 95 % half-width of ``g_per_kwh`` where its source states
+            one, else None (none of the bundled tables, nor Electricity Maps, states one).
 
     Example:
         >>> r = IntensityResult(g_per_kwh=50.0, source="forced")
@@ -95,6 +97,7 @@ class IntensityResult:
     year: int | None = None
     latitude: float | None = None
     longitude: float | None = None
+    uncertainty_g_per_kwh: float | None = None
 
     @property
     def kg_per_kwh(self) -> float:

@@ -41,7 +41,8 @@ class BoAmpsOutput(BaseOutput):
             ``to_dict()`` such as CodeCarbon's BoAmpsTask); merged over
             ``record.metadata["boamps_task"]``.
         header: header fields to set (publisher, licensing...), in the same forms.
-        quality: ``high``, ``medium`` or ``low``.
+        quality: ``high``, ``medium`` or ``low``; None (default): from the run's energy
+            uncertainty (within 10 %: high, 30 %: medium, else low).
         infra_overrides: infrastructure fields (cloudInstance, cloudService, infraType,
             components: extra details merged into the detected components by componentType).
         environment_overrides: environment fields (location, powerSupplierType, powerSource...).

@@ -267,6 +267,28 @@ def _distributed_components(
     return hw or single
 
 
+#: BoAmps ``quality`` from the energy's relative uncertainty (95 % half-width / energy): at most
+#: the first figure is ``high``, at most the second ``medium``, else ``low``
+QUALITY_THRESHOLDS = (0.10, 0.30)
+
+
+def quality_from_uncertainty(record: EmissionsData) -> str | None:
+    """``high``, ``medium`` or ``low`` from ``record.energy_consumed_uncertainty_kwh`` relative
+    to ``record.energy_consumed`` (see :data:`QUALITY_THRESHOLDS`); None without energy.
+
+    >>> from codecarbon_callbacks_core.records import EmissionsData
+    >>> quality_from_uncertainty(EmissionsData(energy_consumed=1.0,
+    ...     energy_consumed_uncertainty_kwh=0.05))
+    'high'
+    """
+    if not record.energy_consumed > 0:
+        return None
+    relative = record.energy_consumed_uncertainty_kwh / record.energy_consumed
+    if relative <= QUALITY_THRESHOLDS[0]:
+        return "high"
+    return "medium" if relative <= QUALITY_THRESHOLDS[1] else "low"
+
+
 def build_report(
     record: EmissionsData,
     *,
@@ -287,7 +309,8 @@ def build_report(
         task: what was measured (a BoAmpsTask or a camelCase/snake_case dict).
         header: header fields (publisher, licensing...); its ``reportStatus`` is ignored: the
             status comes from the run (see :func:`report_status`).
-        quality: ``high``, ``medium`` or ``low`` (not checked here; see ``validate_report``).
+        quality: ``high``, ``medium`` or ``low`` (not checked here; see ``validate_report``);
+            None: from the record's energy uncertainty (:func:`quality_from_uncertainty`).
         infra_overrides: infrastructure fields; its ``components`` are merged into the detected
             components of the same ``componentType``.
         environment_overrides: environment fields (location, powerSupplierType...).
@@ -322,7 +345,7 @@ def build_report(
         "software": {"language": "python", "version": record.python_version or None},
         "infrastructure": infrastructure,
         "environment": environment,
-        "quality": quality,
+        "quality": quality if quality is not None else quality_from_uncertainty(record),
     }
     return _drop_none(report)
 
