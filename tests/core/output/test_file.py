@@ -204,7 +204,7 @@ def test_the_lock_is_on_the_data_file_and_no_lock_file_is_left(tmp_path: Path) -
     import fcntl
 
     (tmp_path / "emissions.csv").write_text("other,header\n1,2\n")  # backed up on first write
-    out = FileOutput(tmp_path, on_csv_write="update")
+    out = FileOutput("emissions.csv", tmp_path, on_csv_write="update")
     out.out(record("a"), record("a"))
     out.out(record("a", emissions=2.0), record("a"))
     out.window_out(WindowRecord(run_id="a"))
@@ -217,7 +217,7 @@ def test_the_lock_is_on_the_data_file_and_no_lock_file_is_left(tmp_path: Path) -
     path = tmp_path / "emissions.csv"
     held = os.open(path, os.O_RDWR)
     fcntl.flock(held, fcntl.LOCK_EX)
-    appender = FileOutput(tmp_path)
+    appender = FileOutput("emissions.csv", tmp_path)
     done = threading.Event()
 
     def write() -> None:
@@ -247,8 +247,8 @@ def test_a_writer_that_waited_while_the_file_was_replaced_writes_to_the_new_file
     from codecarbon_callbacks_core.output.csv_file import CsvFile
 
     path = tmp_path / "emissions.csv"
-    FileOutput(tmp_path).out(record("a"), record("a"))
-    FileOutput(tmp_path).exit()
+    FileOutput("emissions.csv", tmp_path).out(record("a"), record("a"))
+    FileOutput("emissions.csv", tmp_path).exit()
     held = os.open(path, os.O_RDWR)
     fcntl.flock(held, fcntl.LOCK_EX)
     target = CsvFile(path, RUN_CSV_COLUMNS)
