@@ -542,7 +542,10 @@ class BaseEmissionsTracker:
             finally:
                 if locked:
                     self._lock.release()
-            self._run_bounded(write, deadline)
+            if self._outputs.outputs:
+                self._run_bounded(write, deadline)
+            else:  # nothing to write: no helper thread to start and join (fit's last hook)
+                write()
             if self._lookup is not None:
                 stop_lookup = getattr(self._lookup, "stop", None)
                 if stop_lookup:
