@@ -487,6 +487,7 @@ class BaseEmissionsTracker(WindowsMixin):
                 run_id=self.run_id,
                 log=self._log,
                 category=self._user_warning,
+                inline=not self._outputs.outputs,
             )
             if self._lookup is not None:  # its thread ends, within what is left of the bound
                 self._lookup.stop(timeout_s=left(deadline))

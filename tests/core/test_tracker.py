@@ -532,6 +532,38 @@ def test_totals_at_last_edge_reads_no_hardware(tmp_path: Path) -> None:
     tracker.stop()
 
 
+def test_edge_records_follow_changes_of_the_run_config_and_intensity(tmp_path: Path) -> None:
+    """The fields every record shares are cached per run (issue 13's hot path): a change of
+    run, configuration or intensity shows in the next record; window ids stay uuid4 text."""
+    import dataclasses
+    import uuid
+
+    tracker = make_tracker(tmp_path, output_methods=[], project_name="p1")
+    tracker.start()
+    first, window = tracker.switch_window(
+        tracker.open_window("epoch", "e0", epoch=0, phase="train"), "phase", "other"
+    )
+    assert first.project_name == "p1" and first.run_id == tracker.run_id
+    assert first.country_iso_code == "FRA" and first.os == tracker._static["os"]
+    assert first.carbon_intensity_g_per_kwh == FORCED_G_PER_KWH
+    tracker.config.project_name = "p2"
+    tracker.config.pue = 1.5
+    tracker.intensity = dataclasses.replace(tracker.intensity, g_per_kwh=200.0, region="r")
+    second, window = tracker.switch_window(window, "phase", "other")
+    assert (second.project_name, second.pue, second.region) == ("p2", 1.5, "r")
+    assert second.carbon_intensity_g_per_kwh == 200.0
+    assert second.emissions == pytest.approx(second.energy_consumed * 1.5 * 200.0 / 1000.0)
+    assert first.start_timestamp < first.end_timestamp == second.start_timestamp
+    ids = {first.window_id, second.window_id, window}
+    assert len(ids) == 3
+    assert all(str(uuid.UUID(i)) == i and uuid.UUID(i).version == 4 for i in ids)
+    tracker.stop()
+    tracker.start()  # a new run: its records carry the new run_id
+    record, _ = tracker.switch_window(tracker.open_window("epoch", "e0"), "phase", "other")
+    assert record.run_id == tracker.run_id != first.run_id
+    tracker.stop()
+
+
 def test_a_component_that_raises_keeps_its_last_energy(tmp_path: Path) -> None:
     parts = components()
     tracker = make_tracker(tmp_path, components=parts, output_methods=[])
