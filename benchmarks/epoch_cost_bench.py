@@ -47,12 +47,17 @@ def _fit(run: Any, make_callback: Any, variant: str, epochs: int) -> dict[str, f
     other_cpu = (time.process_time() - p0) - (time.thread_time() - t0)
     cost = ACCOUNT.hook_s + other_cpu
     edge_s = sum(t for name, t in ACCOUNT.per_hook_s.items() if name in RUN_EDGE_HOOKS)
+    edge_cpu_s = sum(t for name, t in ACCOUNT.per_hook_cpu_s.items() if name in RUN_EDGE_HOOKS)
     return {
         "wall_s": wall,
         "hook_s": ACCOUNT.hook_s,
         # the hooks that begin and end the fit, and the rest per epoch
         "run_edge_hook_s": edge_s,
         "hook_s_per_epoch": (ACCOUNT.hook_s - edge_s) / epochs,
+        # the same in the training thread's CPU time (what the load of other processes inflates
+        # less than wall time)
+        "run_edge_hook_cpu_s": edge_cpu_s,
+        "hook_cpu_s_per_epoch": (ACCOUNT.hook_cpu_s - edge_cpu_s) / epochs,
         "other_threads_cpu_s": other_cpu,
         "cost_s": cost,
     }
@@ -116,6 +121,10 @@ def measure(epochs: int, epoch_ms: float, rounds: int) -> dict[str, Any]:
             "cost_percents": percents,
             "hook_s_per_epoch_median": median([r["hook_s_per_epoch"] for r in runs[variant]]),
             "run_edge_hook_s_median": median([r["run_edge_hook_s"] for r in runs[variant]]),
+            "hook_cpu_s_per_epoch_median": median(
+                [r["hook_cpu_s_per_epoch"] for r in runs[variant]]
+            ),
+            "run_edge_hook_cpu_s_median": median([r["run_edge_hook_cpu_s"] for r in runs[variant]]),
         }
     return {
         "epochs": epochs,

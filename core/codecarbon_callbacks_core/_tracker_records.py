@@ -101,15 +101,17 @@ def static_info(components: Sequence[Component]) -> dict[str, Any]:
 
 
 def energy_kwh(
-    components: Sequence[Component], start: Snapshot, end: Snapshot
+    components: Sequence[Component], start: Snapshot, end: Snapshot, *, describe: bool = True
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Energy between two snapshots: kWh per kind (cpu, gpu, ram), and each component's
-    description with its ``energy_kwh``."""
+    description with its ``energy_kwh`` (an empty list when not ``describe``)."""
     per_kind = dict.fromkeys(KINDS, 0.0)
     breakdown = []
     for c in components:
         joules = max(0.0, end.energy_j.get(c.name, 0.0) - start.energy_j.get(c.name, 0.0))
         per_kind[c.kind] = per_kind.get(c.kind, 0.0) + joules / J_PER_KWH
+        if not describe:
+            continue
         item = c.describe()
         item["energy_kwh"] = joules / J_PER_KWH
         breakdown.append(item)
@@ -249,14 +251,17 @@ def fill_record(
     window_count: int,
     resumed: EmissionsData | None = None,
     extra_metadata: Mapping[str, Any] | None = None,
+    figures_only: bool = False,
 ) -> None:
     """Fill ``record`` with the figures between ``start`` and ``end`` (plus ``resumed``'s totals:
     a resumed run's figures so far), and the run's facts.
 
     Energies in kWh, powers in W, emissions in kg CO2eq, water in L, durations in s, as the
-    ``emissions.csv`` columns define.
+    ``emissions.csv`` columns define. ``figures_only``: the figures, timestamp, identity,
+    configuration, location and machine only; utilisations stay 0 and metadata empty (no
+    component described, no utilisation read: an epoch end's totals, issue 13).
     """
-    per_kind, breakdown = energy_kwh(components, start, end)
+    per_kind, breakdown = energy_kwh(components, start, end, describe=not figures_only)
     duration_s = max(0.0, end.monotonic_s - start.monotonic_s)
     record.timestamp = iso(end.wall_time)
     vars(record).update(constant_fields(config, run_id, intensity, static))
@@ -268,6 +273,8 @@ def fill_record(
         intensity=intensity,
         base=resumed if resumed is not None else _ZERO,
     )
+    if figures_only:
+        return
     _fill_utilization(record, start, end, components=components, ram_usage=ram_usage)
     all_metadata = dict(metadata)
     all_metadata["components"] = breakdown

@@ -524,10 +524,20 @@ def test_totals_at_last_edge_reads_no_hardware(tmp_path: Path) -> None:
     gpu = tracker.components[1]
     real = gpu.energy_j
     gpu.energy_j = lambda now: (reads.append(now), real(now))[1]
+    full = tracker._run_record(tracker._meter.last_edge, status="running")
+    gpu.utilization_percent = lambda: reads.append("utilization")  # the lean path reads none
+    gpu.describe = lambda: reads.append("describe")  # and describes no component
     time.sleep(0.02)
     at_edge = tracker.totals(at_last_edge=True)
     assert reads == []
     assert at_edge.timestamp == record.end_timestamp
+    # the same figures and facts as the full record at that edge; no utilisation, no metadata
+    for name in ("energy_consumed", "gpu_energy", "gpu_power", "emissions", "duration", "run_id"):
+        assert getattr(at_edge, name) == getattr(full, name), name
+    assert at_edge.gpu_model == full.gpu_model and at_edge.country_iso_code == "FRA"
+    assert full.metadata["components"] and at_edge.metadata == {}
+    assert at_edge.gpu_utilization_percent == 0.0
+    del gpu.utilization_percent, gpu.describe
     assert tracker.totals().duration > at_edge.duration and len(reads) == 1
     tracker.stop()
 
