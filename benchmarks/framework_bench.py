@@ -80,7 +80,10 @@ class Accounting:
     def __init__(self) -> None:
         self.depth = 0
         self.hook_s = 0.0
+        #: the training thread's CPU time inside the hooks (insensitive to other processes' load)
+        self.hook_cpu_s = 0.0
         self.per_hook_s: dict[str, float] = defaultdict(float)
+        self.per_hook_cpu_s: dict[str, float] = defaultdict(float)
         self.thread_cpu_s = 0.0
         self.owned: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -89,7 +92,9 @@ class Accounting:
     def reset(self) -> None:
         self.depth = 0
         self.hook_s = 0.0
+        self.hook_cpu_s = 0.0
         self.per_hook_s = defaultdict(float)
+        self.per_hook_cpu_s = defaultdict(float)
         self.thread_cpu_s = 0.0
         self.owned = []
 
@@ -170,15 +175,18 @@ class Accounting:
         @functools.wraps(method)
         def timed(*args: Any, **kwargs: Any) -> Any:
             account.depth += 1
-            t0 = time.perf_counter()
+            c0, t0 = time.thread_time(), time.perf_counter()
             try:
                 return method(*args, **kwargs)
             finally:
                 elapsed = time.perf_counter() - t0
+                cpu = time.thread_time() - c0
                 account.depth -= 1
                 if account.depth == 0:
                     account.hook_s += elapsed
+                    account.hook_cpu_s += cpu
                     account.per_hook_s[name] += elapsed
+                    account.per_hook_cpu_s[name] += cpu
 
         return timed
 

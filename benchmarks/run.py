@@ -14,6 +14,9 @@ Sections:
 - ``frameworks``: training overhead with many short epochs for Lightning, the Hugging Face Trainer
   and Keras: the callback's own cost and the wall-time ratio against no callback
   (``framework_bench.py``);
+- ``epochs``: issue 13's per-epoch cost: 25 Lightning epochs of about 40 ms, the time in the
+  callback's hooks plus the other threads' CPU, minus the same without a callback, over the fit's
+  wall time; median of 5 rounds with its spread (``epoch_cost_bench.py``);
 - ``csv``: 10,000 windows with the CSV output: stop()'s time, the rows on disk when it returned,
   the memory retained per window (tracemalloc), the fsync calls (``csv_bench.py``);
 - ``replay``: the GPU validation figures on CPU, from the H200 traces replayed through the fake
@@ -38,11 +41,12 @@ if __package__ in (None, ""):
 
 import core_bench
 import csv_bench
+import epoch_cost_bench
 import framework_bench
 import trace_replay
 from _common import Row, format_table, machine_info
 
-SECTIONS = ("core", "csv", "frameworks", "replay")
+SECTIONS = ("core", "csv", "frameworks", "epochs", "replay")
 
 
 def run(
@@ -60,6 +64,8 @@ def run(
                 new_rows, data = csv_bench.collect(quick=quick)
             elif section == "frameworks":
                 new_rows, data = framework_bench.collect(quick=quick, frameworks=frameworks)
+            elif section == "epochs":
+                new_rows, data = epoch_cost_bench.collect(quick=quick)
             else:
                 new_rows, data = trace_replay.collect(quick=quick)
         except Exception as e:  # one section failing must not hide the others

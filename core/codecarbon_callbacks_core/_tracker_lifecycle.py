@@ -40,10 +40,12 @@ def run_bounded(
     run_id: str,
     log: logging.Logger | logging.LoggerAdapter,  # type: ignore[type-arg]
     category: type[CodeCarbonCallbacksWarning] | None,
+    inline: bool = False,
 ) -> None:
     """Run ``work`` on a daemon thread named ``thread_name``; wait for it until ``deadline``
     (monotonic seconds). A thread still busy then is reported once (``category``: the warning's,
-    None to log only) and left behind."""
+    None to log only) and left behind. ``inline``: run it here instead (nothing to bound: no
+    output, so no helper thread to start and join in fit's last hook)."""
 
     def guarded() -> None:
         try:
@@ -51,6 +53,9 @@ def run_bounded(
         except Exception as e:  # the fan-out guards each output; this guards the rest
             log.warning("writing the run's final records failed: %s", e)
 
+    if inline:
+        guarded()
+        return
     thread = threading.Thread(target=guarded, name=thread_name, daemon=True)
     try:
         thread.start()

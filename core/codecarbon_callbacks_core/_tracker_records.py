@@ -40,6 +40,13 @@ STATIC_KEYS = (
     "gpu_method",
     "ram_method",
 )
+#: (kind, its power field, its energy field): the record's names, formatted once
+_KIND_FIELDS = tuple((kind, f"{kind}_power", f"{kind}_energy") for kind in KINDS)
+#: the latest instants formatted, by identity: an edge's instant is formatted for the window it
+#: ends, the record's timestamp, the window it starts and the totals (isoformat: a few us each)
+_ISO_RECENT: list[tuple[datetime, str]] = []
+#: the last (key, fields) of constant_fields(): one entry, keyed on everything the fields come from
+_CONSTANT_CACHE: tuple[tuple[Any, ...], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -57,7 +64,13 @@ class OpenWindow:
 
 def iso(moment: datetime) -> str:
     """``moment`` as ISO 8601 with microseconds (the records' timestamps)."""
-    return moment.isoformat(timespec="microseconds")
+    for seen, text in _ISO_RECENT:
+        if seen is moment:
+            return text
+    text = moment.isoformat(timespec="microseconds")
+    _ISO_RECENT.insert(0, (moment, text))
+    del _ISO_RECENT[8:]
+    return text
 
 
 def static_info(components: Sequence[Component]) -> dict[str, Any]:
@@ -94,21 +107,26 @@ def static_info(components: Sequence[Component]) -> dict[str, Any]:
 
 
 def energy_kwh(
-    components: Sequence[Component], start: Snapshot, end: Snapshot
+    components: Sequence[Component], start: Snapshot, end: Snapshot, *, describe: bool = True
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Energy between two snapshots: kWh per kind (cpu, gpu, ram), and each component's
     description with its ``energy_kwh``, its ``energy_uncertainty_kwh`` (95 % half-width) and
-    the ``uncertainty_terms`` behind it (``term``, ``half_width_kwh``, ``source``)."""
+    the ``uncertainty_terms`` behind it (``term``, ``half_width_kwh``, ``source``); without
+    ``describe``, only each component's ``kind`` and ``energy_uncertainty_kwh``."""
     per_kind = dict.fromkeys(KINDS, 0.0)
     breakdown = []
     terms = window_uncertainty(components, start, end)
     for c in components:
         joules = max(0.0, end.energy_j.get(c.name, 0.0) - start.energy_j.get(c.name, 0.0))
         per_kind[c.kind] = per_kind.get(c.kind, 0.0) + joules / J_PER_KWH
+        own = terms.get(c.name, [])
+        half_width_kwh = combine(t.half_width_j for t in own) / J_PER_KWH
+        if not describe:
+            breakdown.append({"kind": c.kind, "energy_uncertainty_kwh": half_width_kwh})
+            continue
         item = c.describe()
         item["energy_kwh"] = joules / J_PER_KWH
-        own = terms.get(c.name, [])
-        item["energy_uncertainty_kwh"] = combine(t.half_width_j for t in own) / J_PER_KWH
+        item["energy_uncertainty_kwh"] = half_width_kwh
         item["uncertainty_terms"] = [
             {"term": t.name, "half_width_kwh": t.half_width_j / J_PER_KWH, "source": t.source}
             for t in own
@@ -205,13 +223,11 @@ def _fill_energy(
     intensity: IntensityResult,
     base: EmissionsData,
 ) -> None:
-    for kind in KINDS:
+    for kind, power_name, energy_name in _KIND_FIELDS:
         setattr(
-            record,
-            f"{kind}_power",
-            per_kind[kind] * J_PER_KWH / duration_s if duration_s > 0 else 0.0,
+            record, power_name, per_kind[kind] * J_PER_KWH / duration_s if duration_s > 0 else 0.0
         )
-        setattr(record, f"{kind}_energy", per_kind[kind] + getattr(base, f"{kind}_energy"))
+        setattr(record, energy_name, per_kind[kind] + getattr(base, energy_name))
     new_energy = sum(per_kind.values())
     record.energy_consumed = record.cpu_energy + record.gpu_energy + record.ram_energy
     record.duration = duration_s + base.duration
@@ -220,13 +236,50 @@ def _fill_energy(
     record.water_consumed = new_energy * config.wue + base.water_consumed
 
 
-def _fill_location(record: EmissionsData, intensity: IntensityResult) -> None:
-    record.country_name = intensity.country_name or ""
-    record.country_iso_code = intensity.country_iso_code or ""
-    record.region = intensity.region or ""
-    record.cloud_provider = intensity.cloud_provider or ""
-    record.cloud_region = intensity.cloud_region or ""
-    record.on_cloud = "Y" if intensity.cloud_provider else "N"
+def constant_fields(
+    config: TrackerConfig, run_id: str, intensity: IntensityResult, static: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The fields every record of a run shares: its identity, configuration, location and
+    machine (``static``: :data:`STATIC_KEYS` known at start(); before it, records keep their
+    defaults). Built again only when one of them changes: a record is filled at every window
+    edge, and one dict update costs less than ~30 attribute writes (issue 13)."""
+    global _CONSTANT_CACHE
+    key = (
+        run_id,
+        intensity,
+        static,
+        config.project_name,
+        config.experiment_id,
+        config.tracking_mode,
+        config.pue,
+        config.wue,
+    )
+    cached = _CONSTANT_CACHE
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    fields: dict[str, Any] = {
+        "project_name": config.project_name,
+        "run_id": run_id,
+        "experiment_id": config.experiment_id,
+        "country_name": intensity.country_name or "",
+        "country_iso_code": intensity.country_iso_code or "",
+        "region": intensity.region or "",
+        "cloud_provider": intensity.cloud_provider or "",
+        "cloud_region": intensity.cloud_region or "",
+        "on_cloud": "Y" if intensity.cloud_provider else "N",
+    }
+    fields.update((k, v) for k, v in static.items() if k in STATIC_KEYS)
+    fields.update(
+        codecarbon_version=__version__,
+        tracker_version=__version__,
+        tracking_mode=config.tracking_mode,
+        pue=config.pue,
+        wue=config.wue,
+        carbon_intensity_g_per_kwh=intensity.g_per_kwh,
+        carbon_intensity_source=intensity.source,
+    )
+    _CONSTANT_CACHE = (key, fields)
+    return fields
 
 
 def _fill_utilization(
@@ -263,19 +316,20 @@ def fill_record(
     window_count: int,
     resumed: EmissionsData | None = None,
     extra_metadata: Mapping[str, Any] | None = None,
+    figures_only: bool = False,
 ) -> None:
     """Fill ``record`` with the figures between ``start`` and ``end`` (plus ``resumed``'s totals:
     a resumed run's figures so far), and the run's facts.
 
     Energies in kWh, powers in W, emissions in kg CO2eq, water in L, durations in s, as the
-    ``emissions.csv`` columns define.
+    ``emissions.csv`` columns define. ``figures_only``: the figures (their uncertainties too), timestamp, identity,
+    configuration, location and machine only; utilisations stay 0 and metadata empty (no
+    component described, no utilisation read: an epoch end's totals, issue 13).
     """
-    per_kind, breakdown = energy_kwh(components, start, end)
+    per_kind, breakdown = energy_kwh(components, start, end, describe=not figures_only)
     duration_s = max(0.0, end.monotonic_s - start.monotonic_s)
     record.timestamp = iso(end.wall_time)
-    record.project_name = config.project_name
-    record.run_id = run_id
-    record.experiment_id = config.experiment_id
+    vars(record).update(constant_fields(config, run_id, intensity, static))
     _fill_energy(
         record,
         per_kind,
@@ -284,20 +338,7 @@ def fill_record(
         intensity=intensity,
         base=resumed if resumed is not None else _ZERO,
     )
-    _fill_location(record, intensity)
-    for key in STATIC_KEYS:
-        setattr(record, key, static.get(key, getattr(record, key)))
-    record.codecarbon_version = __version__
-    record.tracker_version = __version__
-    record.tracking_mode = config.tracking_mode
-    _fill_utilization(record, start, end, components=components, ram_usage=ram_usage)
-    record.pue = config.pue
-    record.wue = config.wue
-    record.carbon_intensity_g_per_kwh = intensity.g_per_kwh
-    record.carbon_intensity_source = intensity.source
-    all_metadata = dict(metadata)
-    all_metadata["components"] = breakdown
-    all_metadata["uncertainty"] = fill_uncertainty(
+    uncertainty = fill_uncertainty(
         record,
         breakdown,
         sum(per_kind.values()),
@@ -305,6 +346,12 @@ def fill_record(
         intensity=intensity,
         resumed=resumed is not None,
     )
+    if figures_only:
+        return
+    _fill_utilization(record, start, end, components=components, ram_usage=ram_usage)
+    all_metadata = dict(metadata)
+    all_metadata["components"] = breakdown
+    all_metadata["uncertainty"] = uncertainty
     all_metadata["run_start_timestamp"] = iso(run_start.wall_time) if run_start else ""
     all_metadata["window_count"] = window_count
     if static.get("job"):

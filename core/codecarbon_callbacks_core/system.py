@@ -55,9 +55,9 @@ def cpu_times() -> CpuTimes:
     try:
         data = _read_proc_stat()
         if data is not None:
-            fields = data.split(b"\n", 1)[0].split()[1:9]
+            fields = data.partition(b"\n")[0].split()[1:9]
             # guest and guest_nice are already inside user and nice
-            return CpuTimes(*(int(v) / _CLOCK_TICKS for v in fields))
+            return CpuTimes._make([int(v) / _CLOCK_TICKS for v in fields])
         import psutil
 
         t = psutil.cpu_times()

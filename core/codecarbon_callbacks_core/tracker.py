@@ -485,6 +485,7 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
                 run_id=self.run_id,
                 log=self._log,
                 category=self._user_warning,
+                inline=not self._outputs.outputs,
             )
             if self._lookup is not None:  # its thread ends, within what is left of the bound
                 self._lookup.stop(timeout_s=left(deadline))
@@ -613,9 +614,9 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
         """The run's totals so far (nothing is written).
 
         Args:
-            at_last_edge: the totals as of the latest window edge, without reading the hardware
-                again (a GPU counter read costs milliseconds): right after closing a window,
-                the same instant as that window's end.
+            at_last_edge: the figures as of the latest window edge (right after closing a
+                window, its end), reading no hardware (a GPU read costs milliseconds) and
+                describing no component: utilisations 0, metadata empty (an epoch's end).
         """
         with self._lock:
             if self._meter is None or not self._meter.running:
@@ -623,9 +624,8 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
                     return self.final_emissions_data
                 raise RuntimeError("totals() needs a started tracker")
             edge = self._meter.last_edge if at_last_edge else None
-            if edge is None:
-                edge = self._meter.snapshot(sync_cuda=False)
-            return self._run_record(edge, status="running")
+            end = edge or self._meter.snapshot(sync_cuda=False)
+            return self._run_record(end, status="running", lean=at_last_edge)
 
     def update_metadata(self, mapping: Mapping[str, Any]) -> None:
         """Merge ``mapping`` into the metadata every record carries."""
@@ -639,6 +639,7 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
         *,
         resumed: EmissionsData | None = None,
         extra_metadata: Mapping[str, Any] | None = None,
+        figures_only: bool = False,
     ) -> None:
         fill_record(
             record,
@@ -655,12 +656,13 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
             window_count=self._window_count,
             resumed=resumed,
             extra_metadata=extra_metadata,
+            figures_only=figures_only,
         )
 
-    def _run_record(self, end: Snapshot, *, status: str) -> EmissionsData:
+    def _run_record(self, end: Snapshot, *, status: str, lean: bool = False) -> EmissionsData:
         assert self._run_start is not None
         record = EmissionsData(status=status)
-        self._fill(record, self._run_start, end, resumed=self._resumed)
+        self._fill(record, self._run_start, end, resumed=self._resumed, figures_only=lean)
         return record
 
     def _window_record(self, window: OpenWindow, end: Snapshot, *, status: str) -> WindowRecord:

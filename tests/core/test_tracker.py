@@ -524,11 +524,61 @@ def test_totals_at_last_edge_reads_no_hardware(tmp_path: Path) -> None:
     gpu = tracker.components[1]
     real = gpu.energy_j
     gpu.energy_j = lambda now: (reads.append(now), real(now))[1]
+    full = tracker._run_record(tracker._meter.last_edge, status="running")
+    gpu.utilization_percent = lambda: reads.append("utilization")  # the lean path reads none
+    gpu.describe = lambda: reads.append("describe")  # and describes no component
     time.sleep(0.02)
     at_edge = tracker.totals(at_last_edge=True)
     assert reads == []
     assert at_edge.timestamp == record.end_timestamp
+    # the same figures and facts as the full record at that edge; no utilisation, no metadata
+    figures = ("energy_consumed", "gpu_energy", "gpu_power", "emissions", "duration", "run_id")
+    uncertainties = (
+        "energy_consumed_uncertainty_kwh",
+        "gpu_energy_uncertainty_kwh",
+        "cpu_energy_uncertainty_kwh",
+        "emissions_uncertainty_kg",
+    )
+    for name in figures + uncertainties:
+        assert getattr(at_edge, name) == getattr(full, name), name
+    assert at_edge.energy_consumed_uncertainty_kwh > 0
+    assert at_edge.gpu_model == full.gpu_model and at_edge.country_iso_code == "FRA"
+    assert full.metadata["components"] and at_edge.metadata == {}
+    assert at_edge.gpu_utilization_percent == 0.0
+    del gpu.utilization_percent, gpu.describe
     assert tracker.totals().duration > at_edge.duration and len(reads) == 1
+    tracker.stop()
+
+
+def test_edge_records_follow_changes_of_the_run_config_and_intensity(tmp_path: Path) -> None:
+    """The fields every record shares are cached per run (issue 13's hot path): a change of
+    run, configuration or intensity shows in the next record; window ids stay uuid4 text."""
+    import dataclasses
+    import uuid
+
+    tracker = make_tracker(tmp_path, output_methods=[], project_name="p1")
+    tracker.start()
+    first, window = tracker.switch_window(
+        tracker.open_window("epoch", "e0", epoch=0, phase="train"), "phase", "other"
+    )
+    assert first.project_name == "p1" and first.run_id == tracker.run_id
+    assert first.country_iso_code == "FRA" and first.os == tracker._static["os"]
+    assert first.carbon_intensity_g_per_kwh == FORCED_G_PER_KWH
+    tracker.config.project_name = "p2"
+    tracker.config.pue = 1.5
+    tracker.intensity = dataclasses.replace(tracker.intensity, g_per_kwh=200.0, region="r")
+    second, window = tracker.switch_window(window, "phase", "other")
+    assert (second.project_name, second.pue, second.region) == ("p2", 1.5, "r")
+    assert second.carbon_intensity_g_per_kwh == 200.0
+    assert second.emissions == pytest.approx(second.energy_consumed * 1.5 * 200.0 / 1000.0)
+    assert first.start_timestamp < first.end_timestamp == second.start_timestamp
+    ids = {first.window_id, second.window_id, window}
+    assert len(ids) == 3
+    assert all(str(uuid.UUID(i)) == i and uuid.UUID(i).version == 4 for i in ids)
+    tracker.stop()
+    tracker.start()  # a new run: its records carry the new run_id
+    record, _ = tracker.switch_window(tracker.open_window("epoch", "e0"), "phase", "other")
+    assert record.run_id == tracker.run_id != first.run_id
     tracker.stop()
 
 
