@@ -517,6 +517,8 @@ def test_windows_left_open_close_at_the_runs_final_edge(tmp_path: Path) -> None:
 def test_totals_at_last_edge_reads_no_hardware(tmp_path: Path) -> None:
     tracker = make_tracker(tmp_path, output_methods=[])
     tracker.start()
+    for component in tracker.components:  # a stated accuracy: non-zero uncertainties
+        component.sensor_accuracy_fraction = 0.05
     record, window = tracker.switch_window(
         tracker.open_window("epoch", "e0", epoch=0, phase="train"), "phase", "other"
     )
