@@ -220,6 +220,7 @@ class NvmlGpu(CounterPhase, Component):
         # counter knowledge: the counter value (J) at a known step index
         self._anchor: tuple[int, float] | None = None
         self._power_lo = self._power_hi = 0.0  # the power's range since the last anchor, W
+        self._jump_var_j2 = 0.0  # what the power's jumps since the anchor add to its energy, J^2
         self._next_watch_s = 0.0
         self._next_anchor_s = 0.0
         self._watch_skips = 0
@@ -383,6 +384,8 @@ class NvmlGpu(CounterPhase, Component):
             return
         power_w = self._read_power_w()
         with self._lock:
+            if power_w is not None:
+                self._note_power(self._power_w, power_w)
             self._integrate_to(now_s, power_w)
             watch_due = (
                 self.has_energy_counter

@@ -53,6 +53,12 @@ PERIOD_PRIOR_SIGMA_S = 0.00003
 #: the instant-power integral since an anchor matches the counter to about this fraction of it
 #: (tuned on the H200 replay: 0.06 helps varying loads a little but breaks a steady window)
 ENERGY_SIGMA_FRACTION = 0.03
+#: how far apart instant power and the counter may place a change of power, s: instant power
+#: moves on its own ~102 ms clock, so a jump of dP watts may fall anywhere in a reading's interval.
+#: Each jump since the anchor adds (dP x this)^2 to the variance of the energy since the anchor
+#: (the H200 trace: over 1 s of 150-ms load phases the power integral misses the counter by 76 J
+#: rms, 0.03 x the energy alone says 13 J; over 1 s of steady load 5-13 J)
+POWER_JUMP_TIMING_S = 0.05
 #: a read is anchored on only where its step is at least this likely
 CONFIDENT_STEP_PROBABILITY = 0.9
 
@@ -228,6 +234,8 @@ class CounterPhase:
     _phase: _PhaseModel
     _anchor: tuple[int, float] | None
     _blend: tuple[float, float] | None = None
+    #: the variance the power's jumps since the anchor add to the energy since it, J^2
+    _jump_var_j2: float = 0.0
     _power_w: float
     _power_lo: float
     _power_hi: float
@@ -257,6 +265,10 @@ class CounterPhase:
 
     def _counter_broken(self, now_s: float, error: BaseException) -> None:
         raise NotImplementedError
+
+    def _note_power(self, previous_w: float, power_w: float) -> None:
+        """A new power reading: its jump widens the energy since the anchor (lock held)."""
+        self._jump_var_j2 += ((power_w - previous_w) * POWER_JUMP_TIMING_S) ** 2
 
     def _refresh_anchor(self, now_s: float) -> None:
         """One counter read in the middle of a step (unambiguous): a fresh anchor, so that an
@@ -405,6 +417,7 @@ class CounterPhase:
         if update and (self._anchor is None or k >= self._anchor[0]):
             self._anchor = (k, value_j)
             self._power_lo = self._power_hi = self._power_w  # the power varies from here on
+            self._jump_var_j2 = 0.0
         return phase.step_time(k)
 
     def _weigh_candidates(
@@ -420,7 +433,11 @@ class CounterPhase:
         expected = [self._expected_counter_j(c) for c in candidates]
         if expected[0] is not None and expected[1] is not None:
             # the power integral since the anchor is good to a few % of the energy it spans
-            sigma_j = 2.0 + ENERGY_SIGMA_FRACTION * abs(expected[1] - (self._anchor or (0, 0.0))[1])
+            # and a jump of power may fall ~50 ms from where instant power shows it
+            sigma_j = math.hypot(
+                2.0 + ENERGY_SIGMA_FRACTION * abs(expected[1] - (self._anchor or (0, 0.0))[1]),
+                math.sqrt(self._jump_var_j2),
+            )
             for i, e in enumerate(expected):
                 weights[i] *= math.exp(-0.5 * ((value_j - e) / sigma_j) ** 2)  # type: ignore[operator]
         total = sum(weights)
