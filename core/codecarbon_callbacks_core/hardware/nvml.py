@@ -223,6 +223,8 @@ class NvmlGpu(CounterPhase, Component):
         self._jump_var_j2 = 0.0  # what the power's jumps since the anchor add to its energy, J^2
         self._next_watch_s = 0.0
         self._next_anchor_s = 0.0
+        self._edge_times: tuple[float, ...] = ()  # the last edge reads, s
+        self._edge_anchor: tuple[float, float] | None = None  # an anchor timed for the next edge
         self._watch_skips = 0
         self._counter_failed_at: tuple[float, float] | None = None  # (t, energy since start J)
         self._integral_at_failure = 0.0
@@ -399,11 +401,13 @@ class NvmlGpu(CounterPhase, Component):
         if power_w is not None:
             self._power_lo = min(self._power_lo, power_w)
             self._power_hi = max(self._power_hi, power_w)
-        anchor_due = (
-            self.anchor_interval_s is not None
-            and now_s >= self._next_anchor_s
-            and self._phase.locked
-            and self._power_hi - self._power_lo > VARYING_POWER_FRACTION * self._power_hi
+        anchor_due = self._phase.locked and (
+            self._edge_anchor_due(now_s)
+            or (
+                self.anchor_interval_s is not None
+                and now_s >= self._next_anchor_s
+                and self._power_hi - self._power_lo > VARYING_POWER_FRACTION * self._power_hi
+            )
         )
         if self.bursts_off_sampler:
             if (watch_due or anchor_due) and (self._job is None or self._job.done()):
@@ -413,6 +417,7 @@ class NvmlGpu(CounterPhase, Component):
                     self._job = submit_counter_job(lambda: self._background_watch(stop))
                 else:
                     self._next_anchor_s = now_s + self.anchor_interval_s  # type: ignore[operator]
+                    self._edge_anchor = None
                     self._job = submit_counter_job(lambda: self._background_anchor(stop))
             return
         try:
@@ -446,6 +451,7 @@ class NvmlGpu(CounterPhase, Component):
             assert self._origin_j is not None
             self._returned_j = max(self._returned_j, absolute_j - self._origin_j)
             self._last_good = (now_s, self._returned_j)
+            self._plan_edge_anchor(now_s)
             return self._returned_j
 
     # -- degraded paths ------------------------------------------------------------------------

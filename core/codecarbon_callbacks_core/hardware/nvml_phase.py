@@ -59,6 +59,12 @@ ENERGY_SIGMA_FRACTION = 0.03
 #: (the H200 trace: over 1 s of 150-ms load phases the power integral misses the counter by 76 J
 #: rms, 0.03 x the energy alone says 13 J; over 1 s of steady load 5-13 J)
 POWER_JUMP_TIMING_S = 0.05
+#: edges at a steady cadence (epochs): how far the next edge may fall from the last interval
+#: repeated, beyond the difference of the last two intervals, s (the replay's epochs: 0-4 ms)
+EDGE_CADENCE_SLACK_S = 0.005
+#: a cadence whose last two intervals differ by more than this fraction of a period says too
+#: little about where in a step the next edge falls: no anchor is timed for it
+EDGE_CADENCE_MAX_SPREAD = 0.3
 #: a read is anchored on only where its step is at least this likely
 CONFIDENT_STEP_PROBABILITY = 0.9
 
@@ -234,6 +240,11 @@ class CounterPhase:
     _phase: _PhaseModel
     _anchor: tuple[int, float] | None
     _blend: tuple[float, float] | None = None
+    #: the last edge reads' times, s (the cadence that times the next anchor)
+    _edge_times: tuple[float, ...] = ()
+    #: (mid of the step just before the next expected edge's step, s; the last edge, s): an
+    #: anchor read there decides an edge read next to that step by its value alone
+    _edge_anchor: tuple[float, float] | None = None
     #: the variance the power's jumps since the anchor add to the energy since it, J^2
     _jump_var_j2: float = 0.0
     _power_w: float
@@ -270,6 +281,48 @@ class CounterPhase:
         """A new power reading: its jump widens the energy since the anchor (lock held)."""
         self._jump_var_j2 += ((power_w - previous_w) * POWER_JUMP_TIMING_S) ** 2
 
+    def _plan_edge_anchor(self, edge_s: float) -> None:
+        """After an edge read (lock held): where the edges keep a cadence (epochs), time one
+        anchor read in the step before the next expected edge, where that edge would fall too
+        near a step to place by timing; else leave anchors to ``anchor_interval_s``.
+
+        An edge read within a few ms of a predicted step is ambiguous by timing, and the power
+        integral since an old anchor can miss by half a step over a varying load. The counter
+        moves at every step: an anchor read in the step just before the edge's tells the two
+        steps apart by equality, whatever the load did (one read where the old watcher made ~10
+        a second).
+        """
+        times = (*self._edge_times[-2:], edge_s)
+        self._edge_times = times
+        self._edge_anchor = None
+        phase = self._phase
+        if len(times) < 3 or not phase.locked or self.anchor_interval_s is None:
+            return
+        period = phase.period_s or NOMINAL_COUNTER_PERIOD_S
+        interval = times[2] - times[1]
+        spread = abs(interval - (times[1] - times[0])) + EDGE_CADENCE_SLACK_S
+        if spread > EDGE_CADENCE_MAX_SPREAD * period or interval < 2 * period:
+            return
+        # no untimed anchor before the next edge: this one decides it or timing does
+        self._next_anchor_s = max(self._next_anchor_s, edge_s + interval + spread)
+        expected = edge_s + interval
+        k = phase.step_index(expected + period / 2)  # the step nearest the expected edge
+        guard = 0.0025 + 3 * phase.uncertainty_at(expected) + 0.001 + spread
+        if abs(expected - phase.step_time(k)) > guard:
+            return  # timing alone will place it
+        self._edge_anchor = (phase.step_time(k) - period / 2, edge_s)
+
+    def _edge_anchor_due(self, now_s: float) -> bool:
+        """Whether the edge-timed anchor is due at ``now_s`` (drops a plan whose step passed)."""
+        plan = self._edge_anchor
+        if plan is None:
+            return False
+        period = self._phase.period_s or NOMINAL_COUNTER_PERIOD_S
+        if now_s > plan[0] + 0.15 * period:
+            self._edge_anchor = None  # missed (a late tick or an early edge): timing decides
+            return False
+        return now_s >= plan[0] - 0.2 * period
+
     def _refresh_anchor(self, now_s: float) -> None:
         """One counter read in the middle of a step (unambiguous): a fresh anchor, so that an
         edge read next to a step can tell which side of it it saw (sampler thread)."""
@@ -280,6 +333,7 @@ class CounterPhase:
         into_step = now_s - phase.step_time(phase.step_index(now_s))
         if not 0.3 * period <= into_step <= 0.6 * period:
             return  # a later sample() call lands nearer the middle of a step
+        self._edge_anchor = None
         read = self._read_counter()
         with self._lock:
             self._step_of_read(read, update=True)
