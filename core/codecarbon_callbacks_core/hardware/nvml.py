@@ -43,6 +43,8 @@ from codecarbon_callbacks_core.hardware.nvml_phase import (
     FIRST_WATCH_LIMIT_S,
     INSTANT_POWER_LAG_S,
     NOMINAL_COUNTER_PERIOD_S,
+    YOUNG_OBSERVATIONS,
+    YOUNG_WATCH_INTERVAL_S,
     CounterPhase,
     _PhaseModel,
 )
@@ -368,9 +370,11 @@ class NvmlGpu(CounterPhase, Component):
             if stop.wait(max(0.0, target - margin - self._clock())):
                 return
             self._burst(until_changes=1, limit_s=target + (phase.period_s or 0.1) + margin)
-            young = phase.observations < 8
+            young = phase.observations < YOUNG_OBSERVATIONS
             self._next_watch_s = self._clock() + (
-                min(0.3, self.watch_interval_s) if young else self.watch_interval_s
+                min(YOUNG_WATCH_INTERVAL_S, self.watch_interval_s)
+                if young
+                else self.watch_interval_s
             )
         except self._nvml.NVMLError as error:
             with self._lock:

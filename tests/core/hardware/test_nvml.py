@@ -21,6 +21,7 @@ from codecarbon_callbacks_core.hardware.nvml import (
     read_energy_concurrently,
     select_devices,
 )
+from codecarbon_callbacks_core.hardware.nvml_phase import YOUNG_OBSERVATIONS
 from fakes import fake_nvml
 from fakes.fake_nvml import FakeDevice, FakeNvml, RealClock, VirtualClock, h200_trace
 from fakes.replay import plain_counter_windows_j, replay, true_windows_j
@@ -201,26 +202,31 @@ def _counter_read_times(nvml, clock):
     return times
 
 
-@pytest.mark.parametrize("load", ["idle", "h200-trace"])
+@pytest.mark.parametrize("load", ["idle", "h200-trace", "h200-trace-1s-epochs"])
 def test_after_the_first_burst_the_background_reads_under_one_counter_read_a_second(load):
-    """No watcher reading ~9 times a second: a burst after the first edge finds the step; then
-    one step is watched again every WATCH_INTERVAL_S, and an anchor is read (at most every
-    ANCHOR_INTERVAL_S) only while the power varies. Measured: idle 0.15 reads/s, the H200
-    trace's alternating phases 0.9 reads/s (before: 9.25 reads/s whatever the load)."""
+    """No watcher reading ~9 times a second: a burst after the first edge finds the step and
+    YOUNG_OBSERVATIONS steps are watched; then one step every WATCH_INTERVAL_S, an anchor (at
+    most every ANCHOR_INTERVAL_S) only while the power varies, and, where edges keep a cadence,
+    one anchor before an expected edge that would fall next to a step. Measured: idle 0.15
+    reads/s, the H200 trace 0.9 reads/s, with 1-s epochs 0.5 reads/s besides the edges' own
+    (before: 9.25 reads/s whatever the load)."""
+    edges: list[float]
     if load == "idle":
         device = FakeDevice(uuid=UUIDS[0], power_w=75.0)
         span = (3.0, 63.0)
     else:
         device = FakeDevice.from_h200_trace(uuid=UUIDS[0])
         span = (3.0, 33.0)
+    edges = [span[1]]
+    if load == "h200-trace-1s-epochs":
+        edges = [span[0] + 0.05 + 1.013 * i for i in range(29)]
     gpus, _, clock, nvml = _gpus([device])
     times = _counter_read_times(nvml, clock)
-    edge = span[1]
-    result = replay(gpus[0], clock, start_s=span[0], edges_s=[edge], sampler_interval_s=0.025)
+    result = replay(gpus[0], clock, start_s=span[0], edges_s=edges, sampler_interval_s=0.025)
     assert gpus[0].counter_period_s is not None  # the burst found the step
-    settle_s = span[0] + 2.5  # the first burst and the young watches
-    background = [t for t in times if settle_s <= t < edge]
-    rate = len(background) / (edge - settle_s)
+    settle_s = span[0] + 5.0  # the first burst and the young watches
+    background = [t for t in times if settle_s <= t < edges[-1] and t not in edges]
+    rate = len(background) / (edges[-1] - settle_s)
     assert rate < (0.3 if load == "idle" else 1.0), rate
     assert result.energies_j[-1] > 0
 
@@ -789,8 +795,10 @@ def test_eight_idle_gpus_read_no_counter_in_the_background_in_real_time():
     meter = Meter(gpus)
     meter.start()
     try:
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and not all(g._phase.observations >= 8 for g in gpus):
+        deadline = time.monotonic() + 8.0
+        while time.monotonic() < deadline and not all(
+            g._phase.observations >= YOUNG_OBSERVATIONS for g in gpus
+        ):
             time.sleep(0.1)
         time.sleep(0.3)  # the last young watch's job ends
         before = nvml.calls["nvmlDeviceGetTotalEnergyConsumption"]
