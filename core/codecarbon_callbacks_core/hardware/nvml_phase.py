@@ -4,9 +4,12 @@ The counter (``nvmlDeviceGetTotalEnergyConsumption``) moves in steps on a clock 
 read at a window edge is stale by up to one period. :class:`_PhaseModel` fits the step times
 (period and phase, by least squares); :class:`CounterPhase`, half of
 :class:`~codecarbon_callbacks_core.hardware.nvml.NvmlGpu`, finds the steps with a short burst of
-counter reads after the first edge and watches one step again every ``watch_interval_s`` (as
-jobs on the edge-read pool, or inside ``sample()`` with a virtual clock), keeps an anchor (a
-counter value at a known step, refreshed by every edge and live update), decides which step an edge read belongs to, and returns
+counter reads after the first edge and ``YOUNG_OBSERVATIONS`` watches of one step, then watches
+one step again every ``watch_interval_s`` (as jobs on the edge-read pool, or inside ``sample()``
+with a virtual clock). It keeps an anchor (a counter value at a known step), refreshed by every
+edge and live update, by one read timed in the step before an expected edge where edges keep a
+cadence and that edge would fall next to a step, and otherwise, while power varies, by one read
+every ``anchor_interval_s`` at most. It decides which step an edge read belongs to and returns
 ``counter + instant power x time since that step`` (instant power shifted by
 ``INSTANT_POWER_LAG_S``). Energies in J, times in s on the meter's monotonic clock.
 
