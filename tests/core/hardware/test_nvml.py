@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import logging
@@ -12,7 +13,7 @@ import threading
 import time
 
 import pytest
-from codecarbon_callbacks_core.hardware import detect_components
+from codecarbon_callbacks_core.hardware import detect_components, nvml_phase
 from codecarbon_callbacks_core.hardware import nvml as nvml_backend
 from codecarbon_callbacks_core.hardware.base import MeasurementMethod
 from codecarbon_callbacks_core.hardware.nvml import (
@@ -229,6 +230,63 @@ def test_after_the_first_burst_the_background_reads_under_one_counter_read_a_sec
     rate = len(background) / (edges[-1] - settle_s)
     assert rate < (0.3 if load == "idle" else 1.0), rate
     assert result.energies_j[-1] > 0
+
+
+def _rms(errors):
+    return (sum(e * e for e in errors) / len(errors)) ** 0.5
+
+
+def _window_errors(edges, patch=None):
+    """Relative window errors of one H200-trace GPU at ``edges`` (start 1 s before the first);
+    ``patch(gpu)`` may change the GPU first. Returns (errors, counter read times)."""
+    gpu, clock, nvml = _one_trace_gpu()
+    if patch is not None:
+        patch(gpu)
+    times = _counter_read_times(nvml, clock)
+    result = replay(gpu, clock, start_s=edges[0] - 1.0, edges_s=edges)
+    truth = true_windows_j(h200_trace(), result.edge_times_s)
+    return [(m - t) / t for m, t in zip(result.windows_j(), truth)], times
+
+
+def test_an_anchor_is_timed_before_an_expected_edge_next_to_a_step():
+    """Epochs of ~1 s whose edges fall 2 ms before a counter step, over the trace's 0.5-s load
+    phases: timing cannot call them and the power integral since an old anchor misses by half a
+    step. One read in the step before each expected edge decides it by value."""
+    trace = h200_trace()
+    first = bisect.bisect_left(trace.step_t, 24.1)
+    edges = [trace.step_t[j] - 0.002 for j in range(first, len(trace.step_t), 10)]
+    edges = [e for e in edges if e < 33.4]
+    timed, times = _window_errors(edges)
+    # from the third edge on (a cadence needs two intervals), a read in the 80 ms before each
+    # edge: the timed anchor (or a watch of the step that happened to fall there)
+    for edge in edges[3:]:
+        assert any(edge - 0.08 <= t < edge for t in times), edge
+
+    def untimed(gpu):
+        gpu._plan_edge_anchor = lambda edge_s: None
+
+    plain, _ = _window_errors(edges, untimed)
+    assert _rms(timed) < 0.015 and _rms(timed) < 0.7 * _rms(plain), (_rms(timed), _rms(plain))
+
+
+def test_jumps_of_power_widen_the_energy_since_the_anchor(monkeypatch):
+    """The trace's 150-ms load phases: instant power places each jump up to ~100 ms off, so the
+    energy since an anchor is worth less than 3 % there; trusting it outvotes correct timing."""
+    import random
+
+    errors = {}
+    default_s = nvml_phase.POWER_JUMP_TIMING_S
+    for jump_s in (default_s, 0.0):
+        monkeypatch.setattr(nvml_phase, "POWER_JUMP_TIMING_S", jump_s)
+        errors[jump_s] = []
+        for seed in range(12):
+            rng = random.Random(seed)
+            edges, t = [], 8.6 + rng.uniform(0.0, 0.1)
+            while t < 16.4:
+                edges.append(t)
+                t += rng.uniform(0.5, 1.5)
+            errors[jump_s] += _window_errors(edges)[0]
+    assert _rms(errors[default_s]) < _rms(errors[0.0]), (_rms(errors[default_s]), _rms(errors[0.0]))
 
 
 # -- degraded paths --------------------------------------------------------------------------------
