@@ -343,9 +343,10 @@ class NvmlGpu(CounterPhase, Component):
                 return
             period = phase.period_s or NOMINAL_COUNTER_PERIOD_S
             now = self._clock()
-            middle = phase.step_time(phase.step_index(now)) + 0.45 * period
-            if middle < now:
-                middle += period
+            step_s = phase.step_time(phase.step_index(now))
+            middle = max(now, step_s + 0.45 * period)  # at once until 0.6 of the step
+            if now > step_s + 0.6 * period:
+                middle = step_s + 1.45 * period
             if stop.wait(max(0.0, middle - self._clock())):
                 return
             read = self._read_counter()
