@@ -3,8 +3,8 @@
 ``python benchmarks/gpu_background_reads.py [--seconds 4]`` prints one JSON line. A real
 :class:`~codecarbon_callbacks_core.meter.Meter` runs its sampler in real time over 8 fake H200s
 (``tests/fakes/fake_nvml.py``: a constant 75 W on 100-ms counter steps, a counter read sleeping
-3 ms as on the GPU). Counter reads are counted after the first 3 s (the burst that finds each
-counter's step, and the few watches while its period is young) for ``--seconds`` with no window
+3 ms as on the GPU). Counter reads are counted after the first ``--settle`` s (default 8: the burst that finds each
+counter's step, and the YOUNG_OBSERVATIONS watches, one every 0.25 s, that follow it) for ``--seconds`` with no window
 edge and no live output: the reads nobody asked for. It also reports the
 ``codecarbon-callbacks-gpu*`` threads alive meanwhile.
 
@@ -30,7 +30,7 @@ from _common import REPO_ROOT
 COUNTER_CALL = "nvmlDeviceGetTotalEnergyConsumption"
 
 
-def measure(seconds: float = 4.0, gpus: int = 8, settle_s: float = 3.0) -> dict[str, object]:
+def measure(seconds: float = 4.0, gpus: int = 8, settle_s: float = 8.0) -> dict[str, object]:
     sys.path.insert(0, str(REPO_ROOT / "tests"))
     from codecarbon_callbacks_core.hardware.nvml import detect_nvml
     from codecarbon_callbacks_core.meter import Meter
@@ -63,8 +63,9 @@ def measure(seconds: float = 4.0, gpus: int = 8, settle_s: float = 3.0) -> dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--settle", type=float, default=8.0)
     args = parser.parse_args()
-    print(json.dumps(measure(args.seconds)))
+    print(json.dumps(measure(args.seconds, settle_s=args.settle)))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ from codecarbon_callbacks_core.hardware.nvml_phase import (
     FIRST_WATCH_LIMIT_S,
     INSTANT_POWER_LAG_S,
     NOMINAL_COUNTER_PERIOD_S,
+    YOUNG_OBSERVATIONS,
+    YOUNG_WATCH_INTERVAL_S,
     CounterPhase,
     _PhaseModel,
 )
@@ -225,8 +227,11 @@ class NvmlGpu(CounterPhase, Component):
         # counter knowledge: the counter value (J) at a known step index
         self._anchor: tuple[int, float] | None = None
         self._power_lo = self._power_hi = 0.0  # the power's range since the last anchor, W
+        self._jump_var_j2 = 0.0  # what the power's jumps since the anchor add to its energy, J^2
         self._next_watch_s = 0.0
         self._next_anchor_s = 0.0
+        self._edge_times: tuple[float, ...] = ()  # the last edge reads, s
+        self._edge_anchor: tuple[float, float] | None = None  # an anchor timed for the next edge
         self._watch_skips = 0
         self._counter_failed_at: tuple[float, float] | None = None  # (t, energy since start J)
         self._integral_at_failure = 0.0
@@ -343,9 +348,10 @@ class NvmlGpu(CounterPhase, Component):
                 return
             period = phase.period_s or NOMINAL_COUNTER_PERIOD_S
             now = self._clock()
-            middle = phase.step_time(phase.step_index(now)) + 0.45 * period
-            if middle < now:
-                middle += period
+            step_s = phase.step_time(phase.step_index(now))
+            middle = max(now, step_s + 0.45 * period)  # at once until 0.6 of the step
+            if now > step_s + 0.6 * period:
+                middle = step_s + 1.45 * period
             if stop.wait(max(0.0, middle - self._clock())):
                 return
             read = self._read_counter()
@@ -370,9 +376,11 @@ class NvmlGpu(CounterPhase, Component):
             if stop.wait(max(0.0, target - margin - self._clock())):
                 return
             self._burst(until_changes=1, limit_s=target + (phase.period_s or 0.1) + margin)
-            young = phase.observations < 8
+            young = phase.observations < YOUNG_OBSERVATIONS
             self._next_watch_s = self._clock() + (
-                min(0.3, self.watch_interval_s) if young else self.watch_interval_s
+                min(YOUNG_WATCH_INTERVAL_S, self.watch_interval_s)
+                if young
+                else self.watch_interval_s
             )
         except self._nvml.NVMLError as error:
             with self._lock:
@@ -388,6 +396,8 @@ class NvmlGpu(CounterPhase, Component):
             return
         power_w = self._read_power_w()
         with self._lock:
+            if power_w is not None:
+                self._note_power(self._power_w, power_w)
             self._integrate_to(now_s, power_w)
             watch_due = (
                 self.has_energy_counter
@@ -401,11 +411,13 @@ class NvmlGpu(CounterPhase, Component):
         if power_w is not None:
             self._power_lo = min(self._power_lo, power_w)
             self._power_hi = max(self._power_hi, power_w)
-        anchor_due = (
-            self.anchor_interval_s is not None
-            and now_s >= self._next_anchor_s
-            and self._phase.locked
-            and self._power_hi - self._power_lo > VARYING_POWER_FRACTION * self._power_hi
+        anchor_due = self._phase.locked and (
+            self._edge_anchor_due(now_s)
+            or (
+                self.anchor_interval_s is not None
+                and now_s >= self._next_anchor_s
+                and self._power_hi - self._power_lo > VARYING_POWER_FRACTION * self._power_hi
+            )
         )
         if self.bursts_off_sampler:
             if (watch_due or anchor_due) and (self._job is None or self._job.done()):
@@ -415,6 +427,7 @@ class NvmlGpu(CounterPhase, Component):
                     self._job = submit_counter_job(lambda: self._background_watch(stop))
                 else:
                     self._next_anchor_s = now_s + self.anchor_interval_s  # type: ignore[operator]
+                    self._edge_anchor = None
                     self._job = submit_counter_job(lambda: self._background_anchor(stop))
             return
         try:
@@ -448,6 +461,7 @@ class NvmlGpu(CounterPhase, Component):
             assert self._origin_j is not None
             self._returned_j = max(self._returned_j, absolute_j - self._origin_j)
             self._last_good = (now_s, self._returned_j)
+            self._plan_edge_anchor(now_s)
             return self._returned_j
 
     # -- degraded paths ------------------------------------------------------------------------

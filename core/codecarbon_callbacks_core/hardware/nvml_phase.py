@@ -4,9 +4,12 @@ The counter (``nvmlDeviceGetTotalEnergyConsumption``) moves in steps on a clock 
 read at a window edge is stale by up to one period. :class:`_PhaseModel` fits the step times
 (period and phase, by least squares); :class:`CounterPhase`, half of
 :class:`~codecarbon_callbacks_core.hardware.nvml.NvmlGpu`, finds the steps with a short burst of
-counter reads after the first edge and watches one step again every ``watch_interval_s`` (as
-jobs on the edge-read pool, or inside ``sample()`` with a virtual clock), keeps an anchor (a
-counter value at a known step, refreshed by every edge and live update), decides which step an edge read belongs to, and returns
+counter reads after the first edge and ``YOUNG_OBSERVATIONS`` watches of one step, then watches
+one step again every ``watch_interval_s`` (as jobs on the edge-read pool, or inside ``sample()``
+with a virtual clock). It keeps an anchor (a counter value at a known step), refreshed by every
+edge and live update, by one read timed in the step before an expected edge where edges keep a
+cadence and that edge would fall next to a step, and otherwise, while power varies, by one read
+every ``anchor_interval_s`` at most. It decides which step an edge read belongs to and returns
 ``counter + instant power x time since that step`` (instant power shifted by
 ``INSTANT_POWER_LAG_S``). Energies in J, times in s on the meter's monotonic clock.
 
@@ -40,6 +43,13 @@ FIRST_WATCH_LIMIT_S = 0.5
 PHASE_TOLERANCE_S = 0.015
 #: steps the first watch observes (3 periods measured: about 1 ms of period uncertainty)
 FIRST_WATCH_STEPS = 4
+#: steps observed (the first watch's and one every YOUNG_WATCH_INTERVAL_S after it) before
+#: watches slow to one every ``watch_interval_s``: the phase is then off by the mean of the
+#: steps' ~1.5-ms scatter (H200 replay, predicted minus true step at edges: 8 steps -0.8 ms mean,
+#: 2.0 ms rms; 16 steps 0.1 ms, 1.6 ms rms)
+YOUNG_OBSERVATIONS = 16
+#: how often a step is watched while the phase is young, s
+YOUNG_WATCH_INTERVAL_S = 0.25
 #: a step located less precisely than this (a slow read) is not used for the phase, s
 MAX_STEP_RESOLUTION_S = 0.006
 
@@ -53,6 +63,18 @@ PERIOD_PRIOR_SIGMA_S = 0.00003
 #: the instant-power integral since an anchor matches the counter to about this fraction of it
 #: (tuned on the H200 replay: 0.06 helps varying loads a little but breaks a steady window)
 ENERGY_SIGMA_FRACTION = 0.03
+#: how far apart instant power and the counter may place a change of power, s: instant power
+#: moves on its own ~102 ms clock, so a jump of dP watts may fall anywhere in a reading's interval.
+#: Each jump since the anchor adds (dP x this)^2 to the variance of the energy since the anchor
+#: (the H200 trace: over 1 s of 150-ms load phases the power integral misses the counter by 76 J
+#: rms, 0.03 x the energy alone says 13 J; over 1 s of steady load 5-13 J)
+POWER_JUMP_TIMING_S = 0.05
+#: edges at a steady cadence (epochs): how far the next edge may fall from the last interval
+#: repeated, beyond the difference of the last two intervals, s (the replay's epochs: 0-4 ms)
+EDGE_CADENCE_SLACK_S = 0.005
+#: a cadence whose last two intervals differ by more than this fraction of a period says too
+#: little about where in a step the next edge falls: no anchor is timed for it
+EDGE_CADENCE_MAX_SPREAD = 0.3
 #: a read is anchored on only where its step is at least this likely
 CONFIDENT_STEP_PROBABILITY = 0.9
 
@@ -228,6 +250,13 @@ class CounterPhase:
     _phase: _PhaseModel
     _anchor: tuple[int, float] | None
     _blend: tuple[float, float] | None = None
+    #: the last edge reads' times, s (the cadence that times the next anchor)
+    _edge_times: tuple[float, ...] = ()
+    #: (mid of the step just before the next expected edge's step, s; the last edge, s): an
+    #: anchor read there decides an edge read next to that step by its value alone
+    _edge_anchor: tuple[float, float] | None = None
+    #: the variance the power's jumps since the anchor add to the energy since it, J^2
+    _jump_var_j2: float = 0.0
     _power_w: float
     _power_lo: float
     _power_hi: float
@@ -258,6 +287,52 @@ class CounterPhase:
     def _counter_broken(self, now_s: float, error: BaseException) -> None:
         raise NotImplementedError
 
+    def _note_power(self, previous_w: float, power_w: float) -> None:
+        """A new power reading: its jump widens the energy since the anchor (lock held)."""
+        self._jump_var_j2 += ((power_w - previous_w) * POWER_JUMP_TIMING_S) ** 2
+
+    def _plan_edge_anchor(self, edge_s: float) -> None:
+        """After an edge read (lock held): where the edges keep a cadence (epochs), time one
+        anchor read in the step before the next expected edge, where that edge would fall too
+        near a step to place by timing; else leave anchors to ``anchor_interval_s``.
+
+        An edge read within a few ms of a predicted step is ambiguous by timing, and the power
+        integral since an old anchor can miss by half a step over a varying load. The counter
+        moves at every step: an anchor read in the step just before the edge's tells the two
+        steps apart by equality, whatever the load did (one read where the old watcher made ~10
+        a second).
+        """
+        times = (*self._edge_times[-2:], edge_s)
+        self._edge_times = times
+        self._edge_anchor = None
+        phase = self._phase
+        if len(times) < 3 or not phase.locked or self.anchor_interval_s is None:
+            return
+        period = phase.period_s or NOMINAL_COUNTER_PERIOD_S
+        interval = times[2] - times[1]
+        spread = abs(interval - (times[1] - times[0])) + EDGE_CADENCE_SLACK_S
+        if spread > EDGE_CADENCE_MAX_SPREAD * period or interval < 2 * period:
+            return
+        # no untimed anchor before the next edge: this one decides it or timing does
+        self._next_anchor_s = max(self._next_anchor_s, edge_s + interval + spread)
+        expected = edge_s + interval
+        k = phase.step_index(expected + period / 2)  # the step nearest the expected edge
+        guard = 0.0025 + 3 * phase.uncertainty_at(expected) + 0.001 + spread
+        if abs(expected - phase.step_time(k)) > guard:
+            return  # timing alone will place it
+        self._edge_anchor = (phase.step_time(k) - period / 2, edge_s)
+
+    def _edge_anchor_due(self, now_s: float) -> bool:
+        """Whether the edge-timed anchor is due at ``now_s`` (drops a plan whose step passed)."""
+        plan = self._edge_anchor
+        if plan is None:
+            return False
+        period = self._phase.period_s or NOMINAL_COUNTER_PERIOD_S
+        if now_s > plan[0] + 0.15 * period:
+            self._edge_anchor = None  # missed (a late tick or an early edge): timing decides
+            return False
+        return now_s >= plan[0] - 0.2 * period
+
     def _refresh_anchor(self, now_s: float) -> None:
         """One counter read in the middle of a step (unambiguous): a fresh anchor, so that an
         edge read next to a step can tell which side of it it saw (sampler thread)."""
@@ -268,6 +343,7 @@ class CounterPhase:
         into_step = now_s - phase.step_time(phase.step_index(now_s))
         if not 0.3 * period <= into_step <= 0.6 * period:
             return  # a later sample() call lands nearer the middle of a step
+        self._edge_anchor = None
         read = self._read_counter()
         with self._lock:
             self._step_of_read(read, update=True)
@@ -297,9 +373,9 @@ class CounterPhase:
         # read until the step shows; a full period at most (a late step is still found)
         self._burst(until_changes=1, limit_s=target + (phase.period_s or 0.1) + margin)
         # watch often while the period is young, then every watch_interval_s
-        young = phase.observations < 8
+        young = phase.observations < YOUNG_OBSERVATIONS
         self._next_watch_s = now_s + (
-            min(0.3, self.watch_interval_s) if young else self.watch_interval_s
+            min(YOUNG_WATCH_INTERVAL_S, self.watch_interval_s) if young else self.watch_interval_s
         )
 
     def _first_watch(self) -> None:
@@ -308,7 +384,9 @@ class CounterPhase:
             self._anchor = None  # step indexes restart with a new fit
         self._burst(until_changes=FIRST_WATCH_STEPS, limit_s=self._clock() + FIRST_WATCH_LIMIT_S)
         self._next_watch_s = self._clock() + (
-            min(0.3, self.watch_interval_s) if self._phase.locked else 4 * self.watch_interval_s
+            min(YOUNG_WATCH_INTERVAL_S, self.watch_interval_s)
+            if self._phase.locked
+            else 4 * self.watch_interval_s
         )
 
     def _burst(self, *, until_changes: int, limit_s: float) -> None:
@@ -405,6 +483,7 @@ class CounterPhase:
         if update and (self._anchor is None or k >= self._anchor[0]):
             self._anchor = (k, value_j)
             self._power_lo = self._power_hi = self._power_w  # the power varies from here on
+            self._jump_var_j2 = 0.0
         return phase.step_time(k)
 
     def _weigh_candidates(
@@ -420,7 +499,11 @@ class CounterPhase:
         expected = [self._expected_counter_j(c) for c in candidates]
         if expected[0] is not None and expected[1] is not None:
             # the power integral since the anchor is good to a few % of the energy it spans
-            sigma_j = 2.0 + ENERGY_SIGMA_FRACTION * abs(expected[1] - (self._anchor or (0, 0.0))[1])
+            # and a jump of power may fall ~50 ms from where instant power shows it
+            sigma_j = math.hypot(
+                2.0 + ENERGY_SIGMA_FRACTION * abs(expected[1] - (self._anchor or (0, 0.0))[1]),
+                math.sqrt(self._jump_var_j2),
+            )
             for i, e in enumerate(expected):
                 weights[i] *= math.exp(-0.5 * ((value_j - e) / sigma_j) ** 2)  # type: ignore[operator]
         total = sum(weights)

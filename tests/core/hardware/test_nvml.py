@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import logging
@@ -12,7 +13,7 @@ import threading
 import time
 
 import pytest
-from codecarbon_callbacks_core.hardware import detect_components
+from codecarbon_callbacks_core.hardware import detect_components, nvml_phase
 from codecarbon_callbacks_core.hardware import nvml as nvml_backend
 from codecarbon_callbacks_core.hardware.base import MeasurementMethod
 from codecarbon_callbacks_core.hardware.nvml import (
@@ -21,6 +22,7 @@ from codecarbon_callbacks_core.hardware.nvml import (
     read_energy_concurrently,
     select_devices,
 )
+from codecarbon_callbacks_core.hardware.nvml_phase import YOUNG_OBSERVATIONS
 from fakes import fake_nvml
 from fakes.fake_nvml import FakeDevice, FakeNvml, RealClock, VirtualClock, h200_trace
 from fakes.replay import plain_counter_windows_j, replay, true_windows_j
@@ -201,28 +203,90 @@ def _counter_read_times(nvml, clock):
     return times
 
 
-@pytest.mark.parametrize("load", ["idle", "h200-trace"])
+@pytest.mark.parametrize("load", ["idle", "h200-trace", "h200-trace-1s-epochs"])
 def test_after_the_first_burst_the_background_reads_under_one_counter_read_a_second(load):
-    """No watcher reading ~9 times a second: a burst after the first edge finds the step; then
-    one step is watched again every WATCH_INTERVAL_S, and an anchor is read (at most every
-    ANCHOR_INTERVAL_S) only while the power varies. Measured: idle 0.15 reads/s, the H200
-    trace's alternating phases 0.9 reads/s (before: 9.25 reads/s whatever the load)."""
+    """No watcher reading ~9 times a second: a burst after the first edge finds the step and
+    YOUNG_OBSERVATIONS steps are watched; then one step every WATCH_INTERVAL_S, an anchor (at
+    most every ANCHOR_INTERVAL_S) only while the power varies, and, where edges keep a cadence,
+    one anchor before an expected edge that would fall next to a step. Measured: idle 0.15
+    reads/s, the H200 trace 0.9 reads/s, with 1-s epochs 0.5 reads/s besides the edges' own
+    (before: 9.25 reads/s whatever the load)."""
+    edges: list[float]
     if load == "idle":
         device = FakeDevice(uuid=UUIDS[0], power_w=75.0)
         span = (3.0, 63.0)
     else:
         device = FakeDevice.from_h200_trace(uuid=UUIDS[0])
         span = (3.0, 33.0)
+    edges = [span[1]]
+    if load == "h200-trace-1s-epochs":
+        edges = [span[0] + 0.05 + 1.013 * i for i in range(29)]
     gpus, _, clock, nvml = _gpus([device])
     times = _counter_read_times(nvml, clock)
-    edge = span[1]
-    result = replay(gpus[0], clock, start_s=span[0], edges_s=[edge], sampler_interval_s=0.025)
+    result = replay(gpus[0], clock, start_s=span[0], edges_s=edges, sampler_interval_s=0.025)
     assert gpus[0].counter_period_s is not None  # the burst found the step
-    settle_s = span[0] + 2.5  # the first burst and the young watches
-    background = [t for t in times if settle_s <= t < edge]
-    rate = len(background) / (edge - settle_s)
+    settle_s = span[0] + 5.0  # the first burst and the young watches
+    background = [t for t in times if settle_s <= t < edges[-1] and t not in edges]
+    rate = len(background) / (edges[-1] - settle_s)
     assert rate < (0.3 if load == "idle" else 1.0), rate
     assert result.energies_j[-1] > 0
+
+
+def _rms(errors):
+    return (sum(e * e for e in errors) / len(errors)) ** 0.5
+
+
+def _window_errors(edges, patch=None):
+    """Relative window errors of one H200-trace GPU at ``edges`` (start 1 s before the first);
+    ``patch(gpu)`` may change the GPU first. Returns (errors, counter read times)."""
+    gpu, clock, nvml = _one_trace_gpu()
+    if patch is not None:
+        patch(gpu)
+    times = _counter_read_times(nvml, clock)
+    result = replay(gpu, clock, start_s=edges[0] - 1.0, edges_s=edges)
+    truth = true_windows_j(h200_trace(), result.edge_times_s)
+    return [(m - t) / t for m, t in zip(result.windows_j(), truth)], times
+
+
+def test_an_anchor_is_timed_before_an_expected_edge_next_to_a_step():
+    """Epochs of ~1 s whose edges fall 2 ms before a counter step, over the trace's 0.5-s load
+    phases: timing cannot call them and the power integral since an old anchor misses by half a
+    step. One read in the step before each expected edge decides it by value."""
+    trace = h200_trace()
+    first = bisect.bisect_left(trace.step_t, 24.1)
+    edges = [trace.step_t[j] - 0.002 for j in range(first, len(trace.step_t), 10)]
+    edges = [e for e in edges if e < 33.4]
+    timed, times = _window_errors(edges)
+    # from the third edge on (a cadence needs two intervals), a read in the 80 ms before each
+    # edge: the timed anchor (or a watch of the step that happened to fall there)
+    for edge in edges[3:]:
+        assert any(edge - 0.08 <= t < edge for t in times), edge
+
+    def untimed(gpu):
+        gpu._plan_edge_anchor = lambda edge_s: None
+
+    plain, _ = _window_errors(edges, untimed)
+    assert _rms(timed) < 0.015 and _rms(timed) < 0.7 * _rms(plain), (_rms(timed), _rms(plain))
+
+
+def test_jumps_of_power_widen_the_energy_since_the_anchor(monkeypatch):
+    """The trace's 150-ms load phases: instant power places each jump up to ~100 ms off, so the
+    energy since an anchor is worth less than 3 % there; trusting it outvotes correct timing."""
+    import random
+
+    errors = {}
+    default_s = nvml_phase.POWER_JUMP_TIMING_S
+    for jump_s in (default_s, 0.0):
+        monkeypatch.setattr(nvml_phase, "POWER_JUMP_TIMING_S", jump_s)
+        errors[jump_s] = []
+        for seed in range(12):
+            rng = random.Random(seed)
+            edges, t = [], 8.6 + rng.uniform(0.0, 0.1)
+            while t < 16.4:
+                edges.append(t)
+                t += rng.uniform(0.5, 1.5)
+            errors[jump_s] += _window_errors(edges)[0]
+    assert _rms(errors[default_s]) < _rms(errors[0.0]), (_rms(errors[default_s]), _rms(errors[0.0]))
 
 
 # -- degraded paths --------------------------------------------------------------------------------
@@ -789,8 +853,10 @@ def test_eight_idle_gpus_read_no_counter_in_the_background_in_real_time():
     meter = Meter(gpus)
     meter.start()
     try:
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and not all(g._phase.observations >= 8 for g in gpus):
+        deadline = time.monotonic() + 8.0
+        while time.monotonic() < deadline and not all(
+            g._phase.observations >= YOUNG_OBSERVATIONS for g in gpus
+        ):
             time.sleep(0.1)
         time.sleep(0.3)  # the last young watch's job ends
         before = nvml.calls["nvmlDeviceGetTotalEnergyConsumption"]
