@@ -27,11 +27,17 @@ class MeasurementMethod(str, enum.Enum):
     RAPL = "rapl"  #: hardware energy counter (Intel/AMD RAPL via powercap)
     NVML_ENERGY = "nvml_energy"  #: NVML total energy counter, edges placed with instant power
     NVML_POWER = "nvml_power"  #: NVML power readings integrated over time
+    AMDSMI_ENERGY = "amdsmi_energy"  #: amdsmi energy accumulator, edges placed as for NVML
+    AMDSMI_POWER = "amdsmi_power"  #: amdsmi socket power integrated over time
     TDP_ESTIMATE = "tdp_estimate"  #: TDP x load model
     CONSTANT = "constant"  #: a constant power (forced, or a documented per-unit figure)
 
     def __str__(self) -> str:  # pragma: no cover - trivial
         return self.value
+
+
+#: methods whose energy read is a slow hardware counter call: read concurrently at an edge
+SLOW_COUNTER_METHODS = frozenset({MeasurementMethod.NVML_ENERGY, MeasurementMethod.AMDSMI_ENERGY})
 
 
 class DetectionHint(str):
