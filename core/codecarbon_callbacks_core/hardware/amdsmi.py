@@ -28,6 +28,7 @@ nothing raises. Which GPUs: :mod:`~codecarbon_callbacks_core.hardware.amdsmi_sel
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -40,6 +41,7 @@ from codecarbon_callbacks_core.hardware.diagnose import open_amdsmi
 from codecarbon_callbacks_core.hardware.nvml import (
     ANCHOR_INTERVAL_S,
     GPU_SAMPLE_INTERVAL_S,
+    NOMINAL_COUNTER_PERIOD_S,
     WATCH_INTERVAL_S,
     NvmlGpu,
 )
@@ -69,6 +71,19 @@ def _number(value: Any) -> float | None:
     if value < 0 or value in (0xFFFF, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF):
         return None
     return float(value)
+
+
+#: AMD states no accuracy for amdsmi's energy or power readings: NVIDIA's only stated figure
+#: (+/-5 % of the power draw) stands in for it, so that the sensor term is not silently 0
+AMDSMI_SENSOR_ACCURACY = 0.05
+AMDSMI_SENSOR_SOURCE = (
+    "AMD states no accuracy for amdsmi energy or power; NVML's +/-5% of power draw "
+    "(NVML API reference, nvmlDeviceGetPowerUsage) stands in"
+)
+#: the smallest edge half-width, J
+EDGE_FLOOR_J = 0.1
+#: how far back a power-integrated edge looks for a varying load, s (as NVML's)
+POWER_LOOKBACK_S = 0.5
 
 
 class _ErrorNames:
@@ -150,6 +165,7 @@ class AmdSmiGpu(NvmlGpu):
         self._last_count: int | None = None
         self._wraps = 0
         self._last_read_mid: float | None = None
+        self._last_read_s = 0.0  # how long the last counter read took, s
         self._last_step_s: float | None = None  # the middle of the last step seen, s
         #: the counter's step where it is finer than FINE_STEP_LIMIT_S (measured), s
         self.fine_step_s: float | None = None
@@ -205,6 +221,7 @@ class AmdSmiGpu(NvmlGpu):
         t_a = self._clock()
         reading = self._amdsmi.amdsmi_get_energy_count(self._handle)
         t_b = self._clock()
+        self._last_read_s = t_b - t_a
         count = reading.get("energy_accumulator", reading.get("power"))
         resolution_uj = _number(reading.get("counter_resolution"))
         if not isinstance(count, int) or not resolution_uj:
@@ -257,6 +274,52 @@ class AmdSmiGpu(NvmlGpu):
             self._origin_provisional = False
             return
         super()._resolve_origin(force)
+
+    # -- uncertainty ---------------------------------------------------------------------------
+
+    #: the sensor's accuracy as a fraction of energy (95 % half-width) and its source
+    sensor_accuracy_fraction = AMDSMI_SENSOR_ACCURACY
+    sensor_accuracy_source = AMDSMI_SENSOR_SOURCE
+
+    def edge_uncertainty_j(self, now_s: float) -> float:
+        """The 95 % half-width of the placement error of the ``energy_j(now_s)`` just returned,
+        J; never raises.
+
+        - counter: the read is stale by a uniform [0, step) and placed half a step back, so
+          ``0.95 x power x step / 2`` (the measured fine step, else the phase model's period,
+          else the nominal 100 ms), plus the read's own duration times the power;
+        - power integrated: a change of power between two samples is missed for up to one
+          interval, and the window's changes do not all cancel: ``(highest - lowest power over
+          the last POWER_LOOKBACK_S) x the sample interval``, plus 2 % of one interval's energy;
+        each with a floor of ``EDGE_FLOOR_J``.
+        """
+        try:
+            with self._lock:
+                power_w = max(0.0, self._power_w)
+                interval_s = self.sample_interval_s or GPU_SAMPLE_INTERVAL_S
+                if not self.has_energy_counter or self._counter_failed_at is not None:
+                    lo, hi = self._recent_power_range_w(now_s - POWER_LOOKBACK_S)
+                    return math.hypot((hi - lo) * interval_s, 0.02 * hi * interval_s, EDGE_FLOOR_J)
+                step_s = self.fine_step_s or self._phase.period_s or NOMINAL_COUNTER_PERIOD_S
+                read_s = self._last_read_s
+            return math.hypot(0.95 * power_w * step_s / 2, power_w * read_s, EDGE_FLOOR_J)
+        except Exception as error:  # noqa: BLE001 - never raise at an edge
+            logger.debug("%s: edge uncertainty: %s", self.name, error)
+            return 0.0
+
+    def _recent_power_range_w(self, since_s: float) -> tuple[float, float]:
+        """(lowest, highest) mean power between the sampler's readings since ``since_s`` and
+        the latest reading, W (lock held)."""
+        lo = hi = self._power_w
+        later: tuple[float, float] | None = None
+        for when, integral in reversed(self._integral_history):
+            if later is not None and later[0] > when:
+                power = (later[1] - integral) / (later[0] - when)
+                lo, hi = min(lo, power), max(hi, power)
+            if when < since_s:
+                break
+            later = (when, integral)
+        return lo, hi
 
     # -- reporting -----------------------------------------------------------------------------
 
@@ -338,8 +401,8 @@ def detect_amdsmi(
     env = dict(os.environ if environ is None else environ)
     module, finding = open_amdsmi(amdsmi, drm_root=drm_root)
     if module is None:
-        if finding.state == "refused":
-            return [], [f"AMD GPUs not measured: {finding.reason} ({finding.fix})"]
+        if finding.fix:  # an AMD GPU is there: refused, or amdsmi missing (an optional extra)
+            return [], [f"AMD GPUs not measured: {finding.reason}. Fix: {finding.fix}"]
         logger.debug("no AMD GPU measured: %s", finding.reason)
         return [], []
     try:

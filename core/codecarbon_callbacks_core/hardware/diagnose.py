@@ -190,8 +190,20 @@ AMDSMI_STATUS_NO_PERM = 10
 
 
 def _import_amdsmi() -> Any:
-    import amdsmi  # ROCm's Python interface (the extra "amd")
+    """``import amdsmi``. Without ROCm's library the package prints to stdout and then fails
+    with KeyError (6.x without ROCM_PATH, 7.x) rather than ImportError: its output is kept off
+    the user's stdout and any failure is an ImportError."""
+    import contextlib
+    import io
 
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            import amdsmi  # ROCm's Python interface (the extra "amd")
+    except ImportError:
+        raise
+    except Exception as error:  # noqa: BLE001 - KeyError/OSError from loading libamd_smi.so
+        said = " ".join(printed.getvalue().split())
+        raise ImportError(f"{type(error).__name__}: {error} {said}".strip()) from error
     return amdsmi
 
 
@@ -223,7 +235,7 @@ def open_amdsmi(
             )
         try:
             amdsmi = _import_amdsmi()
-        except (ImportError, OSError) as error:  # OSError: libamd_smi.so missing
+        except ImportError as error:
             return None, Finding(
                 "gpu",
                 "amdsmi",

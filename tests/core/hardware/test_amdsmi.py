@@ -72,6 +72,11 @@ def test_run_energy_matches_the_true_energy_and_windows_tile_it(step_s):
     assert sum(result.windows_j()) == pytest.approx(energies[-1] - energies[0], abs=1e-9)
     true_j = device.energy_j(edges[-1]) - device.energy_j(0.6)
     assert energies[-1] == pytest.approx(true_j, rel=0.005)
+    if step_s < 0.01:  # measured from the counter's own reads, not assumed
+        assert gpus[0].fine_step_s == pytest.approx(step_s, abs=0.0005)
+    else:  # the NVML phase model found the 100-ms steps
+        assert gpus[0].fine_step_s is None
+        assert gpus[0].counter_period_s == pytest.approx(step_s, abs=0.001)
 
 
 def test_wraparound_of_the_accumulator_is_undone():
@@ -250,3 +255,75 @@ def test_edges_read_several_amd_counters_concurrently():
     values = read_energy_concurrently(gpus, 0.5)
     assert len(values) == 2 and all(v >= 0 for v in values)
     assert amdsmi.calls["amdsmi_get_energy_count"] >= 4  # 2 probes + 2 edge reads
+
+
+def test_amdsmi_without_rocm_library_is_absent_and_prints_nothing(tmp_path, monkeypatch, capsys):
+    """amdsmi 7.0 without libamd_smi.so prints two lines, then fails with KeyError."""
+    import sys
+
+    (tmp_path / "amdsmi.py").write_text(
+        "print('libamd_smi.so: cannot open shared object file')\n"
+        "print('Unable to find libamd_smi.so library')\n"
+        "_libraries = {}\n"
+        "_libraries['libamd_smi.so'].amdsmi_free_name_value_pairs\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "amdsmi", raising=False)
+    (tmp_path / "drm" / "card1" / "device").mkdir(parents=True)
+    (tmp_path / "drm" / "card1" / "device" / "vendor").write_text("0x1002\n")
+    finding = diagnose_amdsmi(drm_root=tmp_path / "drm")
+    assert finding.state == "absent" and "KeyError" in finding.reason
+    assert "Unable to find libamd_smi.so" in finding.reason
+    assert capsys.readouterr().out == ""
+    gpus, notes = detect_amdsmi(drm_root=str(tmp_path / "drm"), environ={})
+    assert gpus == [] and len(notes) == 1 and "[amd]" in notes[0]  # never silently
+
+
+# -- uncertainty -------------------------------------------------------------------------------
+
+
+def _edges_with_half_widths(gpu, clock, start_s, edges_s, tick_s=0.025):
+    """(energy J, half-width J) at each edge, the sampler ticking between edges (virtual time)."""
+    clock.jump(start_s)
+    gpu.start(start_s)
+    gpu.energy_j(start_s)
+    out, tick = [], start_s + tick_s
+    for edge in edges_s:
+        while tick < edge:
+            clock.jump(max(tick, clock.now()))
+            gpu.sample(clock.now())
+            tick += tick_s
+        clock.jump(edge)
+        out.append((gpu.energy_j(edge), gpu.edge_uncertainty_j(edge)))
+    return out
+
+
+@pytest.mark.parametrize(("counter", "median_bound"), [(True, 0.02), (False, 0.15)])
+def test_edge_half_widths_cover_the_window_errors_and_stay_tight(counter, median_bound):
+    """Windows of 0.2-0.9 s over a load switching between 150 and 650 W every 0.35 s: the two
+    edges' half-widths in quadrature cover >= 95 % of the window errors, and stay tight at the
+    median (2 % of the window's energy by counter, 15 % by power sampled every 25 ms)."""
+    import math
+    import random
+
+    def power(t):
+        return 150.0 if int(t / 0.35) % 2 else 650.0
+
+    rng = random.Random(3)
+    edges = list(itertools.accumulate(rng.uniform(0.2, 0.9) for _ in range(40)))
+    edges = [1.0 + e for e in edges]
+    device = FakeAmdGpu(uuid=UUIDS[0], power_at=power, energy_counter=counter)
+    gpus, _, clock, _ = _detect([device], environ={})
+    gpu = gpus[0]
+    assert gpu.sensor_accuracy_fraction == 0.05 and "AMD states no accuracy" in (
+        gpu.sensor_accuracy_source
+    )
+    readings = _edges_with_half_widths(gpu, clock, 0.6, edges)
+    covered, relative = 0, []
+    for (a, ha), (b, hb), ta, tb in zip(readings, readings[1:], edges, edges[1:]):
+        true_j = device.energy_j(tb) - device.energy_j(ta)
+        half_width = math.hypot(ha, hb)
+        covered += abs((b - a) - true_j) <= half_width
+        relative.append(half_width / true_j)
+    assert covered >= 0.95 * (len(readings) - 1)
+    assert sorted(relative)[len(relative) // 2] < median_bound
