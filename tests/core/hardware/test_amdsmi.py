@@ -327,3 +327,28 @@ def test_edge_half_widths_cover_the_window_errors_and_stay_tight(counter, median
         relative.append(half_width / true_j)
     assert covered >= 0.95 * (len(readings) - 1)
     assert sorted(relative)[len(relative) // 2] < median_bound
+
+
+def test_with_the_real_meter_threads_and_clock():
+    """The sampler thread and the shared edge-read pool in real time, two AMD GPUs at 500 and
+    300 W: monotonic, no failure, the fine step measured, the energy within 2 %."""
+    import time
+
+    from codecarbon_callbacks_core.meter import Meter
+    from fakes.fake_nvml import RealClock
+
+    devices = [FakeAmdGpu(uuid=UUIDS[i], power_w=w) for i, w in enumerate((500.0, 300.0))]
+    gpus, _ = detect_amdsmi(amdsmi=FakeAmdsmi(devices, clock=RealClock()), environ={})
+    meter = Meter(gpus)
+    first = meter.start()
+    snapshots = [first]
+    for _ in range(4):
+        time.sleep(0.15)
+        snapshots.append(meter.snapshot(sync_cuda=False))
+    last = meter.stop()
+    elapsed = last.monotonic_s - first.monotonic_s
+    for gpu, device in zip(gpus, devices):
+        series = [s.energy_j[gpu.name] for s in [*snapshots, last]]
+        assert all(b >= a for a, b in itertools.pairwise(series))
+        assert gpu.failure is None and gpu.fine_step_s is not None
+        assert last.energy_j[gpu.name] == pytest.approx(device.power_w * elapsed, rel=0.02)
