@@ -14,9 +14,12 @@ unsupported field as ``"N/A"``.
 Methods:
 - ``amdsmi_energy``: the energy accumulator x ``counter_resolution`` (uJ per count, 15.3 uJ on
   MI100-MI300), unsigned 64-bit, wraparound handled; a read that goes backwards (amdsmi issue
-  #115) keeps the last value. Edges are placed where the counter steps by the same machinery as
-  NVIDIA's (:mod:`~codecarbon_callbacks_core.hardware.nvml_phase`): the step period is learnt
-  from counter reads, not assumed (the driver caches the metrics for 1 ms; ROCm issue 1649).
+  #115) keeps the last value. Edges are placed where the counter steps, by the NVML backend's
+  machinery (:mod:`~codecarbon_callbacks_core.hardware.nvml_phase`), the step learnt from the
+  counter's own reads, not assumed: a counter that steps more often than every
+  ``FINE_STEP_LIMIT_S`` (the driver caches the metrics for 1 ms; ROCm issue 1649), finer than
+  the phase model fits, has each read placed half a measured step back; a coarser one is placed
+  by the phase model as on NVIDIA GPUs.
 - ``amdsmi_power``: where the counter is not supported (virtual machine guests, per amdsmi's
   documentation) or refused, socket power integrated over time.
 
