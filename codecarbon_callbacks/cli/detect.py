@@ -100,6 +100,11 @@ def _gpu_suggestions(gpu_method: str | None, presence: HardwarePresence) -> list
             "This GPU has no NVML energy counter (pre-Volta): its power is integrated, "
             "which is less exact."
         ]
+    if gpu_method == "amdsmi_power":
+        return [
+            "This AMD GPU's energy counter is not readable here (a virtual machine guest, or "
+            "refused): its power is integrated, which is less exact."
+        ]
     if gpu_method is not None:
         return []
     if presence.nvidia_driver:
@@ -113,8 +118,11 @@ def _gpu_suggestions(gpu_method: str | None, presence: HardwarePresence) -> list
             "above (gpu_ids, CUDA_VISIBLE_DEVICES, driver permissions)."
         ]
     if presence.amd_gpu:
+        from codecarbon_callbacks_core.hardware.diagnose import AMDSMI_INSTALL_FIX
+
         return [
-            "An AMD GPU is present: AMD GPUs are not measured (their energy is not in the reports)."
+            "An AMD GPU is present but was not measured: see the notes above (permissions, "
+            f"gpu_ids, ROCR/HIP_VISIBLE_DEVICES); without amdsmi: {AMDSMI_INSTALL_FIX}."
         ]
     return []
 
@@ -246,8 +254,9 @@ def _write_text(out: TextIO, payload: dict[str, Any]) -> None:
             line += f"  (failing: {item['failure']})"
         out.write(line + "\n")
     out.write(
-        "\nMethods, best first: rapl / nvml_energy (hardware energy counters), nvml_power "
-        "(integrated power), tdp_estimate (TDP x load model), constant (a fixed power).\n"
+        "\nMethods, best first: rapl / nvml_energy / amdsmi_energy (hardware energy counters), "
+        "nvml_power / amdsmi_power (integrated power), tdp_estimate (TDP x load model), "
+        "constant (a fixed power).\n"
     )
     if notes:
         out.write("\nNotes from detection:\n")

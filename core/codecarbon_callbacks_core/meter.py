@@ -25,9 +25,9 @@ from datetime import datetime, timezone
 
 from codecarbon_callbacks_core._shared import imported_torch, warn_once
 from codecarbon_callbacks_core.hardware.base import (
+    SLOW_COUNTER_METHODS,
     Component,
     EdgeReading,
-    MeasurementMethod,
     UncertaintyTerm,
 )
 from codecarbon_callbacks_core.system import cpu_times
@@ -133,9 +133,7 @@ class Meter:
         self._running = False
         self._last_energy_j: dict[str, float] = {}
         # GPUs with a slow energy counter are read concurrently at an edge
-        self._counter_components = [
-            c for c in self.components if c.method == MeasurementMethod.NVML_ENERGY
-        ]
+        self._counter_components = [c for c in self.components if c.method in SLOW_COUNTER_METHODS]
         self.sampler_cpu_s = 0.0  # CPU time the sampler thread used (for benchmarks)
         #: the latest window edge's snapshot: totals "as of the last edge" without a new read
         self.last_edge: Snapshot | None = None

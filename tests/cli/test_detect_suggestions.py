@@ -57,7 +57,10 @@ def test_gpu_fixes(monkeypatch: pytest.MonkeyPatch) -> None:
         == []
     )
     (tip,) = hardware_suggestions(_machine(rapl), _presence(amd=True))
-    assert "AMD GPUs are not measured" in tip
+    assert "AMD GPU is present but was not measured" in tip and "[amd]" in tip
+    assert hardware_suggestions(_machine(rapl, MeasurementMethod.AMDSMI_ENERGY), _presence()) == []
+    (tip,) = hardware_suggestions(_machine(rapl, MeasurementMethod.AMDSMI_POWER), _presence())
+    assert "power is integrated" in tip
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util,
@@ -70,3 +73,32 @@ def test_gpu_fixes(monkeypatch: pytest.MonkeyPatch) -> None:
     if importlib.util.find_spec("pynvml") is not None:
         (tip,) = hardware_suggestions(_machine(rapl), _presence(nvidia=True))
         assert "no GPU was measured" in tip
+
+
+def test_detect_lists_amd_gpus_and_their_method(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
+    """``detect`` shows what the core finds: two AMD GPUs through a fake amdsmi module, one of
+    them hidden by HIP_VISIBLE_DEVICES."""
+    import json
+    import re
+    import sys
+
+    from fakes.fake_amdsmi import FakeAmdGpu, FakeAmdsmi
+
+    from codecarbon_callbacks.cli.app import main
+
+    gpus = [FakeAmdGpu(uuid=f"{i}aff74a1-0000-1000-8000-00000000000{i}") for i in range(2)]
+    monkeypatch.setitem(sys.modules, "amdsmi", FakeAmdsmi(gpus))
+    monkeypatch.delitem(sys.modules, "pynvml", raising=False)
+    monkeypatch.setenv("HIP_VISIBLE_DEVICES", "1")
+    monkeypatch.chdir(tmp_path)
+    assert main(["detect", "--json", "--country-iso-code", "FRA"]) == 0
+    listed = [c for c in json.loads(capsys.readouterr().out)["components"] if c["kind"] == "gpu"]
+    assert [(c["name"], c["method"], c["uuid"]) for c in listed] == [
+        ("gpu:amd1", "amdsmi_energy", gpus[1].uuid)
+    ]
+    assert listed[0]["model"] == "AMD Instinct MI300X"
+    assert main(["detect", "--country-iso-code", "FRA"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"gpu:amd1 +amdsmi_energy +AMD Instinct MI300X", text), text

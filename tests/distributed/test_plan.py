@@ -306,3 +306,40 @@ def test_this_rank_measures_the_gpus_it_names_or_sees(mirror, monkeypatch, tmp_p
         gpus = {c.uuid for c in session.tracker.components if c.kind == "gpu"}
         session.end_run()
         assert gpus == expected
+
+
+def test_amd_gpus_are_planned_once_per_machine_by_uuid(monkeypatch):
+    """Two ranks on one machine with two AMD GPUs (fake amdsmi): each GPU is measured once,
+    whether the ranks see both or each its own HIP device (torch's UUID on ROCm)."""
+    from codecarbon_callbacks_core.hardware.amdsmi import detect_amdsmi
+    from fakes.fake_amdsmi import FakeAmdGpu, FakeAmdsmi
+
+    serials = ["0x8E2EC2D5A1B63F50", "0x8E2EC2D5A1B63F51"]
+    devices = [
+        FakeAmdGpu(uuid=f"{i}aff74a1-0000-1000-8000-00000000000{i}", unique_id=s)
+        for i, s in enumerate(serials)
+    ]
+
+    def offers(gpu_ids=None, environ=None):
+        gpus, _ = detect_amdsmi(amdsmi=FakeAmdsmi(devices), gpu_ids=gpu_ids, environ=environ or {})
+        return [distributed._gpu_uuid(g) for g in gpus]
+
+    # torchrun without a device chosen: every rank sees both, each GPU goes to one rank
+    plans = assign_ranks([(0, "n1", offers()), (1, "n1", offers())])
+    assert plans[0].gpu_uuids == tuple(d.uuid for d in devices) and plans[1].gpu_uuids == ()
+    # each rank on its own HIP device: torch on ROCm prints the ASCII of the unique id as a UUID
+    props = {
+        i: types.SimpleNamespace(uuid=s[2:].lower().encode().hex()) for i, s in enumerate(serials)
+    }
+    rank_offers = []
+    for rank in (0, 1):
+        cuda = types.SimpleNamespace(
+            is_available=lambda: True,
+            is_initialized=lambda: True,
+            current_device=lambda rank=rank: rank,
+            get_device_properties=lambda i: props[i],
+        )
+        monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
+        rank_offers.append((rank, "n1", offers(gpu_ids=local_gpu_ids())))
+    plans = assign_ranks(rank_offers)
+    assert [plans[r].gpu_uuids for r in (0, 1)] == [(devices[0].uuid,), (devices[1].uuid,)]

@@ -3,7 +3,8 @@
 ``detect_components()`` returns what to measure (CPU, GPUs, RAM) and notes for the user (what is
 missing, what was estimated, and how to do better); ``report_notes()`` tells the user, once per
 process each. CPU: RAPL > TDP x load estimate > constant.
-GPU: NVML (none, silently, on machines without an NVIDIA driver). RAM: RAPL DRAM (with
+GPU: NVML (none, silently, on machines without an NVIDIA driver), then AMD GPUs through amdsmi
+(none, silently, where no AMD GPU is listed). RAM: RAPL DRAM (with
 ``rapl_include_dram``) > the per-GB model; ``force_*`` values win over everything.
 
 Example:
@@ -222,6 +223,7 @@ def detect_components(
     environ: Mapping[str, str] | None = None,
     pid: int | None = None,
     strict_gpu_ids: bool = False,
+    amdsmi: Any = None,
 ) -> tuple[list[Component], list[str]]:
     """Find what to measure: CPU, GPUs, RAM (in that order), and notes for the user.
 
@@ -237,10 +239,14 @@ def detect_components(
         force_mode_cpu_load: use the TDP x load estimate even where RAPL works.
         powercap_root, cpuinfo_path: where to read sysfs and cpuinfo (tests pass fakes).
         nvml: the pynvml module or a fake; None imports pynvml lazily; False skips GPUs.
-        environ: where to read CUDA_VISIBLE_DEVICES (default os.environ).
+        environ: where to read CUDA_VISIBLE_DEVICES, and ROCR_VISIBLE_DEVICES /
+            HIP_VISIBLE_DEVICES for AMD GPUs (default os.environ).
         pid: the process to follow in process mode (default: this one).
         strict_gpu_ids: ``gpu_ids`` are the user's: an entry that matches no visible GPU
-            raises ConfigError (listing the visible GPUs) instead of being ignored.
+            raises ConfigError (listing the visible GPUs) instead of being ignored (NVIDIA
+            GPUs; for AMD GPUs such an entry is noted).
+        amdsmi: the amdsmi module or a fake; None imports amdsmi lazily where an AMD GPU is
+            listed; False skips AMD GPUs.
 
     Returns:
         ``(components, notes)``. Never raises for missing or refusing hardware; raises
@@ -274,6 +280,13 @@ def detect_components(
         )
         components.extend(gpus)
         notes.extend(gpu_notes)
+    if amdsmi is not False:
+        from codecarbon_callbacks_core.hardware.amdsmi import detect_amdsmi
+
+        amd_gpus, amd_notes = detect_amdsmi(amdsmi=amdsmi, gpu_ids=gpu_ids, environ=environ)
+        components.extend(amd_gpus)
+        # a gpu_ids entry that names an NVIDIA GPU is no AMD GPU's: say so only without one
+        notes.extend(n for n in amd_notes if not (gpus and n.startswith("gpu_ids entry")))
     from codecarbon_callbacks_core.hardware import ram
 
     if force_ram_power is not None:

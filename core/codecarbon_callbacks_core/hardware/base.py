@@ -46,6 +46,8 @@ class MeasurementMethod(str, enum.Enum):
     RAPL = "rapl"  #: hardware energy counter (Intel/AMD RAPL via powercap)
     NVML_ENERGY = "nvml_energy"  #: NVML total energy counter, edges placed with instant power
     NVML_POWER = "nvml_power"  #: NVML power readings integrated over time
+    AMDSMI_ENERGY = "amdsmi_energy"  #: amdsmi energy accumulator, edges placed as for NVML
+    AMDSMI_POWER = "amdsmi_power"  #: amdsmi socket power integrated over time
     TDP_ESTIMATE = "tdp_estimate"  #: TDP x load model
     CONSTANT = "constant"  #: a constant power (forced, or a documented per-unit figure)
 
@@ -98,6 +100,10 @@ def combine(half_widths_j: Iterable[float]) -> float:
     5.0
     """
     return math.sqrt(sum(h * h for h in half_widths_j))
+
+
+#: methods whose energy read is a slow hardware counter call: read concurrently at an edge
+SLOW_COUNTER_METHODS = frozenset({MeasurementMethod.NVML_ENERGY, MeasurementMethod.AMDSMI_ENERGY})
 
 
 class DetectionHint(str):

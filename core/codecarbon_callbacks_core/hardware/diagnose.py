@@ -32,10 +32,12 @@ __all__ = [
     "amd_gpu_present",
     "container_note",
     "diagnose",
+    "diagnose_amdsmi",
     "diagnose_nvml",
     "diagnose_rapl",
     "in_container",
     "nvidia_driver_present",
+    "open_amdsmi",
     "open_nvml",
     "rapl_finding",
 ]
@@ -60,7 +62,7 @@ class Finding:
 
     Attributes:
         part: "cpu" or "gpu".
-        backend: "rapl", "nvml" or "amd".
+        backend: "rapl", "nvml" or "amdsmi".
         state: "ok" (measured with it), "absent" (not on this machine, or not installed),
             "refused" (present, but this process may not use it) or "unsupported" (present,
             never measured by this package on this platform).
@@ -162,7 +164,7 @@ def diagnose_nvml(nvml: Any = None) -> Finding:
 
 
 def amd_gpu_present(drm_root: str | os.PathLike[str] = "/sys/class/drm") -> bool:
-    """Whether a DRM card of AMD's PCI vendor is present (AMD GPUs are not measured)."""
+    """Whether a DRM card of AMD's PCI vendor is present (microseconds; before importing amdsmi)."""
     for vendor in Path(drm_root).glob("card*/device/vendor"):
         try:
             if vendor.read_text().strip().lower() == AMD_PCI_VENDOR:
@@ -170,6 +172,126 @@ def amd_gpu_present(drm_root: str | os.PathLike[str] = "/sys/class/drm") -> bool
         except OSError:
             continue
     return False
+
+
+# -- amdsmi ----------------------------------------------------------------------------------
+
+#: what lets a user open /dev/kfd and the render nodes, which amdsmi needs
+AMDSMI_PERMISSION_FIX = (
+    "add the user to the render and video groups (sudo usermod -aG render,video $USER), or in "
+    "a container pass --device=/dev/kfd --device=/dev/dri --group-add video"
+)
+#: how to get amdsmi where an AMD GPU is present but amdsmi is not importable
+AMDSMI_INSTALL_FIX = (
+    'pip install "codecarbon-callbacks-core[amd]" with the amdsmi version of the installed ROCm '
+    "(or add /opt/rocm/share/amd_smi to PYTHONPATH)"
+)
+#: amdsmi's AMDSMI_STATUS_NO_PERM
+AMDSMI_STATUS_NO_PERM = 10
+
+
+def _import_amdsmi() -> Any:
+    """``import amdsmi``. Without ROCm's library the package prints to stdout and then fails
+    with KeyError (6.x without ROCM_PATH, 7.x) rather than ImportError: its output is kept off
+    the user's stdout and any failure is an ImportError."""
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            import amdsmi  # ROCm's Python interface (the extra "amd")
+    except ImportError:
+        raise
+    except Exception as error:  # noqa: BLE001 - KeyError/OSError from loading libamd_smi.so
+        said = " ".join(printed.getvalue().split())
+        raise ImportError(f"{type(error).__name__}: {error} {said}".strip()) from error
+    return amdsmi
+
+
+def amdsmi_refused(error: BaseException) -> bool:
+    """Whether an amdsmi error is a permission refusal (AMDSMI_STATUS_NO_PERM)."""
+    code = getattr(error, "err_code", None)
+    return code == AMDSMI_STATUS_NO_PERM or "permission" in str(error).lower()
+
+
+def open_amdsmi(
+    amdsmi: Any = None, *, drm_root: str | os.PathLike[str] = "/sys/class/drm"
+) -> tuple[Any | None, Finding]:
+    """An initialised amdsmi module (AMD GPUs only), or None and why not.
+
+    Args:
+        amdsmi: the ``amdsmi`` module or a fake with its names; None: an already imported
+            ``amdsmi``, else ``import amdsmi`` when an AMD GPU is listed under ``drm_root``.
+        drm_root: where DRM cards are listed.
+
+    Returns:
+        ``(module, finding)``: the module after ``amdsmi_init(INIT_AMD_GPUS)`` and an "ok"
+        finding, or ``(None, finding)``: "absent" (no AMD GPU, no amdsmi) or "refused"
+        (``amdsmi_init`` failed: a permission, a driver not loaded). Never raises.
+    """
+    if amdsmi is None:
+        if "amdsmi" not in sys.modules and not amd_gpu_present(drm_root):
+            return None, Finding(
+                "gpu", "amdsmi", "absent", "no AMD GPU listed under " + str(drm_root)
+            )
+        try:
+            amdsmi = _import_amdsmi()
+        except ImportError as error:
+            return None, Finding(
+                "gpu",
+                "amdsmi",
+                "absent",
+                f"an AMD GPU is present but amdsmi (ROCm's Python interface) is not usable ({error})",
+                AMDSMI_INSTALL_FIX,
+            )
+    try:
+        flags = getattr(amdsmi, "AmdSmiInitFlags", None)
+        if flags is not None:
+            amdsmi.amdsmi_init(flags.INIT_AMD_GPUS)
+        else:
+            amdsmi.amdsmi_init()
+    except Exception as error:  # noqa: BLE001 - AmdSmiException, or the library failing
+        refused = amdsmi_refused(error)
+        return None, Finding(
+            "gpu",
+            "amdsmi",
+            "refused",
+            f"amdsmi_init failed: {error}",
+            AMDSMI_PERMISSION_FIX
+            if refused
+            else "check that the amdgpu driver is loaded and that `amd-smi` works for this user",
+        )
+    return amdsmi, Finding("gpu", "amdsmi", "ok", "amdsmi initialised")
+
+
+def diagnose_amdsmi(
+    amdsmi: Any = None, *, drm_root: str | os.PathLike[str] = "/sys/class/drm"
+) -> Finding:
+    """amdsmi's state: as :func:`open_amdsmi`, then how many AMD GPUs it lists and whether their
+    energy counter reads (the method detection would use)."""
+    module, finding = open_amdsmi(amdsmi, drm_root=drm_root)
+    if module is None:
+        return finding
+    try:
+        handles = list(module.amdsmi_get_processor_handles())
+        if not handles:
+            return Finding("gpu", "amdsmi", "absent", "amdsmi lists no AMD GPU")
+        try:
+            module.amdsmi_get_energy_count(handles[0])
+            method = "amdsmi_energy"
+        except Exception as error:  # noqa: BLE001 - AmdSmiException: power integrated instead
+            method = f"amdsmi_power (energy counter: {error})"
+        return Finding(
+            "gpu", "amdsmi", "ok", f"amdsmi lists {len(handles)} AMD GPU(s); method {method}"
+        )
+    except Exception as error:  # noqa: BLE001 - AmdSmiException: a driver that lists nothing
+        state: State = "refused"
+        return Finding("gpu", "amdsmi", state, f"amdsmi cannot list devices: {error}")
+    finally:
+        try:
+            module.amdsmi_shut_down()
+        except Exception as error:  # noqa: BLE001 - best effort
+            logger.debug("amdsmi_shut_down failed: %s", error)
 
 
 # -- RAPL ------------------------------------------------------------------------------------
@@ -269,13 +391,15 @@ def diagnose(
     drm_root: str | os.PathLike[str] = "/sys/class/drm",
     platform: str | None = None,
     container: bool | None = None,
+    amdsmi: Any = None,
 ) -> list[Finding]:
-    """One finding per backend: RAPL, NVML, and AMD GPUs when one is present.
+    """One finding per backend: RAPL, NVML, and amdsmi when an AMD GPU is present.
 
     Args:
         powercap_root, rapl_opener, platform, container: see :func:`diagnose_rapl`.
         nvml: see :func:`open_nvml`; False skips GPUs.
         drm_root: where DRM cards are listed (for AMD GPUs).
+        amdsmi: see :func:`open_amdsmi`; False skips AMD GPUs.
 
     Returns:
         Findings in the order CPU, GPU. Never raises; probes cost milliseconds (importing
@@ -288,14 +412,6 @@ def diagnose(
     ]
     if nvml is not False:
         findings.append(diagnose_nvml(nvml))
-    if amd_gpu_present(drm_root):
-        findings.append(
-            Finding(
-                "gpu",
-                "amd",
-                "unsupported",
-                "an AMD GPU is present: AMD GPUs are not measured (their energy "
-                "is not in the reports)",
-            )
-        )
+    if amdsmi is not False and (amdsmi is not None or amd_gpu_present(drm_root)):
+        findings.append(diagnose_amdsmi(amdsmi, drm_root=drm_root))
     return findings

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from codecarbon_callbacks_core.hardware.base import Component, MeasurementMethod
+from codecarbon_callbacks_core.hardware.base import SLOW_COUNTER_METHODS, Component
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -62,7 +62,7 @@ def read_energy_concurrently(components: Sequence[Component], now_s: float) -> l
             logger.debug("%s: energy_j raised %s", component.name, error)
             return float("nan")
 
-    slow = [i for i, c in enumerate(components) if c.method == MeasurementMethod.NVML_ENERGY]
+    slow = [i for i, c in enumerate(components) if c.method in SLOW_COUNTER_METHODS]
     results = [0.0] * len(components)
     futures = {}
     if len(slow) > 1:

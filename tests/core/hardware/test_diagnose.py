@@ -17,6 +17,7 @@ from codecarbon_callbacks_core.hardware.diagnose import (
 from codecarbon_callbacks_core.hardware.nvml import detect_nvml
 from codecarbon_callbacks_core.hardware.rapl import PERMISSION_HINT
 from fakes import fake_nvml
+from fakes.fake_amdsmi import FakeAmdsmi
 from fakes.fake_nvml import FakeDevice, FakeNvml, VirtualClock
 from fakes.sysfs import FakePowercap
 
@@ -134,11 +135,12 @@ def test_diagnose_covers_each_backend_and_amd_gpus(powercap, tmp_path):
         platform="linux",
         nvml=FakeNvml([]),
         drm_root=drm,
+        amdsmi=FakeAmdsmi([]),
     )
     assert [(f.backend, f.state) for f in findings] == [
         ("rapl", "ok"),
         ("nvml", "absent"),
-        ("amd", "unsupported"),
+        ("amdsmi", "absent"),
     ]
     (drm / "card0" / "device" / "vendor").write_text("0x10de\n")  # NVIDIA's: not listed
     assert [

@@ -323,3 +323,21 @@ def test_report_without_task_fails_the_official_schema_on_task(tmp_path, boamps_
     _, report = report_without_task(tmp_path)
     errors = schema_errors(boamps_validator, report)
     assert errors and any("task" in e for e in errors)
+
+
+def test_amd_gpus_are_named_in_the_components_with_their_method():
+    """Two AMD GPUs as the amdsmi backend describes them (fake amdsmi): BoAmps names the model,
+    AMD as the manufacturer, and amdsmi_energy as the GPU's tracking mode."""
+    from codecarbon_callbacks_core.hardware.amdsmi import detect_amdsmi
+    from codecarbon_callbacks_core.output.boamps.report import build_report
+    from fakes.fake_amdsmi import FakeAmdGpu, FakeAmdsmi
+
+    devices = [FakeAmdGpu(uuid=f"{i}aff74a1-0000-1000-8000-00000000000{i}") for i in range(2)]
+    gpus, _ = detect_amdsmi(amdsmi=FakeAmdsmi(devices), environ={})
+    total = make_total(gpu_model="", gpu_count=2, gpu_method="")
+    total.metadata["components"] = [dict(g.describe()) for g in gpus]
+    report = build_report(total)
+    (gpu,) = [c for c in report["infrastructure"]["components"] if c["componentType"] == "gpu"]
+    assert gpu["componentName"] == "AMD Instinct MI300X" and gpu["manufacturer"] == "AMD"
+    assert gpu["nbComponent"] == 2
+    assert report["measures"][0]["gpuTrackingMode"] == "amdsmi_energy"
