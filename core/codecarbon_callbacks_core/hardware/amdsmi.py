@@ -39,7 +39,12 @@ from typing import Any
 
 from codecarbon_callbacks_core.hardware import _forksafe
 from codecarbon_callbacks_core.hardware.amdsmi_select import AmdDeviceIds, select_amd_devices
-from codecarbon_callbacks_core.hardware.base import MeasurementMethod
+from codecarbon_callbacks_core.hardware.base import (
+    EdgeReading,
+    MeasurementMethod,
+    UncertaintyTerm,
+    combine,
+)
 from codecarbon_callbacks_core.hardware.diagnose import open_amdsmi
 from codecarbon_callbacks_core.hardware.nvml import (
     ANCHOR_INTERVAL_S,
@@ -309,6 +314,24 @@ class AmdSmiGpu(NvmlGpu):
         except Exception as error:  # noqa: BLE001 - never raise at an edge
             logger.debug("%s: edge uncertainty: %s", self.name, error)
             return 0.0
+
+    def method_term(self, start: EdgeReading, end: EdgeReading) -> UncertaintyTerm:
+        """The window's method term: its two edges in quadrature, ``counter_edges`` while the
+        amdsmi energy counter is read, else ``power_sampling``, each with its amdsmi source."""
+        half_width = combine([start.edge_half_width_j, end.edge_half_width_j])
+        if self.method is MeasurementMethod.AMDSMI_ENERGY and self._counter_failed_at is None:
+            return UncertaintyTerm(
+                "counter_edges",
+                half_width,
+                "edges placed within the amdsmi energy counter's step (docs/measurement.md, "
+                "GPUs (amdsmi))",
+            )
+        return UncertaintyTerm(
+            "power_sampling",
+            half_width,
+            f"amdsmi socket power integrated every {self.sample_interval_s} s "
+            "(docs/measurement.md, Uncertainty)",
+        )
 
     def _recent_power_range_w(self, since_s: float) -> tuple[float, float]:
         """(lowest, highest) mean power between the sampler's readings since ``since_s`` and

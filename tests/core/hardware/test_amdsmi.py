@@ -327,6 +327,16 @@ def test_edge_half_widths_cover_the_window_errors_and_stay_tight(counter, median
         relative.append(half_width / true_j)
     assert covered >= 0.95 * (len(readings) - 1)
     assert sorted(relative)[len(relative) // 2] < median_bound
+    # the window's terms name the amdsmi method: counter edges, or power sampled
+    from codecarbon_callbacks_core.hardware.base import EdgeReading
+
+    a = EdgeReading(edges[0], readings[0][0], readings[0][1], 0.0)
+    b = EdgeReading(edges[1], readings[1][0], readings[1][1], 0.0)
+    method, sensor = gpu.uncertainty_terms(a, b)
+    assert method.name == ("counter_edges" if counter else "power_sampling")
+    assert "amdsmi" in method.source and "NVML" not in method.source
+    assert method.half_width_j == pytest.approx(math.hypot(readings[0][1], readings[1][1]))
+    assert sensor.half_width_j == pytest.approx(0.05 * (readings[1][0] - readings[0][0]))
 
 
 def test_with_the_real_meter_threads_and_clock():
