@@ -388,7 +388,8 @@ def collect(*, quick: bool = False) -> tuple[list[Row], dict[str, Any]]:
             fmt_ms(med("codecarbon", "construct_start_s")),
             "< 50 ms",
             cs < START_TARGET_S,
-            note="after the bare import: lazy imports and hardware detection included; fastest run: ours "
+            note="after the bare import: lazy imports and hardware detection included; "
+            "fastest run: ours "
             f"{fmt_ms(min(r['construct_start_s'] for r in life['ours']))}, CodeCarbon "
             f"{fmt_ms(min(r['construct_start_s'] for r in life['codecarbon']))}",
         )
@@ -424,7 +425,8 @@ def collect(*, quick: bool = False) -> tuple[list[Row], dict[str, Any]]:
             fmt_ms(raw["edges_csv"]["edge_median_s"]),
             "-",
             "",
-            note="ours only (CodeCarbon writes no per-task file): a row appended to emissions_windows.csv",
+            note="ours only (CodeCarbon writes no per-task file): "
+            "a row appended to emissions_windows.csv",
         )
     )
     sampler = raw["sampler"]
@@ -437,7 +439,8 @@ def collect(*, quick: bool = False) -> tuple[list[Row], dict[str, Any]]:
             fmt_pct(max(0.0, sampler["codecarbon"]["percent_of_core"]), 3),
             "< 0.5%",
             pct < SAMPLER_TARGET_PERCENT,
-            note="CPU time of every thread the tracker starts, over wall time (this machine: no RAPL, no GPU, "
+            note="CPU time of every thread the tracker starts, over wall time "
+            "(this machine: no RAPL, no GPU, "
             "so our sampler has little to do; see the fake-H200 row)",
         )
     )
@@ -455,7 +458,8 @@ def collect(*, quick: bool = False) -> tuple[list[Row], dict[str, Any]]:
     rows.append(
         Row(
             "core",
-            f"session: cost of an epoch's edges, first 200 / after {sess['n_epochs'] + 200:,} epochs",
+            "session: cost of an epoch's edges, "
+            f"first 200 / after {sess['n_epochs'] + 200:,} epochs",
             f"{fmt_ms(sess['epoch_cost_first_200_s'])} / {fmt_ms(sess['epoch_cost_after_s'])}",
             f"{fmt_ms(edges['codecarbon']['edge_median_s'])} (flat)",
             "flat",
@@ -483,7 +487,8 @@ def collect(*, quick: bool = False) -> tuple[list[Row], dict[str, Any]]:
                 f"{fmt_ms(data['edge_median_s'])}; {fmt_pct(data['percent_of_core'], 2)}",
                 "-",
                 "",
-                note=f"fake NVML (tests/fakes) in real time: a counter read sleeps 2.4-3.6 ms as on an H200; "
+                note="fake NVML (tests/fakes) in real time: "
+                "a counter read sleeps 2.4-3.6 ms as on an H200; "
                 f"methods {','.join(data['methods'])}",
             )
         )

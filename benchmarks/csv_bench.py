@@ -1,7 +1,7 @@
 """The CSV output over many windows, ours beside CodeCarbon 3.3.2: stop(), rows on disk, memory.
 
-``python benchmarks/csv_bench.py windows --tool ours --n 10000`` prints one JSON line; :func:`collect`
-runs both tools, each in a fresh process, and returns the table rows.
+``python benchmarks/csv_bench.py windows --tool ours --n 10000`` prints one JSON line;
+:func:`collect` runs both tools, each in a fresh process, and returns the table rows.
 
 - Ours: one tracker with the CSV output (``save_to_file=True``), ``n`` window edges
   (``switch_window``, each closing an epoch window that becomes a row of
@@ -155,7 +155,10 @@ def collect(*, quick: bool = False) -> tuple[list[Row], dict[str, Any]]:
     ours, cc = raw["ours"], raw["codecarbon"]
 
     def on_disk(r: dict[str, Any]) -> str:
-        return f"{r['window_rows_on_disk']:,} of {r['expected_window_rows']:,} (+{r['run_rows_on_disk']} run)"
+        return (
+            f"{r['window_rows_on_disk']:,} of {r['expected_window_rows']:,} "
+            f"(+{r['run_rows_on_disk']} run)"
+        )
 
     rows = [
         Row(
@@ -184,7 +187,8 @@ def collect(*, quick: bool = False) -> tuple[list[Row], dict[str, Any]]:
             f"{cc['bytes_per_window_written']:.0f} B ({cc['bytes_per_window_loop_end']:.0f} B)",
             "flat (< 100 B)",
             ours["bytes_per_window_written"] < BYTES_PER_WINDOW_TARGET,
-            note="tracemalloc after gc.collect(); loop end includes rows still queued for the writer; "
+            note="tracemalloc after gc.collect(); "
+            "loop end includes rows still queued for the writer; "
             "CodeCarbon keeps every task's record until stop()",
         ),
         Row(
@@ -193,7 +197,8 @@ def collect(*, quick: bool = False) -> tuple[list[Row], dict[str, Any]]:
             f"{ours['fsyncs']:,}",
             "0 (no fsync)",
             "",
-            note=f"ours: one per batch; window edge with the CSV output {fmt_ms(ours['edge_mean_s'])} "
+            note="ours: one per batch; "
+            f"window edge with the CSV output {fmt_ms(ours['edge_mean_s'])} "
             f"mean (CodeCarbon's task edge {fmt_ms(cc['edge_mean_s'])}), under tracemalloc",
         ),
     ]

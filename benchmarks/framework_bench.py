@@ -205,7 +205,7 @@ def _codecarbon_tracker() -> Any:
     return codecarbon.OfflineEmissionsTracker(**_tracker_kwargs())
 
 
-# -- one training run per framework -----------------------------------------------------------------
+# -- one training run per framework ----------------------------------------------------------------
 
 
 def _torch_data() -> tuple[Any, Any, Any, Any]:
@@ -583,8 +583,8 @@ def rows_for(data: dict[str, Any]) -> list[Row]:
             cpu_ratio("ours"),
             cpu_ratio("codecarbon"),
             "",
-            note="CPU time of the whole process (every thread) around fit: less sensitive than wall "
-            "time to other work on the machine",
+            note="CPU time of the whole process (every thread) around fit: "
+            "less sensitive than wall time to other work on the machine",
         )
     )
     rows.append(

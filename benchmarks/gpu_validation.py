@@ -153,7 +153,7 @@ class NvmlWithout(types.ModuleType):
         return self._nvml.nvmlDeviceGetFieldValues(handle, field_ids)
 
 
-# -- (4) raw NVML costs -----------------------------------------------------------------------------
+# -- (4) raw NVML costs ----------------------------------------------------------------------------
 
 
 def _timed_calls(fn: Callable[[], Any], n: int) -> list[float]:
@@ -228,7 +228,7 @@ def concurrent_counter_reads(
     return out
 
 
-# -- the Lightning run ------------------------------------------------------------------------------
+# -- the Lightning run -----------------------------------------------------------------------------
 
 
 class WindowCollector:
@@ -578,8 +578,8 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
             "-",
             "within 0.5%",
             diff is not None and abs(diff) < 0.5,
-            note=f"ours {a['ours_total_j']:.0f} J, independent {a['independent_j']:.0f} J; tiling windows "
-            f"vs total {fmt_pct(a['tiling_diff_percent'], 4)}",
+            note=f"ours {a['ours_total_j']:.0f} J, independent {a['independent_j']:.0f} J; "
+            f"tiling windows vs total {fmt_pct(a['tiling_diff_percent'], 4)}",
         )
     )
     fb = result["fallback"]
@@ -619,7 +619,8 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
             section,
             "(4) NVML read: counter; instant power; power usage (median)",
             f"{fmt_ms(costs['counter']['median_s'])} (max {fmt_ms(costs['counter']['max_s'])}); "
-            f"{fmt_ms(costs['power_instant']['median_s'])}; {fmt_ms(costs['power_usage']['median_s'])}",
+            f"{fmt_ms(costs['power_instant']['median_s'])}; "
+            f"{fmt_ms(costs['power_usage']['median_s'])}",
             "-",
             "",
         )
@@ -658,7 +659,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fake-nvml",
         action="store_true",
-        help="CPU check of the script itself: the fake NVML replays the H200 trace; figures mean nothing",
+        help="CPU check of the script itself: the fake NVML replays the H200 trace; "
+        "figures mean nothing",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -682,9 +684,11 @@ def main(argv: list[str] | None = None) -> int:
     result["machine"] = machine_info()
     result["total_s"] = time.perf_counter() - t0
     print(
-        f"GPU validation on {result['gpu']}{' (FAKE NVML: figures mean nothing)' if args.fake_nvml else ''} | "
+        f"GPU validation on {result['gpu']}"
+        f"{' (FAKE NVML: figures mean nothing)' if args.fake_nvml else ''} | "
         f"{result['machine']['date_utc']} | {result['total_s']:.0f} s | "
-        f"{result['workload']['steps_per_epoch']} steps of {result['workload']['matmuls_per_step']} "
+        f"{result['workload']['steps_per_epoch']} steps of "
+        f"{result['workload']['matmuls_per_step']} "
         f"matmuls per epoch"
     )
     print(format_table(rows_for(result), markdown=args.markdown))

@@ -1,8 +1,9 @@
 """Issue 12's structure figures for both packages: modules over 800 lines, functions over 80 lines,
 functions over complexity 15 (ruff C901).
 
-Lines are physical lines, docstrings included: a module's line count, and ``end_lineno - lineno + 1``
-of each function (decorators excluded). Complexity is ruff's McCabe count, run as a subprocess.
+Lines are physical lines, docstrings included: a module's line count, and
+``end_lineno - lineno + 1`` of each function (decorators excluded). Complexity is ruff's McCabe
+count, run as a subprocess.
 
     python benchmarks/structure.py            # the three figures and every offender
     python benchmarks/structure.py --quiet    # the three figures only

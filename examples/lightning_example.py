@@ -87,7 +87,8 @@ def main() -> None:
         f"{summary['totals']['emissions_kg'] * 1000:.4g} g CO2eq"
     )
     print(
-        f"Lightning's own metrics (with epoch_energy_kwh, epoch_emissions_kg...): {trainer.logger.log_dir}/metrics.csv"
+        "Lightning's own metrics (with epoch_energy_kwh, epoch_emissions_kg...): "
+        f"{trainer.logger.log_dir}/metrics.csv"
     )
     print_report(args.output_dir, summary["run_id"])
 

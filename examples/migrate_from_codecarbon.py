@@ -73,7 +73,8 @@ def main() -> None:
         emissions_kg = tracker.stop()
     print(
         f"tracker.stop() returned {emissions_kg:.3e} kg CO2eq; "
-        f"tracker.final_emissions_data.energy_consumed = {tracker.final_emissions_data.energy_consumed:.3e} kWh"
+        "tracker.final_emissions_data.energy_consumed = "
+        f"{tracker.final_emissions_data.energy_consumed:.3e} kWh"
     )
     first_run = tracker.run_id
 

@@ -125,7 +125,8 @@ def main() -> None:
                 if labels.get("run_id") != tracker.run_id:
                     continue
                 print(
-                    f"\nThe Pushgateway holds, for job={labels.get('job')} run_id={labels.get('run_id')}:"
+                    f"\nThe Pushgateway holds, for job={labels.get('job')} "
+                    f"run_id={labels.get('run_id')}:"
                 )
                 for name in sorted(group):
                     if name.startswith("codecarbon_"):

@@ -90,7 +90,8 @@ def main() -> None:
     for entry in trainer.state.log_history:
         if "epoch_energy_kwh" in entry:
             print(
-                f"  after epoch {entry.get('epoch'):g}: epoch_energy_kwh={entry['epoch_energy_kwh']:.3e}, "
+                f"  after epoch {entry.get('epoch'):g}: "
+                f"epoch_energy_kwh={entry['epoch_energy_kwh']:.3e}, "
                 f"epoch_emissions_kg={entry.get('epoch_emissions_kg', float('nan')):.3e}"
             )
     summary = emissions.summary()

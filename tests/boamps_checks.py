@@ -1,4 +1,4 @@
-"""Checks of BoAmps reports against the official schema (a reference copy; see ``reference_dir``)."""
+"""Checks of BoAmps reports against the official schema (reference copy; see ``reference_dir``)."""
 
 from __future__ import annotations
 

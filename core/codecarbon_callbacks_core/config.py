@@ -1,4 +1,5 @@
-"""Tracker configuration: argument > ``CODECARBON_*`` environment > ./.codecarbon.config > ~/.codecarbon.config.
+"""Tracker configuration: argument > ``CODECARBON_*`` environment > ./.codecarbon.config >
+~/.codecarbon.config.
 
 Every value is typed and validated here, at construction, so a bad one fails before any training
 starts with a message that names the parameter, where it came from and what would be accepted:
@@ -439,7 +440,8 @@ def _apply_deprecated_save_flags(values: dict[str, Any], lookup: _Lookup) -> Non
         return
     if "output_methods" in values:
         warnings.warn(
-            f"{', '.join(sorted(flags))} are deprecated and ignored because output_methods is given",
+            f"{', '.join(sorted(flags))} are deprecated and ignored "
+            "because output_methods is given",
             DeprecationWarning,
             stacklevel=5,  # resolve_config's caller's caller, as before this helper
         )
@@ -519,7 +521,8 @@ def _validate_objects(config: TrackerConfig, sources: Mapping[str, str]) -> None
     for handler in handlers:
         if not isinstance(handler, BaseOutput) and not callable(getattr(handler, "out", None)):
             raise ConfigError(
-                f"output_handlers: {handler!r} is not a BaseOutput (it needs an out(total, delta) method)"
+                f"output_handlers: {handler!r} is not a BaseOutput "
+                "(it needs an out(total, delta) method)"
             )
     if config.logging_logger is not None:
         parse_logging_logger(

@@ -61,7 +61,8 @@ def parse_bool(name: str, value: Any, source: str = "argument") -> bool:
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
     raise ConfigError(
-        f"{name}{describe_source(source)} must be a boolean (true/false, yes/no, 1/0), got {value!r}"
+        f"{name}{describe_source(source)} must be a boolean (true/false, yes/no, 1/0), "
+        f"got {value!r}"
     )
 
 
@@ -191,8 +192,8 @@ def parse_logging_logger(name: str, value: Any, source: str = "argument") -> Any
     if isinstance(value, (logging.Logger, logging.LoggerAdapter)) or hasattr(value, "logger"):
         return value
     raise ConfigError(
-        f"{name}{describe_source(source)} must be a logging.Logger, a LoggerOutput or a logger name, "
-        f"got {type(value).__name__}"
+        f"{name}{describe_source(source)} must be a logging.Logger, a LoggerOutput "
+        f"or a logger name, got {type(value).__name__}"
     )
 
 
@@ -210,7 +211,8 @@ def parse_output_methods(value: Any, source: str = "argument") -> list[OutputMet
         items = list(value)
     else:
         raise ConfigError(
-            f"output_methods{describe_source(source)} must be a list of OutputMethod or names, got {value!r}"
+            f"output_methods{describe_source(source)} must be a list of OutputMethod or names, "
+            f"got {value!r}"
         )
     accepted = ", ".join(m.value for m in OutputMethod)
     methods: list[OutputMethod] = []
@@ -230,7 +232,8 @@ def parse_output_methods(value: Any, source: str = "argument") -> list[OutputMet
                 ) from None
         else:
             raise ConfigError(
-                f"output_methods{describe_source(source)}: unknown output method {item!r}; accepted: {accepted}"
+                f"output_methods{describe_source(source)}: unknown output method {item!r}; "
+                f"accepted: {accepted}"
             )
         if method not in methods:
             methods.append(method)
@@ -248,7 +251,8 @@ def parse_gpu_ids(value: Any, source: str = "argument") -> list[int | str] | Non
         items = [value]
     else:
         raise ConfigError(
-            f"gpu_ids{describe_source(source)} must be a list of GPU indexes or UUIDs, got {value!r}"
+            f"gpu_ids{describe_source(source)} must be a list of GPU indexes or UUIDs, "
+            f"got {value!r}"
         )
     ids: list[int | str] = []
     for item in items:
@@ -266,7 +270,8 @@ def parse_gpu_ids(value: Any, source: str = "argument") -> list[int | str] | Non
             ids.append(item.strip())
         else:
             raise ConfigError(
-                f"gpu_ids{describe_source(source)}: {item!r} is neither a GPU index nor a UUID (GPU-...)"
+                f"gpu_ids{describe_source(source)}: {item!r} is neither a GPU index "
+                "nor a UUID (GPU-...)"
             )
     return ids
 
@@ -295,7 +300,8 @@ def choice(name: str, accepted: tuple[str, ...]) -> Callable[[str, Any, str], st
         text = str(value).strip().lower() if isinstance(value, str) else value
         if text not in accepted:
             raise ConfigError(
-                f"{name}{describe_source(source)} must be one of {', '.join(accepted)}, got {value!r}"
+                f"{name}{describe_source(source)} must be one of {', '.join(accepted)}, "
+                f"got {value!r}"
             )
         return text
 

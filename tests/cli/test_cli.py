@@ -20,7 +20,8 @@ from codecarbon_callbacks_core.output.file import read_emissions
 TOTAL_W = CPU_W + GPU_W + RAM_W
 NUMBER = r"[0-9.]+(?:e[+-]?[0-9]+)?"
 LIVE_LINE = re.compile(
-    rf"codecarbon-callbacks: +{NUMBER} s \| {NUMBER} W.* \| (?P<wh>{NUMBER}) Wh \| {NUMBER} g CO2eq$"
+    rf"codecarbon-callbacks: +{NUMBER} s \| {NUMBER} W.* \| (?P<wh>{NUMBER}) Wh \| "
+    rf"{NUMBER} g CO2eq$"
 )
 METHODS = {"rapl", "nvml_energy", "nvml_power", "tdp_estimate", "constant"}
 
@@ -356,7 +357,8 @@ def test_monitor_on_a_terminal_shows_a_live_line(tmp_path: Path) -> None:
     out = tmp_path / "out"
     child = (
         "import sys, time\nfor i in range(3): print('out', i); time.sleep(0.3)\n"
-        "for i in range(4): sys.stderr.write('\\rbar %d/3' % i); sys.stderr.flush(); time.sleep(0.1)\n"
+        "for i in range(4): sys.stderr.write('\\rbar %d/3' % i); sys.stderr.flush(); "
+        "time.sleep(0.1)\n"
         "sys.stderr.write('\\n')\nsys.exit(4)"
     )
     master, slave = pty.openpty()
@@ -506,7 +508,8 @@ def _spool_in_dead_process(output_dir: Path, endpoint: str, n: int) -> None:
     code = (
         "import sys; from codecarbon_callbacks_core.output.spool import Spool\n"
         f"spool = Spool({str(output_dir)!r})\n"
-        f"for i in range({n}): spool.put('webhook', {endpoint!r}, {{'record': i}}, record_id=f'r{{i}}')\n"
+        f"for i in range({n}): spool.put('webhook', {endpoint!r}, {{'record': i}}, "
+        f"record_id=f'r{{i}}')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
 
@@ -546,7 +549,7 @@ def test_resend_endpoint_down_keeps_records(tmp_path: Path) -> None:
     assert "no such folder" in _one_error_line(missing)
 
 
-# -- resend: endpoints, credentials, unreadable files, python -m ------------------------------------
+# -- resend: endpoints, credentials, unreadable files, python -m -----------------------------------
 
 SECRET_PASSWORD = "s3cret-hook-pass"
 SECRET_KEY = "cpt_s3cret-cli-api-key-42"
@@ -700,7 +703,8 @@ def test_resend_counts_unreadable_spool_files(tmp_path: Path, server) -> None:
 
 
 def test_python_m_cli_runs_the_same_commands(tmp_path: Path, server) -> None:
-    """``python -m codecarbon_callbacks.cli`` is the console script, as ``-m codecarbon_callbacks``."""
+    """``python -m codecarbon_callbacks.cli`` is the console script, as
+    ``-m codecarbon_callbacks``."""
     output = tmp_path / "runs"
     _spool(output, "webhook", server.url + "/hook", 2)
     result = subprocess.run(

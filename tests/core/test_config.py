@@ -1,4 +1,4 @@
-"""Config precedence (argument > env > ./.codecarbon.config > ~/.codecarbon.config) and bad input."""
+"""Config precedence (argument > env > ./.codecarbon.config > ~/.codecarbon.config), bad input."""
 
 from __future__ import annotations
 

@@ -122,7 +122,7 @@ def test_combined_record_counts_machines_in_its_columns_and_boamps_components() 
 
 
 def test_combined_boamps_infrastructure_matches_the_official_schema(boamps_validator) -> None:
-    """Reference: the combined report's infrastructure (nbComponent, share) by the official schema."""
+    """Reference: combined report's infrastructure (nbComponent, share) by the official schema."""
     from boamps_checks import schema_errors
 
     report = _combined_report(_two_machine_host_records())

@@ -73,7 +73,7 @@ def test_example_measures_each_epoch(example_runs: dict[str, ExampleRun], name: 
 def test_framework_examples_tile_the_run_with_validation(
     example_runs: dict[str, ExampleRun], name: str
 ) -> None:
-    """Train and validation windows of every epoch; with the windows between, they sum to the run."""
+    """Train and validation windows of each epoch; with the windows between, they sum to the run."""
     run = _ok(example_runs[name])
     windows = read_emissions(run.output_dir / "emissions_windows.csv")
     validation = windows[windows["phase"] == "validation"]

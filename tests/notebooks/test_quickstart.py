@@ -1,4 +1,4 @@
-"""notebooks/quickstart.ipynb executes from top to bottom (nbclient) and is stored without outputs."""
+"""notebooks/quickstart.ipynb executes top to bottom (nbclient) and is stored without outputs."""
 
 from __future__ import annotations
 

@@ -201,7 +201,7 @@ def has_country_data(code: str) -> bool:
 
 
 def normalize_cloud_provider(value: str, parameter: str = "cloud_provider") -> str:
-    """``"aws"``, ``"azure"`` or ``"gcp"`` for any accepted spelling (see CLOUD_PROVIDER_ALIASES)."""
+    """``"aws"``, ``"azure"`` or ``"gcp"`` for any accepted spelling (CLOUD_PROVIDER_ALIASES)."""
     provider = CLOUD_PROVIDER_ALIASES.get(fold(value)) if isinstance(value, str) else None
     if provider is None:
         raise UnknownLocationError(
@@ -329,8 +329,9 @@ def resolve_offline(
             ``"europe-west9"``); zones such as ``"us-central1-a"`` map to their region.
         country_2letter_iso_code: ISO alpha-2 code; used when ``country_iso_code`` is not given.
         user_warning: a fallback to the world average is logged and, the first time in this
-            process, issued as a :class:`~codecarbon_callbacks_core.errors.CodeCarbonCallbacksWarning`;
-            False logs it only (a distributed run's ranks other than zero).
+            process, issued as a
+            :class:`~codecarbon_callbacks_core.errors.CodeCarbonCallbacksWarning`; False logs it
+            only (a distributed run's ranks other than zero).
 
     Returns:
         An IntensityResult. With no location at all, or a country the tables have no figure

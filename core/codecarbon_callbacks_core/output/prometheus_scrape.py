@@ -1,4 +1,4 @@
-"""An optional scrape endpoint: prometheus_client's own HTTP server, for users without a Pushgateway.
+"""An optional scrape endpoint: prometheus_client's own HTTP server, for users with no Pushgateway.
 
 One server per address in a process, shared by every run that asks for it; each run's series
 carry its ``run_id``. The server is a daemon thread started on first use; it serves the runs'

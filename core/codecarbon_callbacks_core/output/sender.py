@@ -1,12 +1,13 @@
 """The one background sender of the network outputs: queues, retries with backoff, bounded exit.
 
 It knows jobs only as :class:`Job` (attempt, settle); the outputs define their own kinds, and
-:mod:`.resend` rebuilds spooled ones. Network outputs never send on the training thread. They hand a :class:`Job` to the process-wide
-:class:`Sender` (a daemon thread started on first use, restarted after ``fork``), which sends the
-jobs of each endpoint in order. When an endpoint fails, its queue waits with exponential backoff
-(``backoff_initial_s`` doubling up to ``backoff_max_s``, with jitter) and tries again; other
-endpoints go on. Record jobs are in the durable spool before they are queued, so a job the
-process could not deliver is re-sent by the next tracker that uses the same output_dir.
+:mod:`.resend` rebuilds spooled ones. Network outputs never send on the training thread. They
+hand a :class:`Job` to the process-wide :class:`Sender` (a daemon thread started on first use,
+restarted after ``fork``), which sends the jobs of each endpoint in order. When an endpoint
+fails, its queue waits with exponential backoff (``backoff_initial_s`` doubling up to
+``backoff_max_s``, with jitter) and tries again; other endpoints go on. Record jobs are in the
+durable spool before they are queued, so a job the process could not deliver is re-sent by the
+next tracker that uses the same output_dir.
 
 ``drain(owner, timeout_s)`` is what an output's ``exit()`` calls: it gives the owner's pending
 jobs one last chance, with each request's timeout cut to what is left, and returns when they are

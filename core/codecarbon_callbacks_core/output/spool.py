@@ -18,9 +18,9 @@ Bounds: ``max_bytes`` (default 10 MiB) and ``max_age_s`` (default 7 days); the o
 first, with a warning that says how many were dropped.
 
 Entries are re-sent by the next tracker that uses the same ``output_dir`` and endpoint, or on
-demand with :func:`~.resend.resend_spool`. This module is storage only: it never sends. API entries marked ``uncertain`` (a request timed out after it
-was sent: the API has no idempotency key, so it may have been stored) are kept but not re-sent
-unless ``include_uncertain=True``.
+demand with :func:`~.resend.resend_spool`. This module is storage only: it never sends. API
+entries marked ``uncertain`` (a request timed out after it was sent: the API has no idempotency
+key, so it may have been stored) are kept but not re-sent unless ``include_uncertain=True``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ CodeCarbon's field names at the top level). Ours adds:
   ``record_type`` (``run`` or ``window``);
 - with ``webhook_windows=True``, every closed window (epoch, phase, task...) too;
 - delivery in the background with retries, and a durable spool for what could not be delivered
-  (see :mod:`codecarbon_callbacks_core.output.sender` and :mod:`~codecarbon_callbacks_core.output.spool`).
+  (see :mod:`codecarbon_callbacks_core.output.sender` and
+  :mod:`~codecarbon_callbacks_core.output.spool`).
 
 Any 2xx answer counts as delivered (CodeCarbon's receivers answer 201).
 """

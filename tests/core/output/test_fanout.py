@@ -1,4 +1,4 @@
-"""The fan-out: one delta baseline per output per run, seeded by a resume, deferrable; guarded calls."""
+"""Fan-out: one delta baseline per output per run, seeded by a resume, deferrable; guarded calls."""
 
 from __future__ import annotations
 

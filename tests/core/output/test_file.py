@@ -1,4 +1,4 @@
-"""CSV output: columns, CodeCarbon's own file, backups, concurrent writers, fsync, read_emissions."""
+"""CSV output: columns, CodeCarbon's file, backups, concurrent writers, fsync, read_emissions."""
 
 from __future__ import annotations
 
@@ -395,7 +395,7 @@ def test_rows_are_kept_through_a_fault_and_written_in_order_with_one_warning(
             _, win = tracker.switch_window(
                 win, "epoch", f"epoch {epoch}", epoch=epoch, phase="train"
             )
-        tracker.flush()  # a run row too, and a flush window; flush() returns although the fault holds
+        tracker.flush()  # a run row too, and a flush window; flush() returns while the fault holds
         csv_output = next(o for o in tracker._outputs.outputs if isinstance(o, FileOutput))
         assert csv_output.backlog == 22
         messages = package_warnings(caught)
@@ -563,7 +563,7 @@ def test_a_fault_that_holds_at_stop_sends_the_rows_to_the_cache_folder(
 
 
 def test_appending_starts_on_a_fresh_line_whatever_the_file_ends_with(tmp_path: Path) -> None:
-    # a CodeCarbon file edited by hand, our windows file, our run file: each without its last newline
+    # a hand-edited CodeCarbon file, our windows file, our run file: each without its last newline
     runs = tmp_path / "emissions.csv"
     hand = {c: "" for c in CODECARBON_COLUMNS}
     hand.update(timestamp="2025-01-15T09:30:00", run_id="by-hand", energy_consumed="0.5")

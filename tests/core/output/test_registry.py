@@ -140,7 +140,8 @@ def test_missing_optional_package_is_a_clear_config_error(
 def test_codecarbon_output_names_resolve_lazily():
     code = (
         "import sys, codecarbon_callbacks.output as o; "
-        "heavy = [m for m in ('requests','prometheus_client','logfire','pandas') if m in sys.modules]; "
+        "heavy = [m for m in ('requests','prometheus_client','logfire','pandas') "
+        "if m in sys.modules]; "
         "assert heavy == [], heavy; "
         "from codecarbon_callbacks.output import HTTPOutput, WebhookOutput, LoggerOutput, "
         "PrometheusOutput, LogfireOutput, BoAmpsOutput, CodeCarbonAPIOutput, BaseOutput; "

@@ -76,7 +76,7 @@ def test_tracker_feeds_webhook_logger_boamps(tmp_path, caplog):
 
 
 def test_boamps_status_follows_the_run_despite_the_context_file(tmp_path):
-    """examples/boamps_context.json sets reportStatus "final": draft at a flush, other on failure."""
+    """examples/boamps_context.json has reportStatus "final": draft at a flush, other on failure."""
     from codecarbon_callbacks import BoAmpsOutput
 
     context = Path(__file__).resolve().parents[3] / "examples" / "boamps_context.json"
@@ -283,7 +283,7 @@ def test_stop_bounded_when_every_network_output_hangs(tmp_path):
         server.stop()
 
 
-# -- threads: none outlives its tracker; process-wide workers stay bounded --------------------------
+# -- threads: none outlives its tracker; process-wide workers stay bounded -------------------------
 
 #: process-wide workers: one sender, one edge-read pool (at most 8 readers); never one per tracker
 PROCESS_WIDE = ("codecarbon-callbacks-sender", "codecarbon-callbacks-gpu-edge")

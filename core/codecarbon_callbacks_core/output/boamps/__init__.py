@@ -16,7 +16,8 @@ warning naming them.
 
 Modules, after CodeCarbon's ``output_methods/boamps/{models,mapper,output}.py``:
 :mod:`.model` (the objects, value sets and camelCase keys), :mod:`.task` (the task from plain
-facts the framework layer gives), :mod:`.report` (a record -> a report), :mod:`.schema` (the checks) and :mod:`.output` (``BoAmpsOutput``, which writes it).
+facts the framework layer gives), :mod:`.report` (a record -> a report), :mod:`.schema` (the
+checks) and :mod:`.output` (``BoAmpsOutput``, which writes it).
 """
 
 from __future__ import annotations
