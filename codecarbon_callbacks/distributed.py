@@ -703,6 +703,26 @@ def install_sigterm_handler(on_sigterm: Callable[[int], None]) -> SignalHandler 
         return None
 
 
+def install_run_sigterm(
+    still_running: Callable[[], bool],
+    fail: Callable[[BaseException], None],
+    log: logging.Logger,
+) -> SignalHandler | None:
+    """:func:`install_sigterm_handler` for a session's run: on SIGTERM, while
+    ``still_running()``, log it and ``fail(SystemExit(128 + signum))`` (the run ends as
+    interrupted, writing what this rank measured)."""
+
+    def on_sigterm(signum: int) -> None:
+        if still_running():
+            log.warning(
+                "terminated by signal %d (did another rank fail?): writing what this rank measured",
+                signum,
+            )
+            fail(SystemExit(128 + signum))
+
+    return install_sigterm_handler(on_sigterm)
+
+
 def remove_sigterm_handler(handler: SignalHandler | None) -> None:
     """Put SIGTERM's default action back if ``handler`` (from :func:`install_sigterm_handler`)
     is still the one installed."""

@@ -236,6 +236,44 @@ def every_rank_running(start: RunStart, stage: str, log: logging.Logger) -> bool
     return False
 
 
+def stop_tracker(
+    tracker: BaseEmissionsTracker,
+    combiner: SessionCombiner | None,
+    *,
+    status: str,
+    window_status: str,
+    log: logging.Logger,
+) -> tuple[float | None, list[EmissionsData]]:
+    """Stop a tracker the session started: it closes the open windows at its own final
+    snapshot, so the windows tile the run to its very end.
+
+    Returns the run's emissions (kg CO2eq, None when stop() failed: logged, never raised) and
+    the window records the session's ``combiner`` captured while the tracker stopped.
+    """
+    capture: list[EmissionsData] = []
+    if combiner is not None:
+        combiner.capture = capture
+    result = None
+    try:
+        result = tracker.stop(status=status, window_status=window_status)
+    except Exception as e:
+        log.warning("could not stop the tracker at the end of the run: %s", e)
+    finally:
+        if combiner is not None:
+            combiner.capture = None
+    return result, capture
+
+
+def hand_back(
+    tracker: BaseEmissionsTracker, combiner: RecordCombinerFn | None, writes_outputs: bool
+) -> None:
+    """Give a user's tracker back its own record combiner and ``writes_outputs``."""
+    try:
+        tracker.set_distributed_hooks(combiner, writes_outputs)
+    except Exception:
+        pass
+
+
 def closing_line(stage: str, status: str, tracker: BaseEmissionsTracker) -> str:
     """The line that ends a fit: its energy, emissions and where its reports are."""
     data = None if tracker.is_running else tracker.final_emissions_data
@@ -342,12 +380,31 @@ def windows_summary(records: Sequence[WindowRecord]) -> list[dict[str, Any]]:
     ]
 
 
+def run_summary(
+    tracker: BaseEmissionsTracker | None,
+    records: Sequence[WindowRecord],
+    **fields: Any,
+) -> dict[str, Any]:
+    """A session's summary: ``run_id``, ``status`` and ``totals`` read off ``tracker`` (empty
+    without one), ``windows`` from ``records``, and the session's own ``fields`` as given
+    (``framework``, ``stage``, ``epochs``, ``forecast``, ``stop_reason``)."""
+    totals, status = totals_summary(tracker) if tracker is not None else ({}, None)
+    return {
+        "run_id": totals.get("run_id"),
+        "status": status,
+        "totals": totals,
+        "windows": windows_summary(records),
+        **fields,
+    }
+
+
 __all__ = [
     "RunStart",
     "closing_line",
     "detect",
     "every_rank_running",
     "new_tracker",
+    "run_summary",
     "say_how_measured",
     "start_tracker",
     "totals_summary",
