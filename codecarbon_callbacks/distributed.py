@@ -411,6 +411,9 @@ class SessionCombiner:
         self.inner = inner
         #: while a list, every window record passing through is appended to it
         self.capture: list[EmissionsData] | None = None
+        #: called with every record passing through, after combining and before any output
+        #: writes it (the session's WorkCounter.stamp: a train window's counts)
+        self.stamp: Callable[[EmissionsData], None] | None = None
 
     @property
     def distributed(self) -> bool:
@@ -422,6 +425,11 @@ class SessionCombiner:
         except Exception:
             self._keep(record)
             raise
+        if self.stamp is not None:
+            try:
+                self.stamp(out)
+            except Exception as e:  # counts are never worth a lost record
+                logger.debug("could not add the training counts to a record: %s", e)
         self._keep(out)
         return out
 

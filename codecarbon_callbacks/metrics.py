@@ -7,7 +7,9 @@ when an epoch, an evaluation pass or a step/time window ends; the adapters log w
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -100,8 +102,95 @@ def totals_metrics(total: EmissionsData | None) -> dict[str, float]:
     }
 
 
+#: the counts of training work, each with the name of its energy per unit (kWh per count)
+WORK_UNITS: dict[str, str] = {
+    "samples": "energy_per_sample_kwh",
+    "tokens": "energy_per_token_kwh",
+    "optimizer_steps": "energy_per_step_kwh",
+}
+
+
+@dataclass
+class WorkCounts:
+    """Cumulative training work since a run began; None where the framework cannot know it.
+
+    Attributes:
+        samples: training samples seen (over all ranks), from batch sizes and steps.
+        tokens: input tokens seen (over all ranks), the Hugging Face Trainer's
+            ``num_input_tokens_seen``.
+        optimizer_steps: optimizer steps taken.
+    """
+
+    samples: int | None = None
+    tokens: int | None = None
+    optimizer_steps: int | None = None
+
+    def since(self, start: WorkCounts) -> dict[str, int | None]:
+        """The work done from ``start`` to now, per count; None where either end is unknown."""
+        out: dict[str, int | None] = {}
+        for name in WORK_UNITS:
+            now, then = getattr(self, name), getattr(start, name)
+            out[name] = now - (then or 0) if now is not None else None
+        return out
+
+
+def per_unit(energy_kwh: float, work: dict[str, int | None]) -> dict[str, float | None]:
+    """Energy per sample, per token and per optimizer step (kWh per count) for ``work``
+    (:meth:`WorkCounts.since`); None where a count is unknown or zero."""
+    return {WORK_UNITS[name]: energy_kwh / count if count else None for name, count in work.items()}
+
+
+class WorkCounter:
+    """A run's training work, counted by an adapter, split over its train windows and epochs.
+
+    The adapter reports cumulative counts (:meth:`update`); the session says when a train window
+    and an epoch begin; :meth:`stamp` writes a closing train window's counts and energy per unit
+    into its record before the outputs write it (the session's record combiner calls it).
+    """
+
+    def __init__(self) -> None:
+        self.counts = WorkCounts()
+        self._window: tuple[str, WorkCounts] | None = None
+        self._epoch_start = WorkCounts()
+
+    def update(self, **counts: int | None) -> None:
+        """Cumulative counts since the run began (``samples``, ``tokens``,
+        ``optimizer_steps``); None leaves a count as it is."""
+        for name, value in counts.items():
+            if name not in WORK_UNITS:
+                raise ValueError(f"counts: unknown count {name!r} (one of {', '.join(WORK_UNITS)})")
+            if value is not None:
+                setattr(self.counts, name, int(value))
+
+    def window_opened(self, window_id: str) -> None:
+        """A train window opened: its work is counted from now."""
+        self._window = (window_id, dataclasses.replace(self.counts))
+
+    def epoch_began(self) -> None:
+        self._epoch_start = dataclasses.replace(self.counts)
+
+    def stamp(self, record: EmissionsData) -> None:
+        """Fill a closing train window's counts and energies per unit (others untouched)."""
+        if self._window is None or getattr(record, "window_id", None) != self._window[0]:
+            return
+        work = self.counts.since(self._window[1])
+        for name, value in {**work, **per_unit(record.energy_consumed, work)}.items():
+            setattr(record, name, value)
+
+    def epoch_figures(self, energy_kwh: float) -> dict[str, float]:
+        """The epoch's ``epoch_samples``, ``epoch_tokens``, ``epoch_optimizer_steps`` and
+        ``epoch_energy_per_{sample,token,step}_kwh`` for its train energy; unknown ones left out."""
+        work = self.counts.since(self._epoch_start)
+        figures = {**work, **per_unit(energy_kwh, work)}
+        return {f"epoch_{k}": float(v) for k, v in figures.items() if v is not None}
+
+
 __all__ = [
     "EPOCH_METRIC_KEYS",
+    "WORK_UNITS",
+    "WorkCounter",
+    "WorkCounts",
+    "per_unit",
     "PHASE_PREFIXES",
     "epoch_metrics",
     "phase_metrics",

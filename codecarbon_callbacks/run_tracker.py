@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,41 @@ class RunStart:
     previous_writes: bool = True
     failure: BaseException | None = None
     writer: bool = True
+
+
+#: tracker parameters that give a location: the run's tracker is then an offline one
+OFFLINE_KEYS = ("country_iso_code", "country_2letter_iso_code", "cloud_provider")
+
+
+class TrackerSource:
+    """Where a session's trackers come from: its tracker parameters, their configuration
+    resolved and checked once per process (:meth:`config`; a pickled source resolves again
+    where it lands, in its own environment) and each run's tracker built from it (:meth:`build`).
+
+    Args:
+        tracker_kwargs: the tracker parameters by name, as the callback was given them.
+    """
+
+    def __init__(self, tracker_kwargs: Mapping[str, Any]) -> None:
+        self.tracker_kwargs = dict(tracker_kwargs)
+        self.offline = any(self.tracker_kwargs.get(k) for k in OFFLINE_KEYS)
+        self._config: TrackerConfig | None = None
+
+    def config(self) -> TrackerConfig:
+        """The trackers' configuration (raises ConfigError naming a bad parameter)."""
+        if self._config is None:
+            from codecarbon_callbacks_core.tracker import resolve_tracker_config
+
+            self._config = resolve_tracker_config(self.tracker_kwargs, offline=self.offline)
+        return self._config
+
+    def build(self, **hooks: Any) -> BaseEmissionsTracker:
+        """A run's tracker (:func:`new_tracker` with ``hooks``: components, shares_machine,
+        record_combiner, writes_outputs)."""
+        return new_tracker(self.config(), offline=self.offline, **hooks)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_config": None}
 
 
 def new_tracker(
@@ -299,6 +334,16 @@ def closing_line(stage: str, status: str, tracker: BaseEmissionsTracker) -> str:
     )
 
 
+def print_closing_line(
+    stage: str, status: str, tracker: BaseEmissionsTracker, *, log: logging.Logger
+) -> None:
+    """Print :func:`closing_line` (a failure is only logged, at debug level)."""
+    try:
+        print(closing_line(stage, status, tracker), flush=True)
+    except Exception as e:  # a summary line is never worth a failure
+        log.debug("no closing line: %s", e)
+
+
 def say_how_measured(
     tracker: BaseEmissionsTracker, *, log: logging.Logger, seen: set[tuple[str, str]]
 ) -> None:
@@ -399,6 +444,9 @@ def run_summary(
 
 
 __all__ = [
+    "print_closing_line",
+    "OFFLINE_KEYS",
+    "TrackerSource",
     "RunStart",
     "closing_line",
     "detect",

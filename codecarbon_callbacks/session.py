@@ -51,7 +51,7 @@ from codecarbon_callbacks.extras import (  # noqa: F401  (their home before extr
     install_hint,
     missing_framework_error,
 )
-from codecarbon_callbacks.forecast import Budget, Progress, judge
+from codecarbon_callbacks.forecast import Budget, Progress, advance
 
 # model and data facts live in introspect.py; imported here too, where adapters and tests
 # have always found them
@@ -66,6 +66,7 @@ from codecarbon_callbacks.introspect import (  # noqa: F401
 )
 from codecarbon_callbacks.metrics import (
     EPOCH_METRIC_KEYS,
+    WorkCounter,
     epoch_metrics,
     phase_metrics,
     totals_metrics,
@@ -96,7 +97,6 @@ logger = logging.getLogger(__name__)
 #: the phase of the tiling window an evaluation-only run uses
 STAGE_PHASES: dict[str, str] = {"validate": "validation", "test": "test", "predict": "predict"}
 
-_OFFLINE_KEYS = ("country_iso_code", "country_2letter_iso_code", "cloud_provider")
 #: what this module has reported once (warn_once's keys), per process
 _INFO_ONCE: set[tuple[str, str]] = set()
 
@@ -133,6 +133,8 @@ class _Run:
     sigterm_handler: SignalHandler | None = None
     #: index in the session's records where the current epoch's begin (end_epoch scans from it)
     epoch_first_record: int = 0
+    #: training work the adapter counts (update_counts), split over train windows and epochs
+    work: WorkCounter = field(default_factory=WorkCounter)
 
 
 class EmissionsSession:
@@ -183,14 +185,13 @@ class EmissionsSession:
         self.window_every_n_steps = options.window_every_n_steps
         self.window_every_seconds = options.window_every_seconds
         self.verbose = options.verbose
-        self.tracker_kwargs = dict(options.tracker_kwargs)
+        self._source = run_tracker.TrackerSource(options.tracker_kwargs)
+        self.tracker_kwargs = self._source.tracker_kwargs
         #: the arguments as given (secrets included: kept in memory only, see
         #: checkpoint_arguments())
         self._arguments: dict[str, Any] = options.arguments()
         self._given_tracker = options.tracker
-        #: the trackers' resolved configuration: resolved and checked once per process (here, so
-        #: that bad parameters fail now), each run's tracker built from it once
-        self._tracker_config: Any = None
+        # the configuration is resolved and checked here, so that bad parameters fail now
         if options.tracker is None:
             self._config()
         self._run: _Run | None = None
@@ -215,7 +216,6 @@ class EmissionsSession:
             )
         state["_run"] = None
         state["_last_tracker"] = None
-        state["_tracker_config"] = None  # resolved again where it lands (its own environment)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -223,18 +223,9 @@ class EmissionsSession:
 
     # -- tracker ---------------------------------------------------------------------------
 
-    def _offline(self) -> bool:
-        return any(self.tracker_kwargs.get(k) for k in _OFFLINE_KEYS)
-
     def _config(self) -> TrackerConfig:
         """The trackers' configuration, resolved and checked once (raises ConfigError)."""
-        if self._tracker_config is None:
-            from codecarbon_callbacks_core.tracker import resolve_tracker_config
-
-            self._tracker_config = resolve_tracker_config(
-                self.tracker_kwargs, offline=self._offline()
-            )
-        return self._tracker_config
+        return self._source.config()
 
     def _detect(self, config: TrackerConfig, *, user_warning: bool) -> list[Component]:
         """This rank's hardware (:func:`run_tracker.detect`), its notes logged here."""
@@ -284,9 +275,7 @@ class EmissionsSession:
         """
         if stage not in RUN_STAGES:
             raise ValueError(f"stage must be one of {', '.join(RUN_STAGES)}, got {stage!r}")
-        # Rank handling, in one place: every rank measures (so that windows stay in step across
-        # ranks for the distributed combiner), only global rank zero writes and logs. With a
-        # torch.distributed process group, the plan (one all_gather) says who measures what.
+        # every rank measures (windows stay in step for the combiner), global rank zero writes
         from codecarbon_callbacks.distributed import SessionCombiner
 
         self.is_writer = rank == 0
@@ -308,9 +297,7 @@ class EmissionsSession:
                 start,
                 rank,
                 given_tracker=self._given_tracker,
-                build=lambda **hooks: run_tracker.new_tracker(
-                    self._config(), offline=self._offline(), **hooks
-                ),
+                build=self._source.build,
                 config=self._config,
                 detect=lambda config, warn: self._detect(config, user_warning=warn),
                 log=logger,
@@ -367,6 +354,7 @@ class EmissionsSession:
             previous_writes=start.previous_writes,
         )
         self._last_tracker = tracker
+        start.combiner.stamp = run.work.stamp
         # The first tiling window opens right away, so that the windows cover the whole run.
         if stage == "fit":
             self._switch("phase", "other", "setup", None)
@@ -378,24 +366,20 @@ class EmissionsSession:
         if first is None:
             first = tracker.totals()
         run.points.append(Progress(done, first.energy_consumed, first.emissions))
-        if stage == "fit":
-            self._open_overlapping_windows(run, done, unit)
+        if stage == "fit":  # the step and time windows, when asked for
+            run.overlapping = OverlappingWindows(
+                tracker,
+                every_n_steps=self.window_every_n_steps,
+                every_seconds=self.window_every_seconds,
+                distributed=start.combiner.distributed,
+                first_step=int(done) if unit == "step" else 0,
+                log=logger,
+                seen=_INFO_ONCE,
+            )
         if start.combiner.distributed:  # write what this rank has when its launcher ends it
             from codecarbon_callbacks.distributed import install_run_sigterm
 
             run.sigterm_handler = install_run_sigterm(lambda: self._run is run, self.fail, logger)
-
-    def _open_overlapping_windows(self, run: _Run, done: float, unit: str) -> None:
-        """A fit's first step and time windows, when asked for."""
-        run.overlapping = OverlappingWindows(
-            run.tracker,
-            every_n_steps=self.window_every_n_steps,
-            every_seconds=self.window_every_seconds,
-            distributed=run.combiner is not None and run.combiner.distributed,
-            first_step=int(done) if unit == "step" else 0,
-            log=logger,
-            seen=_INFO_ONCE,
-        )
 
     def end_run(self, status: str | None = None) -> float | None:
         """The run ends: close its windows, stop the tracker if the session started it.
@@ -444,10 +428,7 @@ class EmissionsSession:
         if not run.started_here:  # hand a given tracker back as it was
             run_tracker.hand_back(run.tracker, run.previous_combiner, run.previous_writes)
         if run.stage == "fit" and self.verbose and self.is_writer:
-            try:
-                print(run_tracker.closing_line(run.stage, run.status, run.tracker), flush=True)
-            except Exception as e:  # a summary line is never worth a failure
-                logger.debug("no closing line: %s", e)
+            run_tracker.print_closing_line(run.stage, run.status, run.tracker, log=logger)
         return result
 
     def fail(self, error: BaseException | None) -> None:
@@ -529,15 +510,29 @@ class EmissionsSession:
                 record, new_id = switch(previous.window_id, kind, name, epoch=epoch, phase=phase)
                 self._records.append(record)
                 run.current = OpenWindow(new_id, kind, phase, name, epoch)
-                return
-            # Open the next window before closing the previous one: closing writes the outputs
-            # (milliseconds), opening only snapshots the meter (microseconds), so the windows
-            # overlap by a snapshot's duration instead of leaving an output write uncounted.
-            run.current = self._open(kind, phase, name, epoch)
-            if previous is not None:
-                self._close(run, previous)
+            else:  # no atomic switch: open first (a close writes outputs), leaving no gap
+                run.current = self._open(kind, phase, name, epoch)
+                if previous is not None:
+                    self._close(run, previous)
+            if phase == "train":
+                run.work.window_opened(run.current.window_id)
         except Exception as e:  # never raise into training
             logger.warning("could not switch to the %s window %r: %s", phase, name, e)
+
+    def update_counts(
+        self,
+        *,
+        samples: int | None = None,
+        tokens: int | None = None,
+        optimizer_steps: int | None = None,
+    ) -> None:
+        """Training work since the fit began, cumulative over all ranks (None: unchanged).
+
+        Train window records get their work and energy per unit, :meth:`end_epoch` the
+        epoch's (``epoch_samples``, ``epoch_energy_per_sample_kwh``...; see metrics.WorkCounter).
+        """
+        if self._run is not None:
+            self._run.work.update(samples=samples, tokens=tokens, optimizer_steps=optimizer_steps)
 
     @property
     def current_phase(self) -> str | None:
@@ -578,6 +573,7 @@ class EmissionsSession:
         run.epoch = int(epoch)
         run.in_epoch = True
         run.epoch_first_record = len(self._records)
+        run.work.epoch_began()
         self._switch("epoch", "train", f"epoch {epoch}", run.epoch)
 
     def begin_phase(self, phase: str, name: str | None = None) -> None:
@@ -641,7 +637,7 @@ class EmissionsSession:
         if run.current is not None and run.current.phase == "train":
             self._switch("phase", "other", f"after epoch {epoch}", epoch)
         # only this epoch's records: a scan of the whole run would grow with every epoch
-        metrics = epoch_metrics(self._records[run.epoch_first_record :], epoch)
+        metrics = self.epoch_figures(epoch)
         metrics.update(totals_metrics(self._totals(run)))
         if planned is not None:
             run.planned = planned
@@ -649,6 +645,18 @@ class EmissionsSession:
             self._progress(run, float(done if done is not None else epoch + 1), metrics)
         row = {"epoch": int(epoch), **metrics}
         self._epochs.append(row)
+        return metrics
+
+    def epoch_figures(self, epoch: int | None = None) -> dict[str, float]:
+        """An epoch's figures so far (default: the current one's), from its closed windows only
+        (no collective): ``epoch_*`` of its train windows (work and energy per unit included)
+        and ``val_*`` of its validation passes; empty outside a run."""
+        run = self._run
+        epoch = run.epoch if run is not None and epoch is None else epoch
+        if run is None or epoch is None:
+            return {}
+        metrics = epoch_metrics(self._records[run.epoch_first_record :], epoch)
+        metrics.update(run.work.epoch_figures(metrics["epoch_energy_kwh"]))
         return metrics
 
     def _totals(self, run: _Run) -> EmissionsData | None:
@@ -694,12 +702,10 @@ class EmissionsSession:
 
     def _progress(self, run: _Run, done: float, metrics: dict[str, float]) -> None:
         """A new point of progress: forecast into ``metrics``, and a stop when over budget."""
-        if "total_energy_kwh" not in metrics:
-            return
-        point = Progress(done, metrics["total_energy_kwh"], metrics["total_emissions_kg"])
-        verdict = judge(
+        verdict = advance(
             run.points,
-            point,
+            done,
+            metrics,
             planned=run.planned,
             unit=run.unit,
             budget=Budget(self.max_energy_kwh, self.max_emissions_kg),
@@ -709,7 +715,6 @@ class EmissionsSession:
         if verdict is None:
             return
         if verdict.forecast is not None:
-            metrics.update(verdict.forecast)
             self.last_forecast = dict(verdict.forecast)
         run.forecast_warned = run.forecast_warned or bool(verdict.forecast_over)
         if verdict.stop_reason and not self.stop_requested:

@@ -75,6 +75,12 @@ WINDOW_COLUMNS: tuple[str, ...] = (
     "phase",
     "start_timestamp",
     "end_timestamp",
+    "samples",
+    "tokens",
+    "optimizer_steps",
+    "energy_per_sample_kwh",
+    "energy_per_token_kwh",
+    "energy_per_step_kwh",
 )
 
 RUN_CSV_COLUMNS: tuple[str, ...] = CODECARBON_COLUMNS + EXTRA_COLUMNS
@@ -215,6 +221,14 @@ class WindowRecord(EmissionsData):
     phase: str = "other"
     start_timestamp: str = ""
     end_timestamp: str = ""
+    #: training work in the window (train windows of a framework's fit; None: not known) and
+    #: its energy per unit, kWh per sample, per input token, per optimizer step
+    samples: int | None = None
+    tokens: int | None = None
+    optimizer_steps: int | None = None
+    energy_per_sample_kwh: float | None = None
+    energy_per_token_kwh: float | None = None
+    energy_per_step_kwh: float | None = None
 
 
 def totals_from_state(state: dict[str, float], run_id: str = "") -> EmissionsData:
