@@ -598,7 +598,6 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
                 "Turn it on with TrainingArguments(include_num_input_tokens_seen=True).",
                 log=logger,
                 level=logging.INFO,
-                seen=_WARNED,
             )
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

@@ -160,7 +160,9 @@ def test_fit_test_predict_windows_logs_metadata(tracker_kwargs, tmp_path):
     # work per epoch: 256 samples in 8 optimizer steps; no token count in Lightning
     assert list(train_windows["samples"]) == [N_SAMPLES] * 3
     assert list(train_windows["optimizer_steps"]) == [N_SAMPLES // BATCH] * 3
-    assert train_windows["tokens"].isna().all() and train_windows["energy_per_token_kwh"].isna().all()
+    assert (
+        train_windows["tokens"].isna().all() and train_windows["energy_per_token_kwh"].isna().all()
+    )
     assert list(train_windows["energy_per_sample_kwh"]) == pytest.approx(
         list(train_windows["energy_consumed"] / N_SAMPLES), rel=1e-9
     )
