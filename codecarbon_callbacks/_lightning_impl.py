@@ -84,6 +84,8 @@ class LightningEmissionsMixin:
         )
         self.session = EmissionsSession(self._framework_name, options=options)
         self._last_logged_step = -1
+        #: training samples this rank saw in the fit (from its batches' sizes)
+        self._samples = 0
 
     # -- public -----------------------------------------------------------------------------
 
@@ -148,6 +150,59 @@ class LightningEmissionsMixin:
                     "could not log energy figures to %s: %s", type(trainer_logger).__name__, e
                 )
 
+    def _publish(self, trainer: Any, pl_module: Any, metrics: dict[str, float]) -> None:
+        """A train epoch's figures through ``LightningModule.log`` (every rank, float64, no
+        reduction: they are combined over ranks already): in ``trainer.callback_metrics`` for
+        the monitoring callbacks that run after this hook (EarlyStopping, ModelCheckpoint),
+        in ``logged_metrics`` and in every logger at the step of Lightning's own epoch figures."""
+        try:
+            import torch
+
+            to_loggers = bool(getattr(trainer, "loggers", None))  # none: Lightning would warn
+            for key, value in metrics.items():
+                pl_module.log(
+                    key,
+                    torch.tensor(float(value), dtype=torch.float64),
+                    on_step=False,
+                    on_epoch=True,
+                    prog_bar=False,
+                    logger=to_loggers,
+                    batch_size=1,
+                )
+        except Exception as e:  # an older Lightning, or no module: to the loggers directly
+            logger.debug("LightningModule.log refused the energy figures (%s): logging them", e)
+            self._set_callback_metrics(trainer, metrics)
+            self._log(trainer, metrics, step=max(0, self._step(trainer) - 1))
+
+    @staticmethod
+    def _set_callback_metrics(trainer: Any, metrics: dict[str, float]) -> None:
+        """Figures into ``trainer.callback_metrics`` (float64 tensors) where ``log`` is not
+        allowed (``on_validation_end``): callbacks checking after this one see them."""
+        try:
+            import torch
+
+            trainer.callback_metrics.update(
+                {k: torch.tensor(float(v), dtype=torch.float64) for k, v in metrics.items()}
+            )
+        except Exception as e:
+            logger.debug("could not set the energy figures in callback_metrics: %s", e)
+
+    def _count(self, trainer: Any, batch: Any) -> None:
+        """This batch's samples (over all ranks: this rank's times the world size) and the
+        optimizer steps so far, for the energy per sample and per step."""
+        try:
+            from lightning.pytorch.utilities.data import extract_batch_size
+        except ImportError:  # the pytorch_lightning package alone
+            from pytorch_lightning.utilities.data import extract_batch_size
+        try:
+            self._samples += int(extract_batch_size(batch))
+        except Exception:  # a batch without a tensor: samples unknown
+            return
+        world = int(getattr(trainer, "world_size", 1) or 1)
+        self.session.update_counts(
+            samples=self._samples * world, optimizer_steps=int(trainer.global_step)
+        )
+
     @staticmethod
     def _fn(trainer: Any) -> str:
         fn = getattr(getattr(trainer, "state", None), "fn", None)
@@ -171,6 +226,7 @@ class LightningEmissionsMixin:
             done=done,
         )
         self._last_logged_step = -1
+        self._samples = 0
 
     def on_sanity_check_start(self, trainer: Any, pl_module: Any) -> None:
         self.session.begin_phase("validation", "sanity check")
@@ -194,6 +250,7 @@ class LightningEmissionsMixin:
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        self._count(trainer, batch)
         if not (self.session.window_every_n_steps or self.session.window_every_seconds):
             return
         step = int(trainer.global_step)
@@ -233,14 +290,16 @@ class LightningEmissionsMixin:
             continues = not bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
         except Exception:
             continues = False
-        # The epoch's validation passes are logged together with the epoch (val_energy_kwh).
+        # The epoch's validation passes are logged together with the epoch (val_energy_kwh);
+        # a monitor checking at validation end sees this pass and the epoch's training so far.
         self.session.end_phase(training_continues=continues)
+        self._set_callback_metrics(trainer, self.session.epoch_figures())
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         epoch = int(trainer.current_epoch)
         metrics = self.session.end_epoch(epoch, done=epoch + 1)
         if metrics:
-            self._log(trainer, {**metrics, "epoch": epoch})
+            self._publish(trainer, pl_module, metrics)
         if self.session.stop_requested:
             trainer.should_stop = True
 

@@ -8,6 +8,7 @@ into a checkpoint, not into the configuration key.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -39,7 +40,9 @@ def _url_without_secrets(url: str) -> str:
     return f"{scheme}{separator}{authority.rpartition('@')[2]}{slash}{path}"
 
 
-def checkpoint_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+def checkpoint_arguments(
+    arguments: Mapping[str, Any], *, log: logging.Logger | None = None
+) -> dict[str, Any]:
     """The callback arguments a checkpoint may keep, to rebuild the callback on resume.
 
     Only given (not None), JSON-able arguments, and never a secret: the secret parameters
@@ -50,6 +53,7 @@ def checkpoint_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
 
     Args:
         arguments: the callback's arguments by name.
+        log: where the names left out are logged at debug level (names only, never values).
 
     Returns:
         A new dict, JSON-able.
@@ -63,6 +67,9 @@ def checkpoint_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
         if name in URL_PARAMETERS and isinstance(value, str) and _url_carries_secret(value):
             continue
         kept[name] = value
+    left_out = sorted(k for k, v in arguments.items() if v is not None and k not in kept)
+    if log is not None and left_out:
+        log.debug("not saved in checkpoints (secret or not JSON): %s", ", ".join(left_out))
     return json.loads(json.dumps(kept))
 
 

@@ -414,6 +414,9 @@ class SessionCombiner:
         self.inner = inner
         #: while a list, every window record passing through is appended to it
         self.capture: list[EmissionsData] | None = None
+        #: called with every record passing through, after combining and before any output
+        #: writes it (the session's WorkCounter.stamp: a train window's counts)
+        self.stamp: Callable[[EmissionsData], None] | None = None
 
     @property
     def distributed(self) -> bool:
@@ -425,6 +428,11 @@ class SessionCombiner:
         except Exception:
             self._keep(record)
             raise
+        if self.stamp is not None:
+            try:
+                self.stamp(out)
+            except Exception as e:  # counts are never worth a lost record
+                logger.debug("could not add the training counts to a record: %s", e)
         self._keep(out)
         return out
 
@@ -704,6 +712,26 @@ def install_sigterm_handler(on_sigterm: Callable[[int], None]) -> SignalHandler 
     except (ValueError, OSError) as e:  # not the main interpreter, or no signals here
         logger.debug("no SIGTERM handler: %s", e)
         return None
+
+
+def install_run_sigterm(
+    still_running: Callable[[], bool],
+    fail: Callable[[BaseException], None],
+    log: logging.Logger,
+) -> SignalHandler | None:
+    """:func:`install_sigterm_handler` for a session's run: on SIGTERM, while
+    ``still_running()``, log it and ``fail(SystemExit(128 + signum))`` (the run ends as
+    interrupted, writing what this rank measured)."""
+
+    def on_sigterm(signum: int) -> None:
+        if still_running():
+            log.warning(
+                "terminated by signal %d (did another rank fail?): writing what this rank measured",
+                signum,
+            )
+            fail(SystemExit(128 + signum))
+
+    return install_sigterm_handler(on_sigterm)
 
 
 def remove_sigterm_handler(handler: SignalHandler | None) -> None:

@@ -176,4 +176,35 @@ def judge(
     return Verdict(forecast, forecast_over, reason)
 
 
-__all__ = ["Budget", "Outlook", "Progress", "Verdict", "judge", "outlook", "over_budget"]
+def advance(
+    points: list[Progress],
+    done: float,
+    metrics: dict[str, float],
+    *,
+    planned: float | None,
+    unit: str,
+    budget: Budget,
+    forecast_warned: bool = False,
+    log: logging.Logger | None = None,
+) -> Verdict | None:
+    """A new point of progress at ``done`` units, from the run's totals in ``metrics``
+    (``total_energy_kwh``, ``total_emissions_kg``): :func:`judge`, with the forecast added
+    to ``metrics``. None without totals or when no unit was done since the last point."""
+    if "total_energy_kwh" not in metrics:
+        return None
+    point = Progress(done, metrics["total_energy_kwh"], metrics["total_emissions_kg"])
+    verdict = judge(
+        points,
+        point,
+        planned=planned,
+        unit=unit,
+        budget=budget,
+        forecast_warned=forecast_warned,
+        log=log,
+    )
+    if verdict is not None and verdict.forecast is not None:
+        metrics.update(verdict.forecast)
+    return verdict
+
+
+__all__ = ["Budget", "Outlook", "Progress", "Verdict", "advance", "judge", "outlook", "over_budget"]

@@ -1,4 +1,4 @@
-"""Energy and emissions per epoch for Keras 3 (any backend; tested on torch).
+"""Energy and emissions per epoch for Keras 3 (any backend; tested on torch and JAX).
 
 Example:
     >>> import keras
@@ -7,8 +7,9 @@ Example:
     >>> history = model.fit(x, y, epochs=3, callbacks=[callback])  # doctest: +SKIP
     >>> history.history["epoch_energy_kwh"]  # doctest: +SKIP
 
-The figures are added to each epoch's ``logs``, so ``History.history`` and the progress bar show
-them. Only epoch-level hooks are used: batch-level hooks would disable Keras' asynchronous
+The figures are added to each epoch's ``logs``, so ``History.history`` and every callback after
+this one get them all; the progress bar shows only ``progress_bar_keys`` of them (two by
+default). Only epoch-level hooks are used: batch-level hooks would disable Keras' asynchronous
 dispatch. Keras has no exception hook: a ``fit`` that raises leaves its run open, and it is
 written with status ``incomplete`` when the process exits (or when the next run begins).
 See docs/callbacks.md.
@@ -19,11 +20,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
+from collections.abc import Sequence
+from types import FrameType
 from typing import Any
 
 from codecarbon_callbacks_core._shared import write_json_atomic
 
 from codecarbon_callbacks.introspect import TORCH_QUANTIZATION, guess_data_type
+from codecarbon_callbacks.metrics import EPOCH_METRIC_KEYS, WORK_UNITS
 from codecarbon_callbacks.options import CallbackOptions, end_eval_run
 from codecarbon_callbacks.session import EmissionsSession, missing_framework_error
 
@@ -34,6 +39,51 @@ except (ImportError, ValueError) as _error:  # pragma: no cover - exercised in a
     raise missing_framework_error("keras", __name__, _error) from _error
 
 logger = logging.getLogger(__name__)
+
+#: the energy figures on the progress bar by default (all of them stay in ``logs``/``History``)
+DEFAULT_PROGRESS_BAR_KEYS = ("epoch_energy_kwh", "epoch_emissions_kg")
+#: every figure name an epoch's logs can hold
+FIGURE_KEYS = frozenset(
+    EPOCH_METRIC_KEYS
+    + ("val_energy_kwh", "val_emissions_kg", "val_duration_s")
+    + ("forecast_energy_kwh", "forecast_emissions_kg")
+    + tuple(f"epoch_{k}" for k in (*WORK_UNITS, *WORK_UNITS.values()))
+)
+
+
+def _progress_bar_keys(keys: Any) -> frozenset[str] | None:
+    """``progress_bar_keys`` checked: None (all figures) or figure names (ValueError else)."""
+    if keys is None:
+        return None
+    if isinstance(keys, str) or not isinstance(keys, Sequence):
+        raise ValueError(f"progress_bar_keys must be a list of figure names or None, got {keys!r}")
+    unknown = [k for k in keys if k not in FIGURE_KEYS]
+    if unknown:
+        raise ValueError(
+            f"progress_bar_keys: unknown figure(s) {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(sorted(FIGURE_KEYS))})"
+        )
+    return frozenset(keys)
+
+
+def _fit_frames(callback: Any) -> tuple[Any, Any]:
+    """The ``CallbackList`` running this hook and the epoch iterator of the ``fit`` that made it
+    (found on the call stack), each None when not found."""
+    from keras.callbacks import CallbackList
+
+    callbacks = iterator = None
+    frame: FrameType | None = sys._getframe(1)
+    for _ in range(6):
+        if frame is None:
+            break
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, CallbackList) and any(c is callback for c in owner.callbacks):
+            callbacks = owner
+        elif callbacks is not None and "epoch_iterator" in frame.f_locals:
+            iterator = frame.f_locals["epoch_iterator"]
+            break
+        frame = frame.f_back
+    return callbacks, iterator
 
 
 class EmissionsCallback(_keras.callbacks.Callback):
@@ -56,6 +106,9 @@ class EmissionsCallback(_keras.callbacks.Callback):
             each epoch's end and read at ``fit`` begin, to resume a run; put it beside
             ``BackupAndRestore``'s ``backup_dir``. It is deleted when ``fit`` completes, as
             ``BackupAndRestore`` deletes its backup.
+        progress_bar_keys: the figures the progress bar shows (default
+            ``("epoch_energy_kwh", "epoch_emissions_kg")``; None: all of them). ``logs``,
+            ``History`` and the other callbacks get every figure either way.
         verbose: print one line when ``fit`` ends, on rank zero: the run's energy (kWh),
             emissions (kg CO2eq) and where its reports are; False prints nothing.
         **tracker_kwargs: the tracker's parameters (``country_iso_code="FRA"`` makes it offline).
@@ -74,10 +127,12 @@ class EmissionsCallback(_keras.callbacks.Callback):
         window_every_n_steps: int | None = None,
         window_every_seconds: float | None = None,
         state_path: str | os.PathLike[str] | None = None,
+        progress_bar_keys: Sequence[str] | None = DEFAULT_PROGRESS_BAR_KEYS,
         verbose: bool = True,
         **tracker_kwargs: Any,
     ) -> None:
         super().__init__()
+        self.progress_bar_keys = _progress_bar_keys(progress_bar_keys)
         for name, value in (
             ("window_every_n_steps", window_every_n_steps),
             ("window_every_seconds", window_every_seconds),
@@ -102,6 +157,11 @@ class EmissionsCallback(_keras.callbacks.Callback):
         self.session = EmissionsSession("keras", options=options)
         self.state_path = os.fspath(state_path) if state_path is not None else None
         self._in_fit = False
+        #: work counted from the fit's optimizer iterations: (samples per batch, samples per
+        #: epoch), the iterations at fit begin and epoch begin, the samples so far
+        self._batch: tuple[int | None, int | None] = (None, None)
+        self._iterations = (0, 0)
+        self._samples = 0
 
     # -- public -----------------------------------------------------------------------------
 
@@ -191,10 +251,62 @@ class EmissionsCallback(_keras.callbacks.Callback):
                 "could not resume from the emissions state file %s: %s", self.state_path, e
             )
 
+    def _filter_progress_bar(self, callbacks: Any) -> None:
+        """Let this fit's progress bar show only ``progress_bar_keys`` of our figures (its
+        ``on_epoch_end`` gets a filtered copy of ``logs``; everything else gets them all)."""
+        bar = getattr(callbacks, "_progbar", None)
+        if bar is None or self.progress_bar_keys is None:
+            return
+        original = getattr(bar, "_codecarbon_on_epoch_end", None) or bar.on_epoch_end
+        shown = self.progress_bar_keys
+
+        def on_epoch_end(epoch: int, logs: dict[str, Any] | None = None) -> None:
+            hidden = FIGURE_KEYS - shown
+            original(epoch, {k: v for k, v in (logs or {}).items() if k not in hidden})
+
+        bar._codecarbon_on_epoch_end = original  # a bar the user gave is wrapped once
+        bar.on_epoch_end = on_epoch_end
+
+    def _plan_counts(self, iterator: Any) -> None:
+        """Samples per batch and per epoch from the fit's data adapter (arrays: exact; a
+        dataset without a batch size: unknown), and the optimizer's iterations so far."""
+        adapter = getattr(iterator, "data_adapter", None)
+        batch = getattr(adapter, "batch_size", None)
+        batches = getattr(adapter, "num_batches", None)
+        per_epoch = None
+        if isinstance(batch, int) and isinstance(batches, int):
+            partial = getattr(adapter, "partial_batch_size", None)
+            per_epoch = (batches - 1) * batch + (partial or batch)
+        self._batch = (batch if isinstance(batch, int) else None, per_epoch)
+        self._iterations = (self._optimizer_iterations(),) * 2
+        self._samples = 0
+
+    def _optimizer_iterations(self) -> int:
+        try:
+            return int(_keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        except Exception:
+            return 0
+
+    def _count_epoch(self) -> None:
+        """The epoch's optimizer steps and samples, into the session before the epoch ends."""
+        now = self._optimizer_iterations()
+        fit_start, epoch_start = self._iterations
+        batch, per_epoch = self._batch
+        samples = None
+        if batch is not None:
+            epoch_samples = (now - epoch_start) * batch
+            self._samples += epoch_samples if per_epoch is None else min(epoch_samples, per_epoch)
+            samples = self._samples
+        self._iterations = (fit_start, now)
+        self.session.update_counts(samples=samples, optimizer_steps=now - fit_start)
+
     # -- fit ----------------------------------------------------------------------------------
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._in_fit = True
+        callbacks, iterator = _fit_frames(self)
+        self._filter_progress_bar(callbacks)
+        self._plan_counts(iterator)
         self._read_state()
         epochs = (self.params or {}).get("epochs")
         self.session.begin_run(
@@ -207,10 +319,12 @@ class EmissionsCallback(_keras.callbacks.Callback):
         )
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._iterations = (self._iterations[0], self._optimizer_iterations())
         self.session.begin_epoch(int(epoch))
 
     def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self._in_fit:
+            self._count_epoch()  # the epoch's training part ends here
             self.session.begin_phase("validation")
         else:
             self.session.begin_run("test", rank=0, info=self._info("test"))
@@ -222,14 +336,14 @@ class EmissionsCallback(_keras.callbacks.Callback):
         self._end_eval_run("test", logs)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.session.current_phase == "train":  # no validation pass closed the training
+            self._count_epoch()
         metrics = self.session.end_epoch(int(epoch), done=int(epoch) + 1)
         if logs is not None and metrics:
-            # Same keys every epoch, so that History.history's lists line up with the epochs:
-            # no validation pass -> 0, no forecast yet (warm-up) -> NaN.
+            # no validation pass -> 0, so that History's val lists line up with the epochs; the
+            # forecast only from the second epoch (no NaN): its History lists start there
             for key in ("val_energy_kwh", "val_emissions_kg", "val_duration_s"):
                 metrics.setdefault(key, 0.0)
-            for key in ("forecast_energy_kwh", "forecast_emissions_kg"):
-                metrics.setdefault(key, float("nan"))
             logs.update(metrics)
         self._write_state()
         if self.session.stop_requested and self.model is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,41 @@ class RunStart:
     previous_writes: bool = True
     failure: BaseException | None = None
     writer: bool = True
+
+
+#: tracker parameters that give a location: the run's tracker is then an offline one
+OFFLINE_KEYS = ("country_iso_code", "country_2letter_iso_code", "cloud_provider")
+
+
+class TrackerSource:
+    """Where a session's trackers come from: its tracker parameters, their configuration
+    resolved and checked once per process (:meth:`config`; a pickled source resolves again
+    where it lands, in its own environment) and each run's tracker built from it (:meth:`build`).
+
+    Args:
+        tracker_kwargs: the tracker parameters by name, as the callback was given them.
+    """
+
+    def __init__(self, tracker_kwargs: Mapping[str, Any]) -> None:
+        self.tracker_kwargs = dict(tracker_kwargs)
+        self.offline = any(self.tracker_kwargs.get(k) for k in OFFLINE_KEYS)
+        self._config: TrackerConfig | None = None
+
+    def config(self) -> TrackerConfig:
+        """The trackers' configuration (raises ConfigError naming a bad parameter)."""
+        if self._config is None:
+            from codecarbon_callbacks_core.tracker import resolve_tracker_config
+
+            self._config = resolve_tracker_config(self.tracker_kwargs, offline=self.offline)
+        return self._config
+
+    def build(self, **hooks: Any) -> BaseEmissionsTracker:
+        """A run's tracker (:func:`new_tracker` with ``hooks``: components, shares_machine,
+        record_combiner, writes_outputs)."""
+        return new_tracker(self.config(), offline=self.offline, **hooks)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_config": None}
 
 
 def new_tracker(
@@ -236,6 +271,44 @@ def every_rank_running(start: RunStart, stage: str, log: logging.Logger) -> bool
     return False
 
 
+def stop_tracker(
+    tracker: BaseEmissionsTracker,
+    combiner: SessionCombiner | None,
+    *,
+    status: str,
+    window_status: str,
+    log: logging.Logger,
+) -> tuple[float | None, list[EmissionsData]]:
+    """Stop a tracker the session started: it closes the open windows at its own final
+    snapshot, so the windows tile the run to its very end.
+
+    Returns the run's emissions (kg CO2eq, None when stop() failed: logged, never raised) and
+    the window records the session's ``combiner`` captured while the tracker stopped.
+    """
+    capture: list[EmissionsData] = []
+    if combiner is not None:
+        combiner.capture = capture
+    result = None
+    try:
+        result = tracker.stop(status=status, window_status=window_status)
+    except Exception as e:
+        log.warning("could not stop the tracker at the end of the run: %s", e)
+    finally:
+        if combiner is not None:
+            combiner.capture = None
+    return result, capture
+
+
+def hand_back(
+    tracker: BaseEmissionsTracker, combiner: RecordCombinerFn | None, writes_outputs: bool
+) -> None:
+    """Give a user's tracker back its own record combiner and ``writes_outputs``."""
+    try:
+        tracker.set_distributed_hooks(combiner, writes_outputs)
+    except Exception:
+        pass
+
+
 def closing_line(stage: str, status: str, tracker: BaseEmissionsTracker) -> str:
     """The line that ends a fit: its energy, emissions and where its reports are."""
     data = None if tracker.is_running else tracker.final_emissions_data
@@ -259,6 +332,16 @@ def closing_line(stage: str, status: str, tracker: BaseEmissionsTracker) -> str:
         f"codecarbon-callbacks: {stage} {status}: "
         f"{data.energy_consumed:.6g} kWh, {data.emissions:.6g} kg CO2eq; {where}"
     )
+
+
+def print_closing_line(
+    stage: str, status: str, tracker: BaseEmissionsTracker, *, log: logging.Logger
+) -> None:
+    """Print :func:`closing_line` (a failure is only logged, at debug level)."""
+    try:
+        print(closing_line(stage, status, tracker), flush=True)
+    except Exception as e:  # a summary line is never worth a failure
+        log.debug("no closing line: %s", e)
 
 
 def say_how_measured(
@@ -342,12 +425,34 @@ def windows_summary(records: Sequence[WindowRecord]) -> list[dict[str, Any]]:
     ]
 
 
+def run_summary(
+    tracker: BaseEmissionsTracker | None,
+    records: Sequence[WindowRecord],
+    **fields: Any,
+) -> dict[str, Any]:
+    """A session's summary: ``run_id``, ``status`` and ``totals`` read off ``tracker`` (empty
+    without one), ``windows`` from ``records``, and the session's own ``fields`` as given
+    (``framework``, ``stage``, ``epochs``, ``forecast``, ``stop_reason``)."""
+    totals, status = totals_summary(tracker) if tracker is not None else ({}, None)
+    return {
+        "run_id": totals.get("run_id"),
+        "status": status,
+        "totals": totals,
+        "windows": windows_summary(records),
+        **fields,
+    }
+
+
 __all__ = [
+    "print_closing_line",
+    "OFFLINE_KEYS",
+    "TrackerSource",
     "RunStart",
     "closing_line",
     "detect",
     "every_rank_running",
     "new_tracker",
+    "run_summary",
     "say_how_measured",
     "start_tracker",
     "totals_summary",

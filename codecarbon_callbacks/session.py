@@ -19,12 +19,9 @@ the sum of its tiling windows:
 Optional step or time windows (``kind="step"`` / ``"time"``) overlap the tiling ones and are not
 part of that sum.
 
-Rank handling: every rank measures with its own tracker and closes the same windows; with a
-``torch.distributed`` process group one all_gather plans who measures what, records are combined
-over the ranks at each close and only global rank zero writes (``distributed.py``; adapters log
-only where :attr:`EmissionsSession.is_writer` is true). Budgets are decided on the combined
-figures, so every rank stops together; failure paths start no collective. See
-docs/distributed.md.
+Rank handling: every rank measures and closes the same windows; only global rank zero writes
+(``distributed.py`` plans and combines; adapters log only where
+:attr:`EmissionsSession.is_writer` is true). See docs/distributed.md.
 
 The session is picklable until a run begins (Lightning's ``ddp_spawn`` pickles callbacks): the
 tracker is created in :meth:`begin_run`, and pickling a session drops what it created at run time.
@@ -40,27 +37,21 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from codecarbon_callbacks_core._shared import warn_once
 from codecarbon_callbacks_core.errors import ConfigError
-from codecarbon_callbacks_core.output.boamps.model import camel_keys as _camel_keys
-from codecarbon_callbacks_core.output.boamps.task import build_task
 
 from codecarbon_callbacks import run_tracker
-from codecarbon_callbacks.arguments import as_dict as _as_dict
 from codecarbon_callbacks.arguments import checkpoint_arguments, configuration_key
 from codecarbon_callbacks.extras import (  # noqa: F401  (their home before extras.py)
     FRAMEWORK_EXTRAS,
     install_hint,
     missing_framework_error,
 )
-from codecarbon_callbacks.forecast import Budget, Progress, judge
+from codecarbon_callbacks.forecast import Budget, Progress, advance
 
 # model and data facts live in introspect.py; imported here too, where adapters and tests
 # have always found them
@@ -73,7 +64,24 @@ from codecarbon_callbacks.introspect import (  # noqa: F401
     task_facts,
     torch_model_info,
 )
+from codecarbon_callbacks.metrics import (
+    EPOCH_METRIC_KEYS,
+    WorkCounter,
+    epoch_metrics,
+    phase_metrics,
+    totals_metrics,
+    window_metrics,
+)
 from codecarbon_callbacks.options import CallbackOptions
+from codecarbon_callbacks.resume_state import (  # noqa: F401  (STATE_VERSION: its old home)
+    STATE_VERSION,
+    apply_late,
+    build_state,
+    checked_state,
+    tracker_state,
+)
+from codecarbon_callbacks.run_metadata import RUN_STAGES, RunDescription
+from codecarbon_callbacks.step_windows import OpenWindow, OverlappingWindows, open_window
 
 if TYPE_CHECKING:  # imported when a run begins, not with the session
     from codecarbon_callbacks_core.config import TrackerConfig
@@ -86,55 +94,14 @@ if TYPE_CHECKING:  # imported when a run begins, not with the session
 
 logger = logging.getLogger(__name__)
 
-#: run stages a session knows, and the BoAmps taskStage each maps to by default
-RUN_STAGES: dict[str, str] = {
-    "fit": "training",
-    "validate": "inference",
-    "test": "inference",
-    "predict": "inference",
-}
-
 #: the phase of the tiling window an evaluation-only run uses
 STAGE_PHASES: dict[str, str] = {"validate": "validation", "test": "test", "predict": "predict"}
 
-#: where a resumed run's state is kept
-STATE_VERSION = 1
-
-#: keys of the per-epoch figures logged to the framework
-EPOCH_METRIC_KEYS = (
-    "epoch_energy_kwh",
-    "epoch_energy_uncertainty_kwh",
-    "epoch_cpu_energy_kwh",
-    "epoch_cpu_energy_uncertainty_kwh",
-    "epoch_gpu_energy_kwh",
-    "epoch_gpu_energy_uncertainty_kwh",
-    "epoch_ram_energy_kwh",
-    "epoch_ram_energy_uncertainty_kwh",
-    "epoch_emissions_kg",
-    "epoch_emissions_uncertainty_kg",
-    "epoch_duration_s",
-    "epoch_power_w",
-    "total_energy_kwh",
-    "total_energy_uncertainty_kwh",
-    "total_emissions_kg",
-    "total_duration_s",
-)
-
-_OFFLINE_KEYS = ("country_iso_code", "country_2letter_iso_code", "cloud_provider")
 #: what this module has reported once (warn_once's keys), per process
 _INFO_ONCE: set[tuple[str, str]] = set()
 
 
 # -- the session -----------------------------------------------------------------------------
-
-
-@dataclass
-class _Open:
-    window_id: str
-    kind: str
-    phase: str
-    name: str
-    epoch: int | None
 
 
 @dataclass
@@ -145,10 +112,9 @@ class _Run:
     framework_info: dict[str, Any]
     unit: str = "epoch"
     planned: float | None = None
-    current: _Open | None = None
-    step_window: _Open | None = None
-    time_window: _Open | None = None
-    time_window_start_s: float = 0.0
+    current: OpenWindow | None = None
+    #: the fit's step and time windows, if any
+    overlapping: OverlappingWindows | None = None
     epoch: int | None = None
     in_epoch: bool = False
     points: list[Progress] = field(default_factory=list)
@@ -167,6 +133,8 @@ class _Run:
     sigterm_handler: SignalHandler | None = None
     #: index in the session's records where the current epoch's begin (end_epoch scans from it)
     epoch_first_record: int = 0
+    #: training work the adapter counts (update_counts), split over train windows and epochs
+    work: WorkCounter = field(default_factory=WorkCounter)
 
 
 class EmissionsSession:
@@ -203,27 +171,27 @@ class EmissionsSession:
         self.framework = framework
         self.task_family = options.task_family
         self.task_stage = options.task_stage
-        task, dataset = options.task, options.dataset
-        self.task = _camel_keys(_as_dict(task, "task")) if task is not None else None
-        if dataset is None:
-            self.dataset: list[dict[str, Any]] | None = None
-        elif isinstance(dataset, (list, tuple)):
-            self.dataset = [_camel_keys(_as_dict(d, "dataset")) for d in dataset]
-        else:
-            self.dataset = [_camel_keys(_as_dict(dataset, "dataset"))]
+        self.description = RunDescription.build(
+            framework,
+            task=options.task,
+            dataset=options.dataset,
+            task_stage=options.task_stage,
+            task_family=options.task_family,
+            max_energy_kwh=options.max_energy_kwh,
+            max_emissions_kg=options.max_emissions_kg,
+        )
         self.max_energy_kwh = options.max_energy_kwh
         self.max_emissions_kg = options.max_emissions_kg
         self.window_every_n_steps = options.window_every_n_steps
         self.window_every_seconds = options.window_every_seconds
         self.verbose = options.verbose
-        self.tracker_kwargs = dict(options.tracker_kwargs)
+        self._source = run_tracker.TrackerSource(options.tracker_kwargs)
+        self.tracker_kwargs = self._source.tracker_kwargs
         #: the arguments as given (secrets included: kept in memory only, see
         #: checkpoint_arguments())
         self._arguments: dict[str, Any] = options.arguments()
         self._given_tracker = options.tracker
-        #: the trackers' resolved configuration: resolved and checked once per process (here, so
-        #: that bad parameters fail now), each run's tracker built from it once
-        self._tracker_config: Any = None
+        # the configuration is resolved and checked here, so that bad parameters fail now
         if options.tracker is None:
             self._config()
         self._run: _Run | None = None
@@ -248,7 +216,6 @@ class EmissionsSession:
             )
         state["_run"] = None
         state["_last_tracker"] = None
-        state["_tracker_config"] = None  # resolved again where it lands (its own environment)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -256,36 +223,9 @@ class EmissionsSession:
 
     # -- tracker ---------------------------------------------------------------------------
 
-    def _offline(self) -> bool:
-        return any(self.tracker_kwargs.get(k) for k in _OFFLINE_KEYS)
-
     def _config(self) -> TrackerConfig:
         """The trackers' configuration, resolved and checked once (raises ConfigError)."""
-        if self._tracker_config is None:
-            from codecarbon_callbacks_core.tracker import resolve_tracker_config
-
-            self._tracker_config = resolve_tracker_config(
-                self.tracker_kwargs, offline=self._offline()
-            )
-        return self._tracker_config
-
-    def _new_tracker(
-        self,
-        components: Sequence[Component] | None = None,
-        *,
-        shares_machine: bool = False,
-        record_combiner: RecordCombinerFn | None = None,
-        writes_outputs: bool = True,
-    ) -> BaseEmissionsTracker:
-        """This run's tracker, built once from the resolved configuration with its hooks."""
-        return run_tracker.new_tracker(
-            self._config(),
-            offline=self._offline(),
-            components=components,
-            shares_machine=shares_machine,
-            record_combiner=record_combiner,
-            writes_outputs=writes_outputs,
-        )
+        return self._source.config()
 
     def _detect(self, config: TrackerConfig, *, user_warning: bool) -> list[Component]:
         """This rank's hardware (:func:`run_tracker.detect`), its notes logged here."""
@@ -335,9 +275,7 @@ class EmissionsSession:
         """
         if stage not in RUN_STAGES:
             raise ValueError(f"stage must be one of {', '.join(RUN_STAGES)}, got {stage!r}")
-        # Rank handling, in one place: every rank measures (so that windows stay in step across
-        # ranks for the distributed combiner), only global rank zero writes and logs. With a
-        # torch.distributed process group, the plan (one all_gather) says who measures what.
+        # every rank measures (windows stay in step for the combiner), global rank zero writes
         from codecarbon_callbacks.distributed import SessionCombiner
 
         self.is_writer = rank == 0
@@ -359,7 +297,7 @@ class EmissionsSession:
                 start,
                 rank,
                 given_tracker=self._given_tracker,
-                build=self._new_tracker,
+                build=self._source.build,
                 config=self._config,
                 detect=lambda config, warn: self._detect(config, user_warning=warn),
                 log=logger,
@@ -416,6 +354,7 @@ class EmissionsSession:
             previous_writes=start.previous_writes,
         )
         self._last_tracker = tracker
+        start.combiner.stamp = run.work.stamp
         # The first tiling window opens right away, so that the windows cover the whole run.
         if stage == "fit":
             self._switch("phase", "other", "setup", None)
@@ -427,47 +366,20 @@ class EmissionsSession:
         if first is None:
             first = tracker.totals()
         run.points.append(Progress(done, first.energy_consumed, first.emissions))
-        if stage == "fit":
-            self._open_overlapping_windows(run, done, unit)
-        if start.combiner.distributed:
-            self._install_sigterm_handler(run)
-
-    def _open_overlapping_windows(self, run: _Run, done: float, unit: str) -> None:
-        """A fit's first step and time windows, when asked for."""
-        run.time_window_start_s = time.monotonic()
-        if self.window_every_n_steps:
-            run.step_window = self._open(
-                "step", "other", f"steps from {int(done) if unit == 'step' else 0}", None
-            )
-        if self.window_every_seconds and run.combiner is not None and run.combiner.distributed:
-            # Each rank's clock would close its time windows at different steps, and the
-            # combining collectives pair windows up by order: no time windows under DDP.
-            warn_once(
-                "time-windows-ddp",
-                "window_every_seconds is ignored in a distributed run (ranks would close "
-                "time windows at different steps); use window_every_n_steps instead",
+        if stage == "fit":  # the step and time windows, when asked for
+            run.overlapping = OverlappingWindows(
+                tracker,
+                every_n_steps=self.window_every_n_steps,
+                every_seconds=self.window_every_seconds,
+                distributed=start.combiner.distributed,
+                first_step=int(done) if unit == "step" else 0,
                 log=logger,
-                level=logging.WARNING,
                 seen=_INFO_ONCE,
             )
-        elif self.window_every_seconds:
-            run.time_window = self._open("time", "other", "time window 0", None)
+        if start.combiner.distributed:  # write what this rank has when its launcher ends it
+            from codecarbon_callbacks.distributed import install_run_sigterm
 
-    def _install_sigterm_handler(self, run: _Run) -> None:
-        """Write what this rank has when its launcher terminates it (see
-        :func:`distributed.install_sigterm_handler`): the run ends as interrupted."""
-        from codecarbon_callbacks.distributed import install_sigterm_handler
-
-        def on_sigterm(signum: int) -> None:
-            if self._run is run:
-                logger.warning(
-                    "terminated by signal %d (did another rank fail?): "
-                    "writing what this rank measured",
-                    signum,
-                )
-                self.fail(SystemExit(128 + signum))
-
-        run.sigterm_handler = install_sigterm_handler(on_sigterm)
+            run.sigterm_handler = install_run_sigterm(lambda: self._run is run, self.fail, logger)
 
     def end_run(self, status: str | None = None) -> float | None:
         """The run ends: close its windows, stop the tracker if the session started it.
@@ -494,24 +406,17 @@ class EmissionsSession:
 
             remove_sigterm_handler(run.sigterm_handler)
             run.sigterm_handler = None
-        open_windows = [w for w in (run.step_window, run.time_window, run.current) if w is not None]
-        run.step_window = run.time_window = run.current = None
+        open_windows = run.overlapping.take_open() if run.overlapping is not None else []
+        if run.current is not None:
+            open_windows.append(run.current)
+        run.current = None
         run.status = status
         result = None
         if run.started_here:
-            # The tracker closes the open windows at its own final snapshot, so the windows tile
-            # the run to its very end; the session's combiner keeps their records.
-            capture: list[EmissionsData] = []
-            if run.combiner is not None:
-                run.combiner.capture = capture
-            try:
-                result = run.tracker.stop(status=status, window_status=window_status)
-            except Exception as e:
-                logger.warning("could not stop the tracker at the end of the run: %s", e)
-            finally:
-                if run.combiner is not None:
-                    run.combiner.capture = None
-            self._records.extend(capture)
+            result, captured = run_tracker.stop_tracker(
+                run.tracker, run.combiner, status=status, window_status=window_status, log=logger
+            )
+            self._records.extend(captured)
         elif normal_end or run.combiner is None or not run.combiner.distributed:
             try:
                 for window in open_windows:
@@ -520,16 +425,10 @@ class EmissionsSession:
                 logger.warning("could not close the open windows at the end of the run: %s", e)
         # else: a given tracker in a failing distributed run: its windows stay open, its owner's
         # stop() closes them without any collective.
-        if not run.started_here:
-            try:  # hand a given tracker back as it was
-                run.tracker.set_distributed_hooks(run.previous_combiner, run.previous_writes)
-            except Exception:
-                pass
+        if not run.started_here:  # hand a given tracker back as it was
+            run_tracker.hand_back(run.tracker, run.previous_combiner, run.previous_writes)
         if run.stage == "fit" and self.verbose and self.is_writer:
-            try:
-                print(run_tracker.closing_line(run.stage, run.status, run.tracker), flush=True)
-            except Exception as e:  # a summary line is never worth a failure
-                logger.debug("no closing line: %s", e)
+            run_tracker.print_closing_line(run.stage, run.status, run.tracker, log=logger)
         return result
 
     def fail(self, error: BaseException | None) -> None:
@@ -572,51 +471,27 @@ class EmissionsSession:
     # -- metadata --------------------------------------------------------------------------
 
     def boamps_task(self) -> dict[str, Any]:
-        """The BoAmps ``task`` (camelCase) built from the framework's information and the user's
-        (see :func:`~codecarbon_callbacks_core.output.boamps.task.build_task`)."""
+        """The BoAmps ``task`` (camelCase) of the current run (a fit outside one), built from
+        the framework's information and the user's (:meth:`RunDescription.boamps_task`)."""
         run = self._run
-        stage = run.stage if run is not None else "fit"
-        facts = task_facts(
-            self.framework,
-            run.framework_info if run is not None else {},
-            task_stage=RUN_STAGES.get(stage, "training"),
-            training=stage == "fit",
-        )
-        return build_task(
-            facts,
-            task_stage=self.task_stage,
-            task_family=self.task_family,
-            task=self.task,
-            dataset=self.dataset,
-        )
+        info = run.framework_info if run is not None else {}
+        return self.description.boamps_task(run.stage if run is not None else "fit", info)
 
     def metadata(self) -> dict[str, Any]:
         """What the session adds to ``tracker.metadata`` (low-cardinality keys at the top)."""
         run = self._run
-        info = run.framework_info if run is not None else {}
-        out: dict[str, Any] = {
-            "framework": self.framework,
-            "framework_version": str(info.get("framework_version", "")),
-            "run_stage": run.stage if run is not None else "",
-            "boamps_task": self.boamps_task(),
-        }
-        if self.task_family:
-            out["task_family"] = self.task_family
-        if self.max_energy_kwh is not None:
-            out["max_energy_kwh"] = self.max_energy_kwh
-        if self.max_emissions_kg is not None:
-            out["max_emissions_kg"] = self.max_emissions_kg
-        return out
+        if run is None:
+            return self.description.metadata(None, {})
+        return self.description.metadata(run.stage, run.framework_info)
 
     # -- windows ---------------------------------------------------------------------------
 
-    def _open(self, kind: str, phase: str, name: str, epoch: int | None) -> _Open:
+    def _open(self, kind: str, phase: str, name: str, epoch: int | None) -> OpenWindow:
         run = self._run
         assert run is not None
-        window_id = run.tracker.open_window(kind, name, epoch=epoch, phase=phase)
-        return _Open(window_id, kind, phase, name, epoch)
+        return open_window(run.tracker, kind, phase, name, epoch)
 
-    def _close(self, run: _Run, window: _Open, *, status: str = "completed") -> WindowRecord:
+    def _close(self, run: _Run, window: OpenWindow, *, status: str = "completed") -> WindowRecord:
         record = run.tracker.close_window(window.window_id, status=status)
         self._records.append(record)
         return record
@@ -634,16 +509,30 @@ class EmissionsSession:
                 # tracker has it.
                 record, new_id = switch(previous.window_id, kind, name, epoch=epoch, phase=phase)
                 self._records.append(record)
-                run.current = _Open(new_id, kind, phase, name, epoch)
-                return
-            # Open the next window before closing the previous one: closing writes the outputs
-            # (milliseconds), opening only snapshots the meter (microseconds), so the windows
-            # overlap by a snapshot's duration instead of leaving an output write uncounted.
-            run.current = self._open(kind, phase, name, epoch)
-            if previous is not None:
-                self._close(run, previous)
+                run.current = OpenWindow(new_id, kind, phase, name, epoch)
+            else:  # no atomic switch: open first (a close writes outputs), leaving no gap
+                run.current = self._open(kind, phase, name, epoch)
+                if previous is not None:
+                    self._close(run, previous)
+            if phase == "train":
+                run.work.window_opened(run.current.window_id)
         except Exception as e:  # never raise into training
             logger.warning("could not switch to the %s window %r: %s", phase, name, e)
+
+    def update_counts(
+        self,
+        *,
+        samples: int | None = None,
+        tokens: int | None = None,
+        optimizer_steps: int | None = None,
+    ) -> None:
+        """Training work since the fit began, cumulative over all ranks (None: unchanged).
+
+        Train window records get their work and energy per unit, :meth:`end_epoch` the
+        epoch's (``epoch_samples``, ``epoch_energy_per_sample_kwh``...; see metrics.WorkCounter).
+        """
+        if self._run is not None:
+            self._run.work.update(samples=samples, tokens=tokens, optimizer_steps=optimizer_steps)
 
     @property
     def current_phase(self) -> str | None:
@@ -684,6 +573,7 @@ class EmissionsSession:
         run.epoch = int(epoch)
         run.in_epoch = True
         run.epoch_first_record = len(self._records)
+        run.work.epoch_began()
         self._switch("epoch", "train", f"epoch {epoch}", run.epoch)
 
     def begin_phase(self, phase: str, name: str | None = None) -> None:
@@ -722,15 +612,7 @@ class EmissionsSession:
         record = self._records[-1] if self._records else None
         if record is None or record.window_id != ended.window_id:
             return {}
-        prefix = {"validation": "val", "test": "test", "predict": "predict"}.get(
-            ended.phase, ended.phase
-        )
-        return {
-            f"{prefix}_energy_kwh": record.energy_consumed,
-            f"{prefix}_energy_uncertainty_kwh": record.energy_consumed_uncertainty_kwh,
-            f"{prefix}_emissions_kg": record.emissions,
-            f"{prefix}_duration_s": record.duration,
-        }
+        return phase_metrics(record, ended.phase)
 
     def end_epoch(
         self, epoch: int, *, done: float | None = None, planned: float | None = None
@@ -755,31 +637,8 @@ class EmissionsSession:
         if run.current is not None and run.current.phase == "train":
             self._switch("phase", "other", f"after epoch {epoch}", epoch)
         # only this epoch's records: a scan of the whole run would grow with every epoch
-        recent = self._records[run.epoch_first_record :]
-        train = [r for r in recent if r.kind == "epoch" and r.epoch == epoch and r.phase == "train"]
-        val = [
-            r for r in recent if r.kind == "phase" and r.epoch == epoch and r.phase == "validation"
-        ]
-        metrics = self._sum_records(train, "epoch_")
-        metrics["epoch_power_w"] = (
-            metrics["epoch_energy_kwh"] * 3.6e6 / metrics["epoch_duration_s"]
-            if metrics["epoch_duration_s"] > 0
-            else 0.0
-        )
-        if val:
-            val_figures = self._sum_records(val, "val_")
-            metrics.update(
-                {
-                    k: val_figures[k]
-                    for k in (
-                        "val_energy_kwh",
-                        "val_energy_uncertainty_kwh",
-                        "val_emissions_kg",
-                        "val_duration_s",
-                    )
-                }
-            )
-        metrics.update(self._totals_metrics(run))
+        metrics = self.epoch_figures(epoch)
+        metrics.update(totals_metrics(self._totals(run)))
         if planned is not None:
             run.planned = planned
         if run.unit == "epoch":
@@ -788,30 +647,17 @@ class EmissionsSession:
         self._epochs.append(row)
         return metrics
 
-    def _sum_records(self, records: Sequence[WindowRecord], prefix: str) -> dict[str, float]:
-        # an uncertainty next to each energy: summed over the windows (a bound: the sensor's
-        # share of it is common to them)
-        return {
-            f"{prefix}energy_kwh": sum(r.energy_consumed for r in records),
-            f"{prefix}energy_uncertainty_kwh": sum(
-                r.energy_consumed_uncertainty_kwh for r in records
-            ),
-            f"{prefix}cpu_energy_kwh": sum(r.cpu_energy for r in records),
-            f"{prefix}cpu_energy_uncertainty_kwh": sum(
-                r.cpu_energy_uncertainty_kwh for r in records
-            ),
-            f"{prefix}gpu_energy_kwh": sum(r.gpu_energy for r in records),
-            f"{prefix}gpu_energy_uncertainty_kwh": sum(
-                r.gpu_energy_uncertainty_kwh for r in records
-            ),
-            f"{prefix}ram_energy_kwh": sum(r.ram_energy for r in records),
-            f"{prefix}ram_energy_uncertainty_kwh": sum(
-                r.ram_energy_uncertainty_kwh for r in records
-            ),
-            f"{prefix}emissions_kg": sum(r.emissions for r in records),
-            f"{prefix}emissions_uncertainty_kg": sum(r.emissions_uncertainty_kg for r in records),
-            f"{prefix}duration_s": sum(r.duration for r in records),
-        }
+    def epoch_figures(self, epoch: int | None = None) -> dict[str, float]:
+        """An epoch's figures so far (default: the current one's), from its closed windows only
+        (no collective): ``epoch_*`` of its train windows (work and energy per unit included)
+        and ``val_*`` of its validation passes; empty outside a run."""
+        run = self._run
+        epoch = run.epoch if run is not None and epoch is None else epoch
+        if run is None or epoch is None:
+            return {}
+        metrics = epoch_metrics(self._records[run.epoch_first_record :], epoch)
+        metrics.update(run.work.epoch_figures(metrics["epoch_energy_kwh"]))
+        return metrics
 
     def _totals(self, run: _Run) -> EmissionsData | None:
         """The run's totals so far: combined over ranks (a collective) in a distributed run.
@@ -825,17 +671,6 @@ class EmissionsSession:
             run.last_sync = sync
         return total
 
-    def _totals_metrics(self, run: _Run) -> dict[str, float]:
-        total = self._totals(run)
-        if total is None:
-            return {}
-        return {
-            "total_energy_kwh": total.energy_consumed,
-            "total_energy_uncertainty_kwh": total.energy_consumed_uncertainty_kwh,
-            "total_emissions_kg": total.emissions,
-            "total_duration_s": total.duration,
-        }
-
     def on_step(self, step: int, *, planned_steps: float | None = None) -> dict[str, float]:
         """An optimizer step ended (global step count ``step``): step and time windows.
 
@@ -847,54 +682,30 @@ class EmissionsSession:
             return {}
         out: dict[str, float] = {}
         try:
-            if (
-                self.window_every_n_steps
-                and run.step_window is not None
-                and step % self.window_every_n_steps == 0
-            ):
-                record = self._close(run, run.step_window)
-                run.step_window = self._open("step", "other", f"steps from {step}", run.epoch)
-                out.update(self._window_metrics(record))
-            if self.window_every_seconds and run.time_window is not None:
-                now = time.monotonic()
-                if now - run.time_window_start_s >= self.window_every_seconds:
-                    record = self._close(run, run.time_window)
-                    run.time_window = self._open(
-                        "time", "other", f"time window from step {step}", run.epoch
-                    )
-                    # from after the open (a slow close must not shorten the next window)
-                    run.time_window_start_s = time.monotonic()
-                    out.update(self._window_metrics(record))
+            closed = (
+                run.overlapping.on_step(step, run.epoch, self._records) if run.overlapping else 0
+            )
+            for record in self._records[len(self._records) - closed :]:
+                out.update(window_metrics(record))
         except Exception as e:
             logger.warning("step window failed at step %s: %s", step, e)
             return {}
         if out:
-            out.update(self._totals_metrics(run))
+            out.update(totals_metrics(self._totals(run)))
             if planned_steps is not None:
                 run.planned = planned_steps
             if run.unit == "step":
                 self._progress(run, float(step), out)
         return out
 
-    @staticmethod
-    def _window_metrics(record: WindowRecord) -> dict[str, float]:
-        return {
-            "window_energy_kwh": record.energy_consumed,
-            "window_energy_uncertainty_kwh": record.energy_consumed_uncertainty_kwh,
-            "window_emissions_kg": record.emissions,
-            "window_duration_s": record.duration,
-        }
-
     # -- forecast and budget ---------------------------------------------------------------
 
     def _progress(self, run: _Run, done: float, metrics: dict[str, float]) -> None:
         """A new point of progress: forecast into ``metrics``, and a stop when over budget."""
-        if "total_energy_kwh" not in metrics:
-            return
-        point = Progress(done, metrics["total_energy_kwh"], metrics["total_emissions_kg"])
-        verdict = judge(
+        verdict = advance(
             run.points,
-            point,
+            done,
+            metrics,
             planned=run.planned,
             unit=run.unit,
             budget=Budget(self.max_energy_kwh, self.max_emissions_kg),
@@ -904,7 +715,6 @@ class EmissionsSession:
         if verdict is None:
             return
         if verdict.forecast is not None:
-            metrics.update(verdict.forecast)
             self.last_forecast = dict(verdict.forecast)
         run.forecast_warned = run.forecast_warned or bool(verdict.forecast_over)
         if verdict.stop_reason and not self.stop_requested:
@@ -919,16 +729,10 @@ class EmissionsSession:
     # -- resume ----------------------------------------------------------------------------
 
     def checkpoint_arguments(self) -> dict[str, Any]:
-        """This session's arguments as a checkpoint may keep them: JSON-able, no secret.
-
-        See :func:`checkpoint_arguments`. An adapter whose framework rebuilds callbacks from saved
-        arguments (the Hugging Face Trainer) saves these.
-        """
-        kept = checkpoint_arguments(self._arguments)
-        left_out = sorted(k for k, v in self._arguments.items() if v is not None and k not in kept)
-        if left_out:  # names only, never values
-            logger.debug("not saved in checkpoints (secret or not JSON): %s", ", ".join(left_out))
-        return kept
+        """This session's arguments as a checkpoint may keep them: JSON-able, no secret (see
+        :func:`checkpoint_arguments`; the names left out are logged at debug level). An adapter
+        whose framework rebuilds callbacks from saved arguments (HF's Trainer) saves these."""
+        return checkpoint_arguments(self._arguments, log=logger)
 
     def configuration_key(self) -> str:
         """A digest naming this session's configuration (:func:`configuration_key`): the same for
@@ -937,68 +741,44 @@ class EmissionsSession:
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-able state for a checkpoint: the tracker's run_id and totals, epochs done."""
-        tracker = self.tracker
-        tracker_state: dict[str, Any] | None = None
-        if tracker is not None and (self._run is not None or self._resume_state is None):
-            try:
-                tracker_state = tracker.state_dict()
-            except Exception as e:
-                logger.debug("tracker.state_dict() failed: %s", e)
-        if tracker_state is not None and self._run is not None and self._run.last_sync:
-            # A distributed run: the combined totals at the last point every rank reached, plus
-            # what this rank measured since (no collective here: checkpoints are not always
-            # saved on every rank).
-            from codecarbon_callbacks.distributed import combined_state
-
-            tracker_state = combined_state(tracker_state, *self._run.last_sync)
-        if tracker_state is None and self._resume_state is not None:
+        run = self._run
+        saved = tracker_state(
+            self.tracker,
+            running=run is not None,
+            resume_pending=self._resume_state is not None,
+            last_sync=run.last_sync if run is not None else None,
+        )
+        if saved is None and self._resume_state is not None:
             return dict(self._resume_state)
-        done = self._run.points[-1].done if self._run is not None and self._run.points else 0.0
-        state = {
-            "version": STATE_VERSION,
-            "framework": self.framework,
-            "tracker": tracker_state,
-            "done": done,
-            "epochs": [dict(e) for e in self._epochs],
-        }
-        return json.loads(json.dumps(state, default=float))
+        done = run.points[-1].done if run is not None and run.points else 0.0
+        return build_state(self.framework, saved, done, self._epochs)
 
     def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
         """Resume: the next fit run keeps the saved run_id and adds the saved totals."""
         if not state:
             return
-        if not isinstance(state, Mapping) or "tracker" not in state:
-            raise ValueError(
-                f"state must be a dict from EmissionsSession.state_dict(), got {state!r}"
-            )
-        self._resume_state = json.loads(json.dumps(dict(state)))
+        self._resume_state = checked_state(state)
         run = self._run
         if run is not None and run.stage == "fit" and state.get("tracker"):
             # Restored after the run began (e.g. a framework that restores late): apply now.
-            try:
-                run.tracker.load_state_dict(state["tracker"])
-                self._epochs = list(state.get("epochs", [])) + self._epochs
+            epochs = apply_late(run.tracker, self._resume_state, self._epochs)
+            if epochs is not None:
+                self._epochs = epochs
                 self._resume_state = None
-            except Exception as e:
-                logger.warning("could not resume the emissions run: %s", e)
 
     # -- reading ---------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
         """The run's totals and per-window and per-epoch figures, from memory (no file read)."""
-        tracker = self.tracker
-        totals, status = run_tracker.totals_summary(tracker) if tracker is not None else ({}, None)
-        return {
-            "framework": self.framework,
-            "run_id": totals.get("run_id"),
-            "status": status,
-            "stage": self._run.stage if self._run is not None else None,
-            "totals": totals,
-            "windows": run_tracker.windows_summary(self._records),
-            "epochs": [dict(e) for e in self._epochs],
-            "forecast": dict(self.last_forecast) if self.last_forecast else None,
-            "stop_reason": self.stop_reason,
-        }
+        return run_tracker.run_summary(
+            self.tracker,
+            self._records,
+            framework=self.framework,
+            stage=self._run.stage if self._run is not None else None,
+            epochs=[dict(e) for e in self._epochs],
+            forecast=dict(self.last_forecast) if self.last_forecast else None,
+            stop_reason=self.stop_reason,
+        )
 
 
 __all__ = [

@@ -8,13 +8,14 @@ Example:
     >>> callback.attach(trainer)  # placed first; figures reach report_to  # doctest: +SKIP
     >>> trainer.train()  # doctest: +SKIP
 
-``attach(trainer)`` is the recommended way to add the callback: the figures are then logged with
-``Trainer.log`` (so they are in ``trainer.state.log_history`` *and* reach every ``report_to``
-integration), evaluation and prediction windows start exactly when ``evaluate()`` / ``predict()``
-are called, and an exception in ``train()`` is recorded with its status. Passing the callback in
-``Trainer(callbacks=[...])`` also works: the figures then go to ``log_history`` only, evaluation
-windows are derived from the Trainer's events, and a crash is written as ``incomplete`` at exit.
-See docs/callbacks.md for every limit.
+Either way of adding the callback puts the figures in ``trainer.state.log_history`` and sends
+them to every ``report_to`` integration's ``on_log``, each record with ``epoch_index`` (our
+0-based epoch, as in ``emissions_windows.csv`` and ``report``) next to the Trainer's ``epoch``
+(its progress, 1.0 at the end of the first epoch). ``attach(trainer)`` is the recommended way:
+evaluation and prediction windows then start exactly when ``evaluate()`` / ``predict()`` are
+called, and an exception in ``train()`` is recorded with its status. Passing the callback in
+``Trainer(callbacks=[...])`` also works: evaluation windows are then derived from the Trainer's
+events, and a crash is written as ``incomplete`` at exit. See docs/callbacks.md for every limit.
 
 Supported transformers versions: ``SUPPORTED_TRANSFORMERS`` (``>=4.40,<6``); with another one the
 callback warns once (``CodeCarbonCallbacksWarning``) and carries on.
@@ -27,7 +28,9 @@ import functools
 import importlib.util
 import logging
 import math
+import sys
 import weakref
+from types import FrameType
 from typing import Any, ClassVar
 
 from codecarbon_callbacks_core._shared import warn_once
@@ -192,6 +195,30 @@ class _TrainerWrapper:
         wrap("predict", "predict")
 
 
+def _calling_handler(callback: Any) -> Any:
+    """The Trainer's ``CallbackHandler`` running the current hook of ``callback`` (found on the
+    call stack: its ``call_event`` is the hook's caller), or None. Without ``attach()`` it is
+    how the figures reach every callback's ``on_log``, as ``Trainer.log`` sends them."""
+    from transformers.trainer_callback import CallbackHandler
+
+    frame: FrameType | None = sys._getframe(1)
+    for _ in range(8):
+        if frame is None:
+            break
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, CallbackHandler) and any(c is callback for c in owner.callbacks):
+            return owner
+        frame = frame.f_back
+    return None
+
+
+def _tokens_counted(args: Any) -> bool:
+    """Whether the Trainer counts input tokens (``include_num_input_tokens_seen``: ``"all"``,
+    ``"non_padding"`` or True; ``"no"`` or False is off)."""
+    value = getattr(args, "include_num_input_tokens_seen", False)
+    return bool(value) and value != "no"
+
+
 def _report_to(args: Any) -> list[str]:
     report_to = getattr(args, "report_to", None) or []
     if isinstance(report_to, str):
@@ -271,6 +298,12 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
         self._rebuilt = False
         self._pending_eval_stage: str | None = None
         self._last_step = -1
+        #: samples per optimizer step (all ranks), the training set's size, and where the
+        #: current epoch began (global step, samples): energy per sample, per step, per token
+        self._step_samples: int | None = None
+        self._n_train: int | None = None
+        self._epoch_start = (0, 0)
+        self._samples = 0
 
     # -- public -----------------------------------------------------------------------------
 
@@ -371,42 +404,54 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
                 log=logger,
                 seen=_WARNED,
             )
-        others = [r for r in report_to if r != "codecarbon"]
-        if others and self._trainer() is None:
-            warn_once(
-                "attach",
-                "energy figures go to trainer.state.log_history but not to the report_to "
-                "integrations "
-                "(%s): add the callback with EmissionsCallback.attach(trainer) for that.",
-                ", ".join(others),
-                log=logger,
-                seen=_WARNED,
-            )
 
-    def _log(self, state: Any, control: Any, metrics: dict[str, float]) -> None:
+    def _log(self, args: Any, state: Any, control: Any, metrics: dict[str, float]) -> None:
+        """Figures into ``log_history`` and every callback's ``on_log`` (the ``report_to``
+        integrations'), through ``Trainer.log`` when attached, else as it does, through the
+        handler running this hook; with ``epoch_index`` when an epoch is known."""
         if not metrics or not getattr(state, "is_world_process_zero", True):
             return
+        metrics = dict(metrics)
+        if self.session.epoch is not None:
+            metrics["epoch_index"] = self.session.epoch
         trainer = self._trainer()
-        if trainer is not None:
-            # Trainer.log appends to log_history and calls every callback's on_log (the report_to
-            # integrations included); it also resets control flags the loop still needs.
-            flags = {
-                f.name: getattr(control, f.name)
-                for f in (dataclasses.fields(control) if dataclasses.is_dataclass(control) else ())
-            }
-            try:
-                trainer.log(dict(metrics))
-            except Exception as e:
-                logger.warning("could not log energy figures through Trainer.log: %s", e)
-            finally:
-                for key, value in flags.items():
-                    setattr(control, key, value)
-            return
-        entry: dict[str, Any] = dict(metrics)
-        if getattr(state, "epoch", None) is not None:
-            entry["epoch"] = state.epoch
-        entry["step"] = state.global_step
-        state.log_history.append(entry)
+        handler = None if trainer is not None else _calling_handler(self)
+        # Trainer.log and the handler's on_log reset control flags the loop still needs
+        flags = {
+            f.name: getattr(control, f.name)
+            for f in (dataclasses.fields(control) if dataclasses.is_dataclass(control) else ())
+        }
+        try:
+            if trainer is not None:
+                trainer.log(metrics)
+                return
+            entry: dict[str, Any] = dict(metrics)
+            if getattr(state, "epoch", None) is not None:
+                entry["epoch"] = state.epoch
+            entry["step"] = state.global_step
+            state.log_history.append(entry)
+            if handler is not None:
+                handler.on_log(args, state, control, dict(entry))
+        except Exception as e:
+            logger.warning("could not log energy figures: %s", e)
+        finally:
+            for key, value in flags.items():
+                setattr(control, key, value)
+
+    def _count(self, args: Any, state: Any) -> None:
+        """The fit's work so far: samples from the optimizer steps and the batch size (an
+        epoch's capped at the training set's size), optimizer steps, and input tokens when
+        the Trainer counts them."""
+        step = int(state.global_step)
+        samples = None
+        if self._step_samples:
+            start_step, start_samples = self._epoch_start
+            in_epoch = (step - start_step) * self._step_samples
+            if self._n_train:
+                in_epoch = min(in_epoch, self._n_train)
+            samples = self._samples = start_samples + in_epoch
+        tokens = int(state.num_input_tokens_seen) if _tokens_counted(args) else None
+        self.session.update_counts(samples=samples, tokens=tokens, optimizer_steps=step)
 
     def _latest_saved_state(self, trainer_state: Any) -> dict[str, Any] | None:
         """The run state last saved for our configuration in the checkpoint's trainer state.
@@ -517,6 +562,7 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
             info.update(
                 dataset_info(dataset, batch_size=getattr(args, "per_device_train_batch_size", None))
             )
+        self._plan_counts(args, state, info.get("n_samples"))
         steps_first = bool(self.session.window_every_n_steps or self.session.window_every_seconds)
         unit, planned, done = "epoch", (float(num_epochs) if num_epochs else None), 0.0
         done = float(self._epoch(state))
@@ -534,7 +580,28 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
         if getattr(args, "eval_on_start", False):
             self.session.begin_phase("validation")
 
+    def _plan_counts(self, args: Any, state: Any, n_train: Any) -> None:
+        try:
+            self._step_samples = (
+                int(args.per_device_train_batch_size)
+                * int(args.gradient_accumulation_steps)
+                * int(getattr(args, "world_size", 1) or 1)
+            )
+        except (AttributeError, TypeError, ValueError):
+            self._step_samples = None
+        self._n_train = n_train if isinstance(n_train, int) else None
+        self._epoch_start, self._samples = (int(state.global_step), 0), 0
+        if not _tokens_counted(args):
+            warn_once(
+                "tokens-off",
+                "energy per token is left empty: the Trainer does not count input tokens. "
+                "Turn it on with TrainingArguments(include_num_input_tokens_seen=True).",
+                log=logger,
+                level=logging.INFO,
+            )
+
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._epoch_start = (int(state.global_step), self._samples)
         self.session.begin_epoch(self._epoch(state))
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -542,6 +609,7 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
         if not session.running:
             return
         step = int(state.global_step)
+        self._count(args, state)
         if (
             session.window_every_n_steps or session.window_every_seconds
         ) and step != self._last_step:
@@ -549,7 +617,7 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
             metrics = session.on_step(
                 step, planned_steps=float(state.max_steps) if state.max_steps else None
             )
-            self._log(state, control, metrics)
+            self._log(args, state, control, metrics)
             if session.stop_requested:
                 control.should_training_stop = True
         flow = self._predict_flow("on_step_end", args, state, control)
@@ -569,7 +637,7 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
         flow = self._predict_flow("on_epoch_end", args, state, control)
         if control.should_evaluate or flow.should_evaluate:
             session.begin_phase("validation")
-        self._log(state, control, metrics)
+        self._log(args, state, control, metrics)
 
     def on_prediction_step(
         self,
@@ -612,10 +680,10 @@ class EmissionsCallback(_TrainerCallback, _ExportableState):
             )
             metrics = session.end_phase(training_continues=continues)
             self._log(
-                state, control, {k.replace("val_", "eval_", 1): v for k, v in metrics.items()}
+                args, state, control, {k.replace("val_", "eval_", 1): v for k, v in metrics.items()}
             )
             return
-        self._log(state, control, end_eval_run(session, prefix))
+        self._log(args, state, control, end_eval_run(session, prefix))
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         session = self.session

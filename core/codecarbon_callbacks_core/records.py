@@ -75,6 +75,12 @@ WINDOW_COLUMNS: tuple[str, ...] = (
     "phase",
     "start_timestamp",
     "end_timestamp",
+    "samples",
+    "tokens",
+    "optimizer_steps",
+    "energy_per_sample_kwh",
+    "energy_per_token_kwh",
+    "energy_per_step_kwh",
 )
 
 #: How far each figure can be off: the half-width of a 95 % interval, in the figure's unit
@@ -241,6 +247,14 @@ class WindowRecord(EmissionsData):
     phase: str = "other"
     start_timestamp: str = ""
     end_timestamp: str = ""
+    #: training work in the window (train windows of a framework's fit; None: not known) and
+    #: its energy per unit, kWh per sample, per input token, per optimizer step
+    samples: int | None = None
+    tokens: int | None = None
+    optimizer_steps: int | None = None
+    energy_per_sample_kwh: float | None = None
+    energy_per_token_kwh: float | None = None
+    energy_per_step_kwh: float | None = None
 
 
 @dataclass

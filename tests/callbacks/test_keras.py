@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -70,14 +71,23 @@ def test_fit_history_windows_metadata_and_eval_runs(tracker_kwargs, tmp_path, ca
         x, y, epochs=3, batch_size=32, validation_split=0.25, callbacks=[callback], verbose=2
     )
     printed = capsys.readouterr().out
-    assert printed.count("epoch_energy_kwh") == 3  # the progress output shows them
+    # the progress bar shows two energy figures a line by default, never a NaN
+    epoch_lines = [line for line in printed.splitlines() if "loss" in line]
+    assert len(epoch_lines) == 3
+    for line in epoch_lines:
+        shown = [part.split(":")[0].strip() for part in line.split(" - ") if "_kwh" in part]
+        shown += [part.split(":")[0].strip() for part in line.split(" - ") if "_kg" in part]
+        assert sorted(shown) == ["epoch_emissions_kg", "epoch_energy_kwh"], line
+        assert "nan" not in line
 
+    # History keeps them all; the forecast from the second epoch (no NaN for the warm-up)
+    forecast = history.history.pop("forecast_energy_kwh")
+    assert len(forecast) == 2 and len(history.history.pop("forecast_emissions_kg")) == 2
+    assert {len(v) for v in history.history.values()} == {3}  # one entry per epoch for every key
     rows = [{k: v[i] for k, v in history.history.items()} for i in range(3)]
     check_epoch_metrics(rows, 3)
     assert all(r["val_energy_kwh"] > 0 for r in rows)
-    assert {len(v) for v in history.history.values()} == {3}  # one entry per epoch for every key
-    assert np.isnan(rows[0]["forecast_energy_kwh"])  # the first epoch is warm-up
-    assert rows[1]["forecast_energy_kwh"] > rows[1]["total_energy_kwh"]
+    assert forecast[0] > rows[1]["total_energy_kwh"]
 
     runs, windows = read_runs(tmp_path), read_windows(tmp_path)
     run = runs.iloc[0]
@@ -93,6 +103,15 @@ def test_fit_history_windows_metadata_and_eval_runs(tracker_kwargs, tmp_path, ca
     assert [r["epoch_energy_kwh"] for r in rows] == pytest.approx(
         list(train["energy_consumed"]), rel=1e-9
     )
+    # work per epoch: 192 training samples (a quarter is held out) in 6 batches of 32
+    trained = N_SAMPLES * 3 // 4
+    assert list(train["samples"]) == [trained] * 3
+    assert list(train["optimizer_steps"]) == [trained // 32] * 3
+    assert train["tokens"].isna().all()
+    assert [r["epoch_energy_per_sample_kwh"] for r in rows] == pytest.approx(
+        list(train["energy_consumed"] / trained), rel=1e-9
+    )
+    assert [r["epoch_samples"] for r in rows] == [trained] * 3
     assert callback.summary()["totals"]["energy_kwh"] == pytest.approx(
         run["energy_consumed"], rel=1e-9
     )
@@ -276,6 +295,51 @@ def test_two_callbacks_in_one_fit_each_write_and_resume_their_own_run(tracker_kw
         assert list(runs["run_id"]) == [run_id, run_id]  # its own run, resumed
         assert list(runs["status"]) == ["interrupted", "completed"]
         assert [e["epoch"] for e in callback.summary()["epochs"]] == [0, 1, 2]
+
+
+def test_progress_bar_keys_are_checked_and_configurable(tracker_kwargs, capsys):
+    with pytest.raises(ValueError, match="progress_bar_keys.*'energy'"):
+        EmissionsCallback(progress_bar_keys=["energy"], **tracker_kwargs)
+    with pytest.raises(ValueError, match="progress_bar_keys must be a list"):
+        EmissionsCallback(progress_bar_keys="epoch_energy_kwh", **tracker_kwargs)
+    x, y = data(64)
+    callback = EmissionsCallback(progress_bar_keys=["total_energy_kwh"], **tracker_kwargs)
+    tiny_model().fit(x, y, epochs=1, batch_size=32, callbacks=[callback], verbose=2)
+    line = next(line for line in capsys.readouterr().out.splitlines() if "loss" in line)
+    assert "total_energy_kwh" in line and "epoch_energy_kwh" not in line
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_fit_with_the_jax_backend(tmp_path):
+    """Keras fixes its backend at import: a process of its own, with KERAS_BACKEND=jax."""
+    script = textwrap.dedent(f"""
+        import json, numpy as np, keras
+        from codecarbon_callbacks.keras import EmissionsCallback
+
+        assert keras.backend.backend() == "jax"
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+        callback = EmissionsCallback(country_iso_code="FRA", output_dir={str(tmp_path)!r})
+        history = model.fit(np.zeros((40, 4), "float32"), np.zeros((40, 1), "float32"),
+                            epochs=2, batch_size=16, verbose=2, callbacks=[callback])
+        print("HISTORY", json.dumps({{k: [float(x) for x in v]
+                                     for k, v in history.history.items()}}))
+    """)
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", HOME=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    history = json.loads(next(line for line in lines if line.startswith("HISTORY"))[8:])
+    assert history["epoch_samples"] == [40, 40] and history["epoch_optimizer_steps"] == [3, 3]
+    assert all(e > 0 for e in history["epoch_energy_kwh"])
+    bar = [line for line in lines if "loss" in line and not line.startswith("HISTORY")]
+    assert len(bar) == 2 and all("total_energy_kwh" not in line for line in bar)
+    assert all("epoch_energy_kwh" in line and "nan" not in line for line in bar)
+    train = read_windows(tmp_path).query("phase == 'train'")
+    assert list(train["samples"]) == [40, 40]
+    assert list(train["energy_consumed"]) == pytest.approx(history["epoch_energy_kwh"], rel=1e-9)
 
 
 def test_window_options_need_batch_hooks():

@@ -139,9 +139,15 @@ def test_fit_test_predict_windows_logs_metadata(tracker_kwargs, tmp_path):
     rows = logged_epochs(t)
     check_epoch_metrics(rows, 3)
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
-    assert [int(r["step"]) for r in rows] == [8 * (e + 1) - 1 for e in range(3)] or [
-        int(r["step"]) for r in rows
-    ] == [8 * (e + 1) for e in range(3)]
+    # at the epoch's own step: Lightning's epoch figures (val_loss) are logged there too
+    assert [int(r["step"]) for r in rows] == [8 * (e + 1) - 1 for e in range(3)]
+    import pandas as pd
+
+    every_row = pd.read_csv(Path(t.logger.log_dir) / "metrics.csv")
+    val_steps = every_row.dropna(subset=["val_loss"])["step"]
+    assert [int(r["step"]) for r in rows] == [int(step) for step in val_steps]
+    assert t.callback_metrics["total_energy_kwh"].item() == rows[-1]["total_energy_kwh"]
+    assert t.logged_metrics["epoch_energy_kwh"].item() == rows[-1]["epoch_energy_kwh"]
     assert all(r["val_energy_kwh"] > 0 for r in rows)
     assert (
         "forecast_energy_kwh" not in rows[0]
@@ -151,6 +157,22 @@ def test_fit_test_predict_windows_logs_metadata(tracker_kwargs, tmp_path):
     assert [r["epoch_energy_kwh"] for r in rows] == pytest.approx(
         list(train_windows["energy_consumed"]), rel=1e-9
     )
+    # work per epoch: 256 samples in 8 optimizer steps; no token count in Lightning
+    assert list(train_windows["samples"]) == [N_SAMPLES] * 3
+    assert list(train_windows["optimizer_steps"]) == [N_SAMPLES // BATCH] * 3
+    assert (
+        train_windows["tokens"].isna().all() and train_windows["energy_per_token_kwh"].isna().all()
+    )
+    assert list(train_windows["energy_per_sample_kwh"]) == pytest.approx(
+        list(train_windows["energy_consumed"] / N_SAMPLES), rel=1e-9
+    )
+    assert [r["epoch_energy_per_step_kwh"] for r in rows] == pytest.approx(
+        list(train_windows["energy_consumed"] / (N_SAMPLES // BATCH)), rel=1e-9
+    )
+    assert [r["epoch_samples"] for r in rows] == [N_SAMPLES] * 3
+    assert not any("epoch_tokens" in r or "epoch_energy_per_token_kwh" in r for r in rows)
+    other = fit_windows[fit_windows["phase"] != "train"]
+    assert other["samples"].isna().all() and other["energy_per_step_kwh"].isna().all()
     assert rows[-1]["total_energy_kwh"] <= fit_run["energy_consumed"]
 
     summary = callback.summary()
@@ -190,7 +212,6 @@ def test_fit_test_predict_windows_logs_metadata(tracker_kwargs, tmp_path):
     assert phases == [["validation"], ["test"], ["predict"]]
     test_task = json.loads(runs.iloc[2]["metadata"])["boamps_task"]
     assert test_task["taskStage"] == "inference" and test_task["nbRequest"] == N_SAMPLES
-    import pandas as pd
 
     logged = pd.read_csv(Path(t.logger.log_dir) / "metrics.csv")
     assert logged["test_energy_kwh"].dropna().iloc[0] == pytest.approx(
@@ -289,10 +310,29 @@ def test_budget_stop_asks_the_trainer_to_stop(tracker_kwargs, tmp_path, caplog):
     assert "max_energy_kwh" in callback.summary()["stop_reason"]
 
 
+class MetricsProbe(pl.Callback):
+    """What a monitoring callback placed after the EmissionsCallback reads, and when."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, float]]] = []
+
+    def _keep(self, hook: str, trainer: Any) -> None:
+        metrics = {k: v.item() for k, v in trainer.callback_metrics.items() if "energy" in k}
+        self.seen.append((hook, metrics))
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if not trainer.sanity_checking:
+            self._keep("validation_end", trainer)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self._keep("train_epoch_end", trainer)
+
+
 def test_mid_epoch_validation_is_subtracted_from_the_epoch(tracker_kwargs, tmp_path):
-    callback = EmissionsCallback(**tracker_kwargs)
+    callback, probe = EmissionsCallback(**tracker_kwargs), MetricsProbe()
     train, val = loaders()
     t = trainer(tmp_path, callback, max_epochs=2, val_check_interval=0.5, num_sanity_val_steps=0)
+    t.callbacks.append(probe)
     t.fit(TinyRegressor(), train, val)
     windows = read_windows(tmp_path)
     run = read_runs(tmp_path).iloc[-1]
@@ -314,6 +354,44 @@ def test_mid_epoch_validation_is_subtracted_from_the_epoch(tracker_kwargs, tmp_p
     assert rows[0]["val_energy_kwh"] == pytest.approx(
         epoch0[epoch0["phase"] == "validation"]["energy_consumed"].sum(), rel=1e-9
     )
+    # what a monitor sees: at validation end, the epoch so far (its training and its validation
+    # passes up to this one); at train-epoch end, the whole epoch
+    train0 = list(epoch0[epoch0["phase"] == "train"]["energy_consumed"])
+    val0 = list(epoch0[epoch0["phase"] == "validation"]["energy_consumed"])
+    hooks = [hook for hook, _ in probe.seen]
+    assert hooks[:3] == ["validation_end", "validation_end", "train_epoch_end"]
+    first, second, end = (seen for _, seen in probe.seen[:3])
+    assert first["val_energy_kwh"] == pytest.approx(val0[0], rel=1e-9)
+    assert first["epoch_energy_kwh"] == pytest.approx(train0[0], rel=1e-9)
+    assert second["val_energy_kwh"] == pytest.approx(sum(val0), rel=1e-9)
+    assert second["epoch_energy_kwh"] == pytest.approx(sum(train0), rel=1e-9)
+    assert end["val_energy_kwh"] == pytest.approx(sum(val0), rel=1e-9)
+    assert end["epoch_energy_kwh"] == pytest.approx(sum(train0), rel=1e-9)
+    assert end["epoch_energy_per_sample_kwh"] == pytest.approx(sum(train0) / N_SAMPLES, rel=1e-9)
+
+
+def test_early_stopping_and_checkpoint_monitor_energy(tracker_kwargs, tmp_path):
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    # the total only grows: a monitor minimising it stops after one epoch without improvement
+    # and keeps epoch 0 as the best checkpoint; val_energy_kwh is read at validation end
+    stop = EarlyStopping(monitor="total_energy_kwh", mode="min", patience=0)
+    at_validation = EarlyStopping(
+        monitor="val_energy_kwh", mode="min", patience=9, check_on_train_epoch_end=False
+    )
+    best = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="total_energy_kwh", mode="min")
+    callback = EmissionsCallback(**tracker_kwargs)
+    train, val = loaders()
+    t = trainer(tmp_path, callback, max_epochs=4, enable_checkpointing=True, num_sanity_val_steps=0)
+    t.callbacks[:0] = [stop, best]  # before ours in the list: Lightning still runs them after
+    t.callbacks.append(at_validation)
+    t.fit(TinyRegressor(), train, val)
+    rows = logged_epochs(t)
+    assert len(rows) == 2 and stop.stopped_epoch == 1
+    assert stop.best_score.item() == rows[0]["total_energy_kwh"]
+    assert best.best_model_score.item() == rows[0]["total_energy_kwh"]
+    assert "epoch=0" in Path(best.best_model_path).name
+    assert at_validation.best_score.item() == min(r["val_energy_kwh"] for r in rows)
 
 
 def test_step_windows_for_max_steps_runs(tracker_kwargs, tmp_path):

@@ -35,7 +35,12 @@ ADAPTERS = [
     ("codecarbon_callbacks.lightning", "EmissionsCallback", "lightning", set()),
     ("codecarbon_callbacks.pytorch_lightning", "EmissionsCallback", "pytorch_lightning", set()),
     ("codecarbon_callbacks.transformers", "EmissionsCallback", "transformers", set()),
-    ("codecarbon_callbacks.keras", "EmissionsCallback", "keras", {"state_path"}),
+    (
+        "codecarbon_callbacks.keras",
+        "EmissionsCallback",
+        "keras",
+        {"state_path", "progress_bar_keys"},
+    ),
 ]
 
 

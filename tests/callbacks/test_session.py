@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import pickle
 import re
@@ -16,6 +17,7 @@ from callbacks.checks import boamps_report, check_tiling, read_runs, read_window
 from codecarbon_callbacks_core import CodeCarbonCallbacksWarning
 from codecarbon_callbacks_core.output.boamps import validate_report
 
+from codecarbon_callbacks.metrics import WorkCounter
 from codecarbon_callbacks.session import (
     EmissionsSession,
     checkpoint_arguments,
@@ -77,6 +79,36 @@ def test_windows_tile_the_run_and_sum_to_its_total(tracker_kwargs, tmp_path):
     )
     assert [w["phase"] for w in summary["windows"]][:3] == ["other", "train", "validation"]
     assert [e["epoch"] for e in summary["epochs"]] == [0, 1, 2]
+
+
+def test_work_counts_split_over_train_windows_and_epochs(tracker_kwargs, tmp_path):
+    session = EmissionsSession("custom", **tracker_kwargs)
+    session.begin_run("fit")
+    session.begin_epoch(0)
+    session.update_counts(samples=30, optimizer_steps=3)
+    busy(0.01)
+    session.begin_phase("validation")  # the train window closes with 30 samples, 3 steps
+    session.end_phase()
+    session.update_counts(samples=50, optimizer_steps=5)  # training goes on: 20 more, 2 steps
+    busy(0.01)
+    row = session.end_epoch(0)
+    session.begin_epoch(1)
+    session.update_counts(samples=50, optimizer_steps=5)  # nothing counted in epoch 1
+    second = session.end_epoch(1)
+    session.end_run()
+    train = read_windows(tmp_path).query("phase == 'train'")
+    assert list(train["samples"]) == [30, 20, 0] and list(train["optimizer_steps"]) == [3, 2, 0]
+    assert train["tokens"].isna().all() and train["energy_per_token_kwh"].isna().all()
+    assert list(train["energy_per_sample_kwh"])[:2] == pytest.approx(
+        list(train["energy_consumed"][:2] / [30, 20]), rel=1e-9
+    )
+    assert math.isnan(list(train["energy_per_sample_kwh"])[2])  # no sample: none per sample
+    assert row["epoch_samples"] == 50 and row["epoch_optimizer_steps"] == 5
+    assert row["epoch_energy_per_step_kwh"] == pytest.approx(row["epoch_energy_kwh"] / 5)
+    assert "epoch_tokens" not in row and "epoch_energy_per_sample_kwh" not in second
+    session.update_counts(samples=1)  # outside a run: nothing to count into
+    with pytest.raises(ValueError, match="counts: unknown count 'images'"):
+        WorkCounter().update(images=3)
 
 
 def test_mid_epoch_validation_continues_the_epoch(tracker_kwargs, tmp_path):

@@ -108,8 +108,10 @@ def energy_entries(log_history: list[dict[str, Any]], key: str) -> list[dict[str
     return [entry for entry in log_history if key in entry]
 
 
-def test_attached_logs_reach_history_and_integrations(tracker_kwargs, tmp_path):
+def test_attached_logs_reach_history_and_integrations(tracker_kwargs, tmp_path, caplog):
     from codecarbon_callbacks import BoAmpsOutput
+
+    caplog.set_level(logging.INFO, logger="codecarbon_callbacks.transformers")
 
     callback = EmissionsCallback(
         task_family="text classification",
@@ -153,6 +155,20 @@ def test_attached_logs_reach_history_and_integrations(tracker_kwargs, tmp_path):
     )
     seen = [log for log in integration.logs if "epoch_energy_kwh" in log]
     assert [log["epoch_energy_kwh"] for log in seen] == [e["epoch_energy_kwh"] for e in epochs]
+    # our 0-based epoch next to the Trainer's progress float, as in the CSV
+    assert [(e["epoch_index"], e["epoch"]) for e in epochs] == [(0, 1.0), (1, 2.0), (2, 3.0)]
+    assert [e["epoch_index"] for e in evals] == list(validation["epoch"])
+    # work per epoch: samples from steps x batch size, no token count (it is off)
+    assert list(train["samples"]) == [N_TRAIN] * 3
+    assert list(train["optimizer_steps"]) == [STEPS_PER_EPOCH] * 3
+    assert train["tokens"].isna().all() and validation["samples"].isna().all()
+    assert [e["epoch_energy_per_sample_kwh"] for e in epochs] == pytest.approx(
+        list(train["energy_consumed"] / N_TRAIN), rel=1e-9
+    )
+    assert not any("epoch_energy_per_token_kwh" in e for e in epochs)
+    assert any(
+        "include_num_input_tokens_seen=True" in r.getMessage() for r in caplog.records
+    )  # how to turn the token count on
     assert (
         sum("eval_loss" in e for e in trainer.state.log_history) == 3
     )  # the loop's own logs are intact
@@ -197,25 +213,39 @@ def test_attached_logs_reach_history_and_integrations(tracker_kwargs, tmp_path):
     assert last_eval["eval_energy_kwh"] == pytest.approx(runs.iloc[1]["energy_consumed"], rel=1e-9)
 
 
-def test_without_attach_figures_go_to_log_history(tracker_kwargs, tmp_path, caplog):
+def test_without_attach_figures_reach_log_history_and_integrations(
+    tracker_kwargs, tmp_path, caplog
+):
     pretrained_dir = tmp_path / "pretrained"
     tiny_bert().save_pretrained(pretrained_dir)
     model = BertForSequenceClassification.from_pretrained(pretrained_dir)
-    callback = EmissionsCallback(**tracker_kwargs)
+    callback, integration = EmissionsCallback(**tracker_kwargs), Recorder()
     trainer = Trainer(
         model=model,
-        args=arguments(tmp_path, num_train_epochs=2),
+        args=arguments(tmp_path, num_train_epochs=2, include_num_input_tokens_seen=True),
         train_dataset=TokenDataset(N_TRAIN),
         eval_dataset=TokenDataset(N_EVAL, seed=1),
-        callbacks=[callback],
+        callbacks=[integration, callback],  # an integration before ours, as report_to's are
     )
     trainer.train()
     epochs = energy_entries(trainer.state.log_history, "epoch_energy_kwh")
     check_epoch_metrics(epochs, 2)
-    assert len(energy_entries(trainer.state.log_history, "eval_energy_kwh")) == 2
+    evals = energy_entries(trainer.state.log_history, "eval_energy_kwh")
+    assert len(evals) == 2
+    # every record we add reached the integration's on_log, with our epoch index
+    seen = [log for log in integration.logs if "energy_kwh" in " ".join(log)]
+    assert seen == [e for e in trainer.state.log_history if "energy_kwh" in " ".join(e)]
+    assert [e["epoch_index"] for e in epochs] == [0, 1] and [e["epoch"] for e in epochs] == [1, 2]
     run = read_runs(tmp_path).iloc[0]
     windows = read_windows(tmp_path)
     check_tiling(windows, run)
+    # tokens: the Trainer's count of input tokens, SEQ per sample
+    train = windows.query("phase == 'train'")
+    assert list(train["tokens"]) == [N_TRAIN * SEQ] * 2
+    assert list(train["energy_per_token_kwh"]) == pytest.approx(
+        list(train["energy_consumed"] / (N_TRAIN * SEQ)), rel=1e-9
+    )
+    assert [e["epoch_tokens"] for e in epochs] == [N_TRAIN * SEQ] * 2
     # evaluation windows derived from the Trainer's events (no evaluate-begin event exists)
     assert list(windows.query("phase == 'validation'")["epoch"]) == [0, 1]
     assert list(windows.query("phase == 'train'")["epoch"]) == [0, 1]

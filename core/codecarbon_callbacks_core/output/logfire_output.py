@@ -74,6 +74,75 @@ def logfire_is_configured(instance: Any) -> bool:
     return True if initialized is None else bool(initialized)
 
 
+def _instruments(instance: Any) -> dict[str, Any]:
+    """The Logfire metric instruments this output records into, by key, made on ``instance``
+    (a ``logfire.Logfire``): CodeCarbon's names and the OpenTelemetry hardware conventions."""
+    m: dict[str, Any] = {}
+    m["energy_consumed"] = instance.metric_counter(
+        "codecarbon_energy_consumed",
+        unit="kWh",
+        description="Energy consumed by the run, CPU + GPU + RAM",
+    )
+    m["component_energy"] = instance.metric_counter(
+        "codecarbon_component_energy",
+        unit="kWh",
+        description="Energy consumed by the run, per component",
+    )
+    m["emissions"] = instance.metric_counter(
+        "codecarbon_emissions", unit="kg", description="Emissions of the run, kg CO2eq"
+    )
+    m["duration"] = instance.metric_counter(
+        "codecarbon_duration", unit="s", description="Measured duration of the run"
+    )
+    m["component_power"] = instance.metric_gauge(
+        "codecarbon_component_power", unit="W", description="Latest power per component"
+    )
+    m["emissions_rate"] = instance.metric_gauge(
+        "codecarbon_emissions_rate",
+        unit="kg/s",
+        description="Emissions divided by duration, kg CO2eq/s",
+    )
+    m["carbon_intensity"] = instance.metric_gauge(
+        "codecarbon_carbon_intensity",
+        unit="g/kWh",
+        description="Carbon intensity of the electricity used, gCO2eq/kWh",
+    )
+    # CodeCarbon 3.3.2's Logfire names: per-component gauges (power; energy of the delta)
+    for component, upper in (("cpu", "CPU"), ("gpu", "GPU"), ("ram", "RAM")):
+        m[f"{component}_power"] = instance.metric_gauge(
+            f"codecarbon_{component}_power", unit="W", description=f"{upper} power"
+        )
+        m[f"{component}_energy"] = instance.metric_gauge(
+            f"codecarbon_{component}_energy",
+            unit="kWh",
+            description=f"Energy used per {upper} since the previous update",
+        )
+    # OpenTelemetry hardware semantic conventions: components and the host apart, so
+    # that they are never summed together
+    m["hw_energy"] = instance.metric_counter(
+        "hw.energy", unit="J", description="Energy consumed by the component"
+    )
+    m["hw_power"] = instance.metric_gauge(
+        "hw.power", unit="W", description="Instantaneous power consumed by the component"
+    )
+    m["hw_host_energy"] = instance.metric_counter(
+        "hw.host.energy",
+        unit="J",
+        description="Energy consumed by the host's measured components (CPU + GPU + RAM)",
+    )
+    m["hw_host_power"] = instance.metric_gauge(
+        "hw.host.power",
+        unit="W",
+        description="Power of the host's measured components (CPU + GPU + RAM)",
+    )
+    m["window_energy"] = instance.metric_histogram(
+        "codecarbon_window_energy",
+        unit="kWh",
+        description="Energy of closed windows (epochs, phases, tasks)",
+    )
+    return m
+
+
 class LogfireOutput(BaseOutput):
     """Sends the run's energy, emissions and power as Logfire (OpenTelemetry) metrics.
 
@@ -120,69 +189,7 @@ class LogfireOutput(BaseOutput):
                 logfire.configure(send_to_logfire="if-token-present", console=False)
                 self._configured_by_us = True
             self._instance = instance
-            m = self._metrics
-            m["energy_consumed"] = instance.metric_counter(
-                "codecarbon_energy_consumed",
-                unit="kWh",
-                description="Energy consumed by the run, CPU + GPU + RAM",
-            )
-            m["component_energy"] = instance.metric_counter(
-                "codecarbon_component_energy",
-                unit="kWh",
-                description="Energy consumed by the run, per component",
-            )
-            m["emissions"] = instance.metric_counter(
-                "codecarbon_emissions", unit="kg", description="Emissions of the run, kg CO2eq"
-            )
-            m["duration"] = instance.metric_counter(
-                "codecarbon_duration", unit="s", description="Measured duration of the run"
-            )
-            m["component_power"] = instance.metric_gauge(
-                "codecarbon_component_power", unit="W", description="Latest power per component"
-            )
-            m["emissions_rate"] = instance.metric_gauge(
-                "codecarbon_emissions_rate",
-                unit="kg/s",
-                description="Emissions divided by duration, kg CO2eq/s",
-            )
-            m["carbon_intensity"] = instance.metric_gauge(
-                "codecarbon_carbon_intensity",
-                unit="g/kWh",
-                description="Carbon intensity of the electricity used, gCO2eq/kWh",
-            )
-            # CodeCarbon 3.3.2's Logfire names: per-component gauges (power; energy of the delta)
-            for component, upper in (("cpu", "CPU"), ("gpu", "GPU"), ("ram", "RAM")):
-                m[f"{component}_power"] = instance.metric_gauge(
-                    f"codecarbon_{component}_power", unit="W", description=f"{upper} power"
-                )
-                m[f"{component}_energy"] = instance.metric_gauge(
-                    f"codecarbon_{component}_energy",
-                    unit="kWh",
-                    description=f"Energy used per {upper} since the previous update",
-                )
-            # OpenTelemetry hardware semantic conventions: components and the host apart, so
-            # that they are never summed together
-            m["hw_energy"] = instance.metric_counter(
-                "hw.energy", unit="J", description="Energy consumed by the component"
-            )
-            m["hw_power"] = instance.metric_gauge(
-                "hw.power", unit="W", description="Instantaneous power consumed by the component"
-            )
-            m["hw_host_energy"] = instance.metric_counter(
-                "hw.host.energy",
-                unit="J",
-                description="Energy consumed by the host's measured components (CPU + GPU + RAM)",
-            )
-            m["hw_host_power"] = instance.metric_gauge(
-                "hw.host.power",
-                unit="W",
-                description="Power of the host's measured components (CPU + GPU + RAM)",
-            )
-            m["window_energy"] = instance.metric_histogram(
-                "codecarbon_window_energy",
-                unit="kWh",
-                description="Energy of closed windows (epochs, phases, tasks)",
-            )
+            self._metrics.update(_instruments(instance))
             self._ready = True
         except Exception as exc:  # noqa: BLE001 - never raise into training
             self._failed = True
