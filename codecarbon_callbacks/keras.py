@@ -28,7 +28,7 @@ from typing import Any
 from codecarbon_callbacks_core._shared import write_json_atomic
 
 from codecarbon_callbacks.introspect import TORCH_QUANTIZATION, guess_data_type
-from codecarbon_callbacks.metrics import EPOCH_METRIC_KEYS, WORK_UNITS
+from codecarbon_callbacks.metrics import EPOCH_METRIC_KEYS, VAL_METRIC_KEYS, WORK_UNITS
 from codecarbon_callbacks.options import CallbackOptions, end_eval_run
 from codecarbon_callbacks.session import EmissionsSession, missing_framework_error
 
@@ -45,7 +45,7 @@ DEFAULT_PROGRESS_BAR_KEYS = ("epoch_energy_kwh", "epoch_emissions_kg")
 #: every figure name an epoch's logs can hold
 FIGURE_KEYS = frozenset(
     EPOCH_METRIC_KEYS
-    + ("val_energy_kwh", "val_emissions_kg", "val_duration_s")
+    + VAL_METRIC_KEYS
     + ("forecast_energy_kwh", "forecast_emissions_kg")
     + tuple(f"epoch_{k}" for k in (*WORK_UNITS, *WORK_UNITS.values()))
 )
@@ -342,7 +342,7 @@ class EmissionsCallback(_keras.callbacks.Callback):
         if logs is not None and metrics:
             # no validation pass -> 0, so that History's val lists line up with the epochs; the
             # forecast only from the second epoch (no NaN): its History lists start there
-            for key in ("val_energy_kwh", "val_emissions_kg", "val_duration_s"):
+            for key in VAL_METRIC_KEYS:
                 metrics.setdefault(key, 0.0)
             logs.update(metrics)
         self._write_state()

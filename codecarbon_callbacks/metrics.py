@@ -35,6 +35,14 @@ EPOCH_METRIC_KEYS = (
     "total_duration_s",
 )
 
+#: the validation figures an epoch's metrics hold when it had a validation pass
+VAL_METRIC_KEYS = (
+    "val_energy_kwh",
+    "val_energy_uncertainty_kwh",
+    "val_emissions_kg",
+    "val_duration_s",
+)
+
 #: the prefix of an evaluation pass's figures, per phase
 PHASE_PREFIXES = {"validation": "val", "test": "test", "predict": "predict"}
 
@@ -63,8 +71,7 @@ def epoch_metrics(records: Sequence[WindowRecord], epoch: int) -> dict[str, floa
     """One training epoch's figures from the records closed during it.
 
     ``epoch_*`` sum its train windows (``epoch_power_w`` is their mean power, 0 for no time);
-    ``val_energy_kwh``, ``val_emissions_kg`` and ``val_duration_s`` sum its validation passes,
-    when it had any.
+    :data:`VAL_METRIC_KEYS` sum its validation passes, when it had any.
     """
     train = [r for r in records if r.kind == "epoch" and r.epoch == epoch and r.phase == "train"]
     val = [r for r in records if r.kind == "phase" and r.epoch == epoch and r.phase == "validation"]
@@ -76,17 +83,7 @@ def epoch_metrics(records: Sequence[WindowRecord], epoch: int) -> dict[str, floa
     )
     if val:
         val_figures = sum_records(val, "val_")
-        metrics.update(
-            {
-                k: val_figures[k]
-                for k in (
-                    "val_energy_kwh",
-                    "val_energy_uncertainty_kwh",
-                    "val_emissions_kg",
-                    "val_duration_s",
-                )
-            }
-        )
+        metrics.update({k: val_figures[k] for k in VAL_METRIC_KEYS})
     return metrics
 
 
