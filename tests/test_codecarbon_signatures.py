@@ -64,6 +64,17 @@ DIFFERENCES: dict[tuple[str, str], str] = {
     ),
 }
 
+#: keyword-only parameters our trackers add after CodeCarbon's, on purpose -> why
+ADDED_TO_TRACKER: dict[str, str] = {
+    "prometheus_scrape_address": (
+        "serves the PROMETHEUS output's series on prometheus_client's HTTP server, for users "
+        "without a Pushgateway (CodeCarbon has no scrape endpoint)"
+    ),
+    "components": "hardware components to measure instead of detecting them (fakes in tests)",
+    "record_combiner": "distributed runs: combines this rank's records with the other ranks'",
+    "writes_outputs": "distributed runs: False on ranks other than zero (they write nothing)",
+}
+
 
 def _cc_callables() -> Iterator[tuple[str, str, Callable[..., Any], Any]]:
     """(owner, name, CodeCarbon's callable, our owner object) for every public callable."""
@@ -204,3 +215,15 @@ def test_output_methods_are_codecarbons() -> None:
     theirs = {m.name: m.value for m in cc_output.OutputMethod}
     ours = {m.name: m.value for m in facade.OutputMethod}
     assert theirs.items() <= ours.items()
+
+
+def test_the_trackers_added_parameters_are_the_listed_ones() -> None:
+    """What the trackers add after CodeCarbon's parameters is listed above, with its reason."""
+    theirs = {p.name for p in _params(cc.EmissionsTracker.__init__)}
+    for ours in (codecarbon_callbacks.EmissionsTracker, codecarbon_callbacks.BaseEmissionsTracker):
+        added = [
+            p.name
+            for p in _params(ours.__init__)
+            if p.name not in theirs and p.kind is not p.VAR_KEYWORD
+        ]
+        assert added == list(ADDED_TO_TRACKER)

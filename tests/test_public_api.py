@@ -161,6 +161,7 @@ _PARAMETER_VALUES: dict[str, tuple[object, str, object]] = {
     "cloud_provider": ("gcp", "cloud_provider", "gcp"),
     "cloud_region": ("europe-west1", "cloud_region", "europe-west1"),
     "country_2letter_iso_code": ("DE", "country_2letter_iso_code", "DE"),
+    "prometheus_scrape_address": (":9464", "prometheus_scrape_address", ":9464"),
 }
 #: the constructor's own keyword-only parameters: how to run, not configuration
 _NOT_CONFIG = {"components", "record_combiner", "writes_outputs"}

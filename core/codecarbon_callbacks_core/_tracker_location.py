@@ -1,5 +1,5 @@
 """Where a tracker is: the offline location from its configuration (bundled tables, no network),
-and the one-time check of a tracker's parameters."""
+the background lookup's answer once it comes, and the one-time check of a tracker's parameters."""
 
 from __future__ import annotations
 
@@ -68,6 +68,37 @@ def resolve_tracker_config(arguments: Mapping[str, Any], *, offline: bool) -> Tr
     # a check: the trackers built from it resolve again, and warn on the writing rank only
     resolve_location(config, offline=offline, user_warning=False)
     return config
+
+
+def current_intensity(
+    config: TrackerConfig,
+    *,
+    intensity: IntensityResult | None,
+    location_known: bool,
+    lookup: LocationLookup | None,
+    log: logging.Logger | logging.LoggerAdapter,  # type: ignore[type-arg]
+) -> tuple[IntensityResult, bool]:
+    """The intensity to use now, and whether the location is known: the known location, else
+    the background ``lookup``'s answer, else ``intensity`` so far, else the world average
+    (provisional, until the lookup answers; a lookup that fails warns the user itself)."""
+    from codecarbon_callbacks_core.intensity.lookup import resolve_offline
+
+    if intensity is not None and (location_known or lookup is None):
+        return intensity, location_known
+    if lookup is not None:
+        try:
+            found = lookup.result(timeout_s=0)
+        except Exception as e:  # the lookup is best effort
+            log.debug("location lookup failed: %s", e)
+            found = None
+        if found is not None:
+            return found, True
+    if intensity is None:
+        intensity = resolve_offline(
+            force_carbon_intensity_g_co2e_kwh=config.force_carbon_intensity_g_co2e_kwh,
+            user_warning=False,
+        )
+    return intensity, location_known
 
 
 def start_location_lookup(

@@ -52,6 +52,8 @@ from codecarbon_callbacks_core.config_values import (
     parse_metadata,
     parse_output_methods,
     parse_path,
+    parse_prometheus_url,
+    parse_scrape_address_value,
     parse_str,
     parse_url,
     public_url,
@@ -106,7 +108,7 @@ class TrackerConfig:
     output_methods: list[OutputMethod] = field(default_factory=lambda: [OutputMethod.CSV])
     output_handlers: list[BaseOutput] = field(default_factory=list)
     logging_logger: Any = None  # a Logger, a LoggerOutput or a logger name
-    prometheus_url: str = "localhost:9091"
+    prometheus_url: str | None = "localhost:9091"  # None: no Pushgateway (scrape only)
     gpu_ids: list[int | str] | None = None
     emissions_endpoint: str | None = None  # may carry a token: shown through public_url
     experiment_id: str = ""
@@ -139,6 +141,7 @@ class TrackerConfig:
     spool_max_bytes: int = 10 * 1024 * 1024
     spool_max_age_s: float = 7 * 24 * 3600.0
     prometheus_delete_on_exit: bool = False
+    prometheus_scrape_address: str | None = None
     boamps_context_file: str | None = None
 
     def __repr__(self) -> str:
@@ -179,7 +182,7 @@ _PARSERS: dict[str, Callable[[str, Any, str], Any]] = {
     "output_file": parse_path,
     "output_methods": lambda n, v, s: parse_output_methods(v, s),
     "logging_logger": optional(parse_logging_logger),
-    "prometheus_url": url_parser(host_port=True),
+    "prometheus_url": parse_prometheus_url,
     "gpu_ids": lambda n, v, s: parse_gpu_ids(v, s),
     "emissions_endpoint": optional(url_parser()),
     "experiment_id": lambda n, v, s: "" if v is None else parse_str(n, v, s),
@@ -209,6 +212,7 @@ _PARSERS: dict[str, Callable[[str, Any, str], Any]] = {
     "spool_max_bytes": ranged(parse_int),
     "spool_max_age_s": ranged(parse_float),
     "prometheus_delete_on_exit": parse_bool,
+    "prometheus_scrape_address": optional(parse_scrape_address_value),
     "boamps_context_file": optional(parse_path),
 }
 #: Parameters only ever taken from arguments (objects, not text).
@@ -370,6 +374,9 @@ def resolve_config(
         sources[name] = source
     _apply_deprecated_token(values, lookup)
     _apply_deprecated_save_flags(values, lookup)
+    if values.get("prometheus_scrape_address") is not None and "prometheus_url" not in sources:
+        # a scrape endpoint and no Pushgateway named: scrape only, no pushes to localhost:9091
+        values["prometheus_url"] = None
     for name in _ARGUMENT_ONLY:
         if name in given and given[name] is not None:
             values[name] = given[name]
@@ -473,6 +480,7 @@ def validate(config: TrackerConfig, *, sources: Mapping[str, str] | None = None)
     _validate_texts(config, sources)
     _validate_objects(config, sources)
     _validate_location_and_api(config, sources)
+    _validate_prometheus(config, sources)
     _validate_output_dir(config.output_dir, sources.get("output_dir", "argument"))
     if config.boamps_context_file is not None:
         _validate_boamps_context_file(
@@ -551,6 +559,27 @@ def _validate_location_and_api(config: TrackerConfig, sources: Mapping[str, str]
     if config.cloud_provider and not config.cloud_region:
         raise ConfigError(
             f"cloud_provider{_where(sources, 'cloud_provider')} needs cloud_region (e.g. us-east-1)"
+        )
+
+
+def _validate_prometheus(config: TrackerConfig, sources: Mapping[str, str]) -> None:
+    """A scrape address the endpoint can use; the PROMETHEUS output needs somewhere to send to:
+    a Pushgateway or a scrape address."""
+    if config.prometheus_scrape_address is not None:
+        parse_scrape_address_value(
+            "prometheus_scrape_address",
+            config.prometheus_scrape_address,
+            sources.get("prometheus_scrape_address", "argument"),
+        )
+    if (
+        OutputMethod.PROMETHEUS in config.output_methods
+        and config.prometheus_url is None
+        and config.prometheus_scrape_address is None
+    ):
+        raise ConfigError(
+            f"prometheus_url{_where(sources, 'prometheus_url')} is empty and no "
+            "prometheus_scrape_address is given: the PROMETHEUS output needs a Pushgateway "
+            "(e.g. 'localhost:9091') or a scrape address (e.g. ':9464')"
         )
 
 

@@ -327,6 +327,39 @@ def optional(parser: Callable[[str, Any, str], Any]) -> Callable[[str, Any, str]
     return parse
 
 
+def parse_prometheus_url(name: str, value: Any, source: str = "argument") -> str | None:
+    """The Pushgateway, as :func:`parse_url` with ``host_port``; None or empty text: none (the
+    PROMETHEUS output then needs ``prometheus_scrape_address``)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return parse_url(name, value, source, host_port=True)
+
+
+def parse_scrape_address_value(name: str, value: Any, source: str = "argument") -> str:
+    """A scrape endpoint's address: ``"host:port"``, ``":port"``, ``"port"`` or an int (port
+    0-65535), returned as text.
+
+    Raises:
+        ConfigError: anything else, naming the parameter and its source.
+    """
+    from codecarbon_callbacks_core.output.prometheus_scrape import parse_scrape_address
+
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ConfigError(
+            f"{name}{describe_source(source)} must be 'host:port', ':port' or a port number, "
+            f"got {type(value).__name__}"
+        )
+    text = parse_str(name, str(value).strip(), source)
+    try:
+        parse_scrape_address(text)
+    except ValueError:
+        raise ConfigError(
+            f"{name}{describe_source(source)} must be 'host:port', ':port' or a port number "
+            f"(0-65535), got {text!r}"
+        ) from None
+    return text
+
+
 def url_parser(host_port: bool = False) -> Callable[[str, Any, str], str]:
     def parse(name: str, value: Any, source: str = "argument") -> str:
         return parse_url(name, value, source, host_port=host_port)

@@ -37,6 +37,7 @@ from codecarbon_callbacks_core._tracker_lifecycle import (
     single_run_lock_path,
 )
 from codecarbon_callbacks_core._tracker_location import (
+    current_intensity,
     has_location,
     resolve_location,
     resolve_tracker_config,
@@ -82,7 +83,8 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
     given come from ``CODECARBON_*`` environment variables, then ``./.codecarbon.config``, then
     ``~/.codecarbon.config``. A bad value raises :class:`ConfigError` here, naming it.
 
-    Extra keyword arguments of ours: ``windows_output_file``, ``webhook_windows``,
+    Extra keyword arguments of ours: ``prometheus_scrape_address`` (serve the PROMETHEUS
+    output's series for scraping, e.g. ``":9464"``), ``windows_output_file``, ``webhook_windows``,
     ``spool_max_bytes``, ``spool_max_age_s``, ``prometheus_delete_on_exit``,
     ``boamps_context_file``; and ``components`` (a list of hardware components to measure instead
     of detecting them, e.g. fakes in tests).
@@ -129,6 +131,7 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
         rapl_prefer_psys: bool | None = _UNSET,
         metadata: dict[str, Any] | str | None = _UNSET,
         *,
+        prometheus_scrape_address: str | int | None = _UNSET,
         components: Sequence[Component] | None = None,
         record_combiner: RecordCombiner | None = None,
         writes_outputs: bool = True,
@@ -155,7 +158,7 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
             "force_carbon_intensity_g_co2e_kwh": force_carbon_intensity_g_co2e_kwh,
             "force_mode_cpu_load": force_mode_cpu_load, "allow_multiple_runs": allow_multiple_runs,
             "rapl_include_dram": rapl_include_dram, "rapl_prefer_psys": rapl_prefer_psys,
-            "metadata": metadata,
+            "metadata": metadata, "prometheus_scrape_address": prometheus_scrape_address,
         }
         # fmt: on
         arguments.update(extra)
@@ -174,6 +177,7 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
         cls,
         config: TrackerConfig,
         *,
+        prometheus_scrape_address: str | int | None = _UNSET,
         components: Sequence[Component] | None = None,
         record_combiner: RecordCombiner | None = None,
         writes_outputs: bool = True,
@@ -299,27 +303,13 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
 
     def _current_intensity(self) -> IntensityResult:
         """The intensity to use now: known location, else the background lookup, else world."""
-        from codecarbon_callbacks_core.intensity.lookup import resolve_offline
-
-        if self.intensity is not None and (self._location_known or self._lookup is None):
-            return self.intensity
-        if self._lookup is not None:
-            try:
-                found = self._lookup.result(timeout_s=0)
-            except Exception as e:  # the lookup is best effort
-                self._log.debug("location lookup failed: %s", e)
-                found = None
-            if found is not None:
-                self.intensity = found
-                self._location_known = True
-                return found
-        if self.intensity is None:
-            # Until the lookup answers: provisional; a lookup that fails, or that could not
-            # start, warns the user itself.
-            self.intensity = resolve_offline(
-                force_carbon_intensity_g_co2e_kwh=self.config.force_carbon_intensity_g_co2e_kwh,
-                user_warning=False,
-            )
+        self.intensity, self._location_known = current_intensity(
+            self.config,
+            intensity=self.intensity,
+            location_known=self._location_known,
+            lookup=self._lookup,
+            log=self._log,
+        )
         return self.intensity
 
     def _start_location_lookup(self) -> None:

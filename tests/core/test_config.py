@@ -317,6 +317,9 @@ BAD_VALUES = [
     ("prometheus_url", "host:0"),
     ("prometheus_url", "host:70000"),
     ("prometheus_url", "http://push gateway:9091"),
+    ("prometheus_scrape_address", "localhost:http"),
+    ("prometheus_scrape_address", ":70000"),
+    ("prometheus_scrape_address", "scrape-me"),
     ("emissions_endpoint", "ftp://example"),
     ("emissions_endpoint", "http://"),
     ("emissions_endpoint", "http://exa mple.com/x"),
@@ -407,6 +410,9 @@ GOOD_VALUES = [
     ("prometheus_url", "pushgateway"),
     ("prometheus_url", "https://push.example:443/base"),
     ("prometheus_url", "[::1]:9091"),
+    ("prometheus_scrape_address", ":9464"),
+    ("prometheus_scrape_address", "127.0.0.1:0"),
+    ("prometheus_scrape_address", "9464"),
     ("emissions_endpoint", "http://127.0.0.1:8080/hook"),
     ("api_endpoint", "https://api.codecarbon.io"),
     ("measure_power_secs", "86400"),
@@ -663,3 +669,25 @@ def test_every_numeric_range_is_the_documented_one() -> None:
     for name, (low, high, _included, _unit) in NUMBER_RANGES.items():
         row = rows[name]
         assert f"{low:g}" in row and str(int(high)) in row, (name, row)
+
+
+def test_prometheus_scrape_address_alone_means_no_pushgateway(tmp_path: Path) -> None:
+    """A scrape address with no Pushgateway named: scrape only; an empty prometheus_url and no
+    scrape address leave the PROMETHEUS output nowhere to send to."""
+    base = {"output_dir": str(tmp_path), "output_methods": ["prometheus"]}
+    cfg = resolve_config(
+        {**base, "prometheus_scrape_address": ":9464"}, environ={}, config_files=[]
+    )
+    assert (cfg.prometheus_url, cfg.prometheus_scrape_address) == (None, ":9464")
+    named = {"prometheus_scrape_address": ":9464", "prometheus_url": "gw:9091"}
+    cfg = resolve_config({**base, **named}, environ={}, config_files=[])
+    assert cfg.prometheus_url == "gw:9091"  # both, when both are named
+    assert resolve_config(base, environ={}, config_files=[]).prometheus_url == "localhost:9091"
+    with pytest.raises(ConfigError, match="prometheus_url .from environment variable"):
+        resolve_config(base, environ={"CODECARBON_PROMETHEUS_URL": ""}, config_files=[])
+    cfg = resolve_config(
+        {**base, "prometheus_url": None, "prometheus_scrape_address": 9464},
+        environ={},
+        config_files=[],
+    )
+    assert (cfg.prometheus_url, cfg.prometheus_scrape_address) == (None, "9464")

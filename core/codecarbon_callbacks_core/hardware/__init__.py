@@ -272,6 +272,30 @@ def detect_components(
     rapl_ram = [c for c in cpu if c.kind == "ram"]
     components.extend(c for c in cpu if c.kind != "ram")
     notes.extend(cpu_notes)
+    gpus, gpu_notes = _detect_gpus(
+        nvml=nvml, amdsmi=amdsmi, gpu_ids=gpu_ids, environ=environ, strict_gpu_ids=strict_gpu_ids
+    )
+    components.extend(gpus)
+    notes.extend(gpu_notes)
+    components.extend(
+        _ram_components(
+            tracking_mode=tracking_mode, force_ram_power=force_ram_power, rapl_ram=rapl_ram, pid=pid
+        )
+    )
+    return components, notes
+
+
+def _detect_gpus(
+    *,
+    nvml: Any,
+    amdsmi: Any,
+    gpu_ids: str | int | Iterable[int | str] | None,
+    environ: Mapping[str, str] | None,
+    strict_gpu_ids: bool,
+) -> tuple[list[Component], list[str]]:
+    """NVIDIA GPUs through NVML, then AMD GPUs through amdsmi (False skips either)."""
+    components: list[Component] = []
+    notes: list[str] = []
     if nvml is not False:
         from codecarbon_callbacks_core.hardware.nvml import detect_nvml
 
@@ -280,24 +304,34 @@ def detect_components(
         )
         components.extend(gpus)
         notes.extend(gpu_notes)
+    nvidia = bool(components)
     if amdsmi is not False:
         from codecarbon_callbacks_core.hardware.amdsmi import detect_amdsmi
 
         amd_gpus, amd_notes = detect_amdsmi(amdsmi=amdsmi, gpu_ids=gpu_ids, environ=environ)
         components.extend(amd_gpus)
         # a gpu_ids entry that names an NVIDIA GPU is no AMD GPU's: say so only without one
-        notes.extend(n for n in amd_notes if not (gpus and n.startswith("gpu_ids entry")))
+        notes.extend(n for n in amd_notes if not (nvidia and n.startswith("gpu_ids entry")))
+    return components, notes
+
+
+def _ram_components(
+    *,
+    tracking_mode: str,
+    force_ram_power: float | None,
+    rapl_ram: list[Component],
+    pid: int | None,
+) -> list[Component]:
+    """RAM: a forced constant > RAPL DRAM zones (machine mode) > process RSS > the per-GB model."""
     from codecarbon_callbacks_core.hardware import ram
 
     if force_ram_power is not None:
-        components.append(ram.forced_ram_component(force_ram_power))
-    elif rapl_ram and tracking_mode == "machine":
-        components.extend(rapl_ram)
-    elif tracking_mode == "process":
-        components.append(ram.ProcessRamComponent(pid))
-    else:
-        components.append(ram.machine_ram_component())
-    return components, notes
+        return [ram.forced_ram_component(force_ram_power)]
+    if rapl_ram and tracking_mode == "machine":
+        return list(rapl_ram)
+    if tracking_mode == "process":
+        return [ram.ProcessRamComponent(pid)]
+    return [ram.machine_ram_component()]
 
 
 def read_energy_concurrently(components: Any, now_s: float) -> list[float]:

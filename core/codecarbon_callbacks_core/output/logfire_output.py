@@ -21,9 +21,11 @@ run's metadata has them, ``framework`` and ``task_family``):
 ``codecarbon_carbon_intensity``     g/kWh      gauge: gCO2eq/kWh
 ``codecarbon_window_energy``        kWh        histogram of closed windows, attributes
                                                ``kind`` and ``phase``
-``hw.energy``                       J          counter per component, ``hw.type`` (``cpu``,
-                                               ``gpu``, ``memory``), ``hw.id`` (the same:
-                                               one aggregate per kind), ``hw.name`` (model)
+``hw.energy``                       J          counter per hardware instance (each CPU
+                                               package, each GPU, RAM): ``hw.id`` (the
+                                               component's name, e.g. ``cpu:package-0``,
+                                               ``gpu:1``, ``ram``), ``hw.type`` (``cpu``,
+                                               ``gpu``, ``memory``), ``hw.name`` (model)
 ``hw.power``                        W          gauge, the same attributes
 ``hw.host.energy``                  J          counter, CPU + GPU + RAM, ``hw.id="host"``
 ``hw.host.power``                   W          gauge, the same
@@ -31,6 +33,12 @@ run's metadata has them, ``framework`` and ``task_family``):
 
 The ``hw.*`` series follow OpenTelemetry's hardware semantic conventions: the host's total is
 only in ``hw.host.*``, never in ``hw.energy``, so summing ``hw.energy`` never counts it twice.
+The instances come from the run record's ``metadata["components"]`` (each component's
+cumulative ``energy_kwh`` over the tracker's run): this output keeps each instance's last value,
+per run, and adds the difference. A component's ``hw.power`` is its kind's power shared by its
+share of the kind's energy in the update. In a distributed run's combined record ``hw.id`` is
+prefixed with the machine and the rank (``<machine>/rank<r>/gpu:0``). A record without component
+descriptions gets one series per kind, ``hw.id`` = ``hw.type``.
 
 Counters add the delta the tracker hands this output (the change since the totals this output
 last took), so live and flush/stop updates never count twice, and a resumed run does not add
@@ -62,8 +70,41 @@ logger = logging.getLogger(__name__)
 _COUNTED = tuple(name for name in ADDITIVE_FIELDS if name != "water_consumed")
 DEFAULT_EXIT_TIMEOUT_S = 2.0
 J_PER_KWH = 3.6e6
-#: our component -> the OpenTelemetry ``hw.type`` (and ``hw.id``: one aggregate per kind)
+#: our component kind -> the OpenTelemetry ``hw.type``
 _HW_TYPES = {"cpu": "cpu", "gpu": "gpu", "ram": "memory"}
+
+
+def hardware_instances(record: EmissionsData) -> list[tuple[str, str, str, float]] | None:
+    """``(hw.id, our kind, model, cumulative kWh)`` for each component the record describes
+    (``metadata["components"]``), or None when it describes none (then one series per kind).
+
+    ``hw.id`` is the component's name, prefixed with ``<machine>/rank<r>/`` where the
+    description carries them (a distributed run's combined record).
+    """
+    metadata = record.metadata if isinstance(record.metadata, dict) else {}
+    described = metadata.get("components")
+    if not isinstance(described, list) or not described:
+        return None
+    instances = []
+    for item in described:
+        if not isinstance(item, dict) or "energy_kwh" not in item or "name" not in item:
+            return None  # a figures-only record: no instance is described
+        if item.get("kind") not in _HW_TYPES:
+            continue
+        prefix = "".join(
+            f"{label}{item[key]}/"
+            for key, label in (("machine", ""), ("rank", "rank"))
+            if item.get(key) is not None
+        )
+        instances.append(
+            (
+                f"{prefix}{item['name']}",
+                str(item["kind"]),
+                str(item.get("model") or ""),
+                float(item["energy_kwh"] or 0.0),
+            )
+        )
+    return instances
 
 
 def logfire_is_configured(instance: Any) -> bool:
@@ -174,6 +215,11 @@ class LogfireOutput(BaseOutput):
         self._failed = False
         self._configured_by_us = False
         self._metrics: dict[str, Any] = {}
+        #: (run_id, the run segment's start) -> hw.id -> the cumulative kWh last sent
+        self._hw_sent: dict[tuple[str, str], dict[str, float]] = {}
+        #: the same key -> hw.id -> its last share of its kind's power (kept while an update
+        #: adds no energy)
+        self._hw_share: dict[tuple[str, str], dict[str, float]] = {}
 
     # ------------------------------------------------------------------ set-up
 
@@ -266,11 +312,27 @@ class LogfireOutput(BaseOutput):
     ) -> None:
         m = self._metrics
         host_power = 0.0
-        for component, hw_type in _HW_TYPES.items():
+        for component in _HW_TYPES:
             power = float(getattr(total, f"{component}_power") or 0.0)
             host_power += power
             m[f"{component}_power"].set(power, attrs)
             m[f"{component}_energy"].set(change[f"{component}_energy"], attrs)
+        instances = hardware_instances(total)
+        if instances is None:
+            self._record_hw_per_kind(total, change, attrs)
+        else:
+            self._record_hw_instances(total, instances, attrs)
+        host = {**attrs, "hw.id": "host"}
+        if change["energy_consumed"] > 0:
+            m["hw_host_energy"].add(change["energy_consumed"] * J_PER_KWH, host)
+        m["hw_host_power"].set(host_power, host)
+
+    def _record_hw_per_kind(
+        self, total: EmissionsData, change: dict[str, float], attrs: dict[str, str]
+    ) -> None:
+        """No component described: one ``hw.*`` series per kind, ``hw.id`` = ``hw.type``."""
+        m = self._metrics
+        for component, hw_type in _HW_TYPES.items():
             hw = {**attrs, "hw.id": hw_type, "hw.type": hw_type}
             model = getattr(total, f"{component}_model", "") if component != "ram" else ""
             if model:
@@ -278,11 +340,45 @@ class LogfireOutput(BaseOutput):
             joules = change[f"{component}_energy"] * J_PER_KWH
             if joules > 0:
                 m["hw_energy"].add(joules, hw)
-            m["hw_power"].set(power, hw)
-        host = {**attrs, "hw.id": "host"}
-        if change["energy_consumed"] > 0:
-            m["hw_host_energy"].add(change["energy_consumed"] * J_PER_KWH, host)
-        m["hw_host_power"].set(host_power, host)
+            m["hw_power"].set(float(getattr(total, f"{component}_power") or 0.0), hw)
+
+    def _record_hw_instances(
+        self,
+        total: EmissionsData,
+        instances: list[tuple[str, str, str, float]],
+        attrs: dict[str, str],
+    ) -> None:
+        """One ``hw.*`` series per component: the change of its cumulative energy since the
+        value this output last sent for this run (a new segment of the run starts from 0)."""
+        metadata = total.metadata if isinstance(total.metadata, dict) else {}
+        key = (total.run_id, str(metadata.get("run_start_timestamp") or ""))
+        with self._lock:
+            sent = self._hw_sent.setdefault(key, {})
+            changes = {
+                hw_id: max(0.0, kwh - sent.get(hw_id, 0.0)) for hw_id, _, _, kwh in instances
+            }
+            sent.update({hw_id: kwh for hw_id, _, _, kwh in instances})
+            shares = self._hw_share.setdefault(key, {})
+        per_kind = dict.fromkeys(_HW_TYPES, 0.0)
+        count = dict.fromkeys(_HW_TYPES, 0)
+        for hw_id, kind, _, _ in instances:
+            per_kind[kind] += changes[hw_id]
+            count[kind] += 1
+        m = self._metrics
+        for hw_id, kind, model, _ in instances:
+            hw = {**attrs, "hw.id": hw_id, "hw.type": _HW_TYPES[kind]}
+            if model:
+                hw["hw.name"] = model
+            if changes[hw_id] > 0:
+                m["hw_energy"].add(changes[hw_id] * J_PER_KWH, hw)
+            # the kind's power, shared by the instances' energy in this update (an update
+            # without energy keeps the last shares; equal shares before any)
+            kind_power = float(getattr(total, f"{kind}_power") or 0.0)
+            if per_kind[kind] > 0:
+                share = shares[hw_id] = changes[hw_id] / per_kind[kind]
+            else:
+                share = shares.get(hw_id, 1.0 / count[kind])
+            m["hw_power"].set(kind_power * share, hw)
 
     def out(self, total: EmissionsData, delta: EmissionsData) -> None:
         self._record_totals(total, delta)
@@ -330,6 +426,9 @@ class LogfireOutput(BaseOutput):
             )
 
     def exit(self) -> None:
+        with self._lock:
+            self._hw_sent.clear()  # the run is over: a later start() is a new segment
+            self._hw_share.clear()
         if not self._ready or self._instance is None:
             return
         # Bounded: the exporter flushes in a daemon thread; we wait at most exit_timeout_s.

@@ -56,7 +56,9 @@ def create_output(method: OutputMethod | str, config: TrackerConfig) -> BaseOutp
             from codecarbon_callbacks_core.output.prometheus import PrometheusOutput
 
             return PrometheusOutput(
-                config.prometheus_url, delete_on_exit=bool(config.prometheus_delete_on_exit)
+                config.prometheus_url,
+                delete_on_exit=bool(config.prometheus_delete_on_exit),
+                scrape_address=config.prometheus_scrape_address,
             )
         if method is OutputMethod.LOGFIRE:
             from codecarbon_callbacks_core.output.logfire_output import LogfireOutput

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -14,7 +15,7 @@ pytest.importorskip("logfire")
 from codecarbon_callbacks_core.output.fanout import OutputFanout
 from codecarbon_callbacks_core.output.logfire_output import LogfireOutput
 from codecarbon_callbacks_core.records import totals_from_state
-from output_records import make_total, make_window
+from output_records import constant_components, make_total, make_window
 
 
 def collected(capfire):
@@ -170,6 +171,7 @@ def test_codecarbon_logfire_names_and_opentelemetry_hardware_conventions(capfire
         ram_energy=0.05,
         emissions=0.02,
         duration=60.0,
+        metadata={"components": []},  # no instance described: one series per kind
     )
     fanout.live_out(first)
     second = make_total(
@@ -207,3 +209,142 @@ def test_codecarbon_logfire_names_and_opentelemetry_hardware_conventions(capfire
     assert "hw.type" not in host["attributes"]  # never summed with the components
     [host_power] = points(metrics["hw.host.power"])
     assert host_power["value"] == pytest.approx(40.0 + 250.0 + 5.0)
+
+
+def _described(name, kind, model, energy_kwh, **extra):
+    """A component as the tracker describes it in metadata["components"] (cumulative kWh)."""
+    return {
+        "kind": kind,
+        "name": name,
+        "model": model,
+        "method": "rapl",
+        "failure": None,
+        "energy_kwh": energy_kwh,
+        **extra,
+    }
+
+
+def test_hw_energy_is_one_series_per_hardware_instance(capfire):
+    """OpenTelemetry hardware conventions: each CPU package, each GPU and the RAM get their own
+    hw.energy series (hw.id), with the deltas of their cumulative energies; the host's total
+    stays in hw.host.energy."""
+    out = LogfireOutput()
+    fanout = OutputFanout([out])
+    run_id = str(uuid.uuid4())
+    fanout.begin_run(run_id)
+
+    def total(p0, p1, g0, g1, ram, **figures):
+        components = [
+            _described("cpu:package-0", "cpu", "EPYC", p0),
+            _described("cpu:package-1", "cpu", "EPYC", p1),
+            _described("gpu:0", "gpu", "NVIDIA H200", g0),
+            _described("gpu:1", "gpu", "NVIDIA H200", g1),
+            _described("ram", "ram", "", ram),
+        ]
+        return make_total(
+            run_id=run_id,
+            cpu_energy=p0 + p1,
+            gpu_energy=g0 + g1,
+            ram_energy=ram,
+            energy_consumed=p0 + p1 + g0 + g1 + ram,
+            metadata={"components": components, "run_start_timestamp": "2026-11-28T20:00:00"},
+            **figures,
+        )
+
+    fanout.live_out(total(0.1, 0.05, 0.3, 0.1, 0.01, cpu_power=60.0, gpu_power=400.0))
+    fanout.out(total(0.3, 0.05, 0.5, 0.4, 0.02, cpu_power=40.0, gpu_power=500.0))
+    fanout.out(total(0.3, 0.05, 0.5, 0.4, 0.02, cpu_power=40.0, gpu_power=500.0))  # no change
+    metrics = collected(capfire)
+    energy = {p["attributes"]["hw.id"]: p for p in points(metrics["hw.energy"])}
+    assert {k: p["value"] / 3.6e6 for k, p in energy.items()} == pytest.approx(
+        {"cpu:package-0": 0.3, "cpu:package-1": 0.05, "gpu:0": 0.5, "gpu:1": 0.4, "ram": 0.02}
+    )
+    assert energy["gpu:1"]["attributes"]["hw.type"] == "gpu"
+    assert energy["gpu:1"]["attributes"]["hw.name"] == "NVIDIA H200"
+    assert energy["ram"]["attributes"]["hw.type"] == "memory"
+    assert energy["cpu:package-1"]["attributes"]["run_id"] == run_id
+    [host] = points(metrics["hw.host.energy"])
+    assert host["value"] == pytest.approx(sum(p["value"] for p in energy.values()))
+    # the last update: CPU 0.2 kWh all on package 0, GPUs 0.2 and 0.3 kWh
+    power = {p["attributes"]["hw.id"]: p["value"] for p in points(metrics["hw.power"])}
+    assert power["cpu:package-0"] == pytest.approx(40.0)
+    assert power["cpu:package-1"] == pytest.approx(0.0)
+    assert power["gpu:0"] == pytest.approx(500.0 * 0.2 / 0.5)
+    assert power["gpu:1"] == pytest.approx(500.0 * 0.3 / 0.5)
+    assert power["ram"] == pytest.approx(5.0)
+
+
+def test_hw_instances_of_two_runs_and_of_a_restart_keep_their_own_baselines(capfire):
+    out = LogfireOutput()
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def total(run_id, gpu_kwh, started):
+        return make_total(
+            run_id=run_id,
+            gpu_energy=gpu_kwh,
+            metadata={
+                "components": [_described("gpu:0", "gpu", "H200", gpu_kwh)],
+                "run_start_timestamp": started,
+            },
+        )
+
+    out.live_out(total(first, 0.5, "t0"), make_total())
+    out.live_out(total(second, 0.2, "t0"), make_total())
+    out.out(total(first, 0.7, "t0"), make_total())
+    out.out(total(first, 0.1, "t1"), make_total())  # the run started again: a new segment
+    energy = {}
+    for p in points(collected(capfire)["hw.energy"]):
+        energy[p["attributes"]["run_id"]] = p["value"] / 3.6e6
+    assert energy == pytest.approx({first: 0.7 + 0.1, second: 0.2})
+
+
+def test_distributed_components_are_told_apart_by_machine_and_rank(capfire):
+    out = LogfireOutput()
+    components = [
+        _described("gpu:0", "gpu", "H200", 0.1, rank=0, machine="m1"),
+        _described("gpu:0", "gpu", "H200", 0.2, rank=1, machine="m1"),
+        _described("gpu:0", "gpu", "H200", 0.3, rank=2, machine="m2"),
+    ]
+    record = make_total(gpu_energy=0.6, metadata={"components": components})
+    out.out(record, record)
+    energy = {
+        p["attributes"]["hw.id"]: p["value"] / 3.6e6
+        for p in points(collected(capfire)["hw.energy"])
+    }
+    assert energy == pytest.approx(
+        {"m1/rank0/gpu:0": 0.1, "m1/rank1/gpu:0": 0.2, "m2/rank2/gpu:0": 0.3}
+    )
+
+
+def test_a_tracker_run_sends_each_component_and_the_host_apart(capfire, tmp_path):
+    """End to end: the tracker's own component descriptions become the hw.id series."""
+    from codecarbon_callbacks import OfflineEmissionsTracker
+
+    tracker = OfflineEmissionsTracker(
+        country_iso_code="FRA",
+        output_dir=str(tmp_path),
+        output_methods=["logfire"],
+        components=constant_components(cpu_w=50.0, gpu_w=300.0, ram_w=5.0),
+        measure_power_secs=60,
+    )
+    tracker.start()
+    try:
+        time.sleep(0.05)
+        tracker.flush()
+        time.sleep(0.05)
+        tracker.flush()
+        # read before stop(): its exit() flushes the exporter, and counters read after it
+        # came back empty from capfire's reader
+        metrics = collected(capfire)
+    finally:
+        tracker.stop()
+    energy: dict[str, float] = {}
+    for p in points(metrics["hw.energy"]):
+        energy[p["attributes"]["hw.id"]] = energy.get(p["attributes"]["hw.id"], 0.0) + p["value"]
+    assert set(energy) == {"cpu:package-0", "gpu:0", "ram"}
+    assert energy["cpu:package-0"] / energy["gpu:0"] == pytest.approx(50.0 / 300.0, rel=1e-3)
+    assert energy["ram"] / energy["gpu:0"] == pytest.approx(5.0 / 300.0, rel=1e-3)
+    host = sum(p["value"] for p in points(metrics["hw.host.energy"]))
+    assert host == pytest.approx(sum(energy.values()), rel=1e-6)
+    power = {p["attributes"]["hw.id"]: p["value"] for p in points(metrics["hw.power"])}
+    assert power["gpu:0"] == pytest.approx(300.0, rel=0.05)

@@ -13,7 +13,7 @@ import uuid
 import pytest
 from codecarbon_callbacks_core.output.prometheus import PrometheusOutput
 from codecarbon_callbacks_core.output.sender import Sender
-from output_records import free_port, make_total
+from output_records import constant_components, free_port, make_total
 
 PUSHGATEWAY = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
 
@@ -529,3 +529,60 @@ def test_a_delta_arriving_while_a_push_is_in_flight_goes_with_the_next_push(send
     out.pushed(version, both)
     assert out.unpushed_delta()[1] is None
     out.exit()
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
+def test_tracker_parameter_serves_the_run_for_scraping(tmp_path):
+    """prometheus_scrape_address as a tracker parameter: the run's series over HTTP, no push."""
+    from codecarbon_callbacks_core.output.prometheus_scrape import close_endpoints
+
+    from codecarbon_callbacks import OfflineEmissionsTracker
+
+    port = free_port()
+    with pytest.warns(DeprecationWarning, match="save_to_prometheus"):  # CodeCarbon's flag
+        tracker = OfflineEmissionsTracker(
+            country_iso_code="FRA",
+            output_dir=str(tmp_path),
+            components=constant_components(),
+            measure_power_secs=60,
+            save_to_prometheus=True,
+            prometheus_scrape_address=f"127.0.0.1:{port}",
+        )
+    try:
+        assert tracker.config.prometheus_url is None  # no Pushgateway named: scrape only
+        tracker.start()
+        time.sleep(0.05)
+        tracker.flush()
+        text = _scrape(port)
+        assert f'run_id="{tracker.run_id}"' in text
+        running = [
+            line for line in text.splitlines() if line.startswith("codecarbon_energy_total{")
+        ]
+        assert len(running) == 1 and float(running[0].rsplit(" ", 1)[1]) > 0
+        tracker.stop()
+        final = [
+            line
+            for line in _scrape(port).splitlines()
+            if line.startswith("codecarbon_energy_total{")
+        ]
+        assert float(final[0].rsplit(" ", 1)[1]) >= float(running[0].rsplit(" ", 1)[1])
+    finally:
+        tracker.stop()
+        close_endpoints()
+
+
+def test_bad_scrape_address_from_the_environment_names_it(tmp_path, monkeypatch):
+    from codecarbon_callbacks import ConfigError, OfflineEmissionsTracker
+
+    monkeypatch.setenv("CODECARBON_PROMETHEUS_SCRAPE_ADDRESS", "localhost:http")
+    with pytest.raises(ConfigError) as caught:
+        OfflineEmissionsTracker(
+            country_iso_code="FRA", output_dir=str(tmp_path), output_methods=["prometheus"]
+        )
+    message = str(caught.value)
+    assert "prometheus_scrape_address" in message
+    assert "environment variable CODECARBON_PROMETHEUS_SCRAPE_ADDRESS" in message
