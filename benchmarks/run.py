@@ -121,9 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     raw["total_seconds"] = round(time.perf_counter() - t0, 1)
     machine = raw["machine"]
     print(
-        f"codecarbon_callbacks {machine.get('codecarbon_callbacks', '?')} (commit {machine.get('commit', '?')}) "
+        f"codecarbon_callbacks {machine.get('codecarbon_callbacks', '?')} "
+        f"(commit {machine.get('commit', '?')}) "
         f"vs CodeCarbon {machine.get('codecarbon', '?')} | {machine['date_utc']} | "
-        f"{machine.get('cpu_model', '?')}, {machine['cpu_count']} cores | Python {machine['python']}"
+        f"{machine.get('cpu_model', '?')}, {machine['cpu_count']} cores | "
+        f"Python {machine['python']}"
         f" | load average at start {machine.get('load_average_1min', '?')}"
         f"{' | --quick' if args.quick else ''} | {raw['total_seconds']:.0f} s"
     )

@@ -46,7 +46,9 @@ class EmissionsCallback(LightningEmissionsMixin, _Callback):
         **tracker_kwargs: the tracker's parameters (``country_iso_code="FRA"`` makes it offline).
 
     Example:
-        >>> callback = EmissionsCallback(country_iso_code="FRA", output_dir="runs")  # doctest: +SKIP
+        >>> callback = EmissionsCallback(  # doctest: +SKIP
+        ...     country_iso_code="FRA", output_dir="runs"
+        ... )
     """
 
     _framework_name = "lightning"

@@ -322,9 +322,10 @@ def fill_record(
     a resumed run's figures so far), and the run's facts.
 
     Energies in kWh, powers in W, emissions in kg CO2eq, water in L, durations in s, as the
-    ``emissions.csv`` columns define. ``figures_only``: the figures (their uncertainties too), timestamp, identity,
-    configuration, location and machine only; utilisations stay 0 and metadata empty (no
-    component described, no utilisation read: an epoch end's totals, issue 13).
+    ``emissions.csv`` columns define. ``figures_only``: the figures (their uncertainties too),
+    timestamp, identity, configuration, location and machine only; utilisations stay 0 and
+    metadata empty (no component described, no utilisation read: an epoch end's totals,
+    issue 13).
     """
     per_kind, breakdown = energy_kwh(components, start, end, describe=not figures_only)
     duration_s = max(0.0, end.monotonic_s - start.monotonic_s)

@@ -5,9 +5,10 @@ used since the meter started, plus the CPU-time counters used for utilisation. E
 epoch, a phase, a task, a flush, the whole run) is the difference of two snapshots, so windows
 nest and overlap freely and opening or closing one never restarts anything.
 
-The sampler is one daemon thread, named after its tracker's run. It calls each component's ``sample()`` at the component's own
-pace (instant GPU power every few tens of ms, RAPL often enough never to miss a wraparound,
-power-only models about once a second) and calls ``on_live`` every ``live_interval_s``. It is
+The sampler is one daemon thread, named after its tracker's run. It calls each component's
+``sample()`` at the component's own pace (instant GPU power every few tens of ms, RAPL often
+enough never to miss a wraparound, power-only models about once a second) and calls ``on_live``
+every ``live_interval_s``. It is
 safe across ``fork``: a forked child (a DataLoader worker) gets a meter whose thread is marked
 gone, with fresh locks, and never waits on the parent's thread.
 """

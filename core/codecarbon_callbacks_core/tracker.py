@@ -424,11 +424,11 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
         outputs' final calls (the last windows, the run row, ``task_out``, ``exit``) run on a
         helper thread named ``codecarbon-callbacks-stop-<run>`` that stop() waits for; the
         sampler, then the online tracker's location lookup
-        (``codecarbon-callbacks-location-lookup-<run>``), are joined with what is left. No lock is held while waiting. A thread still
-        busy at the bound (stuck in a hardware or network call, which Python cannot interrupt)
-        is reported once and left behind as a daemon, finishing its writes if it can. The
-        returned figure and ``final_emissions_data`` are computed before the outputs run, so
-        they are exact even then.
+        (``codecarbon-callbacks-location-lookup-<run>``), are joined with what is left. No lock is
+        held while waiting. A thread still busy at the bound (stuck in a hardware or network
+        call, which Python cannot interrupt) is reported once and left behind as a daemon,
+        finishing its writes if it can. The returned figure and ``final_emissions_data`` are
+        computed before the outputs run, so they are exact even then.
 
         Args:
             status: the run's status ("completed" by default; "failed", "interrupted",

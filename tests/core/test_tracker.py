@@ -357,7 +357,9 @@ import sys
 sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
 from codecarbon_callbacks import OfflineEmissionsTracker
 from core.constant_power import ConstantPowerComponent, components
-t = OfflineEmissionsTracker(country_iso_code="FRA", output_dir={str(tmp_path)!r}, components=components())
+t = OfflineEmissionsTracker(
+    country_iso_code="FRA", output_dir={str(tmp_path)!r}, components=components()
+)
 t.start()
 t.open_window("epoch", "e0", epoch=0, phase="train")
 """

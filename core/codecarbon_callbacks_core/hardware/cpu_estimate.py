@@ -14,10 +14,10 @@ figure hides every change of load, and TDP x load alone reports 0 W for an idle 
 
 ``load`` is measured from CPU time, not sampled percentages: the busy CPU-seconds between two
 samples divided by (elapsed seconds x logical CPUs), so the integral is exact whatever the sample
-interval. ``tracking_mode="machine"``: all CPUs' busy time (/proc/stat or psutil: user, nice, system,
-irq, softirq; steal excluded). ``tracking_mode="process"``: the busy time of this process and its
-children (see :mod:`.process_tree`); the process then carries the dynamic power it causes plus a
-share of the idle power in proportion to its share of the machine's busy time:
+interval. ``tracking_mode="machine"``: all CPUs' busy time (/proc/stat or psutil: user, nice,
+system, irq, softirq; steal excluded). ``tracking_mode="process"``: the busy time of this process
+and its children (see :mod:`.process_tree`); the process then carries the dynamic power it causes
+plus a share of the idle power in proportion to its share of the machine's busy time:
 ``tdp_w * ((1 - f) * load_process + f * load_process / load_machine)``.
 
 When the model is not in the table, the CPU is counted at a documented constant (method

@@ -241,7 +241,8 @@ def open_amdsmi(
                 "gpu",
                 "amdsmi",
                 "absent",
-                f"an AMD GPU is present but amdsmi (ROCm's Python interface) is not usable ({error})",
+                "an AMD GPU is present but amdsmi (ROCm's Python interface) is not usable "
+                f"({error})",
                 AMDSMI_INSTALL_FIX,
             )
     try:

@@ -27,8 +27,8 @@ tells them apart from the counters' movement while measuring and counts a mirror
 ``energy_uj`` wraps at ``max_energy_range_uj`` (about 262 kJ on many parts: 4.4 min at 1 kW). The
 sampler reads each counter every ``sample_interval_s`` = min(range / (2 x MAX_PLAUSIBLE_POWER_W),
 1 s), so at most one wrap can happen between two reads, and it is added back. On kernels >= 5.10
-``energy_uj`` is readable by root only: the detector then raises :class:`HardwareError` saying how to
-grant access, and the CPU falls back to the TDP estimate.
+``energy_uj`` is readable by root only: the detector then raises :class:`HardwareError` saying how
+to grant access, and the CPU falls back to the TDP estimate.
 """
 
 from __future__ import annotations
@@ -319,7 +319,8 @@ def _dram_domains(
     elif drams and not include_dram:
         notes.append(
             DetectionHint(
-                f"RAPL: {len(drams)} DRAM zone(s) not used; rapl_include_dram=True would measure RAM"
+                f"RAPL: {len(drams)} DRAM zone(s) not used; "
+                "rapl_include_dram=True would measure RAM"
             )
         )
     if not include_dram:
