@@ -139,8 +139,8 @@ def run_script(
     """Run ``benchmarks/<script>`` in a fresh process; return the JSON line it printed."""
     path = BENCH_DIR / script
     code = (
-        "import runpy, sys; sys.argv = [%r, *sys.argv[1:]]; runpy.run_path(%r, run_name='__main__')"
-        % (str(path), str(path))
+        f"import runpy, sys; sys.argv = [{str(path)!r}, *sys.argv[1:]]; "
+        f"runpy.run_path({str(path)!r}, run_name='__main__')"
     )
     return run_fresh(code, timeout_s=timeout_s, args=args, env_extra=env_extra)
 

@@ -76,7 +76,8 @@ def _new_tracker(tool: str, **overrides: Any) -> Any:
 
 
 #: run as ``python -c`` in a fresh interpreter: nothing but sys and time is loaded before the
-#: timed import, so the import pays for every stdlib module it needs (as a user's script does)
+#: timed import, so the import pays for every stdlib module it needs (as a user's script does);
+#: %-formatted, since the template is full of braces that str.format would need doubled
 LIFECYCLE_SNIPPET = """
 import sys, time
 tool, run_s = sys.argv[1], float(sys.argv[2])
@@ -106,7 +107,7 @@ print(%(mark)r + json.dumps({
     "tool": tool, "import_s": t1 - t0, "heavy_modules": heavy, "construct_s": t2 - t1,
     "start_s": t3 - t2, "construct_start_s": t3 - t1, "stop_s": t5 - t4,
 }), flush=True)
-""" % {"heavy": HEAVY_MODULES, "kwargs": CODECARBON_KWARGS, "mark": JSON_MARK}
+""" % {"heavy": HEAVY_MODULES, "kwargs": CODECARBON_KWARGS, "mark": JSON_MARK}  # noqa: UP031
 
 
 def measure_lifecycle(tool: str, run_s: float) -> dict[str, Any]:

@@ -414,7 +414,8 @@ class FakeNvml(types.ModuleType):
             raise NVMLError(self.init_error)
         self.initialized = True
 
-    nvmlInitWithFlags = lambda self, flags=0: self.nvmlInit()
+    def nvmlInitWithFlags(self, flags: int = 0) -> None:
+        self.nvmlInit()
 
     def nvmlShutdown(self) -> None:
         self.initialized = False
