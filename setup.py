@@ -1,4 +1,5 @@
-"""Build hook of codecarbon-callbacks: its version is the core's, and it depends on that very version.
+"""Build hook of codecarbon-callbacks: its version is the core's, and it depends on that very
+version.
 
 The version is written once, in ``core/codecarbon_callbacks_core/_version.py``; both distributions
 read it there (the core through its pyproject's ``attr:``), so the two always move together.
