@@ -52,6 +52,7 @@ from codecarbon_callbacks_core.hardware.nvml_phase import (
     YOUNG_WATCH_INTERVAL_S,
     CounterPhase,
     _PhaseModel,
+    _Reference,
 )
 from codecarbon_callbacks_core.hardware.nvml_select import cuda_device_uuids, select_devices
 
@@ -226,6 +227,7 @@ class NvmlGpu(CounterPhase, Component):
         self._integral_history: deque[tuple[float, float]] = deque(maxlen=1024)
         # counter knowledge: the counter value (J) at a known step index
         self._anchor: tuple[int, float] | None = None
+        self._references: deque[_Reference] = deque(maxlen=16)  # the last anchors (nvml_phase)
         self._power_lo = self._power_hi = 0.0  # the power's range since the last anchor, W
         self._jump_var_j2 = 0.0  # what the power's jumps since the anchor add to its energy, J^2
         self._next_watch_s = 0.0

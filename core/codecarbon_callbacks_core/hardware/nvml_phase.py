@@ -10,8 +10,10 @@ with a virtual clock). It keeps an anchor (a counter value at a known step), ref
 edge and live update, by one read timed in the step before an expected edge where edges keep a
 cadence and that edge would fall next to a step, and otherwise, while power varies, by one read
 every ``anchor_interval_s`` at most. It decides which step an edge read belongs to and returns
-``counter + instant power x time since that step`` (instant power shifted by
-``INSTANT_POWER_LAG_S``). Energies in J, times in s on the meter's monotonic clock.
+``counter + power x time since that step``: instant power (shifted by ``INSTANT_POWER_LAG_S``),
+or, at a steady load, the counter's own mean power over the steps since an earlier anchor
+(``STEADY_*``), weighed by how far the latest instant reading is from it. Energies in J, times
+in s on the meter's monotonic clock.
 
 The evidence for each choice (the H200 traces, the 100 ms steps, the ~70 ms lag, the ~102 ms
 instant-power clock, the error figures) is in ``docs/measurement.md``, section "NVML: the
@@ -78,8 +80,37 @@ EDGE_CADENCE_MAX_SPREAD = 0.3
 #: a read is anchored on only where its step is at least this likely
 CONFIDENT_STEP_PROBABILITY = 0.9
 
+#: At a steady load the counter's own mean power over the steps since an earlier anchor predicts
+#: the step under way better than the latest instant reading: on the H200 trace at full load the
+#: step's mean power is off the instant reading at its start by 46 W rms (they are uncorrelated:
+#: instant power samples a ~700 W load that ripples by +-40 W on its own ~102-ms clock) and off
+#: the counter's mean over the 10-20 steps before by 15-22 W rms (docs/measurement.md, "NVML:
+#: the evidence", 4). The extrapolation since the step blends the two: instant power alone where
+#: the load changed, the counter's mean power alone where it did not. The mean is taken over at
+#: least this many steps (the steps right after a change of load are not yet the new level)
+STEADY_MIN_STEPS = 3
+#: the load counts as steady since that anchor only while instant power stayed within this
+#: fraction of its highest reading (a step of load, a pause, an idle spell exceed it; the H200's
+#: instant ripple at full load stays within ~30 %)
+STEADY_RANGE_FRACTION = 0.5
+#: and while the latest instant reading differs from the counter's mean power by less than
+#: STEADY_AGREEMENT[1] of the larger: the counter's mean has full weight up to
+#: STEADY_AGREEMENT[0], instant power from STEADY_AGREEMENT[1], linearly between
+STEADY_AGREEMENT = (0.05, 0.15)
+
 #: one counter read: (read start s, read end s, counter J)
 CounterRead = tuple[float, float, float]
+
+
+class _Reference:
+    """A counter value at a known step and the range of instant power seen since, W."""
+
+    __slots__ = ("k", "value_j", "lo_w", "hi_w")
+
+    def __init__(self, k: int, value_j: float, power_w: float) -> None:
+        self.k = k
+        self.value_j = value_j
+        self.lo_w = self.hi_w = power_w
 
 
 class _PhaseModel:
@@ -249,7 +280,13 @@ class CounterPhase:
     _lock: threading.Lock
     _phase: _PhaseModel
     _anchor: tuple[int, float] | None
+    #: the last anchors, each with the instant power's range since it (the counter's mean power
+    #: over the steady steps before an edge)
+    _references: deque[_Reference]
     _blend: tuple[float, float] | None = None
+    #: (the time of the last energy placed, s; the weight instant power had in its
+    #: extrapolation: 1 where the counter's mean power had none), for its uncertainty
+    _placed_at: tuple[float, float] = (-math.inf, 1.0)
     #: the last edge reads' times, s (the cadence that times the next anchor)
     _edge_times: tuple[float, ...] = ()
     #: (mid of the step just before the next expected edge's step, s; the last edge, s): an
@@ -290,6 +327,17 @@ class CounterPhase:
     def _note_power(self, previous_w: float, power_w: float) -> None:
         """A new power reading: its jump widens the energy since the anchor (lock held)."""
         self._jump_var_j2 += ((power_w - previous_w) * POWER_JUMP_TIMING_S) ** 2
+        for reference in self._references:
+            reference.lo_w = min(reference.lo_w, power_w)
+            reference.hi_w = max(reference.hi_w, power_w)
+
+    def _set_anchor(self, k: int, value_j: float) -> None:
+        """The counter read ``value_j`` at step ``k``: the new anchor (lock held)."""
+        self._anchor = (k, value_j)
+        references = self._references
+        if references and references[-1].k == k:
+            return
+        references.append(_Reference(k, value_j, self._power_w))
 
     def _plan_edge_anchor(self, edge_s: float) -> None:
         """After an edge read (lock held): where the edges keep a cadence (epochs), time one
@@ -382,6 +430,7 @@ class CounterPhase:
         """Read back to back until FIRST_WATCH_STEPS steps (<= FIRST_WATCH_LIMIT_S)."""
         with self._lock:
             self._anchor = None  # step indexes restart with a new fit
+            self._references.clear()
         self._burst(until_changes=FIRST_WATCH_STEPS, limit_s=self._clock() + FIRST_WATCH_LIMIT_S)
         self._next_watch_s = self._clock() + (
             min(YOUNG_WATCH_INTERVAL_S, self.watch_interval_s)
@@ -416,7 +465,7 @@ class CounterPhase:
                 step_s, _, value_j = changes[-1]
                 k = phase.step_index(step_s + phase.period_s / 2)  # type: ignore[operator]
                 if self._anchor is None or k >= self._anchor[0]:
-                    self._anchor = (k, value_j)
+                    self._set_anchor(k, value_j)
             if self._origin_read is None:
                 self._origin_read = first
             self._resolve_origin()
@@ -481,7 +530,7 @@ class CounterPhase:
                 k, confident = self._weigh_candidates(candidates, mid, scatter_s, value_j)
                 update = update and confident
         if update and (self._anchor is None or k >= self._anchor[0]):
-            self._anchor = (k, value_j)
+            self._set_anchor(k, value_j)
             self._power_lo = self._power_hi = self._power_w  # the power varies from here on
             self._jump_var_j2 = 0.0
         return phase.step_time(k)
@@ -522,10 +571,12 @@ class CounterPhase:
             step_s = (read[0] + read[1]) / 2 - period / 2
         blend, self._blend = self._blend, None
         estimate = self._placed(read, step_s, t, power_w)
+        placed_at = self._placed_at
         if blend is None:
             return estimate
         other_step_s, other_probability = blend
         other = self._placed(read, other_step_s, t, power_w)
+        self._placed_at = placed_at
         return estimate + other_probability * (other - estimate)
 
     def _placed(self, read: CounterRead, step_s: float, t: float, power_w: float) -> float:
@@ -533,12 +584,50 @@ class CounterPhase:
         age_s = t - step_s
         lag_s = INSTANT_POWER_LAG_S if self.power_source == "instant" else 0.0
         if age_s <= lag_s:
-            return read[2] + power_w * age_s
-        # instant power shows what the counter counts ~70 ms later: the readings of the last
-        # (age - lag) seconds stand for the start of the step, the latest for its last lag
-        return (
-            read[2] + (self._integral_at(t) - self._integral_at(step_s + lag_s)) + power_w * lag_s
-        )
+            extrapolated_j = power_w * age_s
+        else:
+            # instant power shows what the counter counts ~70 ms later: the readings of the
+            # last (age - lag) seconds stand for the start of the step, the latest for its last lag
+            extrapolated_j = (
+                self._integral_at(t) - self._integral_at(step_s + lag_s) + power_w * lag_s
+            )
+        counter_w = self._steady_counter_power_w(read[2], step_s, power_w)
+        if counter_w is None:
+            self._placed_at = (t, 1.0)
+            return read[2] + extrapolated_j
+        low, high = STEADY_AGREEMENT
+        disagreement = abs(power_w - counter_w) / max(power_w, counter_w)
+        weight = min(1.0, max(0.0, (disagreement - low) / (high - low)))  # instant power's
+        self._placed_at = (t, weight)
+        return read[2] + weight * extrapolated_j + (1.0 - weight) * counter_w * age_s
+
+    def _steady_counter_power_w(
+        self, value_j: float, step_s: float, power_w: float
+    ) -> float | None:
+        """The counter's mean power from the newest anchor at least STEADY_MIN_STEPS before the
+        step at ``step_s`` to that step, W, where instant power stayed steady since (within
+        STEADY_RANGE_FRACTION of its highest reading, ``power_w`` included); else None."""
+        phase = self._phase
+        if not phase.locked or not self._references:
+            return None
+        period = phase.period_s or NOMINAL_COUNTER_PERIOD_S
+        k = phase.step_index(step_s + period / 2)
+        # the oldest anchor the load has been steady since: the longest mean
+        for reference in self._references:
+            high = max(reference.hi_w, power_w)
+            low = min(reference.lo_w, power_w)
+            if (
+                reference.k <= k - STEADY_MIN_STEPS
+                and 0 <= high - low <= STEADY_RANGE_FRACTION * high
+            ):
+                break
+        else:
+            return None
+        span_s = step_s - phase.step_time(reference.k)
+        energy_j = value_j - reference.value_j
+        if span_s <= 0 or energy_j < 0:
+            return None
+        return energy_j / span_s
 
     def _resolve_origin(self, force: bool = False) -> None:
         """Place the counter-scale energy at start within its step (lock held).

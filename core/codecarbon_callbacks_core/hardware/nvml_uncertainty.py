@@ -4,13 +4,15 @@ An :class:`~codecarbon_callbacks_core.hardware.nvml.NvmlGpu` edge is ``counter a
 power integral since that step`` (see :mod:`.nvml_phase`). Its placement error, as a 95 %
 half-width in J (:func:`edge_half_width_j`), is the quadrature of:
 
-- the extrapolation since the step: ``EXTRAPOLATION_FRACTION x power x age`` (``age``: the time
-  since the predicted step);
+- the extrapolation since the step: ``w x EXTRAPOLATION_FRACTION x power x age`` (``age``: the
+  time since the predicted step; ``w``: instant power's weight in the extrapolation, below 1 at
+  a steady load where the counter's mean power carries it, see :mod:`.nvml_phase`);
 - the step's own noise: ``STEP_FRACTION x power`` (the counter against the instant-power
   integral, and where the step lies);
-- a varying load: ``VARYING_SHARE x (power range - STEADY_RIPPLE x highest power)`` over the last
-  ``VARYING_LOOKBACK_S`` (instant power updates every ~102 ms: a change of load since its last
-  update is not seen at the edge, so a load that has been changing is the estimator's weak case);
+- a varying load: ``w x VARYING_SHARE x (power range - STEADY_RIPPLE x highest power)`` over
+  the last ``VARYING_LOOKBACK_S`` (instant power updates every ~102 ms: a change of load since
+  its last update is not seen at the edge, so a load that has been changing is the estimator's
+  weak case);
 - near a step, which side of it the read saw: ``NEAR_STEP_SHARE x the step's energy`` while the
   read falls within the phase uncertainty of a step (the estimator then weighs the two);
 - without a phase: the read is stale by a uniform [0, period): ``0.95 x power x period / 2``;
@@ -48,7 +50,7 @@ VARYING_SHARE = 0.08
 VARYING_LOOKBACK_S = 0.5
 #: instant power's ripple at a steady load (the H200 at full load: ~12 % of its level)
 STEADY_RIPPLE = 0.15
-NEAR_STEP_SHARE = 0.05
+NEAR_STEP_SHARE = 0.03
 #: the smallest edge half-width, J
 FLOOR_J = 0.1
 #: NVML's stated power accuracy: "On Fermi and Kepler GPUs the reading is accurate to within
@@ -96,11 +98,16 @@ def edge_half_width_j(gpu: NvmlGpu, now_s: float) -> float:
         age = now_s - phase.step_time(phase.step_index(now_s))
         lo, hi = _power_range_w(gpu, now_s - age - VARYING_LOOKBACK_S)
         scatter = phase.uncertainty_at(now_s)
+        placed_s, instant_weight = gpu._placed_at
+        if placed_s != now_s:
+            instant_weight = 1.0
         near = min(age, period - age) < 3 * scatter + 0.002
+        # the terms of instant power's error count in proportion to its weight in the
+        # extrapolation: at a steady load the counter's mean power carries it (nvml_phase)
         terms = (
-            EXTRAPOLATION_FRACTION * power_w * age,
+            instant_weight * EXTRAPOLATION_FRACTION * power_w * age,
             STEP_FRACTION * power_w,
-            VARYING_SHARE * max(0.0, hi - lo - STEADY_RIPPLE * hi),
+            instant_weight * VARYING_SHARE * max(0.0, hi - lo - STEADY_RIPPLE * hi),
             NEAR_STEP_SHARE * power_w * period if near else 0.0,
             FLOOR_J,
         )

@@ -289,6 +289,63 @@ def test_jumps_of_power_widen_the_energy_since_the_anchor(monkeypatch):
     assert _rms(errors[default_s]) < _rms(errors[0.0]), (_rms(errors[default_s]), _rms(errors[0.0]))
 
 
+def _steady_window_errors_j(instant_w: float, seed: int) -> tuple[list[float], list[float]]:
+    """~1-s windows of a GPU whose counter counts 300 W while instant power reads
+    ``instant_w``: each window's error against 300 W x its duration, J, and the weight instant
+    power had in each edge's extrapolation."""
+    device = FakeDevice(uuid=UUIDS[0], power_w=300.0)
+    device.instant_mw = lambda now_s: int(instant_w * 1000)  # type: ignore[method-assign]
+    gpus, _notes, clock, _nvml = _gpus([device])
+    gpu, weights = gpus[0], []
+    read = gpu.energy_j
+
+    def read_and_note_the_weight(now_s: float) -> float:
+        energy_j = read(now_s)
+        weights.append(gpu._placed_at[1] if gpu._placed_at[0] == now_s else math.nan)
+        return energy_j
+
+    gpu.energy_j = read_and_note_the_weight  # type: ignore[method-assign]
+    edges = [3.0, 4.047, 5.011, 6.083, 7.029, 8.068, 9.005, 10.052]  # at various ages in a step
+    result = replay(gpu, clock, start_s=2.0, edges_s=edges, jitter_s=0.01, seed=seed)
+    spans = [b - a for a, b in itertools.pairwise(result.edge_times_s)]
+    return [w - 300.0 * s for w, s in zip(result.windows_j(), spans)], weights[-len(edges) :]
+
+
+def test_at_steady_load_the_counters_mean_power_carries_the_extrapolation(monkeypatch):
+    """Instant power 4 % above what the counter counts (within STEADY_AGREEMENT): the edges
+    extrapolate the counter's own mean power; 33 % above, instant power keeps full weight."""
+    blended, weights = _steady_window_errors_j(312.0, seed=0)
+    _far, far_weights = _steady_window_errors_j(400.0, seed=0)
+    monkeypatch.setattr(nvml_phase, "STEADY_MIN_STEPS", 10**9)  # instant power alone
+    alone, alone_weights = _steady_window_errors_j(312.0, seed=0)
+    assert _rms(alone) > 0.4, _rms(alone)  # 12 W x the difference of the edges' ages
+    assert _rms(blended) < 0.3 * _rms(alone), (_rms(blended), _rms(alone))
+    # the first edge falls on a step, before any anchor STEADY_MIN_STEPS back
+    assert weights[1:] == [0.0] * (len(weights) - 1), weights
+    assert far_weights[1:] == [1.0] * (len(weights) - 1), far_weights
+    assert alone_weights == [1.0] * len(weights), alone_weights
+
+
+def test_counters_mean_power_helps_at_the_traces_steady_full_load(monkeypatch):
+    """The H200 trace's full-load phases: the step under way is nearer the counter's mean
+    power over the steps before than the latest instant reading (25 W rms against 46 W)."""
+    trace = h200_trace()
+
+    def errors() -> list[float]:
+        out = []
+        for seed in range(6):
+            for lo, hi in ((3.9, 8.4), (16.6, 20.4)):
+                result = _steady_windows(seed, lo, hi)
+                truth = true_windows_j(trace, result.edge_times_s)
+                out += [(m - t) / t for m, t in zip(result.windows_j(), truth)]
+        return out
+
+    blended = errors()
+    monkeypatch.setattr(nvml_phase, "STEADY_MIN_STEPS", 10**9)
+    alone = errors()
+    assert _rms(blended) < 0.95 * _rms(alone), (_rms(blended), _rms(alone))
+
+
 # -- degraded paths --------------------------------------------------------------------------------
 
 
