@@ -3,10 +3,10 @@
 ``python benchmarks/gpu_background_reads.py [--seconds 4]`` prints one JSON line. A real
 :class:`~codecarbon_callbacks_core.meter.Meter` runs its sampler in real time over 8 fake H200s
 (``tests/fakes/fake_nvml.py``: a constant 75 W on 100-ms counter steps, a counter read sleeping
-3 ms as on the GPU). Counter reads are counted after the first ``--settle`` s (default 8: the burst that finds each
-counter's step, and the YOUNG_OBSERVATIONS watches, one every 0.25 s, that follow it) for ``--seconds`` with no window
-edge and no live output: the reads nobody asked for. It also reports the
-``codecarbon-callbacks-gpu*`` threads alive meanwhile.
+3 ms as on the GPU). Counter reads are counted after the first ``--settle`` s (default 8: the
+burst that finds each counter's step, and the YOUNG_OBSERVATIONS watches, one every 0.25 s, that
+follow it) for ``--seconds`` with no window edge and no live output: the reads nobody asked
+for. It also reports the ``codecarbon-callbacks-gpu*`` threads alive meanwhile.
 
 Measured (2-core shared machine, ``--seconds 6``): before issue 16, 6.44 reads/s per GPU and a
 ``codecarbon-callbacks-gpu{i}-counter`` thread per GPU; after, 0.0 reads/s and only the shared

@@ -297,11 +297,15 @@ def rows_for(data: dict[str, Any]) -> list[Row]:
             f"{fmt_pct(j['plain_cv_percent'])} ({fmt_pct(j['plain_max_dev_percent'], 1)})",
             "< 1%, below plain",
             ok,
-            note=f"{j['sets']} sets, {j['windows']} windows; the true windows' CV {fmt_pct(j['truth_cv_percent'])}; "
+            note=f"{j['sets']} sets, {j['windows']} windows; the true windows' CV "
+            f"{fmt_pct(j['truth_cv_percent'])}; "
             f"rms error vs truth ours {fmt_pct(j['ours_rms_error_percent'])} (max "
-            f"{fmt_pct(j['ours_max_error_percent'], 1)}), plain {fmt_pct(j['plain_rms_error_percent'])} (max "
-            f"{fmt_pct(j['plain_max_error_percent'], 1)}); windows off by > 5%: ours {j['ours_windows_over_5pct']}, "
-            f"plain {j['plain_windows_over_5pct']}. CodeCarbon column: plain counter deltas read at the same edges, "
+            f"{fmt_pct(j['ours_max_error_percent'], 1)}), plain "
+            f"{fmt_pct(j['plain_rms_error_percent'])} (max "
+            f"{fmt_pct(j['plain_max_error_percent'], 1)}); windows off by > 5%: ours "
+            f"{j['ours_windows_over_5pct']}, "
+            f"plain {j['plain_windows_over_5pct']}. CodeCarbon column: plain counter deltas read "
+            "at the same edges, "
             "which is CodeCarbon 3.3.2's method (GPUDevice.delta)",
         )
     )
@@ -310,8 +314,10 @@ def rows_for(data: dict[str, Any]) -> list[Row]:
         Row(
             section,
             "(1') ~1-s epochs over the whole trace (all loads): rms error vs truth (max)",
-            f"{fmt_pct(whole['window_rms_error_percent'])} ({fmt_pct(whole['window_max_error_percent'], 1)})",
-            f"{fmt_pct(whole['plain_window_rms_error_percent'])} ({fmt_pct(whole['plain_window_max_error_percent'], 1)})",
+            f"{fmt_pct(whole['window_rms_error_percent'])} "
+            f"({fmt_pct(whole['window_max_error_percent'], 1)})",
+            f"{fmt_pct(whole['plain_window_rms_error_percent'])} "
+            f"({fmt_pct(whole['plain_window_max_error_percent'], 1)})",
             "",
             note=f"{whole['windows']} windows over {len(SEEDS)} replays",
         )
@@ -325,7 +331,8 @@ def rows_for(data: dict[str, Any]) -> list[Row]:
             "-",
             "within 0.5%",
             abs(worst) < 0.5,
-            note=f"vs truth (worst) {fmt_pct(whole['total_vs_truth_percent_max'], 3)}; tiling windows sum - total "
+            note=f"vs truth (worst) {fmt_pct(whole['total_vs_truth_percent_max'], 3)}; tiling "
+            "windows sum - total "
             f"(worst) {whole['tiling_sum_minus_total_j_max']:.1e} J",
         )
     )
@@ -334,13 +341,18 @@ def rows_for(data: dict[str, Any]) -> list[Row]:
         Row(
             section,
             "(3) power fallback, ~1-s epochs: rms error vs truth (max)",
-            f"instant {fmt_pct(inst['window_rms_error_percent'])} ({fmt_pct(inst['window_max_error_percent'], 1)}); "
-            f"usage {fmt_pct(usage['window_rms_error_percent'])} ({fmt_pct(usage['window_max_error_percent'], 1)})",
-            f"usage avg {fmt_pct(cc['window_rms_error_percent'])} ({fmt_pct(cc['window_max_error_percent'], 1)})",
+            f"instant {fmt_pct(inst['window_rms_error_percent'])} "
+            f"({fmt_pct(inst['window_max_error_percent'], 1)}); "
+            f"usage {fmt_pct(usage['window_rms_error_percent'])} "
+            f"({fmt_pct(usage['window_max_error_percent'], 1)})",
+            f"usage avg {fmt_pct(cc['window_rms_error_percent'])} "
+            f"({fmt_pct(cc['window_max_error_percent'], 1)})",
             "",
-            note=f"run totals vs truth (worst): instant {fmt_pct(inst['total_vs_truth_percent_max'])}, usage "
+            note="run totals vs truth (worst): instant "
+            f"{fmt_pct(inst['total_vs_truth_percent_max'])}, usage "
             f"{fmt_pct(usage['total_vs_truth_percent_max'])}, CodeCarbon's fallback (emulated: "
-            f"nvmlDeviceGetPowerUsage averaged over the window) {fmt_pct(cc['total_vs_truth_percent_max'])}",
+            "nvmlDeviceGetPowerUsage averaged over the window) "
+            f"{fmt_pct(cc['total_vs_truth_percent_max'])}",
         )
     )
     rows.append(
@@ -352,18 +364,21 @@ def rows_for(data: dict[str, Any]) -> list[Row]:
             "1 read (plain)",
             "1 read per edge",
             whole["edge_counter_reads_max"] <= 1,
-            note="the fake replays the H200's read durations; whether real reads overlap: gpu_validation.py",
+            note="the fake replays the H200's read durations; whether real reads overlap: "
+            "gpu_validation.py",
         )
     )
     rows.append(
         Row(
             section,
             "(5) background counter reads per s per GPU, ~1-s epochs (mean, worst replay)",
-            f"{whole['background_reads_per_s_mean']:.2f} ({whole['background_reads_per_s_max']:.2f})",
+            f"{whole['background_reads_per_s_mean']:.2f} "
+            f"({whole['background_reads_per_s_max']:.2f})",
             "0",
             "< 1 a second",
             whole["background_reads_per_s_max"] < 1.0,
-            note=f"counted from {BURST_SETTLE_S:.0f} s after the first edge (its burst and the young "
+            note=f"counted from {BURST_SETTLE_S:.0f} s after the first edge (its burst and the "
+            "young "
             "watches); the edges' own reads not counted",
         )
     )

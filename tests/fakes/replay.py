@@ -4,8 +4,8 @@
 ``start()`` at ``start_s``, ``sample()`` every ``sampler_interval_s`` (with a deterministic jitter
 when asked), ``energy_j()`` at each edge; counter reads advance the virtual clock by their
 duration, as on the real GPU (on the sampler's own timeline: an edge happens at its time even
-while the sampler is still in a counter watch, as two threads would). Returns the energy at each edge (J since start) and the clock time
-of each edge.
+while the sampler is still in a counter watch, as two threads would). Returns the energy at each
+edge (J since start) and the clock time of each edge.
 """
 
 from __future__ import annotations

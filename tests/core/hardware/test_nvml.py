@@ -161,7 +161,8 @@ def test_accuracy_of_1s_windows_at_steady_load_beats_plain_counter_deltas(lo, hi
     with capsys.disabled():
         print(
             f"\n[{lo}-{hi} s] rms error ours {rms_ours:.2%} (max {max_ours:.2%}), plain "
-            f"{rms_plain:.2%} (max {max_plain:.2%}); CV ours {mean_cv_ours:.2%}, plain {mean_cv_plain:.2%}"
+            f"{rms_plain:.2%} (max {max_plain:.2%}); CV ours {mean_cv_ours:.2%}, plain "
+            f"{mean_cv_plain:.2%}"
         )
     assert rms_plain > 0.02  # the problem is there in the trace
     assert rms_ours < 0.01 and rms_ours < rms_plain / 4
@@ -838,7 +839,7 @@ def test_edge_reads_still_work_when_the_pool_refuses_work(monkeypatch):
         gpu.close()
 
 
-# -- the run's own edges (issue 16) -----------------------------------------------------------------
+# -- the run's own edges (issue 16) ----------------------------------------------------------------
 
 
 def _run_j(devices, start_s, duration_s, *, environ=None, seed=0):
