@@ -719,9 +719,8 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
     return result
 
 
-def rows_for(result: dict[str, Any]) -> list[Row]:
-    section = "gpu"
-    rows: list[Row] = []
+def _jitter_and_agreement_rows(result: dict[str, Any], section: str) -> list[Row]:
+    """(1) and (2): the jitter of the steady epochs and the run total's agreement."""
     j = result["jitter"]
 
     def cv(label: str) -> str:
@@ -731,7 +730,9 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
         return f"{fmt_pct(item['cv_percent'])} (max {fmt_pct(item['max_dev_percent'], 1)})"
 
     ours_cv, plain_cv = j["ours"]["cv_percent"], j["plain"]["cv_percent"]
-    rows.append(
+    a = result["agreement"]
+    diff = a["diff_percent"]
+    return [
         Row(
             section,
             f"(1) jitter: CV of {j['epochs']} steady {result['epoch_s']:g}-s epochs",
@@ -740,11 +741,7 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
             "< 1% and below plain",
             ours_cv < 1.0 and ours_cv < plain_cv,
             note=f"plain counter deltas at the same edges: {cv('plain')}",
-        )
-    )
-    a = result["agreement"]
-    diff = a["diff_percent"]
-    rows.append(
+        ),
         Row(
             section,
             "(2) agreement: run total vs counter delta around fit",
@@ -754,8 +751,12 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
             diff is not None and abs(diff) < 0.5,
             note=f"ours {a['ours_total_j']:.0f} J, independent {a['independent_j']:.0f} J; "
             f"tiling windows vs total {fmt_pct(a['tiling_diff_percent'], 4)}",
-        )
-    )
+        ),
+    ]
+
+
+def _fallback_rows(result: dict[str, Any], section: str) -> list[Row]:
+    """(3): the power-polling fallback's error, steady and alternating epochs."""
     fb = result["fallback"]
 
     def err(key: str) -> str:
@@ -764,19 +765,23 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
             return "n/a"
         return f"{fmt_pct(item['rms_percent'])} rms (max {fmt_pct(item['max_percent'], 1)})"
 
-    for part in ("steady", "alternating"):
-        rows.append(
-            Row(
-                section,
-                f"(3) power fallback, {result['epoch_s']:g}-s {part} epochs, error vs ours",
-                f"instant {err('instant_' + part)}; usage {err('usage_' + part)}",
-                err("codecarbon_" + part),
-                "",
-            )
+    return [
+        Row(
+            section,
+            f"(3) power fallback, {result['epoch_s']:g}-s {part} epochs, error vs ours",
+            f"instant {err('instant_' + part)}; usage {err('usage_' + part)}",
+            err("codecarbon_" + part),
+            "",
         )
+        for part in ("steady", "alternating")
+    ]
+
+
+def _cost_rows(result: dict[str, Any], section: str) -> list[Row]:
+    """(4): edge and read costs, the sampler's CPU and concurrent reads."""
     hooks = result["edge_hooks"]
     costs = result["read_costs"]
-    rows.append(
+    rows = [
         Row(
             section,
             "(4) edge on the training thread (our epoch hooks, median / max)",
@@ -786,9 +791,7 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
             ),
             "-",
             "",
-        )
-    )
-    rows.append(
+        ),
         Row(
             section,
             "(4) NVML read: counter; instant power; power usage (median)",
@@ -797,8 +800,8 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
             f"{fmt_ms(costs['power_usage']['median_s'])}",
             "-",
             "",
-        )
-    )
+        ),
+    ]
     if result.get("sampler_cpu_percent") is not None:
         rows.append(
             Row(
@@ -821,6 +824,16 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
         )
     )
     return rows
+
+
+def rows_for(result: dict[str, Any]) -> list[Row]:
+    """The table rows of a result, figures (1) to (4) in order."""
+    section = "gpu"
+    return (
+        _jitter_and_agreement_rows(result, section)
+        + _fallback_rows(result, section)
+        + _cost_rows(result, section)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
