@@ -640,23 +640,34 @@ def analyse_run(
     return out
 
 
+def describe_run(
+    nvml: Any, handle: Any, nvml_index: int, *, fake: bool, epoch_s: float
+) -> dict[str, Any]:
+    """The head of the result JSON: the GPU's name, its NVML index, the fake flag, epoch_s (s)."""
+    name = nvml.nvmlDeviceGetName(handle)
+    return {
+        "gpu": name.decode() if isinstance(name, bytes) else str(name),
+        "nvml_index": nvml_index,
+        "fake_nvml": fake,
+        "epoch_s": epoch_s,
+    }
+
+
 def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
     """The whole validation (raw costs, then the Lightning run and its analysis) as a JSON dict."""
+    # the frameworks are imported first, before anything is measured
+    import lightning.pytorch  # noqa: F401
     import torch
     from torch.utils.data import DataLoader, TensorDataset
+
+    import codecarbon_callbacks.lightning  # noqa: F401
 
     fake = args.fake_nvml
     cuda_index = 0
     if not fake:
         torch.cuda.set_device(cuda_index)
     handle, nvml_index = nvml_handle(nvml, cuda_index)
-    name = nvml.nvmlDeviceGetName(handle)
-    result: dict[str, Any] = {
-        "gpu": name.decode() if isinstance(name, bytes) else str(name),
-        "nvml_index": nvml_index,
-        "fake_nvml": fake,
-        "epoch_s": args.epoch_s,
-    }
+    result = describe_run(nvml, handle, nvml_index, fake=fake, epoch_s=args.epoch_s)
 
     def sync() -> None:
         if not fake:
@@ -675,9 +686,8 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
     workload = calibrate_workload(fake=fake, epoch_s=args.epoch_s, sync=sync)
     result["workload"] = workload.summary()
     steady = args.steady_epochs
-    n_epochs = (
-        steady + args.alt_epochs + (1 if args.alt_epochs % 2 == 0 else 0)
-    )  # end on an idle epoch
+    # end on an idle epoch
+    n_epochs = steady + args.alt_epochs + (1 if args.alt_epochs % 2 == 0 else 0)
     loader = DataLoader(TensorDataset(torch.zeros(workload.steps_per_epoch, 1)), batch_size=1)
 
     # trackers: ours (through the callback), and two power-only fallbacks on the same GPU
