@@ -37,6 +37,7 @@ Figures:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -263,44 +264,37 @@ def _timed_hooks(callback: Any, names: Sequence[str], sink: dict[str, list[float
         setattr(callback, name, timed)
 
 
-def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
-    import lightning.pytorch as pl
+@dataclasses.dataclass
+class Workload:
+    """The calibrated workload: each training step runs ``a @ b`` ``matmuls_per_step`` times."""
+
+    a: Any
+    b: Any
+    #: the time of one matmul, s
+    matmul_s: float
+    matmuls_per_step: int
+    #: the time of one step (``matmul_s * matmuls_per_step``), s
+    step_s: float
+    steps_per_epoch: int
+    size: int
+    dtype: Any
+
+    def summary(self) -> dict[str, Any]:
+        """The figures of the workload that go into the result JSON."""
+        return {
+            "matmul_s": self.matmul_s,
+            "matmuls_per_step": self.matmuls_per_step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "size": self.size,
+            "dtype": str(self.dtype),
+        }
+
+
+def calibrate_workload(*, fake: bool, epoch_s: float, sync: Callable[[], None]) -> Workload:
+    """Matmuls (bf16 8192^3 on the GPU, small fp32 on CPU) timed so an epoch lasts ~epoch_s."""
     import torch
-    from torch.utils.data import DataLoader, TensorDataset
 
-    from codecarbon_callbacks import OfflineEmissionsTracker
-    from codecarbon_callbacks.lightning import EmissionsCallback
-
-    fake = args.fake_nvml
     device = "cpu" if fake else "cuda"
-    cuda_index = 0
-    if not fake:
-        torch.cuda.set_device(cuda_index)
-    handle, nvml_index = nvml_handle(nvml, cuda_index)
-    name = nvml.nvmlDeviceGetName(handle)
-    result: dict[str, Any] = {
-        "gpu": name.decode() if isinstance(name, bytes) else str(name),
-        "nvml_index": nvml_index,
-        "fake_nvml": fake,
-        "epoch_s": args.epoch_s,
-    }
-
-    def sync() -> None:
-        if not fake:
-            torch.cuda.synchronize()
-
-    def counter_j() -> float:
-        return nvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1000.0
-
-    # (4) raw costs first, on an idle GPU
-    result["read_costs"] = read_costs(
-        nvml, handle, n_counter=30 if fake else 100, n_power=200 if fake else 1000
-    )
-    result["concurrency"] = concurrent_counter_reads(
-        nvml, handle, reads_per_thread=5 if fake else 20
-    )
-
-    # the workload: matmuls, calibrated so that an epoch lasts about epoch_s
     size = 256 if fake else 8192
     dtype = torch.float32 if fake else torch.bfloat16
     a = torch.randn(size, size, device=device, dtype=dtype)
@@ -318,19 +312,18 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
     # the queued GPU work, so the GPU is busy the whole epoch
     matmuls_per_step = max(1, round(STEP_S / matmul_s))
     step_s = matmul_s * matmuls_per_step
-    steps_per_epoch = max(2, round(args.epoch_s / step_s))
-    result["workload"] = {
-        "matmul_s": matmul_s,
-        "matmuls_per_step": matmuls_per_step,
-        "steps_per_epoch": steps_per_epoch,
-        "size": size,
-        "dtype": str(dtype),
-    }
-    steady = args.steady_epochs
+    steps_per_epoch = max(2, round(epoch_s / step_s))
+    return Workload(a, b, matmul_s, matmuls_per_step, step_s, steps_per_epoch, size, dtype)
+
+
+def make_module(workload: Workload, steady_epochs: int) -> Any:
+    """The LightningModule: full load for the steady epochs, then idle, full, idle, ..."""
+    import lightning.pytorch as pl
+    import torch
 
     def idle_epoch(epoch: int) -> bool:
         # after the steady epochs: idle, full, idle, ..., and the last epoch idle
-        return epoch >= steady and (epoch - steady) % 2 == 0
+        return epoch >= steady_epochs and (epoch - steady_epochs) % 2 == 0
 
     class Matmuls(pl.LightningModule):
         def __init__(self) -> None:
@@ -340,21 +333,34 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
 
         def training_step(self, batch: Any, batch_idx: int) -> None:
             if idle_epoch(self.current_epoch):
-                time.sleep(step_s)
+                time.sleep(workload.step_s)
                 return
-            for _ in range(matmuls_per_step):
-                a @ b
+            for _ in range(workload.matmuls_per_step):
+                workload.a @ workload.b
             return
 
         def configure_optimizers(self) -> Any:
             return torch.optim.SGD(self.parameters(), lr=0.0)
 
-    n_epochs = (
-        steady + args.alt_epochs + (1 if args.alt_epochs % 2 == 0 else 0)
-    )  # end on an idle epoch
-    loader = DataLoader(TensorDataset(torch.zeros(steps_per_epoch, 1)), batch_size=1)
+    return Matmuls()
 
-    # trackers: ours (through the callback), and two power-only fallbacks on the same GPU
+
+@dataclasses.dataclass
+class Ours:
+    """Our tracker, the callback over it, its closed windows and the times of its epoch hooks."""
+
+    tracker: Any
+    callback: Any
+    collector: WindowCollector
+    #: hook name -> the duration of each call, s
+    hook_times: dict[str, list[float]]
+
+
+def build_ours() -> Ours:
+    """Our ``EmissionsCallback`` over a tracker whose windows are kept, epoch hooks timed."""
+    from codecarbon_callbacks import OfflineEmissionsTracker
+    from codecarbon_callbacks.lightning import EmissionsCallback
+
     collector = WindowCollector()
     ours_tracker = OfflineEmissionsTracker(
         country_iso_code="FRA",
@@ -365,6 +371,17 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
     ours = EmissionsCallback(tracker=ours_tracker)
     hook_times: dict[str, list[float]] = {}
     _timed_hooks(ours, ("on_train_epoch_start", "on_train_epoch_end"), hook_times)
+    return Ours(ours_tracker, ours, collector, hook_times)
+
+
+def build_fallbacks(
+    nvml: Any, nvml_index: int, cuda_index: int
+) -> tuple[dict[str, Any], str | None]:
+    """Two power-only trackers on the same GPU (instant field, power usage), and any error.
+
+    An error (an internal API changed) is returned as text, so that the rest is still measured.
+    """
+    from codecarbon_callbacks import OfflineEmissionsTracker
 
     fallbacks: dict[str, Any] = {}
     try:
@@ -382,8 +399,12 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
                 allow_multiple_runs=True,
             )
     except Exception as e:  # an internal API changed: say so, measure the rest
-        result["fallback_error"] = f"{type(e).__name__}: {e}"
+        return fallbacks, f"{type(e).__name__}: {e}"
+    return fallbacks, None
 
+
+def build_codecarbon(fake: bool, nvml_index: int) -> tuple[Any, str | None]:
+    """CodeCarbon's tracker on the GPU (None with the fake NVML or on error), and any error."""
     codecarbon_tracker = None
     try:
         import codecarbon
@@ -397,15 +418,31 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
                 gpu_ids=[nvml_index],
             )
     except Exception as e:
-        result["codecarbon_error"] = f"{type(e).__name__}: {e}"
+        return None, f"{type(e).__name__}: {e}"
+    return codecarbon_tracker, None
 
-    edges: dict[str, Any] = {
+
+def new_edges(fallback_labels: Sequence[str]) -> dict[str, Any]:
+    """The store of the independent reads: counter (J) at fit edges, epoch edges, windows (J)."""
+    return {
         "fit": [],
         "plain_start": {},
         "plain_end": {},
-        "fallback": {k: {} for k in fallbacks},
+        "fallback": {k: {} for k in fallback_labels},
         "codecarbon": {},
     }
+
+
+def edge_callbacks(
+    edges: dict[str, Any],
+    *,
+    sync: Callable[[], None],
+    counter_j: Callable[[], float],
+    fallbacks: dict[str, Any],
+    codecarbon_tracker: Any,
+) -> tuple[Any, Any]:
+    """The callbacks placed before and after ours: they fill ``edges`` at the same edges."""
+    import lightning.pytorch as pl
 
     class First(pl.Callback):
         """Synchronises CUDA before our callback sees an edge; reads the counter at fit start."""
@@ -450,6 +487,22 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
             sync()
             edges["fit"].append(counter_j())  # just after our callback stopped its run
 
+    return First(), Independent()
+
+
+def run_fit(
+    *,
+    fake: bool,
+    n_epochs: int,
+    callbacks: list[Any],
+    module_factory: Callable[[], Any],
+    loader: Any,
+    fallbacks: dict[str, Any],
+    codecarbon_tracker: Any,
+) -> float:
+    """The Lightning run, the other trackers started before fit and stopped after it; wall s."""
+    import lightning.pytorch as pl
+
     trainer = pl.Trainer(
         max_epochs=n_epochs,
         accelerator="cpu" if fake else "gpu",
@@ -459,7 +512,7 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[First(), ours, Independent()],
+        callbacks=callbacks,
     )
     # the other trackers start before fit and stop after it, so that nothing of theirs (CodeCarbon's
     # start() takes seconds) happens between the two independent reads around our run
@@ -468,22 +521,95 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
     if codecarbon_tracker is not None:
         codecarbon_tracker.start()
     t0 = time.perf_counter()
-    trainer.fit(Matmuls(), loader)
-    result["fit_wall_s"] = time.perf_counter() - t0
+    trainer.fit(module_factory(), loader)
+    fit_wall_s = time.perf_counter() - t0
     for tracker in fallbacks.values():
         tracker.stop()
     if codecarbon_tracker is not None:
         codecarbon_tracker.stop()
+    return fit_wall_s
 
-    # -- analysis ---------------------------------------------------------------------------------
+
+# -- analysis --------------------------------------------------------------------------------------
+
+
+def _series(values: dict[int, float], epochs: list[int]) -> list[float]:
+    return [values[e] for e in epochs if e in values]
+
+
+def analyse_jitter(
+    series_j: dict[str, dict[int, float]], steady_epochs: list[int]
+) -> dict[str, Any]:
+    """(1) CV, largest deviation and mean (J) of each label's per-epoch energy (J)."""
+    jitter: dict[str, Any] = {"epochs": len(steady_epochs)}
+    for label, values in series_j.items():
+        data = _series(values, steady_epochs)
+        jitter[label] = {
+            "cv_percent": cv_percent(data),
+            "max_dev_percent": max_dev_percent(data),
+            "mean_j": statistics.fmean(data) if data else None,
+        }
+    return jitter
+
+
+def analyse_agreement(
+    ours_total_j: float, fit_counter_j: list[float], tiling_j: float
+) -> dict[str, Any]:
+    """(2) our run total (J) against the counter delta (J) read around fit, and the tiling sum."""
+    independent_j = fit_counter_j[1] - fit_counter_j[0]
+    return {
+        "ours_total_j": ours_total_j,
+        "independent_j": independent_j,
+        "diff_percent": 100.0 * (ours_total_j / independent_j - 1) if independent_j else None,
+        "tiling_sum_j": tiling_j,
+        "tiling_diff_percent": 100.0 * (tiling_j / ours_total_j - 1) if ours_total_j else None,
+    }
+
+
+def _error_stats(errors: list[float]) -> dict[str, Any]:
+    return {
+        "rms_percent": (sum(x * x for x in errors) / len(errors)) ** 0.5 if errors else None,
+        "max_percent": max((abs(x) for x in errors), default=None),
+        "mean_percent": statistics.fmean(errors) if errors else None,
+    }
+
+
+def analyse_fallback(
+    windows_j: dict[str, dict[int, float]],
+    epoch_j: dict[int, float],
+    parts: dict[str, list[int]],
+) -> dict[str, Any]:
+    """(3) each power-based series' per-epoch error (%) against our counter-based epochs."""
+    fallback_errors: dict[str, Any] = {}
+    for label, values in windows_j.items():
+        for part, epochs in parts.items():
+            errors = [
+                100.0 * (values[e] / epoch_j[e] - 1)
+                for e in epochs
+                if e in values and epoch_j.get(e)
+            ]
+            fallback_errors[f"{label}_{part}"] = _error_stats(errors)
+    return fallback_errors
+
+
+def analyse_run(
+    ours: Ours,
+    edges: dict[str, Any],
+    *,
+    steady: int,
+    n_epochs: int,
+    epoch_s: float,
+    fit_wall_s: float,
+) -> dict[str, Any]:
+    """The figures of the run, in the result JSON's order (sampler CPU, (1), (2), (3), (4))."""
+    out: dict[str, Any] = {}
     # the CPU our sampler thread used (its own time.thread_time account), over the fit
-    sampler_cpu_s = getattr(getattr(ours_tracker, "_meter", None), "sampler_cpu_s", None)
-    result["sampler_cpu_percent"] = (
-        100.0 * sampler_cpu_s / result["fit_wall_s"] if sampler_cpu_s is not None else None
+    sampler_cpu_s = getattr(getattr(ours.tracker, "_meter", None), "sampler_cpu_s", None)
+    out["sampler_cpu_percent"] = (
+        100.0 * sampler_cpu_s / fit_wall_s if sampler_cpu_s is not None else None
     )
-    total = ours_tracker.final_emissions_data
-    ours_total_j = total.gpu_energy * J_PER_KWH
-    records = collector.records
+    ours_total_j = ours.tracker.final_emissions_data.gpu_energy * J_PER_KWH
+    records = ours.collector.records
     epoch_j = {
         r.epoch: r.gpu_energy * J_PER_KWH
         for r in records
@@ -493,61 +619,118 @@ def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
     plain_j = {e: edges["plain_end"][e] - edges["plain_start"][e] for e in edges["plain_end"]}
     steady_epochs = [e for e in range(WARMUP_EPOCHS, steady) if e in epoch_j and e in plain_j]
     alt_epochs = [e for e in range(steady, n_epochs) if e in epoch_j]
-
-    def series(values: dict[int, float], epochs: list[int]) -> list[float]:
-        return [values[e] for e in epochs if e in values]
-
-    jitter = {"epochs": len(steady_epochs)}
-    for label, values in (
-        ("ours", epoch_j),
-        ("plain", plain_j),
-        ("codecarbon", edges["codecarbon"]),
-    ):
-        data = series(values, steady_epochs)
-        jitter[label] = {
-            "cv_percent": cv_percent(data),
-            "max_dev_percent": max_dev_percent(data),
-            "mean_j": statistics.fmean(data) if data else None,
-        }
-    result["jitter"] = jitter
-    independent_j = edges["fit"][1] - edges["fit"][0]
-    result["agreement"] = {
-        "ours_total_j": ours_total_j,
-        "independent_j": independent_j,
-        "diff_percent": 100.0 * (ours_total_j / independent_j - 1) if independent_j else None,
-        "tiling_sum_j": tiling_j,
-        "tiling_diff_percent": 100.0 * (tiling_j / ours_total_j - 1) if ours_total_j else None,
-    }
-    fallback_errors: dict[str, Any] = {}
-    for label in list(fallbacks) + (["codecarbon"] if edges["codecarbon"] else []):
-        values = edges["codecarbon"] if label == "codecarbon" else edges["fallback"][label]
-        for part, epochs in (("steady", steady_epochs), ("alternating", alt_epochs)):
-            errors = [
-                100.0 * (values[e] / epoch_j[e] - 1)
-                for e in epochs
-                if e in values and epoch_j.get(e)
-            ]
-            fallback_errors[f"{label}_{part}"] = {
-                "rms_percent": (sum(x * x for x in errors) / len(errors)) ** 0.5
-                if errors
-                else None,
-                "max_percent": max((abs(x) for x in errors), default=None),
-                "mean_percent": statistics.fmean(errors) if errors else None,
-            }
-    result["fallback"] = fallback_errors
-    result["edge_hooks"] = {
+    jitter = analyse_jitter(
+        {"ours": epoch_j, "plain": plain_j, "codecarbon": edges["codecarbon"]}, steady_epochs
+    )
+    out["jitter"] = jitter
+    out["agreement"] = analyse_agreement(ours_total_j, edges["fit"], tiling_j)
+    windows_j = dict(edges["fallback"])
+    if edges["codecarbon"]:
+        windows_j["codecarbon"] = edges["codecarbon"]
+    out["fallback"] = analyse_fallback(
+        windows_j, epoch_j, {"steady": steady_epochs, "alternating": alt_epochs}
+    )
+    out["edge_hooks"] = {
         name: {"median_s": statistics.median(v), "max_s": max(v), "n": len(v)}
-        for name, v in hook_times.items()
+        for name, v in ours.hook_times.items()
     }
-    result["steady_power_w"] = (
-        (jitter["ours"]["mean_j"] or 0.0) / args.epoch_s if jitter["ours"]["mean_j"] else None
+    out["steady_power_w"] = (
+        (jitter["ours"]["mean_j"] or 0.0) / epoch_s if jitter["ours"]["mean_j"] else None
+    )
+    return out
+
+
+def describe_run(
+    nvml: Any, handle: Any, nvml_index: int, *, fake: bool, epoch_s: float
+) -> dict[str, Any]:
+    """The head of the result JSON: the GPU's name, its NVML index, the fake flag, epoch_s (s)."""
+    name = nvml.nvmlDeviceGetName(handle)
+    return {
+        "gpu": name.decode() if isinstance(name, bytes) else str(name),
+        "nvml_index": nvml_index,
+        "fake_nvml": fake,
+        "epoch_s": epoch_s,
+    }
+
+
+def run_validation(args: argparse.Namespace, nvml: Any) -> dict[str, Any]:
+    """The whole validation (raw costs, then the Lightning run and its analysis) as a JSON dict."""
+    # the frameworks are imported first, before anything is measured
+    import lightning.pytorch  # noqa: F401
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    import codecarbon_callbacks.lightning  # noqa: F401
+
+    fake = args.fake_nvml
+    cuda_index = 0
+    if not fake:
+        torch.cuda.set_device(cuda_index)
+    handle, nvml_index = nvml_handle(nvml, cuda_index)
+    result = describe_run(nvml, handle, nvml_index, fake=fake, epoch_s=args.epoch_s)
+
+    def sync() -> None:
+        if not fake:
+            torch.cuda.synchronize()
+
+    def counter_j() -> float:
+        return nvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1000.0
+
+    # (4) raw costs first, on an idle GPU
+    result["read_costs"] = read_costs(
+        nvml, handle, n_counter=30 if fake else 100, n_power=200 if fake else 1000
+    )
+    result["concurrency"] = concurrent_counter_reads(
+        nvml, handle, reads_per_thread=5 if fake else 20
+    )
+    workload = calibrate_workload(fake=fake, epoch_s=args.epoch_s, sync=sync)
+    result["workload"] = workload.summary()
+    steady = args.steady_epochs
+    # end on an idle epoch
+    n_epochs = steady + args.alt_epochs + (1 if args.alt_epochs % 2 == 0 else 0)
+    loader = DataLoader(TensorDataset(torch.zeros(workload.steps_per_epoch, 1)), batch_size=1)
+
+    # trackers: ours (through the callback), and two power-only fallbacks on the same GPU
+    ours = build_ours()
+    fallbacks, fallback_error = build_fallbacks(nvml, nvml_index, cuda_index)
+    if fallback_error is not None:
+        result["fallback_error"] = fallback_error
+    codecarbon_tracker, codecarbon_error = build_codecarbon(fake, nvml_index)
+    if codecarbon_error is not None:
+        result["codecarbon_error"] = codecarbon_error
+    edges = new_edges(list(fallbacks))
+    first, independent = edge_callbacks(
+        edges,
+        sync=sync,
+        counter_j=counter_j,
+        fallbacks=fallbacks,
+        codecarbon_tracker=codecarbon_tracker,
+    )
+    fit_wall_s = run_fit(
+        fake=fake,
+        n_epochs=n_epochs,
+        callbacks=[first, ours.callback, independent],
+        module_factory=lambda: make_module(workload, steady),
+        loader=loader,
+        fallbacks=fallbacks,
+        codecarbon_tracker=codecarbon_tracker,
+    )
+    result["fit_wall_s"] = fit_wall_s
+    result.update(
+        analyse_run(
+            ours,
+            edges,
+            steady=steady,
+            n_epochs=n_epochs,
+            epoch_s=args.epoch_s,
+            fit_wall_s=fit_wall_s,
+        )
     )
     return result
 
 
-def rows_for(result: dict[str, Any]) -> list[Row]:
-    section = "gpu"
-    rows: list[Row] = []
+def _jitter_and_agreement_rows(result: dict[str, Any], section: str) -> list[Row]:
+    """(1) and (2): the jitter of the steady epochs and the run total's agreement."""
     j = result["jitter"]
 
     def cv(label: str) -> str:
@@ -557,7 +740,9 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
         return f"{fmt_pct(item['cv_percent'])} (max {fmt_pct(item['max_dev_percent'], 1)})"
 
     ours_cv, plain_cv = j["ours"]["cv_percent"], j["plain"]["cv_percent"]
-    rows.append(
+    a = result["agreement"]
+    diff = a["diff_percent"]
+    return [
         Row(
             section,
             f"(1) jitter: CV of {j['epochs']} steady {result['epoch_s']:g}-s epochs",
@@ -566,11 +751,7 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
             "< 1% and below plain",
             ours_cv < 1.0 and ours_cv < plain_cv,
             note=f"plain counter deltas at the same edges: {cv('plain')}",
-        )
-    )
-    a = result["agreement"]
-    diff = a["diff_percent"]
-    rows.append(
+        ),
         Row(
             section,
             "(2) agreement: run total vs counter delta around fit",
@@ -580,8 +761,12 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
             diff is not None and abs(diff) < 0.5,
             note=f"ours {a['ours_total_j']:.0f} J, independent {a['independent_j']:.0f} J; "
             f"tiling windows vs total {fmt_pct(a['tiling_diff_percent'], 4)}",
-        )
-    )
+        ),
+    ]
+
+
+def _fallback_rows(result: dict[str, Any], section: str) -> list[Row]:
+    """(3): the power-polling fallback's error, steady and alternating epochs."""
     fb = result["fallback"]
 
     def err(key: str) -> str:
@@ -590,19 +775,23 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
             return "n/a"
         return f"{fmt_pct(item['rms_percent'])} rms (max {fmt_pct(item['max_percent'], 1)})"
 
-    for part in ("steady", "alternating"):
-        rows.append(
-            Row(
-                section,
-                f"(3) power fallback, {result['epoch_s']:g}-s {part} epochs, error vs ours",
-                f"instant {err('instant_' + part)}; usage {err('usage_' + part)}",
-                err("codecarbon_" + part),
-                "",
-            )
+    return [
+        Row(
+            section,
+            f"(3) power fallback, {result['epoch_s']:g}-s {part} epochs, error vs ours",
+            f"instant {err('instant_' + part)}; usage {err('usage_' + part)}",
+            err("codecarbon_" + part),
+            "",
         )
+        for part in ("steady", "alternating")
+    ]
+
+
+def _cost_rows(result: dict[str, Any], section: str) -> list[Row]:
+    """(4): edge and read costs, the sampler's CPU and concurrent reads."""
     hooks = result["edge_hooks"]
     costs = result["read_costs"]
-    rows.append(
+    rows = [
         Row(
             section,
             "(4) edge on the training thread (our epoch hooks, median / max)",
@@ -612,9 +801,7 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
             ),
             "-",
             "",
-        )
-    )
-    rows.append(
+        ),
         Row(
             section,
             "(4) NVML read: counter; instant power; power usage (median)",
@@ -623,8 +810,8 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
             f"{fmt_ms(costs['power_usage']['median_s'])}",
             "-",
             "",
-        )
-    )
+        ),
+    ]
     if result.get("sampler_cpu_percent") is not None:
         rows.append(
             Row(
@@ -647,6 +834,16 @@ def rows_for(result: dict[str, Any]) -> list[Row]:
         )
     )
     return rows
+
+
+def rows_for(result: dict[str, Any]) -> list[Row]:
+    """The table rows of a result, figures (1) to (4) in order."""
+    section = "gpu"
+    return (
+        _jitter_and_agreement_rows(result, section)
+        + _fallback_rows(result, section)
+        + _cost_rows(result, section)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
