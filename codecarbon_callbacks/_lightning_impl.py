@@ -8,6 +8,7 @@ passes in.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from typing import Any
@@ -17,6 +18,16 @@ from codecarbon_callbacks.options import CallbackOptions, end_eval_run
 from codecarbon_callbacks.session import EmissionsSession
 
 logger = logging.getLogger(__name__)
+
+
+@functools.cache
+def _extract_batch_size() -> Any:
+    """Lightning's ``extract_batch_size``, imported once (it runs at every training batch)."""
+    try:
+        from lightning.pytorch.utilities.data import extract_batch_size
+    except ImportError:  # the pytorch_lightning package alone
+        from pytorch_lightning.utilities.data import extract_batch_size
+    return extract_batch_size
 
 
 def _first_loader(loaders: Any) -> Any:
@@ -86,6 +97,8 @@ class LightningEmissionsMixin:
         self._last_logged_step = -1
         #: training samples this rank saw in the fit (from its batches' sizes)
         self._samples = 0
+        #: the fit's world size (read once per fit: a property chain through the strategy)
+        self._world = 1
 
     # -- public -----------------------------------------------------------------------------
 
@@ -185,16 +198,11 @@ class LightningEmissionsMixin:
         """This batch's samples (over all ranks: this rank's times the world size) and the
         optimizer steps so far, for the energy per sample and per step."""
         try:
-            from lightning.pytorch.utilities.data import extract_batch_size
-        except ImportError:  # the pytorch_lightning package alone
-            from pytorch_lightning.utilities.data import extract_batch_size
-        try:
-            self._samples += int(extract_batch_size(batch))
+            self._samples += int(_extract_batch_size()(batch))
         except Exception:  # a batch without a tensor: samples unknown
             return
-        world = int(getattr(trainer, "world_size", 1) or 1)
         self.session.update_counts(
-            samples=self._samples * world, optimizer_steps=int(trainer.global_step)
+            samples=self._samples * self._world, optimizer_steps=int(trainer.global_step)
         )
 
     @staticmethod
@@ -221,6 +229,7 @@ class LightningEmissionsMixin:
         )
         self._last_logged_step = -1
         self._samples = 0
+        self._world = int(getattr(trainer, "world_size", 1) or 1)
 
     def on_sanity_check_start(self, trainer: Any, pl_module: Any) -> None:
         self.session.begin_phase("validation", "sanity check")
