@@ -15,10 +15,11 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from codecarbon_callbacks.arguments import check_positive as _check_positive
 
 if TYPE_CHECKING:
     from codecarbon_callbacks.session import EmissionsSession
@@ -29,19 +30,6 @@ PARAMETER_KIND = "parameter_kind"
 POSITIONAL = "positional_or_keyword"
 KEYWORD_ONLY = "keyword_only"
 VAR_KEYWORD = "var_keyword"
-
-
-def _check_positive(name: str, value: Any, *, integer: bool = False) -> Any:
-    if value is None:
-        return None
-    kind = "a positive integer" if integer else "a positive number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be {kind} or None, got {value!r}")
-    if integer and not isinstance(value, int):
-        raise ValueError(f"{name} must be {kind} or None, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be {kind} or None, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
