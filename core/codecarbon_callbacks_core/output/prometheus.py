@@ -11,7 +11,9 @@ previous push the gateway accepted), and beside them ours, named by Prometheus's
 (``codecarbon_*_energy_joules_total``, ``codecarbon_emissions_grams_total``, power in watts,
 ``codecarbon_run_info``).
 
-The Pushgateway group is ``job=<job>`` (default ``codecarbon``, as CodeCarbon) with grouping key
+The Pushgateway group is ``job=<job>`` (a tracker's: ``<project_name>_<experiment_name>``, by
+default ``codecarbon_base``; an output built by hand: ``codecarbon``; both as CodeCarbon) with
+grouping key
 ``run_id=<run_id>`` (CodeCarbon groups by job only, so concurrent runs overwrite each other):
 every series carries ``run_id`` too. Trade-off: the number of series grows with the number of
 runs (delete them with ``prometheus_delete_on_exit=True`` once Prometheus has scraped them, or
@@ -29,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -56,6 +59,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_JOB = "codecarbon"
+
+
+def prometheus_job_name(project_name: str, experiment_name: str) -> str:
+    """The Pushgateway job a tracker pushes to: CodeCarbon 3.3.2's
+    ``f"{project_name}_{experiment_name}"`` with every character outside ``[a-zA-Z0-9_-]`` made
+    ``_`` (``codecarbon_base`` by default), so that dashboards and alerts keep matching.
+
+    Source: ``codecarbon/emissions_tracker.py`` (3.3.2), where the tracker builds its
+    ``PrometheusOutput``; ``PrometheusOutput``'s own default job, ``codecarbon``, applies only
+    when the output is built by hand.
+    """
+    return re.sub(r"[^a-zA-Z0-9_-]", "_", f"{project_name}_{experiment_name}")
+
+
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_EXIT_TIMEOUT_S = 3.0
 
@@ -243,6 +260,12 @@ class PrometheusOutput(BaseOutput):
         self._endpoint: ScrapeEndpoint | None = None
         self._served: set[str] = set()
         self.pushes = 0
+        if self.scrape_host is not None and self.scrape_port is not None:
+            # bound now, not at the first update: scrapeable (and a port conflict reported)
+            # from the start of the run, whatever measure_power_secs x api_call_interval is
+            from codecarbon_callbacks_core.output.prometheus_scrape import get_endpoint
+
+            self._endpoint = get_endpoint(self.scrape_host, self.scrape_port)
 
     @property
     def gateway_label(self) -> str:

@@ -53,10 +53,14 @@ def create_output(method: OutputMethod | str, config: TrackerConfig) -> BaseOutp
 
             return LoggerOutput.from_value(config.logging_logger)
         if method is OutputMethod.PROMETHEUS:
-            from codecarbon_callbacks_core.output.prometheus import PrometheusOutput
+            from codecarbon_callbacks_core.output.prometheus import (
+                PrometheusOutput,
+                prometheus_job_name,
+            )
 
             return PrometheusOutput(
                 config.prometheus_url,
+                job_name=prometheus_job_name(config.project_name, config.experiment_name),
                 delete_on_exit=bool(config.prometheus_delete_on_exit),
                 scrape_address=config.prometheus_scrape_address,
             )

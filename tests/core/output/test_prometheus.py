@@ -9,6 +9,7 @@ import subprocess
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 from codecarbon_callbacks_core.output.prometheus import PrometheusOutput
@@ -586,3 +587,36 @@ def test_bad_scrape_address_from_the_environment_names_it(tmp_path, monkeypatch)
     message = str(caught.value)
     assert "prometheus_scrape_address" in message
     assert "environment variable CODECARBON_PROMETHEUS_SCRAPE_ADDRESS" in message
+
+
+def test_the_scrape_endpoint_answers_from_construction_before_any_update():
+    """Bound when the output is built (a tracker builds it at start()), not at the first
+    update, which comes measure_power_secs x api_call_interval later (2 min by default)."""
+    from codecarbon_callbacks_core.output.prometheus_scrape import close_endpoints
+
+    try:
+        out = PrometheusOutput(None, scrape_address="127.0.0.1:0")
+        assert out.endpoint is not None and out.endpoint.port > 0
+        url = f"http://127.0.0.1:{out.endpoint.port}/metrics"
+        assert urllib.request.urlopen(url, timeout=5).status == 200
+    finally:
+        close_endpoints()
+
+
+@pytest.mark.parametrize(
+    ("project", "experiment", "job"),
+    [("codecarbon", "base", "codecarbon_base"), ("my proj", "exp/1.a", "my_proj_exp_1_a")],
+)
+def test_a_tracker_pushes_to_codecarbons_job_name(tmp_path, project, experiment, job):
+    """CodeCarbon 3.3.2's tracker pushes to job f"{project_name}_{experiment_name}" with
+    characters outside [a-zA-Z0-9_-] made "_", so dashboards keep matching after the switch."""
+    from codecarbon_callbacks_core.config import TrackerConfig
+    from codecarbon_callbacks_core.output.registry import create_output
+
+    config = TrackerConfig(
+        output_dir=str(tmp_path), project_name=project, experiment_name=experiment
+    )
+    assert create_output("prometheus", config).job == job
+    codecarbon_tracker = pytest.importorskip("codecarbon.emissions_tracker")
+    source = Path(codecarbon_tracker.__file__).read_text(encoding="utf-8")
+    assert 'f"{self._project_name}_{self._experiment_name}"' in source  # the rule we copy
