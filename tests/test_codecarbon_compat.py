@@ -159,6 +159,24 @@ def test_get_detected_hardware(tmp_path: Path) -> None:
     }
     assert hardware["gpu_count"] == 1 and hardware["cpu_count"] >= 1
     assert hardware["ram_total_size"] > 0 and hardware["gpu_ids"] is None
+    # physical CPUs are packages (sockets), as CodeCarbon counts them, not cores
+    from codecarbon_callbacks_core.hardware.cpu_model import read_cpu_info
+
+    assert hardware["cpu_physical_count"] == read_cpu_info()[1]
+    assert hardware["cpu_physical_count"] <= hardware["cpu_count"]
+
+
+def test_stop_task_without_a_running_task_returns_none_and_warns(tmp_path: Path, caplog) -> None:
+    """CodeCarbon logs "No active task to stop" and returns None; code written for it must not
+    crash here."""
+    t = tracker(tmp_path)
+    t.start()
+    with caplog.at_level(logging.WARNING):
+        assert t.stop_task() is None
+    assert "no active task" in caplog.text
+    t.start_task("a")
+    assert t.stop_task() is not None
+    t.stop()
 
 
 def test_parameters_are_attributes_but_secrets_are_not(tmp_path: Path) -> None:

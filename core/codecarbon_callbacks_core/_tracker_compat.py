@@ -30,11 +30,13 @@ CONFIG_ATTRIBUTES = frozenset(
 
 
 def _physical_cpu_count() -> int | None:
+    """Physical CPU packages (sockets), as CodeCarbon 3.3.2's ``count_physical_cpus`` (from
+    ``lscpu``'s "Socket(s)"); here from /proc/cpuinfo's physical ids. None when unknown."""
     try:
-        import psutil
+        from codecarbon_callbacks_core.hardware.cpu_model import read_cpu_info
 
-        return psutil.cpu_count(logical=False)
-    except Exception:  # noqa: BLE001 - a fact we may lack; CodeCarbon reports None then too
+        return int(read_cpu_info()[1]) or None
+    except Exception:  # noqa: BLE001 - a fact we may lack
         return None
 
 
@@ -89,7 +91,8 @@ class CompatMixin:
 
         Returns:
             A dict: ``ram_total_size`` (GB), ``cpu_count`` (logical CPUs),
-            ``cpu_physical_count`` (cores, None when unknown), ``cpu_model``, ``gpu_count``,
+            ``cpu_physical_count`` (physical CPU packages, i.e. sockets, as CodeCarbon; None
+            when unknown), ``cpu_model``, ``gpu_count``,
             ``gpu_model`` (``"<n> x <model>"``, empty without GPUs) and ``gpu_ids`` (as
             configured, None for all visible GPUs). Before start() the hardware is detected for
             this call (its notes are reported as at start()).

@@ -163,10 +163,12 @@ class WindowsMixin:
             self.stop_task()
         self._active_task = self.open_window("task", name)
 
-    def stop_task(self, task_name: str | None = None) -> EmissionsData:
-        """Stop the current task; returns its record (a WindowRecord, an EmissionsData)."""
+    def stop_task(self, task_name: str | None = None) -> EmissionsData | None:
+        """Stop the current task; returns its record (a WindowRecord, an EmissionsData), or
+        None with a warning in the log when no task is running (as CodeCarbon)."""
         if self._active_task is None:
-            raise RuntimeError("stop_task() without a running task: call start_task() first")
+            self._log.warning("stop_task(): no active task to stop")
+            return None
         window_id, self._active_task = self._active_task, None
         record = self.close_window(window_id)
         self._tasks[record.name] = record
