@@ -294,9 +294,12 @@ class LightningEmissionsMixin:
         except Exception:
             continues = False
         # The epoch's validation passes are logged together with the epoch (val_energy_kwh);
-        # a monitor checking at validation end sees this pass and the epoch's training so far.
+        # a monitor checking at validation end sees this pass and the epoch's training so far,
+        # and the run's totals so far (total_*: there from the first validation on).
         self.session.end_phase(training_continues=continues)
-        self._set_callback_metrics(trainer, self.session.epoch_figures())
+        figures = self.session.epoch_figures()
+        figures.update(self.session.totals_so_far())
+        self._set_callback_metrics(trainer, figures)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         epoch = int(trainer.current_epoch)

@@ -659,6 +659,19 @@ class EmissionsSession:
         metrics.update(run.work.epoch_figures(metrics["epoch_energy_kwh"]))
         return metrics
 
+    def totals_so_far(self) -> dict[str, float]:
+        """The run's ``total_*`` figures as of the latest window edge, this rank's own (no
+        collective: callable where not every rank is, e.g. at a mid-epoch validation end). In a
+        distributed run the epoch's end replaces them with the figures combined over ranks."""
+        run = self._run
+        if run is None or run.tracker is None:
+            return {}
+        try:
+            return totals_metrics(run.tracker.totals(at_last_edge=True))
+        except Exception as e:  # a monitor's figure must never cost the training
+            logger.debug("totals so far unavailable: %s", e)
+            return {}
+
     def _totals(self, run: _Run) -> EmissionsData | None:
         """The run's totals so far: combined over ranks (a collective) in a distributed run.
 

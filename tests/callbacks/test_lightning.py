@@ -332,8 +332,11 @@ def test_mid_epoch_validation_is_subtracted_from_the_epoch(tracker_kwargs, tmp_p
     callback, probe = EmissionsCallback(**tracker_kwargs), MetricsProbe()
     train, val = loaders()
     t = trainer(tmp_path, callback, max_epochs=2, val_check_interval=0.5, num_sanity_val_steps=0)
-    t.callbacks.append(probe)
+    # a checkpoint monitoring the total checks at every validation end, the first one mid-epoch 0
+    best = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="total_energy_kwh", mode="max")
+    t.callbacks.extend([probe, best])
     t.fit(TinyRegressor(), train, val)
+    assert best.best_model_score is not None
     windows = read_windows(tmp_path)
     run = read_runs(tmp_path).iloc[-1]
     check_tiling(windows, run)
@@ -368,6 +371,9 @@ def test_mid_epoch_validation_is_subtracted_from_the_epoch(tracker_kwargs, tmp_p
     assert end["val_energy_kwh"] == pytest.approx(sum(val0), rel=1e-9)
     assert end["epoch_energy_kwh"] == pytest.approx(sum(train0), rel=1e-9)
     assert end["epoch_energy_per_sample_kwh"] == pytest.approx(sum(train0) / N_SAMPLES, rel=1e-9)
+    # the run's total so far at each validation end: at least what the epoch holds, and growing
+    assert first["total_energy_kwh"] >= train0[0] + val0[0] - 1e-15
+    assert first["total_energy_kwh"] < second["total_energy_kwh"] <= end["total_energy_kwh"]
 
 
 def test_early_stopping_and_checkpoint_monitor_energy(tracker_kwargs, tmp_path):
