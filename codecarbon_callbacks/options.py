@@ -32,6 +32,40 @@ KEYWORD_ONLY = "keyword_only"
 VAR_KEYWORD = "var_keyword"
 
 
+def _check_boamps_fields(name: str, value: Any) -> None:
+    """``task`` / ``dataset`` given as a dict (or dicts): every key a field of BoAmps's task /
+    dataset (camelCase or snake_case), else a ValueError naming it, with a "did you mean".
+
+    Objects (BoAmps or CodeCarbon ones) are taken as they are; they check their own fields.
+    """
+    if value is None:
+        return
+    items = value if name == "dataset" and isinstance(value, list) else [value]
+    if not all(isinstance(item, Mapping) for item in items):
+        return
+    import difflib
+
+    from codecarbon_callbacks_core.output.boamps.model import (
+        BoAmpsDataset,
+        BoAmpsTask,
+        camel_to_snake,
+        snake_to_camel,
+    )
+
+    model = BoAmpsTask if name == "task" else BoAmpsDataset
+    fields = {f.name for f in dataclasses.fields(model)}
+    for item in items:
+        for key in item:
+            if camel_to_snake(str(key)) in fields:
+                continue
+            accepted = sorted(snake_to_camel(f) for f in fields)
+            close = difflib.get_close_matches(str(key), accepted, n=1)
+            hint = (
+                f"; did you mean {close[0]!r}?" if close else f"; accepted: {', '.join(accepted)}"
+            )
+            raise ValueError(f"{name}: {key!r} is not a BoAmps {name} field{hint}")
+
+
 @dataclass(frozen=True)
 class CallbackOptions:
     """The parameters every framework's ``EmissionsCallback`` shares, checked once.
@@ -100,6 +134,8 @@ class CallbackOptions:
                 "task_stage must be a string such as 'training' or 'finetuning', "
                 f"got {self.task_stage!r}"
             )
+        _check_boamps_fields("task", self.task)
+        _check_boamps_fields("dataset", self.dataset)
         _check_positive("max_energy_kwh", self.max_energy_kwh)
         _check_positive("max_emissions_kg", self.max_emissions_kg)
         _check_positive("window_every_n_steps", self.window_every_n_steps, integer=True)

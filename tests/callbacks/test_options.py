@@ -87,3 +87,18 @@ def test_session_takes_the_options_or_the_arguments_not_both(tracker_kwargs):
     assert session.configuration_key() == flat.configuration_key()
     with pytest.raises(ValueError, match="options"):
         EmissionsSession("custom", options=options, verbose=False)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("task", {"taskFamliy": "x"}, "did you mean 'taskFamily'"),
+        ("dataset", [{"dataUsage": "input"}, {"dataTyp": "text"}], "did you mean 'dataType'"),
+    ],
+)
+def test_a_misspelt_boamps_key_fails_at_construction(name, value, message):
+    """A typo in ``task=``/``dataset=`` was accepted and the report failed validation at the
+    end of the fit; it is refused when the options are built, naming the key."""
+    with pytest.raises(ValueError, match=message):
+        CallbackOptions(**{name: value})
+    CallbackOptions(task={"task_family": "x", "taskStage": "training"})  # both spellings pass
