@@ -205,6 +205,29 @@ class LightningEmissionsMixin:
             samples=self._samples * self._world, optimizer_steps=int(trainer.global_step)
         )
 
+    def _warn_if_not_alone(self, trainer: Any) -> None:
+        """Several EmissionsCallbacks in one trainer each write their own reports, but they log
+        their figures under the same keys: ``callback_metrics`` and the loggers hold the last
+        one's. Said once per process, with the package's warning category."""
+        others = [
+            c
+            for c in getattr(trainer, "callbacks", None) or []
+            if c is not self and isinstance(c, LightningEmissionsMixin)
+        ]
+        if others:
+            from codecarbon_callbacks_core._shared import warn_once
+            from codecarbon_callbacks_core.errors import CodeCarbonCallbacksWarning
+
+            warn_once(
+                "lightning-several-callbacks",
+                "%d EmissionsCallbacks in one trainer: each writes its own reports, but their "
+                "figures share the same keys in callback_metrics and the loggers, where the last "
+                "one's win; monitor or log energy with one of them",
+                len(others) + 1,
+                log=logger,
+                category=CodeCarbonCallbacksWarning,
+            )
+
     @staticmethod
     def _fn(trainer: Any) -> str:
         fn = getattr(getattr(trainer, "state", None), "fn", None)
@@ -213,6 +236,7 @@ class LightningEmissionsMixin:
     # -- fit --------------------------------------------------------------------------------
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        self._warn_if_not_alone(trainer)
         unit, planned = self._plan(trainer)
         done = (
             float(getattr(trainer, "current_epoch", 0) or 0)
