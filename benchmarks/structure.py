@@ -7,6 +7,7 @@ count, run as a subprocess.
 
     python benchmarks/structure.py            # the three figures and every offender
     python benchmarks/structure.py --quiet    # the three figures only
+    python benchmarks/structure.py --check    # exit 1 unless all three are 0 (CI)
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def complex_functions() -> list[tuple[str, str]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quiet", action="store_true", help="print the three figures only")
+    parser.add_argument("--check", action="store_true", help="exit 1 unless all three are 0")
     args = parser.parse_args()
     modules, functions, complex_ = long_modules(), long_functions(), complex_functions()
     print(f"modules over {MODULE_LIMIT} lines:       {len(modules)}")
@@ -85,7 +87,7 @@ def main() -> int:
             print(f"  {name}: {size} lines")
         for name, message in complex_:
             print(f"  {name}: {message}")
-    return 0
+    return 1 if args.check and (modules or functions or complex_) else 0
 
 
 if __name__ == "__main__":

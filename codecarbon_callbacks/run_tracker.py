@@ -379,6 +379,22 @@ def say_how_measured(
         pass
 
 
+def totals_so_far(tracker: BaseEmissionsTracker | None) -> dict[str, float]:
+    """The run's ``total_*`` figures (:func:`metrics.totals_metrics`) as of the latest window
+    edge, this rank's own: no collective, so callable where not every rank is (a mid-epoch
+    validation end); in a distributed run the epoch's end sets the figures combined over ranks.
+    Empty without a tracker or when the tracker cannot say (never raises)."""
+    if tracker is None:
+        return {}
+    from codecarbon_callbacks.metrics import totals_metrics
+
+    try:
+        return totals_metrics(tracker.totals(at_last_edge=True))
+    except Exception as e:  # a monitor's figure must never cost the training
+        logging.getLogger(__name__).debug("totals so far unavailable: %s", e)
+        return {}
+
+
 def totals_summary(tracker: BaseEmissionsTracker) -> tuple[dict[str, Any], str | None]:
     """The tracker's totals now (its final record once stopped) as the session's summary gives
     them (kWh, kg CO2eq, s, g/kWh), and the run's status; ``({}, None)`` when it has none."""

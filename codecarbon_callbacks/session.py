@@ -53,8 +53,7 @@ from codecarbon_callbacks.extras import (  # noqa: F401  (their home before extr
 )
 from codecarbon_callbacks.forecast import Budget, Progress, advance
 
-# model and data facts live in introspect.py; imported here too, where adapters and tests
-# have always found them
+# model and data facts (their home: introspect.py), where adapters and tests always found them
 from codecarbon_callbacks.introspect import (  # noqa: F401
     TORCH_QUANTIZATION,
     dataset_info,
@@ -270,8 +269,7 @@ class EmissionsSession:
         Raises:
             ConfigError: the tracker refused its configuration at start(), before any
                 training step (``gpu_ids`` naming no visible GPU, an ``output_dir`` that
-                cannot be created); any other failure to start only leaves the run unmeasured
-                (False).
+                cannot be created); any other failure to start leaves the run unmeasured (False).
         """
         if stage not in RUN_STAGES:
             raise ValueError(f"stage must be one of {', '.join(RUN_STAGES)}, got {stage!r}")
@@ -447,9 +445,8 @@ class EmissionsSession:
 
         Known keys: ``framework_version``, ``class_path``, ``parameters`` (a count),
         ``layers``, ``epochs``, ``max_steps``, ``optimizer``, ``batch_size``, ``n_samples``,
-        ``input_shape``, ``data_type``, ``pretrained``, ``foundation_model``,
-        ``training_type``, ``nb_request``.
-        """
+        ``input_shape``, ``data_type``, ``pretrained``, ``foundation_model``, ``training_type``,
+        ``nb_request``."""
         run = self._run
         if run is None:
             return
@@ -660,17 +657,8 @@ class EmissionsSession:
         return metrics
 
     def totals_so_far(self) -> dict[str, float]:
-        """The run's ``total_*`` figures as of the latest window edge, this rank's own (no
-        collective: callable where not every rank is, e.g. at a mid-epoch validation end). In a
-        distributed run the epoch's end replaces them with the figures combined over ranks."""
-        run = self._run
-        if run is None or run.tracker is None:
-            return {}
-        try:
-            return totals_metrics(run.tracker.totals(at_last_edge=True))
-        except Exception as e:  # a monitor's figure must never cost the training
-            logger.debug("totals so far unavailable: %s", e)
-            return {}
+        """``total_*`` as of the latest window edge, this rank's own (no collective)."""
+        return run_tracker.totals_so_far(self._run.tracker if self._run is not None else None)
 
     def _totals(self, run: _Run) -> EmissionsData | None:
         """The run's totals so far: combined over ranks (a collective) in a distributed run.
