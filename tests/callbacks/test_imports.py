@@ -60,7 +60,7 @@ def test_transformers_adapter_without_accelerate_names_it():
     assert 'pip install "codecarbon-callbacks[transformers]"' in message
 
 
-@pytest.mark.parametrize("backend", ["jax", "not-a-backend"])
+@pytest.mark.parametrize("backend", ["tensorflow", "not-a-backend"])  # jax: a dev dependency
 def test_keras_adapter_without_a_usable_backend_names_keras_backend(backend):
     """keras is installed but KERAS_BACKEND names a backend that cannot be imported: the error
     says so, instead of asking to install keras (which would not help)."""
