@@ -32,12 +32,10 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from codecarbon_callbacks_core.hardware import _forksafe
 from codecarbon_callbacks_core.hardware.amdsmi_select import AmdDeviceIds, select_amd_devices
 from codecarbon_callbacks_core.hardware.base import (
     EdgeReading,
@@ -148,9 +146,14 @@ class AmdSmiGpu(NvmlGpu):
         self._handle = handle
         self.index = index
         self.cuda_index = hip_index
-        self._clock = clock
-        self._sleep = sleep
-        self.kind = "gpu"
+        self._init_timing(
+            clock=clock,
+            sleep=sleep,
+            sample_interval_s=sample_interval_s,
+            watch_interval_s=watch_interval_s,
+            anchor_interval_s=anchor_interval_s,
+            bursts_off_sampler=bursts_off_sampler,
+        )
         self.name = f"gpu:amd{index}"
         self.uuid = str(amdsmi.amdsmi_get_gpu_device_uuid(handle))
         self.unique_id, self.model = _asic(amdsmi, handle)
@@ -159,16 +162,6 @@ class AmdSmiGpu(NvmlGpu):
             self.memory_total_bytes = None if vram_mb is None else int(vram_mb) * 1024 * 1024
         except (error, AttributeError):
             self.memory_total_bytes = None
-        self.sample_interval_s = sample_interval_s
-        self.watch_interval_s = watch_interval_s
-        self.anchor_interval_s = anchor_interval_s
-        self.bursts_off_sampler = (
-            clock is time.monotonic if bursts_off_sampler is None else bursts_off_sampler
-        )
-        self._job = None
-        self._job_stop = threading.Event()
-        self._lock = threading.Lock()
-        _forksafe.track(self)
         self._wrap_modulus = 2**counter_bits
         self._last_count: int | None = None
         self._wraps = 0

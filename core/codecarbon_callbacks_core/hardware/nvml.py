@@ -160,9 +160,14 @@ class NvmlGpu(CounterPhase, Component):
         self.index = index
         self.cuda_index = cuda_index
         self._handle = handle if handle is not None else nvml.nvmlDeviceGetHandleByIndex(index)
-        self._clock = clock
-        self._sleep = sleep
-        self.kind = "gpu"
+        self._init_timing(
+            clock=clock,
+            sleep=sleep,
+            sample_interval_s=sample_interval_s,
+            watch_interval_s=watch_interval_s,
+            anchor_interval_s=anchor_interval_s,
+            bursts_off_sampler=bursts_off_sampler,
+        )
         self.name = f"gpu:{index}"
         self.uuid = _text(nvml.nvmlDeviceGetUUID(self._handle))
         self.model = _text(nvml.nvmlDeviceGetName(self._handle))
@@ -172,16 +177,6 @@ class NvmlGpu(CounterPhase, Component):
             )
         except nvml.NVMLError:
             self.memory_total_bytes = None
-        self.sample_interval_s = sample_interval_s
-        self.watch_interval_s = watch_interval_s
-        self.anchor_interval_s = anchor_interval_s
-        self.bursts_off_sampler = (
-            clock is time.monotonic if bursts_off_sampler is None else bursts_off_sampler
-        )
-        self._job: Future[None] | None = None  # the burst in flight on the pool
-        self._job_stop = threading.Event()
-        self._lock = threading.Lock()
-        _forksafe.track(self)
         # power source
         self.power_source: str | None = None
         if self._read_instant_power_w() is not None:
@@ -207,6 +202,32 @@ class NvmlGpu(CounterPhase, Component):
             if self.power_source is None:
                 self.failure = "NVML reports neither energy nor power for this GPU"
         self._reset_state()
+
+    def _init_timing(
+        self,
+        *,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+        sample_interval_s: float,
+        watch_interval_s: float,
+        anchor_interval_s: float | None,
+        bursts_off_sampler: bool | None,
+    ) -> None:
+        """The clock, the sampling and burst settings, the lock and the fork tracking: what
+        every GPU backend built on this class sets up the same way (see the class's Args)."""
+        self._clock = clock
+        self._sleep = sleep
+        self.kind = "gpu"
+        self.sample_interval_s = sample_interval_s
+        self.watch_interval_s = watch_interval_s
+        self.anchor_interval_s = anchor_interval_s
+        self.bursts_off_sampler = (
+            clock is time.monotonic if bursts_off_sampler is None else bursts_off_sampler
+        )
+        self._job: Future[None] | None = None  # the burst in flight on the pool
+        self._job_stop = threading.Event()
+        self._lock = threading.Lock()
+        _forksafe.track(self)
 
     # -- state ---------------------------------------------------------------------------------
 
