@@ -13,6 +13,7 @@ import logging
 import math
 from typing import Any
 
+from codecarbon_callbacks.batch_size import BatchSizer
 from codecarbon_callbacks.introspect import dataset_info, torch_model_info
 from codecarbon_callbacks.options import CallbackOptions, end_eval_run
 from codecarbon_callbacks.session import EmissionsSession
@@ -28,6 +29,11 @@ def _extract_batch_size() -> Any:
     except ImportError:  # the pytorch_lightning package alone
         from pytorch_lightning.utilities.data import extract_batch_size
     return extract_batch_size
+
+
+def _lightning_batch_size(batch: Any) -> int:
+    """Lightning's own walk, for batches without a stable path to their first tensor."""
+    return int(_extract_batch_size()(batch))
 
 
 def _first_loader(loaders: Any) -> Any:
@@ -99,6 +105,11 @@ class LightningEmissionsMixin:
         self._samples = 0
         #: the fit's world size (read once per fit: a property chain through the strategy)
         self._world = 1
+        #: whether any batch of the fit had a size (else samples are unknown)
+        self._sized = False
+        #: whether the session has step or time windows (read once per fit)
+        self._step_windows = False
+        self._batch_size = BatchSizer(fallback=_lightning_batch_size)
 
     # -- public -----------------------------------------------------------------------------
 
@@ -194,16 +205,12 @@ class LightningEmissionsMixin:
         except Exception as e:
             logger.debug("could not set the energy figures in callback_metrics: %s", e)
 
-    def _count(self, trainer: Any, batch: Any) -> None:
-        """This batch's samples (over all ranks: this rank's times the world size) and the
-        optimizer steps so far, for the energy per sample and per step."""
-        try:
-            self._samples += int(_extract_batch_size()(batch))
-        except Exception:  # a batch without a tensor: samples unknown
-            return
-        self.session.update_counts(
-            samples=self._samples * self._world, optimizer_steps=int(trainer.global_step)
-        )
+    def _counts(self, trainer: Any) -> dict[str, int | None]:
+        """The fit's work so far, read by the session at window and epoch edges: samples over
+        all ranks (this rank's times the world size; None when no batch had a tensor) and
+        optimizer steps."""
+        samples = self._samples * self._world if self._sized else None
+        return {"samples": samples, "optimizer_steps": int(trainer.global_step)}
 
     def _warn_if_not_alone(self, trainer: Any) -> None:
         """Several EmissionsCallbacks in one trainer each write their own reports, but they log
@@ -253,7 +260,12 @@ class LightningEmissionsMixin:
         )
         self._last_logged_step = -1
         self._samples = 0
+        self._sized = False
         self._world = int(getattr(trainer, "world_size", 1) or 1)
+        self._step_windows = bool(
+            self.session.window_every_n_steps or self.session.window_every_seconds
+        )
+        self.session.count_with(functools.partial(self._counts, trainer))
 
     def on_sanity_check_start(self, trainer: Any, pl_module: Any) -> None:
         self.session.begin_phase("validation", "sanity check")
@@ -277,8 +289,12 @@ class LightningEmissionsMixin:
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self._count(trainer, batch)
-        if not (self.session.window_every_n_steps or self.session.window_every_seconds):
+        # the batch's samples only (a few item lookups): the session reads the counts at edges
+        size = self._batch_size(batch)
+        if size is not None:
+            self._samples += size
+            self._sized = True
+        if not self._step_windows:
             return
         step = int(trainer.global_step)
         if step == self._last_logged_step:

@@ -8,12 +8,15 @@ when an epoch, an evaluation pass or a step/time window ends; the adapters log w
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from codecarbon_callbacks_core.records import EmissionsData, WindowRecord
+
+logger = logging.getLogger(__name__)
 
 #: keys of the per-epoch figures logged to the framework
 EPOCH_METRIC_KEYS = (
@@ -164,15 +167,31 @@ def per_unit(energy_kwh: float, work: dict[str, int | None]) -> dict[str, float 
 class WorkCounter:
     """A run's training work, counted by an adapter, split over its train windows and epochs.
 
-    The adapter reports cumulative counts (:meth:`update`); the session says when a train window
-    and an epoch begin; :meth:`stamp` writes a closing train window's counts and energy per unit
-    into its record before the outputs write it (the session's record combiner calls it).
+    The adapter reports cumulative counts, either pushed (:meth:`update`) or pulled from a
+    ``source`` it sets: a callable returning the same counts, called only at window and epoch
+    edges (so that an adapter counting every batch keeps a plain integer and never calls in
+    here per batch). The session says when a train window and an epoch begin; :meth:`stamp`
+    writes a closing train window's counts and energy per unit into its record before the
+    outputs write it (the session's record combiner calls it).
     """
 
     def __init__(self) -> None:
         self.counts = WorkCounts()
         self._window: tuple[str, WorkCounts] | None = None
         self._epoch_start = WorkCounts()
+        #: cumulative counts read at each edge (None: only what update() pushed)
+        self.source: Callable[[], Mapping[str, int | None]] | None = None
+
+    def _pull(self) -> None:
+        source = self.source
+        if source is None:
+            return
+        try:
+            counts = source()
+        except Exception as e:  # counting is best effort: the energy figures stay
+            logger.debug("the work counts could not be read: %s", e)
+            return
+        self.update(**counts)
 
     def update(self, **counts: int | None) -> None:
         """Cumulative counts since the run began (``samples``, ``tokens``,
@@ -185,15 +204,18 @@ class WorkCounter:
 
     def window_opened(self, window_id: str) -> None:
         """A train window opened: its work is counted from now."""
+        self._pull()
         self._window = (window_id, dataclasses.replace(self.counts))
 
     def epoch_began(self) -> None:
+        self._pull()
         self._epoch_start = dataclasses.replace(self.counts)
 
     def stamp(self, record: EmissionsData) -> None:
         """Fill a closing train window's counts and energies per unit (others untouched)."""
         if self._window is None or getattr(record, "window_id", None) != self._window[0]:
             return
+        self._pull()
         work = self.counts.since(self._window[1])
         for name, value in {**work, **per_unit(record.energy_consumed, work)}.items():
             setattr(record, name, value)
@@ -201,6 +223,7 @@ class WorkCounter:
     def epoch_figures(self, energy_kwh: float) -> dict[str, float]:
         """The epoch's ``epoch_samples``, ``epoch_tokens``, ``epoch_optimizer_steps`` and
         ``epoch_energy_per_{sample,token,step}_kwh`` for its train energy; unknown ones left out."""
+        self._pull()
         work = self.counts.since(self._epoch_start)
         figures = {**work, **per_unit(energy_kwh, work)}
         return {f"epoch_{k}": float(v) for k, v in figures.items() if v is not None}

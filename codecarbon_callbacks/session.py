@@ -38,7 +38,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -530,6 +530,13 @@ class EmissionsSession:
         """
         if self._run is not None:
             self._run.work.update(samples=samples, tokens=tokens, optimizer_steps=optimizer_steps)
+
+    def count_with(self, source: Callable[[], Mapping[str, int | None]] | None) -> None:
+        """Pull the training work from ``source`` at each window and epoch edge of the open run
+        instead of being told every batch: it returns :meth:`update_counts`' counts (cumulative,
+        all ranks). The run forgets it when it ends."""
+        if self._run is not None:
+            self._run.work.source = source
 
     @property
     def current_phase(self) -> str | None:
