@@ -110,6 +110,8 @@ class LightningEmissionsMixin:
         #: whether the session has step or time windows (read once per fit)
         self._step_windows = False
         self._batch_size = BatchSizer(fallback=_lightning_batch_size)
+        #: the figures' last values and their tensors (see _set_callback_metrics)
+        self._tensors: dict[str, tuple[float, Any]] = {}
 
     # -- public -----------------------------------------------------------------------------
 
@@ -187,18 +189,23 @@ class LightningEmissionsMixin:
         step = max(0, self._step(trainer) - 1)
         self._log(trainer, {**metrics, "epoch": int(trainer.current_epoch)}, step=step)
 
-    @staticmethod
     def _set_callback_metrics(
-        trainer: Any, metrics: dict[str, float], *, logged: bool = False
+        self, trainer: Any, metrics: dict[str, float], *, logged: bool = False
     ) -> None:
         """Figures into ``trainer.callback_metrics`` (float64 tensors) where ``log`` is not
         allowed (``on_validation_end``): callbacks checking after this one see them."""
         try:
             import torch
 
-            # one tensor for all, then a 0-d view each: a third of the cost of a tensor per value
-            values = torch.tensor([float(v) for v in metrics.values()], dtype=torch.float64)
-            tensors = dict(zip(metrics, values.unbind()))
+            # A figure unchanged since the last call (the epoch's end repeats its validation
+            # end's) keeps its tensor; the others get one tensor, then a 0-d view each (a third
+            # of the cost of a tensor per value). Tensors are never changed in place.
+            cache = self._tensors
+            fresh = [k for k, v in metrics.items() if k not in cache or cache[k][0] != v]
+            if fresh:
+                values = torch.tensor([float(metrics[k]) for k in fresh], dtype=torch.float64)
+                cache.update((k, (metrics[k], t)) for k, t in zip(fresh, values.unbind()))
+            tensors = {k: cache[k][1] for k in metrics}
             trainer.callback_metrics.update(tensors)
             if logged:
                 trainer.logged_metrics.update(tensors)
@@ -261,6 +268,7 @@ class LightningEmissionsMixin:
         self._last_logged_step = -1
         self._samples = 0
         self._sized = False
+        self._tensors = {}
         self._world = int(getattr(trainer, "world_size", 1) or 1)
         self._step_windows = bool(
             self.session.window_every_n_steps or self.session.window_every_seconds

@@ -134,6 +134,8 @@ class _Run:
     epoch_first_record: int = 0
     #: training work the adapter counts (update_counts), split over train windows and epochs
     work: WorkCounter = field(default_factory=WorkCounter)
+    #: ((epoch, first record, record count), the epoch's figures from its records)
+    epoch_cache: tuple[tuple[int, int, int], dict[str, float]] | None = None
 
 
 class EmissionsSession:
@@ -659,7 +661,11 @@ class EmissionsSession:
         epoch = run.epoch if run is not None and epoch is None else epoch
         if run is None or epoch is None:
             return {}
-        metrics = epoch_metrics(self._records[run.epoch_first_record :], epoch)
+        # the same records as last time (a validation end, then the epoch's end): not summed again
+        key = (epoch, run.epoch_first_record, len(self._records))
+        if run.epoch_cache is None or run.epoch_cache[0] != key:
+            run.epoch_cache = (key, epoch_metrics(self._records[run.epoch_first_record :], epoch))
+        metrics = dict(run.epoch_cache[1])
         metrics.update(run.work.epoch_figures(metrics["epoch_energy_kwh"]))
         return metrics
 

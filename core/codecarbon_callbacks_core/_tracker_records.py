@@ -6,6 +6,7 @@ the tracker keeps its life cycle and this module the arithmetic of a row.
 
 from __future__ import annotations
 
+import functools
 import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -169,6 +170,14 @@ def fill_uncertainty(
     record.emissions_uncertainty_kg = (
         pue * intensity.g_per_kwh / 1000.0 * combine([total_kwh, relative * new_energy_kwh])
     )
+    return dict(_uncertainty_summary(intensity, resumed))
+
+
+@functools.lru_cache(maxsize=8)
+def _uncertainty_summary(intensity: IntensityResult, resumed: bool) -> dict[str, Any]:
+    """``metadata["uncertainty"]`` for one intensity (the same for every record of a run:
+    built once, copied per record)."""
+    intensity_half_width = intensity.uncertainty_g_per_kwh
     summary: dict[str, Any] = {
         "interval": "95% half-width; components in quadrature",
         "carbon_intensity_uncertainty_g_per_kwh": intensity_half_width,

@@ -211,9 +211,14 @@ class Meter:
             readings = read_energy_concurrently(self.components, now)
         else:
             readings = [self._read(c, now) for c in self.components]
-        energies = {c.name: self._checked(c, value) for c, value in zip(self.components, readings)}
-        half_widths = {c.name: self._edge_half_width(c, now) for c in self.components}
-        powers = {c.name: self._power(c) for c in self.components}
+        energies: dict[str, float] = {}
+        half_widths: dict[str, float] = {}
+        powers: dict[str, float] = {}
+        for c, value in zip(self.components, readings):  # one pass: this runs at every edge
+            name = c.name
+            energies[name] = self._checked(c, value)
+            half_widths[name] = self._edge_half_width(c, now)
+            powers[name] = self._power(c)
         times = cpu_times()
         snapshot = Snapshot(now, wall, energies, (times.busy_s, times.total_s), half_widths, powers)
         if sync_cuda:  # a window edge on the training thread (live snapshots do not count)

@@ -99,7 +99,8 @@ def combine(half_widths_j: Iterable[float]) -> float:
     >>> combine([3.0, 4.0])
     5.0
     """
-    return math.sqrt(sum(h * h for h in half_widths_j))
+    # hypot: one C call (it runs several times at every window edge), and no overflow
+    return math.hypot(*half_widths_j)
 
 
 #: methods whose energy read is a slow hardware counter call: read concurrently at an edge
