@@ -589,3 +589,23 @@ def test_two_pytorch_lightning_callbacks_in_one_trainer_each_write_their_own_run
 # Lightning ddp_spawn (2 CPU processes, gloo: the callback crosses the spawn pickled, one run
 # row, one train row per epoch, combined figures) is in tests/distributed/test_launches.py, with
 # the `ddp` strategy under torchrun and the Hugging Face Trainer.
+
+
+def test_figures_unchanged_since_the_last_call_keep_their_tensors(tracker_kwargs):
+    """The epoch's end repeats its validation end's figures: those keep their tensors; a figure
+    that changed gets a new one with its own value."""
+    from types import SimpleNamespace
+
+    callback = EmissionsCallback(**tracker_kwargs)
+    trainer_ = SimpleNamespace(callback_metrics={}, logged_metrics={})
+    callback._set_callback_metrics(trainer_, {"a": 1.0, "b": 2.0})
+    a, b = trainer_.callback_metrics["a"], trainer_.callback_metrics["b"]
+    callback._set_callback_metrics(trainer_, {"a": 1.0, "b": 3.0, "c": 4.0}, logged=True)
+    metrics = trainer_.callback_metrics
+    assert metrics["a"] is a and metrics["b"] is not b
+    assert {k: float(v) for k, v in metrics.items()} == {"a": 1.0, "b": 3.0, "c": 4.0}
+    assert float(b) == 2.0  # a tensor given out is never changed in place
+    assert trainer_.logged_metrics.keys() == {"a", "b", "c"}
+    assert all(v.dtype == torch.float64 and v.dim() == 0 for v in metrics.values())
+    callback._set_callback_metrics(trainer_, {"a": float("nan")})
+    assert torch.isnan(metrics["a"])

@@ -111,6 +111,41 @@ def test_work_counts_split_over_train_windows_and_epochs(tracker_kwargs, tmp_pat
         WorkCounter().update(images=3)
 
 
+def test_work_counts_pulled_at_edges_match_counts_pushed_every_batch(tracker_kwargs, tmp_path):
+    """count_with(): the session reads the adapter's counts at each edge (the Lightning
+    callback keeps a plain integer per batch); the windows get what pushing gives."""
+    counts = {"samples": 0, "optimizer_steps": 0}
+    session = EmissionsSession("custom", **tracker_kwargs)
+    session.begin_run("fit")
+    session.count_with(lambda: dict(counts))
+    session.begin_epoch(0)
+    counts.update(samples=30, optimizer_steps=3)
+    session.begin_phase("validation")
+    session.end_phase()  # an epoch is open: training goes on
+    mid = session.epoch_figures()  # what a monitor sees at the validation end
+    assert mid["epoch_samples"] == 30
+    counts.update(samples=50, optimizer_steps=5)
+    busy(0.01)
+    row = session.end_epoch(0)
+    session.begin_epoch(1)
+
+    def broken() -> dict[str, int]:
+        raise RuntimeError("the trainer is gone")
+
+    session.count_with(broken)  # a failing source leaves the counts as they were
+    second = session.end_epoch(1)
+    session.end_run()
+    train = read_windows(tmp_path).query("phase == 'train'")
+    assert list(train["samples"]) == [30, 20, 0] and list(train["optimizer_steps"]) == [3, 2, 0]
+    assert row["epoch_samples"] == 50 and second["epoch_samples"] == 0
+    # the epoch's figures at its end include the training after the validation pass
+    assert row["epoch_energy_kwh"] == pytest.approx(
+        train[train["epoch"] == 0]["energy_consumed"].sum(), rel=1e-9
+    )
+    assert row["epoch_duration_s"] > mid["epoch_duration_s"] + 0.009
+    assert row["epoch_energy_kwh"] > mid["epoch_energy_kwh"]
+
+
 def test_mid_epoch_validation_continues_the_epoch(tracker_kwargs, tmp_path):
     session = EmissionsSession("custom", **tracker_kwargs)
     session.begin_run("fit")

@@ -554,6 +554,34 @@ def test_totals_at_last_edge_reads_no_hardware(tmp_path: Path) -> None:
     tracker.stop()
 
 
+def test_totals_at_one_edge_are_built_once_and_follow_the_next_edge(tmp_path: Path) -> None:
+    """A validation end and its epoch's end ask for the totals at the same edge: one record;
+    the next edge, a changed intensity or a new run give new figures."""
+    import dataclasses
+
+    tracker = make_tracker(tmp_path, output_methods=[])
+    tracker.start()
+    window = tracker.open_window("epoch", "e0", epoch=0, phase="train")
+    time.sleep(0.01)
+    _, window = tracker.switch_window(window, "phase", "other")
+    first = tracker.totals(at_last_edge=True)
+    assert tracker.totals(at_last_edge=True) is first
+    time.sleep(0.01)
+    _, window = tracker.switch_window(window, "epoch", "e1", epoch=1, phase="train")
+    second = tracker.totals(at_last_edge=True)
+    assert second is not first and second.duration > first.duration
+    assert second.energy_consumed > first.energy_consumed
+    tracker.intensity = dataclasses.replace(tracker.intensity, g_per_kwh=1000.0)
+    third = tracker.totals(at_last_edge=True)
+    assert third is not second and third.emissions > second.emissions
+    assert third.energy_consumed == second.energy_consumed
+    tracker.stop()
+    tracker.start()  # a new run: its own edges, never the last run's totals
+    tracker.switch_window(tracker.open_window("epoch", "e0", epoch=0), "phase", "other")
+    assert tracker.totals(at_last_edge=True).run_id == tracker.run_id != second.run_id
+    tracker.stop()
+
+
 def test_edge_records_follow_changes_of_the_run_config_and_intensity(tmp_path: Path) -> None:
     """The fields every record shares are cached per run (issue 13's hot path): a change of
     run, configuration or intensity shows in the next record; window ids stay uuid4 text."""
