@@ -112,6 +112,7 @@ class LightningEmissionsMixin:
         self._batch_size = BatchSizer(fallback=_lightning_batch_size)
         #: the figures' last values and their tensors (see _set_callback_metrics)
         self._tensors: dict[str, tuple[float, Any]] = {}
+        self._state_key: str | None = None
 
     # -- public -----------------------------------------------------------------------------
 
@@ -404,7 +405,13 @@ class LightningEmissionsMixin:
         its configuration (``EmissionsSession.configuration_key``), so that several callbacks
         with different configurations (output folders, projects) fit in one Trainer, each
         resuming its own run; the same arguments give the same key in the resumed process."""
-        return f"{type(self).__qualname__}{{'config': {self.session.configuration_key()!r}}}"
+        # read at every hook call of every callback (Lightning's profiler names the call with
+        # it): built once
+        key = self._state_key
+        if key is None:
+            key = f"{type(self).__qualname__}{{'config': {self.session.configuration_key()!r}}}"
+            self._state_key = key
+        return key
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-able state saved in Lightning checkpoints: run_id and cumulative totals (never

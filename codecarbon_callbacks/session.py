@@ -191,6 +191,7 @@ class EmissionsSession:
         #: the arguments as given (secrets included: kept in memory only, see
         #: checkpoint_arguments())
         self._arguments: dict[str, Any] = options.arguments()
+        self._configuration_key: str | None = None
         self._given_tracker = options.tracker
         # the configuration is resolved and checked here, so that bad parameters fail now
         if options.tracker is None:
@@ -751,7 +752,12 @@ class EmissionsSession:
     def configuration_key(self) -> str:
         """A digest naming this session's configuration (:func:`configuration_key`): the same for
         the same arguments in every process, different for callbacks that write elsewhere."""
-        return configuration_key(self._arguments)
+        # Lightning reads its callbacks' state_key at every hook call (some ten per batch):
+        # the arguments are fixed at construction, so the digest is computed once
+        key = self._configuration_key
+        if key is None:
+            key = self._configuration_key = configuration_key(self._arguments)
+        return key
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-able state for a checkpoint: the tracker's run_id and totals, epochs done."""
