@@ -13,7 +13,7 @@ import logging
 import math
 from typing import Any
 
-from codecarbon_callbacks.batch_size import BatchSizer
+from codecarbon_callbacks.batch_size import FixedBatches, SampleCounter
 from codecarbon_callbacks.introspect import dataset_info, torch_model_info
 from codecarbon_callbacks.options import CallbackOptions, end_eval_run
 from codecarbon_callbacks.session import EmissionsSession
@@ -34,6 +34,20 @@ def _extract_batch_size() -> Any:
 def _lightning_batch_size(batch: Any) -> int:
     """Lightning's own walk, for batches without a stable path to their first tensor."""
     return int(_extract_batch_size()(batch))
+
+
+def _fixed_batches(trainer: Any) -> FixedBatches | None:
+    """The training loader's fixed batching (:meth:`FixedBatches.of`), or None where the
+    samples must be read from each batch: several training loaders, loaders reloaded during
+    the fit, or a fit resumed from a checkpoint (it may begin in the middle of an epoch)."""
+    try:
+        if getattr(trainer, "ckpt_path", None) or getattr(
+            trainer, "reload_dataloaders_every_n_epochs", 0
+        ):
+            return None
+        return FixedBatches.of(getattr(trainer, "train_dataloader", None))
+    except Exception:  # introspection is best effort: read each batch
+        return None
 
 
 def _first_loader(loaders: Any) -> Any:
@@ -101,15 +115,12 @@ class LightningEmissionsMixin:
         )
         self.session = EmissionsSession(self._framework_name, options=options)
         self._last_logged_step = -1
-        #: training samples this rank saw in the fit (from its batches' sizes)
-        self._samples = 0
+        #: training samples this rank saw in the fit
+        self._samples = SampleCounter(fallback=_lightning_batch_size)
         #: the fit's world size (read once per fit: a property chain through the strategy)
         self._world = 1
-        #: whether any batch of the fit had a size (else samples are unknown)
-        self._sized = False
         #: whether the session has step or time windows (read once per fit)
         self._step_windows = False
-        self._batch_size = BatchSizer(fallback=_lightning_batch_size)
         #: the figures' last values and their tensors (see _set_callback_metrics)
         self._tensors: dict[str, tuple[float, Any]] = {}
         self._state_key: str | None = None
@@ -217,8 +228,11 @@ class LightningEmissionsMixin:
         """The fit's work so far, read by the session at window and epoch edges: samples over
         all ranks (this rank's times the world size; None when no batch had a tensor) and
         optimizer steps."""
-        samples = self._samples * self._world if self._sized else None
-        return {"samples": samples, "optimizer_steps": int(trainer.global_step)}
+        samples = self._samples.samples
+        return {
+            "samples": samples * self._world if samples is not None else None,
+            "optimizer_steps": int(trainer.global_step),
+        }
 
     def _warn_if_not_alone(self, trainer: Any) -> None:
         """Several EmissionsCallbacks in one trainer each write their own reports, but they log
@@ -267,8 +281,7 @@ class LightningEmissionsMixin:
             done=done,
         )
         self._last_logged_step = -1
-        self._samples = 0
-        self._sized = False
+        self._samples.reset()
         self._tensors = {}
         self._world = int(getattr(trainer, "world_size", 1) or 1)
         self._step_windows = bool(
@@ -291,18 +304,22 @@ class LightningEmissionsMixin:
         self.session.update_info(info)
         unit, planned = self._plan(trainer)  # num_training_batches is known from here on
         self.session.set_plan(unit=unit, planned=planned)
+        self._samples.use(_fixed_batches(trainer))
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._samples.epoch_began()
         self.session.begin_epoch(int(trainer.current_epoch))
 
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        # the batch's samples only (a few item lookups): the session reads the counts at edges
-        size = self._batch_size(batch)
-        if size is not None:
-            self._samples += size
-            self._sized = True
+        # the batch's samples only (one integer added, or a few item lookups): the session reads
+        # the counts at edges
+        samples = self._samples
+        if samples.fast:
+            samples.epoch_batches += 1
+        else:
+            samples.batch(batch)
         if not self._step_windows:
             return
         step = int(trainer.global_step)

@@ -117,3 +117,120 @@ class BatchSizer:
             node = step(node)
         self._path, self._leaf_type = typed, type(node)
         return _leaf_size(node)
+
+
+class FixedBatches:
+    """A loader whose epoch is ``batch_size``-sample batches with a shorter last one (none if
+    ``drop_last``), out of ``samples`` samples: the samples of its first ``k`` batches follow
+    from ``k`` alone, with no look at any batch.
+
+    Attributes:
+        batch_size: samples per batch.
+        samples: samples per epoch the sampler yields (this rank's, under a distributed sampler).
+        drop_last: whether the last, incomplete batch is dropped.
+    """
+
+    def __init__(self, batch_size: int, samples: int, drop_last: bool) -> None:
+        self.batch_size, self.samples, self.drop_last = batch_size, samples, drop_last
+
+    def first_batches(self, k: int) -> int:
+        """Samples in an epoch's first ``k`` batches."""
+        done = k * self.batch_size
+        return done if self.drop_last else min(done, self.samples)
+
+    @classmethod
+    def of(cls, loader: Any) -> FixedBatches | None:
+        """The loader's fixed batching, or None when its batches' sizes cannot be known in
+        advance: anything but a plain ``torch.utils.data.DataLoader`` with torch's own
+        ``BatchSampler`` over a sampler with a length and the default collate function (a
+        custom batch sampler or collate function may make batches of any size; an iterable
+        dataset has no length)."""
+        import sys
+
+        data = getattr(sys.modules.get("torch"), "utils", None)
+        data = getattr(data, "data", None)
+        if data is None or type(loader) is not data.DataLoader:
+            return None
+        batch_sampler = loader.batch_sampler
+        if type(batch_sampler) is not data.BatchSampler:
+            return None
+        if loader.collate_fn is not data.default_collate:
+            return None
+        try:
+            samples = len(batch_sampler.sampler)
+            batch_size = int(batch_sampler.batch_size)
+        except (TypeError, ValueError):
+            return None
+        if batch_size <= 0:
+            return None
+        return cls(batch_size, samples, bool(batch_sampler.drop_last))
+
+
+class SampleCounter:
+    """A fit's training samples on this rank, counted at each batch.
+
+    By default each batch's size is read (:class:`BatchSizer`). With a loader of fixed batching
+    (:meth:`FixedBatches.of`, given by :meth:`use`), each batch only adds one to the epoch's
+    batch count and the samples follow from it; the first batch's size is still read and, if it
+    is not the one expected, counting goes back to reading every batch.
+
+    Args:
+        fallback: see :class:`BatchSizer`.
+    """
+
+    def __init__(self, fallback: Callable[[Any], int] | None = None) -> None:
+        self._sizer = BatchSizer(fallback)
+        self.reset()
+
+    def reset(self) -> None:
+        """A new fit: nothing counted, every batch's size read."""
+        #: samples counted before the current epoch (fixed batching) or in all (else)
+        self.counted = 0
+        self.sized = False
+        #: the loader's fixed batching, or None
+        self.fixed: FixedBatches | None = None
+        #: batches of the current epoch (fixed batching)
+        self.epoch_batches = 0
+        #: True while each batch only adds one (fixed batching, first batch checked)
+        self.fast = False
+
+    def use(self, fixed: FixedBatches | None) -> None:
+        """Count from the number of batches with ``fixed`` (None: read every batch's size)."""
+        self._fold()
+        self.fixed, self.fast = fixed, False
+
+    def batch(self, batch: Any) -> None:
+        """One training batch (the callback's hook adds to ``epoch_batches`` itself while
+        ``fast``)."""
+        if self.fast:
+            self.epoch_batches += 1
+            return
+        size = self._sizer(batch)
+        fixed = self.fixed
+        if fixed is not None:
+            k = self.epoch_batches
+            if size == fixed.first_batches(k + 1) - fixed.first_batches(k):
+                self.epoch_batches, self.fast = k + 1, True
+                return
+            self._fold()  # not the batching expected: read every batch from here
+            self.fixed = None
+        if size is not None:
+            self.counted += size
+            self.sized = True
+
+    def epoch_began(self) -> None:
+        """A training epoch begins: the last one's batches are folded into ``counted``."""
+        self._fold()
+
+    def _fold(self) -> None:
+        if self.fixed is not None:
+            self.counted += self.fixed.first_batches(self.epoch_batches)
+            self.sized = True
+        self.epoch_batches = 0
+
+    @property
+    def samples(self) -> int | None:
+        """Samples so far in the fit, None when no batch had a size."""
+        if self.fixed is not None:
+            return self.counted + self.fixed.first_batches(self.epoch_batches)
+        return self.counted if self.sized else None

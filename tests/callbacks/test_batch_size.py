@@ -85,3 +85,102 @@ def test_paths_go_through_indices_keys_and_fields_only():
         deep = [deep]
     assert find_path(deep) == "unstable"
     assert BatchSizer(fallback=_lightning)(deep) == 2  # Lightning's own walk decides
+
+
+# -- counting from the number of batches ----------------------------------------------------
+
+from codecarbon_callbacks.batch_size import FixedBatches, SampleCounter  # noqa: E402
+from torch.utils.data import (  # noqa: E402
+    BatchSampler,
+    DataLoader,
+    IterableDataset,
+    RandomSampler,
+    TensorDataset,
+)
+
+DATA = TensorDataset(torch.zeros(70, 3), torch.zeros(70))
+
+
+class Stream(IterableDataset):
+    def __iter__(self):
+        return iter(torch.zeros(10, 2))
+
+
+class Loader(DataLoader):
+    pass
+
+
+def _pairs(items):
+    return (torch.stack([a for a, _ in items]), torch.stack([b for _, b in items]))
+
+
+def _halves(indices):  # a batch sampler of uneven batches
+    return iter([indices[:5], indices[5:7], indices[7:]])
+
+
+@pytest.mark.parametrize(
+    "loader",
+    [
+        DataLoader(DATA, batch_size=32),  # a short last batch of 6
+        DataLoader(DATA, batch_size=32, shuffle=True),
+        DataLoader(DATA, batch_size=32, drop_last=True),
+        DataLoader(DATA, batch_size=7),
+        DataLoader(DATA, batch_sampler=BatchSampler(RandomSampler(DATA), 16, False)),
+    ],
+    ids=["short last", "shuffled", "drop_last", "even", "explicit BatchSampler"],
+)
+def test_fixed_batching_counts_what_reading_every_batch_counts(loader):
+    assert FixedBatches.of(loader) is not None
+    fixed, read = SampleCounter(fallback=_lightning), SampleCounter(fallback=_lightning)
+    fixed.use(FixedBatches.of(loader))
+    for epoch, limit in enumerate((None, 2, None)):  # a limit: an epoch cut after 2 batches
+        fixed.epoch_began()
+        read.epoch_began()
+        for i, batch in enumerate(loader):
+            if limit is not None and i == limit:
+                break
+            fixed.batch(batch)
+            read.batch(batch)
+            assert fixed.samples == read.samples, (epoch, i)
+    assert fixed.fast and not read.fast
+    sizes = [len(b[0]) for b in loader]
+    assert fixed.samples == 2 * sum(sizes) + sum(sizes[:2])
+
+
+@pytest.mark.parametrize(
+    "loader",
+    [
+        DataLoader(DATA, batch_size=32, collate_fn=_pairs),  # any collate may change sizes
+        DataLoader(DATA, batch_sampler=[[0, 1, 2], [3]]),  # a batch sampler of its own
+        DataLoader(Stream(), batch_size=4),  # no length
+        Loader(DATA, batch_size=32),  # a subclass may batch otherwise
+        [DataLoader(DATA, batch_size=32)],  # several loaders
+        None,
+    ],
+    ids=["collate", "batch sampler", "iterable", "subclass", "a list", "none"],
+)
+def test_batching_that_cannot_be_known_in_advance_is_read_per_batch(loader):
+    assert FixedBatches.of(loader) is None
+
+
+def test_a_first_batch_of_another_size_goes_back_to_reading_every_batch():
+    counter = SampleCounter(fallback=_lightning)
+    counter.use(FixedBatches(batch_size=8, samples=20, drop_last=False))  # wrong: batches of 5
+    counter.epoch_began()
+    for _ in range(4):
+        counter.batch((torch.zeros(5, 2),))
+    assert not counter.fast and counter.fixed is None and counter.samples == 20
+    counter.epoch_began()
+    counter.batch((torch.zeros(5, 2),))
+    assert counter.samples == 25
+
+
+def test_no_batch_with_a_size_means_unknown_samples():
+    counter = SampleCounter(fallback=_lightning)
+    assert counter.samples is None
+    counter.batch(["text"])
+    assert counter.samples is None
+    counter.use(FixedBatches(batch_size=4, samples=10, drop_last=False))
+    counter.batch((torch.zeros(4, 1),))
+    counter.epoch_began()
+    assert counter.samples == 4

@@ -627,3 +627,33 @@ def test_the_state_key_is_built_once(tracker_kwargs, monkeypatch):
     assert keys == {f"EmissionsCallback{{'config': {real(callback.session._arguments)!r}}}"}
     copy = pickle.loads(pickle.dumps(callback))  # the same key in another process
     assert copy.state_key == callback.state_key and len(calls) == 1
+
+
+def _pairs(items: list[Any]) -> Any:
+    return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+
+
+@pytest.mark.parametrize(
+    ("loader_kwargs", "fit_kwargs", "per_epoch", "fixed"),
+    [
+        # fixed batching: the samples follow from the number of batches (a short last one of 6)
+        ({"batch_size": 32}, {}, [70, 70], True),
+        ({"batch_size": 32, "drop_last": True}, {}, [64, 64], True),
+        ({"batch_size": 32, "shuffle": True}, {"limit_train_batches": 2}, [64, 64], True),
+        # a collate function of the user's: every batch's size is read
+        ({"batch_size": 32, "collate_fn": _pairs}, {}, [70, 70], False),
+    ],
+    ids=["short last batch", "drop_last", "limited", "own collate"],
+)
+def test_samples_per_train_window_whatever_the_loader(
+    tracker_kwargs, tmp_path, loader_kwargs, fit_kwargs, per_epoch, fixed
+):
+    generator = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(70, 8, generator=generator), torch.randn(70, 1))
+    callback = EmissionsCallback(**tracker_kwargs)
+    t = trainer(tmp_path, callback, max_epochs=2, num_sanity_val_steps=0, **fit_kwargs)
+    t.fit(TinyRegressor(), DataLoader(data, **loader_kwargs), DataLoader(data, batch_size=64))
+    assert callback._samples.fast is fixed
+    train = read_windows(tmp_path).query("phase == 'train'")
+    assert list(train["samples"]) == per_epoch
+    assert [r["epoch_samples"] for r in logged_epochs(t)] == per_epoch
