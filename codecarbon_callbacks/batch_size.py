@@ -1,12 +1,14 @@
-"""The number of samples in a batch, found the way Lightning's ``extract_batch_size`` finds it,
-but cheaply at every batch.
+"""The training samples of a fit, counted at every batch for next to nothing.
 
-Lightning walks the whole batch (a generator per level, every leaf) and takes the first dimension
-of the first tensor it meets: for ``(x, y)`` that is ``x``'s, for a dict the first value's. Its
-walk costs some 10-20 microseconds a batch. :class:`BatchSizer` walks one batch the same way,
-remembers the path to that tensor (indices, keys, dataclass fields, each with its container's
-type), and reads the next batches along the path: a few item lookups and type checks. When a
-batch does not have the remembered shape, it walks again; a batch without a tensor (or of a kind it cannot index, such as a set) has no size.
+Lightning's ``extract_batch_size`` walks the whole batch (a generator per level, every leaf) and
+takes the first dimension of the first tensor it meets: for ``(x, y)`` that is ``x``'s, for a dict
+the first value's; some 10-20 microseconds a batch. :class:`BatchSizer` walks one batch the same
+way, remembers the path to that tensor (indices, keys, dataclass fields, each with its
+container's type) and reads the next batches along it; a batch of another shape is walked again.
+
+With a loader of fixed batching (:class:`FixedBatches`: torch's ``DataLoader``, ``BatchSampler``
+and default collate), :class:`SampleCounter` does not look at batches at all: a batch adds one to
+the epoch's batch count and the samples follow from it.
 """
 
 from __future__ import annotations
@@ -82,14 +84,14 @@ class BatchSizer:
     def __init__(self, fallback: Callable[[Any], int] | None = None) -> None:
         #: (the container's type, the step into it) from the batch to its first tensor
         self._path: list[tuple[type, _Step]] | None = None
-        self._leaf_type: type | None = None
+        self._leaf_type: Any = None  # the type of the tensor at the end of the path
         self._fallback = fallback
 
     def __call__(self, batch: Any) -> int | None:
         path = self._path
         if path is not None:
             try:
-                node = batch
+                node: Any = batch
                 for container_type, step in path:
                     if type(node) is not container_type:
                         break  # another shape of batch: walk it

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from codecarbon_callbacks_core.tracker import BaseEmissionsTracker
 
 logger = logging.getLogger(__name__)
+#: the session's log, where its arguments left out of a checkpoint are named
+_SESSION_LOG = logging.getLogger("codecarbon_callbacks.session")
 
 #: the version of the saved state's layout
 STATE_VERSION = 1
@@ -99,4 +101,75 @@ def apply_late(
     return [dict(e) for e in state.get("epochs", [])] + [dict(e) for e in epochs]
 
 
-__all__ = ["STATE_VERSION", "apply_late", "build_state", "checked_state", "tracker_state"]
+class ResumeMixin:
+    """A session's checkpoint methods: its arguments and their digest, its state, and loading
+    one. :class:`~codecarbon_callbacks.session.EmissionsSession` holds the state they use."""
+
+    framework: str
+    _arguments: dict[str, Any]
+    _configuration_key: str | None
+    _run: Any  # the session's open run (session._Run), or None
+    _resume_state: dict[str, Any] | None
+    _epochs: list[dict[str, Any]]
+
+    if TYPE_CHECKING:
+
+        @property
+        def tracker(self) -> BaseEmissionsTracker | None: ...
+
+    def checkpoint_arguments(self) -> dict[str, Any]:
+        """This session's arguments as a checkpoint may keep them: JSON-able, no secret (see
+        :func:`checkpoint_arguments`; the names left out are logged at debug level). An adapter
+        whose framework rebuilds callbacks from saved arguments (HF's Trainer) saves these."""
+        from codecarbon_callbacks.arguments import checkpoint_arguments
+
+        return checkpoint_arguments(self._arguments, log=_SESSION_LOG)
+
+    def configuration_key(self) -> str:
+        """A digest naming this session's configuration (:func:`configuration_key`): the same for
+        the same arguments in every process, different for callbacks that write elsewhere."""
+        # Lightning reads its callbacks' state_key at every hook call (some ten per batch):
+        # the arguments are fixed at construction, so the digest is computed once
+        key = self._configuration_key
+        if key is None:
+            from codecarbon_callbacks.arguments import configuration_key
+
+            key = self._configuration_key = configuration_key(self._arguments)
+        return key
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state for a checkpoint: the tracker's run_id and totals, epochs done."""
+        run = self._run
+        saved = tracker_state(
+            self.tracker,
+            running=run is not None,
+            resume_pending=self._resume_state is not None,
+            last_sync=run.last_sync if run is not None else None,
+        )
+        if saved is None and self._resume_state is not None:
+            return dict(self._resume_state)
+        done = run.points[-1].done if run is not None and run.points else 0.0
+        return build_state(self.framework, saved, done, self._epochs)
+
+    def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
+        """Resume: the next fit run keeps the saved run_id and adds the saved totals."""
+        if not state:
+            return
+        self._resume_state = checked_state(state)
+        run = self._run
+        if run is not None and run.stage == "fit" and state.get("tracker"):
+            # Restored after the run began (e.g. a framework that restores late): apply now.
+            epochs = apply_late(run.tracker, self._resume_state, self._epochs)
+            if epochs is not None:
+                self._epochs = epochs
+                self._resume_state = None
+
+
+__all__ = [
+    "STATE_VERSION",
+    "ResumeMixin",
+    "apply_late",
+    "build_state",
+    "checked_state",
+    "tracker_state",
+]

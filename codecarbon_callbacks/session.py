@@ -74,10 +74,7 @@ from codecarbon_callbacks.metrics import (
 from codecarbon_callbacks.options import CallbackOptions
 from codecarbon_callbacks.resume_state import (  # noqa: F401  (STATE_VERSION: its old home)
     STATE_VERSION,
-    apply_late,
-    build_state,
-    checked_state,
-    tracker_state,
+    ResumeMixin,
 )
 from codecarbon_callbacks.run_metadata import RUN_STAGES, RunDescription
 from codecarbon_callbacks.step_windows import OpenWindow, OverlappingWindows, open_window
@@ -138,7 +135,7 @@ class _Run:
     epoch_cache: tuple[tuple[int, int, int], dict[str, float]] | None = None
 
 
-class EmissionsSession:
+class EmissionsSession(ResumeMixin):
     """Run, epoch and phase windows, metadata, forecasts and budgets for one training callback.
 
     Args:
@@ -740,51 +737,6 @@ class EmissionsSession:
                 run.tracker.update_metadata({"budget_stop_reason": self.stop_reason})
             except Exception:
                 pass
-
-    # -- resume ----------------------------------------------------------------------------
-
-    def checkpoint_arguments(self) -> dict[str, Any]:
-        """This session's arguments as a checkpoint may keep them: JSON-able, no secret (see
-        :func:`checkpoint_arguments`; the names left out are logged at debug level). An adapter
-        whose framework rebuilds callbacks from saved arguments (HF's Trainer) saves these."""
-        return checkpoint_arguments(self._arguments, log=logger)
-
-    def configuration_key(self) -> str:
-        """A digest naming this session's configuration (:func:`configuration_key`): the same for
-        the same arguments in every process, different for callbacks that write elsewhere."""
-        # Lightning reads its callbacks' state_key at every hook call (some ten per batch):
-        # the arguments are fixed at construction, so the digest is computed once
-        key = self._configuration_key
-        if key is None:
-            key = self._configuration_key = configuration_key(self._arguments)
-        return key
-
-    def state_dict(self) -> dict[str, Any]:
-        """JSON-able state for a checkpoint: the tracker's run_id and totals, epochs done."""
-        run = self._run
-        saved = tracker_state(
-            self.tracker,
-            running=run is not None,
-            resume_pending=self._resume_state is not None,
-            last_sync=run.last_sync if run is not None else None,
-        )
-        if saved is None and self._resume_state is not None:
-            return dict(self._resume_state)
-        done = run.points[-1].done if run is not None and run.points else 0.0
-        return build_state(self.framework, saved, done, self._epochs)
-
-    def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
-        """Resume: the next fit run keeps the saved run_id and adds the saved totals."""
-        if not state:
-            return
-        self._resume_state = checked_state(state)
-        run = self._run
-        if run is not None and run.stage == "fit" and state.get("tracker"):
-            # Restored after the run began (e.g. a framework that restores late): apply now.
-            epochs = apply_late(run.tracker, self._resume_state, self._epochs)
-            if epochs is not None:
-                self._epochs = epochs
-                self._resume_state = None
 
     # -- reading ---------------------------------------------------------------------------
 

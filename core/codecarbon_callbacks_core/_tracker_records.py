@@ -7,11 +7,12 @@ the tracker keeps its life cycle and this module the arithmetic of a row.
 from __future__ import annotations
 
 import functools
+import operator
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from codecarbon_callbacks_core._version import __version__
 from codecarbon_callbacks_core.hardware.base import combine
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from codecarbon_callbacks_core.intensity.lookup import IntensityResult
 
 J_PER_KWH = 3.6e6
+T = TypeVar("T")
+
 _ZERO = EmissionsData()
 KINDS = ("cpu", "gpu", "ram")
 #: the version of the tracker's state_dict
@@ -61,6 +64,22 @@ class OpenWindow:
     phase: str
     start: Snapshot
     metadata: dict[str, Any]
+
+
+class LastOf(Generic[T]):
+    """The last value built, kept for as long as it is asked for with the same objects (compared
+    by identity: a snapshot, an intensity...): ``get(key, build)``."""
+
+    def __init__(self) -> None:
+        self._last: tuple[tuple[Any, ...], T] | None = None
+
+    def get(self, key: tuple[Any, ...], build: Callable[[], T]) -> T:
+        last = self._last
+        if last is not None and len(last[0]) == len(key) and all(map(operator.is_, last[0], key)):
+            return last[1]
+        value = build()
+        self._last = (key, value)
+        return value
 
 
 def iso(moment: datetime) -> str:

@@ -44,6 +44,7 @@ from codecarbon_callbacks_core._tracker_location import (
     start_location_lookup,
 )
 from codecarbon_callbacks_core._tracker_records import (
+    LastOf,
     OpenWindow,
     RamUsage,
     fill_record,
@@ -229,8 +230,7 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
         #: set while stop() runs: the sampler's live update and a nested stop() step aside
         self._stopping = False
         self._meter: Meter | None = None
-        #: the totals as of the last window edge, and what they were built from (totals())
-        self._edge_totals: tuple[tuple[Any, ...], EmissionsData] | None = None
+        self._edge_totals: LastOf[EmissionsData] = LastOf()  # totals(at_last_edge=True)
         self._outputs = OutputFanout([])
         self._run_start: Snapshot | None = None
         self._last_flush: Snapshot | None = None
@@ -619,15 +619,11 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
             edge = self._meter.last_edge if at_last_edge else None
             if edge is None:
                 return self._run_record(self._meter.snapshot(sync_cuda=False), status="running")
-            # asked again at the same edge (a validation end, then its epoch's end): the same
-            # figures, not built twice
-            key = (edge, self._current_intensity(), self._resumed, self.run_id)
-            cached = self._edge_totals
-            if cached is not None and all(a is b for a, b in zip(cached[0], key)):
-                return cached[1]
-            record = self._run_record(edge, status="running", lean=True)
-            self._edge_totals = (key, record)
-            return record
+            # the same edge asked twice (a validation end, then its epoch's end): built once
+            return self._edge_totals.get(
+                (edge, self._current_intensity(), self._resumed, self.run_id),
+                lambda: self._run_record(edge, status="running", lean=True),
+            )
 
     def update_metadata(self, mapping: Mapping[str, Any]) -> None:
         """Merge ``mapping`` into the metadata every record carries."""

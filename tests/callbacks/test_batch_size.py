@@ -10,8 +10,15 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    IterableDataset,
+    RandomSampler,
+    TensorDataset,
+)
 
-from codecarbon_callbacks.batch_size import BatchSizer, find_path
+from codecarbon_callbacks.batch_size import BatchSizer, FixedBatches, SampleCounter, find_path
 
 
 def _lightning(batch: Any) -> int:
@@ -89,14 +96,6 @@ def test_paths_go_through_indices_keys_and_fields_only():
 
 # -- counting from the number of batches ----------------------------------------------------
 
-from codecarbon_callbacks.batch_size import FixedBatches, SampleCounter  # noqa: E402
-from torch.utils.data import (  # noqa: E402
-    BatchSampler,
-    DataLoader,
-    IterableDataset,
-    RandomSampler,
-    TensorDataset,
-)
 
 DATA = TensorDataset(torch.zeros(70, 3), torch.zeros(70))
 
