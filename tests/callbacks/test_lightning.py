@@ -614,12 +614,12 @@ def test_figures_unchanged_since_the_last_call_keep_their_tensors(tracker_kwargs
 def test_the_state_key_is_built_once(tracker_kwargs, monkeypatch):
     """Lightning reads every callback's state_key at each hook call (some ten per batch): a
     digest computed at each read made every training batch slower (0.2 ms a batch here)."""
-    import codecarbon_callbacks.session as session_module
+    import codecarbon_callbacks.arguments as arguments_module
 
     calls = []
-    real = session_module.configuration_key
+    real = arguments_module.configuration_key
     monkeypatch.setattr(
-        session_module, "configuration_key", lambda arguments: calls.append(1) or real(arguments)
+        arguments_module, "configuration_key", lambda arguments: calls.append(1) or real(arguments)
     )
     callback = EmissionsCallback(**tracker_kwargs)
     keys = {callback.state_key for _ in range(100)}
