@@ -147,10 +147,9 @@ class FixedBatches:
         ``BatchSampler`` over a sampler with a length and the default collate function (a
         custom batch sampler or collate function may make batches of any size; an iterable
         dataset has no length)."""
-        import sys
+        from codecarbon_callbacks_core._shared import imported_torch
 
-        data = getattr(sys.modules.get("torch"), "utils", None)
-        data = getattr(data, "data", None)
+        data = getattr(getattr(imported_torch(), "utils", None), "data", None)
         if data is None or type(loader) is not data.DataLoader:
             return None
         batch_sampler = loader.batch_sampler
