@@ -133,3 +133,53 @@ def start_location_lookup(
         )
         return None
     return lookup
+
+
+class LocationMixin:
+    """The tracker's location and carbon intensity: resolved at construction when given, else
+    looked up in the background; :class:`~codecarbon_callbacks_core.tracker.
+    BaseEmissionsTracker` holds the state (declared below for the type checker)."""
+
+    config: TrackerConfig
+    intensity: IntensityResult | None
+    _location_known: bool
+    _offline: bool
+    _writes_outputs: bool
+    _lookup: LocationLookup | None
+    _log: logging.LoggerAdapter  # type: ignore[type-arg]
+
+    if TYPE_CHECKING:
+
+        @property
+        def _user_warning(self) -> type[CodeCarbonCallbacksWarning] | None: ...
+
+        def thread_name(self, role: str) -> str: ...
+
+    def _init_location(self) -> None:
+        """Resolve the offline location now (fast, no network), so a bad one fails here."""
+        self.intensity = resolve_location(
+            self.config, offline=self._offline, user_warning=self._writes_outputs
+        )
+        self._location_known = self.intensity is not None and has_location(self.config)
+
+    def _current_intensity(self) -> IntensityResult:
+        """The intensity to use now: known location, else the background lookup, else world."""
+        self.intensity, self._location_known = current_intensity(
+            self.config,
+            intensity=self.intensity,
+            location_known=self._location_known,
+            lookup=self._lookup,
+            log=self._log,
+        )
+        return self.intensity
+
+    def _start_location_lookup(self) -> None:
+        if self._offline or self._location_known or self._lookup is not None:
+            return
+        self._lookup = start_location_lookup(
+            self.config,
+            thread_name=self.thread_name("location-lookup"),
+            user_warning=self._writes_outputs,
+            log=self._log,
+            category=self._user_warning,
+        )

@@ -66,6 +66,24 @@ class OpenWindow:
     metadata: dict[str, Any]
 
 
+@dataclass
+class ClosedWindow:
+    """A window closed by ``switch_window_later()``: what its record is built from, as it was at
+    the close (the record itself is built later, with others: see ``collect_windows()``)."""
+
+    window: OpenWindow
+    end: Snapshot
+    status: str
+    #: the window's number in the run (``metadata["window_count"]``)
+    count: int
+    #: the carbon intensity known at the close
+    intensity: IntensityResult | None
+    #: the tracker's metadata at the close
+    metadata: dict[str, Any]
+    #: the GPUs' mean utilisation read at the close (None: no GPU)
+    gpu_utilization: float | None
+
+
 class LastOf(Generic[T]):
     """The last value built, kept for as long as it is asked for with the same objects (compared
     by identity: a snapshot, an intensity...): ``get(key, build)``."""
@@ -310,6 +328,14 @@ def constant_fields(
     return fields
 
 
+def gpu_utilization_percent(components: Sequence[Component]) -> float | None:
+    """The GPUs' mean utilisation now (0-100), None without a GPU that reports one."""
+    gpu_utils = [
+        u for c in components if c.kind == "gpu" if (u := c.utilization_percent()) is not None
+    ]
+    return sum(gpu_utils) / len(gpu_utils) if gpu_utils else None
+
+
 def _fill_utilization(
     record: EmissionsData,
     start: Snapshot,
@@ -317,14 +343,14 @@ def _fill_utilization(
     *,
     components: Sequence[Component],
     ram_usage: RamUsage,
+    gpu_utilization: float | None = None,
 ) -> None:
     busy = end.cpu_times_s[0] - start.cpu_times_s[0]
     total_cpu = end.cpu_times_s[1] - start.cpu_times_s[1]
     record.cpu_utilization_percent = round(100.0 * busy / total_cpu, 2) if total_cpu > 0 else 0.0
-    gpu_utils = [
-        u for c in components if c.kind == "gpu" if (u := c.utilization_percent()) is not None
-    ]
-    record.gpu_utilization_percent = sum(gpu_utils) / len(gpu_utils) if gpu_utils else 0.0
+    if gpu_utilization is None:
+        gpu_utilization = gpu_utilization_percent(components)
+    record.gpu_utilization_percent = gpu_utilization or 0.0
     record.ram_utilization_percent, record.ram_used_gb = ram_usage.read(end.monotonic_s)
 
 
@@ -345,6 +371,7 @@ def fill_record(
     resumed: EmissionsData | None = None,
     extra_metadata: Mapping[str, Any] | None = None,
     figures_only: bool = False,
+    gpu_utilization: float | None = None,
 ) -> None:
     """Fill ``record`` with the figures between ``start`` and ``end`` (plus ``resumed``'s totals:
     a resumed run's figures so far), and the run's facts.
@@ -353,7 +380,8 @@ def fill_record(
     ``emissions.csv`` columns define. ``figures_only``: the figures (their uncertainties too),
     timestamp, identity, configuration, location and machine only; utilisations stay 0 and
     metadata empty (no component described, no utilisation read: an epoch end's totals,
-    issue 13).
+    issue 13). ``gpu_utilization``: the GPUs' mean utilisation read earlier (at a window's
+    close), else read now.
     """
     per_kind, breakdown = energy_kwh(components, start, end, describe=not figures_only)
     duration_s = max(0.0, end.monotonic_s - start.monotonic_s)
@@ -377,7 +405,14 @@ def fill_record(
     )
     if figures_only:
         return
-    _fill_utilization(record, start, end, components=components, ram_usage=ram_usage)
+    _fill_utilization(
+        record,
+        start,
+        end,
+        components=components,
+        ram_usage=ram_usage,
+        gpu_utilization=gpu_utilization,
+    )
     all_metadata = dict(metadata)
     all_metadata["components"] = breakdown
     all_metadata["uncertainty"] = uncertainty

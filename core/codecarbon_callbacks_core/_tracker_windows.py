@@ -12,12 +12,18 @@ import os
 import threading
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from codecarbon_callbacks_core._tracker_records import OpenWindow
+from codecarbon_callbacks_core._tracker_records import (
+    ClosedWindow,
+    OpenWindow,
+    gpu_utilization_percent,
+)
 from codecarbon_callbacks_core.records import PHASES, WINDOW_KINDS, EmissionsData, WindowRecord
 
 if TYPE_CHECKING:
+    from codecarbon_callbacks_core.hardware.base import Component
+    from codecarbon_callbacks_core.intensity.lookup import IntensityResult
     from codecarbon_callbacks_core.meter import Meter, Snapshot
 
 
@@ -35,6 +41,12 @@ class WindowsMixin:
     _lock: threading.RLock
     _meter: Meter | None
     _windows: dict[str, OpenWindow]
+    _later: list[ClosedWindow]
+    _built: list[WindowRecord]
+    _window_count: int
+    _gpu_components: list[Component]
+    intensity: IntensityResult | None
+    metadata: dict[str, Any]
     _tasks: dict[str, EmissionsData]
     _active_task: str | None
     _log: logging.LoggerAdapter  # type: ignore[type-arg]
@@ -47,12 +59,19 @@ class WindowsMixin:
         def start(self) -> None: ...
 
         def _window_record(
-            self, window: OpenWindow, end: Snapshot, *, status: str
+            self,
+            window: OpenWindow,
+            end: Snapshot,
+            *,
+            status: str,
+            closed: ClosedWindow | None = None,
         ) -> WindowRecord: ...
 
         def _publish_window(
             self, record: WindowRecord, collective: bool = True
         ) -> WindowRecord: ...
+
+        def _combine(self, record: EmissionsData, collective: bool = True) -> EmissionsData: ...
 
     def _new_window_id(self) -> str:
         # uuid.uuid4()'s text, without the UUID object (half the cost, at every window edge)
@@ -148,6 +167,86 @@ class WindowsMixin:
             )
             self._windows[new.window_id] = new
         return self._publish_window(record), new.window_id
+
+    def switch_window_later(
+        self,
+        window_id: str,
+        kind: str,
+        name: str = "",
+        *,
+        epoch: int | None = None,
+        phase: str = "other",
+        status: str = "completed",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """:meth:`switch_window`, with the closed window's record built later: at the next
+        :meth:`collect_windows`, or before any record this tracker writes after it (a window
+        closed now, a flush, stop()), so that the outputs still get windows in the order they
+        closed. Only the edge is taken now (one meter read): a framework's hooks call this
+        between steps, where every microsecond counts, and build a few records at once.
+
+        The record is the one :meth:`switch_window` would have returned: the figures of its
+        edges, the carbon intensity, the tracker's metadata and the GPUs' utilisation as they
+        were at the close; RAM usage (read at most once a second anyway) and the components'
+        descriptions as they are when it is built. Returns the new window's id.
+        """
+        check_kind_phase(kind, phase)
+        with self._lock:
+            window = self._windows.pop(window_id, None)
+            if window is None:
+                raise KeyError(f"no open window with id {window_id!r}")
+            assert self._meter is not None
+            edge = self._meter.snapshot()
+            self._window_count += 1
+            gpus = self._gpu_components
+            self._later.append(
+                ClosedWindow(
+                    window,
+                    edge,
+                    status,
+                    self._window_count,
+                    self.intensity,
+                    dict(self.metadata),
+                    gpu_utilization_percent(gpus) if gpus else None,
+                )
+            )
+            new = OpenWindow(
+                self._new_window_id(), kind, name, epoch, phase, edge, dict(metadata or {})
+            )
+            self._windows[new.window_id] = new
+        return new.window_id
+
+    def collect_windows(self) -> list[WindowRecord]:
+        """The records of the windows closed by :meth:`switch_window_later` since the last call,
+        in the order they closed: built now if they were not yet, given to the outputs (and the
+        record combiner) as :meth:`switch_window` does."""
+        with self._lock:
+            self._build_later()
+            built, self._built = self._built, []
+        return built
+
+    @property
+    def windows_to_collect(self) -> int:
+        """How many records :meth:`collect_windows` would return now."""
+        return len(self._later) + len(self._built)
+
+    def _build_later(self, collective: bool = True, *, publish: bool = True) -> list[WindowRecord]:
+        """Build the records of the windows closed later, oldest first (lock held); each is
+        combined, and given to the outputs unless ``publish`` is False (stop() writes them
+        itself). They are also kept for :meth:`collect_windows`."""
+        later, self._later = self._later, []
+        records = []
+        for closed in later:
+            record = self._window_record(
+                closed.window, closed.end, status=closed.status, closed=closed
+            )
+            if publish:
+                record = self._publish_window(record, collective)
+            else:
+                record = cast(WindowRecord, self._combine(record, collective))
+            records.append(record)
+        self._built.extend(records)
+        return records
 
     @property
     def open_windows(self) -> list[str]:

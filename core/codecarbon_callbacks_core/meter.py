@@ -31,7 +31,7 @@ from codecarbon_callbacks_core.hardware.base import (
     EdgeReading,
     UncertaintyTerm,
 )
-from codecarbon_callbacks_core.system import cpu_times
+from codecarbon_callbacks_core.system import cpu_busy_total_s
 
 logger = logging.getLogger(__name__)
 
@@ -204,50 +204,42 @@ class Meter:
             synchronize_cuda()
         now = self.clock()
         wall = datetime.now(timezone.utc)
+        readings: list[float] | None = None
         if len(self._counter_components) > 1:
             # counter reads take milliseconds each: the backend reads several GPUs at once
             from codecarbon_callbacks_core.hardware import read_energy_concurrently
 
             readings = read_energy_concurrently(self.components, now)
-        else:
-            readings = [self._read(c, now) for c in self.components]
         energies: dict[str, float] = {}
         half_widths: dict[str, float] = {}
         powers: dict[str, float] = {}
-        for c, value in zip(self.components, readings):  # one pass: this runs at every edge
+        # One pass, each call guarded in place: this runs at every window edge, where each
+        # function called costs most (the training step has just evicted the caches).
+        for i, c in enumerate(self.components):
             name = c.name
-            energies[name] = self._checked(c, value)
-            half_widths[name] = self._edge_half_width(c, now)
-            powers[name] = self._power(c)
-        times = cpu_times()
-        snapshot = Snapshot(now, wall, energies, (times.busy_s, times.total_s), half_widths, powers)
+            try:
+                value = float(c.energy_j(now)) if readings is None else readings[i]
+            except Exception as e:  # backends must not raise; _checked freezes this one's energy
+                logger.debug("%s: energy_j raised %s", name, e)
+                value = float("nan")
+            if value == value:  # not NaN
+                self._last_energy_j[name] = energies[name] = value
+            else:
+                energies[name] = self._checked(c, value)  # frozen at its last good reading
+            try:
+                half_width = float(c.edge_uncertainty_j(now))
+            except Exception as e:  # never raise at an edge
+                logger.debug("%s: edge_uncertainty_j raised %s", name, e)
+                half_width = 0.0
+            half_widths[name] = half_width if half_width >= 0.0 else 0.0  # NaN: nothing known
+            try:
+                powers[name] = float(c.power_w())
+            except Exception:
+                powers[name] = 0.0
+        snapshot = Snapshot(now, wall, energies, cpu_busy_total_s(), half_widths, powers)
         if sync_cuda:  # a window edge on the training thread (live snapshots do not count)
             self.last_edge = snapshot
         return snapshot
-
-    @staticmethod
-    def _read(component: Component, now: float) -> float:
-        try:
-            return float(component.energy_j(now))
-        except Exception as e:  # backends must not raise; _checked freezes this one's energy
-            logger.debug("%s: energy_j raised %s", component.name, e)
-            return float("nan")
-
-    @staticmethod
-    def _edge_half_width(component: Component, now: float) -> float:
-        try:
-            value = float(component.edge_uncertainty_j(now))
-        except Exception as e:  # never raise at an edge
-            logger.debug("%s: edge_uncertainty_j raised %s", component.name, e)
-            return 0.0
-        return value if value >= 0.0 else 0.0  # NaN and negatives: nothing known
-
-    @staticmethod
-    def _power(component: Component) -> float:
-        try:
-            return float(component.power_w())
-        except Exception:
-            return 0.0
 
     def _checked(self, component: Component, value: float) -> float:
         """A reading, or the component's last good one if this read failed (energy frozen)."""

@@ -37,13 +37,12 @@ from codecarbon_callbacks_core._tracker_lifecycle import (
     single_run_lock_path,
 )
 from codecarbon_callbacks_core._tracker_location import (
-    current_intensity,
-    has_location,
+    LocationMixin,
     resolve_location,
     resolve_tracker_config,
-    start_location_lookup,
 )
 from codecarbon_callbacks_core._tracker_records import (
+    ClosedWindow,
     LastOf,
     OpenWindow,
     RamUsage,
@@ -63,7 +62,6 @@ from codecarbon_callbacks_core.output.fanout import OutputFanout
 from codecarbon_callbacks_core.records import EmissionsData, WindowRecord
 
 if TYPE_CHECKING:
-    from codecarbon_callbacks_core.intensity.lookup import IntensityResult
     from codecarbon_callbacks_core.intensity.online import LocationLookup
 
 logger = logging.getLogger(__name__)
@@ -77,7 +75,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 RecordCombiner = Callable[[EmissionsData, bool], EmissionsData]
 
 
-class BaseEmissionsTracker(WindowsMixin, CompatMixin):
+class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin):
     """Measures energy and emissions between start() and stop(), with windows in between.
 
     The parameters are CodeCarbon 3.3.2's, with its defaults (see the README's table); values not
@@ -222,6 +220,7 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
         self._injected_components = list(components) if components is not None else None
         self.metadata: dict[str, Any] = dict(self.config.metadata)
         self.components: list[Component] = []
+        self._gpu_components: list[Component] = []
         self.hardware_notes: list[str] = []
         self.run_id: str = str(uuid.uuid4())
         self.final_emissions: float | None = None
@@ -237,6 +236,8 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
         self._live_ticks = 0
         self._windows: dict[str, OpenWindow] = {}
         self._window_count = 0
+        self._later: list[ClosedWindow] = []  # switch_window_later(), not built yet
+        self._built: list[WindowRecord] = []  # built, not collected yet (collect_windows())
         self._tasks: dict[str, EmissionsData] = {}
         self._active_task: str | None = None
         #: a resumed run's totals when it resumed (state_dict figures), else None
@@ -294,37 +295,6 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
         """
         return self._record_combiner is None
 
-    # -- location ----------------------------------------------------------------------------
-
-    def _init_location(self) -> None:
-        """Resolve the offline location now (fast, no network), so a bad one fails here."""
-        self.intensity: IntensityResult | None = resolve_location(
-            self.config, offline=self._offline, user_warning=self._writes_outputs
-        )
-        self._location_known = self.intensity is not None and has_location(self.config)
-
-    def _current_intensity(self) -> IntensityResult:
-        """The intensity to use now: known location, else the background lookup, else world."""
-        self.intensity, self._location_known = current_intensity(
-            self.config,
-            intensity=self.intensity,
-            location_known=self._location_known,
-            lookup=self._lookup,
-            log=self._log,
-        )
-        return self.intensity
-
-    def _start_location_lookup(self) -> None:
-        if self._offline or self._location_known or self._lookup is not None:
-            return
-        self._lookup = start_location_lookup(
-            self.config,
-            thread_name=self.thread_name("location-lookup"),
-            user_warning=self._writes_outputs,
-            log=self._log,
-            category=self._user_warning,
-        )
-
     # -- life cycle --------------------------------------------------------------------------
 
     @property
@@ -359,6 +329,8 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
             self.final_emissions = None
             self.final_emissions_data = None
             self._windows.clear()
+            self._later.clear()
+            self._built.clear()
             self._tasks.clear()
             self._active_task = None
             self._window_count = 0
@@ -370,6 +342,7 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
                 self._release_single_run_lock()
                 raise
             self._static = static_info(self.components)
+            self._gpu_components = [c for c in self.components if c.kind == "gpu"]
             self._start_location_lookup()
             # A tracker that writes nothing (a distributed run's ranks other than zero) builds
             # no outputs: no exit-time cleanup, no spool re-sends, no connections from N ranks.
@@ -497,8 +470,10 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
         # figures); failures, interrupts and exit-time stops must not wait for other ranks.
         collective = status in COLLECTIVE_STOP_STATUSES
         windows = [self._windows.pop(window_id) for window_id in list(self._windows)]
-        # combined here, on the caller's thread: a combiner's collectives belong to it
-        records = [
+        # combined here, on the caller's thread: a combiner's collectives belong to it; the
+        # windows closed earlier and not built yet first, in the order they closed
+        records = self._build_later(collective, publish=False)
+        records += [
             cast(
                 WindowRecord,
                 self._combine(self._window_record(window, end, status=window_status), collective),
@@ -569,6 +544,8 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
             return record
 
     def _publish_window(self, record: WindowRecord, collective: bool = True) -> WindowRecord:
+        if self._later:  # windows closed before this one go out first
+            self._build_later(collective)
         # a combiner keeps the record's type: windows combine into windows
         combined = cast(WindowRecord, self._combine(record, collective))
         if self._writes_outputs:
@@ -638,6 +615,7 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
         resumed: EmissionsData | None = None,
         extra_metadata: Mapping[str, Any] | None = None,
         figures_only: bool = False,
+        closed: ClosedWindow | None = None,
     ) -> None:
         fill_record(
             record,
@@ -645,16 +623,21 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
             end,
             config=self.config,
             run_id=self.run_id,
-            intensity=self._current_intensity(),
+            intensity=(
+                closed.intensity
+                if closed is not None and closed.intensity is not None
+                else self._current_intensity()
+            ),
             components=self.components,
             static=self._static,
             ram_usage=self._ram_usage,
-            metadata=self.metadata,
+            metadata=self.metadata if closed is None else closed.metadata,
             run_start=self._run_start,
-            window_count=self._window_count,
+            window_count=self._window_count if closed is None else closed.count,
             resumed=resumed,
             extra_metadata=extra_metadata,
             figures_only=figures_only,
+            gpu_utilization=None if closed is None else closed.gpu_utilization,
         )
 
     def _run_record(self, end: Snapshot, *, status: str, lean: bool = False) -> EmissionsData:
@@ -663,8 +646,12 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
         self._fill(record, self._run_start, end, resumed=self._resumed, figures_only=lean)
         return record
 
-    def _window_record(self, window: OpenWindow, end: Snapshot, *, status: str) -> WindowRecord:
-        self._window_count += 1
+    def _window_record(
+        self, window: OpenWindow, end: Snapshot, *, status: str, closed: ClosedWindow | None = None
+    ) -> WindowRecord:
+        """The record of ``window`` ended at ``end`` (closed earlier: as of ``closed``)."""
+        if closed is None:
+            self._window_count += 1
         record = WindowRecord(
             status=status,
             window_id=window.window_id,
@@ -675,7 +662,7 @@ class BaseEmissionsTracker(WindowsMixin, CompatMixin):
             start_timestamp=iso(window.start.wall_time),
             end_timestamp=iso(end.wall_time),
         )
-        self._fill(record, window.start, end, extra_metadata=window.metadata)
+        self._fill(record, window.start, end, extra_metadata=window.metadata, closed=closed)
         return record
 
     # -- resume ------------------------------------------------------------------------------

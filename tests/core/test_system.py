@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import psutil
 import pytest
-from codecarbon_callbacks_core.system import cpu_times, logical_cpu_count, total_ram_bytes
+from codecarbon_callbacks_core.system import (
+    cpu_busy_total_s,
+    cpu_times,
+    logical_cpu_count,
+    total_ram_bytes,
+)
 
 
 def test_cpu_times_agree_with_psutil() -> None:
@@ -17,6 +22,28 @@ def test_cpu_times_agree_with_psutil() -> None:
     assert 0 < ours.busy_s < ours.total_s
     later = cpu_times()
     assert later.total_s >= ours.total_s  # fresh on each call (pread of a kept descriptor)
+
+
+def test_busy_and_total_in_one_read_are_cpu_times_figures() -> None:
+    before = cpu_times()
+    busy, total = cpu_busy_total_s()
+    after = cpu_times()
+    # summed in ticks, then divided (cpu_times divides each): the last digit may differ
+    assert before.busy_s - 1e-6 <= busy <= after.busy_s + 1e-6
+    assert before.total_s - 1e-6 <= total <= after.total_s + 1e-6
+    assert 0 < busy < total
+
+
+def test_busy_and_total_without_proc_stat_come_from_cpu_times(monkeypatch) -> None:
+    import codecarbon_callbacks_core.system as system
+
+    monkeypatch.setattr(system, "_read_proc_stat", lambda: None)  # no /proc: psutil's figures
+    busy, total = cpu_busy_total_s()
+    times = psutil.cpu_times()
+    assert total == pytest.approx(sum(times), rel=0.01)
+    assert 0 < busy < total
+    monkeypatch.setattr(system, "_read_proc_stat", lambda: b"cpu  bad line\n")
+    assert cpu_busy_total_s() == (0.0, 0.0)  # as cpu_times: an unreadable line counts nothing
 
 
 def test_ram_and_cpu_count_agree_with_psutil() -> None:
