@@ -179,6 +179,8 @@ class WorkCounter:
         self.counts = WorkCounts()
         self._window: tuple[str, WorkCounts] | None = None
         self._epoch_start = WorkCounts()
+        #: the work of train windows closed and not stamped yet, by window id
+        self._closed: dict[str, dict[str, int | None]] = {}
         #: cumulative counts read at each edge (None: only what update() pushed)
         self.source: Callable[[], Mapping[str, int | None]] | None = None
 
@@ -211,12 +213,23 @@ class WorkCounter:
         self._pull()
         self._epoch_start = dataclasses.replace(self.counts)
 
+    def window_closed(self, window_id: str) -> None:
+        """The train window ``window_id`` closes now: its work is fixed, for a record built
+        later (``switch_window_later``)."""
+        if self._window is not None and self._window[0] == window_id:
+            self._pull()
+            self._closed[window_id] = self.counts.since(self._window[1])
+
     def stamp(self, record: EmissionsData) -> None:
-        """Fill a closing train window's counts and energies per unit (others untouched)."""
-        if self._window is None or getattr(record, "window_id", None) != self._window[0]:
-            return
-        self._pull()
-        work = self.counts.since(self._window[1])
+        """Fill a train window's counts and energies per unit (others untouched): those fixed
+        when it closed, else (a record built at its close) the work so far."""
+        window_id = getattr(record, "window_id", None)
+        work = self._closed.pop(window_id, None) if window_id else None
+        if work is None:
+            if self._window is None or window_id != self._window[0]:
+                return
+            self._pull()
+            work = self.counts.since(self._window[1])
         for name, value in {**work, **per_unit(record.energy_consumed, work)}.items():
             setattr(record, name, value)
 

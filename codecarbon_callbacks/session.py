@@ -131,6 +131,8 @@ class _Run:
     epoch_first_record: int = 0
     #: training work the adapter counts (update_counts), split over train windows and epochs
     work: WorkCounter = field(default_factory=WorkCounter)
+    #: whether tiling windows switch with switch_window_later (records built in batches)
+    later: bool = False
     #: ((epoch, first record, record count), the epoch's figures from its records)
     epoch_cache: tuple[tuple[int, int, int], dict[str, float]] | None = None
 
@@ -195,7 +197,7 @@ class EmissionsSession(ResumeMixin):
             self._config()
         self._run: _Run | None = None
         self._resume_state: dict[str, Any] | None = None
-        self._records: list[Any] = []
+        self._record_list: list[Any] = []
         self._epochs: list[dict[str, Any]] = []
         self._last_tracker: Any = None
         self.stop_requested = False
@@ -338,7 +340,7 @@ class EmissionsSession(ResumeMixin):
         self.stop_requested = False
         self.stop_reason = None
         self.last_forecast = None
-        self._records = []
+        self._record_list = []
         self._run = run = _Run(
             stage=stage,
             tracker=tracker,
@@ -353,6 +355,12 @@ class EmissionsSession(ResumeMixin):
         )
         self._last_tracker = tracker
         start.combiner.stamp = run.work.stamp
+        # the edges between steps take one meter read; their records are built in batches when
+        # figures are needed (a validation end, an epoch end). Not across ranks: a record
+        # combined over ranks is a collective, taken where every rank is.
+        run.later = callable(getattr(tracker, "switch_window_later", None)) and not (
+            start.combiner is not None and start.combiner.distributed
+        )
         # The first tiling window opens right away, so that the windows cover the whole run.
         if stage == "fit":
             self._switch("phase", "other", "setup", None)
@@ -392,6 +400,7 @@ class EmissionsSession(ResumeMixin):
         run = self._run
         if run is None:
             return None
+        self._collect()  # the windows closed so far, built before the run's last ones
         if status is None or status == "completed":
             status = "budget_stop" if self.stop_requested else "completed"
         window_status = status if status != "budget_stop" else "completed"
@@ -483,6 +492,21 @@ class EmissionsSession(ResumeMixin):
 
     # -- windows ---------------------------------------------------------------------------
 
+    @property
+    def _records(self) -> list[Any]:
+        """The run's window records so far, in the order they closed (the windows switched
+        later built now, see _Run.later)."""
+        self._collect()
+        return self._record_list
+
+    def _collect(self) -> None:
+        run = self._run
+        if run is not None and run.later and run.tracker.windows_to_collect:
+            try:
+                self._record_list.extend(run.tracker.collect_windows())
+            except Exception as e:  # never raise into training
+                logger.warning("could not build the windows' records: %s", e)
+
     def _open(self, kind: str, phase: str, name: str, epoch: int | None) -> OpenWindow:
         run = self._run
         assert run is not None
@@ -501,7 +525,14 @@ class EmissionsSession(ResumeMixin):
         try:
             previous = run.current
             switch = getattr(run.tracker, "switch_window", None)
-            if previous is not None and callable(switch):
+            if previous is not None and run.later:
+                if previous.phase == "train":
+                    run.work.window_closed(previous.window_id)
+                new_id = run.tracker.switch_window_later(
+                    previous.window_id, kind, name, epoch=epoch, phase=phase
+                )
+                run.current = OpenWindow(new_id, kind, phase, name, epoch)
+            elif previous is not None and callable(switch):
                 # An atomic switch (one snapshot ends one window and starts the next) when the
                 # tracker has it.
                 record, new_id = switch(previous.window_id, kind, name, epoch=epoch, phase=phase)
@@ -576,7 +607,9 @@ class EmissionsSession(ResumeMixin):
             return
         run.epoch = int(epoch)
         run.in_epoch = True
-        run.epoch_first_record = len(self._records)
+        run.epoch_first_record = len(self._record_list) + (
+            run.tracker.windows_to_collect if run.later else 0
+        )
         run.work.epoch_began()
         self._switch("epoch", "train", f"epoch {epoch}", run.epoch)
 

@@ -151,6 +151,59 @@ def test_windows_nest_and_tiled_windows_sum_to_the_run(tmp_path: Path) -> None:
     assert frame["epoch"].dtype.name == "Int64"
 
 
+def test_windows_switched_later_are_the_records_switch_window_gives_in_order(
+    tmp_path: Path,
+) -> None:
+    """switch_window_later() takes the edge only; the records, built at collect_windows(),
+    before the next record written, or at stop(), are those of switch_window(), in the order
+    the windows closed, with the intensity and metadata of their close."""
+    import dataclasses
+
+    recorder = Recorder()
+    tracker = make_tracker(tmp_path, output_handlers=[recorder])
+    tracker.start()
+    window = tracker.open_window("epoch", "epoch 0", epoch=0, phase="train")
+    time.sleep(0.02)
+    window = tracker.switch_window_later(window, "phase", "validation", phase="validation")
+    closed_intensity = tracker.intensity
+    tracker.update_metadata({"note": "at the close"})
+    time.sleep(0.01)
+    window = tracker.switch_window_later(window, "phase", "after", epoch=0)
+    assert tracker.windows_to_collect == 2 and recorder.windows == []  # nothing built yet
+    # a later intensity and metadata do not reach windows closed before them
+    tracker.intensity = dataclasses.replace(closed_intensity, g_per_kwh=1000.0)
+    tracker.update_metadata({"note": "after the close"})
+    first = tracker.collect_windows()
+    assert [r.name for r in first] == ["epoch 0", "validation"]
+    assert recorder.windows == first and tracker.windows_to_collect == 0
+    assert first[0].end_timestamp == first[1].start_timestamp  # one edge: they tile
+    assert first[0].carbon_intensity_g_per_kwh == closed_intensity.g_per_kwh
+    assert "note" not in first[0].metadata and first[1].metadata["note"] == "at the close"
+    assert [r.metadata["window_count"] for r in first] == [1, 2]
+    assert first[0].duration == pytest.approx(0.02, abs=0.015)
+    assert first[0].energy_consumed == pytest.approx(355 * first[0].duration / J_PER_KWH, rel=1e-9)
+    # a window closed now goes out after those closed before it
+    window = tracker.switch_window_later(window, "epoch", "epoch 1", epoch=1, phase="train")
+    nested = tracker.open_window("phase", "nested")
+    direct = tracker.close_window(nested)
+    assert [r.name for r in recorder.windows[2:]] == ["after", "nested"]
+    assert recorder.windows[-1] is direct
+    window = tracker.switch_window_later(window, "phase", "last")
+    tracker.stop(window_status="completed")  # the one left is built and written at stop()
+    names = [r.name for r in recorder.windows]
+    assert names == ["epoch 0", "validation", "after", "nested", "epoch 1", "last"]
+    assert [r.name for r in tracker.collect_windows()] == ["after", "epoch 1"]
+    frame = read_emissions(tmp_path / "emissions_windows.csv")
+    assert list(frame["name"]) == names
+    tiled = [r for r in recorder.windows if r.name != "nested"]
+    assert all(a.end_timestamp == b.start_timestamp for a, b in zip(tiled, tiled[1:]))
+    assert sum(r.energy_consumed for r in tiled) == pytest.approx(
+        355 * sum(r.duration for r in tiled) / J_PER_KWH, rel=1e-9
+    )
+    with pytest.raises(KeyError, match="no open window"):
+        tracker.switch_window_later("nope", "phase")
+
+
 def test_tasks_and_flush_never_stop_measuring(tmp_path: Path) -> None:
     recorder = Recorder()
     tracker = make_tracker(tmp_path, output_handlers=[recorder])
