@@ -15,6 +15,7 @@ import pytest
 from boamps_checks import schema_errors
 from callbacks.checks import boamps_report, check_tiling, read_runs, read_windows
 from codecarbon_callbacks_core import CodeCarbonCallbacksWarning
+from codecarbon_callbacks_core.output.base import BaseOutput
 from codecarbon_callbacks_core.output.boamps import validate_report
 
 from codecarbon_callbacks.metrics import WorkCounter
@@ -144,6 +145,53 @@ def test_work_counts_pulled_at_edges_match_counts_pushed_every_batch(tracker_kwa
     )
     assert row["epoch_duration_s"] > mid["epoch_duration_s"] + 0.009
     assert row["epoch_energy_kwh"] > mid["epoch_energy_kwh"]
+
+
+def test_edges_between_steps_read_the_meter_and_records_are_built_together(
+    tracker_kwargs, tmp_path
+):
+    """An epoch's start and a validation's start take the edge only; the records are built in
+    one go where figures are needed, in the order the windows closed; a failing run writes
+    every window closed so far."""
+    recorded = []
+
+    class Recorder(BaseOutput):
+        def window_out(self, record):
+            recorded.append(record.name)
+
+    session = EmissionsSession("custom", output_handlers=[Recorder()], **tracker_kwargs)
+    session.begin_run("fit")
+    tracker = session.tracker
+    session.begin_epoch(0)
+    busy(0.01)
+    session.begin_phase("validation")
+    assert recorded == [] and tracker.windows_to_collect == 2  # setup, epoch 0: edges only
+    busy(0.01)
+    val = session.end_phase(training_continues=False)  # figures: the records are built
+    assert recorded == ["setup", "epoch 0", "validation epoch 0"] and val["val_energy_kwh"] > 0
+    row = session.end_epoch(0)
+    assert row["epoch_energy_kwh"] > 0 and row["val_energy_kwh"] == val["val_energy_kwh"]
+    session.begin_epoch(1)
+    busy(0.01)
+    session.begin_phase("validation")
+    assert tracker.windows_to_collect == 2 and len(recorded) == 3
+    session.fail(RuntimeError("boom"))
+    windows = read_windows(tmp_path)
+    assert (
+        list(windows["name"])
+        == recorded
+        == [
+            "setup",
+            "epoch 0",
+            "validation epoch 0",
+            "between phases",
+            "epoch 1",
+            "validation epoch 1",
+        ]
+    )
+    assert list(windows["status"])[-1] == "failed"
+    assert len(session.summary()["windows"]) == 6
+    check_tiling(windows, read_runs(tmp_path).iloc[0])
 
 
 def test_mid_epoch_validation_continues_the_epoch(tracker_kwargs, tmp_path):
