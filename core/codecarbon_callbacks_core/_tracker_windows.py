@@ -156,17 +156,31 @@ class WindowsMixin:
         """
         check_kind_phase(kind, phase)
         with self._lock:
-            window = self._windows.pop(window_id, None)
-            if window is None:
-                raise KeyError(f"no open window with id {window_id!r}")
-            assert self._meter is not None
-            edge = self._meter.snapshot()
+            window, edge, new_id = self._switch_edge(window_id, kind, name, epoch, phase, metadata)
             record = self._window_record(window, edge, status=status)
-            new = OpenWindow(
-                self._new_window_id(), kind, name, epoch, phase, edge, dict(metadata or {})
-            )
-            self._windows[new.window_id] = new
-        return self._publish_window(record), new.window_id
+        return self._publish_window(record), new_id
+
+    def _switch_edge(
+        self,
+        window_id: str,
+        kind: str,
+        name: str,
+        epoch: int | None,
+        phase: str,
+        metadata: Mapping[str, Any] | None,
+    ) -> tuple[OpenWindow, Snapshot, str]:
+        """(Lock held.) Take one edge: ``window_id`` closes and the next window opens there.
+        Returns the closed window, the edge and the new window's id."""
+        window = self._windows.pop(window_id, None)
+        if window is None:
+            raise KeyError(f"no open window with id {window_id!r}")
+        assert self._meter is not None
+        edge = self._meter.snapshot()
+        new = OpenWindow(
+            self._new_window_id(), kind, name, epoch, phase, edge, dict(metadata or {})
+        )
+        self._windows[new.window_id] = new
+        return window, edge, new.window_id
 
     def switch_window_later(
         self,
@@ -192,11 +206,7 @@ class WindowsMixin:
         """
         check_kind_phase(kind, phase)
         with self._lock:
-            window = self._windows.pop(window_id, None)
-            if window is None:
-                raise KeyError(f"no open window with id {window_id!r}")
-            assert self._meter is not None
-            edge = self._meter.snapshot()
+            window, edge, new_id = self._switch_edge(window_id, kind, name, epoch, phase, metadata)
             self._window_count += 1
             gpus = self._gpu_components
             self._later.append(
@@ -210,11 +220,7 @@ class WindowsMixin:
                     gpu_utilization_percent(gpus) if gpus else None,
                 )
             )
-            new = OpenWindow(
-                self._new_window_id(), kind, name, epoch, phase, edge, dict(metadata or {})
-            )
-            self._windows[new.window_id] = new
-        return new.window_id
+        return new_id
 
     def collect_windows(self) -> list[WindowRecord]:
         """The records of the windows closed by :meth:`switch_window_later` since the last call,
