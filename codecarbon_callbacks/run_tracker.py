@@ -299,6 +299,16 @@ def stop_tracker(
     return result, capture
 
 
+def switches_later(tracker: BaseEmissionsTracker, combiner: SessionCombiner | None) -> bool:
+    """Whether a run's tiling windows switch with ``switch_window_later``: one meter read at an
+    edge, the records built in batches where figures are needed (a validation end, an epoch
+    end). Not across ranks: a record combined over ranks is a collective, taken where every rank
+    is."""
+    return callable(getattr(tracker, "switch_window_later", None)) and not (
+        combiner is not None and combiner.distributed
+    )
+
+
 def hand_back(
     tracker: BaseEmissionsTracker, combiner: RecordCombinerFn | None, writes_outputs: bool
 ) -> None:
@@ -471,6 +481,7 @@ __all__ = [
     "run_summary",
     "say_how_measured",
     "start_tracker",
+    "switches_later",
     "totals_summary",
     "windows_summary",
 ]

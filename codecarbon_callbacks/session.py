@@ -355,12 +355,7 @@ class EmissionsSession(ResumeMixin):
         )
         self._last_tracker = tracker
         start.combiner.stamp = run.work.stamp
-        # the edges between steps take one meter read; their records are built in batches when
-        # figures are needed (a validation end, an epoch end). Not across ranks: a record
-        # combined over ranks is a collective, taken where every rank is.
-        run.later = callable(getattr(tracker, "switch_window_later", None)) and not (
-            start.combiner is not None and start.combiner.distributed
-        )
+        run.later = run_tracker.switches_later(tracker, start.combiner)
         # The first tiling window opens right away, so that the windows cover the whole run.
         if stage == "fit":
             self._switch("phase", "other", "setup", None)
