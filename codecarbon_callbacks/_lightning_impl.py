@@ -36,16 +36,18 @@ def _lightning_batch_size(batch: Any) -> int:
     return int(_extract_batch_size()(batch))
 
 
-def _fixed_batches(trainer: Any) -> FixedBatches | None:
-    """The training loader's fixed batching (:meth:`FixedBatches.of`), or None where the
-    samples must be read from each batch: several training loaders, loaders reloaded during
-    the fit, or a fit resumed from a checkpoint (it may begin in the middle of an epoch)."""
+def _fixed_loader(trainer: Any) -> Any:
+    """The training loader when its batching may be fixed (:meth:`FixedBatches.of`), or None
+    where the samples must be read from each batch: several training loaders, loaders
+    reloaded during the fit, or a fit resumed from a checkpoint (it may begin in the middle of
+    an epoch)."""
     try:
         if getattr(trainer, "ckpt_path", None) or getattr(
             trainer, "reload_dataloaders_every_n_epochs", 0
         ):
             return None
-        return FixedBatches.of(getattr(trainer, "train_dataloader", None))
+        loader = getattr(trainer, "train_dataloader", None)
+        return loader if FixedBatches.of(loader) is not None else None
     except Exception:  # introspection is best effort: read each batch
         return None
 
@@ -304,7 +306,7 @@ class LightningEmissionsMixin:
         self.session.update_info(info)
         unit, planned = self._plan(trainer)  # num_training_batches is known from here on
         self.session.set_plan(unit=unit, planned=planned)
-        self._samples.use(_fixed_batches(trainer))
+        self._samples.use(_fixed_loader(trainer))
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self._samples.epoch_began()
@@ -318,6 +320,8 @@ class LightningEmissionsMixin:
         samples = self._samples
         if samples.fast:
             samples.epoch_batches += 1
+            if samples.epoch_batches == samples.last_batch:
+                samples.check_last(batch)
         else:
             samples.batch(batch)
         if not self._step_windows:

@@ -134,6 +134,8 @@ class FixedBatches:
 
     def __init__(self, batch_size: int, samples: int, drop_last: bool) -> None:
         self.batch_size, self.samples, self.drop_last = batch_size, samples, drop_last
+        #: batches in an epoch
+        self.batches = samples // batch_size if drop_last else -(-samples // batch_size)
 
     def first_batches(self, k: int) -> int:
         """Samples in an epoch's first ``k`` batches."""
@@ -171,9 +173,11 @@ class SampleCounter:
     """A fit's training samples on this rank, counted at each batch.
 
     By default each batch's size is read (:class:`BatchSizer`). With a loader of fixed batching
-    (:meth:`FixedBatches.of`, given by :meth:`use`), each batch only adds one to the epoch's
-    batch count and the samples follow from it; the first batch's size is still read and, if it
-    is not the one expected, counting goes back to reading every batch.
+    (given by :meth:`use`), each batch only adds one to the epoch's batch count and the samples
+    follow from it. The loader's batching is read again at each epoch's first batch (a sampler,
+    a dataset or a batch size changed between epochs), and that batch's size and the epoch's
+    last batch's are read and checked: where one is not the size expected, the epoch's count is
+    corrected and every batch is read from then on.
 
     Args:
         fallback: see :class:`BatchSizer`.
@@ -185,49 +189,70 @@ class SampleCounter:
 
     def reset(self) -> None:
         """A new fit: nothing counted, every batch's size read."""
-        #: samples counted before the current epoch (fixed batching) or in all (else)
+        #: samples counted before the current epoch's fixed batching (or in all, without one)
         self.counted = 0
         self.sized = False
-        #: the loader's fixed batching, or None
+        #: the loader whose batching is fixed (read at each epoch's first batch), or None
+        self.loader: Any = None
+        #: the current epoch's fixed batching, or None
         self.fixed: FixedBatches | None = None
-        #: batches of the current epoch (fixed batching)
+        #: batches of the current epoch counted from ``fixed``
         self.epoch_batches = 0
-        #: True while each batch only adds one (fixed batching, first batch checked)
+        #: the number of the epoch's last batch, whose size is checked
+        self.last_batch = 0
+        #: True while each batch only adds one to ``epoch_batches``
         self.fast = False
 
-    def use(self, fixed: FixedBatches | None) -> None:
-        """Count from the number of batches with ``fixed`` (None: read every batch's size)."""
+    def use(self, loader: Any) -> None:
+        """Count from the number of batches when ``loader`` has fixed batching
+        (:meth:`FixedBatches.of`); None: read every batch's size."""
         self._fold()
-        self.fixed, self.fast = fixed, False
+        self.loader = loader if FixedBatches.of(loader) is not None else None
 
     def batch(self, batch: Any) -> None:
-        """One training batch (the callback's hook adds to ``epoch_batches`` itself while
-        ``fast``)."""
+        """One training batch (while ``fast``, the callback's hook adds to ``epoch_batches``
+        itself and calls :meth:`check_last` at ``last_batch``)."""
         if self.fast:
             self.epoch_batches += 1
+            if self.epoch_batches == self.last_batch:
+                self.check_last(batch)
             return
         size = self._sizer(batch)
-        fixed = self.fixed
-        if fixed is not None:
-            k = self.epoch_batches
-            if size == fixed.first_batches(k + 1) - fixed.first_batches(k):
-                self.epoch_batches, self.fast = k + 1, True
+        if self.loader is not None and self.fixed is None:  # an epoch's first batch
+            fixed = FixedBatches.of(self.loader)
+            if fixed is not None and size == fixed.first_batches(1):
+                self.fixed, self.epoch_batches, self.fast = fixed, 1, True
+                self.last_batch = fixed.batches
                 return
-            self._fold()  # not the batching expected: read every batch from here
-            self.fixed = None
+            self.loader = None  # not the batching expected: read every batch from here
         if size is not None:
             self.counted += size
             self.sized = True
 
+    def check_last(self, batch: Any) -> None:
+        """The epoch's last batch: where its size is not the one expected (the data changed
+        during the epoch), the epoch is counted with its real size, and every batch is read
+        from then on."""
+        fixed, k = self.fixed, self.epoch_batches
+        if fixed is None:
+            return
+        size = self._sizer(batch)
+        if size == fixed.first_batches(k) - fixed.first_batches(k - 1):
+            return
+        self.counted += fixed.first_batches(k - 1) + (size or 0)
+        self.sized = True
+        self.fixed, self.loader, self.fast, self.epoch_batches = None, None, False, 0
+
     def epoch_began(self) -> None:
-        """A training epoch begins: the last one's batches are folded into ``counted``."""
+        """A training epoch begins: the last one's batches are folded into ``counted``; the
+        loader's batching is read again at the first batch."""
         self._fold()
 
     def _fold(self) -> None:
         if self.fixed is not None:
             self.counted += self.fixed.first_batches(self.epoch_batches)
             self.sized = True
-        self.epoch_batches = 0
+        self.fixed, self.fast, self.epoch_batches = None, False, 0
 
     @property
     def samples(self) -> int | None:

@@ -524,7 +524,7 @@ class EmissionsSession(ResumeMixin):
                 if previous.phase == "train":
                     run.work.window_closed(previous.window_id)
                 new_id = run.tracker.switch_window_later(
-                    previous.window_id, kind, name, epoch=epoch, phase=phase
+                    previous.window_id, kind, name, epoch=epoch, phase=phase, collect=True
                 )
                 run.current = OpenWindow(new_id, kind, phase, name, epoch)
             elif previous is not None and callable(switch):

@@ -82,6 +82,8 @@ class ClosedWindow:
     metadata: dict[str, Any]
     #: the GPUs' mean utilisation read at the close (None: no GPU)
     gpu_utilization: float | None
+    #: whether the record is kept for collect_windows()
+    collect: bool = False
 
 
 class LastOf(Generic[T]):

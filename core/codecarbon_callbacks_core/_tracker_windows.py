@@ -192,12 +192,15 @@ class WindowsMixin:
         phase: str = "other",
         status: str = "completed",
         metadata: Mapping[str, Any] | None = None,
+        collect: bool = False,
     ) -> str:
         """:meth:`switch_window`, with the closed window's record built later: at the next
         :meth:`collect_windows`, or before any record this tracker writes after it (a window
         closed now, a flush, stop()), so that the outputs still get windows in the order they
         closed. Only the edge is taken now (one meter read): a framework's hooks call this
         between steps, where every microsecond counts, and build a few records at once.
+        ``collect``: keep the record until :meth:`collect_windows` returns it (else the tracker
+        keeps nothing once it is written).
 
         The record is the one :meth:`switch_window` would have returned: the figures of its
         edges, the carbon intensity, the tracker's metadata and the GPUs' utilisation as they
@@ -218,14 +221,16 @@ class WindowsMixin:
                     self.intensity,
                     dict(self.metadata),
                     gpu_utilization_percent(gpus) if gpus else None,
+                    collect,
                 )
             )
         return new_id
 
     def collect_windows(self) -> list[WindowRecord]:
-        """The records of the windows closed by :meth:`switch_window_later` since the last call,
-        in the order they closed: built now if they were not yet, given to the outputs (and the
-        record combiner) as :meth:`switch_window` does."""
+        """The records of the windows closed by :meth:`switch_window_later` with ``collect``
+        since the last call, in the order they closed: built now if they were not yet (every
+        window closed later is, and given to the outputs and the record combiner as
+        :meth:`switch_window` does)."""
         with self._lock:
             self._build_later()
             built, self._built = self._built, []
@@ -234,12 +239,12 @@ class WindowsMixin:
     @property
     def windows_to_collect(self) -> int:
         """How many records :meth:`collect_windows` would return now."""
-        return len(self._later) + len(self._built)
+        return len(self._built) + sum(1 for closed in self._later if closed.collect)
 
     def _build_later(self, collective: bool = True, *, publish: bool = True) -> list[WindowRecord]:
         """Build the records of the windows closed later, oldest first (lock held); each is
         combined, and given to the outputs unless ``publish`` is False (stop() writes them
-        itself). They are also kept for :meth:`collect_windows`."""
+        itself). Those closed with ``collect`` are kept for :meth:`collect_windows`."""
         later, self._later = self._later, []
         records = []
         for closed in later:
@@ -251,7 +256,8 @@ class WindowsMixin:
             else:
                 record = cast(WindowRecord, self._combine(record, collective))
             records.append(record)
-        self._built.extend(records)
+            if closed.collect:
+                self._built.append(record)
         return records
 
     @property

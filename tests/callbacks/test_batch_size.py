@@ -131,7 +131,7 @@ def _halves(indices):  # a batch sampler of uneven batches
 def test_fixed_batching_counts_what_reading_every_batch_counts(loader):
     assert FixedBatches.of(loader) is not None
     fixed, read = SampleCounter(fallback=_lightning), SampleCounter(fallback=_lightning)
-    fixed.use(FixedBatches.of(loader))
+    fixed.use(loader)
     for epoch, limit in enumerate((None, 2, None)):  # a limit: an epoch cut after 2 batches
         fixed.epoch_began()
         read.epoch_began()
@@ -162,15 +162,104 @@ def test_batching_that_cannot_be_known_in_advance_is_read_per_batch(loader):
     assert FixedBatches.of(loader) is None
 
 
-def test_a_first_batch_of_another_size_goes_back_to_reading_every_batch():
+class Shrinking(torch.utils.data.Dataset):
+    """A dataset whose length the test changes (between epochs, or during one)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> Any:
+        return torch.zeros(3), torch.zeros(1)
+
+
+def _count_epochs(loader: Any, change: Any, epochs: int = 3) -> tuple[list[int], list[int]]:
+    """Per-epoch samples counted from the batch count and by reading every batch;
+    ``change(epoch, batch_index)`` changes the data before each batch is drawn."""
+    fixed, read = SampleCounter(fallback=_lightning), SampleCounter(fallback=_lightning)
+    fixed.use(loader)
+    per_epoch: tuple[list[int], list[int]] = ([], [])
+    for epoch in range(epochs):
+        change(epoch, None)  # between epochs (a curriculum, a batch size schedule)
+        before = (fixed.samples or 0, read.samples or 0)
+        fixed.epoch_began()
+        read.epoch_began()
+        for i, batch in enumerate(loader):
+            fixed.batch(batch)
+            read.batch(batch)
+            change(epoch, i)
+        per_epoch[0].append(fixed.samples - before[0])
+        per_epoch[1].append(read.samples - before[1])
+    return per_epoch
+
+
+def test_a_sampler_changed_between_epochs_is_read_again():
+    data = TensorDataset(torch.zeros(50, 3), torch.zeros(50))
+    sampler = torch.utils.data.SubsetRandomSampler(list(range(50)))
+    loader = DataLoader(data, batch_size=16, sampler=sampler)
+
+    def curriculum(epoch: int, i: int | None) -> None:
+        if i is None:
+            sampler.indices = list(range([50, 30, 20][epoch]))
+
+    assert _count_epochs(loader, curriculum) == ([50, 30, 20], [50, 30, 20])
+
+
+def test_a_batch_size_changed_between_epochs_is_read_again():
+    loader = DataLoader(TensorDataset(torch.zeros(50, 3)), batch_size=32)
+
+    def schedule(epoch: int, i: int | None) -> None:
+        if i is None:
+            loader.batch_sampler.batch_size = [32, 16, 7][epoch]
+
+    assert _count_epochs(loader, schedule) == ([50, 50, 50], [50, 50, 50])
+
+
+def test_a_dataset_shrinking_between_or_during_epochs_is_counted_as_it_is():
+    data = Shrinking(50)
+    loader = DataLoader(data, batch_size=16)
+
+    def between(epoch: int, i: int | None) -> None:
+        if i is None:
+            data.n = [50, 35, 20][epoch]
+
+    assert _count_epochs(loader, between) == ([50, 35, 20], [50, 35, 20])
+
+
+class Fewer(torch.utils.data.Sampler):
+    """A sampler that yields fewer indices than its length says (data gone during the epoch)."""
+
+    def __init__(self, declared: int, yielded: int) -> None:
+        self.declared, self.yielded = declared, yielded
+
+    def __len__(self) -> int:
+        return self.declared
+
+    def __iter__(self):
+        return iter(range(self.yielded))
+
+
+def test_a_last_batch_of_another_size_corrects_the_epoch_and_reads_every_batch_after():
+    sampler = Fewer(declared=40, yielded=38)  # batches of 16, 16, then 6 where 8 was said
+    loader = DataLoader(TensorDataset(torch.zeros(40, 3)), batch_size=16, sampler=sampler)
+    counted, read = _count_epochs(loader, lambda epoch, i: None, epochs=2)
+    assert counted == read == [38, 38]
+
+
+def test_a_first_batch_of_another_size_goes_back_to_reading_every_batch(monkeypatch):
+    loader = DataLoader(TensorDataset(torch.zeros(20, 2)), batch_size=5)
     counter = SampleCounter(fallback=_lightning)
-    counter.use(FixedBatches(batch_size=8, samples=20, drop_last=False))  # wrong: batches of 5
+    counter.use(loader)
+    wrong = FixedBatches(batch_size=8, samples=20, drop_last=False)  # says batches of 8
+    monkeypatch.setattr(FixedBatches, "of", classmethod(lambda cls, loader: wrong))
     counter.epoch_began()
-    for _ in range(4):
-        counter.batch((torch.zeros(5, 2),))
-    assert not counter.fast and counter.fixed is None and counter.samples == 20
+    for batch in loader:
+        counter.batch(batch)
+    assert not counter.fast and counter.loader is None and counter.samples == 20
     counter.epoch_began()
-    counter.batch((torch.zeros(5, 2),))
+    counter.batch(next(iter(loader)))
     assert counter.samples == 25
 
 
@@ -179,7 +268,7 @@ def test_no_batch_with_a_size_means_unknown_samples():
     assert counter.samples is None
     counter.batch(["text"])
     assert counter.samples is None
-    counter.use(FixedBatches(batch_size=4, samples=10, drop_last=False))
+    counter.use(DataLoader(TensorDataset(torch.zeros(10, 1)), batch_size=4))
     counter.batch((torch.zeros(4, 1),))
     counter.epoch_began()
     assert counter.samples == 4

@@ -164,11 +164,13 @@ def test_windows_switched_later_are_the_records_switch_window_gives_in_order(
     tracker.start()
     window = tracker.open_window("epoch", "epoch 0", epoch=0, phase="train")
     time.sleep(0.02)
-    window = tracker.switch_window_later(window, "phase", "validation", phase="validation")
+    window = tracker.switch_window_later(
+        window, "phase", "validation", phase="validation", collect=True
+    )
     closed_intensity = tracker.intensity
     tracker.update_metadata({"note": "at the close"})
     time.sleep(0.01)
-    window = tracker.switch_window_later(window, "phase", "after", epoch=0)
+    window = tracker.switch_window_later(window, "phase", "after", epoch=0, collect=True)
     assert tracker.windows_to_collect == 2 and recorder.windows == []  # nothing built yet
     # a later intensity and metadata do not reach windows closed before them
     tracker.intensity = dataclasses.replace(closed_intensity, g_per_kwh=1000.0)
@@ -183,16 +185,20 @@ def test_windows_switched_later_are_the_records_switch_window_gives_in_order(
     assert first[0].duration == pytest.approx(0.02, abs=0.015)
     assert first[0].energy_consumed == pytest.approx(355 * first[0].duration / J_PER_KWH, rel=1e-9)
     # a window closed now goes out after those closed before it
-    window = tracker.switch_window_later(window, "epoch", "epoch 1", epoch=1, phase="train")
+    window = tracker.switch_window_later(
+        window, "epoch", "epoch 1", epoch=1, phase="train", collect=True
+    )
     nested = tracker.open_window("phase", "nested")
     direct = tracker.close_window(nested)
     assert [r.name for r in recorder.windows[2:]] == ["after", "nested"]
     assert recorder.windows[-1] is direct
-    window = tracker.switch_window_later(window, "phase", "last")
+    window = tracker.switch_window_later(window, "phase", "last")  # not kept once written
     tracker.stop(window_status="completed")  # the one left is built and written at stop()
     names = [r.name for r in recorder.windows]
     assert names == ["epoch 0", "validation", "after", "nested", "epoch 1", "last"]
-    assert [r.name for r in tracker.collect_windows()] == ["after", "epoch 1"]
+    # kept for collect_windows(): those closed with collect, not collected yet ("epoch 1"
+    # closed without it, so stop() wrote it and nothing kept it)
+    assert [r.name for r in tracker.collect_windows()] == ["after"]
     frame = read_emissions(tmp_path / "emissions_windows.csv")
     assert list(frame["name"]) == names
     tiled = [r for r in recorder.windows if r.name != "nested"]
@@ -202,6 +208,24 @@ def test_windows_switched_later_are_the_records_switch_window_gives_in_order(
     )
     with pytest.raises(KeyError, match="no open window"):
         tracker.switch_window_later("nope", "phase")
+
+
+def test_windows_switched_later_and_not_collected_are_not_kept(tmp_path: Path) -> None:
+    """A tracker that switches later without collect keeps no record once it is written: flush()
+    and stop() write them all, and nothing grows with the number of windows."""
+    tracker = make_tracker(tmp_path)
+    tracker.start()
+    window = tracker.open_window("phase", "first")
+    for i in range(300):
+        window = tracker.switch_window_later(window, "phase", f"w{i}")
+        if i % 100 == 99:
+            tracker.flush()
+            assert tracker.windows_to_collect == 0 and tracker._built == []
+    tracker.stop()
+    assert tracker.windows_to_collect == 0 and tracker._built == [] and tracker._later == []
+    frame = read_emissions(tmp_path / "emissions_windows.csv")
+    names = [n for n in frame["name"] if n != "flush"]
+    assert names == ["first"] + [f"w{i}" for i in range(300)]
 
 
 def test_tasks_and_flush_never_stop_measuring(tmp_path: Path) -> None:
