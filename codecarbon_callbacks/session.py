@@ -505,7 +505,10 @@ class EmissionsSession(ResumeMixin):
     def _open(self, kind: str, phase: str, name: str, epoch: int | None) -> OpenWindow:
         run = self._run
         assert run is not None
-        return open_window(run.tracker, kind, phase, name, epoch)
+        # the run's first window starts at its tracker's start, which the session made: the
+        # windows then sum to the run exactly
+        first = run.current is None and run.started_here and not self._record_list
+        return open_window(run.tracker, kind, phase, name, epoch, at_start=first and run.later)
 
     def _close(self, run: _Run, window: OpenWindow, *, status: str = "completed") -> WindowRecord:
         record = run.tracker.close_window(window.window_id, status=status)

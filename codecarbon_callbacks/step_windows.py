@@ -32,10 +32,20 @@ class OpenWindow:
 
 
 def open_window(
-    tracker: BaseEmissionsTracker, kind: str, phase: str, name: str, epoch: int | None
+    tracker: BaseEmissionsTracker,
+    kind: str,
+    phase: str,
+    name: str,
+    epoch: int | None,
+    *,
+    at_start: bool = False,
 ) -> OpenWindow:
-    """Open a window on ``tracker`` (a snapshot of its meter) and describe it."""
-    window_id = tracker.open_window(kind, name, epoch=epoch, phase=phase)
+    """Open a window on ``tracker`` (a snapshot of its meter; ``at_start``: its run's first
+    edge) and describe it."""
+    if at_start:
+        window_id = tracker.open_window(kind, name, epoch=epoch, phase=phase, at_start=True)
+    else:
+        window_id = tracker.open_window(kind, name, epoch=epoch, phase=phase)
     return OpenWindow(window_id, kind, phase, name, epoch)
 
 

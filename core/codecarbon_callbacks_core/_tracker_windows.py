@@ -42,6 +42,7 @@ class WindowsMixin:
     _meter: Meter | None
     _windows: dict[str, OpenWindow]
     _later: list[ClosedWindow]
+    _run_start: Snapshot | None
     _built: list[WindowRecord]
     _window_count: int
     _gpu_components: list[Component]
@@ -89,20 +90,26 @@ class WindowsMixin:
         epoch: int | None = None,
         phase: str = "other",
         metadata: Mapping[str, Any] | None = None,
+        at_start: bool = False,
     ) -> str:
-        """Open a window (an epoch, phase, task...) now; returns its id for close_window()."""
+        """Open a window (an epoch, phase, task...) now; returns its id for close_window().
+
+        ``at_start``: open it at the run's first edge (start()'s own meter read) instead, so that
+        the windows switched from it tile the whole run and sum to its record exactly.
+        """
         check_kind_phase(kind, phase)
         with self._lock:
             meter = self._meter
             if meter is None or not meter.running:
                 raise RuntimeError("open_window() needs a started tracker: call start() first")
+            start = self._run_start if at_start else None
             window = OpenWindow(
                 self._new_window_id(),
                 kind,
                 name,
                 epoch,
                 phase,
-                meter.snapshot(),
+                start if start is not None else meter.snapshot(),
                 dict(metadata or {}),
             )
             self._windows[window.window_id] = window

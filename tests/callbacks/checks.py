@@ -24,12 +24,13 @@ def read_windows(directory: Path) -> Any:
 TILING_KINDS = ("epoch", "phase")
 
 
-def check_tiling(windows: Any, run: Any, *, rel: float = 0.01) -> None:
+def check_tiling(windows: Any, run: Any, *, exact: bool = True, rel: float = 0.01) -> None:
     """The tiling windows (epochs and phases) of one run chain and sum to the run's energy.
 
-    Each starts where the previous one ended (one meter snapshot), the first where the run
-    started. The only time outside them is between the last window's close (which writes its
-    record) and the tracker's stop: the energy they miss must fit in that time.
+    Each starts where the previous one ended (one meter snapshot). With ``exact`` (a tracker the
+    session started), the first starts at the run's own first edge and the last ends at its
+    final one, so they sum to the run. Else (a tracker given already running) time outside them
+    is allowed before the first and after the last, and the energy they miss must fit in it.
     """
     from datetime import datetime
 
@@ -42,8 +43,12 @@ def check_tiling(windows: Any, run: Any, *, rel: float = 0.01) -> None:
     run_end = datetime.fromisoformat(run["timestamp"])
     head_s = (datetime.fromisoformat(starts[0]) - run_start).total_seconds()
     tail_s = (run_end - datetime.fromisoformat(ends[-1])).total_seconds()
-    assert 0 <= head_s < 0.05 and 0 <= tail_s < 0.1, (head_s, tail_s)
     missing = run["energy_consumed"] - tiles["energy_consumed"].sum()
+    if exact:
+        assert head_s == 0 and tail_s == 0, (head_s, tail_s)
+        assert abs(missing) <= 1e-9 * run["energy_consumed"], (missing, run["energy_consumed"])
+        return
+    assert 0 <= head_s < 0.05 and 0 <= tail_s < 0.1, (head_s, tail_s)
     assert missing >= -1e-15
     allowed = max(rel, 3 * (head_s + tail_s) / run["duration"]) if run["duration"] > 0 else rel
     assert missing <= run["energy_consumed"] * allowed, (

@@ -210,6 +210,24 @@ def test_windows_switched_later_are_the_records_switch_window_gives_in_order(
         tracker.switch_window_later("nope", "phase")
 
 
+def test_a_window_opened_at_start_makes_switched_windows_sum_to_the_run(tmp_path: Path) -> None:
+    recorder = Recorder()
+    tracker = make_tracker(tmp_path, output_methods=[], output_handlers=[recorder])
+    tracker.start()
+    time.sleep(0.01)
+    window = tracker.open_window("phase", "setup", at_start=True)
+    first, window = tracker.switch_window(window, "epoch", "e0", epoch=0, phase="train")
+    time.sleep(0.01)
+    tracker.stop(window_status="completed")
+    run = tracker.final_emissions_data
+    assert first.start_timestamp == run.metadata["run_start_timestamp"]
+    assert first.duration >= 0.01
+    assert [w.name for w in recorder.windows] == ["setup", "e0"]
+    assert sum(w.energy_consumed for w in recorder.windows) == pytest.approx(
+        run.energy_consumed, rel=1e-12
+    )
+
+
 def test_windows_switched_later_and_not_collected_are_not_kept(tmp_path: Path) -> None:
     """A tracker that switches later without collect keeps no record once it is written: flush()
     and stop() write them all, and nothing grows with the number of windows."""
