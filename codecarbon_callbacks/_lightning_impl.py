@@ -52,6 +52,18 @@ def _fixed_loader(trainer: Any) -> Any:
         return None
 
 
+def _resumes_mid_epoch(trainer: Any) -> bool:
+    """Whether this fit resumes in the middle of an epoch (a checkpoint saved mid-epoch), where
+    Lightning calls no ``on_train_epoch_start``: its ``FitLoop.update_restart_stage`` test,
+    which Lightning itself only makes after ``on_train_start``."""
+    try:
+        loop = trainer.fit_loop
+        total = loop.epoch_progress.total
+        return bool(loop.restarting) and total.started == total.ready == total.processed + 1
+    except Exception:  # another Lightning: the epoch begins at its next start hook
+        return False
+
+
 def _first_loader(loaders: Any) -> Any:
     if loaders is None:
         return None
@@ -307,6 +319,8 @@ class LightningEmissionsMixin:
         unit, planned = self._plan(trainer)  # num_training_batches is known from here on
         self.session.set_plan(unit=unit, planned=planned)
         self._samples.use(_fixed_loader(trainer))
+        if _resumes_mid_epoch(trainer):  # Lightning calls no on_train_epoch_start for it
+            self.on_train_epoch_start(trainer, pl_module)
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self._samples.epoch_began()
