@@ -505,8 +505,7 @@ class EmissionsSession(ResumeMixin):
     def _open(self, kind: str, phase: str, name: str, epoch: int | None) -> OpenWindow:
         run = self._run
         assert run is not None
-        # the run's first window starts at its tracker's start, which the session made: the
-        # windows then sum to the run exactly
+        # a run's first window starts at the start of the tracker the session started
         first = run.current is None and run.started_here and not self._record_list
         return open_window(run.tracker, kind, phase, name, epoch, at_start=first and run.later)
 
