@@ -395,9 +395,11 @@ class LightningEmissionsMixin:
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         self.session.end_run()
+        self._samples.loader = None  # the fit's data is not kept alive by the callback
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         self.session.fail(exception)
+        self._samples.loader = None
 
     # -- test, predict ------------------------------------------------------------------------
 

@@ -654,6 +654,8 @@ def test_samples_per_train_window_whatever_the_loader(
     t = trainer(tmp_path, callback, max_epochs=2, num_sanity_val_steps=0, **fit_kwargs)
     t.fit(TinyRegressor(), DataLoader(data, **loader_kwargs), DataLoader(data, batch_size=64))
     assert callback._samples.fast is fixed
+    assert callback._samples.loader is None  # the fit's data is not kept alive after it
+    pickle.dumps(callback)  # nor pickled with the callback (a loader with a local collate)
     train = read_windows(tmp_path).query("phase == 'train'")
     assert list(train["samples"]) == per_epoch
     assert [r["epoch_samples"] for r in logged_epochs(t)] == per_epoch
