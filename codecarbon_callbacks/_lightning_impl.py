@@ -53,13 +53,19 @@ def _fixed_loader(trainer: Any) -> Any:
 
 
 def _resumes_mid_epoch(trainer: Any) -> bool:
-    """Whether this fit resumes in the middle of an epoch (a checkpoint saved mid-epoch), where
-    Lightning calls no ``on_train_epoch_start``: its ``FitLoop.update_restart_stage`` test,
-    which Lightning itself only makes after ``on_train_start``."""
+    """Whether this fit resumes inside an epoch with training left in it (a checkpoint saved
+    during the epoch), where Lightning calls no ``on_train_epoch_start``: its restart stage
+    (set by ``on_train_start``), and training batches left (a checkpoint saved at a batch's end
+    resumes after it, or runs the next epoch whole when it was the last; one saved at the
+    epoch's validation end has none left)."""
     try:
         loop = trainer.fit_loop
-        total = loop.epoch_progress.total
-        return bool(loop.restarting) and total.started == total.ready == total.processed + 1
+        if not loop.restarted_mid_epoch:
+            return False
+        epoch_loop = loop.epoch_loop
+        if epoch_loop.restarted_on_train_batch_end:
+            return True
+        return bool(epoch_loop.batch_progress.current.completed < trainer.num_training_batches)
     except Exception:  # another Lightning: the epoch begins at its next start hook
         return False
 
@@ -334,8 +340,11 @@ class LightningEmissionsMixin:
         samples = self._samples
         if samples.fast:
             samples.epoch_batches += 1
-            if samples.epoch_batches == samples.last_batch:
-                samples.check_last(batch)
+            if (
+                samples.epoch_batches == samples.last_batch
+                or samples.batch_sampler.batch_size != samples.batch_size
+            ):
+                samples.check(batch)  # the epoch's last batch, or the batch size was changed
         else:
             samples.batch(batch)
         if not self._step_windows:

@@ -121,6 +121,16 @@ class BatchSizer:
         return _leaf_size(node)
 
 
+def _known_samplers(data: Any) -> tuple[type, ...]:
+    """torch's own samplers, which yield as many indices as their length says."""
+    names = ("SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler")
+    known = [getattr(data, name) for name in names if hasattr(data, name)]
+    distributed = getattr(getattr(data, "distributed", None), "DistributedSampler", None)
+    if distributed is not None:
+        known.append(distributed)
+    return tuple(known)
+
+
 class FixedBatches:
     """A loader whose epoch is ``batch_size``-sample batches with a shorter last one (none if
     ``drop_last``), out of ``samples`` samples: the samples of its first ``k`` batches follow
@@ -146,9 +156,10 @@ class FixedBatches:
     def of(cls, loader: Any) -> FixedBatches | None:
         """The loader's fixed batching, or None when its batches' sizes cannot be known in
         advance: anything but a plain ``torch.utils.data.DataLoader`` with torch's own
-        ``BatchSampler`` over a sampler with a length and the default collate function (a
-        custom batch sampler or collate function may make batches of any size; an iterable
-        dataset has no length)."""
+        ``BatchSampler`` over one of torch's samplers and the default collate function (a
+        custom batch sampler or collate function may make batches of any size, a custom
+        sampler yield another number of indices than its length; an iterable dataset has no
+        length)."""
         from codecarbon_callbacks_core._shared import imported_torch
 
         data = getattr(getattr(imported_torch(), "utils", None), "data", None)
@@ -159,6 +170,8 @@ class FixedBatches:
             return None
         if loader.collate_fn is not data.default_collate:
             return None
+        if type(batch_sampler.sampler) not in _known_samplers(data):
+            return None  # a sampler of its own may yield more or fewer indices than it says
         try:
             samples = len(batch_sampler.sampler)
             batch_size = int(batch_sampler.batch_size)
@@ -202,6 +215,9 @@ class SampleCounter:
         self.last_batch = 0
         #: True while each batch only adds one to ``epoch_batches``
         self.fast = False
+        #: the loader's batch sampler while ``fast``, and its batch size then (watched)
+        self.batch_sampler: Any = None
+        self.batch_size = 0
 
     def use(self, loader: Any) -> None:
         """Count from the number of batches when ``loader`` has fixed batching
@@ -211,11 +227,11 @@ class SampleCounter:
 
     def batch(self, batch: Any) -> None:
         """One training batch (while ``fast``, the callback's hook adds to ``epoch_batches``
-        itself and calls :meth:`check_last` at ``last_batch``)."""
+        itself and calls :meth:`check` where :meth:`must_check`)."""
         if self.fast:
             self.epoch_batches += 1
-            if self.epoch_batches == self.last_batch:
-                self.check_last(batch)
+            if self.must_check():
+                self.check(batch)
             return
         size = self._sizer(batch)
         if self.loader is not None and self.fixed is None:  # an epoch's first batch
@@ -223,16 +239,25 @@ class SampleCounter:
             if fixed is not None and size == fixed.first_batches(1):
                 self.fixed, self.epoch_batches, self.fast = fixed, 1, True
                 self.last_batch = fixed.batches
+                self.batch_sampler, self.batch_size = self.loader.batch_sampler, fixed.batch_size
                 return
             self.loader = None  # not the batching expected: read every batch from here
         if size is not None:
             self.counted += size
             self.sized = True
 
-    def check_last(self, batch: Any) -> None:
-        """The epoch's last batch: where its size is not the one expected (the data changed
-        during the epoch), the epoch is counted with its real size, and every batch is read
-        from then on."""
+    def must_check(self) -> bool:
+        """Whether the batch just counted must have its size read: the epoch's last, or one
+        after the batch size was changed during the epoch."""
+        return (
+            self.epoch_batches == self.last_batch
+            or self.batch_sampler.batch_size != self.batch_size
+        )
+
+    def check(self, batch: Any) -> None:
+        """Read the size of the batch just counted: where it is not the one expected (the data
+        or the batch size changed during the epoch), the epoch is counted with its real size up
+        to it, and every batch is read from then on."""
         fixed, k = self.fixed, self.epoch_batches
         if fixed is None:
             return
@@ -242,6 +267,7 @@ class SampleCounter:
         self.counted += fixed.first_batches(k - 1) + (size or 0)
         self.sized = True
         self.fixed, self.loader, self.fast, self.epoch_batches = None, None, False, 0
+        self.batch_sampler = None
 
     def epoch_began(self) -> None:
         """A training epoch begins: the last one's batches are folded into ``counted``; the
@@ -252,7 +278,7 @@ class SampleCounter:
         if self.fixed is not None:
             self.counted += self.fixed.first_batches(self.epoch_batches)
             self.sized = True
-        self.fixed, self.fast, self.epoch_batches = None, False, 0
+        self.fixed, self.fast, self.epoch_batches, self.batch_sampler = None, False, 0, None
 
     @property
     def samples(self) -> int | None:

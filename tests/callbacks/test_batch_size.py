@@ -177,7 +177,8 @@ class Shrinking(torch.utils.data.Dataset):
 
 def _count_epochs(loader: Any, change: Any, epochs: int = 3) -> tuple[list[int], list[int]]:
     """Per-epoch samples counted from the batch count and by reading every batch;
-    ``change(epoch, batch_index)`` changes the data before each batch is drawn."""
+    ``change(epoch, None)`` changes the data before each epoch, ``change(epoch, i)`` after
+    batch ``i`` was drawn and before it is counted."""
     fixed, read = SampleCounter(fallback=_lightning), SampleCounter(fallback=_lightning)
     fixed.use(loader)
     per_epoch: tuple[list[int], list[int]] = ([], [])
@@ -187,9 +188,9 @@ def _count_epochs(loader: Any, change: Any, epochs: int = 3) -> tuple[list[int],
         fixed.epoch_began()
         read.epoch_began()
         for i, batch in enumerate(loader):
+            change(epoch, i)  # after the batch was drawn, before it is counted
             fixed.batch(batch)
             read.batch(batch)
-            change(epoch, i)
         per_epoch[0].append(fixed.samples - before[0])
         per_epoch[1].append(read.samples - before[1])
     return per_epoch
@@ -229,7 +230,7 @@ def test_a_dataset_shrinking_between_or_during_epochs_is_counted_as_it_is():
 
 
 class Fewer(torch.utils.data.Sampler):
-    """A sampler that yields fewer indices than its length says (data gone during the epoch)."""
+    """A sampler that yields fewer indices than its length says."""
 
     def __init__(self, declared: int, yielded: int) -> None:
         self.declared, self.yielded = declared, yielded
@@ -241,11 +242,38 @@ class Fewer(torch.utils.data.Sampler):
         return iter(range(self.yielded))
 
 
+def test_a_sampler_of_its_own_is_read_per_batch():
+    sampler = Fewer(declared=40, yielded=30)  # 8, 8, 8, 6 where 8 x 5 was said
+    loader = DataLoader(TensorDataset(torch.zeros(40, 3)), batch_size=8, sampler=sampler)
+    assert FixedBatches.of(loader) is None
+    assert _count_epochs(loader, lambda epoch, i: None, epochs=2) == ([30, 30], [30, 30])
+
+
 def test_a_last_batch_of_another_size_corrects_the_epoch_and_reads_every_batch_after():
-    sampler = Fewer(declared=40, yielded=38)  # batches of 16, 16, then 6 where 8 was said
-    loader = DataLoader(TensorDataset(torch.zeros(40, 3)), batch_size=16, sampler=sampler)
-    counted, read = _count_epochs(loader, lambda epoch, i: None, epochs=2)
-    assert counted == read == [38, 38]
+    # the sampler drew 40 indices; the dataset then says 38: the batching read at the first
+    # batch expects a last batch of 6, the loader gives 8
+    data = Shrinking(40)
+    loader = DataLoader(data, batch_size=16)
+    seen = []
+
+    def shrink(epoch: int, i: int | None) -> None:
+        if epoch == 1 and i == 0:
+            data.n = 38
+        seen.append(i)
+
+    assert _count_epochs(loader, shrink) == ([40, 40, 38], [40, 40, 38])
+
+
+def test_a_batch_size_changed_during_an_epoch_is_followed():
+    loader = DataLoader(TensorDataset(torch.zeros(50, 3)), batch_size=16)
+
+    def halve(epoch: int, i: int | None) -> None:
+        if epoch == 1 and i == 1:  # batch 1 was drawn with 16; the next ones with 8
+            loader.batch_sampler.batch_size = 8
+        if i is None and epoch == 2:
+            loader.batch_sampler.batch_size = 16
+
+    assert _count_epochs(loader, halve) == ([50, 50, 50], [50, 50, 50])
 
 
 def test_a_first_batch_of_another_size_goes_back_to_reading_every_batch(monkeypatch):

@@ -661,9 +661,24 @@ def test_samples_per_train_window_whatever_the_loader(
     assert [r["epoch_samples"] for r in logged_epochs(t)] == per_epoch
 
 
-def test_a_fit_resumed_mid_epoch_has_that_epochs_train_window(tracker_kwargs, tmp_path):
-    """Lightning calls no on_train_epoch_start for an epoch resumed from a checkpoint saved in
-    its middle: the epoch's train window opens at the fit's start, with the samples it has."""
+@pytest.mark.parametrize(
+    ("saver_kwargs", "pattern", "samples"),
+    [
+        # after epoch 2's second batch: one batch left (the loader is not resumable, so
+        # Lightning draws it from the epoch's start: 32 samples, read as they come)
+        ({"every_n_train_steps": 4}, "*step=8*", [32, 80]),
+        # at epoch 1's last batch: Lightning runs epoch 2 whole, without on_train_epoch_start
+        ({"every_n_train_steps": 3}, "*step=6*", [80, 80]),
+        # at epoch 1's validation end: nothing left of epoch 1 (no empty window for it)
+        ({"every_n_epochs": 1, "save_on_train_epoch_end": False}, "*epoch=1*", [80, 80]),
+    ],
+    ids=["mid-epoch", "last batch", "validation end"],
+)
+def test_a_fit_resumed_inside_an_epoch_has_its_train_windows(
+    tracker_kwargs, tmp_path, saver_kwargs, pattern, samples
+):
+    """Lightning calls no on_train_epoch_start for an epoch resumed from a checkpoint saved
+    inside it: the epoch's train window opens at the fit's start, with the samples it has."""
 
     class Stop(pl.Callback):
         def on_train_batch_end(self, trainer_: Any, *args: Any) -> None:
@@ -672,20 +687,16 @@ def test_a_fit_resumed_mid_epoch_has_that_epochs_train_window(tracker_kwargs, tm
 
     train, val = loaders(n=80)  # 3 batches of 32, 32, 16 an epoch
     checkpoints = tmp_path / "ckpt"
-    saver = ModelCheckpoint(dirpath=checkpoints, every_n_train_steps=4, save_top_k=-1)
+    saver = ModelCheckpoint(dirpath=checkpoints, save_top_k=-1, **saver_kwargs)
     first = trainer(tmp_path, EmissionsCallback(**tracker_kwargs), max_epochs=4, logger=False)
     first.callbacks.extend([saver, Stop()])
     with pytest.raises(RuntimeError, match="step 10"):
         first.fit(TinyRegressor(), train, val)
-    # step 8: epoch 2 after its 2 first batches; one batch left in it (the loader is not
-    # resumable, so Lightning draws it from the epoch's start: 32 samples, read as they come)
-    checkpoint = next(checkpoints.glob("*step=8*.ckpt"))
+    checkpoint = next(checkpoints.glob(pattern))
     t = trainer(tmp_path, EmissionsCallback(**tracker_kwargs), max_epochs=4, logger=False)
     t.fit(TinyRegressor(), train, val, ckpt_path=checkpoint)
     windows = read_windows(tmp_path)
-    resumed = windows[windows["run_id"] == windows["run_id"].iloc[-1]]
-    resumed = resumed[resumed["timestamp"] > read_runs(tmp_path).iloc[0]["timestamp"]]
+    resumed = windows[windows["timestamp"] > read_runs(tmp_path).iloc[0]["timestamp"]]
     train_windows = resumed[resumed["phase"] == "train"]
     assert list(train_windows["epoch"]) == [2, 3]
-    assert list(train_windows["samples"]) == [32, 80]
-    assert list(resumed["phase"])[:3] == ["other", "train", "validation"]
+    assert list(train_windows["samples"]) == samples
