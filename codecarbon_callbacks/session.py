@@ -505,9 +505,9 @@ class EmissionsSession(ResumeMixin):
     def _open(self, kind: str, phase: str, name: str, epoch: int | None) -> OpenWindow:
         run = self._run
         assert run is not None
-        # a run's first window starts at the start of the tracker the session started
-        first = run.current is None and run.started_here and not self._record_list
-        return open_window(run.tracker, kind, phase, name, epoch, at_start=first and run.later)
+        # a run's first window starts at the start of the tracker the session started (ours)
+        first = run.current is None and run.started_here and hasattr(run.tracker, "collect_windows")
+        return open_window(run.tracker, kind, phase, name, epoch, at_start=first)
 
     def _close(self, run: _Run, window: OpenWindow, *, status: str = "completed") -> WindowRecord:
         record = run.tracker.close_window(window.window_id, status=status)
