@@ -13,7 +13,7 @@ import logging
 import math
 from typing import Any
 
-from codecarbon_callbacks.batch_size import FixedBatches, SampleCounter
+from codecarbon_callbacks.batch_size import SampleCounter
 from codecarbon_callbacks.introspect import dataset_info, torch_model_info
 from codecarbon_callbacks.options import CallbackOptions, end_eval_run
 from codecarbon_callbacks.session import EmissionsSession
@@ -37,17 +37,16 @@ def _lightning_batch_size(batch: Any) -> int:
 
 
 def _fixed_loader(trainer: Any) -> Any:
-    """The training loader when its batching may be fixed (:meth:`FixedBatches.of`), or None
-    where the samples must be read from each batch: several training loaders, loaders
-    reloaded during the fit, or a fit resumed from a checkpoint (it may begin in the middle of
-    an epoch)."""
+    """The training loader, for :meth:`SampleCounter.use` to count its batches where its
+    batching is fixed; None where the samples must be read from each batch: loaders reloaded
+    during the fit, or a fit resumed from a checkpoint (it may begin in the middle of an
+    epoch). Several training loaders are not a DataLoader: use() reads them per batch."""
     try:
         if getattr(trainer, "ckpt_path", None) or getattr(
             trainer, "reload_dataloaders_every_n_epochs", 0
         ):
             return None
-        loader = getattr(trainer, "train_dataloader", None)
-        return loader if FixedBatches.of(loader) is not None else None
+        return getattr(trainer, "train_dataloader", None)  # SampleCounter.use() checks it
     except Exception:  # introspection is best effort: read each batch
         return None
 

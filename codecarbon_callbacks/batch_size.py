@@ -98,7 +98,7 @@ class BatchSizer:
                     node = step(node)
                 else:
                     if type(node) is self._leaf_type:
-                        return int(node.shape[0]) if node.ndim else 1
+                        return _leaf_size(node)
             except Exception:
                 pass
         return self._walk(batch)

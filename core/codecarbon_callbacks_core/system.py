@@ -50,14 +50,22 @@ def _read_proc_stat() -> bytes | None:
     return os.pread(_stat_fd, 512, 0)
 
 
+def _stat_ticks() -> list[int] | None:
+    """``/proc/stat``'s first line in ticks: user nice system idle iowait irq softirq steal
+    (guest and guest_nice are already inside user and nice); None without ``/proc/stat``.
+    Raises ValueError on a line that does not parse."""
+    data = _read_proc_stat()
+    if data is None:
+        return None
+    return [int(v) for v in data.partition(b"\n")[0].split()[1:9]]
+
+
 def cpu_times() -> CpuTimes:
     """The machine's CPU times now (zeros if they cannot be read)."""
     try:
-        data = _read_proc_stat()
-        if data is not None:
-            fields = data.partition(b"\n")[0].split()[1:9]
-            # guest and guest_nice are already inside user and nice
-            return CpuTimes._make([int(v) / _CLOCK_TICKS for v in fields])
+        ticks = _stat_ticks()
+        if ticks is not None:
+            return CpuTimes._make([t / _CLOCK_TICKS for t in ticks])
         import psutil
 
         t = psutil.cpu_times()
@@ -70,17 +78,14 @@ def cpu_busy_total_s() -> tuple[float, float]:
     """(busy, total) machine CPU seconds since boot: :func:`cpu_times`' ``busy_s`` and
     ``total_s`` in one read, with no object in between (it runs at every window edge)."""
     try:
-        data = _read_proc_stat()
-        if data is not None:
-            # user nice system idle iowait irq softirq steal (guest is inside user and nice)
-            ticks = [int(v) for v in data.partition(b"\n")[0].split()[1:9]]
-            total = sum(ticks)
-            idle = ticks[3] + ticks[4] if len(ticks) > 4 else (ticks[3] if len(ticks) > 3 else 0)
-            return (total - idle) / _CLOCK_TICKS, total / _CLOCK_TICKS
-    except Exception:
-        pass
-    times = cpu_times()
-    return times.busy_s, times.total_s
+        ticks = _stat_ticks()
+    except Exception:  # as cpu_times: an unreadable line counts nothing
+        return 0.0, 0.0
+    if ticks is None:  # no /proc: psutil's figures
+        times = cpu_times()
+        return times.busy_s, times.total_s
+    total = sum(ticks)
+    return (total - sum(ticks[3:5])) / _CLOCK_TICKS, total / _CLOCK_TICKS
 
 
 def total_ram_bytes() -> int:

@@ -254,12 +254,10 @@ def test_a_last_batch_of_another_size_corrects_the_epoch_and_reads_every_batch_a
     # batch expects a last batch of 6, the loader gives 8
     data = Shrinking(40)
     loader = DataLoader(data, batch_size=16)
-    seen = []
 
     def shrink(epoch: int, i: int | None) -> None:
         if epoch == 1 and i == 0:
             data.n = 38
-        seen.append(i)
 
     assert _count_epochs(loader, shrink) == ([40, 40, 38], [40, 40, 38])
 
