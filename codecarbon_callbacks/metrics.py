@@ -46,6 +46,9 @@ VAL_METRIC_KEYS = (
     "val_duration_s",
 )
 
+#: the phases of the windows an epoch's figures sum (:func:`epoch_metrics`)
+COUNTED_PHASES = frozenset({"train", "validation"})
+
 #: the prefix of an evaluation pass's figures, per phase
 PHASE_PREFIXES = {"validation": "val", "test": "test", "predict": "predict"}
 
@@ -243,6 +246,7 @@ class WorkCounter:
 
 
 __all__ = [
+    "COUNTED_PHASES",
     "EPOCH_METRIC_KEYS",
     "WORK_UNITS",
     "WorkCounter",

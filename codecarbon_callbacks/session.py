@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from codecarbon_callbacks_core.errors import ConfigError
@@ -64,8 +63,8 @@ from codecarbon_callbacks.introspect import (  # noqa: F401
     torch_model_info,
 )
 from codecarbon_callbacks.metrics import (
+    COUNTED_PHASES,
     EPOCH_METRIC_KEYS,
-    WorkCounter,
     epoch_metrics,
     phase_metrics,
     totals_metrics,
@@ -77,6 +76,7 @@ from codecarbon_callbacks.resume_state import (  # noqa: F401  (STATE_VERSION: i
     ResumeMixin,
 )
 from codecarbon_callbacks.run_metadata import RUN_STAGES, RunDescription
+from codecarbon_callbacks.run_state import RecordLog, SessionRun
 from codecarbon_callbacks.step_windows import OpenWindow, OverlappingWindows, open_window
 
 if TYPE_CHECKING:  # imported when a run begins, not with the session
@@ -84,9 +84,7 @@ if TYPE_CHECKING:  # imported when a run begins, not with the session
     from codecarbon_callbacks_core.hardware.base import Component
     from codecarbon_callbacks_core.records import EmissionsData, WindowRecord
     from codecarbon_callbacks_core.tracker import BaseEmissionsTracker
-    from codecarbon_callbacks_core.tracker import RecordCombiner as RecordCombinerFn
 
-    from codecarbon_callbacks.distributed import RankPlan, SessionCombiner, SignalHandler
 
 logger = logging.getLogger(__name__)
 
@@ -98,43 +96,6 @@ _INFO_ONCE: set[tuple[str, str]] = set()
 
 
 # -- the session -----------------------------------------------------------------------------
-
-
-@dataclass
-class _Run:
-    stage: str
-    tracker: BaseEmissionsTracker
-    started_here: bool
-    framework_info: dict[str, Any]
-    unit: str = "epoch"
-    planned: float | None = None
-    current: OpenWindow | None = None
-    #: the fit's step and time windows, if any
-    overlapping: OverlappingWindows | None = None
-    epoch: int | None = None
-    in_epoch: bool = False
-    points: list[Progress] = field(default_factory=list)
-    forecast_warned: bool = False
-    status: str = "running"
-    #: the distributed plan (None: a single process)
-    plan: RankPlan | None = None
-    #: the session's record_combiner installed on the tracker (distributed.SessionCombiner)
-    combiner: SessionCombiner | None = None
-    #: the tracker's record_combiner and writes_outputs before the run (a given tracker's)
-    previous_combiner: RecordCombinerFn | None = None
-    previous_writes: bool = True
-    #: (combined totals, this rank's totals) at the last collective point: resume state
-    last_sync: tuple[EmissionsData, EmissionsData] | None = None
-    #: the SIGTERM handler the session installed for this run (distributed runs), if any
-    sigterm_handler: SignalHandler | None = None
-    #: index in the session's records where the current epoch's begin (end_epoch scans from it)
-    epoch_first_record: int = 0
-    #: training work the adapter counts (update_counts), split over train windows and epochs
-    work: WorkCounter = field(default_factory=WorkCounter)
-    #: whether tiling windows switch with switch_window_later (records built in batches)
-    later: bool = False
-    #: ((epoch, first record, record count), the epoch's figures from its records)
-    epoch_cache: tuple[tuple[int, int, int], dict[str, float]] | None = None
 
 
 class EmissionsSession(ResumeMixin):
@@ -195,9 +156,9 @@ class EmissionsSession(ResumeMixin):
         # the configuration is resolved and checked here, so that bad parameters fail now
         if options.tracker is None:
             self._config()
-        self._run: _Run | None = None
+        self._run: SessionRun | None = None
         self._resume_state: dict[str, Any] | None = None
-        self._record_list: list[Any] = []
+        self._log = RecordLog()
         self._epochs: list[dict[str, Any]] = []
         self._last_tracker: Any = None
         self.stop_requested = False
@@ -209,6 +170,7 @@ class EmissionsSession(ResumeMixin):
     # -- pickling: a session crosses process boundaries before its run starts ----------------
 
     def __getstate__(self) -> dict[str, Any]:
+        self._log.records(self._run)  # the copy gets the records, not the tracker
         state = dict(self.__dict__)
         if state.get("_run") is not None:
             logger.warning(
@@ -217,6 +179,7 @@ class EmissionsSession(ResumeMixin):
             )
         state["_run"] = None
         state["_last_tracker"] = None
+        state["_log"] = self._log.detached()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -340,8 +303,7 @@ class EmissionsSession(ResumeMixin):
         self.stop_requested = False
         self.stop_reason = None
         self.last_forecast = None
-        self._record_list = []
-        self._run = run = _Run(
+        self._run = run = SessionRun(
             stage=stage,
             tracker=tracker,
             started_here=start.started_here,
@@ -356,6 +318,7 @@ class EmissionsSession(ResumeMixin):
         self._last_tracker = tracker
         start.combiner.stamp = run.work.stamp
         run.later = run_tracker.switches_later(tracker, start.combiner)
+        self._log = RecordLog(tracker if run.later else None)
         # The first tiling window opens right away, so that the windows cover the whole run.
         if stage == "fit":
             self._switch("phase", "other", "setup", None)
@@ -395,7 +358,6 @@ class EmissionsSession(ResumeMixin):
         run = self._run
         if run is None:
             return None
-        self._collect()  # the windows closed so far, built before the run's last ones
         if status is None or status == "completed":
             status = "budget_stop" if self.stop_requested else "completed"
         window_status = status if status != "budget_stop" else "completed"
@@ -418,7 +380,9 @@ class EmissionsSession(ResumeMixin):
             result, captured = run_tracker.stop_tracker(
                 run.tracker, run.combiner, status=status, window_status=window_status, log=logger
             )
-            self._records.extend(captured)
+            # after the windows closed earlier, built at stop() where outputs write them, else
+            # when first read (summary())
+            self._log.tail = captured
         elif normal_end or run.combiner is None or not run.combiner.distributed:
             try:
                 for window in open_windows:
@@ -489,18 +453,8 @@ class EmissionsSession(ResumeMixin):
 
     @property
     def _records(self) -> list[Any]:
-        """The run's window records so far, in the order they closed (the windows switched
-        later built now, see _Run.later)."""
-        self._collect()
-        return self._record_list
-
-    def _collect(self) -> None:
-        run = self._run
-        if run is not None and run.later and run.tracker.windows_to_collect:
-            try:
-                self._record_list.extend(run.tracker.collect_windows())
-            except Exception as e:  # never raise into training
-                logger.warning("could not build the windows' records: %s", e)
+        """The run's window records so far, in the order they closed (see RecordLog)."""
+        return self._log.records(self._run)
 
     def _open(self, kind: str, phase: str, name: str, epoch: int | None) -> OpenWindow:
         run = self._run
@@ -509,9 +463,12 @@ class EmissionsSession(ResumeMixin):
         first = run.current is None and run.started_here and hasattr(run.tracker, "collect_windows")
         return open_window(run.tracker, kind, phase, name, epoch, at_start=first)
 
-    def _close(self, run: _Run, window: OpenWindow, *, status: str = "completed") -> WindowRecord:
+    def _close(
+        self, run: SessionRun, window: OpenWindow, *, status: str = "completed"
+    ) -> WindowRecord:
         record = run.tracker.close_window(window.window_id, status=status)
         self._records.append(record)
+        run.closed.append(record)
         return record
 
     def _switch(self, kind: str, phase: str, name: str, epoch: int | None) -> None:
@@ -528,12 +485,14 @@ class EmissionsSession(ResumeMixin):
                 new_id = run.tracker.switch_window_later(
                     previous.window_id, kind, name, epoch=epoch, phase=phase, collect=True
                 )
+                run.closed.append(previous)
                 run.current = OpenWindow(new_id, kind, phase, name, epoch)
             elif previous is not None and callable(switch):
                 # An atomic switch (one snapshot ends one window and starts the next) when the
                 # tracker has it.
                 record, new_id = switch(previous.window_id, kind, name, epoch=epoch, phase=phase)
                 self._records.append(record)
+                run.closed.append(record)
                 run.current = OpenWindow(new_id, kind, phase, name, epoch)
             else:  # no atomic switch: open first (a close writes outputs), leaving no gap
                 run.current = self._open(kind, phase, name, epoch)
@@ -604,9 +563,8 @@ class EmissionsSession(ResumeMixin):
             return
         run.epoch = int(epoch)
         run.in_epoch = True
-        run.epoch_first_record = len(self._record_list) + (
-            run.tracker.windows_to_collect if run.later else 0
-        )
+        run.closed = []
+        run.epoch_cache = None
         run.work.epoch_began()
         self._switch("epoch", "train", f"epoch {epoch}", run.epoch)
 
@@ -641,12 +599,16 @@ class EmissionsSession(ResumeMixin):
             self._switch("epoch", "train", f"epoch {run.epoch} (continued)", run.epoch)
         else:
             self._switch("phase", "other", "between phases", run.epoch)
-        if ended.phase in ("train", "other"):
+        if ended.phase in ("train", "other") or not run.closed:
             return {}
-        record = self._records[-1] if self._records else None
-        if record is None or record.window_id != ended.window_id:
+        try:
+            figures = self._log.figures(run.tracker, run.closed[-1])
+        except Exception as e:  # never raise into training
+            logger.warning("could not read the %s pass's figures: %s", ended.phase, e)
             return {}
-        return phase_metrics(record, ended.phase)
+        if figures.window_id != ended.window_id:
+            return {}
+        return phase_metrics(figures, ended.phase)
 
     def end_epoch(
         self, epoch: int, *, done: float | None = None, planned: float | None = None
@@ -689,10 +651,18 @@ class EmissionsSession(ResumeMixin):
         epoch = run.epoch if run is not None and epoch is None else epoch
         if run is None or epoch is None:
             return {}
-        # the same records as last time (a validation end, then the epoch's end): not summed again
-        key = (epoch, run.epoch_first_record, len(self._records))
+        # the same windows as last time (a validation end, then the epoch's end): not summed again
+        key = (epoch, len(run.closed))
         if run.epoch_cache is None or run.epoch_cache[0] != key:
-            run.epoch_cache = (key, epoch_metrics(self._records[run.epoch_first_record :], epoch))
+            # the figures of the windows epoch_metrics() sums only (a window's own are read once)
+            counted = [c for c in run.closed if c.epoch == epoch and c.phase in COUNTED_PHASES]
+            try:
+                figures = [self._log.figures(run.tracker, c) for c in counted]
+            except KeyError:  # collected meanwhile (a summary() mid-epoch): by their records
+                self._log.records(run)
+                counted = [c for c in run.closed if c.epoch == epoch and c.phase in COUNTED_PHASES]
+                figures = [self._log.figures(run.tracker, c) for c in counted]
+            run.epoch_cache = (key, epoch_metrics(figures, epoch))
         metrics = dict(run.epoch_cache[1])
         metrics.update(run.work.epoch_figures(metrics["epoch_energy_kwh"]))
         return metrics
@@ -701,7 +671,7 @@ class EmissionsSession(ResumeMixin):
         """``total_*`` as of the latest window edge, this rank's own (no collective)."""
         return run_tracker.totals_so_far(self._run.tracker if self._run is not None else None)
 
-    def _totals(self, run: _Run) -> EmissionsData | None:
+    def _totals(self, run: SessionRun) -> EmissionsData | None:
         """The run's totals so far: combined over ranks (a collective) in a distributed run.
 
         Call it only at points every rank reaches (run begin, epoch end, step-window close).
@@ -742,7 +712,7 @@ class EmissionsSession(ResumeMixin):
 
     # -- forecast and budget ---------------------------------------------------------------
 
-    def _progress(self, run: _Run, done: float, metrics: dict[str, float]) -> None:
+    def _progress(self, run: SessionRun, done: float, metrics: dict[str, float]) -> None:
         """A new point of progress: forecast into ``metrics``, and a stop when over budget."""
         verdict = advance(
             run.points,

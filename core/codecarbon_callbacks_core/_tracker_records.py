@@ -21,7 +21,7 @@ from codecarbon_callbacks_core.records import STATE_KEYS, EmissionsData, totals_
 
 if TYPE_CHECKING:
     from codecarbon_callbacks_core.config import TrackerConfig
-    from codecarbon_callbacks_core.hardware.base import Component
+    from codecarbon_callbacks_core.hardware.base import Component, UncertaintyTerm
     from codecarbon_callbacks_core.intensity.lookup import IntensityResult
 
 J_PER_KWH = 3.6e6
@@ -44,8 +44,26 @@ STATIC_KEYS = (
     "gpu_method",
     "ram_method",
 )
-#: (kind, its power field, its energy field): the record's names, formatted once
-_KIND_FIELDS = tuple((kind, f"{kind}_power", f"{kind}_energy") for kind in KINDS)
+#: the figures of a record (:class:`Figures`): energies, powers, emissions, water, duration and
+#: the uncertainties, by their record names
+FIGURE_FIELDS = (
+    "cpu_power",
+    "gpu_power",
+    "ram_power",
+    "cpu_energy",
+    "gpu_energy",
+    "ram_energy",
+    "energy_consumed",
+    "duration",
+    "emissions",
+    "emissions_rate",
+    "water_consumed",
+    "cpu_energy_uncertainty_kwh",
+    "gpu_energy_uncertainty_kwh",
+    "ram_energy_uncertainty_kwh",
+    "energy_consumed_uncertainty_kwh",
+    "emissions_uncertainty_kg",
+)
 #: the latest instants formatted, by identity: an edge's instant is formatted for the window it
 #: ends, the record's timestamp, the window it starts and the totals (isoformat: a few us each)
 _ISO_RECENT: list[tuple[datetime, str]] = []
@@ -82,8 +100,12 @@ class ClosedWindow:
     metadata: dict[str, Any]
     #: the GPUs' mean utilisation read at the close (None: no GPU)
     gpu_utilization: float | None
+    #: RAM (utilisation %, used GB) at the close (:class:`RamUsage`)
+    ram: tuple[float, float]
     #: whether the record is kept for collect_windows()
     collect: bool = False
+    #: its figures, once asked for (``window_figures()``)
+    figures: Figures | None = None
 
 
 class LastOf(Generic[T]):
@@ -146,70 +168,154 @@ def static_info(components: Sequence[Component]) -> dict[str, Any]:
     }
 
 
-def energy_kwh(
-    components: Sequence[Component], start: Snapshot, end: Snapshot, *, describe: bool = True
-) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Energy between two snapshots: kWh per kind (cpu, gpu, ram), and each component's
-    description with its ``energy_kwh``, its ``energy_uncertainty_kwh`` (95 % half-width) and
-    the ``uncertainty_terms`` behind it (``term``, ``half_width_kwh``, ``source``); without
-    ``describe``, only each component's ``kind`` and ``energy_uncertainty_kwh``."""
-    per_kind = dict.fromkeys(KINDS, 0.0)
-    breakdown = []
+class Figures:
+    """A window's or a run's figures without the rest of its record: what a framework logs at
+    an edge, for a quarter of a record's cost (issue 13). Each attribute is the record's own
+    (:class:`~codecarbon_callbacks_core.records.EmissionsData`), in its units: energies kWh,
+    powers W, emissions kg CO2eq, ``emissions_rate`` kg/s, water L, ``duration`` s; the
+    uncertainties are 95 % half-widths. A window's figures also carry its ``window_id``,
+    ``kind``, ``name``, ``epoch`` and ``phase`` (empty for a run's). :func:`fill_record` fills
+    a record from the same figures, so the two never differ."""
+
+    __slots__ = (*FIGURE_FIELDS, "window_id", "kind", "name", "epoch", "phase")
+
+    cpu_power: float
+    gpu_power: float
+    ram_power: float
+    cpu_energy: float
+    gpu_energy: float
+    ram_energy: float
+    energy_consumed: float
+    duration: float
+    emissions: float
+    emissions_rate: float
+    water_consumed: float
+    cpu_energy_uncertainty_kwh: float
+    gpu_energy_uncertainty_kwh: float
+    ram_energy_uncertainty_kwh: float
+    energy_consumed_uncertainty_kwh: float
+    emissions_uncertainty_kg: float
+    window_id: str
+    kind: str
+    name: str
+    epoch: int | None
+    phase: str
+
+    def __init__(self, window: OpenWindow | None = None) -> None:
+        if window is None:
+            self.window_id = self.kind = self.name = self.phase = ""
+            self.epoch = None
+        else:
+            self.window_id, self.kind, self.name = window.window_id, window.kind, window.name
+            self.epoch, self.phase = window.epoch, window.phase
+
+    def fill(self, record: EmissionsData) -> None:
+        """Set these figures on ``record`` (the fields of :data:`FIGURE_FIELDS`)."""
+        for name in FIGURE_FIELDS:
+            setattr(record, name, getattr(self, name))
+
+    @classmethod
+    def of(cls, record: EmissionsData) -> Figures:
+        """The figures of a record built already (a window's identity too, where it has one)."""
+        figures = cls()
+        for name in FIGURE_FIELDS:
+            setattr(figures, name, getattr(record, name))
+        for name in ("window_id", "kind", "name", "epoch", "phase"):
+            if hasattr(record, name):
+                setattr(figures, name, getattr(record, name))
+        return figures
+
+
+def window_figures(
+    components: Sequence[Component],
+    start: Snapshot,
+    end: Snapshot,
+    *,
+    pue: float,
+    wue: float,
+    intensity: IntensityResult,
+    base: EmissionsData | None = None,
+    window: OpenWindow | None = None,
+) -> tuple[Figures, dict[str, list[UncertaintyTerm]]]:
+    """The figures between two snapshots (plus ``base``'s: a resumed run's figures so far),
+    and each component's uncertainty terms (by name, 95 % half-widths in J).
+
+    Energy per kind (cpu, gpu, ram) is the components' energy differences; each component's
+    uncertainty is its terms in quadrature, components in quadrature per kind and into the
+    total; emissions = energy x PUE x intensity, its uncertainty the total's in quadrature with
+    the intensity's own relative uncertainty where its source states one (none of the bundled
+    or live sources does); water = energy x WUE.
+    """
+    base = base if base is not None else _ZERO
     terms = window_uncertainty(components, start, end)
+    start_j, end_j = start.energy_j, end.energy_j
+    per_kind = dict.fromkeys(KINDS, 0.0)
+    half_widths: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for c in components:
+        name, kind = c.name, c.kind
+        joules = end_j.get(name, 0.0) - start_j.get(name, 0.0)
+        per_kind[kind] = per_kind.get(kind, 0.0) + (joules if joules > 0.0 else 0.0) / J_PER_KWH
+        own = terms.get(name, ())
+        half_widths.setdefault(kind, []).append(combine(t.half_width_j for t in own) / J_PER_KWH)
+    duration_s = end.monotonic_s - start.monotonic_s
+    duration_s = duration_s if duration_s > 0.0 else 0.0
+    new_energy = sum(per_kind.values())
+    g_per_kwh = intensity.g_per_kwh
+    f = Figures(window)
+    f.cpu_power, f.gpu_power, f.ram_power = (
+        (per_kind[kind] * J_PER_KWH / duration_s if duration_s > 0 else 0.0) for kind in KINDS
+    )
+    f.cpu_energy = per_kind["cpu"] + base.cpu_energy
+    f.gpu_energy = per_kind["gpu"] + base.gpu_energy
+    f.ram_energy = per_kind["ram"] + base.ram_energy
+    f.energy_consumed = f.cpu_energy + f.gpu_energy + f.ram_energy
+    f.duration = duration_s + base.duration
+    f.emissions = new_energy * pue * g_per_kwh / 1000.0 + base.emissions
+    f.emissions_rate = f.emissions / f.duration if f.duration > 0 else 0.0
+    f.water_consumed = new_energy * wue + base.water_consumed
+    f.cpu_energy_uncertainty_kwh = combine(half_widths["cpu"])
+    f.gpu_energy_uncertainty_kwh = combine(half_widths["gpu"])
+    f.ram_energy_uncertainty_kwh = combine(half_widths["ram"])
+    total_kwh = combine(h for values in half_widths.values() for h in values)
+    f.energy_consumed_uncertainty_kwh = total_kwh
+    intensity_half_width = intensity.uncertainty_g_per_kwh
+    relative = (
+        intensity_half_width / g_per_kwh
+        if intensity_half_width is not None and g_per_kwh > 0
+        else 0.0
+    )
+    f.emissions_uncertainty_kg = (
+        pue * g_per_kwh / 1000.0 * combine([total_kwh, relative * new_energy])
+    )
+    return f, terms
+
+
+def describe_components(
+    components: Sequence[Component],
+    start: Snapshot,
+    end: Snapshot,
+    terms: Mapping[str, Sequence[UncertaintyTerm]],
+) -> list[dict[str, Any]]:
+    """Each component's description with its ``energy_kwh`` between the snapshots, its
+    ``energy_uncertainty_kwh`` (95 % half-width) and the ``uncertainty_terms`` behind it
+    (``term``, ``half_width_kwh``, ``source``): a record's ``metadata["components"]``."""
+    breakdown = []
     for c in components:
         joules = max(0.0, end.energy_j.get(c.name, 0.0) - start.energy_j.get(c.name, 0.0))
-        per_kind[c.kind] = per_kind.get(c.kind, 0.0) + joules / J_PER_KWH
-        own = terms.get(c.name, [])
-        half_width_kwh = combine(t.half_width_j for t in own) / J_PER_KWH
-        if not describe:
-            breakdown.append({"kind": c.kind, "energy_uncertainty_kwh": half_width_kwh})
-            continue
+        own = terms.get(c.name, ())
         item = c.describe()
         item["energy_kwh"] = joules / J_PER_KWH
-        item["energy_uncertainty_kwh"] = half_width_kwh
+        item["energy_uncertainty_kwh"] = combine(t.half_width_j for t in own) / J_PER_KWH
         item["uncertainty_terms"] = [
             {"term": t.name, "half_width_kwh": t.half_width_j / J_PER_KWH, "source": t.source}
             for t in own
         ]
         breakdown.append(item)
-    return per_kind, breakdown
+    return breakdown
 
 
 #: what the records say where the carbon intensity's source states no uncertainty
 INTENSITY_UNSTATED = "not stated by the source; not included in emissions_uncertainty_kg"
-
-
-def fill_uncertainty(
-    record: EmissionsData,
-    breakdown: Sequence[Mapping[str, Any]],
-    new_energy_kwh: float,
-    *,
-    pue: float,
-    intensity: IntensityResult,
-    resumed: bool,
-) -> dict[str, Any]:
-    """Set the record's uncertainty columns (95 % half-widths, kWh and kg) from the components'
-    ``energy_uncertainty_kwh`` in ``breakdown``: components in quadrature per kind and into the
-    total; emissions = the total's uncertainty x PUE x intensity, in quadrature with the
-    intensity's own where its source states one (none of the bundled or live sources does).
-    Returns the summary for ``metadata["uncertainty"]``."""
-    per_kind: dict[str, list[float]] = {kind: [] for kind in KINDS}
-    for item in breakdown:
-        per_kind.setdefault(str(item["kind"]), []).append(float(item["energy_uncertainty_kwh"]))
-    for kind in KINDS:
-        setattr(record, f"{kind}_energy_uncertainty_kwh", combine(per_kind[kind]))
-    total_kwh = combine(h for values in per_kind.values() for h in values)
-    record.energy_consumed_uncertainty_kwh = total_kwh
-    intensity_half_width = intensity.uncertainty_g_per_kwh
-    relative = (
-        intensity_half_width / intensity.g_per_kwh
-        if intensity_half_width is not None and intensity.g_per_kwh > 0
-        else 0.0
-    )
-    record.emissions_uncertainty_kg = (
-        pue * intensity.g_per_kwh / 1000.0 * combine([total_kwh, relative * new_energy_kwh])
-    )
-    return dict(_uncertainty_summary(intensity, resumed))
 
 
 @functools.lru_cache(maxsize=8)
@@ -260,28 +366,6 @@ class RamUsage:
             figures = (0.0, 0.0)
         self._cache = (now_s, *figures)
         return figures
-
-
-def _fill_energy(
-    record: EmissionsData,
-    per_kind: Mapping[str, float],
-    duration_s: float,
-    *,
-    config: TrackerConfig,
-    intensity: IntensityResult,
-    base: EmissionsData,
-) -> None:
-    for kind, power_name, energy_name in _KIND_FIELDS:
-        setattr(
-            record, power_name, per_kind[kind] * J_PER_KWH / duration_s if duration_s > 0 else 0.0
-        )
-        setattr(record, energy_name, per_kind[kind] + getattr(base, energy_name))
-    new_energy = sum(per_kind.values())
-    record.energy_consumed = record.cpu_energy + record.gpu_energy + record.ram_energy
-    record.duration = duration_s + base.duration
-    record.emissions = new_energy * config.pue * intensity.g_per_kwh / 1000.0 + base.emissions
-    record.emissions_rate = record.emissions / record.duration if record.duration > 0 else 0.0
-    record.water_consumed = new_energy * config.wue + base.water_consumed
 
 
 def constant_fields(
@@ -346,6 +430,7 @@ def _fill_utilization(
     components: Sequence[Component],
     ram_usage: RamUsage,
     gpu_utilization: float | None = None,
+    ram: tuple[float, float] | None = None,
 ) -> None:
     busy = end.cpu_times_s[0] - start.cpu_times_s[0]
     total_cpu = end.cpu_times_s[1] - start.cpu_times_s[1]
@@ -353,7 +438,9 @@ def _fill_utilization(
     if gpu_utilization is None:
         gpu_utilization = gpu_utilization_percent(components)
     record.gpu_utilization_percent = gpu_utilization or 0.0
-    record.ram_utilization_percent, record.ram_used_gb = ram_usage.read(end.monotonic_s)
+    record.ram_utilization_percent, record.ram_used_gb = (
+        ram if ram is not None else ram_usage.read(end.monotonic_s)
+    )
 
 
 def fill_record(
@@ -374,39 +461,32 @@ def fill_record(
     extra_metadata: Mapping[str, Any] | None = None,
     figures_only: bool = False,
     gpu_utilization: float | None = None,
-) -> None:
+    ram: tuple[float, float] | None = None,
+) -> Figures:
     """Fill ``record`` with the figures between ``start`` and ``end`` (plus ``resumed``'s totals:
-    a resumed run's figures so far), and the run's facts.
+    a resumed run's figures so far), and the run's facts; returns the figures.
 
     Energies in kWh, powers in W, emissions in kg CO2eq, water in L, durations in s, as the
-    ``emissions.csv`` columns define. ``figures_only``: the figures (their uncertainties too),
-    timestamp, identity, configuration, location and machine only; utilisations stay 0 and
-    metadata empty (no component described, no utilisation read: an epoch end's totals,
-    issue 13). ``gpu_utilization``: the GPUs' mean utilisation read earlier (at a window's
-    close), else read now.
+    ``emissions.csv`` columns define (:func:`window_figures`). ``figures_only``: the figures
+    (their uncertainties too), timestamp, identity, configuration, location and machine only;
+    utilisations stay 0 and metadata empty (no component described, no utilisation read: an
+    epoch end's totals, issue 13). ``gpu_utilization`` and ``ram`` (utilisation %, used GB): the
+    GPUs' mean utilisation and RAM usage read earlier (at a window's close), else read now.
     """
-    per_kind, breakdown = energy_kwh(components, start, end, describe=not figures_only)
-    duration_s = max(0.0, end.monotonic_s - start.monotonic_s)
+    figures, terms = window_figures(
+        components,
+        start,
+        end,
+        pue=config.pue,
+        wue=config.wue,
+        intensity=intensity,
+        base=resumed,
+    )
     record.timestamp = iso(end.wall_time)
     vars(record).update(constant_fields(config, run_id, intensity, static))
-    _fill_energy(
-        record,
-        per_kind,
-        duration_s,
-        config=config,
-        intensity=intensity,
-        base=resumed if resumed is not None else _ZERO,
-    )
-    uncertainty = fill_uncertainty(
-        record,
-        breakdown,
-        sum(per_kind.values()),
-        pue=config.pue,
-        intensity=intensity,
-        resumed=resumed is not None,
-    )
+    figures.fill(record)
     if figures_only:
-        return
+        return figures
     _fill_utilization(
         record,
         start,
@@ -414,10 +494,11 @@ def fill_record(
         components=components,
         ram_usage=ram_usage,
         gpu_utilization=gpu_utilization,
+        ram=ram,
     )
     all_metadata = dict(metadata)
-    all_metadata["components"] = breakdown
-    all_metadata["uncertainty"] = uncertainty
+    all_metadata["components"] = describe_components(components, start, end, terms)
+    all_metadata["uncertainty"] = dict(_uncertainty_summary(intensity, resumed is not None))
     all_metadata["run_start_timestamp"] = iso(run_start.wall_time) if run_start else ""
     all_metadata["window_count"] = window_count
     if static.get("job"):
@@ -427,6 +508,7 @@ def fill_record(
     if extra_metadata:
         all_metadata.update(extra_metadata)
     record.metadata = all_metadata
+    return figures
 
 
 def tracker_state(run_id: str, total: EmissionsData) -> dict[str, Any]:

@@ -43,11 +43,11 @@ from codecarbon_callbacks_core._tracker_location import (
 )
 from codecarbon_callbacks_core._tracker_records import (
     ClosedWindow,
+    Figures,
     LastOf,
     OpenWindow,
     RamUsage,
     fill_record,
-    iso,
     parse_tracker_state,
     static_info,
     tracker_state,
@@ -238,6 +238,7 @@ class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin):
         self._window_count = 0
         self._later: list[ClosedWindow] = []  # switch_window_later(), not built yet
         self._built: list[WindowRecord] = []  # built, not collected yet (collect_windows())
+        self._collectable: dict[str, ClosedWindow] = {}
         self._tasks: dict[str, EmissionsData] = {}
         self._active_task: str | None = None
         #: a resumed run's totals when it resumed (state_dict figures), else None
@@ -261,6 +262,12 @@ class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin):
         """False on ranks other than global rank zero: they measure but write nothing, and
         issue no ``CodeCarbonCallbacksWarning`` (they still log)."""
         return self._writes_outputs
+
+    @property
+    def _windows_consumed(self) -> bool:
+        """Whether an output writes this tracker's window records (then windows closed later are
+        built within a second, see switch_window_later())."""
+        return self._writes_outputs and bool(self._outputs.outputs)
 
     @property
     def _user_warning(self) -> type[CodeCarbonCallbacksWarning] | None:
@@ -331,6 +338,7 @@ class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin):
             self._windows.clear()
             self._later.clear()
             self._built.clear()
+            self._collectable.clear()
             self._tasks.clear()
             self._active_task = None
             self._window_count = 0
@@ -471,8 +479,14 @@ class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin):
         collective = status in COLLECTIVE_STOP_STATUSES
         windows = [self._windows.pop(window_id) for window_id in list(self._windows)]
         # combined here, on the caller's thread: a combiner's collectives belong to it; the
-        # windows closed earlier and not built yet first, in the order they closed
-        records = self._build_later(collective, publish=False)
+        # windows closed earlier and not built yet first, in the order they closed. Where no
+        # output writes them, those kept for collect_windows() are built when collected (a
+        # fit's windows at its end: milliseconds for a record nobody may read), the others never.
+        if self._windows_consumed:
+            records = self._build_later(collective, publish=False)
+        else:
+            self._later = [closed for closed in self._later if closed.collect]
+            records = []
         records += [
             cast(
                 WindowRecord,
@@ -543,15 +557,6 @@ class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin):
             record.metadata["distributed_error"] = str(e)
             return record
 
-    def _publish_window(self, record: WindowRecord, collective: bool = True) -> WindowRecord:
-        if self._later:  # windows closed before this one go out first
-            self._build_later(collective)
-        # a combiner keeps the record's type: windows combine into windows
-        combined = cast(WindowRecord, self._combine(record, collective))
-        if self._writes_outputs:
-            self._outputs.window_out(combined)
-        return combined
-
     def _on_live(self, snapshot: Snapshot) -> None:
         """Sampler thread, every measure_power_secs: live deltas every api_call_interval ticks."""
         self._live_ticks += 1
@@ -616,8 +621,8 @@ class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin):
         extra_metadata: Mapping[str, Any] | None = None,
         figures_only: bool = False,
         closed: ClosedWindow | None = None,
-    ) -> None:
-        fill_record(
+    ) -> Figures:
+        return fill_record(
             record,
             start,
             end,
@@ -638,31 +643,13 @@ class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin):
             extra_metadata=extra_metadata,
             figures_only=figures_only,
             gpu_utilization=None if closed is None else closed.gpu_utilization,
+            ram=None if closed is None else closed.ram,
         )
 
     def _run_record(self, end: Snapshot, *, status: str, lean: bool = False) -> EmissionsData:
         assert self._run_start is not None
         record = EmissionsData(status=status)
         self._fill(record, self._run_start, end, resumed=self._resumed, figures_only=lean)
-        return record
-
-    def _window_record(
-        self, window: OpenWindow, end: Snapshot, *, status: str, closed: ClosedWindow | None = None
-    ) -> WindowRecord:
-        """The record of ``window`` ended at ``end`` (closed earlier: as of ``closed``)."""
-        if closed is None:
-            self._window_count += 1
-        record = WindowRecord(
-            status=status,
-            window_id=window.window_id,
-            kind=window.kind,
-            name=window.name,
-            epoch=window.epoch,
-            phase=window.phase,
-            start_timestamp=iso(window.start.wall_time),
-            end_timestamp=iso(end.wall_time),
-        )
-        self._fill(record, window.start, end, extra_metadata=window.metadata, closed=closed)
         return record
 
     # -- resume ------------------------------------------------------------------------------

@@ -148,11 +148,15 @@ def test_work_counts_pulled_at_edges_match_counts_pushed_every_batch(tracker_kwa
 
 
 def test_edges_between_steps_read_the_meter_and_records_are_built_together(
-    tracker_kwargs, tmp_path
+    tracker_kwargs, tmp_path, monkeypatch
 ):
-    """An epoch's start and a validation's start take the edge only; the records are built in
-    one go where figures are needed, in the order the windows closed; a failing run writes
-    every window closed so far."""
+    """An epoch's start and a validation's start take the edge only; the figures logged at a
+    validation end and an epoch end come from the edges, without building a record, and equal
+    the records built later; an output writing windows gets them built in one go once the
+    oldest closed a second ago, in the order they closed; a failing run writes every window
+    closed so far."""
+    from codecarbon_callbacks_core import _tracker_windows
+
     recorded = []
 
     class Recorder(BaseOutput):
@@ -167,14 +171,17 @@ def test_edges_between_steps_read_the_meter_and_records_are_built_together(
     session.begin_phase("validation")
     assert recorded == [] and tracker.windows_to_collect == 2  # setup, epoch 0: edges only
     busy(0.01)
-    val = session.end_phase(training_continues=False)  # figures: the records are built
-    assert recorded == ["setup", "epoch 0", "validation epoch 0"] and val["val_energy_kwh"] > 0
+    val = session.end_phase(training_continues=False)
     row = session.end_epoch(0)
-    assert row["epoch_energy_kwh"] > 0 and row["val_energy_kwh"] == val["val_energy_kwh"]
-    session.begin_epoch(1)
+    assert recorded == [] and tracker.windows_to_collect == 3  # figures without records
+    assert row["epoch_energy_kwh"] > 0 and row["val_energy_kwh"] == val["val_energy_kwh"] > 0
+    monkeypatch.setattr(_tracker_windows, "LATER_AGE_S", 0.0)
+    session.begin_epoch(1)  # the oldest closed long enough ago: all are built and written
+    assert recorded == ["setup", "epoch 0", "validation epoch 0", "between phases"]
+    monkeypatch.setattr(_tracker_windows, "LATER_AGE_S", 1.0)
     busy(0.01)
     session.begin_phase("validation")
-    assert tracker.windows_to_collect == 2 and len(recorded) == 3
+    assert len(recorded) == 4
     session.fail(RuntimeError("boom"))
     windows = read_windows(tmp_path)
     assert (
@@ -190,8 +197,53 @@ def test_edges_between_steps_read_the_meter_and_records_are_built_together(
         ]
     )
     assert list(windows["status"])[-1] == "failed"
-    assert len(session.summary()["windows"]) == 6
+    records = {r["name"]: r for r in session.summary()["windows"]}
+    assert len(records) == 6
+    # the figures logged are the records' own, to the last bit
+    assert val["val_energy_kwh"] == records["validation epoch 0"]["energy_kwh"]
+    assert val["val_emissions_kg"] == records["validation epoch 0"]["emissions_kg"]
+    assert row["epoch_energy_kwh"] == records["epoch 0"]["energy_kwh"]
+    assert row["epoch_ram_energy_kwh"] == records["epoch 0"]["ram_energy_kwh"]
+    assert row["epoch_energy_uncertainty_kwh"] == pytest.approx(
+        windows.set_index("name").loc["epoch 0", "energy_consumed_uncertainty_kwh"], rel=1e-12
+    )
     check_tiling(windows, read_runs(tmp_path).iloc[0])
+
+
+def test_without_window_outputs_records_are_built_when_read(tracker_kwargs, tmp_path):
+    """No output writes windows: no record is built during the run nor at its end; the summary
+    builds them when read, in the order the windows closed, the run's last one included, and
+    they sum to the run; the epoch's logged figures are theirs."""
+    session = EmissionsSession("custom", **{**tracker_kwargs, "output_methods": []})
+    session.begin_run("fit")
+    tracker = session.tracker
+    rows = []
+    for epoch in range(2):
+        session.begin_epoch(epoch)
+        busy(0.01)
+        session.begin_phase("validation")
+        busy(0.005)
+        session.end_phase(training_continues=False)
+        rows.append(session.end_epoch(epoch))
+    session.end_run()
+    assert tracker._built == [] and tracker.windows_to_collect == 6  # none built yet
+    windows = session.summary()["windows"]
+    assert [w["name"] for w in windows] == [
+        "setup",
+        "epoch 0",
+        "validation epoch 0",
+        "between phases",
+        "epoch 1",
+        "validation epoch 1",
+        "between phases",
+    ]
+    assert windows[-1]["end_timestamp"] == tracker.final_emissions_data.timestamp  # at stop()
+    assert len(session.summary()["windows"]) == 7  # built once
+    assert sum(w["energy_kwh"] for w in windows) == pytest.approx(
+        tracker.final_emissions_data.energy_consumed, rel=1e-12
+    )
+    assert rows[1]["epoch_energy_kwh"] == windows[4]["energy_kwh"]
+    assert rows[1]["val_energy_kwh"] == windows[5]["energy_kwh"]
 
 
 def test_mid_epoch_validation_continues_the_epoch(tracker_kwargs, tmp_path):

@@ -228,6 +228,49 @@ def test_a_window_opened_at_start_makes_switched_windows_sum_to_the_run(tmp_path
     )
 
 
+def test_figures_of_windows_switched_later_are_their_records_built_or_not(
+    tmp_path: Path,
+) -> None:
+    """window_figures() gives a window's figures without building its record, bit for bit the
+    record's; where no output writes windows, stop() builds none of those kept for
+    collect_windows(): they are built when collected, with the RAM usage of their close."""
+    from codecarbon_callbacks_core._tracker_records import FIGURE_FIELDS
+
+    tracker = make_tracker(tmp_path, output_methods=[], pue=1.3, wue=0.5)
+    tracker.start()
+    window = tracker.open_window("epoch", "epoch 0", epoch=0, phase="train")
+    time.sleep(0.02)
+    first = window
+    window = tracker.switch_window_later(window, "phase", "val", phase="validation", collect=True)
+    time.sleep(0.01)
+    window = tracker.switch_window_later(window, "phase", "after", collect=True)
+    figures = tracker.window_figures(first)
+    assert (figures.kind, figures.name, figures.epoch, figures.phase) == (
+        "epoch",
+        "epoch 0",
+        0,
+        "train",
+    )
+    assert tracker.window_figures(first) is figures  # computed once
+    assert figures.energy_consumed > 0
+    assert figures.emissions == pytest.approx(
+        figures.energy_consumed * 1.3 * FORCED_G_PER_KWH / 1000, rel=1e-12
+    )
+    ram_at_close = tracker._later[0].ram
+    tracker._ram_usage._cache = None  # a RAM read after the close would differ
+    tracker._ram_usage.read = lambda now_s: (99.0, 99.0)  # type: ignore[method-assign]
+    tracker.stop()
+    assert tracker.windows_to_collect == 2 and len(tracker._later) == 2  # none built at stop()
+    records = tracker.collect_windows()
+    assert [r.name for r in records] == ["epoch 0", "val"]
+    for name in FIGURE_FIELDS:
+        assert getattr(records[0], name) == getattr(figures, name), name
+    assert (records[0].ram_utilization_percent, records[0].ram_used_gb) == ram_at_close
+    assert records[0].metadata["components"]  # the full record
+    with pytest.raises(KeyError):
+        tracker.window_figures(first)  # collected: by its record from now on
+
+
 def test_windows_switched_later_and_not_collected_are_not_kept(tmp_path: Path) -> None:
     """A tracker that switches later without collect keeps no record once it is written: flush()
     and stop() write them all, and nothing grows with the number of windows."""
