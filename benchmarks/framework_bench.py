@@ -84,6 +84,9 @@ class Accounting:
         self.hook_cpu_s = 0.0
         self.per_hook_s: dict[str, float] = defaultdict(float)
         self.per_hook_cpu_s: dict[str, float] = defaultdict(float)
+        #: calls timed (outermost only), in all and per hook
+        self.calls = 0
+        self.per_hook_calls: dict[str, int] = defaultdict(int)
         self.thread_cpu_s = 0.0
         self.owned: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -95,6 +98,8 @@ class Accounting:
         self.hook_cpu_s = 0.0
         self.per_hook_s = defaultdict(float)
         self.per_hook_cpu_s = defaultdict(float)
+        self.calls = 0
+        self.per_hook_calls = defaultdict(int)
         self.thread_cpu_s = 0.0
         self.owned = []
 
@@ -187,6 +192,8 @@ class Accounting:
                     account.hook_cpu_s += cpu
                     account.per_hook_s[name] += elapsed
                     account.per_hook_cpu_s[name] += cpu
+                    account.calls += 1
+                    account.per_hook_calls[name] += 1
 
         return timed
 
@@ -217,6 +224,31 @@ def _torch_data() -> tuple[Any, Any, Any, Any]:
     xv = torch.randn(N_VAL, FEATURES, generator=g)
     yv = xv.sum(dim=1, keepdim=True) * 0.1
     return x, y, xv, yv
+
+
+def _lightning_probe(pl: Any) -> Any:
+    """A Lightning callback with the per-epoch hooks ours has, all empty: timed like the
+    measured callbacks, it gives the stopwatch's own cost per call (epoch_cost_bench.py)."""
+
+    class Probe(pl.Callback):
+        """Empty hooks, timed like the callbacks': the stopwatch's own cost per call."""
+
+        def on_train_batch_end(self, *args: Any) -> None:
+            pass
+
+        def on_train_epoch_start(self, *args: Any) -> None:
+            pass
+
+        def on_train_epoch_end(self, *args: Any) -> None:
+            pass
+
+        def on_validation_start(self, *args: Any) -> None:
+            pass
+
+        def on_validation_end(self, *args: Any) -> None:
+            pass
+
+    return Probe()
 
 
 def _lightning_runner(
@@ -269,6 +301,8 @@ def _lightning_runner(
             self.tracker.stop()
 
     def make_callback(variant: str) -> Any:
+        if variant == "probe":
+            return _lightning_probe(pl)
         if variant == "ours":
             module = __import__(f"codecarbon_callbacks.{package}", fromlist=["EmissionsCallback"])
             return module.EmissionsCallback(**_tracker_kwargs())

@@ -7,7 +7,6 @@ when an epoch, an evaluation pass or a step/time window ends; the adapters log w
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -152,6 +151,9 @@ class WorkCounts:
     tokens: int | None = None
     optimizer_steps: int | None = None
 
+    def copy(self) -> WorkCounts:
+        return WorkCounts(self.samples, self.tokens, self.optimizer_steps)
+
     def since(self, start: WorkCounts) -> dict[str, int | None]:
         """The work done from ``start`` to now, per count; None where either end is unknown."""
         out: dict[str, int | None] = {}
@@ -207,21 +209,26 @@ class WorkCounter:
             if value is not None:
                 setattr(self.counts, name, int(value))
 
-    def window_opened(self, window_id: str) -> None:
-        """A train window opened: its work is counted from now."""
-        self._pull()
-        self._window = (window_id, dataclasses.replace(self.counts))
+    def window_opened(self, window_id: str, *, pull: bool = True) -> None:
+        """A train window opened: its work is counted from now (``pull``: read the counts;
+        False where they were just read at this edge)."""
+        if pull:
+            self._pull()
+        self._window = (window_id, self.counts.copy())
 
     def epoch_began(self) -> None:
         self._pull()
-        self._epoch_start = dataclasses.replace(self.counts)
+        self._epoch_start = self.counts.copy()
 
-    def window_closed(self, window_id: str) -> None:
+    def window_closed(self, window_id: str, *, pull: bool = True) -> bool:
         """The train window ``window_id`` closes now: its work is fixed, for a record built
-        later (``switch_window_later``)."""
-        if self._window is not None and self._window[0] == window_id:
+        later (``switch_window_later``). Returns whether the counts were read."""
+        if self._window is None or self._window[0] != window_id:
+            return False
+        if pull:
             self._pull()
-            self._closed[window_id] = self.counts.since(self._window[1])
+        self._closed[window_id] = self.counts.since(self._window[1])
+        return pull
 
     def stamp(self, record: EmissionsData) -> None:
         """Fill a train window's counts and energies per unit (others untouched): those fixed

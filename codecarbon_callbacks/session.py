@@ -471,8 +471,11 @@ class EmissionsSession(ResumeMixin):
         run.closed.append(record)
         return record
 
-    def _switch(self, kind: str, phase: str, name: str, epoch: int | None) -> None:
-        """Close the open tiling window and open the next one (the windows tile the run)."""
+    def _switch(
+        self, kind: str, phase: str, name: str, epoch: int | None, *, pulled: bool = False
+    ) -> None:
+        """Close the open tiling window and open the next one (the windows tile the run).
+        ``pulled``: the work counts were just read at this edge."""
         run = self._run
         if run is None:
             return
@@ -481,7 +484,7 @@ class EmissionsSession(ResumeMixin):
             switch = getattr(run.tracker, "switch_window", None)
             if previous is not None and run.later:
                 if previous.phase == "train":
-                    run.work.window_closed(previous.window_id)
+                    pulled = run.work.window_closed(previous.window_id, pull=not pulled) or pulled
                 new_id = run.tracker.switch_window_later(
                     previous.window_id, kind, name, epoch=epoch, phase=phase, collect=True
                 )
@@ -499,7 +502,7 @@ class EmissionsSession(ResumeMixin):
                 if previous is not None:
                     self._close(run, previous)
             if phase == "train":
-                run.work.window_opened(run.current.window_id)
+                run.work.window_opened(run.current.window_id, pull=not pulled)
         except Exception as e:  # never raise into training
             logger.warning("could not switch to the %s window %r: %s", phase, name, e)
 
@@ -566,7 +569,7 @@ class EmissionsSession(ResumeMixin):
         run.closed = []
         run.epoch_cache = None
         run.work.epoch_began()
-        self._switch("epoch", "train", f"epoch {epoch}", run.epoch)
+        self._switch("epoch", "train", f"epoch {epoch}", run.epoch, pulled=True)
 
     def begin_phase(self, phase: str, name: str | None = None) -> None:
         """An evaluation pass begins inside a run (``validation``; ``other`` for checkpoints)."""

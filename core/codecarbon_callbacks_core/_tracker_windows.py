@@ -125,7 +125,9 @@ class WindowsMixin:
         return combined
 
     def _new_window_id(self) -> str:
-        # uuid.uuid4()'s text, without the UUID object (half the cost, at every window edge)
+        # uuid.uuid4()'s text, without the UUID object (half the cost, at every window edge).
+        # From os.urandom, never the random module: users seed it (seed_everything), and runs
+        # seeded alike would give their windows the same ids.
         b = bytearray(os.urandom(16))
         b[6] = (b[6] & 0x0F) | 0x40  # version 4
         b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant

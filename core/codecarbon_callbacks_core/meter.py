@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 _LIVE_METERS: weakref.WeakSet[Meter] = weakref.WeakSet()
 #: how long stop() waits for the sampler by default (seconds)
 SAMPLER_JOIN_TIMEOUT_S = 5.0
+#: the machine's CPU times are read again at a snapshot only this long after the last read (s):
+#: the kernel counts them in ticks of 1/USER_HZ = 10 ms, so a shorter span measures nothing, and
+#: the read costs tens of microseconds where a window edge comes right after a training step
+CPU_TIMES_MIN_INTERVAL_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,8 @@ class Snapshot:
     monotonic_s: float
     wall_time: datetime
     energy_j: dict[str, float] = field(default_factory=dict)
-    #: (busy, total) CPU seconds of the machine, for utilisation between two snapshots
+    #: (busy, total) CPU seconds of the machine, for utilisation between two snapshots: read
+    #: at most every CPU_TIMES_MIN_INTERVAL_S (a snapshot sooner carries the last reading)
     cpu_times_s: tuple[float, float] = (0.0, 0.0)
     #: per component, the 95 % half-width of its reading's placement error, J
     edge_half_width_j: dict[str, float] = field(default_factory=dict)
@@ -138,6 +143,9 @@ class Meter:
         self.sampler_cpu_s = 0.0  # CPU time the sampler thread used (for benchmarks)
         #: the latest window edge's snapshot: totals "as of the last edge" without a new read
         self.last_edge: Snapshot | None = None
+        #: the last reading of the machine's CPU times, and when it was taken (meter clock)
+        self._cpu_times: tuple[float, float] = (0.0, 0.0)
+        self._cpu_times_at = float("-inf")
         _LIVE_METERS.add(self)
 
     # -- life cycle --------------------------------------------------------------------------
@@ -236,7 +244,9 @@ class Meter:
                 powers[name] = float(c.power_w())
             except Exception:
                 powers[name] = 0.0
-        snapshot = Snapshot(now, wall, energies, cpu_busy_total_s(), half_widths, powers)
+        if now - self._cpu_times_at >= CPU_TIMES_MIN_INTERVAL_S:
+            self._cpu_times, self._cpu_times_at = cpu_busy_total_s(), now
+        snapshot = Snapshot(now, wall, energies, self._cpu_times, half_widths, powers)
         if sync_cuda:  # a window edge on the training thread (live snapshots do not count)
             self.last_edge = snapshot
         return snapshot

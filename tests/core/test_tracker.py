@@ -1119,3 +1119,22 @@ raise RuntimeError("the framework reports this itself")
     assert "plain: True True" in result.stdout
     assert "driven: False True True" in result.stdout
     assert _statuses(tmp_path / "emissions.csv") == ["incomplete"]  # atexit only
+
+
+def test_window_ids_stay_unique_when_the_random_module_is_seeded_alike(tmp_path: Path) -> None:
+    """Users seed Python's random module (Lightning's seed_everything): two runs seeded alike
+    must still give their windows different ids (they share the windows file)."""
+    import random
+    import uuid
+
+    ids = []
+    for run in range(2):
+        random.seed(0)
+        tracker = make_tracker(tmp_path, output_methods=[])
+        tracker.start()
+        window = tracker.open_window("phase", "first")
+        ids.append(window)
+        ids.append(tracker.switch_window_later(window, "phase", f"second {run}"))
+        tracker.stop()
+    assert len(set(ids)) == 4
+    assert all(uuid.UUID(i).version == 4 for i in ids)
