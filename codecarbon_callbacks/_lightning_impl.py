@@ -8,6 +8,7 @@ passes in.
 
 from __future__ import annotations
 
+import array
 import functools
 import logging
 import math
@@ -229,12 +230,14 @@ class LightningEmissionsMixin:
             import torch
 
             # A figure unchanged since the last call (the epoch's end repeats its validation
-            # end's) keeps its tensor; the others get one tensor, then a 0-d view each (a third
-            # of the cost of a tensor per value). Tensors are never changed in place.
+            # end's) keeps its tensor; the others get one tensor over a buffer of doubles (a
+            # third of torch.tensor()'s cost from a list), then a 0-d view each (a third of the
+            # cost of a tensor per value). Tensors are never changed in place.
             cache = self._tensors
             fresh = [k for k, v in metrics.items() if k not in cache or cache[k][0] != v]
             if fresh:
-                values = torch.tensor([float(metrics[k]) for k in fresh], dtype=torch.float64)
+                buffer = array.array("d", [metrics[k] for k in fresh])
+                values = torch.frombuffer(buffer, dtype=torch.float64)
                 cache.update((k, (metrics[k], t)) for k, t in zip(fresh, values.unbind()))
             tensors = {k: cache[k][1] for k in metrics}
             trainer.callback_metrics.update(tensors)

@@ -40,6 +40,7 @@ from codecarbon_callbacks_core.records import (
 if TYPE_CHECKING:  # the tracker module is imported when the first run begins
     from codecarbon_callbacks_core.config import TrackerConfig
     from codecarbon_callbacks_core.hardware.base import Component
+    from codecarbon_callbacks_core.records import Figures
     from codecarbon_callbacks_core.tracker import BaseEmissionsTracker
     from codecarbon_callbacks_core.tracker import RecordCombiner as RecordCombinerFn
 
@@ -443,23 +444,27 @@ class SessionCombiner:
 
 def run_totals(
     tracker: BaseEmissionsTracker, combiner: SessionCombiner | None
-) -> tuple[EmissionsData | None, tuple[EmissionsData, EmissionsData] | None]:
+) -> tuple[EmissionsData | Figures | None, tuple[EmissionsData, EmissionsData] | None]:
     """A run's totals as of its last edge, combined over ranks (a collective) when distributed.
 
     Call it only at points every rank reaches (run begin, epoch end, step-window close).
 
     Returns:
-        ``(totals, sync)``: ``totals`` None when the tracker could not give them; ``sync`` the
-        ``(combined, local)`` pair when the ranks' totals were combined, else None.
+        ``(totals, sync)``: ``totals`` None when the tracker could not give them (a single
+        process: its figures only, ``tracker.run_figures()``); ``sync`` the ``(combined,
+        local)`` pair when the ranks' totals were combined, else None.
     """
+    distributed = combiner is not None and combiner.inner is not None and combiner.distributed
     try:
-        # as of the edge just taken (epoch end, step-window close): no second hardware read
+        # as of the edge just taken (epoch end, step-window close): no second hardware read;
+        # a single process needs the figures only
+        if not distributed:
+            return tracker.run_figures(at_last_edge=True), None
         local = tracker.totals(at_last_edge=True)
     except Exception as e:
         logger.debug("totals() failed: %s", e)
         return None, None
-    if combiner is None or combiner.inner is None or not combiner.distributed:
-        return local, None
+    assert combiner is not None and combiner.inner is not None
     try:
         combined = combiner.inner.combine(local)
     except Exception as e:

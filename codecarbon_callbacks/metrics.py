@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from codecarbon_callbacks_core.records import EmissionsData, WindowRecord
+    from codecarbon_callbacks_core.records import EmissionsData, Figures, WindowRecord
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def window_metrics(record: WindowRecord) -> dict[str, float]:
     }
 
 
-def totals_metrics(total: EmissionsData | None) -> dict[str, float]:
+def totals_metrics(total: EmissionsData | Figures | None) -> dict[str, float]:
     """The run's cumulative ``total_energy_kwh``, ``total_emissions_kg`` and
     ``total_duration_s``; empty without totals."""
     if total is None:

@@ -399,7 +399,7 @@ def totals_so_far(tracker: BaseEmissionsTracker | None) -> dict[str, float]:
     from codecarbon_callbacks.metrics import totals_metrics
 
     try:
-        return totals_metrics(tracker.totals(at_last_edge=True))
+        return totals_metrics(tracker.run_figures(at_last_edge=True))
     except Exception as e:  # a monitor's figure must never cost the training
         logging.getLogger(__name__).debug("totals so far unavailable: %s", e)
         return {}

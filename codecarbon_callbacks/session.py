@@ -82,7 +82,7 @@ from codecarbon_callbacks.step_windows import OpenWindow, OverlappingWindows, op
 if TYPE_CHECKING:  # imported when a run begins, not with the session
     from codecarbon_callbacks_core.config import TrackerConfig
     from codecarbon_callbacks_core.hardware.base import Component
-    from codecarbon_callbacks_core.records import EmissionsData, WindowRecord
+    from codecarbon_callbacks_core.records import EmissionsData, Figures, WindowRecord
     from codecarbon_callbacks_core.tracker import BaseEmissionsTracker
 
 
@@ -674,7 +674,7 @@ class EmissionsSession(ResumeMixin):
         """``total_*`` as of the latest window edge, this rank's own (no collective)."""
         return run_tracker.totals_so_far(self._run.tracker if self._run is not None else None)
 
-    def _totals(self, run: SessionRun) -> EmissionsData | None:
+    def _totals(self, run: SessionRun) -> EmissionsData | Figures | None:
         """The run's totals so far: combined over ranks (a collective) in a distributed run.
 
         Call it only at points every rank reaches (run begin, epoch end, step-window close).

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from codecarbon_callbacks_core._version import __version__
 from codecarbon_callbacks_core.hardware.base import combine
 from codecarbon_callbacks_core.meter import Snapshot, window_uncertainty
-from codecarbon_callbacks_core.records import STATE_KEYS, EmissionsData, totals_from_state
+from codecarbon_callbacks_core.records import (
+    STATE_KEYS,
+    EmissionsData,
+    Figures,
+    totals_from_state,
+)
 
 if TYPE_CHECKING:
     from codecarbon_callbacks_core.config import TrackerConfig
@@ -43,26 +48,6 @@ STATIC_KEYS = (
     "cpu_method",
     "gpu_method",
     "ram_method",
-)
-#: the figures of a record (:class:`Figures`): energies, powers, emissions, water, duration and
-#: the uncertainties, by their record names
-FIGURE_FIELDS = (
-    "cpu_power",
-    "gpu_power",
-    "ram_power",
-    "cpu_energy",
-    "gpu_energy",
-    "ram_energy",
-    "energy_consumed",
-    "duration",
-    "emissions",
-    "emissions_rate",
-    "water_consumed",
-    "cpu_energy_uncertainty_kwh",
-    "gpu_energy_uncertainty_kwh",
-    "ram_energy_uncertainty_kwh",
-    "energy_consumed_uncertainty_kwh",
-    "emissions_uncertainty_kg",
 )
 #: the latest instants formatted, by identity: an edge's instant is formatted for the window it
 #: ends, the record's timestamp, the window it starts and the totals (isoformat: a few us each)
@@ -166,64 +151,6 @@ def static_info(components: Sequence[Component]) -> dict[str, Any]:
         "job": job_identity(),  # metadata["job"] and ["container"], see fill_record
         "container": container_limits(),
     }
-
-
-class Figures:
-    """A window's or a run's figures without the rest of its record: what a framework logs at
-    an edge, for a quarter of a record's cost (issue 13). Each attribute is the record's own
-    (:class:`~codecarbon_callbacks_core.records.EmissionsData`), in its units: energies kWh,
-    powers W, emissions kg CO2eq, ``emissions_rate`` kg/s, water L, ``duration`` s; the
-    uncertainties are 95 % half-widths. A window's figures also carry its ``window_id``,
-    ``kind``, ``name``, ``epoch`` and ``phase`` (empty for a run's). :func:`fill_record` fills
-    a record from the same figures, so the two never differ."""
-
-    __slots__ = (*FIGURE_FIELDS, "window_id", "kind", "name", "epoch", "phase")
-
-    cpu_power: float
-    gpu_power: float
-    ram_power: float
-    cpu_energy: float
-    gpu_energy: float
-    ram_energy: float
-    energy_consumed: float
-    duration: float
-    emissions: float
-    emissions_rate: float
-    water_consumed: float
-    cpu_energy_uncertainty_kwh: float
-    gpu_energy_uncertainty_kwh: float
-    ram_energy_uncertainty_kwh: float
-    energy_consumed_uncertainty_kwh: float
-    emissions_uncertainty_kg: float
-    window_id: str
-    kind: str
-    name: str
-    epoch: int | None
-    phase: str
-
-    def __init__(self, window: OpenWindow | None = None) -> None:
-        if window is None:
-            self.window_id = self.kind = self.name = self.phase = ""
-            self.epoch = None
-        else:
-            self.window_id, self.kind, self.name = window.window_id, window.kind, window.name
-            self.epoch, self.phase = window.epoch, window.phase
-
-    def fill(self, record: EmissionsData) -> None:
-        """Set these figures on ``record`` (the fields of :data:`FIGURE_FIELDS`)."""
-        for name in FIGURE_FIELDS:
-            setattr(record, name, getattr(self, name))
-
-    @classmethod
-    def of(cls, record: EmissionsData) -> Figures:
-        """The figures of a record built already (a window's identity too, where it has one)."""
-        figures = cls()
-        for name in FIGURE_FIELDS:
-            setattr(figures, name, getattr(record, name))
-        for name in ("window_id", "kind", "name", "epoch", "phase"):
-            if hasattr(record, name):
-                setattr(figures, name, getattr(record, name))
-        return figures
 
 
 def window_figures(

@@ -10,7 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from codecarbon_callbacks_core._tracker_records import OpenWindow
 
 #: The columns CodeCarbon 3.3 writes to emissions.csv, in its order.
 CODECARBON_COLUMNS: tuple[str, ...] = (
@@ -325,3 +328,83 @@ def totals_from_state(state: dict[str, float], run_id: str = "") -> EmissionsDat
         setattr(record, name, float(state.get(key) or 0.0))
     record.energy_consumed = record.cpu_energy + record.gpu_energy + record.ram_energy
     return record
+
+
+#: the figures of a record (:class:`Figures`): energies, powers, emissions, water, duration and
+#: the uncertainties, by their record names
+FIGURE_FIELDS = (
+    "cpu_power",
+    "gpu_power",
+    "ram_power",
+    "cpu_energy",
+    "gpu_energy",
+    "ram_energy",
+    "energy_consumed",
+    "duration",
+    "emissions",
+    "emissions_rate",
+    "water_consumed",
+    "cpu_energy_uncertainty_kwh",
+    "gpu_energy_uncertainty_kwh",
+    "ram_energy_uncertainty_kwh",
+    "energy_consumed_uncertainty_kwh",
+    "emissions_uncertainty_kg",
+)
+
+
+class Figures:
+    """A window's or a run's figures without the rest of its record: what a framework logs at
+    an edge, for a quarter of a record's cost (issue 13). Each attribute is the record's own
+    (:class:`~codecarbon_callbacks_core.records.EmissionsData`), in its units: energies kWh,
+    powers W, emissions kg CO2eq, ``emissions_rate`` kg/s, water L, ``duration`` s; the
+    uncertainties are 95 % half-widths. A window's figures also carry its ``window_id``,
+    ``kind``, ``name``, ``epoch`` and ``phase`` (empty for a run's). :func:`fill_record` fills
+    a record from the same figures, so the two never differ."""
+
+    __slots__ = (*FIGURE_FIELDS, "window_id", "kind", "name", "epoch", "phase")
+
+    cpu_power: float
+    gpu_power: float
+    ram_power: float
+    cpu_energy: float
+    gpu_energy: float
+    ram_energy: float
+    energy_consumed: float
+    duration: float
+    emissions: float
+    emissions_rate: float
+    water_consumed: float
+    cpu_energy_uncertainty_kwh: float
+    gpu_energy_uncertainty_kwh: float
+    ram_energy_uncertainty_kwh: float
+    energy_consumed_uncertainty_kwh: float
+    emissions_uncertainty_kg: float
+    window_id: str
+    kind: str
+    name: str
+    epoch: int | None
+    phase: str
+
+    def __init__(self, window: OpenWindow | None = None) -> None:
+        if window is None:
+            self.window_id = self.kind = self.name = self.phase = ""
+            self.epoch = None
+        else:
+            self.window_id, self.kind, self.name = window.window_id, window.kind, window.name
+            self.epoch, self.phase = window.epoch, window.phase
+
+    def fill(self, record: EmissionsData) -> None:
+        """Set these figures on ``record`` (the fields of :data:`FIGURE_FIELDS`)."""
+        for name in FIGURE_FIELDS:
+            setattr(record, name, getattr(self, name))
+
+    @classmethod
+    def of(cls, record: EmissionsData) -> Figures:
+        """The figures of a record built already (a window's identity too, where it has one)."""
+        figures = cls()
+        for name in FIGURE_FIELDS:
+            setattr(figures, name, getattr(record, name))
+        for name in ("window_id", "kind", "name", "epoch", "phase"):
+            if hasattr(record, name):
+                setattr(figures, name, getattr(record, name))
+        return figures

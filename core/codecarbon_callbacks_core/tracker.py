@@ -48,10 +48,10 @@ from codecarbon_callbacks_core._tracker_records import (
     OpenWindow,
     RamUsage,
     fill_record,
-    parse_tracker_state,
     static_info,
-    tracker_state,
+    window_figures,
 )
+from codecarbon_callbacks_core._tracker_resume import ResumeMixin
 from codecarbon_callbacks_core._tracker_windows import WindowsMixin
 from codecarbon_callbacks_core.config import _UNSET, TrackerConfig, resolve_config
 from codecarbon_callbacks_core.errors import CodeCarbonCallbacksWarning, ConfigError
@@ -75,7 +75,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 RecordCombiner = Callable[[EmissionsData, bool], EmissionsData]
 
 
-class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin):
+class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin, ResumeMixin):
     """Measures energy and emissions between start() and stop(), with windows in between.
 
     The parameters are CodeCarbon 3.3.2's, with its defaults (see the README's table); values not
@@ -230,6 +230,7 @@ class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin):
         self._stopping = False
         self._meter: Meter | None = None
         self._edge_totals: LastOf[EmissionsData] = LastOf()  # totals(at_last_edge=True)
+        self._edge_figures: LastOf[Figures] = LastOf()  # run_figures()
         self._outputs = OutputFanout([])
         self._run_start: Snapshot | None = None
         self._last_flush: Snapshot | None = None
@@ -607,6 +608,44 @@ class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin):
                 lambda: self._run_record(edge, status="running", lean=True),
             )
 
+    def run_figures(self, *, at_last_edge: bool = False) -> Figures:
+        """The run's figures so far: :meth:`totals`' energies, powers, emissions, water,
+        duration and uncertainties (:class:`~codecarbon_callbacks_core._tracker_records.Figures`,
+        the record's names and units) without the rest of a record, for a third of its cost:
+        what a framework logs at every epoch. After stop(), the final record's.
+
+        Args:
+            at_last_edge: as of the latest window edge, reading no hardware; asked again at the
+                same edge, the same figures are returned.
+
+        Raises:
+            RuntimeError: the tracker was never started.
+        """
+        with self._lock:
+            meter = self._meter
+            if meter is None or not meter.running:
+                if self.final_emissions_data is not None:
+                    return Figures.of(self.final_emissions_data)
+                raise RuntimeError("run_figures() needs a started tracker")
+            edge = meter.last_edge if at_last_edge else None
+            if edge is None:
+                edge = meter.snapshot(sync_cuda=False)
+            intensity = self._current_intensity()
+            start, resumed, config = self._run_start, self._resumed, self.config
+            assert start is not None
+            return self._edge_figures.get(
+                (edge, intensity, resumed),
+                lambda: window_figures(
+                    self.components,
+                    start,
+                    edge,
+                    pue=config.pue,
+                    wue=config.wue,
+                    intensity=intensity,
+                    base=resumed,
+                )[0],
+            )
+
     def update_metadata(self, mapping: Mapping[str, Any]) -> None:
         """Merge ``mapping`` into the metadata every record carries."""
         self.metadata.update(mapping)
@@ -651,34 +690,6 @@ class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin):
         record = EmissionsData(status=status)
         self._fill(record, self._run_start, end, resumed=self._resumed, figures_only=lean)
         return record
-
-    # -- resume ------------------------------------------------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        """The run's identity and cumulative figures, as plain JSON-able numbers and ids."""
-        if self.is_running:
-            total = self.totals()
-        elif self.final_emissions_data is not None:
-            total = self.final_emissions_data
-        else:
-            total = (
-                self._resumed if self._resumed is not None else EmissionsData(run_id=self.run_id)
-            )
-        return tracker_state(self.run_id, total)
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue a run saved by state_dict(): same run_id, its totals added to ours.
-
-        Call it before start(), or right after start() before any window closes.
-
-        Raises:
-            ValueError: ``state`` is not a tracker state_dict.
-        """
-        run_id, resumed = parse_tracker_state(state)
-        with self._lock:
-            self.run_id = run_id
-            self._resumed = resumed
-            self._restored_run_id = run_id
 
 
 class EmissionsTracker(BaseEmissionsTracker):

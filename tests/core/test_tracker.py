@@ -234,7 +234,7 @@ def test_figures_of_windows_switched_later_are_their_records_built_or_not(
     """window_figures() gives a window's figures without building its record, bit for bit the
     record's; where no output writes windows, stop() builds none of those kept for
     collect_windows(): they are built when collected, with the RAM usage of their close."""
-    from codecarbon_callbacks_core._tracker_records import FIGURE_FIELDS
+    from codecarbon_callbacks_core.records import FIGURE_FIELDS
 
     tracker = make_tracker(tmp_path, output_methods=[], pue=1.3, wue=0.5)
     tracker.start()
