@@ -1138,3 +1138,60 @@ def test_window_ids_stay_unique_when_the_random_module_is_seeded_alike(tmp_path:
         tracker.stop()
     assert len(set(ids)) == 4
     assert all(uuid.UUID(i).version == 4 for i in ids)
+
+
+def test_a_snapshot_reads_the_cpu_times_at_most_every_tick(monkeypatch) -> None:
+    """The machine's CPU times move in ticks of 10 ms: a snapshot sooner than that after the
+    last read carries the last reading (the read costs tens of microseconds at a window edge);
+    one later reads them anew."""
+    from codecarbon_callbacks_core import meter as meter_module
+
+    reads = []
+
+    def counted() -> tuple[float, float]:
+        reads.append(len(reads))
+        return float(len(reads)), 10.0 * len(reads)
+
+    monkeypatch.setattr(meter_module, "cpu_busy_total_s", counted)
+    now = [100.0]
+    meter = meter_module.Meter([], clock=lambda: now[0])
+    first = meter.snapshot(sync_cuda=False)
+    now[0] += meter_module.CPU_TIMES_MIN_INTERVAL_S / 2
+    soon = meter.snapshot(sync_cuda=False)
+    now[0] += meter_module.CPU_TIMES_MIN_INTERVAL_S
+    later = meter.snapshot(sync_cuda=False)
+    assert len(reads) == 2
+    assert first.cpu_times_s == soon.cpu_times_s == (1.0, 10.0)
+    assert later.cpu_times_s == (2.0, 20.0)
+
+
+def test_run_figures_are_the_totals_figures(tmp_path: Path) -> None:
+    """run_figures() gives totals()' figures without the rest of the record, the same at the
+    same edge; after stop(), the final record's."""
+    from codecarbon_callbacks_core.records import FIGURE_FIELDS
+
+    tracker = make_tracker(tmp_path, output_methods=[], pue=1.2, wue=0.3)
+    with pytest.raises(RuntimeError, match="started"):
+        tracker.run_figures()
+    tracker.start()
+    window = tracker.open_window("phase", "first")
+    time.sleep(0.01)
+    tracker.switch_window_later(window, "phase", "second")
+    figures = tracker.run_figures(at_last_edge=True)
+    assert tracker.run_figures(at_last_edge=True) is figures
+    totals = tracker.totals(at_last_edge=True)
+    for name in FIGURE_FIELDS:
+        assert getattr(figures, name) == getattr(totals, name), name
+    assert figures.energy_consumed > 0 and figures.water_consumed > 0
+    assert tracker.run_figures().duration > figures.duration  # now, not at the last edge
+    tracker.stop()
+    final = tracker.run_figures()
+    assert final.energy_consumed == tracker.final_emissions_data.energy_consumed
+    # a resumed run's figures carry its earlier part, as its totals do
+    resumed = make_tracker(tmp_path, output_methods=[], pue=1.2, wue=0.3)
+    resumed.load_state_dict(tracker.state_dict())
+    resumed.start()
+    time.sleep(0.01)
+    now = resumed.run_figures()
+    assert now.energy_consumed > final.energy_consumed and now.duration > final.duration
+    resumed.stop()
