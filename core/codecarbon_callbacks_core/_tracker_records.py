@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from codecarbon_callbacks_core._version import __version__
-from codecarbon_callbacks_core.hardware.base import combine
+from codecarbon_callbacks_core.hardware.base import combine, window_half_width_j
 from codecarbon_callbacks_core.meter import Snapshot, window_uncertainty
 from codecarbon_callbacks_core.records import (
     STATE_KEYS,
@@ -163,9 +163,8 @@ def window_figures(
     intensity: IntensityResult,
     base: EmissionsData | None = None,
     window: OpenWindow | None = None,
-) -> tuple[Figures, dict[str, list[UncertaintyTerm]]]:
-    """The figures between two snapshots (plus ``base``'s: a resumed run's figures so far),
-    and each component's uncertainty terms (by name, 95 % half-widths in J).
+) -> Figures:
+    """The figures between two snapshots (plus ``base``'s: a resumed run's figures so far).
 
     Energy per kind (cpu, gpu, ram) is the components' energy differences; each component's
     uncertainty is its terms in quadrature, components in quadrature per kind and into the
@@ -174,16 +173,14 @@ def window_figures(
     or live sources does); water = energy x WUE.
     """
     base = base if base is not None else _ZERO
-    terms = window_uncertainty(components, start, end)
-    start_j, end_j = start.energy_j, end.energy_j
     per_kind = dict.fromkeys(KINDS, 0.0)
     half_widths: dict[str, list[float]] = {kind: [] for kind in KINDS}
     for c in components:
         name, kind = c.name, c.kind
-        joules = end_j.get(name, 0.0) - start_j.get(name, 0.0)
+        a, b = start.reading(name), end.reading(name)
+        joules = b.energy_j - a.energy_j
         per_kind[kind] = per_kind.get(kind, 0.0) + (joules if joules > 0.0 else 0.0) / J_PER_KWH
-        own = terms.get(name, ())
-        half_widths.setdefault(kind, []).append(combine(t.half_width_j for t in own) / J_PER_KWH)
+        half_widths.setdefault(kind, []).append(window_half_width_j(c, a, b) / J_PER_KWH)
     duration_s = end.monotonic_s - start.monotonic_s
     duration_s = duration_s if duration_s > 0.0 else 0.0
     new_energy = sum(per_kind.values())
@@ -214,7 +211,7 @@ def window_figures(
     f.emissions_uncertainty_kg = (
         pue * g_per_kwh / 1000.0 * combine([total_kwh, relative * new_energy])
     )
-    return f, terms
+    return f
 
 
 def describe_components(
@@ -400,7 +397,7 @@ def fill_record(
     epoch end's totals, issue 13). ``gpu_utilization`` and ``ram`` (utilisation %, used GB): the
     GPUs' mean utilisation and RAM usage read earlier (at a window's close), else read now.
     """
-    figures, terms = window_figures(
+    figures = window_figures(
         components,
         start,
         end,
@@ -424,6 +421,7 @@ def fill_record(
         ram=ram,
     )
     all_metadata = dict(metadata)
+    terms = window_uncertainty(components, start, end)
     all_metadata["components"] = describe_components(components, start, end, terms)
     all_metadata["uncertainty"] = dict(_uncertainty_summary(intensity, resumed is not None))
     all_metadata["run_start_timestamp"] = iso(run_start.wall_time) if run_start else ""

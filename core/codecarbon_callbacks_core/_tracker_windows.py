@@ -307,7 +307,7 @@ class WindowsMixin:
             closed = self._collectable[window_id]
             figures = closed.figures
             if figures is None:
-                figures, _ = window_figures(
+                figures = window_figures(
                     self.components,
                     closed.window.start,
                     closed.end,

@@ -58,15 +58,22 @@ class Snapshot:
     edge_half_width_j: dict[str, float] = field(default_factory=dict)
     #: per component, its power estimate at the reading, W
     power_w: dict[str, float] = field(default_factory=dict)
+    #: the readings built so far (reading()): a snapshot ends one window and starts the next
+    _readings: dict[str, EdgeReading] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def reading(self, name: str) -> EdgeReading:
         """Component ``name``'s reading in this snapshot (zeros where it has none)."""
-        return EdgeReading(
-            self.monotonic_s,
-            self.energy_j.get(name, 0.0),
-            self.edge_half_width_j.get(name, 0.0),
-            self.power_w.get(name, 0.0),
-        )
+        reading = self._readings.get(name)
+        if reading is None:
+            reading = self._readings[name] = EdgeReading(
+                self.monotonic_s,
+                self.energy_j.get(name, 0.0),
+                self.edge_half_width_j.get(name, 0.0),
+                self.power_w.get(name, 0.0),
+            )
+        return reading
 
 
 def window_uncertainty(

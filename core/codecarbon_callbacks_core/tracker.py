@@ -643,7 +643,7 @@ class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin, ResumeMixin
                     wue=config.wue,
                     intensity=intensity,
                     base=resumed,
-                )[0],
+                ),
             )
 
     def update_metadata(self, mapping: Mapping[str, Any]) -> None:

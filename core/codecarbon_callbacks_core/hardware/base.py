@@ -103,6 +103,19 @@ def combine(half_widths_j: Iterable[float]) -> float:
     return math.hypot(*half_widths_j)
 
 
+def window_half_width_j(component: Component, start: EdgeReading, end: EdgeReading) -> float:
+    """``component``'s uncertainty over the window ``start``..``end`` (95 % half-width, J): its
+    terms in quadrature, through its ``half_width_j`` where that stands for them. A backend that
+    raises gets its whole window energy (the ``constant_bound`` of :func:`~codecarbon_callbacks_
+    core.meter.window_uncertainty`)."""
+    try:
+        if type(component)._exact_half_width:
+            return component.half_width_j(start, end)
+        return combine(t.half_width_j for t in component.uncertainty_terms(start, end))
+    except Exception:  # a backend's bug must not cost the figures
+        return combine([max(0.0, end.energy_j - start.energy_j)])
+
+
 #: methods whose energy read is a slow hardware counter call: read concurrently at an edge
 SLOW_COUNTER_METHODS = frozenset({MeasurementMethod.NVML_ENERGY, MeasurementMethod.AMDSMI_ENERGY})
 
@@ -131,6 +144,8 @@ class Component(ABC):
     sensor_accuracy_fraction: float = 0.0
     #: where ``sensor_accuracy_fraction`` comes from (document, paper), in words
     sensor_accuracy_source: str = ""
+    #: whether ``half_width_j`` stands for the terms (set per class, see __init_subclass__)
+    _exact_half_width: bool = True
 
     def start(self, now_s: float) -> None:
         """Set the origin: ``energy_j`` counts from here. ``now_s`` is a monotonic time."""
@@ -167,6 +182,32 @@ class Component(ABC):
             "counter_edges",
             combine([start.edge_half_width_j, end.edge_half_width_j]),
             "edge placement within the counter's update step (docs/measurement.md)",
+        )
+
+    def half_width_j(self, start: EdgeReading, end: EdgeReading) -> float:
+        """The window's uncertainty (95 % half-width, J): :meth:`uncertainty_terms` in quadrature,
+        without building the sensor's term (this runs for every window a framework logs).
+        A subclass may compute it from the readings alone; it must equal ``combine`` of the
+        terms bit for bit, and is used only where it is defined at or below the subclass's
+        ``method_term`` (see :func:`window_half_width_j`)."""
+        energy_j = max(0.0, end.energy_j - start.energy_j)
+        return combine(
+            [self.method_term(start, end).half_width_j, self.sensor_accuracy_fraction * energy_j]
+        )
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        mro = cls.__mro__
+
+        def level(name: str) -> int:
+            return next(i for i, klass in enumerate(mro) if name in vars(klass))
+
+        # half_width_j stands for the terms where nothing below its definition changes them: the
+        # base's works through method_term, an override of its own must not be outlived by a
+        # method_term defined below it; an uncertainty_terms of a subclass's own: the terms
+        own = level("half_width_j")
+        cls._exact_half_width = mro[level("uncertainty_terms")] is Component and (
+            mro[own] is Component or own <= level("method_term")
         )
 
     def uncertainty_terms(self, start: EdgeReading, end: EdgeReading) -> list[UncertaintyTerm]:

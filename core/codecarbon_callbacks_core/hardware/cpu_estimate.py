@@ -93,6 +93,10 @@ class ConstantPowerComponent(Component):
         energy_j = max(0.0, end.energy_j - start.energy_j)
         return UncertaintyTerm("constant_bound", self.bound_fraction * energy_j, self.bound_source)
 
+    def half_width_j(self, start: EdgeReading, end: EdgeReading) -> float:
+        energy_j = max(0.0, end.energy_j - start.energy_j)
+        return combine([self.bound_fraction * energy_j, self.sensor_accuracy_fraction * energy_j])
+
     def start(self, now_s: float) -> None:
         self._start_s = now_s
 
@@ -278,6 +282,17 @@ class CpuLoadComponent(IntegratedPowerComponent):
             ),
             accuracy.TDP_MODEL_SOURCE,
         )
+
+    def half_width_j(self, start: EdgeReading, end: EdgeReading) -> float:
+        energy_j = max(0.0, end.energy_j - start.energy_j)
+        method = combine(
+            [
+                accuracy.TDP_MODEL_ACCURACY * energy_j,
+                start.edge_half_width_j,
+                end.edge_half_width_j,
+            ]
+        )
+        return combine([method, self.sensor_accuracy_fraction * energy_j])
 
     def describe(self) -> dict[str, object]:
         info = super().describe()

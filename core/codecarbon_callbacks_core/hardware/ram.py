@@ -117,6 +117,13 @@ class ProcessRamComponent(IntegratedPowerComponent):
             accuracy.RAM_MODEL_SOURCE,
         )
 
+    def half_width_j(self, start: EdgeReading, end: EdgeReading) -> float:
+        energy_j = max(0.0, end.energy_j - start.energy_j)
+        method = combine(
+            [accuracy.RAM_MODEL_BOUND * energy_j, start.edge_half_width_j, end.edge_half_width_j]
+        )
+        return combine([method, self.sensor_accuracy_fraction * energy_j])
+
     def describe(self) -> dict[str, object]:
         info = super().describe()
         info.update(rss_bytes=self.rss_bytes, w_per_gb=RAM_W_PER_GB)

@@ -126,6 +126,50 @@ def test_sensor_and_method_terms_of_each_backend_name_their_source():
     assert unknown.uncertainty_terms(start, end)[0].half_width_j == pytest.approx(3000.0)
 
 
+def test_a_window_half_width_is_the_quadrature_of_its_terms_bit_for_bit():
+    """window_half_width_j() (what every logged figure and record uses) equals combine() of
+    the component's uncertainty terms exactly, for each backend with a half_width_j of its
+    own, over many readings; a class whose terms change below its half_width_j is read
+    through its terms, one whose terms raise is bounded by its whole energy."""
+    from codecarbon_callbacks_core.hardware import cpu_estimate, ram
+    from codecarbon_callbacks_core.hardware.base import window_half_width_j
+
+    components = [
+        ConstantPowerComponent(kind="cpu", name="c", power_w=5.0, bound_fraction=0.3),
+        CpuLoadComponent(tdp_w=100.0, model="Intel Xeon Gold 6248", cpu_count=4),
+        ram.ProcessRamComponent(),
+        _Measured(kind="gpu", name="g", power_w=3.0, accuracy_fraction=0.05, edge_j=2.0),
+    ]
+    components[0].sensor_accuracy_fraction = 0.02
+    rng = random.Random(7)
+    for component in components:
+        assert type(component)._exact_half_width
+        for _ in range(200):
+            e0, e1 = rng.uniform(0, 1e6), rng.uniform(0, 1e6)
+            start = EdgeReading(0.0, e0, rng.uniform(0, 50), rng.uniform(0, 700))
+            end = EdgeReading(1.0, e1, rng.uniform(0, 50), rng.uniform(0, 700))
+            terms = combine(t.half_width_j for t in component.uncertainty_terms(start, end))
+            assert window_half_width_j(component, start, end) == terms
+
+    class NewTerm(cpu_estimate.ConstantPowerComponent):  # a method term below half_width_j
+        def method_term(self, start, end):
+            return UncertaintyTerm("constant_bound", 42.0, "test")
+
+    class OwnTerms(cpu_estimate.ConstantPowerComponent):
+        def uncertainty_terms(self, start, end):
+            return [UncertaintyTerm("constant_bound", 3.0, "t"), UncertaintyTerm("x", 4.0, "t")]
+
+    class Broken(cpu_estimate.ConstantPowerComponent):
+        def method_term(self, start, end):
+            raise RuntimeError("backend bug")
+
+    start, end = EdgeReading(0.0, 0.0, 0.0), EdgeReading(1.0, 10.0, 0.0)
+    assert not NewTerm._exact_half_width and not OwnTerms._exact_half_width
+    assert window_half_width_j(NewTerm(kind="cpu", name="n", power_w=1.0), start, end) == 42.0
+    assert window_half_width_j(OwnTerms(kind="cpu", name="o", power_w=1.0), start, end) == 5.0
+    assert window_half_width_j(Broken(kind="cpu", name="b", power_w=1.0), start, end) == 10.0
+
+
 class _Measured(ExactComponent):
     """A constant power with a stated sensor accuracy and an edge placement error."""
 
