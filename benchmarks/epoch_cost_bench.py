@@ -23,7 +23,8 @@ mean time per call (the stopwatch's cost in the same fit, with the caches as war
 measured hook or warmer, so never an over-correction) times the measured callback's calls is
 taken off its hook time. The uncorrected figure is printed too (``cost_percent_raw_*``).
 
-Both trackers run offline for France and write no file (``save_to_file=False``).
+Both trackers run offline for France and write no file (``save_to_file=False``); with
+``--save-to-file`` both write their CSV files into a temporary folder (ours a row per window too).
 """
 
 from __future__ import annotations
@@ -245,8 +246,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--epoch-ms", type=float, default=40.0)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--save-to-file",
+        action="store_true",
+        help="both trackers write their CSV files (into a temporary folder): the default a "
+        "user gets, where ours also writes a row per window",
+    )
     args = parser.parse_args(argv)
-    emit(measure(args.epochs, args.epoch_ms, args.rounds))
+    if not args.save_to_file:
+        emit(measure(args.epochs, args.epoch_ms, args.rounds))
+        return
+    import tempfile
+
+    from _common import CODECARBON_KWARGS
+
+    with tempfile.TemporaryDirectory() as folder:
+        # the dict both variants' trackers are built from (framework_bench._tracker_kwargs)
+        CODECARBON_KWARGS.update(save_to_file=True, output_dir=folder, allow_multiple_runs=True)
+        data = measure(args.epochs, args.epoch_ms, args.rounds)
+        data["save_to_file"] = True
+        emit(data)
 
 
 if __name__ == "__main__":

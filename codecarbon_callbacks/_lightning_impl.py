@@ -218,8 +218,9 @@ class LightningEmissionsMixin:
         Not through ``LightningModule.log``: it costs about 0.1-0.2 ms a key (a copy and a device
         move of the logged results per call), some 4 ms an epoch for our 26 figures."""
         self._set_callback_metrics(trainer, metrics, logged=True)
-        step = max(0, self._step(trainer) - 1)
-        self._log(trainer, {**metrics, "epoch": int(trainer.current_epoch)}, step=step)
+        if getattr(trainer, "loggers", None):
+            step = max(0, self._step(trainer) - 1)
+            self._log(trainer, {**metrics, "epoch": int(trainer.current_epoch)}, step=step)
 
     def _set_callback_metrics(
         self, trainer: Any, metrics: dict[str, float], *, logged: bool = False
