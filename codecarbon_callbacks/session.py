@@ -648,8 +648,9 @@ class EmissionsSession(ResumeMixin):
 
     def epoch_figures(self, epoch: int | None = None) -> dict[str, float]:
         """An epoch's figures so far (default: the current one's), from its closed windows only
-        (no collective): ``epoch_*`` of its train windows (work and energy per unit included)
-        and ``val_*`` of its validation passes; empty outside a run."""
+        (no collective): ``epoch_*`` of its train windows (work and energy per unit included,
+        the work counted when the latest of them closed) and ``val_*`` of its validation
+        passes; empty outside a run."""
         run = self._run
         epoch = run.epoch if run is not None and epoch is None else epoch
         if run is None or epoch is None:
@@ -665,10 +666,10 @@ class EmissionsSession(ResumeMixin):
                 self._log.records(run)
                 counted = [c for c in run.closed if c.epoch == epoch and c.phase in COUNTED_PHASES]
                 figures = [self._log.figures(run.tracker, c) for c in counted]
-            run.epoch_cache = (key, epoch_metrics(figures, epoch))
-        metrics = dict(run.epoch_cache[1])
-        metrics.update(run.work.epoch_figures(metrics["epoch_energy_kwh"]))
-        return metrics
+            metrics = epoch_metrics(figures, epoch)
+            metrics.update(run.work.epoch_figures(metrics["epoch_energy_kwh"]))
+            run.epoch_cache = (key, metrics)
+        return dict(run.epoch_cache[1])
 
     def totals_so_far(self) -> dict[str, float]:
         """``total_*`` as of the latest window edge, this rank's own (no collective)."""
