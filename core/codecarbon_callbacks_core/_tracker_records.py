@@ -227,7 +227,10 @@ def describe_components(
     for c in components:
         joules = max(0.0, end.energy_j.get(c.name, 0.0) - start.energy_j.get(c.name, 0.0))
         own = terms.get(c.name, ())
-        item = c.describe()
+        try:
+            item = c.describe()
+        except Exception as e:  # a backend's bug must not cost the record
+            item = {"kind": c.kind, "name": c.name, "failure": f"describe() failed: {e}"}
         item["energy_kwh"] = joules / J_PER_KWH
         item["energy_uncertainty_kwh"] = combine(t.half_width_j for t in own) / J_PER_KWH
         item["uncertainty_terms"] = [

@@ -27,8 +27,10 @@ from codecarbon_callbacks_core.records import PHASES, WINDOW_KINDS, EmissionsDat
 
 #: windows closed later are built at the latest when this many wait, where outputs write them
 LATER_BATCH = 64
-#: ... or when the oldest of them closed this long ago (s)
+#: ... or when the oldest of them closed this long ago (s; the sampler thread checks it)
 LATER_AGE_S = 1.0
+#: how many collected windows' figures window_figures() still gives
+RECENT_FIGURES = 1024
 
 if TYPE_CHECKING:
     from codecarbon_callbacks_core.config import TrackerConfig
@@ -57,6 +59,9 @@ class WindowsMixin:
     _built: list[WindowRecord]
     #: the windows closed later with ``collect``, by id, until collect_windows() returns them
     _collectable: dict[str, ClosedWindow]
+    #: the figures of the last windows collected (RECENT_FIGURES), by id
+    _recent_figures: dict[str, Figures]
+    _stopping: bool
     components: list[Component]
     config: TrackerConfig
     _window_count: int
@@ -278,7 +283,9 @@ class WindowsMixin:
                 edge,
                 status,
                 self._window_count,
-                self.intensity,
+                # what switch_window() would use now (a location still being looked up: the
+                # provisional intensity), so that its figures and its record agree
+                self._current_intensity(),
                 dict(self.metadata),
                 gpu_utilization_percent(gpus) if gpus else None,
                 self._ram_usage.read(edge.monotonic_s),
@@ -288,23 +295,45 @@ class WindowsMixin:
             later.append(closed)
             if collect:
                 self._collectable[window.window_id] = closed
-            if (
-                len(later) >= LATER_BATCH
-                or edge.monotonic_s - later[0].end.monotonic_s >= LATER_AGE_S
-            ) and self._windows_consumed:
-                self._build_later()
+            if len(later) >= LATER_BATCH and self._windows_consumed:
+                self._build_quietly()
         return new_id
 
+    def _build_due(self) -> None:
+        """(The sampler thread, about every second.) Build and write the windows closed later
+        where an output writes windows and the oldest closed a second ago or more: rows reach
+        the outputs within about a second of their close, however far apart the edges are."""
+        later = self._later
+        if not later or self._stopping or not self._windows_consumed:
+            return
+        meter = self._meter
+        if meter is None or meter.clock() - later[0].end.monotonic_s < LATER_AGE_S:
+            return
+        with self._lock:
+            if not self._stopping:
+                self._build_quietly()
+
+    def _build_quietly(self) -> None:
+        """(Lock held.) :meth:`_build_later`, where a failure is logged and never raised: this
+        runs inside a window switch or on the sampler thread."""
+        try:
+            self._build_later()
+        except Exception as e:  # _build_later keeps the windows it could not build yet
+            self._log.warning("could not build the windows' records: %s", e)
+
     def window_figures(self, window_id: str) -> Figures:
-        """The figures of ``window_id``, closed by :meth:`switch_window_later` with ``collect``
-        and not returned by :meth:`collect_windows` yet, as its record has or will have them,
-        without building the record (a quarter of its cost): what a framework logs at an edge.
+        """The figures of ``window_id``, closed by :meth:`switch_window_later` with ``collect``,
+        as its record has or will have them, without building the record (a quarter of its
+        cost): what a framework logs at an edge. Windows already returned by
+        :meth:`collect_windows`: the last 1,024 of them.
 
         Raises:
-            KeyError: no such window waits for collect_windows().
+            KeyError: no such window (or collected long ago).
         """
         with self._lock:
-            closed = self._collectable[window_id]
+            closed = self._collectable.get(window_id)
+            if closed is None:
+                return self._recent_figures[window_id]
             figures = closed.figures
             if figures is None:
                 figures = window_figures(
@@ -332,6 +361,12 @@ class WindowsMixin:
             self._build_later()
             built, self._built = self._built, []
             self._collectable.clear()
+            # window_figures() still answers for them (whoever collected: the last 1,024)
+            recent = self._recent_figures
+            for record in built[-RECENT_FIGURES:]:
+                recent[record.window_id] = Figures.of(record)
+            for window_id in list(recent)[: max(0, len(recent) - RECENT_FIGURES)]:
+                del recent[window_id]
         return built
 
     @property
@@ -342,13 +377,26 @@ class WindowsMixin:
     def _build_later(self, collective: bool = True, *, publish: bool = True) -> list[WindowRecord]:
         """Build the records of the windows closed later, oldest first (lock held); each is
         combined, and given to the outputs unless ``publish`` is False (stop() writes them
-        itself). Those closed with ``collect`` are kept for :meth:`collect_windows`."""
+        itself). Those closed with ``collect`` are kept for :meth:`collect_windows`.
+
+        A window whose record cannot be built (a backend's bug) is logged and skipped: the
+        others are built all the same. An interrupt (KeyboardInterrupt...) puts the windows not
+        built yet back, in order, and propagates."""
         later, self._later = self._later, []
         records = []
-        for closed in later:
-            record = self._window_record(
-                closed.window, closed.end, status=closed.status, closed=closed
-            )
+        for i, closed in enumerate(later):
+            try:
+                record = self._window_record(
+                    closed.window, closed.end, status=closed.status, closed=closed
+                )
+            except Exception as e:
+                self._log.warning(
+                    "the record of window %r could not be built: %s", closed.window.name, e
+                )
+                continue
+            except BaseException:
+                self._later[:0] = later[i:]
+                raise
             if publish:
                 record = self._publish_window(record, collective)
             else:

@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 _LIVE_METERS: weakref.WeakSet[Meter] = weakref.WeakSet()
 #: how long stop() waits for the sampler by default (seconds)
 SAMPLER_JOIN_TIMEOUT_S = 5.0
+#: the sampler wakes at least this often (s) for its ``on_tick``
+TICK_INTERVAL_S = 0.5
 #: the machine's CPU times are read again at a snapshot only this long after the last read (s):
 #: the kernel counts them in ticks of 1/USER_HZ = 10 ms, so a shorter span measures nothing, and
 #: the read costs tens of microseconds where a window edge comes right after a training step
@@ -121,6 +123,8 @@ class Meter:
         components: what to measure.
         live_interval_s: how often ``on_live`` is called from the sampler (None: never).
         on_live: called on the sampler thread with a fresh snapshot (no CUDA sync).
+        on_tick: called on the sampler thread at every wake-up, at least every
+            ``TICK_INTERVAL_S`` (the tracker writes the windows closed later that are due).
         clock: monotonic clock in seconds (injectable for tests).
         thread_name: the sampler thread's name (the tracker puts its run in it, so that the
             threads of one tracker can be told from another's).
@@ -132,12 +136,14 @@ class Meter:
         *,
         live_interval_s: float | None = None,
         on_live: Callable[[Snapshot], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         thread_name: str = "codecarbon-callbacks-sampler",
     ) -> None:
         self.components = list(components)
         self.live_interval_s = live_interval_s
         self.on_live = on_live
+        self.on_tick = on_tick
         self.clock = clock
         self.thread_name = thread_name
         self._stop_event = threading.Event()
@@ -172,7 +178,7 @@ class Meter:
                 logger.warning("%s: could not start measuring: %s", component.name, e)
         self._running = True
         self._stop_event.clear()
-        if any(c.sample_interval_s for c in self.components) or self.on_live:
+        if any(c.sample_interval_s for c in self.components) or self.on_live or self.on_tick:
             self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
             self._thread.start()
         return self.snapshot(sync_cuda=False)
@@ -297,9 +303,14 @@ class Meter:
                     except Exception as e:
                         logger.warning("live output failed: %s", e)
                     next_live = max(next_live + self.live_interval_s, now)  # type: ignore[operator]
+                if self.on_tick is not None:
+                    try:
+                        self.on_tick()
+                    except Exception as e:  # never lose the sampler
+                        logger.warning("the sampler's periodic work failed: %s", e)
                 wakeups = list(due.values()) + ([next_live] if next_live is not None else [])
-                timeout = max(0.0, min(wakeups) - self.clock()) if wakeups else 1.0
-                self._stop_event.wait(timeout)
+                timeout = max(0.0, min(wakeups) - self.clock()) if wakeups else TICK_INTERVAL_S
+                self._stop_event.wait(min(timeout, TICK_INTERVAL_S))
         finally:
             self.sampler_cpu_s += time.thread_time() - start_cpu
 

@@ -240,6 +240,7 @@ class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin, ResumeMixin
         self._later: list[ClosedWindow] = []  # switch_window_later(), not built yet
         self._built: list[WindowRecord] = []  # built, not collected yet (collect_windows())
         self._collectable: dict[str, ClosedWindow] = {}
+        self._recent_figures: dict[str, Figures] = {}
         self._tasks: dict[str, EmissionsData] = {}
         self._active_task: str | None = None
         #: a resumed run's totals when it resumed (state_dict figures), else None
@@ -340,6 +341,7 @@ class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin, ResumeMixin
             self._later.clear()
             self._built.clear()
             self._collectable.clear()
+            self._recent_figures.clear()
             self._tasks.clear()
             self._active_task = None
             self._window_count = 0
@@ -363,6 +365,7 @@ class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin, ResumeMixin
                 self.components,
                 live_interval_s=self.config.measure_power_secs,
                 on_live=self._on_live,
+                on_tick=self._build_due,
                 thread_name=self.thread_name("sampler"),
             )
             self._run_start = self._meter.start()

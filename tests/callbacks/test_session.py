@@ -152,9 +152,9 @@ def test_edges_between_steps_read_the_meter_and_records_are_built_together(
 ):
     """An epoch's start and a validation's start take the edge only; the figures logged at a
     validation end and an epoch end come from the edges, without building a record, and equal
-    the records built later; an output writing windows gets them built in one go once the
-    oldest closed a second ago, in the order they closed; a failing run writes every window
-    closed so far."""
+    the records built later; an output writing windows gets them built in one go by the sampler
+    thread once the oldest closed a second ago (however far the next edge), in the order they
+    closed; a failing run writes every window closed so far."""
     from codecarbon_callbacks_core import _tracker_windows
 
     recorded = []
@@ -175,8 +175,11 @@ def test_edges_between_steps_read_the_meter_and_records_are_built_together(
     row = session.end_epoch(0)
     assert recorded == [] and tracker.windows_to_collect == 3  # figures without records
     assert row["epoch_energy_kwh"] > 0 and row["val_energy_kwh"] == val["val_energy_kwh"] > 0
-    monkeypatch.setattr(_tracker_windows, "LATER_AGE_S", 0.0)
-    session.begin_epoch(1)  # the oldest closed long enough ago: all are built and written
+    session.begin_epoch(1)
+    monkeypatch.setattr(_tracker_windows, "LATER_AGE_S", 0.0)  # long enough ago: written
+    deadline = time.monotonic() + 5.0
+    while len(recorded) < 4 and time.monotonic() < deadline:  # no edge: the sampler's tick
+        time.sleep(0.01)
     assert recorded == ["setup", "epoch 0", "validation epoch 0", "between phases"]
     monkeypatch.setattr(_tracker_windows, "LATER_AGE_S", 1.0)
     busy(0.01)
@@ -754,3 +757,24 @@ def test_install_hint_quotes_the_extra_and_gives_the_clones_form():
         'pip install "codecarbon-callbacks[keras]" '
         '(from a clone, at its root: pip install -e ./core -e ".[keras]")'
     )
+
+
+def test_a_user_collecting_the_trackers_windows_mid_epoch_costs_no_figure(tracker_kwargs):
+    """tracker.collect_windows() is public: a user calling it mid-epoch takes the records, but
+    the epoch's figures are still given (the tracker keeps the last windows' figures) and
+    training is never interrupted."""
+    session = EmissionsSession("custom", **{**tracker_kwargs, "output_methods": []})
+    session.begin_run("fit")
+    session.begin_epoch(0)
+    busy(0.01)
+    session.begin_phase("validation")
+    busy(0.005)
+    session.end_phase(training_continues=True)  # a mid-epoch validation
+    taken = session.tracker.collect_windows()  # the user's own call
+    busy(0.01)
+    row = session.end_epoch(0)
+    session.end_run()
+    assert [r.name for r in taken] == ["setup", "epoch 0", "validation epoch 0"]
+    train = [r for r in taken if r.name == "epoch 0"][0]
+    assert row["epoch_energy_kwh"] > train.energy_consumed > 0  # both train windows
+    assert row["val_energy_kwh"] == taken[2].energy_consumed

@@ -233,7 +233,8 @@ def test_figures_of_windows_switched_later_are_their_records_built_or_not(
 ) -> None:
     """window_figures() gives a window's figures without building its record, bit for bit the
     record's; where no output writes windows, stop() builds none of those kept for
-    collect_windows(): they are built when collected, with the RAM usage of their close."""
+    collect_windows(): they are built when collected, with the RAM usage of their close; a
+    window's figures are still given once its record was collected."""
     from codecarbon_callbacks_core.records import FIGURE_FIELDS
 
     tracker = make_tracker(tmp_path, output_methods=[], pue=1.3, wue=0.5)
@@ -267,8 +268,14 @@ def test_figures_of_windows_switched_later_are_their_records_built_or_not(
         assert getattr(records[0], name) == getattr(figures, name), name
     assert (records[0].ram_utilization_percent, records[0].ram_used_gb) == ram_at_close
     assert records[0].metadata["components"]  # the full record
+    # collected (by anyone): still answered, from the record
+    again = tracker.window_figures(first)
+    assert [getattr(again, n) for n in FIGURE_FIELDS] == [
+        getattr(figures, n) for n in FIGURE_FIELDS
+    ]
+    assert again.name == "epoch 0"
     with pytest.raises(KeyError):
-        tracker.window_figures(first)  # collected: by its record from now on
+        tracker.window_figures("no such window")
 
 
 def test_windows_switched_later_and_not_collected_are_not_kept(tmp_path: Path) -> None:
@@ -1195,3 +1202,87 @@ def test_run_figures_are_the_totals_figures(tmp_path: Path) -> None:
     now = resumed.run_figures()
     assert now.energy_consumed > final.energy_consumed and now.duration > final.duration
     resumed.stop()
+
+
+def test_a_record_that_cannot_be_built_costs_only_itself(tmp_path: Path, caplog) -> None:
+    """A window whose record build raises (a backend's bug) is logged and skipped: the windows
+    closed before and after it are built and written in order, switches go on; a component
+    whose describe() raises still gets its rows, with the failure said in its description."""
+    recorder = Recorder()
+    tracker = make_tracker(tmp_path, output_methods=[], output_handlers=[recorder])
+    tracker.start()
+    real = tracker._window_record
+
+    def flaky(window, end, **kwargs):
+        if window.name == "w1":
+            raise RuntimeError("backend bug")
+        return real(window, end, **kwargs)
+
+    tracker._window_record = flaky  # type: ignore[method-assign]
+    window = tracker.open_window("phase", "w0")
+    for i in range(1, 4):
+        window = tracker.switch_window_later(window, "phase", f"w{i}")
+    component = tracker.components[0]
+    calls = []
+
+    def describe_once():
+        calls.append(1)
+        raise RuntimeError("no description")
+
+    component.describe = describe_once  # type: ignore[method-assign]
+    with caplog.at_level("WARNING"):
+        tracker.flush()  # writes what waits, then a flush window
+    assert [r.name for r in recorder.windows][:3] == ["w0", "w2", "flush"]
+    assert "w1" in caplog.text and "backend bug" in caplog.text
+    described = recorder.windows[0].metadata["components"][0]
+    assert calls and "describe() failed: no description" in described["failure"]
+    window = tracker.switch_window_later(window, "phase", "w4")  # switches go on
+    tracker.stop(window_status="completed")
+    assert [r.name for r in recorder.windows if r.name != "flush"] == ["w0", "w2", "w3", "w4"]
+
+
+def test_windows_closed_later_reach_the_outputs_within_a_second_without_another_edge(
+    tmp_path: Path,
+) -> None:
+    """Where an output writes windows, a window switched later is written by the sampler thread
+    once it closed a second ago, however far the next edge is (an hour-long epoch)."""
+    recorder = Recorder()
+    tracker = make_tracker(tmp_path, output_handlers=[recorder])
+    tracker.start()
+    window = tracker.open_window("epoch", "epoch 0", epoch=0, phase="train")
+    closed_at = time.monotonic()
+    tracker.switch_window_later(window, "phase", "validation", phase="validation")
+    while not recorder.windows and time.monotonic() - closed_at < 5.0:
+        time.sleep(0.02)
+    waited = time.monotonic() - closed_at
+    assert [r.name for r in recorder.windows] == ["epoch 0"]
+    assert 0.9 <= waited < 2.5
+    frame = read_emissions(tmp_path / "emissions_windows.csv")
+    assert list(frame["name"]) == ["epoch 0"]  # on disk, not only handed to the writer
+    tracker.stop()
+
+
+def test_a_window_closed_before_the_location_is_known_keeps_the_intensity_of_its_close(
+    tmp_path: Path,
+) -> None:
+    """A window switched later while the carbon intensity is still provisional is built with
+    the intensity its figures used (the one switch_window() would have used then), not one
+    known later."""
+    import dataclasses
+
+    from codecarbon_callbacks_core.records import FIGURE_FIELDS
+
+    tracker = make_tracker(tmp_path, output_methods=[])
+    tracker.start()
+    provisional = tracker.intensity
+    tracker.intensity = None  # not resolved yet: the provisional figure is used meanwhile
+    window = tracker.open_window("phase", "first")
+    time.sleep(0.01)
+    tracker.switch_window_later(window, "phase", "second", collect=True)
+    figures = tracker.window_figures(window)
+    tracker.intensity = dataclasses.replace(provisional, g_per_kwh=999.0)  # known later
+    (record,) = tracker.collect_windows()
+    for name in FIGURE_FIELDS:
+        assert getattr(record, name) == getattr(figures, name), name
+    assert record.carbon_intensity_g_per_kwh == provisional.g_per_kwh != 999.0
+    tracker.stop()

@@ -205,6 +205,8 @@ class Component(ABC):
         # half_width_j stands for the terms where nothing below its definition changes them: the
         # base's works through method_term, an override of its own must not be outlived by a
         # method_term defined below it; an uncertainty_terms of a subclass's own: the terms
+        if "_exact_half_width" in vars(cls):  # the class says so itself
+            return
         own = level("half_width_j")
         cls._exact_half_width = mro[level("uncertainty_terms")] is Component and (
             mro[own] is Component or own <= level("method_term")
