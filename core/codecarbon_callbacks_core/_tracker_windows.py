@@ -62,6 +62,7 @@ class WindowsMixin:
     #: the figures of the last windows collected (RECENT_FIGURES), by id
     _recent_figures: dict[str, Figures]
     _stopping: bool
+    _record_combiner: Any
     components: list[Component]
     config: TrackerConfig
     _window_count: int
@@ -302,9 +303,14 @@ class WindowsMixin:
     def _build_due(self) -> None:
         """(The sampler thread, about every second.) Build and write the windows closed later
         where an output writes windows and the oldest closed a second ago or more: rows reach
-        the outputs within about a second of their close, however far apart the edges are."""
+        the outputs within about a second of their close, however far apart the edges are.
+        Never where a record combiner may start a collective (one that does not say it is not
+        distributed): every rank must combine at the same point, on its training thread."""
         later = self._later
         if not later or self._stopping or not self._windows_consumed:
+            return
+        combiner = self._record_combiner
+        if combiner is not None and getattr(combiner, "distributed", True):
             return
         meter = self._meter
         if meter is None or meter.clock() - later[0].end.monotonic_s < LATER_AGE_S:

@@ -1286,3 +1286,31 @@ def test_a_window_closed_before_the_location_is_known_keeps_the_intensity_of_its
         assert getattr(record, name) == getattr(figures, name), name
     assert record.carbon_intensity_g_per_kwh == provisional.g_per_kwh != 999.0
     tracker.stop()
+
+
+def test_the_sampler_builds_no_window_where_a_combiner_may_start_a_collective(
+    tmp_path: Path,
+) -> None:
+    """A record combiner that does not say it is not distributed may start a collective: the
+    sampler thread then never builds (every rank combines on its training thread, at the same
+    points); one that says it is not distributed lets it."""
+    seen: list[str] = []
+
+    def combiner(record, collective):
+        seen.append(threading.current_thread().name)
+        return record
+
+    for distributed, expected in ((None, 0), (False, 1)):
+        if distributed is not None:
+            combiner.distributed = distributed  # type: ignore[attr-defined]
+        seen.clear()
+        recorder = Recorder()
+        tracker = make_tracker(tmp_path, output_handlers=[recorder], record_combiner=combiner)
+        tracker.start()
+        window = tracker.open_window("phase", "first")
+        tracker.switch_window_later(window, "phase", "second")
+        time.sleep(1.8)
+        assert len(recorder.windows) == expected
+        assert all("sampler" in name for name in seen)
+        tracker.stop()
+        assert [r.name for r in recorder.windows] == ["first", "second"]
