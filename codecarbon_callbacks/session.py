@@ -662,9 +662,9 @@ class EmissionsSession(ResumeMixin):
             counted = [c for c in run.closed if c.epoch == epoch and c.phase in COUNTED_PHASES]
             try:
                 figures = [self._log.figures(run.tracker, c) for c in counted]
-            except Exception as e:  # never raise into training: the epoch's figures are lost
+            except Exception as e:  # never raise into training: no epoch figures this time
                 logger.warning("could not read the epoch's figures: %s", e)
-                figures = []
+                return {}
             metrics = epoch_metrics(figures, epoch)
             metrics.update(run.work.epoch_figures(metrics["epoch_energy_kwh"]))
             run.epoch_cache = (key, metrics)

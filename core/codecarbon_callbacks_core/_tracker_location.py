@@ -164,6 +164,9 @@ class LocationMixin:
 
     def _current_intensity(self) -> IntensityResult:
         """The intensity to use now: known location, else the background lookup, else world."""
+        intensity = self.intensity
+        if intensity is not None and (self._location_known or self._lookup is None):
+            return intensity  # settled (current_intensity()'s own first case, without a call)
         self.intensity, self._location_known = current_intensity(
             self.config,
             intensity=self.intensity,

@@ -220,10 +220,10 @@ class WindowsMixin:
         Returns the closed window's record and the new window's id.
         """
         check_kind_phase(kind, phase)
-        with self._lock:
+        with self._lock:  # written under the lock: the sampler may build windows too
             window, edge, new_id = self._switch_edge(window_id, kind, name, epoch, phase, metadata)
             record = self._window_record(window, edge, status=status)
-        return self._publish_window(record), new_id
+            return self._publish_window(record), new_id
 
     def _switch_edge(
         self,
@@ -301,7 +301,7 @@ class WindowsMixin:
         return new_id
 
     def _build_due(self) -> None:
-        """(The sampler thread, about every second.) Build and write the windows closed later
+        """(The sampler thread, every half second.) Build and write the windows closed later
         where an output writes windows and the oldest closed a second ago or more: rows reach
         the outputs within about a second of their close, however far apart the edges are.
         Never where a record combiner may start a collective (one that does not say it is not
@@ -324,7 +324,7 @@ class WindowsMixin:
         runs inside a window switch or on the sampler thread."""
         try:
             self._build_later()
-        except Exception as e:  # _build_later keeps the windows it could not build yet
+        except Exception as e:  # an output or a combiner that raised: the rest wait in _later
             self._log.warning("could not build the windows' records: %s", e)
 
     def window_figures(self, window_id: str) -> Figures:
@@ -386,27 +386,31 @@ class WindowsMixin:
         itself). Those closed with ``collect`` are kept for :meth:`collect_windows`.
 
         A window whose record cannot be built (a backend's bug) is logged and skipped: the
-        others are built all the same. An interrupt (KeyboardInterrupt...) puts the windows not
-        built yet back, in order, and propagates."""
+        others are built all the same. An interrupt (KeyboardInterrupt...) puts back, in order,
+        the windows not given to the outputs yet (the one being written among them), and
+        propagates."""
         later, self._later = self._later, []
         records = []
         for i, closed in enumerate(later):
+            written = False
             try:
-                record = self._window_record(
-                    closed.window, closed.end, status=closed.status, closed=closed
-                )
-            except Exception as e:
-                self._log.warning(
-                    "the record of window %r could not be built: %s", closed.window.name, e
-                )
-                continue
+                try:
+                    record = self._window_record(
+                        closed.window, closed.end, status=closed.status, closed=closed
+                    )
+                except Exception as e:
+                    self._log.warning(
+                        "the record of window %r could not be built: %s", closed.window.name, e
+                    )
+                    continue
+                if publish:
+                    record = self._publish_window(record, collective)
+                else:
+                    record = cast(WindowRecord, self._combine(record, collective))
+                written = True
             except BaseException:
-                self._later[:0] = later[i:]
+                self._later[:0] = later[i + 1 :] if written else later[i:]
                 raise
-            if publish:
-                record = self._publish_window(record, collective)
-            else:
-                record = cast(WindowRecord, self._combine(record, collective))
             records.append(record)
             if closed.collect:
                 self._built.append(record)

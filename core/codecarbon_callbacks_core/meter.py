@@ -309,8 +309,10 @@ class Meter:
                     except Exception as e:  # never lose the sampler
                         logger.warning("the sampler's periodic work failed: %s", e)
                 wakeups = list(due.values()) + ([next_live] if next_live is not None else [])
-                timeout = max(0.0, min(wakeups) - self.clock()) if wakeups else TICK_INTERVAL_S
-                self._stop_event.wait(min(timeout, TICK_INTERVAL_S))
+                timeout = max(0.0, min(wakeups) - self.clock()) if wakeups else 1.0
+                if self.on_tick is not None:
+                    timeout = min(timeout, TICK_INTERVAL_S)
+                self._stop_event.wait(timeout)
         finally:
             self.sampler_cpu_s += time.thread_time() - start_cpu
 

@@ -31,6 +31,7 @@ from codecarbon_callbacks_core._tracker_lifecycle import (
     COLLECTIVE_STOP_STATUSES,
     TrackerLog,
     acquire_single_run_lock,
+    fresh_lock_after_fork,
     left,
     release_single_run_lock,
     run_bounded,
@@ -226,6 +227,7 @@ class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin, ResumeMixin
         self.final_emissions: float | None = None
         self.final_emissions_data: EmissionsData | None = None
         self._lock = threading.RLock()
+        fresh_lock_after_fork(self)
         #: set while stop() runs: the sampler's live update and a nested stop() step aside
         self._stopping = False
         self._meter: Meter | None = None

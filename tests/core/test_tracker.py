@@ -1314,3 +1314,59 @@ def test_the_sampler_builds_no_window_where_a_combiner_may_start_a_collective(
         assert all("sampler" in name for name in seen)
         tracker.stop()
         assert [r.name for r in recorder.windows] == ["first", "second"]
+
+
+def test_an_interrupt_while_writing_windows_loses_none(tmp_path: Path) -> None:
+    """A KeyboardInterrupt inside an output's window_out, while windows closed later are
+    written, puts back the ones not written yet (the interrupted one among them): stop() writes
+    them, in order, once each."""
+
+    class Interrupting(Recorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.armed = True
+
+        def window_out(self, record):
+            if record.name == "w1" and self.armed:
+                self.armed = False
+                raise KeyboardInterrupt
+            super().window_out(record)
+
+    recorder = Interrupting()
+    tracker = make_tracker(tmp_path, output_methods=[], output_handlers=[recorder])
+    tracker.start()
+    window = tracker.open_window("phase", "w0")
+    for i in range(1, 4):
+        window = tracker.switch_window_later(window, "phase", f"w{i}", collect=True)
+    with pytest.raises(KeyboardInterrupt):
+        tracker.flush()
+    tracker.stop(window_status="completed")
+    assert [r.name for r in recorder.windows if r.name != "flush"] == ["w0", "w1", "w2", "w3"]
+
+
+def test_a_forked_child_gets_a_fresh_tracker_lock(tmp_path: Path) -> None:
+    """A DataLoader worker may be forked while the sampler holds the tracker's lock: the
+    child's lock is a fresh one, so its stop() at exit does not wait for a thread it lacks."""
+    import os
+
+    tracker = make_tracker(tmp_path, output_methods=[])
+    tracker.start()
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another thread holds the lock across the fork, as the sampler might
+        with tracker._lock:
+            held.set()
+            release.wait(5.0)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5.0)
+    pid = os.fork()
+    if pid == 0:  # the child: the holder does not exist here
+        ok = tracker._lock.acquire(timeout=1.0)
+        os._exit(0 if ok else 1)
+    release.set()
+    holder.join()
+    _, status = os.waitpid(pid, 0)
+    tracker.stop()
+    assert os.WEXITSTATUS(status) == 0
