@@ -1257,8 +1257,17 @@ def test_windows_closed_later_reach_the_outputs_within_a_second_without_another_
     waited = time.monotonic() - closed_at
     assert [r.name for r in recorder.windows] == ["epoch 0"]
     assert 0.9 <= waited < 2.5
-    frame = read_emissions(tmp_path / "emissions_windows.csv")
-    assert list(frame["name"]) == ["epoch 0"]  # on disk, not only handed to the writer
+    path = tmp_path / "emissions_windows.csv"
+    while not path.exists() and time.monotonic() - closed_at < 5.0:  # the file's writer thread
+        time.sleep(0.02)
+    names: list = []
+    while names != ["epoch 0"] and time.monotonic() - closed_at < 5.0:
+        try:
+            names = list(read_emissions(path)["name"])
+        except Exception:  # the header not written yet
+            names = []
+        time.sleep(0.02)
+    assert names == ["epoch 0"]  # on disk before stop(), not only handed to the writer
     tracker.stop()
 
 
