@@ -7,9 +7,7 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
-from typing import Any
 
 from codecarbon_callbacks_core._shared import warn_once
 from codecarbon_callbacks_core.errors import CodeCarbonCallbacksWarning
@@ -105,25 +103,3 @@ def release_single_run_lock(fd: int | None) -> None:
     """Release a lock taken by :func:`acquire_single_run_lock` (None: nothing to release)."""
     if fd is not None:
         os.close(fd)  # closing the descriptor releases the flock
-
-
-#: every tracker of this process (weakly), for their locks to be made anew in a forked child
-_TRACKERS: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def fresh_lock_after_fork(tracker: Any) -> None:
-    """Give ``tracker`` (its ``_lock``, an RLock) a fresh lock in a forked child.
-
-    A DataLoader worker is forked while any thread may hold a tracker's lock (the sampler
-    writes windows under it); the child has only the forking thread, so a lock held by another
-    would never be released there, and a stop() at the child's exit would wait in vain."""
-    _TRACKERS.add(tracker)
-
-
-def _fresh_locks_after_fork() -> None:
-    for tracker in list(_TRACKERS):
-        tracker._lock = threading.RLock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_fresh_locks_after_fork)

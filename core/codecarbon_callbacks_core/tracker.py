@@ -31,7 +31,6 @@ from codecarbon_callbacks_core._tracker_lifecycle import (
     COLLECTIVE_STOP_STATUSES,
     TrackerLog,
     acquire_single_run_lock,
-    fresh_lock_after_fork,
     left,
     release_single_run_lock,
     run_bounded,
@@ -56,6 +55,7 @@ from codecarbon_callbacks_core._tracker_resume import ResumeMixin
 from codecarbon_callbacks_core._tracker_windows import WindowsMixin
 from codecarbon_callbacks_core.config import _UNSET, TrackerConfig, resolve_config
 from codecarbon_callbacks_core.errors import CodeCarbonCallbacksWarning, ConfigError
+from codecarbon_callbacks_core.hardware import _forksafe
 from codecarbon_callbacks_core.hardware.base import Component
 from codecarbon_callbacks_core.meter import SAMPLER_JOIN_TIMEOUT_S, Meter, Snapshot
 from codecarbon_callbacks_core.output.base import BaseOutput, OutputMethod
@@ -227,7 +227,8 @@ class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin, ResumeMixin
         self.final_emissions: float | None = None
         self.final_emissions_data: EmissionsData | None = None
         self._lock = threading.RLock()
-        fresh_lock_after_fork(self)
+        # a DataLoader worker may be forked while the sampler writes windows under this lock
+        _forksafe.track(self, threading.RLock)
         #: set while stop() runs: the sampler's live update and a nested stop() step aside
         self._stopping = False
         self._meter: Meter | None = None
