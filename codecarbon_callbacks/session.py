@@ -158,7 +158,7 @@ class EmissionsSession(ResumeMixin):
             self._config()
         self._run: SessionRun | None = None
         self._resume_state: dict[str, Any] | None = None
-        self._log = RecordLog()
+        self._record_log = RecordLog()
         self._epochs: list[dict[str, Any]] = []
         self._last_tracker: Any = None
         self.stop_requested = False
@@ -170,7 +170,7 @@ class EmissionsSession(ResumeMixin):
     # -- pickling: a session crosses process boundaries before its run starts ----------------
 
     def __getstate__(self) -> dict[str, Any]:
-        self._log.records(self._run)  # the copy gets the records, not the tracker
+        self._record_log.records(self._run)  # the copy gets the records, not the tracker
         state = dict(self.__dict__)
         if state.get("_run") is not None:
             logger.warning(
@@ -179,7 +179,7 @@ class EmissionsSession(ResumeMixin):
             )
         state["_run"] = None
         state["_last_tracker"] = None
-        state["_log"] = self._log.detached()
+        state["_record_log"] = self._record_log.detached()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -318,7 +318,7 @@ class EmissionsSession(ResumeMixin):
         self._last_tracker = tracker
         start.combiner.stamp = run.work.stamp
         run.later = run_tracker.switches_later(tracker, start.combiner)
-        self._log = RecordLog(tracker if run.later else None)
+        self._record_log = RecordLog(tracker if run.later else None)
         # The first tiling window opens right away, so that the windows cover the whole run.
         if stage == "fit":
             self._switch("phase", "other", "setup", None)
@@ -382,7 +382,7 @@ class EmissionsSession(ResumeMixin):
             )
             # after the windows closed earlier, built at stop() where outputs write them, else
             # when first read (summary())
-            self._log.tail = captured
+            self._record_log.tail = captured
         elif normal_end or run.combiner is None or not run.combiner.distributed:
             try:
                 for window in open_windows:
@@ -454,7 +454,7 @@ class EmissionsSession(ResumeMixin):
     @property
     def _records(self) -> list[Any]:
         """The run's window records so far, in the order they closed (see RecordLog)."""
-        return self._log.records(self._run)
+        return self._record_log.records(self._run)
 
     def _open(self, kind: str, phase: str, name: str, epoch: int | None) -> OpenWindow:
         run = self._run
@@ -605,7 +605,7 @@ class EmissionsSession(ResumeMixin):
         if ended.phase in ("train", "other") or not run.closed:
             return {}
         try:
-            figures = self._log.figures(run.tracker, run.closed[-1])
+            figures = self._record_log.figures(run.tracker, run.closed[-1])
         except Exception as e:  # never raise into training
             logger.warning("could not read the %s pass's figures: %s", ended.phase, e)
             return {}
@@ -661,7 +661,7 @@ class EmissionsSession(ResumeMixin):
             # the figures of the windows epoch_metrics() sums only (a window's own are read once)
             counted = [c for c in run.closed if c.epoch == epoch and c.phase in COUNTED_PHASES]
             try:
-                figures = [self._log.figures(run.tracker, c) for c in counted]
+                figures = [self._record_log.figures(run.tracker, c) for c in counted]
             except Exception as e:  # never raise into training: no epoch figures this time
                 logger.warning("could not read the epoch's figures: %s", e)
                 return {}

@@ -79,8 +79,8 @@ class ClosedWindow:
     status: str
     #: the window's number in the run (``metadata["window_count"]``)
     count: int
-    #: the carbon intensity known at the close
-    intensity: IntensityResult | None
+    #: the carbon intensity at the close (the provisional one while a location is looked up)
+    intensity: IntensityResult
     #: the tracker's metadata at the close
     metadata: dict[str, Any]
     #: the GPUs' mean utilisation read at the close (None: no GPU)

@@ -342,21 +342,32 @@ class WindowsMixin:
                 return self._recent_figures[window_id]
             figures = closed.figures
             if figures is None:
-                figures = window_figures(
-                    self.components,
-                    closed.window.start,
-                    closed.end,
-                    pue=self.config.pue,
-                    wue=self.config.wue,
-                    intensity=(
-                        closed.intensity
-                        if closed.intensity is not None
-                        else self._current_intensity()
-                    ),
-                    window=closed.window,
+                figures = self._figures_between(
+                    closed.window.start, closed.end, closed.intensity, window=closed.window
                 )
                 closed.figures = figures
             return figures
+
+    def _figures_between(
+        self,
+        start: Snapshot,
+        end: Snapshot,
+        intensity: IntensityResult,
+        *,
+        base: EmissionsData | None = None,
+        window: OpenWindow | None = None,
+    ) -> Figures:
+        """:func:`window_figures` over this tracker's components and configuration."""
+        return window_figures(
+            self.components,
+            start,
+            end,
+            pue=self.config.pue,
+            wue=self.config.wue,
+            intensity=intensity,
+            base=base,
+            window=window,
+        )
 
     def collect_windows(self) -> list[WindowRecord]:
         """The records of the windows closed by :meth:`switch_window_later` with ``collect``

@@ -49,7 +49,6 @@ from codecarbon_callbacks_core._tracker_records import (
     RamUsage,
     fill_record,
     static_info,
-    window_figures,
 )
 from codecarbon_callbacks_core._tracker_resume import ResumeMixin
 from codecarbon_callbacks_core._tracker_windows import WindowsMixin
@@ -636,20 +635,11 @@ class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin, ResumeMixin
             edge = meter.last_edge if at_last_edge else None
             if edge is None:
                 edge = meter.snapshot(sync_cuda=False)
-            intensity = self._current_intensity()
-            start, resumed, config = self._run_start, self._resumed, self.config
+            intensity, start, resumed = self._current_intensity(), self._run_start, self._resumed
             assert start is not None
             return self._edge_figures.get(
                 (edge, intensity, resumed),
-                lambda: window_figures(
-                    self.components,
-                    start,
-                    edge,
-                    pue=config.pue,
-                    wue=config.wue,
-                    intensity=intensity,
-                    base=resumed,
-                ),
+                lambda: self._figures_between(start, edge, intensity, base=resumed),
             )
 
     def update_metadata(self, mapping: Mapping[str, Any]) -> None:
@@ -673,11 +663,7 @@ class BaseEmissionsTracker(WindowsMixin, LocationMixin, CompatMixin, ResumeMixin
             end,
             config=self.config,
             run_id=self.run_id,
-            intensity=(
-                closed.intensity
-                if closed is not None and closed.intensity is not None
-                else self._current_intensity()
-            ),
+            intensity=closed.intensity if closed is not None else self._current_intensity(),
             components=self.components,
             static=self._static,
             ram_usage=self._ram_usage,
